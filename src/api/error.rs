@@ -1,0 +1,138 @@
+//! The one place errors become HTTP responses.
+//!
+//! Every error is `{"code": "...", "message": "..."}` with a stable code. A
+//! 500 never says what went wrong inside; the detail goes to the log.
+
+use crate::service::ServiceError;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    InvalidRequest,
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    MethodNotAllowed,
+    Conflict,
+    PayloadTooLarge,
+    RateLimited,
+    Internal,
+    Unavailable,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidRequest => "INVALID_REQUEST",
+            Self::Unauthorized => "UNAUTHORIZED",
+            Self::Forbidden => "FORBIDDEN",
+            Self::NotFound => "NOT_FOUND",
+            Self::MethodNotAllowed => "METHOD_NOT_ALLOWED",
+            Self::Conflict => "CONFLICT",
+            Self::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
+            Self::RateLimited => "RATE_LIMITED",
+            Self::Internal => "INTERNAL_ERROR",
+            Self::Unavailable => "UNAVAILABLE",
+        }
+    }
+
+    pub fn status(self) -> StatusCode {
+        match self {
+            Self::InvalidRequest => StatusCode::BAD_REQUEST,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Conflict => StatusCode::CONFLICT,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: String,
+    /// Seconds, for 429.
+    pub retry_after: Option<u64>,
+}
+
+/// The error body every route returns.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// Stable upper-case error code, e.g. `INVALID_REQUEST`.
+    pub code: &'static str,
+    /// What was wrong, for a human.
+    pub message: String,
+    /// Rate limiting only: the same as `message`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Rate limiting only: seconds to wait before retrying.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<u64>,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidRequest, message)
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        match e {
+            ServiceError::Invalid(m) => Self::new(ErrorCode::InvalidRequest, m),
+            ServiceError::Unauthorized(m) => Self::new(ErrorCode::Unauthorized, m),
+            ServiceError::Forbidden(m) => Self::new(ErrorCode::Forbidden, m),
+            ServiceError::NotFound(m) => Self::new(ErrorCode::NotFound, m),
+            ServiceError::Conflict(m) => Self::new(ErrorCode::Conflict, m),
+            ServiceError::Unavailable(detail) => {
+                tracing::warn!(%detail, "store unavailable");
+                Self::new(
+                    ErrorCode::Unavailable,
+                    "the database is unavailable; retry shortly",
+                )
+            }
+            ServiceError::Internal(detail) => {
+                tracing::error!(%detail, "internal error");
+                Self::new(ErrorCode::Internal, "internal error")
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let rate_limited = self.code == ErrorCode::RateLimited;
+        let body = ErrorBody {
+            code: self.code.as_str(),
+            error: rate_limited.then(|| self.message.clone()),
+            retry_after: if rate_limited { self.retry_after.or(Some(1)) } else { None },
+            message: self.message,
+        };
+        let retry_after = body.retry_after;
+        let mut resp = (self.code.status(), Json(body)).into_response();
+        if let Some(secs) = retry_after {
+            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
+        resp
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

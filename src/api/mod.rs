@@ -1,0 +1,115 @@
+//! HTTP only: routing, extraction, error mapping, metrics. Handlers are thin
+//! and call the service layer.
+
+pub mod directory;
+pub mod error;
+pub mod extract;
+pub mod metrics;
+pub mod ops;
+pub mod secrets;
+pub mod teams;
+pub mod views;
+
+use crate::service::Service;
+use axum::extract::DefaultBodyLimit;
+use axum::Router;
+use error::{ApiError, ErrorCode};
+use metrics_exporter_prometheus::PrometheusHandle;
+use std::sync::{Arc, OnceLock};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+/// Request bodies larger than this are refused with 413.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+pub struct AppState {
+    pub service: Service,
+    pub metrics: PrometheusHandle,
+    pub openapi: OnceLock<String>,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Tessera",
+        description = "Self-hosted secrets manager. The /v1 routes follow the Baseten management API for \
+                       secrets, teams, users and API keys; routes marked as extensions are Tessera's own.",
+    ),
+    modifiers(&BearerAuth),
+    security(("BearerAuth" = [])),
+    components(schemas(error::ErrorBody)),
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "BearerAuth",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "An API key as `Authorization: Bearer <key>`; `Authorization: Api-Key <key>` works too.",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// Every route, registered together with its OpenAPI operation, so the
+/// document cannot miss a route the router serves.
+fn api_router() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(secrets::list_secrets, secrets::upsert_secret))
+        .routes(routes!(secrets::delete_secret))
+        .routes(routes!(secrets::list_team_secrets, secrets::upsert_team_secret))
+        .routes(routes!(secrets::delete_team_secret))
+        .routes(routes!(teams::list_teams))
+        .routes(routes!(teams::get_team))
+        .routes(routes!(directory::users_me))
+        .routes(routes!(directory::organizations_me))
+        .routes(routes!(ops::healthz))
+        .routes(routes!(ops::readyz))
+        .routes(routes!(ops::metrics))
+        .routes(routes!(ops::openapi))
+}
+
+/// The OpenAPI document as JSON.
+pub fn openapi_json() -> String {
+    let (_, doc) = api_router().split_for_parts();
+    doc.to_pretty_json().unwrap_or_default()
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    let (router, doc) = api_router().split_for_parts();
+    let _ = state.openapi.set(doc.to_pretty_json().unwrap_or_default());
+    router
+        .route_layer(axum::middleware::from_fn(metrics::track))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    metrics::record_unmatched(404);
+    ApiError::new(ErrorCode::NotFound, "no such route")
+}
+
+async fn method_not_allowed() -> ApiError {
+    metrics::record_unmatched(405);
+    ApiError::new(ErrorCode::MethodNotAllowed, "method not allowed on this route")
+}
+
+/// A panic is a bug: answer 500 without any detail (the panic hook logs
+/// where it happened, never its message, which could hold data).
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    ApiError::new(ErrorCode::Internal, "internal error").into_response()
+}

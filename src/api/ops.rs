@@ -1,0 +1,59 @@
+//! Operational endpoints, unauthenticated: liveness, readiness, metrics and
+//! the OpenAPI document.
+
+use super::AppState;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+use std::sync::Arc;
+
+/// The process is up.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "Up")))]
+pub async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// The store answers and the master key is loaded.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses((status = 200, description = "Ready"), (status = 503, description = "Store unreachable")))]
+pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    match state.service.store.ping().await {
+        Ok(()) => Json(json!({
+            "status": "ready",
+            "backend": state.service.store.backend(),
+            "kek_id": state.service.keyring.kek_id(),
+        }))
+        .into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness check failed");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"code": "UNAVAILABLE", "message": "the store is not reachable"})),
+            )
+                .into_response()
+        }
+    }
+}
+
+/// Prometheus metrics (text format). Labels carry route templates and status
+/// codes, never secret names or values.
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text")))]
+pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", tag = "operations", responses((status = 200, description = "OpenAPI 3.1 document")))]
+pub async fn openapi(State(state): State<Arc<AppState>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        state.openapi.get().cloned().unwrap_or_default(),
+    )
+        .into_response()
+}

@@ -1,0 +1,95 @@
+//! Secret routes: thin handlers over the secrets service.
+
+use super::error::{ApiResult, ErrorBody};
+use super::extract::{Caller, JsonObject, PathParams};
+use super::views::{SecretTombstoneView, SecretView, SecretsView, UpsertSecretRequest};
+use super::AppState;
+use crate::domain::secret_value::SecretValue;
+use crate::service::TeamRef;
+use axum::extract::State;
+use axum::Json;
+use std::sync::Arc;
+
+fn secrets_view(list: Vec<crate::domain::types::SecretRecord>) -> Json<SecretsView> {
+    Json(SecretsView {
+        secrets: list.into_iter().map(SecretView::from).collect(),
+    })
+}
+
+async fn upsert(state: &AppState, caller: &Caller, team: TeamRef<'_>, mut body: JsonObject) -> ApiResult<Json<SecretView>> {
+    let name = body.take_string("name")?;
+    let value = SecretValue::new(body.take_string("value")?);
+    let record = state.service.upsert_secret(&caller.0, team, &name, value).await?;
+    Ok(Json(record.into()))
+}
+
+/// List every secret the caller can reach, across teams (metadata only).
+#[utoipa::path(get, path = "/v1/secrets", tag = "secrets",
+    responses((status = 200, body = SecretsView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn list_secrets(State(state): State<Arc<AppState>>, caller: Caller) -> ApiResult<Json<SecretsView>> {
+    Ok(secrets_view(state.service.list_all_secrets(&caller.0).await?))
+}
+
+/// Create or update a secret in the caller's team (a team-bound key's team,
+/// otherwise the organization's default team).
+#[utoipa::path(post, path = "/v1/secrets", tag = "secrets", request_body = UpsertSecretRequest,
+    responses((status = 200, body = SecretView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 413, body = ErrorBody)))]
+pub async fn upsert_secret(State(state): State<Arc<AppState>>, caller: Caller, body: JsonObject) -> ApiResult<Json<SecretView>> {
+    upsert(&state, &caller, TeamRef::Implicit, body).await
+}
+
+/// Delete a secret of the caller's team by any spelling of its name.
+#[utoipa::path(delete, path = "/v1/secrets/{secret_name}", tag = "secrets",
+    params(("secret_name" = String, Path, description = "Any spelling with the same canonical form")),
+    responses((status = 200, body = SecretTombstoneView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn delete_secret(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    PathParams(name): PathParams<String>,
+) -> ApiResult<Json<SecretTombstoneView>> {
+    let deleted = state.service.delete_secret(&caller.0, TeamRef::Implicit, &name).await?;
+    Ok(Json(SecretTombstoneView { name: deleted.name }))
+}
+
+/// List a team's secrets (metadata only).
+#[utoipa::path(get, path = "/v1/teams/{team_id}/secrets", tag = "secrets",
+    params(("team_id" = String, Path)),
+    responses((status = 200, body = SecretsView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody)))]
+pub async fn list_team_secrets(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    PathParams(team_id): PathParams<String>,
+) -> ApiResult<Json<SecretsView>> {
+    Ok(secrets_view(state.service.list_team_secrets(&caller.0, TeamRef::Id(&team_id)).await?))
+}
+
+/// Create or update a secret in the given team.
+#[utoipa::path(post, path = "/v1/teams/{team_id}/secrets", tag = "secrets",
+    params(("team_id" = String, Path)), request_body = UpsertSecretRequest,
+    responses((status = 200, body = SecretView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody)))]
+pub async fn upsert_team_secret(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    PathParams(team_id): PathParams<String>,
+    body: JsonObject,
+) -> ApiResult<Json<SecretView>> {
+    upsert(&state, &caller, TeamRef::Id(&team_id), body).await
+}
+
+/// Delete a secret of the given team by any spelling of its name.
+#[utoipa::path(delete, path = "/v1/teams/{team_id}/secrets/{secret_name}", tag = "secrets",
+    params(("team_id" = String, Path), ("secret_name" = String, Path)),
+    responses((status = 200, body = SecretTombstoneView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn delete_team_secret(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    PathParams((team_id, name)): PathParams<(String, String)>,
+) -> ApiResult<Json<SecretTombstoneView>> {
+    let deleted = state.service.delete_secret(&caller.0, TeamRef::Id(&team_id), &name).await?;
+    Ok(Json(SecretTombstoneView { name: deleted.name }))
+}

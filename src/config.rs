@@ -1,0 +1,75 @@
+//! Settings from flags and their `TESSERA_*` environment equivalents.
+
+use crate::crypto::master_key::MasterKeySource;
+use crate::service::Limits;
+use clap::Args;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use zeroize::Zeroizing;
+
+/// Where the data lives and how it is protected.
+#[derive(Debug, Clone, Args)]
+pub struct StoreArgs {
+    /// Data directory: the SQLite database, the default master key file and
+    /// admin.key live here.
+    #[arg(long, env = "TESSERA_DATA_DIR", default_value = "./tessera-data")]
+    pub data_dir: PathBuf,
+
+    /// `sqlite://PATH` or `postgres://...`; default: SQLite inside the data directory.
+    #[arg(long, env = "TESSERA_DATABASE_URL")]
+    pub database_url: Option<String>,
+
+    /// File holding the 32-byte master key (raw or base64). Default:
+    /// `TESSERA_MASTER_KEY` (base64) if set, else `<data-dir>/master.key`,
+    /// created on first start.
+    #[arg(long, env = "TESSERA_MASTER_KEY_FILE")]
+    pub master_key_file: Option<PathBuf>,
+
+    /// Largest accepted secret value, in bytes.
+    #[arg(long, env = "TESSERA_MAX_VALUE_BYTES", default_value_t = crate::domain::secret_value::DEFAULT_MAX_VALUE_BYTES)]
+    pub max_value_bytes: usize,
+}
+
+impl StoreArgs {
+    pub fn database_url(&self) -> String {
+        self.database_url.clone().unwrap_or_else(|| {
+            format!("sqlite://{}", self.data_dir.join("tessera.db").display())
+        })
+    }
+
+    /// The master key's source. The inline key is read from the environment
+    /// only (never a flag, which would show in the process list).
+    pub fn master_key_source(&self) -> MasterKeySource {
+        if let Some(path) = &self.master_key_file {
+            return MasterKeySource::File {
+                path: path.clone(),
+                create: false,
+            };
+        }
+        if let Ok(inline) = std::env::var("TESSERA_MASTER_KEY") {
+            if !inline.is_empty() {
+                return MasterKeySource::Inline(Zeroizing::new(inline));
+            }
+        }
+        MasterKeySource::File {
+            path: self.data_dir.join("master.key"),
+            create: true,
+        }
+    }
+
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_value_bytes: self.max_value_bytes,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "TESSERA_LISTEN", default_value = "127.0.0.1:8000")]
+    pub listen: SocketAddr,
+
+    #[command(flatten)]
+    pub store: StoreArgs,
+}

@@ -1,0 +1,140 @@
+//! The master key (key-encryption key) and its identity.
+//!
+//! A KEK's id is derived from the key itself (HMAC-SHA256 of a fixed label,
+//! first 8 bytes, hex), so two processes with the same key agree on the id
+//! and a wrong key is recognized before any secret is touched. The database
+//! stores, per KEK, its id and a check value sealed under it.
+
+use chacha20poly1305::{
+    aead::{Aead, KeyInit, Payload},
+    XChaCha20Poly1305, XNonce,
+};
+use hmac::{Hmac, Mac};
+use rand::{rngs::OsRng, RngCore};
+use sha2::Sha256;
+use std::fmt;
+use zeroize::Zeroizing;
+
+pub const KEK_LEN: usize = 32;
+const CHECK_PLAINTEXT: &[u8] = b"tessera master key check v1";
+const WRAP_NONCE_LEN: usize = 24;
+
+pub struct Keyring {
+    kek_id: String,
+    cipher: XChaCha20Poly1305,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum KeyringError {
+    #[error("the configured master key (id {configured}) cannot open this database's data, which is sealed under master key id(s) {stored}; refusing to start")]
+    Mismatch { configured: String, stored: String },
+    #[error("the configured master key has id {0}, but the check value stored for that id does not open; the key or the database is damaged")]
+    CheckFailed(String),
+}
+
+impl Keyring {
+    pub fn new(kek: &[u8; KEK_LEN]) -> Self {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(kek).expect("any key length works");
+        mac.update(b"tessera kek id v1");
+        let digest = mac.finalize().into_bytes();
+        let kek_id = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+        Self {
+            kek_id,
+            cipher: XChaCha20Poly1305::new(kek.into()),
+        }
+    }
+
+    pub fn kek_id(&self) -> &str {
+        &self.kek_id
+    }
+
+    /// Seals `plaintext` under the KEK: `nonce(24) || ciphertext+tag`.
+    /// Random 192-bit nonces stay collision-free for billions of wraps.
+    pub(crate) fn wrap(&self, plaintext: &[u8], aad: &[u8]) -> Vec<u8> {
+        let mut nonce = [0u8; WRAP_NONCE_LEN];
+        OsRng.fill_bytes(&mut nonce);
+        let ct = self
+            .cipher
+            .encrypt(XNonce::from_slice(&nonce), Payload { msg: plaintext, aad })
+            .expect("XChaCha20-Poly1305 encryption of a small buffer cannot fail");
+        let mut out = Vec::with_capacity(WRAP_NONCE_LEN + ct.len());
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&ct);
+        out
+    }
+
+    pub(crate) fn unwrap(&self, sealed: &[u8], aad: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+        if sealed.len() < WRAP_NONCE_LEN {
+            return None;
+        }
+        let (nonce, ct) = sealed.split_at(WRAP_NONCE_LEN);
+        self.cipher
+            .decrypt(XNonce::from_slice(nonce), Payload { msg: ct, aad })
+            .ok()
+            .map(Zeroizing::new)
+    }
+
+    pub fn check_value(&self) -> Vec<u8> {
+        self.wrap(CHECK_PLAINTEXT, self.check_aad().as_bytes())
+    }
+
+    fn check_aad(&self) -> String {
+        format!("tessera/kek-check/{}", self.kek_id)
+    }
+
+    /// Verifies this key against the KEKs the database knows about.
+    /// `Ok(true)`: the key is known and verified. `Ok(false)`: the database
+    /// knows no key at all (a new store). Otherwise an error naming the ids.
+    pub fn verify_against(&self, stored: &[(String, Vec<u8>)]) -> Result<bool, KeyringError> {
+        if stored.is_empty() {
+            return Ok(false);
+        }
+        match stored.iter().find(|(id, _)| *id == self.kek_id) {
+            Some((_, check)) => match self.unwrap(check, self.check_aad().as_bytes()) {
+                Some(pt) if pt.as_slice() == CHECK_PLAINTEXT => Ok(true),
+                _ => Err(KeyringError::CheckFailed(self.kek_id.clone())),
+            },
+            None => Err(KeyringError::Mismatch {
+                configured: self.kek_id.clone(),
+                stored: stored
+                    .iter()
+                    .map(|(id, _)| id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }),
+        }
+    }
+}
+
+impl fmt::Debug for Keyring {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Keyring {{ kek_id: {}, key: [redacted] }}", self.kek_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verification_detects_the_wrong_key() {
+        let a = Keyring::new(&[1u8; 32]);
+        let b = Keyring::new(&[2u8; 32]);
+        assert_ne!(a.kek_id(), b.kek_id());
+        let stored = vec![(a.kek_id().to_owned(), a.check_value())];
+        assert_eq!(a.verify_against(&stored), Ok(true));
+        let err = b.verify_against(&stored).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains(a.kek_id()) && msg.contains(b.kek_id()), "{msg}");
+        assert_eq!(b.verify_against(&[]), Ok(false));
+        // A check value under the right id that does not open is refused too.
+        let forged = vec![(a.kek_id().to_owned(), b.check_value())];
+        assert!(matches!(a.verify_against(&forged), Err(KeyringError::CheckFailed(_))));
+    }
+
+    #[test]
+    fn debug_hides_the_key() {
+        let a = Keyring::new(&[7u8; 32]);
+        assert!(format!("{a:?}").contains("[redacted]"));
+    }
+}

@@ -1,0 +1,89 @@
+//! Loading (or creating) the master key from its configured source.
+
+use super::keyring::KEK_LEN;
+use anyhow::{bail, Context};
+use base64::Engine;
+use rand::{rngs::OsRng, RngCore};
+use std::io::Write;
+use std::path::Path;
+use zeroize::Zeroizing;
+
+/// Where the master key comes from, in order of precedence.
+#[derive(Debug, Clone)]
+pub enum MasterKeySource {
+    /// Base64 of 32 bytes, from `TESSERA_MASTER_KEY`.
+    Inline(Zeroizing<String>),
+    /// A file holding 32 raw bytes or their base64; created when `create` is set.
+    File { path: std::path::PathBuf, create: bool },
+}
+
+pub fn load(source: &MasterKeySource) -> anyhow::Result<Zeroizing<[u8; KEK_LEN]>> {
+    match source {
+        MasterKeySource::Inline(b64) => decode(b64.trim().as_bytes())
+            .context("TESSERA_MASTER_KEY must be the base64 encoding of 32 bytes"),
+        MasterKeySource::File { path, create } => {
+            if !path.exists() {
+                if !create {
+                    bail!("master key file {} does not exist", path.display());
+                }
+                return create_key_file(path);
+            }
+            let bytes = Zeroizing::new(
+                std::fs::read(path).with_context(|| format!("reading master key file {}", path.display()))?,
+            );
+            decode(&bytes).with_context(|| {
+                format!(
+                    "master key file {} must hold 32 raw bytes or their base64 encoding",
+                    path.display()
+                )
+            })
+        }
+    }
+}
+
+fn decode(bytes: &[u8]) -> anyhow::Result<Zeroizing<[u8; KEK_LEN]>> {
+    let mut key = Zeroizing::new([0u8; KEK_LEN]);
+    if bytes.len() == KEK_LEN {
+        key.copy_from_slice(bytes);
+        return Ok(key);
+    }
+    let text = std::str::from_utf8(bytes).context("not base64")?.trim();
+    let decoded = Zeroizing::new(
+        base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .context("not base64")?,
+    );
+    if decoded.len() != KEK_LEN {
+        bail!("decoded key is {} bytes, expected {KEK_LEN}", decoded.len());
+    }
+    key.copy_from_slice(&decoded);
+    Ok(key)
+}
+
+/// Creates a new random key file, readable only by its owner (mode 0400).
+fn create_key_file(path: &Path) -> anyhow::Result<Zeroizing<[u8; KEK_LEN]>> {
+    let mut key = Zeroizing::new([0u8; KEK_LEN]);
+    OsRng.fill_bytes(key.as_mut());
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o400);
+    }
+    let mut f = opts
+        .open(path)
+        .with_context(|| format!("creating master key file {}", path.display()))?;
+    f.write_all(key.as_ref())?;
+    f.sync_all()?;
+    if let Some(dir) = path.parent() {
+        // Make the new directory entry durable too.
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(key)
+}

@@ -1,0 +1,8 @@
+//! Encryption at rest: the master key (KEK) and envelope encryption.
+
+pub mod envelope;
+pub mod keyring;
+pub mod master_key;
+
+pub use envelope::{Envelope, SecretPlace};
+pub use keyring::Keyring;

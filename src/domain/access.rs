@@ -1,0 +1,274 @@
+//! The permission model, in one place.
+//!
+//! A request's caller is a [`Principal`]. Before a service may touch the store
+//! it must obtain a grant ([`TeamAccess`] or [`OrgAccess`]) from one of the
+//! `authorize_*` functions below. Grants have private fields and no public
+//! constructor, and the store's data methods take a grant as their first
+//! argument, so a code path that skips authorization does not compile.
+//!
+//! The rules are the table in the design document:
+//!
+//! | key type                    | secrets                   | teams (read)      | API keys |
+//! |-----------------------------|---------------------------|-------------------|----------|
+//! | PERSONAL                    | user's teams (admins: all) | user's teams (admins: all) | own personal keys; team keys where team/org admin |
+//! | WORKSPACE_MANAGE_ALL        | its team                  | its team          | its team's workspace keys |
+//! | WORKSPACE_MANAGE_API_KEYS   | none                      | all               | all keys of the organization |
+//! | INVOKE, EXPORT_METRICS, ROUTES | none                   | none              | none |
+
+use super::types::{KeyType, Membership, OrgRole, Team, TeamRole, User};
+
+/// The authenticated caller of one request.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub org_id: String,
+    pub key_prefix: String,
+    pub key_type: KeyType,
+    /// The owning user, for personal keys.
+    pub user: Option<User>,
+    /// Team memberships of the owning user (personal keys only).
+    pub memberships: Vec<Membership>,
+    /// The team a team-bound key belongs to.
+    pub bound_team_id: Option<String>,
+    /// The user who created the key (workspace keys), when known.
+    pub created_by: Option<String>,
+}
+
+/// Why a request was refused. `NotFound` hides the existence of other
+/// organizations' objects; `Forbidden` says what is missing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Denied {
+    NotFound(&'static str),
+    Forbidden(String),
+}
+
+/// What a caller wants to do with one team.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TeamAction {
+    ReadSecrets,
+    WriteSecrets,
+    ReadTeam,
+    /// Create, list or revoke the team's workspace keys.
+    ManageTeamKeys,
+    /// Add or remove members, rename the team.
+    AdministerTeam,
+}
+
+/// What a caller wants to do at organization level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrgAction {
+    /// users/me, organizations/me, listing users.
+    ReadDirectory,
+    /// Listing teams: always allowed to callers who may read some team; the
+    /// service filters with [`can_read_team`].
+    ListTeams,
+    /// Listing API keys; the service filters with [`can_manage_key`].
+    ListKeys,
+    /// Listing secrets across teams; the service filters teams with
+    /// [`authorize_team`] and [`TeamAction::ReadSecrets`].
+    ListSecrets,
+    /// Creating org-wide keys (WORKSPACE_MANAGE_API_KEYS).
+    ManageOrgKeys,
+    /// Creating and deleting teams and users (org admins only).
+    AdministerOrg,
+    /// Creating one's own personal keys.
+    ManageOwnKeys,
+}
+
+/// Permission to act on one team of the caller's organization.
+#[derive(Debug, Clone)]
+pub struct TeamAccess {
+    org_id: String,
+    team_id: String,
+    team_name: String,
+}
+
+impl TeamAccess {
+    pub fn org_id(&self) -> &str {
+        &self.org_id
+    }
+    pub fn team_id(&self) -> &str {
+        &self.team_id
+    }
+    pub fn team_name(&self) -> &str {
+        &self.team_name
+    }
+}
+
+/// Permission to act on the caller's organization as a whole.
+#[derive(Debug, Clone)]
+pub struct OrgAccess {
+    org_id: String,
+}
+
+impl OrgAccess {
+    pub fn org_id(&self) -> &str {
+        &self.org_id
+    }
+}
+
+impl Principal {
+    pub fn is_org_admin(&self) -> bool {
+        self.key_type == KeyType::Personal
+            && self.user.as_ref().is_some_and(|u| u.role == OrgRole::Admin)
+    }
+
+    fn team_role(&self, team_id: &str) -> Option<TeamRole> {
+        self.memberships
+            .iter()
+            .find(|m| m.team_id == team_id)
+            .map(|m| m.role)
+    }
+
+    fn is_limited(&self) -> bool {
+        matches!(
+            self.key_type,
+            KeyType::WorkspaceInvoke | KeyType::WorkspaceExportMetrics | KeyType::Routes
+        )
+    }
+
+    pub fn user_id(&self) -> Option<&str> {
+        self.user.as_ref().map(|u| u.id.as_str())
+    }
+}
+
+fn limited_key(p: &Principal) -> Denied {
+    Denied::Forbidden(format!(
+        "{} keys may not use the management API",
+        p.key_type
+    ))
+}
+
+/// Whether the caller may see this team (used to filter listings).
+pub fn can_read_team(p: &Principal, team: &Team) -> bool {
+    authorize_team(p, team, TeamAction::ReadTeam).is_ok()
+}
+
+/// Decides one team action. `team` must have been loaded by id; a team of
+/// another organization is reported as not found.
+pub fn authorize_team(p: &Principal, team: &Team, action: TeamAction) -> Result<TeamAccess, Denied> {
+    if team.org_id != p.org_id {
+        return Err(Denied::NotFound("team"));
+    }
+    if p.is_limited() {
+        return Err(limited_key(p));
+    }
+    let allowed = match p.key_type {
+        KeyType::Personal => {
+            if p.is_org_admin() {
+                true
+            } else {
+                match (action, p.team_role(&team.id)) {
+                    (_, None) => false,
+                    (TeamAction::ReadSecrets | TeamAction::WriteSecrets | TeamAction::ReadTeam, Some(_)) => true,
+                    (TeamAction::ManageTeamKeys | TeamAction::AdministerTeam, Some(role)) => {
+                        role == TeamRole::Admin
+                    }
+                }
+            }
+        }
+        KeyType::WorkspaceManageAll => {
+            p.bound_team_id.as_deref() == Some(team.id.as_str())
+                && action != TeamAction::AdministerTeam
+        }
+        KeyType::WorkspaceManageApiKeys => {
+            matches!(action, TeamAction::ReadTeam | TeamAction::ManageTeamKeys)
+        }
+        KeyType::WorkspaceInvoke | KeyType::WorkspaceExportMetrics | KeyType::Routes => false,
+    };
+    if !allowed {
+        return Err(Denied::Forbidden(forbidden_message(p, action)));
+    }
+    Ok(TeamAccess {
+        org_id: team.org_id.clone(),
+        team_id: team.id.clone(),
+        team_name: team.name.clone(),
+    })
+}
+
+fn forbidden_message(p: &Principal, action: TeamAction) -> String {
+    let what = match action {
+        TeamAction::ReadSecrets => "read this team's secrets",
+        TeamAction::WriteSecrets => "change this team's secrets",
+        TeamAction::ReadTeam => "see this team",
+        TeamAction::ManageTeamKeys => "manage this team's API keys",
+        TeamAction::AdministerTeam => "administer this team",
+    };
+    match p.key_type {
+        KeyType::Personal => format!("this key's user may not {what}"),
+        other => format!("a {other} key may not {what}"),
+    }
+}
+
+/// Decides one organization-level action.
+pub fn authorize_org(p: &Principal, action: OrgAction) -> Result<OrgAccess, Denied> {
+    if p.is_limited() {
+        return Err(limited_key(p));
+    }
+    let allowed = match action {
+        OrgAction::ReadDirectory | OrgAction::ListTeams | OrgAction::ListKeys => true,
+        OrgAction::ListSecrets => {
+            matches!(p.key_type, KeyType::Personal | KeyType::WorkspaceManageAll)
+        }
+        OrgAction::ManageOrgKeys => {
+            p.is_org_admin() || p.key_type == KeyType::WorkspaceManageApiKeys
+        }
+        OrgAction::AdministerOrg => p.is_org_admin(),
+        OrgAction::ManageOwnKeys => p.key_type == KeyType::Personal,
+    };
+    if !allowed {
+        let what = match action {
+            OrgAction::ManageOrgKeys => "manage organization-wide API keys",
+            OrgAction::ListSecrets => "read secrets",
+            OrgAction::AdministerOrg => "administer the organization (org admins only)",
+            OrgAction::ManageOwnKeys => "create personal keys (only a user's personal key can)",
+            _ => "do this",
+        };
+        return Err(Denied::Forbidden(format!("a {} key may not {what}", p.key_type)));
+    }
+    Ok(OrgAccess {
+        org_id: p.org_id.clone(),
+    })
+}
+
+/// Where a key lives, for deciding who may see or revoke it.
+#[derive(Debug, Clone, Copy)]
+pub enum KeyScope<'a> {
+    Personal { owner: &'a str },
+    Team { team_id: &'a str },
+    Org,
+}
+
+/// Whether the caller may see (list) or revoke a key of its organization.
+pub fn can_manage_key(p: &Principal, scope: KeyScope<'_>) -> bool {
+    if p.is_limited() {
+        return false;
+    }
+    match p.key_type {
+        KeyType::WorkspaceManageApiKeys => true,
+        KeyType::WorkspaceManageAll => {
+            matches!(scope, KeyScope::Team { team_id } if p.bound_team_id.as_deref() == Some(team_id))
+        }
+        KeyType::Personal => {
+            if p.is_org_admin() {
+                return true;
+            }
+            match scope {
+                KeyScope::Personal { owner } => p.user_id() == Some(owner),
+                KeyScope::Team { team_id } => p.team_role(team_id) == Some(TeamRole::Admin),
+                KeyScope::Org => false,
+            }
+        }
+        _ => false,
+    }
+}
+
+/// The team a route without `{team_id}` acts on: a team-bound key's own team,
+/// otherwise the organization's default team (`None` here; the caller looks
+/// it up).
+pub fn implicit_team(p: &Principal) -> Option<&str> {
+    if p.key_type.is_team_bound() {
+        p.bound_team_id.as_deref()
+    } else {
+        None
+    }
+}

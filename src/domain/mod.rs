@@ -1,0 +1,9 @@
+//! Pure types and rules: no I/O, no async. Everything here is unit-testable.
+
+pub mod access;
+pub mod ids;
+pub mod key_token;
+pub mod secret_name;
+pub mod secret_value;
+pub mod time;
+pub mod types;

@@ -1,0 +1,12 @@
+//! Tessera: a self-hosted secrets manager speaking the secrets, teams and
+//! API-keys part of the Baseten management API.
+
+pub mod api;
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod crypto;
+pub mod domain;
+pub mod service;
+pub mod store;
+pub mod telemetry;

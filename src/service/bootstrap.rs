@@ -1,0 +1,92 @@
+//! Starting up: checking the master key against the data, creating
+//! organizations (with their default team, admin user and admin key).
+
+use crate::crypto::keyring::KeyringError;
+use crate::crypto::Keyring;
+use crate::domain::ids::new_id;
+use crate::domain::key_token::NewKeyToken;
+use crate::domain::time::now_micros;
+use crate::domain::types::{ApiKeyRecord, KekRecord, KeyType, OrgRole, Organization, Team, User};
+use crate::store::{NewOrganization, Store, StoreError};
+
+/// Name of the team every organization starts with.
+pub const DEFAULT_TEAM_NAME: &str = "default";
+
+#[derive(Debug, thiserror::Error)]
+pub enum BootstrapError {
+    #[error(transparent)]
+    Keyring(#[from] KeyringError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Refuses a master key that does not match the data; records a new store's
+/// first key. Never writes under a key the database does not know when the
+/// database already holds one.
+pub async fn check_master_key(store: &dyn Store, keyring: &Keyring) -> Result<(), BootstrapError> {
+    let stored: Vec<(String, Vec<u8>)> = store
+        .keks()
+        .await?
+        .into_iter()
+        .map(|k| (k.kek_id, k.check_value))
+        .collect();
+    if !keyring.verify_against(&stored)? {
+        store
+            .insert_kek(KekRecord {
+                kek_id: keyring.kek_id().to_owned(),
+                check_value: keyring.check_value(),
+                created_at: now_micros(),
+            })
+            .await?;
+        tracing::info!(kek_id = keyring.kek_id(), "recorded the master key of a new store");
+    }
+    Ok(())
+}
+
+/// Creates an organization and returns its admin API key (shown only here).
+pub async fn create_organization(store: &dyn Store, name: &str) -> Result<NewKeyToken, StoreError> {
+    let now = now_micros();
+    let org = Organization {
+        id: new_id(),
+        name: name.to_owned(),
+        created_at: now,
+    };
+    let team = Team {
+        id: new_id(),
+        org_id: org.id.clone(),
+        name: DEFAULT_TEAM_NAME.to_owned(),
+        is_default: true,
+        created_at: now,
+    };
+    let admin = User {
+        id: new_id(),
+        org_id: org.id.clone(),
+        email: None,
+        name: Some("admin".to_owned()),
+        role: OrgRole::Admin,
+        created_at: now,
+    };
+    let token = NewKeyToken::generate();
+    let admin_key = ApiKeyRecord {
+        prefix: token.prefix.clone(),
+        org_id: org.id.clone(),
+        key_type: KeyType::Personal,
+        name: Some("admin".to_owned()),
+        secret_hash: token.secret_hash.clone(),
+        user_id: Some(admin.id.clone()),
+        team_id: None,
+        model_ids: None,
+        created_by: Some(admin.id.clone()),
+        created_at: now,
+        last_used_at: None,
+    };
+    store
+        .create_organization(NewOrganization {
+            org,
+            default_team: team,
+            admin,
+            admin_key,
+        })
+        .await?;
+    Ok(token)
+}

@@ -1,0 +1,29 @@
+//! Who am I, and which organization: `users/me`, `organizations/me`.
+
+use super::{Service, ServiceError, ServiceResult};
+use crate::domain::access::{authorize_org, OrgAction, Principal};
+use crate::domain::types::{Organization, User};
+
+impl Service {
+    /// The caller's user: a personal key's owner, or for workspace keys the
+    /// user who created the key.
+    pub async fn current_user(&self, p: &Principal) -> ServiceResult<User> {
+        authorize_org(p, OrgAction::ReadDirectory)?;
+        if let Some(user) = &p.user {
+            return Ok(user.clone());
+        }
+        let creator = p.created_by.as_deref().ok_or_else(|| {
+            ServiceError::NotFound("this key is not tied to a user".into())
+        })?;
+        self.store
+            .find_user(creator)
+            .await?
+            .filter(|u| u.org_id == p.org_id)
+            .ok_or_else(|| ServiceError::NotFound("the user who created this key no longer exists".into()))
+    }
+
+    pub async fn current_organization(&self, p: &Principal) -> ServiceResult<Organization> {
+        let org = authorize_org(p, OrgAction::ReadDirectory)?;
+        Ok(self.store.organization(&org).await?)
+    }
+}

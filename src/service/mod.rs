@@ -1,0 +1,120 @@
+//! Use cases. Each public method authenticates nothing (the caller hands in a
+//! [`Principal`]), authorizes through [`crate::domain::access`], then calls
+//! the store. Errors are [`ServiceError`], mapped to HTTP in one place
+//! (`api::error`).
+
+pub mod auth;
+pub mod bootstrap;
+pub mod directory;
+pub mod secrets;
+pub mod teams;
+
+use crate::crypto::Keyring;
+use crate::domain::access::{self, Denied, Principal, TeamAccess, TeamAction};
+use crate::domain::types::Team;
+use crate::store::{DynStore, StoreError};
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Unavailable(String),
+    /// Details go to the log only.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+pub type ServiceResult<T> = Result<T, ServiceError>;
+
+impl From<StoreError> for ServiceError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict(m) => ServiceError::Conflict(m),
+            StoreError::Unavailable(m) => ServiceError::Unavailable(m),
+            StoreError::Internal(m) => ServiceError::Internal(m),
+        }
+    }
+}
+
+impl From<Denied> for ServiceError {
+    fn from(d: Denied) -> Self {
+        match d {
+            Denied::NotFound(what) => ServiceError::NotFound(format!("{what} not found")),
+            Denied::Forbidden(m) => ServiceError::Forbidden(m),
+        }
+    }
+}
+
+/// Limits a deployment may tune.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_value_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_value_bytes: crate::domain::secret_value::DEFAULT_MAX_VALUE_BYTES,
+        }
+    }
+}
+
+/// Shared state of the use cases.
+pub struct Service {
+    pub store: DynStore,
+    pub keyring: Arc<Keyring>,
+    pub limits: Limits,
+    pub auth_cache: auth::PrincipalCache,
+}
+
+/// Which team a request addresses.
+#[derive(Debug, Clone, Copy)]
+pub enum TeamRef<'a> {
+    /// Routes without `{team_id}`: the key's team or the org's default team.
+    Implicit,
+    Id(&'a str),
+}
+
+impl Service {
+    pub fn new(store: DynStore, keyring: Arc<Keyring>, limits: Limits) -> Self {
+        Self {
+            store,
+            keyring,
+            limits,
+            auth_cache: auth::PrincipalCache::default(),
+        }
+    }
+
+    /// Loads the addressed team (not yet authorized).
+    pub(crate) async fn load_team(&self, p: &Principal, team: TeamRef<'_>) -> ServiceResult<Team> {
+        let not_found = || ServiceError::NotFound("team not found".into());
+        match team {
+            TeamRef::Id(id) => self.store.find_team(id).await?.ok_or_else(not_found),
+            TeamRef::Implicit => match access::implicit_team(p) {
+                Some(id) => self.store.find_team(id).await?.ok_or_else(not_found),
+                None => Ok(self.store.default_team(&p.org_id).await?),
+            },
+        }
+    }
+
+    /// Loads the addressed team and decides whether the caller may act on it.
+    pub(crate) async fn team_access(
+        &self,
+        p: &Principal,
+        team: TeamRef<'_>,
+        action: TeamAction,
+    ) -> ServiceResult<TeamAccess> {
+        let team = self.load_team(p, team).await?;
+        Ok(access::authorize_team(p, &team, action)?)
+    }
+}

@@ -1,0 +1,25 @@
+//! Teams as the Baseten routes see them.
+
+use super::{Service, ServiceResult, TeamRef};
+use crate::domain::access::{authorize_org, authorize_team, can_read_team, OrgAction, Principal, TeamAction};
+use crate::domain::types::Team;
+
+impl Service {
+    /// Teams the caller can see, optionally only the one with an exact name.
+    pub async fn list_teams(&self, p: &Principal, name: Option<&str>) -> ServiceResult<Vec<Team>> {
+        let org = authorize_org(p, OrgAction::ListTeams)?;
+        let teams = self.store.list_teams(&org).await?;
+        let visible: Vec<Team> = teams
+            .into_iter()
+            .filter(|t| can_read_team(p, t))
+            .filter(|t| name.is_none_or(|n| t.name == n))
+            .collect();
+        Ok(visible)
+    }
+
+    pub async fn get_team(&self, p: &Principal, team_id: &str) -> ServiceResult<Team> {
+        let team = self.load_team(p, TeamRef::Id(team_id)).await?;
+        authorize_team(p, &team, TeamAction::ReadTeam)?;
+        Ok(team)
+    }
+}

@@ -1,0 +1,122 @@
+//! Persistence. One [`Store`] trait, two implementations: SQLite (the embedded
+//! default) and PostgreSQL. Data methods take an authorization grant from
+//! [`crate::domain::access`] so they cannot be reached without one.
+
+pub mod postgres;
+pub mod sqlite;
+
+use crate::domain::access::{OrgAccess, TeamAccess};
+use crate::domain::secret_name::SecretName;
+use crate::domain::time::Micros;
+use crate::domain::types::{
+    ApiKeyRecord, KekRecord, Membership, Organization, SecretRecord, Team, User,
+};
+use async_trait::async_trait;
+use std::sync::Arc;
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A uniqueness rule was violated; the message says which.
+    #[error("{0}")]
+    Conflict(String),
+    /// The database cannot be reached right now.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else. The message is for the log, never for a client.
+    #[error("database error: {0}")]
+    Internal(String),
+}
+
+/// Produces the ciphertext for a secret version once the store knows the
+/// secret's id and the new version number (both are bound into the
+/// ciphertext's associated data).
+pub type SealFn = Box<dyn FnOnce(&str, i64) -> Vec<u8> + Send>;
+
+/// Everything created together with a new organization, in one transaction.
+#[derive(Debug, Clone)]
+pub struct NewOrganization {
+    pub org: Organization,
+    pub default_team: Team,
+    pub admin: User,
+    pub admin_key: ApiKeyRecord,
+}
+
+/// A secret's latest version as stored.
+#[derive(Debug, Clone)]
+pub struct StoredSecret {
+    pub record: SecretRecord,
+    pub ciphertext: Vec<u8>,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// The backend's name, for logs and metrics.
+    fn backend(&self) -> &'static str;
+
+    /// Cheap round trip proving the database answers.
+    async fn ping(&self) -> StoreResult<()>;
+
+    // --- master keys -------------------------------------------------------
+    async fn keks(&self) -> StoreResult<Vec<KekRecord>>;
+    async fn insert_kek(&self, kek: KekRecord) -> StoreResult<()>;
+
+    // --- bootstrap -----------------------------------------------------------
+    async fn organization_count(&self) -> StoreResult<i64>;
+    /// Creates an organization with its default team, admin user and key.
+    /// `Conflict` when an organization of that name exists.
+    async fn create_organization(&self, new: NewOrganization) -> StoreResult<()>;
+
+    // --- authentication: how principals are built ------------------------------
+    async fn find_api_key(&self, prefix: &str) -> StoreResult<Option<ApiKeyRecord>>;
+    async fn find_user(&self, user_id: &str) -> StoreResult<Option<User>>;
+    async fn memberships(&self, user_id: &str) -> StoreResult<Vec<Membership>>;
+    /// Teams are looked up unauthorized: the result is what
+    /// [`crate::domain::access::authorize_team`] decides on.
+    async fn find_team(&self, team_id: &str) -> StoreResult<Option<Team>>;
+    async fn default_team(&self, org_id: &str) -> StoreResult<Team>;
+
+    // --- organization ----------------------------------------------------------
+    async fn organization(&self, org: &OrgAccess) -> StoreResult<Organization>;
+    async fn list_teams(&self, org: &OrgAccess) -> StoreResult<Vec<Team>>;
+
+    // --- secrets ---------------------------------------------------------------
+    /// Creates or updates the secret with `name`'s canonical form in the team.
+    /// A new secret gets `new_id` and the spelling of `name`; an existing one
+    /// keeps its id, spelling and `created_at` and gains a version.
+    async fn upsert_secret(
+        &self,
+        team: &TeamAccess,
+        name: &SecretName,
+        new_id: String,
+        now: Micros,
+        seal: SealFn,
+    ) -> StoreResult<SecretRecord>;
+    async fn list_secrets(&self, team: &TeamAccess) -> StoreResult<Vec<SecretRecord>>;
+    /// Deletes the secret and all its versions; `None` when there is none.
+    async fn delete_secret(
+        &self,
+        team: &TeamAccess,
+        canonical_name: &str,
+    ) -> StoreResult<Option<SecretRecord>>;
+    async fn latest_secret(
+        &self,
+        team: &TeamAccess,
+        canonical_name: &str,
+    ) -> StoreResult<Option<StoredSecret>>;
+}
+
+pub type DynStore = Arc<dyn Store>;
+
+/// Opens the store a database URL names, running migrations.
+pub async fn open(database_url: &str) -> anyhow::Result<DynStore> {
+    if let Some(path) = database_url.strip_prefix("sqlite://") {
+        let path = path.split('?').next().unwrap_or(path);
+        Ok(Arc::new(sqlite::SqliteStore::open(std::path::Path::new(path))?))
+    } else if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
+        Ok(Arc::new(postgres::PostgresStore::connect(database_url).await?))
+    } else {
+        anyhow::bail!("unsupported database URL scheme (expected sqlite:// or postgres://)")
+    }
+}

@@ -1,0 +1,76 @@
+//! PostgreSQL schema, embedded in the binary. Append only: never edit a
+//! shipped step. Portable on purpose: no extensions, no advisory locks, only
+//! types and statements CockroachDB and YugabyteDB also accept.
+
+pub const MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    r#"
+CREATE TABLE organizations (
+    id          TEXT PRIMARY KEY,
+    name        TEXT NOT NULL UNIQUE,
+    created_at  BIGINT NOT NULL
+);
+CREATE TABLE teams (
+    id          TEXT PRIMARY KEY,
+    org_id      TEXT NOT NULL REFERENCES organizations(id),
+    name        TEXT NOT NULL,
+    is_default  BOOLEAN NOT NULL,
+    created_at  BIGINT NOT NULL,
+    UNIQUE (org_id, name)
+);
+CREATE TABLE users (
+    id          TEXT PRIMARY KEY,
+    org_id      TEXT NOT NULL REFERENCES organizations(id),
+    email       TEXT,
+    name        TEXT,
+    role        TEXT NOT NULL,
+    created_at  BIGINT NOT NULL
+);
+CREATE UNIQUE INDEX users_org_email ON users (org_id, email);
+CREATE TABLE team_members (
+    team_id     TEXT NOT NULL REFERENCES teams(id),
+    user_id     TEXT NOT NULL REFERENCES users(id),
+    role        TEXT NOT NULL,
+    PRIMARY KEY (team_id, user_id)
+);
+CREATE INDEX team_members_user ON team_members (user_id);
+CREATE TABLE api_keys (
+    prefix       TEXT PRIMARY KEY,
+    org_id       TEXT NOT NULL REFERENCES organizations(id),
+    key_type     TEXT NOT NULL,
+    name         TEXT,
+    secret_hash  BYTEA NOT NULL,
+    user_id      TEXT REFERENCES users(id),
+    team_id      TEXT REFERENCES teams(id),
+    model_ids    TEXT,
+    created_by   TEXT,
+    created_at   BIGINT NOT NULL,
+    last_used_at BIGINT
+);
+CREATE INDEX api_keys_org ON api_keys (org_id);
+CREATE TABLE secrets (
+    id              TEXT PRIMARY KEY,
+    org_id          TEXT NOT NULL REFERENCES organizations(id),
+    team_id         TEXT NOT NULL REFERENCES teams(id),
+    canonical_name  TEXT NOT NULL,
+    name            TEXT NOT NULL,
+    created_at      BIGINT NOT NULL,
+    updated_at      BIGINT NOT NULL,
+    version         BIGINT NOT NULL,
+    UNIQUE (team_id, canonical_name)
+);
+CREATE TABLE secret_versions (
+    secret_id   TEXT NOT NULL REFERENCES secrets(id) ON DELETE CASCADE,
+    version     BIGINT NOT NULL,
+    kek_id      TEXT NOT NULL,
+    ciphertext  BYTEA NOT NULL,
+    created_at  BIGINT NOT NULL,
+    PRIMARY KEY (secret_id, version)
+);
+CREATE TABLE keks (
+    kek_id       TEXT PRIMARY KEY,
+    check_value  BYTEA NOT NULL,
+    created_at   BIGINT NOT NULL
+);
+"#,
+)];

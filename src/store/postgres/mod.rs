@@ -1,0 +1,523 @@
+//! The PostgreSQL store, for several Tessera nodes sharing one database.
+//!
+//! Every call is bounded in time: when the database stops answering, requests
+//! fail fast with `Unavailable` (HTTP 503) instead of hanging, and the pool
+//! reconnects by itself when the database comes back.
+
+mod migrations;
+
+use super::{NewOrganization, SealFn, Store, StoreError, StoreResult, StoredSecret};
+use crate::domain::access::{OrgAccess, TeamAccess};
+use crate::domain::secret_name::SecretName;
+use crate::domain::time::Micros;
+use crate::domain::types::{
+    ApiKeyRecord, KekRecord, Membership, Organization, SecretRecord, Team, User,
+};
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Connection, Row};
+use std::future::Future;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Longest any one store call may take before it is reported unavailable.
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+fn map_err(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) => {
+            let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+            if code == "23505" {
+                return StoreError::Conflict(db.message().to_owned());
+            }
+            // Connection exceptions, shutdown, missing database: transient.
+            if code.starts_with("08") || code.starts_with("57") || code == "3D000" || code == "53300" {
+                return StoreError::Unavailable(db.message().to_owned());
+            }
+            StoreError::Internal(db.message().to_owned())
+        }
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Protocol(_) => StoreError::Unavailable(e.to_string()),
+        _ => StoreError::Internal(e.to_string()),
+    }
+}
+
+async fn bounded<T>(fut: impl Future<Output = Result<T, sqlx::Error>>) -> StoreResult<T> {
+    match tokio::time::timeout(CALL_TIMEOUT, fut).await {
+        Ok(r) => r.map_err(map_err),
+        Err(_) => Err(StoreError::Unavailable("the database did not answer in time".into())),
+    }
+}
+
+impl PostgresStore {
+    pub async fn connect(url: &str) -> anyhow::Result<Self> {
+        let opts = PgConnectOptions::from_str(url)?.application_name("tessera");
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .min_connections(0)
+            .acquire_timeout(Duration::from_secs(2))
+            .idle_timeout(Duration::from_secs(60))
+            .test_before_acquire(false)
+            .connect_with(opts)
+            .await?;
+        let store = Self { pool };
+        // Nodes starting together may race on the first migration; the loser
+        // fails on a catalog uniqueness check and simply tries again.
+        let mut attempt = 0;
+        loop {
+            match store.migrate().await {
+                Ok(()) => return Ok(store),
+                Err(e) if attempt < 3 => {
+                    attempt += 1;
+                    tracing::warn!(error = %e, attempt, "migration attempt failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn migrate(&self) -> anyhow::Result<()> {
+        let mut conn = self.pool.acquire().await?;
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+        )
+        .execute(&mut *conn)
+        .await?;
+        for (version, sql) in migrations::MIGRATIONS {
+            let mut tx = conn.begin().await?;
+            let done: bool =
+                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = $1)")
+                    .bind(version)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            if !done {
+                sqlx::raw_sql(sql).execute(&mut *tx).await?;
+                // A concurrent node applying the same step loses on this
+                // primary key and rolls back; it then sees the step as done.
+                sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)")
+                    .bind(version)
+                    .bind(crate::domain::time::now_micros())
+                    .execute(&mut *tx)
+                    .await?;
+                tracing::info!(version, "applied PostgreSQL migration");
+            }
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+}
+
+const SECRET_COLUMNS: &str =
+    "s.id, s.org_id, s.team_id, t.name AS team_name, s.name, s.canonical_name, s.created_at, s.updated_at, s.version";
+
+fn secret_row(r: &PgRow) -> Result<SecretRecord, sqlx::Error> {
+    Ok(SecretRecord {
+        id: r.try_get("id")?,
+        org_id: r.try_get("org_id")?,
+        team_id: r.try_get("team_id")?,
+        team_name: r.try_get("team_name")?,
+        name: r.try_get("name")?,
+        canonical_name: r.try_get("canonical_name")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+        version: r.try_get("version")?,
+    })
+}
+
+const TEAM_COLUMNS: &str = "id, org_id, name, is_default, created_at";
+
+fn team_row(r: &PgRow) -> Result<Team, sqlx::Error> {
+    Ok(Team {
+        id: r.try_get("id")?,
+        org_id: r.try_get("org_id")?,
+        name: r.try_get("name")?,
+        is_default: r.try_get("is_default")?,
+        created_at: r.try_get("created_at")?,
+    })
+}
+
+const USER_COLUMNS: &str = "id, org_id, email, name, role, created_at";
+
+fn decode_enum<T: FromStr>(col: &str, value: String) -> Result<T, sqlx::Error> {
+    value.parse().map_err(|_| sqlx::Error::ColumnDecode {
+        index: col.to_owned(),
+        source: format!("unknown enum value {value:?}").into(),
+    })
+}
+
+fn user_row(r: &PgRow) -> Result<User, sqlx::Error> {
+    Ok(User {
+        id: r.try_get("id")?,
+        org_id: r.try_get("org_id")?,
+        email: r.try_get("email")?,
+        name: r.try_get("name")?,
+        role: decode_enum("role", r.try_get("role")?)?,
+        created_at: r.try_get("created_at")?,
+    })
+}
+
+const KEY_COLUMNS: &str =
+    "prefix, org_id, key_type, name, secret_hash, user_id, team_id, model_ids, created_by, created_at, last_used_at";
+
+fn key_row(r: &PgRow) -> Result<ApiKeyRecord, sqlx::Error> {
+    let model_ids: Option<String> = r.try_get("model_ids")?;
+    Ok(ApiKeyRecord {
+        prefix: r.try_get("prefix")?,
+        org_id: r.try_get("org_id")?,
+        key_type: decode_enum("key_type", r.try_get("key_type")?)?,
+        name: r.try_get("name")?,
+        secret_hash: r.try_get("secret_hash")?,
+        user_id: r.try_get("user_id")?,
+        team_id: r.try_get("team_id")?,
+        model_ids: model_ids.and_then(|s| serde_json::from_str(&s).ok()),
+        created_by: r.try_get("created_by")?,
+        created_at: r.try_get("created_at")?,
+        last_used_at: r.try_get("last_used_at")?,
+    })
+}
+
+async fn insert_key(
+    conn: &mut sqlx::PgConnection,
+    k: &ApiKeyRecord,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(&format!(
+        "INSERT INTO api_keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+    ))
+    .bind(&k.prefix)
+    .bind(&k.org_id)
+    .bind(k.key_type.as_str())
+    .bind(&k.name)
+    .bind(&k.secret_hash)
+    .bind(&k.user_id)
+    .bind(&k.team_id)
+    .bind(k.model_ids.as_ref().map(|m| serde_json::to_string(m).unwrap_or_default()))
+    .bind(&k.created_by)
+    .bind(k.created_at)
+    .bind(k.last_used_at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        bounded(sqlx::query("SELECT 1").execute(&self.pool)).await.map(|_| ())
+    }
+
+    async fn keks(&self) -> StoreResult<Vec<KekRecord>> {
+        let rows = bounded(
+            sqlx::query("SELECT kek_id, check_value, created_at FROM keks ORDER BY created_at")
+                .fetch_all(&self.pool),
+        )
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(KekRecord {
+                    kek_id: r.try_get("kek_id")?,
+                    check_value: r.try_get("check_value")?,
+                    created_at: r.try_get("created_at")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(map_err)
+    }
+
+    async fn insert_kek(&self, kek: KekRecord) -> StoreResult<()> {
+        bounded(
+            sqlx::query("INSERT INTO keks (kek_id, check_value, created_at) VALUES ($1, $2, $3)")
+                .bind(kek.kek_id)
+                .bind(kek.check_value)
+                .bind(kek.created_at)
+                .execute(&self.pool),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn organization_count(&self) -> StoreResult<i64> {
+        bounded(sqlx::query_scalar("SELECT COUNT(*) FROM organizations").fetch_one(&self.pool)).await
+    }
+
+    async fn create_organization(&self, new: NewOrganization) -> StoreResult<()> {
+        bounded(async {
+            let mut tx = self.pool.begin().await?;
+            let exists: bool =
+                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM organizations WHERE name = $1)")
+                    .bind(&new.org.name)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            if exists {
+                return Ok(Err(StoreError::Conflict(format!(
+                    "an organization named {:?} already exists",
+                    new.org.name
+                ))));
+            }
+            sqlx::query("INSERT INTO organizations (id, name, created_at) VALUES ($1, $2, $3)")
+                .bind(&new.org.id)
+                .bind(&new.org.name)
+                .bind(new.org.created_at)
+                .execute(&mut *tx)
+                .await?;
+            let t = &new.default_team;
+            sqlx::query(&format!("INSERT INTO teams ({TEAM_COLUMNS}) VALUES ($1, $2, $3, $4, $5)"))
+                .bind(&t.id)
+                .bind(&t.org_id)
+                .bind(&t.name)
+                .bind(t.is_default)
+                .bind(t.created_at)
+                .execute(&mut *tx)
+                .await?;
+            let u = &new.admin;
+            sqlx::query(&format!("INSERT INTO users ({USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"))
+                .bind(&u.id)
+                .bind(&u.org_id)
+                .bind(&u.email)
+                .bind(&u.name)
+                .bind(u.role.as_str())
+                .bind(u.created_at)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("INSERT INTO team_members (team_id, user_id, role) VALUES ($1, $2, 'ADMIN')")
+                .bind(&t.id)
+                .bind(&u.id)
+                .execute(&mut *tx)
+                .await?;
+            insert_key(&mut tx, &new.admin_key).await?;
+            tx.commit().await?;
+            Ok(Ok(()))
+        })
+        .await?
+    }
+
+    async fn find_api_key(&self, prefix: &str) -> StoreResult<Option<ApiKeyRecord>> {
+        let row = bounded(
+            sqlx::query(&format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE prefix = $1"))
+                .bind(prefix)
+                .fetch_optional(&self.pool),
+        )
+        .await?;
+        row.as_ref().map(key_row).transpose().map_err(map_err)
+    }
+
+    async fn find_user(&self, user_id: &str) -> StoreResult<Option<User>> {
+        let row = bounded(
+            sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"))
+                .bind(user_id)
+                .fetch_optional(&self.pool),
+        )
+        .await?;
+        row.as_ref().map(user_row).transpose().map_err(map_err)
+    }
+
+    async fn memberships(&self, user_id: &str) -> StoreResult<Vec<Membership>> {
+        let rows = bounded(
+            sqlx::query("SELECT team_id, role FROM team_members WHERE user_id = $1")
+                .bind(user_id)
+                .fetch_all(&self.pool),
+        )
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Membership {
+                    team_id: r.try_get("team_id")?,
+                    role: decode_enum("role", r.try_get("role")?)?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(map_err)
+    }
+
+    async fn find_team(&self, team_id: &str) -> StoreResult<Option<Team>> {
+        let row = bounded(
+            sqlx::query(&format!("SELECT {TEAM_COLUMNS} FROM teams WHERE id = $1"))
+                .bind(team_id)
+                .fetch_optional(&self.pool),
+        )
+        .await?;
+        row.as_ref().map(team_row).transpose().map_err(map_err)
+    }
+
+    async fn default_team(&self, org_id: &str) -> StoreResult<Team> {
+        let row = bounded(
+            sqlx::query(&format!(
+                "SELECT {TEAM_COLUMNS} FROM teams WHERE org_id = $1 AND is_default"
+            ))
+            .bind(org_id)
+            .fetch_one(&self.pool),
+        )
+        .await?;
+        team_row(&row).map_err(map_err)
+    }
+
+    async fn organization(&self, org: &OrgAccess) -> StoreResult<Organization> {
+        let row = bounded(
+            sqlx::query("SELECT id, name, created_at FROM organizations WHERE id = $1")
+                .bind(org.org_id())
+                .fetch_one(&self.pool),
+        )
+        .await?;
+        (|| {
+            Ok(Organization {
+                id: row.try_get("id")?,
+                name: row.try_get("name")?,
+                created_at: row.try_get("created_at")?,
+            })
+        })()
+        .map_err(map_err)
+    }
+
+    async fn list_teams(&self, org: &OrgAccess) -> StoreResult<Vec<Team>> {
+        let rows = bounded(
+            sqlx::query(&format!(
+                "SELECT {TEAM_COLUMNS} FROM teams WHERE org_id = $1 ORDER BY is_default DESC, name"
+            ))
+            .bind(org.org_id())
+            .fetch_all(&self.pool),
+        )
+        .await?;
+        rows.iter().map(team_row).collect::<Result<_, _>>().map_err(map_err)
+    }
+
+    async fn upsert_secret(
+        &self,
+        team: &TeamAccess,
+        name: &SecretName,
+        new_id: String,
+        now: Micros,
+        seal: SealFn,
+    ) -> StoreResult<SecretRecord> {
+        bounded(async {
+            let mut tx = self.pool.begin().await?;
+            // ON CONFLICT takes the row lock, so concurrent upserts of one
+            // canonical name serialize here: one row, one id, last value wins.
+            let row = sqlx::query(
+                "INSERT INTO secrets (id, org_id, team_id, canonical_name, name, created_at, updated_at, version)
+                 VALUES ($1, $2, $3, $4, $5, $6, $6, 1)
+                 ON CONFLICT (team_id, canonical_name)
+                 DO UPDATE SET version = secrets.version + 1, updated_at = EXCLUDED.updated_at
+                 RETURNING id, name, created_at, updated_at, version",
+            )
+            .bind(&new_id)
+            .bind(team.org_id())
+            .bind(team.team_id())
+            .bind(name.canonical())
+            .bind(name.as_str())
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?;
+            let id: String = row.try_get("id")?;
+            let version: i64 = row.try_get("version")?;
+            let ciphertext = seal(&id, version);
+            let kek_id = crate::crypto::envelope::kek_id_of(&ciphertext);
+            sqlx::query(
+                "INSERT INTO secret_versions (secret_id, version, kek_id, ciphertext, created_at)
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(&id)
+            .bind(version)
+            .bind(kek_id)
+            .bind(ciphertext)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(SecretRecord {
+                id,
+                org_id: team.org_id().to_owned(),
+                team_id: team.team_id().to_owned(),
+                team_name: team.team_name().to_owned(),
+                name: row.try_get("name")?,
+                canonical_name: name.canonical().to_owned(),
+                created_at: row.try_get("created_at")?,
+                updated_at: row.try_get("updated_at")?,
+                version,
+            })
+        })
+        .await
+    }
+
+    async fn list_secrets(&self, team: &TeamAccess) -> StoreResult<Vec<SecretRecord>> {
+        let rows = bounded(
+            sqlx::query(&format!(
+                "SELECT {SECRET_COLUMNS} FROM secrets s JOIN teams t ON t.id = s.team_id
+                 WHERE s.team_id = $1 ORDER BY s.canonical_name"
+            ))
+            .bind(team.team_id())
+            .fetch_all(&self.pool),
+        )
+        .await?;
+        rows.iter().map(secret_row).collect::<Result<_, _>>().map_err(map_err)
+    }
+
+    async fn delete_secret(
+        &self,
+        team: &TeamAccess,
+        canonical_name: &str,
+    ) -> StoreResult<Option<SecretRecord>> {
+        bounded(async {
+            let mut tx = self.pool.begin().await?;
+            let row = sqlx::query(&format!(
+                "SELECT {SECRET_COLUMNS} FROM secrets s JOIN teams t ON t.id = s.team_id
+                 WHERE s.team_id = $1 AND s.canonical_name = $2 FOR UPDATE OF s"
+            ))
+            .bind(team.team_id())
+            .bind(canonical_name)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(row) = row else { return Ok(None) };
+            let record = secret_row(&row)?;
+            sqlx::query("DELETE FROM secret_versions WHERE secret_id = $1")
+                .bind(&record.id)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("DELETE FROM secrets WHERE id = $1")
+                .bind(&record.id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(Some(record))
+        })
+        .await
+    }
+
+    async fn latest_secret(
+        &self,
+        team: &TeamAccess,
+        canonical_name: &str,
+    ) -> StoreResult<Option<StoredSecret>> {
+        let row = bounded(
+            sqlx::query(&format!(
+                "SELECT {SECRET_COLUMNS}, v.ciphertext FROM secrets s
+                 JOIN teams t ON t.id = s.team_id
+                 JOIN secret_versions v ON v.secret_id = s.id AND v.version = s.version
+                 WHERE s.team_id = $1 AND s.canonical_name = $2"
+            ))
+            .bind(team.team_id())
+            .bind(canonical_name)
+            .fetch_optional(&self.pool),
+        )
+        .await?;
+        row.map(|r| {
+            Ok(StoredSecret {
+                record: secret_row(&r)?,
+                ciphertext: r.try_get("ciphertext")?,
+            })
+        })
+        .transpose()
+        .map_err(map_err)
+    }
+}

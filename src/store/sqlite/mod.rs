@@ -1,0 +1,529 @@
+//! The embedded SQLite store: one writer thread with group commit, a pool of
+//! readers, WAL journal with `synchronous=FULL` (a commit is fsynced).
+
+mod migrations;
+mod readers;
+mod writer;
+
+use super::{NewOrganization, SealFn, Store, StoreError, StoreResult, StoredSecret};
+use crate::domain::access::{OrgAccess, TeamAccess};
+use crate::domain::secret_name::SecretName;
+use crate::domain::time::Micros;
+use crate::domain::types::{
+    ApiKeyRecord, KekRecord, Membership, Organization, SecretRecord, Team, User,
+};
+use async_trait::async_trait;
+use readers::Readers;
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use std::path::Path;
+use std::sync::Arc;
+use writer::Writer;
+
+const READERS: usize = 4;
+
+pub struct SqliteStore {
+    writer: Writer,
+    readers: Arc<Readers>,
+}
+
+pub(crate) fn internal(e: rusqlite::Error) -> StoreError {
+    if let rusqlite::Error::SqliteFailure(err, msg) = &e {
+        if err.code == rusqlite::ErrorCode::ConstraintViolation {
+            return StoreError::Conflict(msg.clone().unwrap_or_else(|| "constraint violated".into()));
+        }
+        if matches!(
+            err.code,
+            rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+        ) {
+            return StoreError::Unavailable("the database is locked by another process".into());
+        }
+    }
+    StoreError::Internal(e.to_string())
+}
+
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = FULL;
+         PRAGMA foreign_keys = ON;",
+    )?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(())
+}
+
+fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
+    )?;
+    for (version, sql) in migrations::MIGRATIONS {
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let done: bool = tx
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = ?1)",
+                [version],
+                |r| r.get(0),
+            )?;
+        if !done {
+            tx.execute_batch(sql)?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
+                params![version, crate::domain::time::now_micros()],
+            )?;
+            tracing::info!(version, "applied SQLite migration");
+        }
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+impl SqliteStore {
+    pub fn open(path: &Path) -> anyhow::Result<Self> {
+        if let Some(dir) = path.parent() {
+            if !dir.as_os_str().is_empty() {
+                std::fs::create_dir_all(dir)?;
+            }
+        }
+        let mut write_conn = Connection::open(path)?;
+        configure(&write_conn)?;
+        migrate(&mut write_conn)?;
+        let mut readers = Vec::with_capacity(READERS);
+        for _ in 0..READERS {
+            let c = Connection::open(path)?;
+            configure(&c)?;
+            c.execute_batch("PRAGMA query_only = ON")?;
+            readers.push(c);
+        }
+        Ok(Self {
+            writer: Writer::start(write_conn)?,
+            readers: Readers::new(readers),
+        })
+    }
+}
+
+const SECRET_COLUMNS: &str =
+    "s.id, s.org_id, s.team_id, t.name, s.name, s.canonical_name, s.created_at, s.updated_at, s.version";
+
+fn secret_row(r: &Row<'_>) -> rusqlite::Result<SecretRecord> {
+    Ok(SecretRecord {
+        id: r.get(0)?,
+        org_id: r.get(1)?,
+        team_id: r.get(2)?,
+        team_name: r.get(3)?,
+        name: r.get(4)?,
+        canonical_name: r.get(5)?,
+        created_at: r.get(6)?,
+        updated_at: r.get(7)?,
+        version: r.get(8)?,
+    })
+}
+
+const TEAM_COLUMNS: &str = "id, org_id, name, is_default, created_at";
+
+fn team_row(r: &Row<'_>) -> rusqlite::Result<Team> {
+    Ok(Team {
+        id: r.get(0)?,
+        org_id: r.get(1)?,
+        name: r.get(2)?,
+        is_default: r.get(3)?,
+        created_at: r.get(4)?,
+    })
+}
+
+const USER_COLUMNS: &str = "id, org_id, email, name, role, created_at";
+
+fn user_row(r: &Row<'_>) -> rusqlite::Result<User> {
+    let role: String = r.get(4)?;
+    Ok(User {
+        id: r.get(0)?,
+        org_id: r.get(1)?,
+        email: r.get(2)?,
+        name: r.get(3)?,
+        role: role.parse().map_err(|_| bad_enum(4, &role))?,
+        created_at: r.get(5)?,
+    })
+}
+
+const KEY_COLUMNS: &str =
+    "prefix, org_id, key_type, name, secret_hash, user_id, team_id, model_ids, created_by, created_at, last_used_at";
+
+fn key_row(r: &Row<'_>) -> rusqlite::Result<ApiKeyRecord> {
+    let key_type: String = r.get(2)?;
+    let model_ids: Option<String> = r.get(7)?;
+    Ok(ApiKeyRecord {
+        prefix: r.get(0)?,
+        org_id: r.get(1)?,
+        key_type: key_type.parse().map_err(|_| bad_enum(2, &key_type))?,
+        name: r.get(3)?,
+        secret_hash: r.get(4)?,
+        user_id: r.get(5)?,
+        team_id: r.get(6)?,
+        model_ids: model_ids.and_then(|s| serde_json::from_str(&s).ok()),
+        created_by: r.get(8)?,
+        created_at: r.get(9)?,
+        last_used_at: r.get(10)?,
+    })
+}
+
+fn bad_enum(col: usize, value: &str) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(
+        col,
+        rusqlite::types::Type::Text,
+        format!("unknown enum value {value:?}").into(),
+    )
+}
+
+fn insert_key(conn: &Connection, k: &ApiKeyRecord) -> rusqlite::Result<()> {
+    conn.prepare_cached(&format!(
+        "INSERT INTO api_keys ({KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+    ))?
+    .execute(params![
+        k.prefix,
+        k.org_id,
+        k.key_type.as_str(),
+        k.name,
+        k.secret_hash,
+        k.user_id,
+        k.team_id,
+        k.model_ids.as_ref().map(|m| serde_json::to_string(m).unwrap_or_default()),
+        k.created_by,
+        k.created_at,
+        k.last_used_at,
+    ])?;
+    Ok(())
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        self.readers
+            .read(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(internal))
+            .await
+    }
+
+    async fn keks(&self) -> StoreResult<Vec<KekRecord>> {
+        self.readers
+            .read(|c| {
+                let mut st = c
+                    .prepare_cached("SELECT kek_id, check_value, created_at FROM keks ORDER BY created_at")
+                    .map_err(internal)?;
+                let rows = st
+                    .query_map([], |r| {
+                        Ok(KekRecord {
+                            kek_id: r.get(0)?,
+                            check_value: r.get(1)?,
+                            created_at: r.get(2)?,
+                        })
+                    })
+                    .map_err(internal)?;
+                rows.collect::<Result<_, _>>().map_err(internal)
+            })
+            .await
+    }
+
+    async fn insert_kek(&self, kek: KekRecord) -> StoreResult<()> {
+        self.writer
+            .write(move |c| {
+                c.execute(
+                    "INSERT INTO keks (kek_id, check_value, created_at) VALUES (?1, ?2, ?3)",
+                    params![kek.kek_id, kek.check_value, kek.created_at],
+                )
+                .map_err(internal)?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn organization_count(&self) -> StoreResult<i64> {
+        self.readers
+            .read(|c| {
+                c.query_row("SELECT COUNT(*) FROM organizations", [], |r| r.get(0))
+                    .map_err(internal)
+            })
+            .await
+    }
+
+    async fn create_organization(&self, new: NewOrganization) -> StoreResult<()> {
+        self.writer
+            .write(move |c| {
+                let exists: bool = c
+                    .query_row(
+                        "SELECT EXISTS (SELECT 1 FROM organizations WHERE name = ?1)",
+                        [&new.org.name],
+                        |r| r.get(0),
+                    )
+                    .map_err(internal)?;
+                if exists {
+                    return Err(StoreError::Conflict(format!(
+                        "an organization named {:?} already exists",
+                        new.org.name
+                    )));
+                }
+                c.execute(
+                    "INSERT INTO organizations (id, name, created_at) VALUES (?1, ?2, ?3)",
+                    params![new.org.id, new.org.name, new.org.created_at],
+                )
+                .map_err(internal)?;
+                let t = &new.default_team;
+                c.execute(
+                    &format!("INSERT INTO teams ({TEAM_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5)"),
+                    params![t.id, t.org_id, t.name, t.is_default, t.created_at],
+                )
+                .map_err(internal)?;
+                let u = &new.admin;
+                c.execute(
+                    &format!("INSERT INTO users ({USER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"),
+                    params![u.id, u.org_id, u.email, u.name, u.role.as_str(), u.created_at],
+                )
+                .map_err(internal)?;
+                c.execute(
+                    "INSERT INTO team_members (team_id, user_id, role) VALUES (?1, ?2, 'ADMIN')",
+                    params![t.id, u.id],
+                )
+                .map_err(internal)?;
+                insert_key(c, &new.admin_key).map_err(internal)?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn find_api_key(&self, prefix: &str) -> StoreResult<Option<ApiKeyRecord>> {
+        let prefix = prefix.to_owned();
+        self.readers
+            .read(move |c| {
+                c.prepare_cached(&format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE prefix = ?1"))
+                    .map_err(internal)?
+                    .query_row([prefix], key_row)
+                    .optional()
+                    .map_err(internal)
+            })
+            .await
+    }
+
+    async fn find_user(&self, user_id: &str) -> StoreResult<Option<User>> {
+        let id = user_id.to_owned();
+        self.readers
+            .read(move |c| {
+                c.prepare_cached(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"))
+                    .map_err(internal)?
+                    .query_row([id], user_row)
+                    .optional()
+                    .map_err(internal)
+            })
+            .await
+    }
+
+    async fn memberships(&self, user_id: &str) -> StoreResult<Vec<Membership>> {
+        let id = user_id.to_owned();
+        self.readers
+            .read(move |c| {
+                let mut st = c
+                    .prepare_cached("SELECT team_id, role FROM team_members WHERE user_id = ?1")
+                    .map_err(internal)?;
+                let rows = st
+                    .query_map([id], |r| {
+                        let role: String = r.get(1)?;
+                        Ok(Membership {
+                            team_id: r.get(0)?,
+                            role: role.parse().map_err(|_| bad_enum(1, &role))?,
+                        })
+                    })
+                    .map_err(internal)?;
+                rows.collect::<Result<_, _>>().map_err(internal)
+            })
+            .await
+    }
+
+    async fn find_team(&self, team_id: &str) -> StoreResult<Option<Team>> {
+        let id = team_id.to_owned();
+        self.readers
+            .read(move |c| {
+                c.prepare_cached(&format!("SELECT {TEAM_COLUMNS} FROM teams WHERE id = ?1"))
+                    .map_err(internal)?
+                    .query_row([id], team_row)
+                    .optional()
+                    .map_err(internal)
+            })
+            .await
+    }
+
+    async fn default_team(&self, org_id: &str) -> StoreResult<Team> {
+        let id = org_id.to_owned();
+        self.readers
+            .read(move |c| {
+                c.prepare_cached(&format!(
+                    "SELECT {TEAM_COLUMNS} FROM teams WHERE org_id = ?1 AND is_default = 1"
+                ))
+                .map_err(internal)?
+                .query_row([id], team_row)
+                .map_err(internal)
+            })
+            .await
+    }
+
+    async fn organization(&self, org: &OrgAccess) -> StoreResult<Organization> {
+        let id = org.org_id().to_owned();
+        self.readers
+            .read(move |c| {
+                c.prepare_cached("SELECT id, name, created_at FROM organizations WHERE id = ?1")
+                    .map_err(internal)?
+                    .query_row([id], |r| {
+                        Ok(Organization {
+                            id: r.get(0)?,
+                            name: r.get(1)?,
+                            created_at: r.get(2)?,
+                        })
+                    })
+                    .map_err(internal)
+            })
+            .await
+    }
+
+    async fn list_teams(&self, org: &OrgAccess) -> StoreResult<Vec<Team>> {
+        let id = org.org_id().to_owned();
+        self.readers
+            .read(move |c| {
+                let mut st = c
+                    .prepare_cached(&format!(
+                        "SELECT {TEAM_COLUMNS} FROM teams WHERE org_id = ?1 ORDER BY is_default DESC, name"
+                    ))
+                    .map_err(internal)?;
+                let rows = st.query_map([id], team_row).map_err(internal)?;
+                rows.collect::<Result<_, _>>().map_err(internal)
+            })
+            .await
+    }
+
+    async fn upsert_secret(
+        &self,
+        team: &TeamAccess,
+        name: &SecretName,
+        new_id: String,
+        now: Micros,
+        seal: SealFn,
+    ) -> StoreResult<SecretRecord> {
+        let org_id = team.org_id().to_owned();
+        let team_id = team.team_id().to_owned();
+        let team_name = team.team_name().to_owned();
+        let spelling = name.as_str().to_owned();
+        let canonical = name.canonical().to_owned();
+        self.writer
+            .write(move |c| {
+                let (id, name, created_at, updated_at, version): (String, String, i64, i64, i64) = c
+                    .prepare_cached(
+                        "INSERT INTO secrets (id, org_id, team_id, canonical_name, name, created_at, updated_at, version)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, 1)
+                         ON CONFLICT (team_id, canonical_name)
+                         DO UPDATE SET version = version + 1, updated_at = excluded.updated_at
+                         RETURNING id, name, created_at, updated_at, version",
+                    )
+                    .map_err(internal)?
+                    .query_row(params![new_id, org_id, team_id, canonical, spelling, now], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                    })
+                    .map_err(internal)?;
+                let ciphertext = seal(&id, version);
+                let kek_id = crate::crypto::envelope::kek_id_of(&ciphertext);
+                c.prepare_cached(
+                    "INSERT INTO secret_versions (secret_id, version, kek_id, ciphertext, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
+                .map_err(internal)?
+                .execute(params![id, version, kek_id, ciphertext, now])
+                .map_err(internal)?;
+                Ok(SecretRecord {
+                    id,
+                    org_id,
+                    team_id,
+                    team_name,
+                    name,
+                    canonical_name: canonical,
+                    created_at,
+                    updated_at,
+                    version,
+                })
+            })
+            .await
+    }
+
+    async fn list_secrets(&self, team: &TeamAccess) -> StoreResult<Vec<SecretRecord>> {
+        let team_id = team.team_id().to_owned();
+        self.readers
+            .read(move |c| {
+                let mut st = c
+                    .prepare_cached(&format!(
+                        "SELECT {SECRET_COLUMNS} FROM secrets s JOIN teams t ON t.id = s.team_id
+                         WHERE s.team_id = ?1 ORDER BY s.canonical_name"
+                    ))
+                    .map_err(internal)?;
+                let rows = st.query_map([team_id], secret_row).map_err(internal)?;
+                rows.collect::<Result<_, _>>().map_err(internal)
+            })
+            .await
+    }
+
+    async fn delete_secret(
+        &self,
+        team: &TeamAccess,
+        canonical_name: &str,
+    ) -> StoreResult<Option<SecretRecord>> {
+        let team_id = team.team_id().to_owned();
+        let canonical = canonical_name.to_owned();
+        self.writer
+            .write(move |c| {
+                let found = c
+                    .prepare_cached(&format!(
+                        "SELECT {SECRET_COLUMNS} FROM secrets s JOIN teams t ON t.id = s.team_id
+                         WHERE s.team_id = ?1 AND s.canonical_name = ?2"
+                    ))
+                    .map_err(internal)?
+                    .query_row(params![team_id, canonical], secret_row)
+                    .optional()
+                    .map_err(internal)?;
+                if let Some(s) = &found {
+                    c.prepare_cached("DELETE FROM secret_versions WHERE secret_id = ?1")
+                        .map_err(internal)?
+                        .execute([&s.id])
+                        .map_err(internal)?;
+                    c.prepare_cached("DELETE FROM secrets WHERE id = ?1")
+                        .map_err(internal)?
+                        .execute([&s.id])
+                        .map_err(internal)?;
+                }
+                Ok(found)
+            })
+            .await
+    }
+
+    async fn latest_secret(
+        &self,
+        team: &TeamAccess,
+        canonical_name: &str,
+    ) -> StoreResult<Option<StoredSecret>> {
+        let team_id = team.team_id().to_owned();
+        let canonical = canonical_name.to_owned();
+        self.readers
+            .read(move |c| {
+                c.prepare_cached(&format!(
+                    "SELECT {SECRET_COLUMNS}, v.ciphertext FROM secrets s
+                     JOIN teams t ON t.id = s.team_id
+                     JOIN secret_versions v ON v.secret_id = s.id AND v.version = s.version
+                     WHERE s.team_id = ?1 AND s.canonical_name = ?2"
+                ))
+                .map_err(internal)?
+                .query_row(params![team_id, canonical], |r| {
+                    Ok(StoredSecret {
+                        record: secret_row(r)?,
+                        ciphertext: r.get(9)?,
+                    })
+                })
+                .optional()
+                .map_err(internal)
+            })
+            .await
+    }
+}
