@@ -32,9 +32,9 @@ pub struct StoreArgs {
 
 impl StoreArgs {
     pub fn database_url(&self) -> String {
-        self.database_url.clone().unwrap_or_else(|| {
-            format!("sqlite://{}", self.data_dir.join("tessera.db").display())
-        })
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("tessera.db").display()))
     }
 
     /// The master key's source. The inline key is read from the environment

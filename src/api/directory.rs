@@ -11,7 +11,10 @@ use std::sync::Arc;
 /// The user behind the caller's key.
 #[utoipa::path(get, path = "/v1/users/me", tag = "users",
     responses((status = 200, body = UserView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-pub async fn users_me(State(state): State<Arc<AppState>>, caller: Caller) -> ApiResult<Json<UserView>> {
+pub async fn users_me(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+) -> ApiResult<Json<UserView>> {
     let user = state.service.current_user(&caller.0).await?;
     let org = state.service.current_organization(&caller.0).await?;
     Ok(Json(UserView::new(user, Some(org.name))))
@@ -20,6 +23,11 @@ pub async fn users_me(State(state): State<Arc<AppState>>, caller: Caller) -> Api
 /// The caller's organization.
 #[utoipa::path(get, path = "/v1/organizations/me", tag = "organizations",
     responses((status = 200, body = OrganizationView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-pub async fn organizations_me(State(state): State<Arc<AppState>>, caller: Caller) -> ApiResult<Json<OrganizationView>> {
-    Ok(Json(state.service.current_organization(&caller.0).await?.into()))
+pub async fn organizations_me(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+) -> ApiResult<Json<OrganizationView>> {
+    Ok(Json(
+        state.service.current_organization(&caller.0).await?.into(),
+    ))
 }

@@ -121,7 +121,11 @@ impl IntoResponse for ApiError {
         let body = ErrorBody {
             code: self.code.as_str(),
             error: rate_limited.then(|| self.message.clone()),
-            retry_after: if rate_limited { self.retry_after.or(Some(1)) } else { None },
+            retry_after: if rate_limited {
+                self.retry_after.or(Some(1))
+            } else {
+                None
+            },
             message: self.message,
         };
         let retry_after = body.retry_after;

@@ -16,7 +16,10 @@ pub struct Caller(pub Principal);
 impl FromRequestParts<Arc<AppState>> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, ApiError> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, ApiError> {
         let header = match parts.headers.get(AUTHORIZATION) {
             None => None,
             Some(v) => Some(v.to_str().map_err(|_| {
@@ -68,14 +71,19 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::new(
                     ErrorCode::PayloadTooLarge,
-                    format!("request body exceeds the limit of {} bytes", super::MAX_BODY_BYTES),
+                    format!(
+                        "request body exceeds the limit of {} bytes",
+                        super::MAX_BODY_BYTES
+                    ),
                 )
             } else {
                 ApiError::invalid("could not read the request body")
             }
         })?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Err(ApiError::invalid("request body is empty; expected a JSON object"));
+            return Err(ApiError::invalid(
+                "request body is empty; expected a JSON object",
+            ));
         }
         // serde_json's syntax errors give a position, never the input text.
         let value: Value = serde_json::from_slice(&bytes)
@@ -102,7 +110,9 @@ impl JsonObject {
     /// A required string field.
     pub fn take_string(&mut self, field: &str) -> Result<String, ApiError> {
         match self.0.remove(field) {
-            None | Some(Value::Null) => Err(ApiError::invalid(format!("missing required field `{field}`"))),
+            None | Some(Value::Null) => Err(ApiError::invalid(format!(
+                "missing required field `{field}`"
+            ))),
             Some(Value::String(s)) => Ok(s),
             Some(other) => Err(ApiError::invalid(format!(
                 "field `{field}` must be a string, not {}",

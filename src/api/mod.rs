@@ -67,7 +67,10 @@ fn api_router() -> OpenApiRouter<Arc<AppState>> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(secrets::list_secrets, secrets::upsert_secret))
         .routes(routes!(secrets::delete_secret))
-        .routes(routes!(secrets::list_team_secrets, secrets::upsert_team_secret))
+        .routes(routes!(
+            secrets::list_team_secrets,
+            secrets::upsert_team_secret
+        ))
         .routes(routes!(secrets::delete_team_secret))
         .routes(routes!(teams::list_teams))
         .routes(routes!(teams::get_team))
@@ -93,7 +96,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            panic_response,
+        ))
         .with_state(state)
 }
 
@@ -104,7 +109,10 @@ async fn not_found() -> ApiError {
 
 async fn method_not_allowed() -> ApiError {
     metrics::record_unmatched(405);
-    ApiError::new(ErrorCode::MethodNotAllowed, "method not allowed on this route")
+    ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        "method not allowed on this route",
+    )
 }
 
 /// A panic is a bug: answer 500 without any detail (the panic hook logs

@@ -16,18 +16,31 @@ fn secrets_view(list: Vec<crate::domain::types::SecretRecord>) -> Json<SecretsVi
     })
 }
 
-async fn upsert(state: &AppState, caller: &Caller, team: TeamRef<'_>, mut body: JsonObject) -> ApiResult<Json<SecretView>> {
+async fn upsert(
+    state: &AppState,
+    caller: &Caller,
+    team: TeamRef<'_>,
+    mut body: JsonObject,
+) -> ApiResult<Json<SecretView>> {
     let name = body.take_string("name")?;
     let value = SecretValue::new(body.take_string("value")?);
-    let record = state.service.upsert_secret(&caller.0, team, &name, value).await?;
+    let record = state
+        .service
+        .upsert_secret(&caller.0, team, &name, value)
+        .await?;
     Ok(Json(record.into()))
 }
 
 /// List every secret the caller can reach, across teams (metadata only).
 #[utoipa::path(get, path = "/v1/secrets", tag = "secrets",
     responses((status = 200, body = SecretsView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-pub async fn list_secrets(State(state): State<Arc<AppState>>, caller: Caller) -> ApiResult<Json<SecretsView>> {
-    Ok(secrets_view(state.service.list_all_secrets(&caller.0).await?))
+pub async fn list_secrets(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+) -> ApiResult<Json<SecretsView>> {
+    Ok(secrets_view(
+        state.service.list_all_secrets(&caller.0).await?,
+    ))
 }
 
 /// Create or update a secret in the caller's team (a team-bound key's team,
@@ -35,7 +48,11 @@ pub async fn list_secrets(State(state): State<Arc<AppState>>, caller: Caller) ->
 #[utoipa::path(post, path = "/v1/secrets", tag = "secrets", request_body = UpsertSecretRequest,
     responses((status = 200, body = SecretView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
               (status = 403, body = ErrorBody), (status = 413, body = ErrorBody)))]
-pub async fn upsert_secret(State(state): State<Arc<AppState>>, caller: Caller, body: JsonObject) -> ApiResult<Json<SecretView>> {
+pub async fn upsert_secret(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    body: JsonObject,
+) -> ApiResult<Json<SecretView>> {
     upsert(&state, &caller, TeamRef::Implicit, body).await
 }
 
@@ -49,7 +66,10 @@ pub async fn delete_secret(
     caller: Caller,
     PathParams(name): PathParams<String>,
 ) -> ApiResult<Json<SecretTombstoneView>> {
-    let deleted = state.service.delete_secret(&caller.0, TeamRef::Implicit, &name).await?;
+    let deleted = state
+        .service
+        .delete_secret(&caller.0, TeamRef::Implicit, &name)
+        .await?;
     Ok(Json(SecretTombstoneView { name: deleted.name }))
 }
 
@@ -63,7 +83,12 @@ pub async fn list_team_secrets(
     caller: Caller,
     PathParams(team_id): PathParams<String>,
 ) -> ApiResult<Json<SecretsView>> {
-    Ok(secrets_view(state.service.list_team_secrets(&caller.0, TeamRef::Id(&team_id)).await?))
+    Ok(secrets_view(
+        state
+            .service
+            .list_team_secrets(&caller.0, TeamRef::Id(&team_id))
+            .await?,
+    ))
 }
 
 /// Create or update a secret in the given team.
@@ -90,6 +115,9 @@ pub async fn delete_team_secret(
     caller: Caller,
     PathParams((team_id, name)): PathParams<(String, String)>,
 ) -> ApiResult<Json<SecretTombstoneView>> {
-    let deleted = state.service.delete_secret(&caller.0, TeamRef::Id(&team_id), &name).await?;
+    let deleted = state
+        .service
+        .delete_secret(&caller.0, TeamRef::Id(&team_id), &name)
+        .await?;
     Ok(Json(SecretTombstoneView { name: deleted.name }))
 }

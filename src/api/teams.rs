@@ -23,7 +23,10 @@ pub async fn list_teams(
     caller: Caller,
     QueryParams(filter): QueryParams<TeamFilter>,
 ) -> ApiResult<Json<TeamsView>> {
-    let teams = state.service.list_teams(&caller.0, filter.name.as_deref()).await?;
+    let teams = state
+        .service
+        .list_teams(&caller.0, filter.name.as_deref())
+        .await?;
     Ok(Json(TeamsView {
         teams: teams.into_iter().map(TeamView::from).collect(),
     }))
@@ -38,5 +41,7 @@ pub async fn get_team(
     caller: Caller,
     PathParams(team_id): PathParams<String>,
 ) -> ApiResult<Json<TeamView>> {
-    Ok(Json(state.service.get_team(&caller.0, &team_id).await?.into()))
+    Ok(Json(
+        state.service.get_team(&caller.0, &team_id).await?.into(),
+    ))
 }

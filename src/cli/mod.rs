@@ -9,7 +9,11 @@ use crate::config::{ServeArgs, StoreArgs};
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "tessera", version, about = "Self-hosted secrets manager speaking the Baseten management API")]
+#[command(
+    name = "tessera",
+    version,
+    about = "Self-hosted secrets manager speaking the Baseten management API"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -106,10 +106,14 @@ impl<'k> Envelope<'k> {
     }
 
     pub fn open(&self, place: SecretPlace<'_>, blob: &[u8]) -> Result<SecretValue, OpenError> {
-        if blob.len() < HEADER_LEN + 16 || blob[0] != FORMAT_V1 || blob[1] != ALG_AES256GCM_XCHACHA_WRAP {
+        if blob.len() < HEADER_LEN + 16
+            || blob[0] != FORMAT_V1
+            || blob[1] != ALG_AES256GCM_XCHACHA_WRAP
+        {
             return Err(OpenError::UnknownFormat);
         }
-        let kek_id = std::str::from_utf8(&blob[2..2 + KEK_ID_LEN]).map_err(|_| OpenError::UnknownFormat)?;
+        let kek_id =
+            std::str::from_utf8(&blob[2..2 + KEK_ID_LEN]).map_err(|_| OpenError::UnknownFormat)?;
         if kek_id != self.keyring.kek_id() {
             return Err(OpenError::UnknownKey(kek_id.to_owned()));
         }
@@ -224,7 +228,8 @@ mod tests {
                 _ => p.version = 4,
             }
             prop_assert_eq!(env.open(p, &blob).unwrap_err(), OpenError::Authentication);
-            prop_assert_eq!(env.open(place(3), &blob).unwrap().expose(), value.as_str());
+            let opened = env.open(place(3), &blob).unwrap();
+            prop_assert_eq!(opened.expose(), value.as_str());
         }
     }
 }

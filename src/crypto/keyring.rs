@@ -55,7 +55,13 @@ impl Keyring {
         OsRng.fill_bytes(&mut nonce);
         let ct = self
             .cipher
-            .encrypt(XNonce::from_slice(&nonce), Payload { msg: plaintext, aad })
+            .encrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext,
+                    aad,
+                },
+            )
             .expect("XChaCha20-Poly1305 encryption of a small buffer cannot fail");
         let mut out = Vec::with_capacity(WRAP_NONCE_LEN + ct.len());
         out.extend_from_slice(&nonce);
@@ -125,11 +131,17 @@ mod tests {
         assert_eq!(a.verify_against(&stored), Ok(true));
         let err = b.verify_against(&stored).unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains(a.kek_id()) && msg.contains(b.kek_id()), "{msg}");
+        assert!(
+            msg.contains(a.kek_id()) && msg.contains(b.kek_id()),
+            "{msg}"
+        );
         assert_eq!(b.verify_against(&[]), Ok(false));
         // A check value under the right id that does not open is refused too.
         let forged = vec![(a.kek_id().to_owned(), b.check_value())];
-        assert!(matches!(a.verify_against(&forged), Err(KeyringError::CheckFailed(_))));
+        assert!(matches!(
+            a.verify_against(&forged),
+            Err(KeyringError::CheckFailed(_))
+        ));
     }
 
     #[test]

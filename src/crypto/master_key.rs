@@ -14,7 +14,10 @@ pub enum MasterKeySource {
     /// Base64 of 32 bytes, from `TESSERA_MASTER_KEY`.
     Inline(Zeroizing<String>),
     /// A file holding 32 raw bytes or their base64; created when `create` is set.
-    File { path: std::path::PathBuf, create: bool },
+    File {
+        path: std::path::PathBuf,
+        create: bool,
+    },
 }
 
 pub fn load(source: &MasterKeySource) -> anyhow::Result<Zeroizing<[u8; KEK_LEN]>> {
@@ -29,7 +32,8 @@ pub fn load(source: &MasterKeySource) -> anyhow::Result<Zeroizing<[u8; KEK_LEN]>
                 return create_key_file(path);
             }
             let bytes = Zeroizing::new(
-                std::fs::read(path).with_context(|| format!("reading master key file {}", path.display()))?,
+                std::fs::read(path)
+                    .with_context(|| format!("reading master key file {}", path.display()))?,
             );
             decode(&bytes).with_context(|| {
                 format!(

@@ -145,7 +145,11 @@ pub fn can_read_team(p: &Principal, team: &Team) -> bool {
 
 /// Decides one team action. `team` must have been loaded by id; a team of
 /// another organization is reported as not found.
-pub fn authorize_team(p: &Principal, team: &Team, action: TeamAction) -> Result<TeamAccess, Denied> {
+pub fn authorize_team(
+    p: &Principal,
+    team: &Team,
+    action: TeamAction,
+) -> Result<TeamAccess, Denied> {
     if team.org_id != p.org_id {
         return Err(Denied::NotFound("team"));
     }
@@ -159,7 +163,10 @@ pub fn authorize_team(p: &Principal, team: &Team, action: TeamAction) -> Result<
             } else {
                 match (action, p.team_role(&team.id)) {
                     (_, None) => false,
-                    (TeamAction::ReadSecrets | TeamAction::WriteSecrets | TeamAction::ReadTeam, Some(_)) => true,
+                    (
+                        TeamAction::ReadSecrets | TeamAction::WriteSecrets | TeamAction::ReadTeam,
+                        Some(_),
+                    ) => true,
                     (TeamAction::ManageTeamKeys | TeamAction::AdministerTeam, Some(role)) => {
                         role == TeamRole::Admin
                     }
@@ -223,7 +230,10 @@ pub fn authorize_org(p: &Principal, action: OrgAction) -> Result<OrgAccess, Deni
             OrgAction::ManageOwnKeys => "create personal keys (only a user's personal key can)",
             _ => "do this",
         };
-        return Err(Denied::Forbidden(format!("a {} key may not {what}", p.key_type)));
+        return Err(Denied::Forbidden(format!(
+            "a {} key may not {what}",
+            p.key_type
+        )));
     }
     Ok(OrgAccess {
         org_id: p.org_id.clone(),

@@ -93,7 +93,14 @@ mod tests {
 
     #[test]
     fn malformed_tokens_are_refused() {
-        for t in ["", "abc", "abcdefgh", "abcdefgh.", "abc.defghijk", "abcdefg!.x"] {
+        for t in [
+            "",
+            "abc",
+            "abcdefgh",
+            "abcdefgh.",
+            "abc.defghijk",
+            "abcdefg!.x",
+        ] {
             assert!(PresentedToken::parse(t).is_none(), "{t}");
         }
     }

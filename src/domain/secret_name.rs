@@ -187,10 +187,8 @@ mod tests {
                 if i > 0 { b.push_str(&seps[i - 1]); }
                 b.push_str(p);
             }
-            prop_assert_eq!(
-                SecretName::parse(&a).unwrap().canonical(),
-                SecretName::parse(&b).unwrap().canonical()
-            );
+            let (pa, pb) = (SecretName::parse(&a).unwrap(), SecretName::parse(&b).unwrap());
+            prop_assert_eq!(pa.canonical(), pb.canonical());
         }
     }
 }

@@ -46,7 +46,10 @@ impl KeyType {
 
     /// Keys that may carry a `model_ids` scope.
     pub fn allows_model_ids(self) -> bool {
-        matches!(self, KeyType::WorkspaceInvoke | KeyType::WorkspaceExportMetrics)
+        matches!(
+            self,
+            KeyType::WorkspaceInvoke | KeyType::WorkspaceExportMetrics
+        )
     }
 }
 

@@ -61,9 +61,12 @@ fn token_from_header(header: Option<&str>) -> ServiceResult<&str> {
     let header = header.ok_or(ServiceError::Unauthorized(
         "missing Authorization header (expected 'Bearer <api key>' or 'Api-Key <api key>')",
     ))?;
-    let (scheme, token) = header.trim().split_once(' ').ok_or(ServiceError::Unauthorized(
-        "malformed Authorization header (expected 'Bearer <api key>' or 'Api-Key <api key>')",
-    ))?;
+    let (scheme, token) = header
+        .trim()
+        .split_once(' ')
+        .ok_or(ServiceError::Unauthorized(
+            "malformed Authorization header (expected 'Bearer <api key>' or 'Api-Key <api key>')",
+        ))?;
     if !(scheme.eq_ignore_ascii_case("bearer") || scheme.eq_ignore_ascii_case("api-key")) {
         return Err(ServiceError::Unauthorized(
             "unsupported Authorization scheme (expected 'Bearer' or 'Api-Key')",
@@ -77,7 +80,8 @@ const INVALID_KEY: &str = "invalid or revoked API key";
 impl Service {
     pub async fn authenticate(&self, header: Option<&str>) -> ServiceResult<Principal> {
         let token = token_from_header(header)?;
-        let presented = PresentedToken::parse(token).ok_or(ServiceError::Unauthorized(INVALID_KEY))?;
+        let presented =
+            PresentedToken::parse(token).ok_or(ServiceError::Unauthorized(INVALID_KEY))?;
         if let Some((hash, principal)) = self.auth_cache.get(presented.prefix) {
             return if presented.matches(&hash) {
                 Ok(principal)
@@ -115,8 +119,11 @@ impl Service {
             bound_team_id: key.team_id.clone(),
             created_by: key.created_by.clone(),
         };
-        self.auth_cache
-            .put(key.prefix.clone(), key.secret_hash.clone(), principal.clone());
+        self.auth_cache.put(
+            key.prefix.clone(),
+            key.secret_hash.clone(),
+            principal.clone(),
+        );
         Ok(principal)
     }
 }

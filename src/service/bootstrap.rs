@@ -38,7 +38,10 @@ pub async fn check_master_key(store: &dyn Store, keyring: &Keyring) -> Result<()
                 created_at: now_micros(),
             })
             .await?;
-        tracing::info!(kek_id = keyring.kek_id(), "recorded the master key of a new store");
+        tracing::info!(
+            kek_id = keyring.kek_id(),
+            "recorded the master key of a new store"
+        );
     }
     Ok(())
 }

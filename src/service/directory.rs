@@ -12,14 +12,17 @@ impl Service {
         if let Some(user) = &p.user {
             return Ok(user.clone());
         }
-        let creator = p.created_by.as_deref().ok_or_else(|| {
-            ServiceError::NotFound("this key is not tied to a user".into())
-        })?;
+        let creator = p
+            .created_by
+            .as_deref()
+            .ok_or_else(|| ServiceError::NotFound("this key is not tied to a user".into()))?;
         self.store
             .find_user(creator)
             .await?
             .filter(|u| u.org_id == p.org_id)
-            .ok_or_else(|| ServiceError::NotFound("the user who created this key no longer exists".into()))
+            .ok_or_else(|| {
+                ServiceError::NotFound("the user who created this key no longer exists".into())
+            })
     }
 
     pub async fn current_organization(&self, p: &Principal) -> ServiceResult<Organization> {

@@ -55,7 +55,11 @@ impl Service {
         Ok(record)
     }
 
-    pub async fn list_team_secrets(&self, p: &Principal, team: TeamRef<'_>) -> ServiceResult<Vec<SecretRecord>> {
+    pub async fn list_team_secrets(
+        &self,
+        p: &Principal,
+        team: TeamRef<'_>,
+    ) -> ServiceResult<Vec<SecretRecord>> {
         let access = self.team_access(p, team, TeamAction::ReadSecrets).await?;
         Ok(self.store.list_secrets(&access).await?)
     }
@@ -73,26 +77,44 @@ impl Service {
         Ok(out)
     }
 
-    pub async fn delete_secret(&self, p: &Principal, team: TeamRef<'_>, name: &str) -> ServiceResult<SecretRecord> {
+    pub async fn delete_secret(
+        &self,
+        p: &Principal,
+        team: TeamRef<'_>,
+        name: &str,
+    ) -> ServiceResult<SecretRecord> {
         let name = self.parse_secret_name(name)?;
         let access = self.team_access(p, team, TeamAction::WriteSecrets).await?;
         self.store
             .delete_secret(&access, name.canonical())
             .await?
-            .ok_or_else(|| ServiceError::NotFound(format!("no secret named {:?} in team {:?}", name.as_str(), access.team_name())))
+            .ok_or_else(|| {
+                ServiceError::NotFound(format!(
+                    "no secret named {:?} in team {:?}",
+                    name.as_str(),
+                    access.team_name()
+                ))
+            })
     }
 
     /// Opens the latest value of a secret. Not reachable through the
     /// management API (values are write-only there); used by the delivery
     /// path and by operators' verification tooling.
-    pub async fn reveal_secret(&self, p: &Principal, team: TeamRef<'_>, name: &str) -> ServiceResult<SecretValue> {
+    pub async fn reveal_secret(
+        &self,
+        p: &Principal,
+        team: TeamRef<'_>,
+        name: &str,
+    ) -> ServiceResult<SecretValue> {
         let name = self.parse_secret_name(name)?;
         let access = self.team_access(p, team, TeamAction::ReadSecrets).await?;
         let stored = self
             .store
             .latest_secret(&access, name.canonical())
             .await?
-            .ok_or_else(|| ServiceError::NotFound(format!("no secret named {:?}", name.as_str())))?;
+            .ok_or_else(|| {
+                ServiceError::NotFound(format!("no secret named {:?}", name.as_str()))
+            })?;
         let r = &stored.record;
         let place = SecretPlace {
             org_id: &r.org_id,

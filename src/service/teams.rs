@@ -1,7 +1,9 @@
 //! Teams as the Baseten routes see them.
 
 use super::{Service, ServiceResult, TeamRef};
-use crate::domain::access::{authorize_org, authorize_team, can_read_team, OrgAction, Principal, TeamAction};
+use crate::domain::access::{
+    authorize_org, authorize_team, can_read_team, OrgAction, Principal, TeamAction,
+};
 use crate::domain::types::Team;
 
 impl Service {

@@ -113,9 +113,13 @@ pub type DynStore = Arc<dyn Store>;
 pub async fn open(database_url: &str) -> anyhow::Result<DynStore> {
     if let Some(path) = database_url.strip_prefix("sqlite://") {
         let path = path.split('?').next().unwrap_or(path);
-        Ok(Arc::new(sqlite::SqliteStore::open(std::path::Path::new(path))?))
+        Ok(Arc::new(sqlite::SqliteStore::open(std::path::Path::new(
+            path,
+        ))?))
     } else if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
-        Ok(Arc::new(postgres::PostgresStore::connect(database_url).await?))
+        Ok(Arc::new(
+            postgres::PostgresStore::connect(database_url).await?,
+        ))
     } else {
         anyhow::bail!("unsupported database URL scheme (expected sqlite:// or postgres://)")
     }

@@ -35,7 +35,11 @@ fn map_err(e: sqlx::Error) -> StoreError {
                 return StoreError::Conflict(db.message().to_owned());
             }
             // Connection exceptions, shutdown, missing database: transient.
-            if code.starts_with("08") || code.starts_with("57") || code == "3D000" || code == "53300" {
+            if code.starts_with("08")
+                || code.starts_with("57")
+                || code == "3D000"
+                || code == "53300"
+            {
                 return StoreError::Unavailable(db.message().to_owned());
             }
             StoreError::Internal(db.message().to_owned())
@@ -53,7 +57,9 @@ fn map_err(e: sqlx::Error) -> StoreError {
 async fn bounded<T>(fut: impl Future<Output = Result<T, sqlx::Error>>) -> StoreResult<T> {
     match tokio::time::timeout(CALL_TIMEOUT, fut).await {
         Ok(r) => r.map_err(map_err),
-        Err(_) => Err(StoreError::Unavailable("the database did not answer in time".into())),
+        Err(_) => Err(StoreError::Unavailable(
+            "the database did not answer in time".into(),
+        )),
     }
 }
 
@@ -94,11 +100,12 @@ impl PostgresStore {
         .await?;
         for (version, sql) in migrations::MIGRATIONS {
             let mut tx = conn.begin().await?;
-            let done: bool =
-                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = $1)")
-                    .bind(version)
-                    .fetch_one(&mut *tx)
-                    .await?;
+            let done: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = $1)",
+            )
+            .bind(version)
+            .fetch_one(&mut *tx)
+            .await?;
             if !done {
                 sqlx::raw_sql(sql).execute(&mut *tx).await?;
                 // A concurrent node applying the same step loses on this
@@ -185,10 +192,7 @@ fn key_row(r: &PgRow) -> Result<ApiKeyRecord, sqlx::Error> {
     })
 }
 
-async fn insert_key(
-    conn: &mut sqlx::PgConnection,
-    k: &ApiKeyRecord,
-) -> Result<(), sqlx::Error> {
+async fn insert_key(conn: &mut sqlx::PgConnection, k: &ApiKeyRecord) -> Result<(), sqlx::Error> {
     sqlx::query(&format!(
         "INSERT INTO api_keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
     ))
@@ -199,7 +203,11 @@ async fn insert_key(
     .bind(&k.secret_hash)
     .bind(&k.user_id)
     .bind(&k.team_id)
-    .bind(k.model_ids.as_ref().map(|m| serde_json::to_string(m).unwrap_or_default()))
+    .bind(
+        k.model_ids
+            .as_ref()
+            .map(|m| serde_json::to_string(m).unwrap_or_default()),
+    )
     .bind(&k.created_by)
     .bind(k.created_at)
     .bind(k.last_used_at)
@@ -215,7 +223,9 @@ impl Store for PostgresStore {
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        bounded(sqlx::query("SELECT 1").execute(&self.pool)).await.map(|_| ())
+        bounded(sqlx::query("SELECT 1").execute(&self.pool))
+            .await
+            .map(|_| ())
     }
 
     async fn keks(&self) -> StoreResult<Vec<KekRecord>> {
@@ -249,7 +259,8 @@ impl Store for PostgresStore {
     }
 
     async fn organization_count(&self) -> StoreResult<i64> {
-        bounded(sqlx::query_scalar("SELECT COUNT(*) FROM organizations").fetch_one(&self.pool)).await
+        bounded(sqlx::query_scalar("SELECT COUNT(*) FROM organizations").fetch_one(&self.pool))
+            .await
     }
 
     async fn create_organization(&self, new: NewOrganization) -> StoreResult<()> {
@@ -273,29 +284,35 @@ impl Store for PostgresStore {
                 .execute(&mut *tx)
                 .await?;
             let t = &new.default_team;
-            sqlx::query(&format!("INSERT INTO teams ({TEAM_COLUMNS}) VALUES ($1, $2, $3, $4, $5)"))
-                .bind(&t.id)
-                .bind(&t.org_id)
-                .bind(&t.name)
-                .bind(t.is_default)
-                .bind(t.created_at)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(&format!(
+                "INSERT INTO teams ({TEAM_COLUMNS}) VALUES ($1, $2, $3, $4, $5)"
+            ))
+            .bind(&t.id)
+            .bind(&t.org_id)
+            .bind(&t.name)
+            .bind(t.is_default)
+            .bind(t.created_at)
+            .execute(&mut *tx)
+            .await?;
             let u = &new.admin;
-            sqlx::query(&format!("INSERT INTO users ({USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"))
-                .bind(&u.id)
-                .bind(&u.org_id)
-                .bind(&u.email)
-                .bind(&u.name)
-                .bind(u.role.as_str())
-                .bind(u.created_at)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query("INSERT INTO team_members (team_id, user_id, role) VALUES ($1, $2, 'ADMIN')")
-                .bind(&t.id)
-                .bind(&u.id)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(&format!(
+                "INSERT INTO users ({USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"
+            ))
+            .bind(&u.id)
+            .bind(&u.org_id)
+            .bind(&u.email)
+            .bind(&u.name)
+            .bind(u.role.as_str())
+            .bind(u.created_at)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO team_members (team_id, user_id, role) VALUES ($1, $2, 'ADMIN')",
+            )
+            .bind(&t.id)
+            .bind(&u.id)
+            .execute(&mut *tx)
+            .await?;
             insert_key(&mut tx, &new.admin_key).await?;
             tx.commit().await?;
             Ok(Ok(()))
@@ -305,9 +322,11 @@ impl Store for PostgresStore {
 
     async fn find_api_key(&self, prefix: &str) -> StoreResult<Option<ApiKeyRecord>> {
         let row = bounded(
-            sqlx::query(&format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE prefix = $1"))
-                .bind(prefix)
-                .fetch_optional(&self.pool),
+            sqlx::query(&format!(
+                "SELECT {KEY_COLUMNS} FROM api_keys WHERE prefix = $1"
+            ))
+            .bind(prefix)
+            .fetch_optional(&self.pool),
         )
         .await?;
         row.as_ref().map(key_row).transpose().map_err(map_err)
@@ -389,7 +408,10 @@ impl Store for PostgresStore {
             .fetch_all(&self.pool),
         )
         .await?;
-        rows.iter().map(team_row).collect::<Result<_, _>>().map_err(map_err)
+        rows.iter()
+            .map(team_row)
+            .collect::<Result<_, _>>()
+            .map_err(map_err)
     }
 
     async fn upsert_secret(
@@ -460,7 +482,10 @@ impl Store for PostgresStore {
             .fetch_all(&self.pool),
         )
         .await?;
-        rows.iter().map(secret_row).collect::<Result<_, _>>().map_err(map_err)
+        rows.iter()
+            .map(secret_row)
+            .collect::<Result<_, _>>()
+            .map_err(map_err)
     }
 
     async fn delete_secret(

@@ -29,7 +29,9 @@ pub struct SqliteStore {
 pub(crate) fn internal(e: rusqlite::Error) -> StoreError {
     if let rusqlite::Error::SqliteFailure(err, msg) = &e {
         if err.code == rusqlite::ErrorCode::ConstraintViolation {
-            return StoreError::Conflict(msg.clone().unwrap_or_else(|| "constraint violated".into()));
+            return StoreError::Conflict(
+                msg.clone().unwrap_or_else(|| "constraint violated".into()),
+            );
         }
         if matches!(
             err.code,
@@ -58,12 +60,11 @@ fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
     )?;
     for (version, sql) in migrations::MIGRATIONS {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let done: bool = tx
-            .query_row(
-                "SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = ?1)",
-                [version],
-                |r| r.get(0),
-            )?;
+        let done: bool = tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = ?1)",
+            [version],
+            |r| r.get(0),
+        )?;
         if !done {
             tx.execute_batch(sql)?;
             tx.execute(
@@ -185,7 +186,9 @@ fn insert_key(conn: &Connection, k: &ApiKeyRecord) -> rusqlite::Result<()> {
         k.secret_hash,
         k.user_id,
         k.team_id,
-        k.model_ids.as_ref().map(|m| serde_json::to_string(m).unwrap_or_default()),
+        k.model_ids
+            .as_ref()
+            .map(|m| serde_json::to_string(m).unwrap_or_default()),
         k.created_by,
         k.created_at,
         k.last_used_at,
@@ -209,7 +212,9 @@ impl Store for SqliteStore {
         self.readers
             .read(|c| {
                 let mut st = c
-                    .prepare_cached("SELECT kek_id, check_value, created_at FROM keks ORDER BY created_at")
+                    .prepare_cached(
+                        "SELECT kek_id, check_value, created_at FROM keks ORDER BY created_at",
+                    )
                     .map_err(internal)?;
                 let rows = st
                     .query_map([], |r| {
@@ -277,7 +282,14 @@ impl Store for SqliteStore {
                 let u = &new.admin;
                 c.execute(
                     &format!("INSERT INTO users ({USER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"),
-                    params![u.id, u.org_id, u.email, u.name, u.role.as_str(), u.created_at],
+                    params![
+                        u.id,
+                        u.org_id,
+                        u.email,
+                        u.name,
+                        u.role.as_str(),
+                        u.created_at
+                    ],
                 )
                 .map_err(internal)?;
                 c.execute(
@@ -295,11 +307,13 @@ impl Store for SqliteStore {
         let prefix = prefix.to_owned();
         self.readers
             .read(move |c| {
-                c.prepare_cached(&format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE prefix = ?1"))
-                    .map_err(internal)?
-                    .query_row([prefix], key_row)
-                    .optional()
-                    .map_err(internal)
+                c.prepare_cached(&format!(
+                    "SELECT {KEY_COLUMNS} FROM api_keys WHERE prefix = ?1"
+                ))
+                .map_err(internal)?
+                .query_row([prefix], key_row)
+                .optional()
+                .map_err(internal)
             })
             .await
     }

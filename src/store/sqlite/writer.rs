@@ -60,8 +60,12 @@ impl Writer {
     }
 }
 
-fn in_savepoint<R>(conn: &Connection, f: impl FnOnce(&Connection) -> StoreResult<R>) -> StoreResult<R> {
-    conn.execute_batch("SAVEPOINT job").map_err(super::internal)?;
+fn in_savepoint<R>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> StoreResult<R>,
+) -> StoreResult<R> {
+    conn.execute_batch("SAVEPOINT job")
+        .map_err(super::internal)?;
     match f(conn) {
         Ok(r) => {
             conn.execute_batch("RELEASE job").map_err(super::internal)?;

@@ -1,0 +1,512 @@
+//! The shared test-app builder: a real router on a random local port over a
+//! real store (a SQLite file in a temporary directory, or a private schema in
+//! the PostgreSQL named by `TESSERA_TEST_DATABASE_URL`), plus helpers to run
+//! the real `tessera` binary.
+
+#![allow(dead_code)]
+
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tempfile::TempDir;
+use tessera::crypto::Keyring;
+use tessera::service::{bootstrap, Limits, Service};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub const PG_ENV: &str = "TESSERA_TEST_DATABASE_URL";
+
+/// Says, past the test harness's output capture, that a test was skipped.
+pub fn announce_skip(test: &str, why: &str) {
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test} [postgres]: {why}");
+}
+
+/// A private PostgreSQL schema, dropped when the test ends.
+pub struct PgSchema {
+    base_url: String,
+    pub name: String,
+}
+
+impl PgSchema {
+    pub async fn create() -> Option<Self> {
+        let base_url = std::env::var(PG_ENV).ok().filter(|s| !s.is_empty())?;
+        let name = format!(
+            "t_{}",
+            tessera::domain::ids::random_base62(12).to_lowercase()
+        );
+        let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&base_url)
+            .await
+            .expect("connect to TESSERA_TEST_DATABASE_URL");
+        sqlx::query(&format!("CREATE SCHEMA {name}"))
+            .execute(&mut conn)
+            .await
+            .expect("create test schema");
+        Some(Self { base_url, name })
+    }
+
+    /// A URL whose connections use only this schema.
+    pub fn url(&self) -> String {
+        let sep = if self.base_url.contains('?') {
+            '&'
+        } else {
+            '?'
+        };
+        format!(
+            "{}{sep}options=-c%20search_path%3D{}",
+            self.base_url, self.name
+        )
+    }
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        let url = self.base_url.clone();
+        let name = self.name.clone();
+        // Drop runs inside the test's runtime; use a fresh one on a thread.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            rt.block_on(async {
+                let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
+                    .await
+                    .ok()?;
+                sqlx::query(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"))
+                    .execute(&mut conn)
+                    .await
+                    .ok()
+            })
+        })
+        .join();
+    }
+}
+
+/// Where a test's data lives.
+pub struct Storage {
+    pub dir: TempDir,
+    pub pg: Option<PgSchema>,
+}
+
+impl Storage {
+    pub async fn new(backend: Backend) -> Option<Self> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pg = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => Some(PgSchema::create().await?),
+        };
+        Some(Self { dir, pg })
+    }
+
+    pub fn database_url(&self) -> String {
+        match &self.pg {
+            Some(pg) => pg.url(),
+            None => format!("sqlite://{}", self.dir.path().join("tessera.db").display()),
+        }
+    }
+}
+
+pub struct TestApp {
+    pub url: String,
+    pub admin_key: String,
+    pub http: reqwest::Client,
+    pub service: Arc<Service>,
+    pub storage: Storage,
+    server: tokio::task::JoinHandle<()>,
+}
+
+pub struct Resp {
+    pub status: StatusCode,
+    pub content_type: String,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Resp {
+    #[track_caller]
+    pub fn ok(self) -> Value {
+        assert_eq!(self.status, StatusCode::OK, "body: {}", self.text);
+        assert_eq!(self.content_type, "application/json");
+        self.body
+    }
+
+    /// Asserts an error status with the JSON error body and returns its message.
+    #[track_caller]
+    pub fn err(self, status: u16, code: &str) -> String {
+        assert_eq!(self.status.as_u16(), status, "body: {}", self.text);
+        assert_eq!(self.content_type, "application/json", "body: {}", self.text);
+        assert_eq!(self.body["code"], code, "body: {}", self.text);
+        self.body["message"]
+            .as_str()
+            .expect("message is a string")
+            .to_owned()
+    }
+}
+
+impl TestApp {
+    /// Starts an app on `backend`; `None` (announced) when PostgreSQL is not configured.
+    pub async fn start(backend: Backend) -> Option<Self> {
+        Self::start_with(backend, Limits::default()).await
+    }
+
+    pub async fn start_with(backend: Backend, limits: Limits) -> Option<Self> {
+        let storage = Storage::new(backend).await?;
+        let store = tessera::store::open(&storage.database_url())
+            .await
+            .expect("open store");
+        let keyring = Arc::new(Keyring::new(&rand_key()));
+        bootstrap::check_master_key(store.as_ref(), &keyring)
+            .await
+            .expect("key check");
+        let token = bootstrap::create_organization(store.as_ref(), "acme")
+            .await
+            .expect("create org");
+        let service =
+            tessera::app::service_from_parts(store.clone(), keyring.clone(), limits.clone());
+        let router = tessera::app::router(tessera::app::service_from_parts(store, keyring, limits));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            axum::serve(listener, router).await.unwrap();
+        });
+        Some(Self {
+            url: format!("http://{addr}"),
+            admin_key: token.token().to_owned(),
+            http: reqwest::Client::new(),
+            service: Arc::new(service),
+            storage,
+            server,
+        })
+    }
+
+    /// A new organization in the same store; returns its admin key.
+    pub async fn new_org(&self, name: &str) -> String {
+        bootstrap::create_organization(self.service.store.as_ref(), name)
+            .await
+            .unwrap()
+            .token()
+            .to_owned()
+    }
+
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        key: Option<&str>,
+        body: Option<Value>,
+    ) -> Resp {
+        let mut req = self.http.request(method, format!("{}{path}", self.url));
+        if let Some(k) = key {
+            req = req.header("Authorization", format!("Bearer {k}"));
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        to_resp(req.send().await.expect("request")).await
+    }
+
+    pub async fn get(&self, path: &str) -> Resp {
+        self.request(Method::GET, path, Some(&self.admin_key), None)
+            .await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Resp {
+        self.request(Method::POST, path, Some(&self.admin_key), Some(body))
+            .await
+    }
+
+    pub async fn delete(&self, path: &str) -> Resp {
+        self.request(Method::DELETE, path, Some(&self.admin_key), None)
+            .await
+    }
+
+    pub async fn as_key(&self, key: &str, method: Method, path: &str, body: Option<Value>) -> Resp {
+        self.request(method, path, Some(key), body).await
+    }
+
+    /// The default team's id, as the admin sees it.
+    pub async fn default_team_id(&self) -> String {
+        let teams = self.get("/v1/teams").await.ok();
+        teams["teams"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["default"] == true)
+            .expect("a default team")["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// Opens a secret's latest value through the service (never via HTTP).
+    pub async fn reveal(&self, key: &str, team_id: &str, name: &str) -> String {
+        let p = self
+            .service
+            .authenticate(Some(&format!("Bearer {key}")))
+            .await
+            .unwrap();
+        self.service
+            .reveal_secret(&p, tessera::service::TeamRef::Id(team_id), name)
+            .await
+            .unwrap()
+            .expose()
+            .to_owned()
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+pub async fn to_resp(r: reqwest::Response) -> Resp {
+    let status = r.status();
+    let content_type = r
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let text = r.text().await.unwrap_or_default();
+    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Resp {
+        status,
+        content_type,
+        body,
+        text,
+    }
+}
+
+pub fn rand_key() -> [u8; 32] {
+    rand::random()
+}
+
+/// A random value no test could produce by accident.
+pub fn canary(tag: &str) -> String {
+    format!("canary-{tag}-{}", tessera::domain::ids::random_base62(24))
+}
+
+/// Checks an RFC 3339 UTC timestamp with an explicit `Z`.
+#[track_caller]
+pub fn assert_utc_z(v: &Value) {
+    let s = v.as_str().expect("timestamp is a string");
+    assert!(s.ends_with('Z'), "{s}");
+    chrono::DateTime::parse_from_rfc3339(s).expect("RFC 3339");
+}
+
+// ---------------------------------------------------------------------------
+// The real binary
+// ---------------------------------------------------------------------------
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_tessera");
+
+/// A `tessera serve` process with its log captured to a file.
+pub struct ServerProcess {
+    pub child: Child,
+    pub url: String,
+    pub log: PathBuf,
+}
+
+impl ServerProcess {
+    /// Starts `tessera serve` on a random port with the given data dir and
+    /// extra arguments, and waits until `/readyz` answers 200.
+    pub fn start(data_dir: &Path, extra: &[&str], envs: &[(&str, &str)]) -> Result<Self, String> {
+        let log =
+            data_dir.with_extension(format!("log-{}", tessera::domain::ids::random_base62(6)));
+        let log_file = std::fs::File::create(&log).unwrap();
+        let mut cmd = Command::new(BIN);
+        cmd.arg("serve")
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(extra)
+            .env_remove("TESSERA_MASTER_KEY")
+            .env_remove("TESSERA_DATABASE_URL")
+            .env("TESSERA_LOG", "debug,sqlx=warn,hyper=info")
+            .stdout(Stdio::null())
+            .stderr(log_file);
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().map_err(|e| e.to_string())?;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if let Some(addr) = text
+                .lines()
+                .find_map(|l| l.split("listening addr=").nth(1))
+                .and_then(|rest| rest.split_whitespace().next())
+            {
+                let url = format!("http://{addr}");
+                let server = Self { child, url, log };
+                server.wait_ready()?;
+                return Ok(server);
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(format!("exited with {status}: {text}"));
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                return Err(format!("did not start in time: {text}"));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn wait_ready(&self) -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(code) = blocking_status(&format!("{}/readyz", self.url)) {
+                if code == 200 {
+                    return Ok(());
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Err("not ready in time".into())
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, then waits; returns the exit code.
+    pub fn terminate(mut self) -> Option<i32> {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Minimal blocking GET returning the status code (used while waiting for
+/// a process to come up, outside any runtime).
+pub fn blocking_status(url: &str) -> std::io::Result<u16> {
+    use std::io::Read;
+    let rest = url.strip_prefix("http://").unwrap_or(url);
+    let (host, path) = rest
+        .split_once('/')
+        .map(|(h, p)| (h, format!("/{p}")))
+        .unwrap_or((rest, "/".into()));
+    let mut s = std::net::TcpStream::connect(host)?;
+    s.set_read_timeout(Some(Duration::from_secs(2)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf)?;
+    Ok(buf
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0))
+}
+
+/// Runs a `tessera` subcommand to completion.
+pub fn run_cli(args: &[&str], envs: &[(&str, &str)]) -> std::process::Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .env_remove("TESSERA_MASTER_KEY")
+        .env_remove("TESSERA_DATABASE_URL")
+        .env("TESSERA_LOG", "warn");
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run tessera")
+}
+
+/// Declares each listed `async fn name(app: TestApp)` as a test on both
+/// backends: `sqlite::name` and `postgres::name`.
+#[macro_export]
+macro_rules! app_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let app = $crate::common::TestApp::start($crate::common::Backend::Sqlite).await.unwrap();
+                    super::$name(app).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    match $crate::common::TestApp::start($crate::common::Backend::Postgres).await {
+                        Some(app) => super::$name(app).await,
+                        None => $crate::common::announce_skip(
+                            concat!(module_path!(), "::", stringify!($name)),
+                            "TESSERA_TEST_DATABASE_URL is not set",
+                        ),
+                    }
+                }
+            )*
+        }
+    };
+}
+
+/// Like `app_tests!` for tests that need only a [`Storage`] (they start
+/// real binaries themselves): `async fn name(storage: Storage)`.
+#[macro_export]
+macro_rules! storage_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let s = $crate::common::Storage::new($crate::common::Backend::Sqlite).await.unwrap();
+                    super::$name(s).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    match $crate::common::Storage::new($crate::common::Backend::Postgres).await {
+                        Some(s) => super::$name(s).await,
+                        None => $crate::common::announce_skip(
+                            concat!(module_path!(), "::", stringify!($name)),
+                            "TESSERA_TEST_DATABASE_URL is not set",
+                        ),
+                    }
+                }
+            )*
+        }
+    };
+}

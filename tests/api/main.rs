@@ -1,0 +1,14 @@
+//! Black-box tests over real HTTP, compiled into one test binary. Each test
+//! runs against SQLite and, when `TESSERA_TEST_DATABASE_URL` is set,
+//! PostgreSQL.
+
+mod common;
+
+mod auth;
+mod binary;
+mod errors;
+mod isolation;
+mod ops;
+mod sdk;
+mod secrets;
+mod teams;

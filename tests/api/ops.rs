@@ -1,0 +1,100 @@
+//! Operational endpoints and the OpenAPI document.
+
+use crate::common::{canary, TestApp};
+use reqwest::Method;
+use serde_json::json;
+use std::collections::BTreeSet;
+
+/// Every route Tessera serves. Adding a route means adding it here, and the
+/// test below proves the generated document lists it.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("get", "/v1/secrets"),
+    ("post", "/v1/secrets"),
+    ("delete", "/v1/secrets/{secret_name}"),
+    ("get", "/v1/teams"),
+    ("get", "/v1/teams/{team_id}"),
+    ("get", "/v1/teams/{team_id}/secrets"),
+    ("post", "/v1/teams/{team_id}/secrets"),
+    ("delete", "/v1/teams/{team_id}/secrets/{secret_name}"),
+    ("get", "/v1/users/me"),
+    ("get", "/v1/organizations/me"),
+    ("get", "/healthz"),
+    ("get", "/readyz"),
+    ("get", "/metrics"),
+    ("get", "/openapi.json"),
+];
+
+async fn health_and_readiness(app: TestApp) {
+    let h = app.request(Method::GET, "/healthz", None, None).await.ok();
+    assert_eq!(h["status"], "ok");
+    let r = app.request(Method::GET, "/readyz", None, None).await.ok();
+    assert_eq!(r["status"], "ready");
+    assert_eq!(r["kek_id"].as_str().unwrap().len(), 16);
+}
+
+async fn metrics_use_route_templates_only(app: TestApp) {
+    let name = format!("metric_probe_{}", tessera::domain::ids::random_base62(10));
+    let value = canary("metrics");
+    app.post("/v1/secrets", json!({"name": name, "value": value}))
+        .await
+        .ok();
+    app.delete(&format!("/v1/secrets/{name}")).await.ok();
+    let r = app
+        .http
+        .get(format!("{}/metrics", app.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    assert!(
+        text.contains(r#"route="/v1/secrets/{secret_name}""#),
+        "{text}"
+    );
+    assert!(text.contains("tessera_http_request_duration_seconds_bucket"));
+    assert!(!text.contains(&name), "a secret name leaked into metrics");
+    assert!(!text.contains(&value), "a secret value leaked into metrics");
+}
+
+async fn openapi_lists_every_route_the_router_serves(app: TestApp) {
+    let doc = app
+        .request(Method::GET, "/openapi.json", None, None)
+        .await
+        .ok();
+    assert_eq!(doc["openapi"].as_str().unwrap().get(..2), Some("3."));
+    let mut documented = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            if ["get", "post", "put", "patch", "delete"].contains(&method.as_str()) {
+                documented.insert((method.clone(), path.clone()));
+            }
+        }
+    }
+    let expected: BTreeSet<_> = ROUTES
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    assert_eq!(documented, expected);
+    // And each documented operation is really routed (not the 404 fallback).
+    let team = app.default_team_id().await;
+    for (method, path) in &documented {
+        let concrete = path
+            .replace("{team_id}", &team)
+            .replace("{secret_name}", "probe");
+        let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+        let body = (m == Method::POST).then(|| json!({"name": "probe", "value": "v"}));
+        let r = app.request(m, &concrete, Some(&app.admin_key), body).await;
+        assert!(
+            !(r.status == 404 && r.body["message"] == "no such route") && r.status != 405,
+            "{method} {path} is documented but not routed: {}",
+            r.text
+        );
+    }
+    assert!(doc["components"]["securitySchemes"]["BearerAuth"].is_object());
+}
+
+crate::app_tests!(
+    health_and_readiness,
+    metrics_use_route_templates_only,
+    openapi_lists_every_route_the_router_serves
+);
