@@ -36,11 +36,33 @@ pub fn service_from_parts(store: DynStore, keyring: Arc<Keyring>, limits: Limits
     Service::new(store, keyring, limits)
 }
 
-pub fn router(service: Service) -> Router {
+/// The router plus the shared state (for flushing on shutdown).
+pub fn build(service: Service) -> (Router, Arc<AppState>) {
     let state = Arc::new(AppState {
         service,
         metrics: api::metrics::handle(),
         openapi: OnceLock::new(),
     });
-    api::router(state)
+    spawn_usage_flusher(Arc::downgrade(&state));
+    (api::router(state.clone()), state)
+}
+
+pub fn router(service: Service) -> Router {
+    build(service).0
+}
+
+/// Writes batched `last_used_at` updates about once a second until the app
+/// is dropped.
+fn spawn_usage_flusher(state: std::sync::Weak<AppState>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(crate::service::usage::FLUSH_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(state) = state.upgrade() else { break };
+            if let Err(e) = state.service.flush_usage().await {
+                tracing::warn!(error = %e, "could not record API key usage; will retry");
+            }
+        }
+    });
 }

@@ -4,10 +4,13 @@
 pub mod directory;
 pub mod error;
 pub mod extract;
+pub mod keys;
 pub mod metrics;
 pub mod ops;
 pub mod secrets;
+pub mod team_admin;
 pub mod teams;
+pub mod users;
 pub mod views;
 
 use crate::service::Service;
@@ -61,6 +64,40 @@ impl Modify for BearerAuth {
     }
 }
 
+/// Tags every operation of the `extensions` tag with `x-tessera-extension`,
+/// so tools can tell Tessera's own routes from Baseten's.
+struct MarkExtensions;
+
+impl Modify for MarkExtensions {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            for op in [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.patch,
+                &mut item.delete,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                let is_extension = op
+                    .tags
+                    .as_ref()
+                    .is_some_and(|t| t.iter().any(|t| t == "extensions"));
+                if is_extension {
+                    let ext = utoipa::openapi::extensions::ExtensionsBuilder::new()
+                        .add("x-tessera-extension", true)
+                        .build();
+                    op.extensions
+                        .get_or_insert_with(Default::default)
+                        .merge(ext);
+                }
+            }
+        }
+    }
+}
+
 /// Every route, registered together with its OpenAPI operation, so the
 /// document cannot miss a route the router serves.
 fn api_router() -> OpenApiRouter<Arc<AppState>> {
@@ -72,8 +109,20 @@ fn api_router() -> OpenApiRouter<Arc<AppState>> {
             secrets::upsert_team_secret
         ))
         .routes(routes!(secrets::delete_team_secret))
-        .routes(routes!(teams::list_teams))
-        .routes(routes!(teams::get_team))
+        .routes(routes!(teams::list_teams, team_admin::create_team))
+        .routes(routes!(
+            teams::get_team,
+            team_admin::rename_team,
+            team_admin::delete_team
+        ))
+        .routes(routes!(team_admin::list_members))
+        .routes(routes!(team_admin::set_member, team_admin::remove_member))
+        .routes(routes!(keys::list_api_keys, keys::create_api_key))
+        .routes(routes!(keys::create_team_api_key))
+        .routes(routes!(keys::delete_api_key))
+        .routes(routes!(users::list_users, users::create_user))
+        .routes(routes!(users::get_user, users::delete_user))
+        .routes(routes!(users::mint_user_key))
         .routes(routes!(directory::users_me))
         .routes(routes!(directory::organizations_me))
         .routes(routes!(ops::healthz))
@@ -82,14 +131,21 @@ fn api_router() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(ops::openapi))
 }
 
+/// The router and its OpenAPI document (with extensions marked: this runs
+/// after the routes are collected, which `#[openapi(modifiers)]` does not).
+fn split() -> (Router<Arc<AppState>>, utoipa::openapi::OpenApi) {
+    let (router, mut doc) = api_router().split_for_parts();
+    MarkExtensions.modify(&mut doc);
+    (router, doc)
+}
+
 /// The OpenAPI document as JSON.
 pub fn openapi_json() -> String {
-    let (_, doc) = api_router().split_for_parts();
-    doc.to_pretty_json().unwrap_or_default()
+    split().1.to_pretty_json().unwrap_or_default()
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
-    let (router, doc) = api_router().split_for_parts();
+    let (router, doc) = split();
     let _ = state.openapi.set(doc.to_pretty_json().unwrap_or_default());
     router
         .route_layer(axum::middleware::from_fn(metrics::track))

@@ -2,7 +2,8 @@
 //! Descriptions are Tessera's own words.
 
 use crate::domain::time::rfc3339;
-use crate::domain::types::{Organization, SecretRecord, Team, User};
+use crate::domain::types::{KeyType, OrgRole, Organization, SecretRecord, Team, TeamRole, User};
+use crate::store::KeyListing;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -130,4 +131,167 @@ impl From<Organization> for OrganizationView {
             created_at: rfc3339(o.created_at),
         }
     }
+}
+
+/// A newly created API key. The key is shown here once and never again.
+#[derive(Serialize, ToSchema)]
+#[schema(as = APIKeyV1)]
+pub struct NewApiKeyView {
+    /// The full key, `<prefix>.<secret>`.
+    pub api_key: String,
+}
+
+/// What remains of a revoked key: its prefix.
+#[derive(Serialize, ToSchema)]
+#[schema(as = APIKeyTombstoneV1)]
+pub struct ApiKeyTombstoneView {
+    pub prefix: String,
+}
+
+/// The user a personal key belongs to.
+#[derive(Serialize, ToSchema)]
+#[schema(as = APIKeyOwnerV1)]
+pub struct ApiKeyOwnerView {
+    pub user_id: String,
+    pub email: Option<String>,
+    pub name: Option<String>,
+}
+
+/// Metadata of an API key (never the key itself).
+#[derive(Serialize, ToSchema)]
+#[schema(as = APIKeyInfoV1)]
+pub struct ApiKeyInfoView {
+    /// The key's public prefix; revoke it with `DELETE /v1/api_keys/{prefix}`.
+    pub prefix: String,
+    pub name: Option<String>,
+    #[serde(rename = "type")]
+    pub key_type: KeyType,
+    /// Present only for model-scoped keys.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_ids: Option<Vec<String>>,
+    pub team_name: Option<String>,
+    /// RFC 3339, UTC.
+    pub created_at: String,
+    /// Last use, RFC 3339 UTC, or null when never used. Written in batches,
+    /// so it may lag by about a second on other nodes.
+    pub last_used_at: Option<String>,
+    /// Personal keys only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<ApiKeyOwnerView>,
+}
+
+impl From<KeyListing> for ApiKeyInfoView {
+    fn from(k: KeyListing) -> Self {
+        let owner = match k.key.key_type {
+            KeyType::Personal => k.owner.map(|u| ApiKeyOwnerView {
+                user_id: u.id,
+                email: u.email,
+                name: u.name,
+            }),
+            _ => None,
+        };
+        Self {
+            prefix: k.key.prefix,
+            name: k.key.name,
+            key_type: k.key.key_type,
+            model_ids: k.key.model_ids,
+            team_name: k.team_name,
+            created_at: rfc3339(k.key.created_at),
+            last_used_at: k.key.last_used_at.map(rfc3339),
+            owner,
+        }
+    }
+}
+
+/// A list of API keys.
+#[derive(Serialize, ToSchema)]
+#[schema(as = APIKeysV1)]
+pub struct ApiKeysView {
+    pub keys: Vec<ApiKeyInfoView>,
+}
+
+/// Body of a key creation.
+#[derive(ToSchema)]
+#[schema(as = CreateAPIKeyRequestV1)]
+#[allow(dead_code)]
+pub struct CreateApiKeyRequest {
+    /// Optional; unique among live keys of the same scope.
+    pub name: Option<String>,
+    #[schema(value_type = KeyType)]
+    pub r#type: KeyType,
+    /// Only for WORKSPACE_INVOKE and WORKSPACE_EXPORT_METRICS keys.
+    pub model_ids: Option<Vec<String>>,
+    /// The team of a team-bound key; must match the URL's team when both are
+    /// given; not allowed for PERSONAL and WORKSPACE_MANAGE_API_KEYS.
+    pub team_id: Option<String>,
+}
+
+/// Paging information.
+#[derive(Serialize, ToSchema)]
+#[schema(as = PaginationResponseV1)]
+pub struct PaginationView {
+    pub has_more: bool,
+    /// Pass as `cursor` to get the next page; null on the last page.
+    pub cursor: Option<String>,
+}
+
+/// A page of users.
+#[derive(Serialize, ToSchema)]
+#[schema(as = UsersResponseV1)]
+pub struct UsersView {
+    pub items: Vec<UserView>,
+    pub pagination: PaginationView,
+}
+
+/// Extension: a user with its organization role.
+#[derive(Serialize, ToSchema)]
+pub struct UserAdminView {
+    pub user_id: String,
+    pub email: Option<String>,
+    pub name: Option<String>,
+    pub role: OrgRole,
+    /// RFC 3339, UTC.
+    pub created_at: String,
+}
+
+impl From<User> for UserAdminView {
+    fn from(u: User) -> Self {
+        Self {
+            user_id: u.id,
+            email: u.email,
+            name: u.name,
+            role: u.role,
+            created_at: rfc3339(u.created_at),
+        }
+    }
+}
+
+/// Extension: a team member.
+#[derive(Serialize, ToSchema)]
+pub struct MemberView {
+    pub user_id: String,
+    pub email: Option<String>,
+    pub name: Option<String>,
+    pub role: TeamRole,
+}
+
+/// Extension: the members of a team.
+#[derive(Serialize, ToSchema)]
+pub struct MembersView {
+    pub members: Vec<MemberView>,
+}
+
+/// Extension: what remains of a deleted team.
+#[derive(Serialize, ToSchema)]
+pub struct TeamTombstoneView {
+    pub id: String,
+    pub name: String,
+    /// Secrets deleted with it (cascade only).
+    pub deleted_secrets: i64,
+}
+
+/// Extension: what remains of a deleted user.
+#[derive(Serialize, ToSchema)]
+pub struct UserTombstoneView {
+    pub user_id: String,
 }

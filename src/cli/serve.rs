@@ -26,9 +26,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", args.listen))?;
     tracing::info!(addr = %listener.local_addr()?, backend, "listening");
-    axum::serve(listener, crate::app::router(service))
+    let (router, state) = crate::app::build(service);
+    axum::serve(listener, router)
         .with_graceful_shutdown(shutdown_signal())
         .await?;
+    if let Err(e) = state.service.flush_usage().await {
+        tracing::warn!(error = %e, "could not record the last API key uses");
+    }
     tracing::info!("stopped");
     Ok(())
 }

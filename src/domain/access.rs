@@ -15,7 +15,7 @@
 //! | WORKSPACE_MANAGE_API_KEYS   | none                      | all               | all keys of the organization |
 //! | INVOKE, EXPORT_METRICS, ROUTES | none                   | none              | none |
 
-use super::types::{KeyType, Membership, OrgRole, Team, TeamRole, User};
+use super::types::{ApiKeyRecord, KeyType, Membership, OrgRole, Team, TeamRole, User};
 
 /// The authenticated caller of one request.
 #[derive(Debug, Clone)]
@@ -51,6 +51,8 @@ pub enum TeamAction {
     ManageTeamKeys,
     /// Add or remove members, rename the team.
     AdministerTeam,
+    /// Delete the team (org admins only).
+    DeleteTeam,
 }
 
 /// What a caller wants to do at organization level.
@@ -170,12 +172,13 @@ pub fn authorize_team(
                     (TeamAction::ManageTeamKeys | TeamAction::AdministerTeam, Some(role)) => {
                         role == TeamRole::Admin
                     }
+                    (TeamAction::DeleteTeam, Some(_)) => false,
                 }
             }
         }
         KeyType::WorkspaceManageAll => {
             p.bound_team_id.as_deref() == Some(team.id.as_str())
-                && action != TeamAction::AdministerTeam
+                && !matches!(action, TeamAction::AdministerTeam | TeamAction::DeleteTeam)
         }
         KeyType::WorkspaceManageApiKeys => {
             matches!(action, TeamAction::ReadTeam | TeamAction::ManageTeamKeys)
@@ -199,6 +202,7 @@ fn forbidden_message(p: &Principal, action: TeamAction) -> String {
         TeamAction::ReadTeam => "see this team",
         TeamAction::ManageTeamKeys => "manage this team's API keys",
         TeamAction::AdministerTeam => "administer this team",
+        TeamAction::DeleteTeam => "delete this team (org admins only)",
     };
     match p.key_type {
         KeyType::Personal => format!("this key's user may not {what}"),
@@ -280,5 +284,131 @@ pub fn implicit_team(p: &Principal) -> Option<&str> {
         p.bound_team_id.as_deref()
     } else {
         None
+    }
+}
+
+/// Permission to create or revoke one API key, and the scope its name must
+/// be unique in.
+#[derive(Debug, Clone)]
+pub struct KeyGrant {
+    org_id: String,
+    team_id: Option<String>,
+    owner_id: Option<String>,
+    name_scope: String,
+}
+
+impl KeyGrant {
+    pub fn org_id(&self) -> &str {
+        &self.org_id
+    }
+    /// The team a team-bound key belongs to.
+    pub fn team_id(&self) -> Option<&str> {
+        self.team_id.as_deref()
+    }
+    /// The user a personal key belongs to.
+    pub fn owner_id(&self) -> Option<&str> {
+        self.owner_id.as_deref()
+    }
+    /// Key names are unique among live keys of this scope: per user for
+    /// personal keys, per team for workspace keys, per organization for
+    /// WORKSPACE_MANAGE_API_KEYS keys.
+    pub fn name_scope(&self) -> &str {
+        &self.name_scope
+    }
+}
+
+/// Where a new key will live.
+#[derive(Debug, Clone, Copy)]
+pub enum KeyTarget<'a> {
+    Personal { owner: &'a User },
+    Team(&'a Team),
+    Org,
+}
+
+fn grant_for(org_id: &str, scope: KeyScope<'_>) -> KeyGrant {
+    let (team_id, owner_id, name_scope) = match scope {
+        KeyScope::Personal { owner } => (None, Some(owner.to_owned()), format!("user:{owner}")),
+        KeyScope::Team { team_id } => (Some(team_id.to_owned()), None, format!("team:{team_id}")),
+        KeyScope::Org => (None, None, format!("org:{org_id}")),
+    };
+    KeyGrant {
+        org_id: org_id.to_owned(),
+        team_id,
+        owner_id,
+        name_scope,
+    }
+}
+
+/// Decides whether the caller may create a key at `target`.
+///
+/// Personal keys are created by their owner, or minted by an org admin for
+/// a user; nobody else can create a key that acts as another user.
+pub fn authorize_new_key(p: &Principal, target: KeyTarget<'_>) -> Result<KeyGrant, Denied> {
+    if p.is_limited() {
+        return Err(limited_key(p));
+    }
+    let (scope, allowed, what) = match target {
+        KeyTarget::Personal { owner } => {
+            if owner.org_id != p.org_id {
+                return Err(Denied::NotFound("user"));
+            }
+            let own = p.key_type == KeyType::Personal && p.user_id() == Some(owner.id.as_str());
+            (
+                KeyScope::Personal { owner: &owner.id },
+                own || p.is_org_admin(),
+                "create personal keys for another user (org admins only)",
+            )
+        }
+        KeyTarget::Team(team) => {
+            if team.org_id != p.org_id {
+                return Err(Denied::NotFound("team"));
+            }
+            let scope = KeyScope::Team { team_id: &team.id };
+            (
+                scope,
+                can_manage_key(p, scope),
+                "manage this team's API keys",
+            )
+        }
+        KeyTarget::Org => (
+            KeyScope::Org,
+            p.is_org_admin() || p.key_type == KeyType::WorkspaceManageApiKeys,
+            "create organization-wide API keys",
+        ),
+    };
+    if !allowed {
+        return Err(Denied::Forbidden(match p.key_type {
+            KeyType::Personal => format!("this key's user may not {what}"),
+            other => format!("a {other} key may not {what}"),
+        }));
+    }
+    Ok(grant_for(&p.org_id, scope))
+}
+
+/// Decides whether the caller may see or revoke an existing key. Keys of
+/// other organizations are reported as not found.
+pub fn authorize_existing_key(p: &Principal, key: &ApiKeyRecord) -> Result<KeyGrant, Denied> {
+    if key.org_id != p.org_id {
+        return Err(Denied::NotFound("API key"));
+    }
+    if p.is_limited() {
+        return Err(limited_key(p));
+    }
+    let scope = key_scope(key);
+    if !can_manage_key(p, scope) {
+        return Err(Denied::Forbidden(format!(
+            "a {} key may not manage this API key",
+            p.key_type
+        )));
+    }
+    Ok(grant_for(&p.org_id, scope))
+}
+
+/// The scope of a stored key.
+pub fn key_scope(key: &ApiKeyRecord) -> KeyScope<'_> {
+    match (key.key_type, &key.user_id, &key.team_id) {
+        (KeyType::Personal, Some(owner), _) => KeyScope::Personal { owner },
+        (_, _, Some(team_id)) => KeyScope::Team { team_id },
+        _ => KeyScope::Org,
     }
 }

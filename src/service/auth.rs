@@ -84,6 +84,8 @@ impl Service {
             PresentedToken::parse(token).ok_or(ServiceError::Unauthorized(INVALID_KEY))?;
         if let Some((hash, principal)) = self.auth_cache.get(presented.prefix) {
             return if presented.matches(&hash) {
+                self.usage
+                    .record(presented.prefix, crate::domain::time::now_micros());
                 Ok(principal)
             } else {
                 Err(ServiceError::Unauthorized(INVALID_KEY))

@@ -6,8 +6,12 @@
 pub mod auth;
 pub mod bootstrap;
 pub mod directory;
+pub mod keys;
 pub mod secrets;
+pub mod team_admin;
 pub mod teams;
+pub mod usage;
+pub mod users;
 
 use crate::crypto::Keyring;
 use crate::domain::access::{self, Denied, Principal, TeamAccess, TeamAction};
@@ -75,6 +79,7 @@ pub struct Service {
     pub keyring: Arc<Keyring>,
     pub limits: Limits,
     pub auth_cache: auth::PrincipalCache,
+    pub usage: usage::UsageRecorder,
 }
 
 /// Which team a request addresses.
@@ -92,6 +97,7 @@ impl Service {
             keyring,
             limits,
             auth_cache: auth::PrincipalCache::default(),
+            usage: usage::UsageRecorder::default(),
         }
     }
 

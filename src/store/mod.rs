@@ -5,11 +5,11 @@
 pub mod postgres;
 pub mod sqlite;
 
-use crate::domain::access::{OrgAccess, TeamAccess};
+use crate::domain::access::{KeyGrant, OrgAccess, TeamAccess};
 use crate::domain::secret_name::SecretName;
 use crate::domain::time::Micros;
 use crate::domain::types::{
-    ApiKeyRecord, KekRecord, Membership, Organization, SecretRecord, Team, User,
+    ApiKeyRecord, KekRecord, Membership, Organization, SecretRecord, Team, TeamRole, User,
 };
 use async_trait::async_trait;
 use std::sync::Arc;
@@ -41,6 +41,34 @@ pub struct NewOrganization {
     pub default_team: Team,
     pub admin: User,
     pub admin_key: ApiKeyRecord,
+}
+
+/// An API key with what its listing shows besides the record.
+#[derive(Debug, Clone)]
+pub struct KeyListing {
+    pub key: ApiKeyRecord,
+    pub team_name: Option<String>,
+    pub owner: Option<User>,
+}
+
+/// One page of the user directory, ordered by id.
+#[derive(Debug, Clone, Default)]
+pub struct UserQuery {
+    /// Only users whose id sorts after this one.
+    pub after: Option<String>,
+    pub limit: usize,
+    pub email: Option<String>,
+}
+
+/// What deleting a team did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TeamDeletion {
+    Deleted {
+        secrets: i64,
+    },
+    /// Not deleted: the team holds secrets and no cascade was asked for.
+    HasSecrets(i64),
+    NotFound,
 }
 
 /// A secret's latest version as stored.
@@ -80,6 +108,37 @@ pub trait Store: Send + Sync + 'static {
     // --- organization ----------------------------------------------------------
     async fn organization(&self, org: &OrgAccess) -> StoreResult<Organization>;
     async fn list_teams(&self, org: &OrgAccess) -> StoreResult<Vec<Team>>;
+
+    // --- teams, users, memberships (extensions) -----------------------------------
+    /// `Conflict` when the organization already has a team of that name.
+    async fn create_team(&self, org: &OrgAccess, team: Team) -> StoreResult<()>;
+    async fn rename_team(&self, team: &TeamAccess, name: &str) -> StoreResult<()>;
+    /// Deletes the team with its memberships and team-bound keys; its
+    /// secrets too when `cascade`, otherwise refuses while it has any.
+    async fn delete_team(&self, team: &TeamAccess, cascade: bool) -> StoreResult<TeamDeletion>;
+    async fn list_users(&self, org: &OrgAccess, query: UserQuery) -> StoreResult<Vec<User>>;
+    /// Creates the user as a member of the organization's default team.
+    async fn create_user(
+        &self,
+        org: &OrgAccess,
+        user: User,
+        default_team_id: &str,
+    ) -> StoreResult<()>;
+    /// Deletes the user, its personal keys and memberships.
+    async fn delete_user(&self, org: &OrgAccess, user_id: &str) -> StoreResult<bool>;
+    async fn list_members(&self, team: &TeamAccess) -> StoreResult<Vec<(User, TeamRole)>>;
+    /// Adds the user to the team or changes its role.
+    async fn set_member(&self, team: &TeamAccess, user_id: &str, role: TeamRole)
+        -> StoreResult<()>;
+    async fn remove_member(&self, team: &TeamAccess, user_id: &str) -> StoreResult<bool>;
+
+    // --- API keys ------------------------------------------------------------------
+    /// `Conflict` when a live key of the same scope has the same name.
+    async fn insert_api_key(&self, grant: &KeyGrant, key: ApiKeyRecord) -> StoreResult<()>;
+    async fn list_api_keys(&self, org: &OrgAccess) -> StoreResult<Vec<KeyListing>>;
+    async fn delete_api_key(&self, grant: &KeyGrant, prefix: &str) -> StoreResult<bool>;
+    /// Records when keys were last used (batched by the caller).
+    async fn touch_api_keys(&self, uses: Vec<(String, Micros)>) -> StoreResult<()>;
 
     // --- secrets ---------------------------------------------------------------
     /// Creates or updates the secret with `name`'s canonical form in the team.

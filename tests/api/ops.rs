@@ -16,6 +16,21 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/teams/{team_id}/secrets"),
     ("post", "/v1/teams/{team_id}/secrets"),
     ("delete", "/v1/teams/{team_id}/secrets/{secret_name}"),
+    ("post", "/v1/teams"),
+    ("patch", "/v1/teams/{team_id}"),
+    ("delete", "/v1/teams/{team_id}"),
+    ("get", "/v1/teams/{team_id}/members"),
+    ("put", "/v1/teams/{team_id}/members/{user_id}"),
+    ("delete", "/v1/teams/{team_id}/members/{user_id}"),
+    ("get", "/v1/api_keys"),
+    ("post", "/v1/api_keys"),
+    ("delete", "/v1/api_keys/{api_key_prefix}"),
+    ("post", "/v1/teams/{team_id}/api_keys"),
+    ("get", "/v1/users"),
+    ("post", "/v1/users"),
+    ("get", "/v1/users/{user_id}"),
+    ("delete", "/v1/users/{user_id}"),
+    ("post", "/v1/users/{user_id}/api_keys"),
     ("get", "/v1/users/me"),
     ("get", "/v1/organizations/me"),
     ("get", "/healthz"),
@@ -91,6 +106,14 @@ async fn openapi_lists_every_route_the_router_serves(app: TestApp) {
         );
     }
     assert!(doc["components"]["securitySchemes"]["BearerAuth"].is_object());
+    // Tessera's own routes are marked as extensions; Baseten's are not.
+    assert_eq!(
+        doc["paths"]["/v1/teams"]["post"]["x-tessera-extension"],
+        true
+    );
+    assert!(doc["paths"]["/v1/teams"]["get"]
+        .get("x-tessera-extension")
+        .is_none());
 }
 
 crate::app_tests!(

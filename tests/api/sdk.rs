@@ -45,7 +45,7 @@ async fn baseten_python_sdk_round_trip(storage: Storage) {
         .arg(script)
         .env("TESSERA_URL", &server.url)
         .env("TESSERA_API_KEY", &key)
-        .env("TESSERA_SDK_KEYS", "0")
+        .env("TESSERA_SDK_KEYS", "1")
         .output()
         .expect("run python");
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -4,14 +4,18 @@
 //! fail fast with `Unavailable` (HTTP 503) instead of hanging, and the pool
 //! reconnects by itself when the database comes back.
 
+mod identity;
 mod migrations;
 
-use super::{NewOrganization, SealFn, Store, StoreError, StoreResult, StoredSecret};
-use crate::domain::access::{OrgAccess, TeamAccess};
+use super::{
+    KeyListing, NewOrganization, SealFn, Store, StoreError, StoreResult, StoredSecret,
+    TeamDeletion, UserQuery,
+};
+use crate::domain::access::{KeyGrant, OrgAccess, TeamAccess};
 use crate::domain::secret_name::SecretName;
 use crate::domain::time::Micros;
 use crate::domain::types::{
-    ApiKeyRecord, KekRecord, Membership, Organization, SecretRecord, Team, User,
+    ApiKeyRecord, KekRecord, Membership, Organization, SecretRecord, Team, TeamRole, User,
 };
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
@@ -27,7 +31,7 @@ pub struct PostgresStore {
     pool: PgPool,
 }
 
-fn map_err(e: sqlx::Error) -> StoreError {
+pub(crate) fn map_err(e: sqlx::Error) -> StoreError {
     match &e {
         sqlx::Error::Database(db) => {
             let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
@@ -54,7 +58,9 @@ fn map_err(e: sqlx::Error) -> StoreError {
     }
 }
 
-async fn bounded<T>(fut: impl Future<Output = Result<T, sqlx::Error>>) -> StoreResult<T> {
+pub(crate) async fn bounded<T>(
+    fut: impl Future<Output = Result<T, sqlx::Error>>,
+) -> StoreResult<T> {
     match tokio::time::timeout(CALL_TIMEOUT, fut).await {
         Ok(r) => r.map_err(map_err),
         Err(_) => Err(StoreError::Unavailable(
@@ -123,10 +129,10 @@ impl PostgresStore {
     }
 }
 
-const SECRET_COLUMNS: &str =
+pub(crate) const SECRET_COLUMNS: &str =
     "s.id, s.org_id, s.team_id, t.name AS team_name, s.name, s.canonical_name, s.created_at, s.updated_at, s.version";
 
-fn secret_row(r: &PgRow) -> Result<SecretRecord, sqlx::Error> {
+pub(crate) fn secret_row(r: &PgRow) -> Result<SecretRecord, sqlx::Error> {
     Ok(SecretRecord {
         id: r.try_get("id")?,
         org_id: r.try_get("org_id")?,
@@ -140,9 +146,9 @@ fn secret_row(r: &PgRow) -> Result<SecretRecord, sqlx::Error> {
     })
 }
 
-const TEAM_COLUMNS: &str = "id, org_id, name, is_default, created_at";
+pub(crate) const TEAM_COLUMNS: &str = "id, org_id, name, is_default, created_at";
 
-fn team_row(r: &PgRow) -> Result<Team, sqlx::Error> {
+pub(crate) fn team_row(r: &PgRow) -> Result<Team, sqlx::Error> {
     Ok(Team {
         id: r.try_get("id")?,
         org_id: r.try_get("org_id")?,
@@ -152,16 +158,16 @@ fn team_row(r: &PgRow) -> Result<Team, sqlx::Error> {
     })
 }
 
-const USER_COLUMNS: &str = "id, org_id, email, name, role, created_at";
+pub(crate) const USER_COLUMNS: &str = "id, org_id, email, name, role, created_at";
 
-fn decode_enum<T: FromStr>(col: &str, value: String) -> Result<T, sqlx::Error> {
+pub(crate) fn decode_enum<T: FromStr>(col: &str, value: String) -> Result<T, sqlx::Error> {
     value.parse().map_err(|_| sqlx::Error::ColumnDecode {
         index: col.to_owned(),
         source: format!("unknown enum value {value:?}").into(),
     })
 }
 
-fn user_row(r: &PgRow) -> Result<User, sqlx::Error> {
+pub(crate) fn user_row(r: &PgRow) -> Result<User, sqlx::Error> {
     Ok(User {
         id: r.try_get("id")?,
         org_id: r.try_get("org_id")?,
@@ -172,10 +178,10 @@ fn user_row(r: &PgRow) -> Result<User, sqlx::Error> {
     })
 }
 
-const KEY_COLUMNS: &str =
+pub(crate) const KEY_COLUMNS: &str =
     "prefix, org_id, key_type, name, secret_hash, user_id, team_id, model_ids, created_by, created_at, last_used_at";
 
-fn key_row(r: &PgRow) -> Result<ApiKeyRecord, sqlx::Error> {
+pub(crate) fn key_row(r: &PgRow) -> Result<ApiKeyRecord, sqlx::Error> {
     let model_ids: Option<String> = r.try_get("model_ids")?;
     Ok(ApiKeyRecord {
         prefix: r.try_get("prefix")?,
@@ -192,9 +198,13 @@ fn key_row(r: &PgRow) -> Result<ApiKeyRecord, sqlx::Error> {
     })
 }
 
-async fn insert_key(conn: &mut sqlx::PgConnection, k: &ApiKeyRecord) -> Result<(), sqlx::Error> {
+pub(crate) async fn insert_key(
+    conn: &mut sqlx::PgConnection,
+    k: &ApiKeyRecord,
+    name_scope: &str,
+) -> Result<(), sqlx::Error> {
     sqlx::query(&format!(
-        "INSERT INTO api_keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+        "INSERT INTO api_keys ({KEY_COLUMNS}, name_scope) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
     ))
     .bind(&k.prefix)
     .bind(&k.org_id)
@@ -211,6 +221,7 @@ async fn insert_key(conn: &mut sqlx::PgConnection, k: &ApiKeyRecord) -> Result<(
     .bind(&k.created_by)
     .bind(k.created_at)
     .bind(k.last_used_at)
+    .bind(name_scope)
     .execute(conn)
     .await?;
     Ok(())
@@ -313,7 +324,7 @@ impl Store for PostgresStore {
             .bind(&u.id)
             .execute(&mut *tx)
             .await?;
-            insert_key(&mut tx, &new.admin_key).await?;
+            insert_key(&mut tx, &new.admin_key, &format!("user:{}", u.id)).await?;
             tx.commit().await?;
             Ok(Ok(()))
         })
@@ -412,6 +423,90 @@ impl Store for PostgresStore {
             .map(team_row)
             .collect::<Result<_, _>>()
             .map_err(map_err)
+    }
+
+    async fn create_team(&self, org: &OrgAccess, team: Team) -> StoreResult<()> {
+        debug_assert_eq!(org.org_id(), team.org_id);
+        identity::create_team(&self.pool, &team).await
+    }
+
+    async fn rename_team(&self, team: &TeamAccess, name: &str) -> StoreResult<()> {
+        identity::rename_team(&self.pool, team.team_id(), name).await
+    }
+
+    async fn delete_team(&self, team: &TeamAccess, cascade: bool) -> StoreResult<TeamDeletion> {
+        identity::delete_team(&self.pool, team.team_id(), cascade).await
+    }
+
+    async fn list_users(&self, org: &OrgAccess, query: UserQuery) -> StoreResult<Vec<User>> {
+        identity::list_users(&self.pool, org.org_id(), &query).await
+    }
+
+    async fn create_user(
+        &self,
+        org: &OrgAccess,
+        user: User,
+        default_team_id: &str,
+    ) -> StoreResult<()> {
+        debug_assert_eq!(org.org_id(), user.org_id);
+        identity::create_user(&self.pool, &user, default_team_id).await
+    }
+
+    async fn delete_user(&self, org: &OrgAccess, user_id: &str) -> StoreResult<bool> {
+        identity::delete_user(&self.pool, org.org_id(), user_id).await
+    }
+
+    async fn list_members(&self, team: &TeamAccess) -> StoreResult<Vec<(User, TeamRole)>> {
+        identity::list_members(&self.pool, team.team_id()).await
+    }
+
+    async fn set_member(
+        &self,
+        team: &TeamAccess,
+        user_id: &str,
+        role: TeamRole,
+    ) -> StoreResult<()> {
+        identity::set_member(&self.pool, team.team_id(), user_id, role).await
+    }
+
+    async fn remove_member(&self, team: &TeamAccess, user_id: &str) -> StoreResult<bool> {
+        identity::remove_member(&self.pool, team.team_id(), user_id).await
+    }
+
+    async fn insert_api_key(&self, grant: &KeyGrant, key: ApiKeyRecord) -> StoreResult<()> {
+        debug_assert_eq!(grant.org_id(), key.org_id);
+        identity::insert_api_key(&self.pool, &key, grant.name_scope()).await
+    }
+
+    async fn list_api_keys(&self, org: &OrgAccess) -> StoreResult<Vec<KeyListing>> {
+        identity::list_keys(&self.pool, org.org_id()).await
+    }
+
+    async fn delete_api_key(&self, grant: &KeyGrant, prefix: &str) -> StoreResult<bool> {
+        bounded(
+            sqlx::query("DELETE FROM api_keys WHERE org_id = $1 AND prefix = $2")
+                .bind(grant.org_id())
+                .bind(prefix)
+                .execute(&self.pool),
+        )
+        .await
+        .map(|r| r.rows_affected() > 0)
+    }
+
+    async fn touch_api_keys(&self, uses: Vec<(String, Micros)>) -> StoreResult<()> {
+        let (prefixes, times): (Vec<String>, Vec<i64>) = uses.into_iter().unzip();
+        bounded(
+            sqlx::query(
+                "UPDATE api_keys AS k SET last_used_at = GREATEST(COALESCE(k.last_used_at, 0), u.at)
+                 FROM (SELECT unnest($1::text[]) AS prefix, unnest($2::bigint[]) AS at) AS u
+                 WHERE k.prefix = u.prefix",
+            )
+            .bind(prefixes)
+            .bind(times)
+            .execute(&self.pool),
+        )
+        .await
+        .map(|_| ())
     }
 
     async fn upsert_secret(

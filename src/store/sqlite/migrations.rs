@@ -42,10 +42,14 @@ CREATE TABLE api_keys (
     team_id      TEXT REFERENCES teams(id),
     model_ids    TEXT,
     created_by   TEXT,
+    -- Key names are unique among live keys of one scope (user:<id>,
+    -- team:<id> or org:<id>); NULL names never collide.
+    name_scope   TEXT NOT NULL,
     created_at   INTEGER NOT NULL,
     last_used_at INTEGER
 );
 CREATE INDEX api_keys_org ON api_keys (org_id);
+CREATE UNIQUE INDEX api_keys_scope_name ON api_keys (name_scope, name);
 CREATE TABLE secrets (
     id              TEXT PRIMARY KEY,
     org_id          TEXT NOT NULL REFERENCES organizations(id),

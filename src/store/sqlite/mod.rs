@@ -1,16 +1,20 @@
 //! The embedded SQLite store: one writer thread with group commit, a pool of
 //! readers, WAL journal with `synchronous=FULL` (a commit is fsynced).
 
+mod identity;
 mod migrations;
 mod readers;
 mod writer;
 
-use super::{NewOrganization, SealFn, Store, StoreError, StoreResult, StoredSecret};
-use crate::domain::access::{OrgAccess, TeamAccess};
+use super::{
+    KeyListing, NewOrganization, SealFn, Store, StoreError, StoreResult, StoredSecret,
+    TeamDeletion, UserQuery,
+};
+use crate::domain::access::{KeyGrant, OrgAccess, TeamAccess};
 use crate::domain::secret_name::SecretName;
 use crate::domain::time::Micros;
 use crate::domain::types::{
-    ApiKeyRecord, KekRecord, Membership, Organization, SecretRecord, Team, User,
+    ApiKeyRecord, KekRecord, Membership, Organization, SecretRecord, Team, TeamRole, User,
 };
 use async_trait::async_trait;
 use readers::Readers;
@@ -102,10 +106,10 @@ impl SqliteStore {
     }
 }
 
-const SECRET_COLUMNS: &str =
+pub(crate) const SECRET_COLUMNS: &str =
     "s.id, s.org_id, s.team_id, t.name, s.name, s.canonical_name, s.created_at, s.updated_at, s.version";
 
-fn secret_row(r: &Row<'_>) -> rusqlite::Result<SecretRecord> {
+pub(crate) fn secret_row(r: &Row<'_>) -> rusqlite::Result<SecretRecord> {
     Ok(SecretRecord {
         id: r.get(0)?,
         org_id: r.get(1)?,
@@ -119,9 +123,9 @@ fn secret_row(r: &Row<'_>) -> rusqlite::Result<SecretRecord> {
     })
 }
 
-const TEAM_COLUMNS: &str = "id, org_id, name, is_default, created_at";
+pub(crate) const TEAM_COLUMNS: &str = "id, org_id, name, is_default, created_at";
 
-fn team_row(r: &Row<'_>) -> rusqlite::Result<Team> {
+pub(crate) fn team_row(r: &Row<'_>) -> rusqlite::Result<Team> {
     Ok(Team {
         id: r.get(0)?,
         org_id: r.get(1)?,
@@ -131,24 +135,16 @@ fn team_row(r: &Row<'_>) -> rusqlite::Result<Team> {
     })
 }
 
-const USER_COLUMNS: &str = "id, org_id, email, name, role, created_at";
+pub(crate) const USER_COLUMNS: &str = "id, org_id, email, name, role, created_at";
 
-fn user_row(r: &Row<'_>) -> rusqlite::Result<User> {
-    let role: String = r.get(4)?;
-    Ok(User {
-        id: r.get(0)?,
-        org_id: r.get(1)?,
-        email: r.get(2)?,
-        name: r.get(3)?,
-        role: role.parse().map_err(|_| bad_enum(4, &role))?,
-        created_at: r.get(5)?,
-    })
+pub(crate) fn user_row(r: &Row<'_>) -> rusqlite::Result<User> {
+    identity::user_at(r, 0)
 }
 
-const KEY_COLUMNS: &str =
+pub(crate) const KEY_COLUMNS: &str =
     "prefix, org_id, key_type, name, secret_hash, user_id, team_id, model_ids, created_by, created_at, last_used_at";
 
-fn key_row(r: &Row<'_>) -> rusqlite::Result<ApiKeyRecord> {
+pub(crate) fn key_row(r: &Row<'_>) -> rusqlite::Result<ApiKeyRecord> {
     let key_type: String = r.get(2)?;
     let model_ids: Option<String> = r.get(7)?;
     Ok(ApiKeyRecord {
@@ -166,7 +162,7 @@ fn key_row(r: &Row<'_>) -> rusqlite::Result<ApiKeyRecord> {
     })
 }
 
-fn bad_enum(col: usize, value: &str) -> rusqlite::Error {
+pub(crate) fn bad_enum(col: usize, value: &str) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(
         col,
         rusqlite::types::Type::Text,
@@ -174,9 +170,13 @@ fn bad_enum(col: usize, value: &str) -> rusqlite::Error {
     )
 }
 
-fn insert_key(conn: &Connection, k: &ApiKeyRecord) -> rusqlite::Result<()> {
+pub(crate) fn insert_key(
+    conn: &Connection,
+    k: &ApiKeyRecord,
+    name_scope: &str,
+) -> rusqlite::Result<()> {
     conn.prepare_cached(&format!(
-        "INSERT INTO api_keys ({KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+        "INSERT INTO api_keys ({KEY_COLUMNS}, name_scope) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
     ))?
     .execute(params![
         k.prefix,
@@ -192,6 +192,7 @@ fn insert_key(conn: &Connection, k: &ApiKeyRecord) -> rusqlite::Result<()> {
         k.created_by,
         k.created_at,
         k.last_used_at,
+        name_scope,
     ])?;
     Ok(())
 }
@@ -297,7 +298,7 @@ impl Store for SqliteStore {
                     params![t.id, u.id],
                 )
                 .map_err(internal)?;
-                insert_key(c, &new.admin_key).map_err(internal)?;
+                insert_key(c, &new.admin_key, &format!("user:{}", u.id)).map_err(internal)?;
                 Ok(())
             })
             .await
@@ -408,6 +409,124 @@ impl Store for SqliteStore {
                     .map_err(internal)?;
                 let rows = st.query_map([id], team_row).map_err(internal)?;
                 rows.collect::<Result<_, _>>().map_err(internal)
+            })
+            .await
+    }
+
+    async fn create_team(&self, org: &OrgAccess, team: Team) -> StoreResult<()> {
+        debug_assert_eq!(org.org_id(), team.org_id);
+        self.writer
+            .write(move |c| identity::create_team(c, &team))
+            .await
+    }
+
+    async fn rename_team(&self, team: &TeamAccess, name: &str) -> StoreResult<()> {
+        let (id, name) = (team.team_id().to_owned(), name.to_owned());
+        self.writer
+            .write(move |c| identity::rename_team(c, &id, &name))
+            .await
+    }
+
+    async fn delete_team(&self, team: &TeamAccess, cascade: bool) -> StoreResult<TeamDeletion> {
+        let id = team.team_id().to_owned();
+        self.writer
+            .write(move |c| identity::delete_team(c, &id, cascade))
+            .await
+    }
+
+    async fn list_users(&self, org: &OrgAccess, query: UserQuery) -> StoreResult<Vec<User>> {
+        let org_id = org.org_id().to_owned();
+        self.readers
+            .read(move |c| identity::list_users(c, &org_id, &query))
+            .await
+    }
+
+    async fn create_user(
+        &self,
+        org: &OrgAccess,
+        user: User,
+        default_team_id: &str,
+    ) -> StoreResult<()> {
+        debug_assert_eq!(org.org_id(), user.org_id);
+        let team_id = default_team_id.to_owned();
+        self.writer
+            .write(move |c| identity::create_user(c, &user, &team_id))
+            .await
+    }
+
+    async fn delete_user(&self, org: &OrgAccess, user_id: &str) -> StoreResult<bool> {
+        let (org_id, user_id) = (org.org_id().to_owned(), user_id.to_owned());
+        self.writer
+            .write(move |c| identity::delete_user(c, &org_id, &user_id))
+            .await
+    }
+
+    async fn list_members(&self, team: &TeamAccess) -> StoreResult<Vec<(User, TeamRole)>> {
+        let id = team.team_id().to_owned();
+        self.readers
+            .read(move |c| identity::list_members(c, &id))
+            .await
+    }
+
+    async fn set_member(
+        &self,
+        team: &TeamAccess,
+        user_id: &str,
+        role: TeamRole,
+    ) -> StoreResult<()> {
+        let (team_id, user_id) = (team.team_id().to_owned(), user_id.to_owned());
+        self.writer
+            .write(move |c| identity::set_member(c, &team_id, &user_id, role))
+            .await
+    }
+
+    async fn remove_member(&self, team: &TeamAccess, user_id: &str) -> StoreResult<bool> {
+        let (team_id, user_id) = (team.team_id().to_owned(), user_id.to_owned());
+        self.writer
+            .write(move |c| identity::remove_member(c, &team_id, &user_id))
+            .await
+    }
+
+    async fn insert_api_key(&self, grant: &KeyGrant, key: ApiKeyRecord) -> StoreResult<()> {
+        debug_assert_eq!(grant.org_id(), key.org_id);
+        let scope = grant.name_scope().to_owned();
+        self.writer
+            .write(move |c| insert_key(c, &key, &scope).map_err(identity::key_name_conflict))
+            .await
+    }
+
+    async fn list_api_keys(&self, org: &OrgAccess) -> StoreResult<Vec<KeyListing>> {
+        let org_id = org.org_id().to_owned();
+        self.readers
+            .read(move |c| identity::list_keys(c, &org_id))
+            .await
+    }
+
+    async fn delete_api_key(&self, grant: &KeyGrant, prefix: &str) -> StoreResult<bool> {
+        let (org_id, prefix) = (grant.org_id().to_owned(), prefix.to_owned());
+        self.writer
+            .write(move |c| {
+                c.prepare_cached("DELETE FROM api_keys WHERE org_id = ?1 AND prefix = ?2")
+                    .map_err(internal)?
+                    .execute(params![org_id, prefix])
+                    .map(|n| n > 0)
+                    .map_err(internal)
+            })
+            .await
+    }
+
+    async fn touch_api_keys(&self, uses: Vec<(String, Micros)>) -> StoreResult<()> {
+        self.writer
+            .write(move |c| {
+                let mut st = c
+                    .prepare_cached(
+                        "UPDATE api_keys SET last_used_at = MAX(COALESCE(last_used_at, 0), ?2) WHERE prefix = ?1",
+                    )
+                    .map_err(internal)?;
+                for (prefix, at) in &uses {
+                    st.execute(params![prefix, at]).map_err(internal)?;
+                }
+                Ok(())
             })
             .await
     }

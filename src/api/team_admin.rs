@@ -1,0 +1,141 @@
+//! Team management routes (extensions).
+
+use super::error::{ApiError, ApiResult, ErrorBody};
+use super::extract::{Caller, JsonObject, PathParams, QueryParams};
+use super::views::{MemberView, MembersView, TeamTombstoneView, TeamView, UserAdminView};
+use super::AppState;
+use crate::domain::types::TeamRole;
+use axum::extract::State;
+use axum::Json;
+use serde::Deserialize;
+use std::sync::Arc;
+
+/// Extension: create a team (org admins). Body: `name`.
+#[utoipa::path(post, path = "/v1/teams", tag = "extensions",
+    responses((status = 200, body = TeamView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn create_team(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    mut body: JsonObject,
+) -> ApiResult<Json<TeamView>> {
+    let name = body.take_string("name")?;
+    Ok(Json(
+        state.service.create_team(&caller.0, &name).await?.into(),
+    ))
+}
+
+/// Extension: rename a team (team or org admins). Body: `name`.
+#[utoipa::path(patch, path = "/v1/teams/{team_id}", tag = "extensions", params(("team_id" = String, Path)),
+    responses((status = 200, body = TeamView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn rename_team(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    PathParams(team_id): PathParams<String>,
+    mut body: JsonObject,
+) -> ApiResult<Json<TeamView>> {
+    let name = body.take_string("name")?;
+    Ok(Json(
+        state
+            .service
+            .rename_team(&caller.0, &team_id, &name)
+            .await?
+            .into(),
+    ))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct DeleteTeamQuery {
+    /// Also delete the team's secrets (otherwise a team with secrets is kept: 409).
+    cascade: Option<bool>,
+}
+
+/// Extension: delete a team (org admins; never the default team).
+#[utoipa::path(delete, path = "/v1/teams/{team_id}", tag = "extensions", params(("team_id" = String, Path), DeleteTeamQuery),
+    responses((status = 200, body = TeamTombstoneView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn delete_team(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    PathParams(team_id): PathParams<String>,
+    QueryParams(q): QueryParams<DeleteTeamQuery>,
+) -> ApiResult<Json<TeamTombstoneView>> {
+    let (team, deleted_secrets) = state
+        .service
+        .delete_team(&caller.0, &team_id, q.cascade.unwrap_or(false))
+        .await?;
+    Ok(Json(TeamTombstoneView {
+        id: team.id,
+        name: team.name,
+        deleted_secrets,
+    }))
+}
+
+/// Extension: the members of a team.
+#[utoipa::path(get, path = "/v1/teams/{team_id}/members", tag = "extensions", params(("team_id" = String, Path)),
+    responses((status = 200, body = MembersView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody)))]
+pub async fn list_members(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    PathParams(team_id): PathParams<String>,
+) -> ApiResult<Json<MembersView>> {
+    let members = state.service.list_members(&caller.0, &team_id).await?;
+    Ok(Json(MembersView {
+        members: members
+            .into_iter()
+            .map(|(u, role)| MemberView {
+                user_id: u.id,
+                email: u.email,
+                name: u.name,
+                role,
+            })
+            .collect(),
+    }))
+}
+
+/// Extension: add a user to a team or change its role (team or org admins).
+/// Body: `role` (`ADMIN` or `MEMBER`, default `MEMBER`).
+#[utoipa::path(put, path = "/v1/teams/{team_id}/members/{user_id}", tag = "extensions",
+    params(("team_id" = String, Path), ("user_id" = String, Path)),
+    responses((status = 200, body = UserAdminView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn set_member(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    PathParams((team_id, user_id)): PathParams<(String, String)>,
+    mut body: JsonObject,
+) -> ApiResult<Json<UserAdminView>> {
+    let role = match body.take_opt_string("role")?.as_deref() {
+        None => TeamRole::Member,
+        Some(r) => r.parse().map_err(|_| {
+            ApiError::invalid(format!("unknown role {r:?}; expected ADMIN or MEMBER"))
+        })?,
+    };
+    let user = state
+        .service
+        .set_member(&caller.0, &team_id, &user_id, role)
+        .await?;
+    Ok(Json(user.into()))
+}
+
+/// Extension: remove a user from a team (team or org admins; not from the
+/// default team).
+#[utoipa::path(delete, path = "/v1/teams/{team_id}/members/{user_id}", tag = "extensions",
+    params(("team_id" = String, Path), ("user_id" = String, Path)),
+    responses((status = 200, description = "Removed"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn remove_member(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    PathParams((team_id, user_id)): PathParams<(String, String)>,
+) -> ApiResult<Json<serde_json::Value>> {
+    state
+        .service
+        .remove_member(&caller.0, &team_id, &user_id)
+        .await?;
+    Ok(Json(
+        serde_json::json!({"team_id": team_id, "user_id": user_id}),
+    ))
+}

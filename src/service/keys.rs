@@ -1,0 +1,211 @@
+//! API keys: create, list, revoke.
+
+use super::{Service, ServiceError, ServiceResult, TeamRef};
+use crate::domain::access::{
+    authorize_existing_key, authorize_new_key, authorize_org, KeyTarget, OrgAction, Principal,
+};
+use crate::domain::key_token::NewKeyToken;
+use crate::domain::time::now_micros;
+use crate::domain::types::{ApiKeyRecord, KeyType};
+use crate::store::{KeyListing, StoreError};
+
+/// What a client asked for when creating a key.
+#[derive(Debug, Clone)]
+pub struct NewKey {
+    pub name: Option<String>,
+    pub key_type: KeyType,
+    pub model_ids: Option<Vec<String>>,
+    pub team_id: Option<String>,
+}
+
+/// Filters of the key listing.
+#[derive(Debug, Clone, Default)]
+pub struct KeyFilter {
+    pub key_type: Option<KeyType>,
+    pub created_by_me: bool,
+}
+
+const MAX_KEY_NAME: usize = 128;
+
+fn check_key_name(name: &Option<String>) -> ServiceResult<()> {
+    if let Some(n) = name {
+        if n.trim().is_empty() {
+            return Err(ServiceError::Invalid("key name must not be blank".into()));
+        }
+        if n.chars().count() > MAX_KEY_NAME {
+            return Err(ServiceError::Invalid(format!(
+                "key name is longer than {MAX_KEY_NAME} characters"
+            )));
+        }
+        if n.chars().any(char::is_control) {
+            return Err(ServiceError::Invalid(
+                "key name must not contain control characters".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+impl Service {
+    /// Creates a key; `url_team` is the `{team_id}` of the team-scoped route.
+    pub async fn create_api_key(
+        &self,
+        p: &Principal,
+        url_team: Option<&str>,
+        mut req: NewKey,
+    ) -> ServiceResult<NewKeyToken> {
+        let t = req.key_type;
+        if req.model_ids.is_some() && !t.allows_model_ids() {
+            return Err(ServiceError::Invalid(format!(
+                "model_ids is only allowed for WORKSPACE_INVOKE and WORKSPACE_EXPORT_METRICS keys, not {t}"
+            )));
+        }
+        if req.model_ids.as_ref().is_some_and(Vec::is_empty) {
+            req.model_ids = None;
+        }
+        if !t.is_team_bound() {
+            if req.team_id.is_some() {
+                return Err(ServiceError::Invalid(format!(
+                    "team_id is not allowed for {t} keys"
+                )));
+            }
+            if url_team.is_some() {
+                return Err(ServiceError::Invalid(format!(
+                    "{t} keys are not bound to a team; create them with POST /v1/api_keys"
+                )));
+            }
+        }
+        if let (Some(body), Some(url)) = (&req.team_id, url_team) {
+            if body != url {
+                return Err(ServiceError::Invalid(
+                    "team_id must match the team in the URL".into(),
+                ));
+            }
+        }
+        check_key_name(&req.name)?;
+        let owner;
+        let team;
+        let target = match t {
+            KeyType::Personal => {
+                owner = p.user.clone().ok_or_else(|| {
+                    ServiceError::Forbidden(format!(
+                        "a {} key has no user; only a user's personal key can create personal keys",
+                        p.key_type
+                    ))
+                })?;
+                KeyTarget::Personal { owner: &owner }
+            }
+            KeyType::WorkspaceManageApiKeys => KeyTarget::Org,
+            _ => {
+                let team_ref = match req.team_id.as_deref().or(url_team) {
+                    Some(id) => TeamRef::Id(id),
+                    None => TeamRef::Implicit,
+                };
+                team = self.load_team(p, team_ref).await?;
+                KeyTarget::Team(&team)
+            }
+        };
+        let grant = authorize_new_key(p, target)?;
+        self.insert_key(p, &grant, t, req.name, req.model_ids).await
+    }
+
+    /// An org admin mints a personal key for a user (so that user can start).
+    pub async fn mint_personal_key(
+        &self,
+        p: &Principal,
+        user_id: &str,
+        name: Option<String>,
+    ) -> ServiceResult<NewKeyToken> {
+        check_key_name(&name)?;
+        let user = self
+            .store
+            .find_user(user_id)
+            .await?
+            .filter(|u| u.org_id == p.org_id)
+            .ok_or_else(|| ServiceError::NotFound("user not found".into()))?;
+        let grant = authorize_new_key(p, KeyTarget::Personal { owner: &user })?;
+        self.insert_key(p, &grant, KeyType::Personal, name, None)
+            .await
+    }
+
+    async fn insert_key(
+        &self,
+        p: &Principal,
+        grant: &crate::domain::access::KeyGrant,
+        key_type: KeyType,
+        name: Option<String>,
+        model_ids: Option<Vec<String>>,
+    ) -> ServiceResult<NewKeyToken> {
+        let token = NewKeyToken::generate();
+        let record = ApiKeyRecord {
+            prefix: token.prefix.clone(),
+            org_id: grant.org_id().to_owned(),
+            key_type,
+            name,
+            secret_hash: token.secret_hash.clone(),
+            user_id: grant.owner_id().map(str::to_owned),
+            team_id: grant.team_id().map(str::to_owned),
+            model_ids,
+            created_by: acting_user(p).map(str::to_owned),
+            created_at: now_micros(),
+            last_used_at: None,
+        };
+        match self.store.insert_api_key(grant, record).await {
+            Ok(()) => Ok(token),
+            // The issue asks for a 400 that says why: the name is taken.
+            Err(StoreError::Conflict(m)) => Err(ServiceError::Invalid(m)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Keys the caller may manage, newest last.
+    pub async fn list_api_keys(
+        &self,
+        p: &Principal,
+        filter: KeyFilter,
+    ) -> ServiceResult<Vec<KeyListing>> {
+        let org = authorize_org(p, OrgAction::ListKeys)?;
+        let me = acting_user(p);
+        let mut keys: Vec<KeyListing> = self
+            .store
+            .list_api_keys(&org)
+            .await?
+            .into_iter()
+            .filter(|k| authorize_existing_key(p, &k.key).is_ok())
+            .filter(|k| filter.key_type.is_none_or(|t| k.key.key_type == t))
+            .filter(|k| {
+                !filter.created_by_me || (me.is_some() && k.key.created_by.as_deref() == me)
+            })
+            .collect();
+        for k in &mut keys {
+            if let Some(at) = self.usage.pending(&k.key.prefix) {
+                k.key.last_used_at = Some(k.key.last_used_at.unwrap_or(0).max(at));
+            }
+        }
+        Ok(keys)
+    }
+
+    /// Revokes a key; it stops working on the next request on this node and
+    /// within [`super::auth::PRINCIPAL_TTL`] on every other node.
+    pub async fn revoke_api_key(&self, p: &Principal, prefix: &str) -> ServiceResult<String> {
+        let not_found = || ServiceError::NotFound(format!("no API key with prefix {prefix:?}"));
+        let key = self
+            .store
+            .find_api_key(prefix)
+            .await?
+            .ok_or_else(not_found)?;
+        let grant = authorize_existing_key(p, &key)?;
+        if !self.store.delete_api_key(&grant, prefix).await? {
+            return Err(not_found());
+        }
+        self.auth_cache.clear();
+        self.forget_usage(prefix);
+        Ok(key.prefix)
+    }
+}
+
+/// The user on whose behalf the caller acts: a personal key's owner, or the
+/// user who created a workspace key.
+fn acting_user(p: &Principal) -> Option<&str> {
+    p.user_id().or(p.created_by.as_deref())
+}

@@ -1,0 +1,129 @@
+//! Creating, renaming and deleting teams, and their memberships (extensions:
+//! Baseten does these in its web UI).
+
+use super::{Service, ServiceError, ServiceResult, TeamRef};
+use crate::domain::access::{authorize_org, authorize_team, OrgAction, Principal, TeamAction};
+use crate::domain::ids::new_id;
+use crate::domain::time::now_micros;
+use crate::domain::types::{Team, TeamRole, User};
+use crate::store::TeamDeletion;
+
+fn check_team_name(name: &str) -> ServiceResult<String> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(ServiceError::Invalid(
+            "team name must be 1 to 100 characters".into(),
+        ));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(ServiceError::Invalid(
+            "team name must not contain control characters".into(),
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+impl Service {
+    pub async fn create_team(&self, p: &Principal, name: &str) -> ServiceResult<Team> {
+        let org = authorize_org(p, OrgAction::AdministerOrg)?;
+        let team = Team {
+            id: new_id(),
+            org_id: p.org_id.clone(),
+            name: check_team_name(name)?,
+            is_default: false,
+            created_at: now_micros(),
+        };
+        self.store.create_team(&org, team.clone()).await?;
+        Ok(team)
+    }
+
+    pub async fn rename_team(
+        &self,
+        p: &Principal,
+        team_id: &str,
+        name: &str,
+    ) -> ServiceResult<Team> {
+        let access = self
+            .team_access(p, TeamRef::Id(team_id), TeamAction::AdministerTeam)
+            .await?;
+        let name = check_team_name(name)?;
+        self.store.rename_team(&access, &name).await?;
+        self.load_team(p, TeamRef::Id(team_id)).await
+    }
+
+    /// Deletes a team (never the default one). A team holding secrets is only
+    /// deleted when `cascade` is set; its secrets then go with it.
+    pub async fn delete_team(
+        &self,
+        p: &Principal,
+        team_id: &str,
+        cascade: bool,
+    ) -> ServiceResult<(Team, i64)> {
+        let team = self.load_team(p, TeamRef::Id(team_id)).await?;
+        let access = authorize_team(p, &team, TeamAction::DeleteTeam)?;
+        if team.is_default {
+            return Err(ServiceError::Invalid(
+                "the default team cannot be deleted".into(),
+            ));
+        }
+        match self.store.delete_team(&access, cascade).await? {
+            TeamDeletion::Deleted { secrets } => {
+                self.auth_cache.clear();
+                Ok((team, secrets))
+            }
+            TeamDeletion::HasSecrets(n) => Err(ServiceError::Conflict(format!(
+                "the team holds {n} secret(s); delete them first or pass cascade=true"
+            ))),
+            TeamDeletion::NotFound => Err(ServiceError::NotFound("team not found".into())),
+        }
+    }
+
+    pub async fn list_members(
+        &self,
+        p: &Principal,
+        team_id: &str,
+    ) -> ServiceResult<Vec<(User, TeamRole)>> {
+        let access = self
+            .team_access(p, TeamRef::Id(team_id), TeamAction::ReadTeam)
+            .await?;
+        Ok(self.store.list_members(&access).await?)
+    }
+
+    pub async fn set_member(
+        &self,
+        p: &Principal,
+        team_id: &str,
+        user_id: &str,
+        role: TeamRole,
+    ) -> ServiceResult<User> {
+        let access = self
+            .team_access(p, TeamRef::Id(team_id), TeamAction::AdministerTeam)
+            .await?;
+        let user = self.get_user(p, user_id).await?;
+        self.store.set_member(&access, &user.id, role).await?;
+        self.auth_cache.clear();
+        Ok(user)
+    }
+
+    pub async fn remove_member(
+        &self,
+        p: &Principal,
+        team_id: &str,
+        user_id: &str,
+    ) -> ServiceResult<()> {
+        let team = self.load_team(p, TeamRef::Id(team_id)).await?;
+        let access = authorize_team(p, &team, TeamAction::AdministerTeam)?;
+        if team.is_default {
+            return Err(ServiceError::Invalid(
+                "every user belongs to the default team; delete the user instead".into(),
+            ));
+        }
+        if !self.store.remove_member(&access, user_id).await? {
+            return Err(ServiceError::NotFound(
+                "the user is not a member of this team".into(),
+            ));
+        }
+        self.auth_cache.clear();
+        Ok(())
+    }
+}

@@ -1,0 +1,122 @@
+//! The user directory, and users as an org admin manages them (extension).
+
+use super::{Service, ServiceError, ServiceResult};
+use crate::domain::access::{authorize_org, OrgAction, Principal};
+use crate::domain::ids::{is_base62, new_id};
+use crate::domain::time::now_micros;
+use crate::domain::types::{OrgRole, User};
+use crate::store::UserQuery;
+
+/// One page of users.
+pub struct UserPage {
+    pub users: Vec<User>,
+    /// Pass back as `cursor` for the next page; `None` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+pub const MAX_PAGE: usize = 1000;
+pub const DEFAULT_PAGE: usize = 100;
+
+impl Service {
+    pub async fn list_users(
+        &self,
+        p: &Principal,
+        cursor: Option<String>,
+        limit: usize,
+        email: Option<String>,
+    ) -> ServiceResult<UserPage> {
+        let org = authorize_org(p, OrgAction::ReadDirectory)?;
+        if !(1..=MAX_PAGE).contains(&limit) {
+            return Err(ServiceError::Invalid(format!(
+                "limit must be between 1 and {MAX_PAGE}"
+            )));
+        }
+        if let Some(c) = &cursor {
+            if c.is_empty() || !is_base62(c) {
+                return Err(ServiceError::Invalid(
+                    "cursor is not one this server issued".into(),
+                ));
+            }
+        }
+        let mut users = self
+            .store
+            .list_users(
+                &org,
+                UserQuery {
+                    after: cursor,
+                    limit: limit + 1,
+                    email,
+                },
+            )
+            .await?;
+        let has_more = users.len() > limit;
+        users.truncate(limit);
+        let next_cursor = has_more
+            .then(|| users.last().map(|u| u.id.clone()))
+            .flatten();
+        Ok(UserPage { users, next_cursor })
+    }
+
+    pub async fn get_user(&self, p: &Principal, user_id: &str) -> ServiceResult<User> {
+        authorize_org(p, OrgAction::ReadDirectory)?;
+        self.store
+            .find_user(user_id)
+            .await?
+            .filter(|u| u.org_id == p.org_id)
+            .ok_or_else(|| ServiceError::NotFound("user not found".into()))
+    }
+
+    pub async fn create_user(
+        &self,
+        p: &Principal,
+        email: String,
+        name: Option<String>,
+        role: OrgRole,
+    ) -> ServiceResult<User> {
+        let org = authorize_org(p, OrgAction::AdministerOrg)?;
+        let email = email.trim().to_owned();
+        if email.len() > 254
+            || !email.contains('@')
+            || email.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(ServiceError::Invalid(
+                "email must be an address like name@example.com".into(),
+            ));
+        }
+        if let Some(n) = &name {
+            if n.chars().count() > 200 || n.chars().any(char::is_control) {
+                return Err(ServiceError::Invalid(
+                    "name must be at most 200 characters without control characters".into(),
+                ));
+            }
+        }
+        let user = User {
+            id: new_id(),
+            org_id: p.org_id.clone(),
+            email: Some(email),
+            name,
+            role,
+            created_at: now_micros(),
+        };
+        let default_team = self.store.default_team(&p.org_id).await?;
+        self.store
+            .create_user(&org, user.clone(), &default_team.id)
+            .await?;
+        Ok(user)
+    }
+
+    pub async fn delete_user(&self, p: &Principal, user_id: &str) -> ServiceResult<User> {
+        let org = authorize_org(p, OrgAction::AdministerOrg)?;
+        if p.user_id() == Some(user_id) {
+            return Err(ServiceError::Invalid(
+                "you cannot delete your own user".into(),
+            ));
+        }
+        let user = self.get_user(p, user_id).await?;
+        if !self.store.delete_user(&org, user_id).await? {
+            return Err(ServiceError::NotFound("user not found".into()));
+        }
+        self.auth_cache.clear();
+        Ok(user)
+    }
+}

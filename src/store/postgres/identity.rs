@@ -1,0 +1,252 @@
+//! PostgreSQL statements for teams, users, memberships and API keys.
+
+use super::{bounded, decode_enum, insert_key, key_row, user_row, TEAM_COLUMNS, USER_COLUMNS};
+use crate::domain::types::{ApiKeyRecord, Team, TeamRole, User};
+use crate::store::{KeyListing, StoreError, StoreResult, TeamDeletion, UserQuery};
+use sqlx::{PgPool, Row};
+
+/// Maps a unique violation to a conflict with a message of our own.
+fn conflict_as<T>(r: StoreResult<T>, message: &str) -> StoreResult<T> {
+    r.map_err(|e| match e {
+        StoreError::Conflict(_) => StoreError::Conflict(message.to_owned()),
+        other => other,
+    })
+}
+
+pub async fn create_team(pool: &PgPool, t: &Team) -> StoreResult<()> {
+    let r = bounded(
+        sqlx::query(&format!(
+            "INSERT INTO teams ({TEAM_COLUMNS}) VALUES ($1, $2, $3, $4, $5)"
+        ))
+        .bind(&t.id)
+        .bind(&t.org_id)
+        .bind(&t.name)
+        .bind(t.is_default)
+        .bind(t.created_at)
+        .execute(pool),
+    )
+    .await;
+    conflict_as(r, "the organization already has a team with this name").map(|_| ())
+}
+
+pub async fn rename_team(pool: &PgPool, team_id: &str, name: &str) -> StoreResult<()> {
+    let r = bounded(
+        sqlx::query("UPDATE teams SET name = $2 WHERE id = $1")
+            .bind(team_id)
+            .bind(name)
+            .execute(pool),
+    )
+    .await;
+    conflict_as(r, "the organization already has a team with this name").map(|_| ())
+}
+
+pub async fn delete_team(pool: &PgPool, team_id: &str, cascade: bool) -> StoreResult<TeamDeletion> {
+    bounded(async {
+        let mut tx = pool.begin().await?;
+        let locked = sqlx::query("SELECT id FROM teams WHERE id = $1 FOR UPDATE")
+            .bind(team_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if locked.is_none() {
+            return Ok(TeamDeletion::NotFound);
+        }
+        let secrets: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM secrets WHERE team_id = $1")
+            .bind(team_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        if secrets > 0 && !cascade {
+            return Ok(TeamDeletion::HasSecrets(secrets));
+        }
+        for sql in [
+            "DELETE FROM secret_versions WHERE secret_id IN (SELECT id FROM secrets WHERE team_id = $1)",
+            "DELETE FROM secrets WHERE team_id = $1",
+            "DELETE FROM team_members WHERE team_id = $1",
+            "DELETE FROM api_keys WHERE team_id = $1",
+            "DELETE FROM teams WHERE id = $1",
+        ] {
+            sqlx::query(sql).bind(team_id).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(TeamDeletion::Deleted { secrets })
+    })
+    .await
+}
+
+pub async fn list_users(pool: &PgPool, org_id: &str, q: &UserQuery) -> StoreResult<Vec<User>> {
+    let rows = bounded(
+        sqlx::query(&format!(
+            "SELECT {USER_COLUMNS} FROM users
+             WHERE org_id = $1 AND ($2::text IS NULL OR id > $2) AND ($3::text IS NULL OR email = $3)
+             ORDER BY id LIMIT $4"
+        ))
+        .bind(org_id)
+        .bind(&q.after)
+        .bind(&q.email)
+        .bind(q.limit as i64)
+        .fetch_all(pool),
+    )
+    .await?;
+    rows.iter()
+        .map(user_row)
+        .collect::<Result<_, _>>()
+        .map_err(super::map_err)
+}
+
+pub async fn create_user(pool: &PgPool, u: &User, default_team_id: &str) -> StoreResult<()> {
+    let r = bounded(async {
+        let mut tx = pool.begin().await?;
+        sqlx::query(&format!(
+            "INSERT INTO users ({USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"
+        ))
+        .bind(&u.id)
+        .bind(&u.org_id)
+        .bind(&u.email)
+        .bind(&u.name)
+        .bind(u.role.as_str())
+        .bind(u.created_at)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("INSERT INTO team_members (team_id, user_id, role) VALUES ($1, $2, 'MEMBER')")
+            .bind(default_team_id)
+            .bind(&u.id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await
+    })
+    .await;
+    conflict_as(r, "a user with this email already exists")
+}
+
+pub async fn delete_user(pool: &PgPool, org_id: &str, user_id: &str) -> StoreResult<bool> {
+    bounded(async {
+        let mut tx = pool.begin().await?;
+        let found = sqlx::query("SELECT id FROM users WHERE id = $1 AND org_id = $2 FOR UPDATE")
+            .bind(user_id)
+            .bind(org_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if found.is_none() {
+            return Ok(false);
+        }
+        for sql in [
+            "DELETE FROM api_keys WHERE user_id = $1",
+            "DELETE FROM team_members WHERE user_id = $1",
+            "DELETE FROM users WHERE id = $1",
+        ] {
+            sqlx::query(sql).bind(user_id).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    })
+    .await
+}
+
+pub async fn list_members(pool: &PgPool, team_id: &str) -> StoreResult<Vec<(User, TeamRole)>> {
+    let rows = bounded(
+        sqlx::query(
+            "SELECT u.id, u.org_id, u.email, u.name, u.role, u.created_at, m.role AS team_role
+             FROM team_members m JOIN users u ON u.id = m.user_id
+             WHERE m.team_id = $1 ORDER BY u.id",
+        )
+        .bind(team_id)
+        .fetch_all(pool),
+    )
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                user_row(r)?,
+                decode_enum("team_role", r.try_get("team_role")?)?,
+            ))
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(super::map_err)
+}
+
+pub async fn set_member(
+    pool: &PgPool,
+    team_id: &str,
+    user_id: &str,
+    role: TeamRole,
+) -> StoreResult<()> {
+    bounded(
+        sqlx::query(
+            "INSERT INTO team_members (team_id, user_id, role) VALUES ($1, $2, $3)
+             ON CONFLICT (team_id, user_id) DO UPDATE SET role = EXCLUDED.role",
+        )
+        .bind(team_id)
+        .bind(user_id)
+        .bind(role.as_str())
+        .execute(pool),
+    )
+    .await
+    .map(|_| ())
+}
+
+pub async fn remove_member(pool: &PgPool, team_id: &str, user_id: &str) -> StoreResult<bool> {
+    bounded(
+        sqlx::query("DELETE FROM team_members WHERE team_id = $1 AND user_id = $2")
+            .bind(team_id)
+            .bind(user_id)
+            .execute(pool),
+    )
+    .await
+    .map(|r| r.rows_affected() > 0)
+}
+
+pub async fn insert_api_key(
+    pool: &PgPool,
+    key: &ApiKeyRecord,
+    name_scope: &str,
+) -> StoreResult<()> {
+    let r = bounded(async {
+        let mut conn = pool.acquire().await?;
+        insert_key(&mut conn, key, name_scope).await
+    })
+    .await;
+    conflict_as(
+        r,
+        "a live API key with this name already exists in the same scope",
+    )
+}
+
+pub async fn list_keys(pool: &PgPool, org_id: &str) -> StoreResult<Vec<KeyListing>> {
+    let rows = bounded(
+        sqlx::query(
+            "SELECT k.prefix, k.org_id, k.key_type, k.name, k.secret_hash, k.user_id, k.team_id,
+                    k.model_ids, k.created_by, k.created_at, k.last_used_at,
+                    t.name AS team_name,
+                    u.id AS owner_id, u.org_id AS owner_org_id, u.email AS owner_email,
+                    u.name AS owner_name, u.role AS owner_role, u.created_at AS owner_created_at
+             FROM api_keys k
+             LEFT JOIN teams t ON t.id = k.team_id
+             LEFT JOIN users u ON u.id = k.user_id
+             WHERE k.org_id = $1 ORDER BY k.created_at, k.prefix",
+        )
+        .bind(org_id)
+        .fetch_all(pool),
+    )
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let owner_id: Option<String> = r.try_get("owner_id")?;
+            let owner = match owner_id {
+                Some(id) => Some(User {
+                    id,
+                    org_id: r.try_get("owner_org_id")?,
+                    email: r.try_get("owner_email")?,
+                    name: r.try_get("owner_name")?,
+                    role: decode_enum("owner_role", r.try_get("owner_role")?)?,
+                    created_at: r.try_get("owner_created_at")?,
+                }),
+                None => None,
+            };
+            Ok(KeyListing {
+                key: key_row(r)?,
+                team_name: r.try_get("team_name")?,
+                owner,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(super::map_err)
+}
