@@ -344,14 +344,19 @@ fn grant_for(org_id: &str, scope: KeyScope<'_>) -> KeyGrant {
 /// Personal keys are created by their owner, or minted by an org admin for
 /// a user; nobody else can create a key that acts as another user.
 pub fn authorize_new_key(p: &Principal, target: KeyTarget<'_>) -> Result<KeyGrant, Denied> {
+    // Another organization's objects are not found, whoever asks.
+    match target {
+        KeyTarget::Personal { owner } if owner.org_id != p.org_id => {
+            return Err(Denied::NotFound("user"))
+        }
+        KeyTarget::Team(team) if team.org_id != p.org_id => return Err(Denied::NotFound("team")),
+        _ => {}
+    }
     if p.is_limited() {
         return Err(limited_key(p));
     }
     let (scope, allowed, what) = match target {
         KeyTarget::Personal { owner } => {
-            if owner.org_id != p.org_id {
-                return Err(Denied::NotFound("user"));
-            }
             let own = p.key_type == KeyType::Personal && p.user_id() == Some(owner.id.as_str());
             (
                 KeyScope::Personal { owner: &owner.id },
@@ -360,9 +365,6 @@ pub fn authorize_new_key(p: &Principal, target: KeyTarget<'_>) -> Result<KeyGran
             )
         }
         KeyTarget::Team(team) => {
-            if team.org_id != p.org_id {
-                return Err(Denied::NotFound("team"));
-            }
             let scope = KeyScope::Team { team_id: &team.id };
             (
                 scope,

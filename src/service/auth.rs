@@ -126,6 +126,8 @@ impl Service {
             key.secret_hash.clone(),
             principal.clone(),
         );
+        self.usage
+            .record(&key.prefix, crate::domain::time::now_micros());
         Ok(principal)
     }
 }

@@ -1,0 +1,347 @@
+//! The permission matrix: every key type (and personal keys of an org
+//! admin, a team admin, a team member and a user outside the team) × every
+//! route × own team / other team of the same organization / team of another
+//! organization. The table below is the specification; the test fails on
+//! any cell that differs and prints every differing cell.
+
+use crate::common::TestApp;
+use reqwest::Method;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+
+/// Columns: the callers. Rows: a route and which team (or key, or user) it
+/// addresses: `own` = team A (the team the team-bound keys belong to and the
+/// team admin/member are in), `other` = team B of the same organization,
+/// `foreign` = the default team of another organization, `-` = no target.
+const MATRIX: &str = r#"
+#method path                              target   admin tadmin tmember outsider m_all m_keys invoke metrics routes
+GET    /v1/teams/{T}                      own      200   200    200     403      200   200    403    403     403
+GET    /v1/teams/{T}                      other    200   403    403     403      403   200    403    403     403
+GET    /v1/teams/{T}                      foreign  404   404    404     404      404   404    404    404     404
+GET    /v1/teams/{T}/secrets              own      200   200    200     403      200   403    403    403     403
+GET    /v1/teams/{T}/secrets              other    200   403    403     403      403   403    403    403     403
+GET    /v1/teams/{T}/secrets              foreign  404   404    404     404      404   404    404    404     404
+POST   /v1/teams/{T}/secrets              own      200   200    200     403      200   403    403    403     403
+POST   /v1/teams/{T}/secrets              other    200   403    403     403      403   403    403    403     403
+POST   /v1/teams/{T}/secrets              foreign  404   404    404     404      404   404    404    404     404
+DELETE /v1/teams/{T}/secrets/probe        own      200   200    200     403      200   403    403    403     403
+DELETE /v1/teams/{T}/secrets/probe        other    200   403    403     403      403   403    403    403     403
+DELETE /v1/teams/{T}/secrets/probe        foreign  404   404    404     404      404   404    404    404     404
+POST   /v1/teams/{T}/api_keys             own      200   200    403     403      200   200    403    403     403
+POST   /v1/teams/{T}/api_keys             other    200   403    403     403      403   200    403    403     403
+POST   /v1/teams/{T}/api_keys             foreign  404   404    404     404      404   404    404    404     404
+PATCH  /v1/teams/{T}                      own      200   200    403     403      403   403    403    403     403
+PATCH  /v1/teams/{T}                      other    200   403    403     403      403   403    403    403     403
+PATCH  /v1/teams/{T}                      foreign  404   404    404     404      404   404    404    404     404
+DELETE /v1/teams/{T}                      own      409   403    403     403      403   403    403    403     403
+DELETE /v1/teams/{T}                      other    409   403    403     403      403   403    403    403     403
+DELETE /v1/teams/{T}                      foreign  404   404    404     404      404   404    404    404     404
+GET    /v1/teams/{T}/members              own      200   200    200     403      200   200    403    403     403
+GET    /v1/teams/{T}/members              other    200   403    403     403      403   200    403    403     403
+GET    /v1/teams/{T}/members              foreign  404   404    404     404      404   404    404    404     404
+PUT    /v1/teams/{T}/members/{U}          own      200   200    403     403      403   403    403    403     403
+PUT    /v1/teams/{T}/members/{U}          other    200   403    403     403      403   403    403    403     403
+PUT    /v1/teams/{T}/members/{U}          foreign  404   404    404     404      404   404    404    404     404
+DELETE /v1/teams/{T}/members/{U}          own      200   200    403     403      403   403    403    403     403
+DELETE /v1/teams/{T}/members/{U}          other    200   403    403     403      403   403    403    403     403
+DELETE /v1/teams/{T}/members/{U}          foreign  404   404    404     404      404   404    404    404     404
+DELETE /v1/api_keys/{K}                   own      200   200    403     403      200   200    403    403     403
+DELETE /v1/api_keys/{K}                   other    200   403    403     403      403   200    403    403     403
+DELETE /v1/api_keys/{K}                   foreign  404   404    404     404      404   404    404    404     404
+GET    /v1/users/{U}                      own      200   200    200     200      200   200    403    403     403
+GET    /v1/users/{U}                      foreign  404   404    404     404      404   404    403    403     403
+POST   /v1/users/{U}/api_keys             own      200   403    403     403      403   403    403    403     403
+POST   /v1/users/{U}/api_keys             foreign  404   404    404     404      404   404    404    404     404
+DELETE /v1/users/{V}                      own      200   403    403     403      403   403    403    403     403
+DELETE /v1/users/{V}                      foreign  404   403    403     403      403   403    403    403     403
+GET    /v1/secrets                        -        200   200    200     200      200   403    403    403     403
+POST   /v1/secrets                        -        200   200    200     200      200   403    403    403     403
+DELETE /v1/secrets/probe2                 -        200   200    200     200      200   403    403    403     403
+GET    /v1/teams                          -        200   200    200     200      200   200    403    403     403
+POST   /v1/teams                          -        200   403    403     403      403   403    403    403     403
+GET    /v1/users/me                       -        200   200    200     200      200   200    403    403     403
+GET    /v1/organizations/me               -        200   200    200     200      200   200    403    403     403
+GET    /v1/api_keys                       -        200   200    200     200      200   200    403    403     403
+POST   /v1/api_keys#personal              -        200   200    200     200      403   403    403    403     403
+POST   /v1/api_keys#manage_keys           -        200   403    403     403      403   200    403    403     403
+GET    /v1/users                          -        200   200    200     200      200   200    403    403     403
+POST   /v1/users                          -        200   403    403     403      403   403    403    403     403
+"#;
+
+const CALLERS: [&str; 9] = [
+    "admin", "tadmin", "tmember", "outsider", "m_all", "m_keys", "invoke", "metrics", "routes",
+];
+
+struct World {
+    keys: HashMap<&'static str, String>,
+    team: HashMap<&'static str, String>,
+    /// A user of each organization that the matrix may add to teams or mint keys for.
+    bystander: HashMap<&'static str, String>,
+    foreign_admin: String,
+}
+
+fn rand(tag: &str) -> String {
+    format!("{tag}-{}", tessera::domain::ids::random_base62(8))
+}
+
+async fn post_ok(app: &TestApp, key: &str, path: &str, body: Value) -> Value {
+    app.as_key(key, Method::POST, path, Some(body)).await.ok()
+}
+
+async fn new_user(app: &TestApp, key: &str) -> String {
+    let u = post_ok(
+        app,
+        key,
+        "/v1/users",
+        json!({"email": format!("{}@example.com", rand("u"))}),
+    )
+    .await;
+    u["user_id"].as_str().unwrap().to_owned()
+}
+
+async fn build_world(app: &TestApp) -> World {
+    let admin = app.admin_key.clone();
+    let a = post_ok(app, &admin, "/v1/teams", json!({"name": "alpha"})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let b = post_ok(app, &admin, "/v1/teams", json!({"name": "beta"})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let foreign_admin = app.new_org("globex").await;
+    let x = app
+        .as_key(&foreign_admin, Method::GET, "/v1/teams", None)
+        .await
+        .ok()["teams"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut keys = HashMap::new();
+    keys.insert("admin", admin.clone());
+    for (who, role) in [
+        ("tadmin", Some("ADMIN")),
+        ("tmember", Some("MEMBER")),
+        ("outsider", None),
+    ] {
+        let id = new_user(app, &admin).await;
+        if let Some(role) = role {
+            app.as_key(
+                &admin,
+                Method::PUT,
+                &format!("/v1/teams/{a}/members/{id}"),
+                Some(json!({"role": role})),
+            )
+            .await
+            .ok();
+        }
+        let k = post_ok(
+            app,
+            &admin,
+            &format!("/v1/users/{id}/api_keys"),
+            json!({"name": who}),
+        )
+        .await;
+        keys.insert(who, k["api_key"].as_str().unwrap().to_owned());
+    }
+    for (who, ty) in [
+        ("m_all", "WORKSPACE_MANAGE_ALL"),
+        ("invoke", "WORKSPACE_INVOKE"),
+        ("metrics", "WORKSPACE_EXPORT_METRICS"),
+        ("routes", "ROUTES"),
+    ] {
+        let k = post_ok(
+            app,
+            &admin,
+            &format!("/v1/teams/{a}/api_keys"),
+            json!({"type": ty, "name": who}),
+        )
+        .await;
+        keys.insert(who, k["api_key"].as_str().unwrap().to_owned());
+    }
+    let k = post_ok(
+        app,
+        &admin,
+        "/v1/api_keys",
+        json!({"type": "WORKSPACE_MANAGE_API_KEYS", "name": "m_keys"}),
+    )
+    .await;
+    keys.insert("m_keys", k["api_key"].as_str().unwrap().to_owned());
+    // Teams hold a secret each, so deleting them without cascade is a 409.
+    for t in [&a, &b] {
+        post_ok(
+            app,
+            &admin,
+            &format!("/v1/teams/{t}/secrets"),
+            json!({"name": "seed", "value": "s"}),
+        )
+        .await;
+    }
+    post_ok(
+        app,
+        &foreign_admin,
+        &format!("/v1/teams/{x}/secrets"),
+        json!({"name": "seed", "value": "s"}),
+    )
+    .await;
+    let mut bystander = HashMap::new();
+    bystander.insert("own", new_user(app, &admin).await);
+    bystander.insert("foreign", new_user(app, &foreign_admin).await);
+    let team = HashMap::from([("own", a), ("other", b), ("foreign", x)]);
+    World {
+        keys,
+        team,
+        bystander,
+        foreign_admin,
+    }
+}
+
+/// Puts the world in the state a cell needs and returns the concrete path.
+async fn prepare(app: &TestApp, w: &World, path: &str, target: &str) -> String {
+    let org_admin = if target == "foreign" {
+        &w.foreign_admin
+    } else {
+        &app.admin_key
+    };
+    let team = w.team.get(target).cloned().unwrap_or_default();
+    let user_side = if target == "foreign" {
+        "foreign"
+    } else {
+        "own"
+    };
+    let mut concrete = path
+        .replace("{T}", &team)
+        .replace("{U}", &w.bystander[user_side]);
+    if path.ends_with("/secrets/probe") {
+        post_ok(
+            app,
+            org_admin,
+            &format!("/v1/teams/{team}/secrets"),
+            json!({"name": "probe", "value": "p"}),
+        )
+        .await;
+    }
+    if path == "/v1/secrets/probe2" {
+        // Personal keys act on the default team, team-bound keys on team A.
+        post_ok(
+            app,
+            &app.admin_key,
+            "/v1/secrets",
+            json!({"name": "probe2", "value": "p"}),
+        )
+        .await;
+        let a = &w.team["own"];
+        post_ok(
+            app,
+            &app.admin_key,
+            &format!("/v1/teams/{a}/secrets"),
+            json!({"name": "probe2", "value": "p"}),
+        )
+        .await;
+    }
+    if path.starts_with("/v1/teams/{T}/members/") && path.contains("{U}") && target != "foreign" {
+        let u = &w.bystander["own"];
+        app.as_key(
+            &app.admin_key,
+            Method::PUT,
+            &format!("/v1/teams/{team}/members/{u}"),
+            Some(json!({"role": "MEMBER"})),
+        )
+        .await
+        .ok();
+    }
+    if path.contains("{K}") {
+        let k = post_ok(
+            app,
+            org_admin,
+            &format!("/v1/teams/{team}/api_keys"),
+            json!({"type": "WORKSPACE_INVOKE", "name": rand("victim")}),
+        )
+        .await;
+        let prefix = k["api_key"]
+            .as_str()
+            .unwrap()
+            .split('.')
+            .next()
+            .unwrap()
+            .to_owned();
+        concrete = concrete.replace("{K}", &prefix);
+    }
+    if path.contains("{V}") {
+        concrete = concrete.replace("{V}", &new_user(app, org_admin).await);
+    }
+    concrete
+}
+
+fn body_for(method: &Method, path: &str) -> Option<Value> {
+    if *method != Method::POST && *method != Method::PUT && *method != Method::PATCH {
+        return None;
+    }
+    Some(if path.ends_with("/secrets") {
+        json!({"name": "probe", "value": "v"})
+    } else if path.contains("/members/") {
+        json!({"role": "MEMBER"})
+    } else if path.ends_with("/api_keys#personal") {
+        json!({"type": "PERSONAL", "name": rand("k")})
+    } else if path.ends_with("/api_keys#manage_keys") {
+        json!({"type": "WORKSPACE_MANAGE_API_KEYS", "name": rand("k")})
+    } else if path.ends_with("/api_keys") && path.starts_with("/v1/users/") {
+        json!({"name": rand("minted")})
+    } else if path.ends_with("/api_keys") {
+        json!({"type": "WORKSPACE_INVOKE", "name": rand("k")})
+    } else if path == "/v1/users" {
+        json!({"email": format!("{}@example.com", rand("new"))})
+    } else {
+        json!({"name": rand("team")})
+    })
+}
+
+async fn permission_matrix(app: TestApp) {
+    let w = build_world(&app).await;
+    let mut cells = 0;
+    let mut wrong = Vec::new();
+    for line in MATRIX
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(cols.len(), 3 + CALLERS.len(), "malformed row: {line}");
+        let method = Method::from_bytes(cols[0].as_bytes()).unwrap();
+        let (path, target) = (cols[1], cols[2]);
+        for (caller, want) in CALLERS.iter().zip(&cols[3..]) {
+            let concrete = prepare(&app, &w, path, target).await;
+            let url_path = concrete.split('#').next().unwrap();
+            let r = app
+                .as_key(
+                    &w.keys[caller],
+                    method.clone(),
+                    url_path,
+                    body_for(&method, &concrete),
+                )
+                .await;
+            cells += 1;
+            if r.status.as_str() != *want {
+                wrong.push(format!(
+                    "{method} {path} [{target}] as {caller}: want {want}, got {} {}",
+                    r.status.as_u16(),
+                    r.text
+                ));
+            }
+            assert_eq!(r.content_type, "application/json", "{method} {path}");
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} of {cells} cells differ:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
+    assert!(cells >= 450, "the matrix shrank: {cells} cells");
+    let _ = std::io::Write::write_all(
+        &mut std::io::stderr(),
+        format!("permission matrix: {cells} cells checked\n").as_bytes(),
+    );
+}
+
+crate::app_tests!(permission_matrix);
