@@ -1,12 +1,15 @@
 //! The `tessera` command line: one module per subcommand.
 
+pub mod admin;
 pub mod init;
 pub mod migrate;
 pub mod org;
+pub mod remote;
 pub mod serve;
 
 use crate::config::{ServeArgs, StoreArgs};
 use clap::{Parser, Subcommand};
+use remote::RemoteArgs;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -32,6 +35,34 @@ pub enum Command {
         #[command(subcommand)]
         command: OrgCommand,
     },
+    /// Teams, on a running server (TESSERA_URL, TESSERA_API_KEY).
+    Teams {
+        #[command(flatten)]
+        remote: RemoteArgs,
+        #[command(subcommand)]
+        command: admin::TeamCommand,
+    },
+    /// Users, on a running server.
+    Users {
+        #[command(flatten)]
+        remote: RemoteArgs,
+        #[command(subcommand)]
+        command: admin::UserCommand,
+    },
+    /// Team memberships, on a running server.
+    Members {
+        #[command(flatten)]
+        remote: RemoteArgs,
+        #[command(subcommand)]
+        command: admin::MemberCommand,
+    },
+    /// API keys, on a running server.
+    Keys {
+        #[command(flatten)]
+        remote: RemoteArgs,
+        #[command(subcommand)]
+        command: admin::KeyCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -53,5 +84,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Org {
             command: OrgCommand::Create { name, store },
         } => org::create(name, store).await,
+        Command::Teams { remote, command } => admin::teams(&remote, command).await,
+        Command::Users { remote, command } => admin::users(&remote, command).await,
+        Command::Members { remote, command } => admin::members(&remote, command).await,
+        Command::Keys { remote, command } => admin::keys(&remote, command).await,
     }
 }

@@ -6,6 +6,7 @@ mod common;
 
 mod auth;
 mod binary;
+mod cli_admin;
 mod errors;
 mod isolation;
 mod keys;

@@ -1,0 +1,111 @@
+//! The operator CLI against a running server: a team, a user, a membership
+//! and a team key, in text and JSON output.
+
+use crate::common::{run_cli, ServerProcess, Storage};
+use serde_json::Value;
+
+fn cli(url: &str, key: &str, args: &[&str]) -> (bool, String, String) {
+    let out = run_cli(args, &[("TESSERA_URL", url), ("TESSERA_API_KEY", key)]);
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn json(url: &str, key: &str, args: &[&str]) -> Value {
+    let mut all = args.to_vec();
+    all.extend(["--output", "json"]);
+    let (ok, stdout, stderr) = cli(url, key, &all);
+    assert!(ok, "{args:?}: {stderr}");
+    serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("{args:?} printed non-JSON ({e}): {stdout}"))
+}
+
+async fn operator_creates_team_user_membership_and_key(storage: Storage) {
+    let data = storage.dir.path().join("ops");
+    let mut args = Vec::new();
+    if storage.pg.is_some() {
+        args.push("--database-url".to_owned());
+        args.push(storage.database_url());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let server = ServerProcess::start(&data, &args, &[]).expect("server starts");
+    let admin = std::fs::read_to_string(data.join("admin.key"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let url = server.url.clone();
+
+    let team = json(&url, &admin, &["teams", "create", "ml"]);
+    let team_id = team["id"].as_str().unwrap();
+    let user = json(
+        &url,
+        &admin,
+        &["users", "create", "ana@example.com", "--name", "Ana"],
+    );
+    let user_id = user["user_id"].as_str().unwrap();
+    json(
+        &url,
+        &admin,
+        &["members", "add", team_id, user_id, "--role", "ADMIN"],
+    );
+    let members = json(&url, &admin, &["members", "list", team_id]);
+    assert_eq!(members["members"][0]["role"], "ADMIN");
+
+    // Text output: a created key is printed alone on one line.
+    let (ok, stdout, stderr) = cli(
+        &url,
+        &admin,
+        &[
+            "keys",
+            "create",
+            "--type",
+            "WORKSPACE_MANAGE_ALL",
+            "--team",
+            team_id,
+            "--name",
+            "ci",
+        ],
+    );
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout.lines().count(), 1);
+    let team_key = stdout.trim().to_owned();
+    let (ok, stdout, _) = cli(&url, &team_key, &["teams", "list"]);
+    assert!(ok);
+    assert!(
+        stdout.starts_with("ID") && stdout.contains("ml"),
+        "{stdout}"
+    );
+
+    let (ok, user_key, _) = cli(&url, &admin, &["keys", "mint", user_id]);
+    assert!(ok);
+    let listed = json(&url, user_key.trim(), &["keys", "list"]);
+    let prefixes: Vec<&str> = listed["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["prefix"].as_str().unwrap())
+        .collect();
+    assert!(
+        prefixes.contains(&team_key.split('.').next().unwrap()),
+        "the team admin sees the team's key"
+    );
+
+    let users = json(&url, &admin, &["users", "list"]);
+    assert_eq!(users["items"].as_array().unwrap().len(), 2);
+    let prefix = team_key.split('.').next().unwrap();
+    json(&url, &admin, &["keys", "revoke", prefix]);
+    let (ok, _, stderr) = cli(&url, &team_key, &["teams", "list"]);
+    assert!(!ok && stderr.contains("UNAUTHORIZED"), "{stderr}");
+    // Errors carry the server's code and message, and exit non-zero.
+    let (ok, _, stderr) = cli(&url, &admin, &["teams", "delete", "nosuchteam"]);
+    assert!(!ok && stderr.contains("NOT_FOUND"), "{stderr}");
+    json(&url, &admin, &["teams", "rename", team_id, "ml-platform"]);
+    json(&url, &admin, &["teams", "delete", team_id, "--cascade"]);
+    json(&url, &admin, &["users", "delete", user_id]);
+    let (ok, _, stderr) = cli(&url, "", &["teams", "list"]);
+    assert!(!ok && stderr.contains("TESSERA_API_KEY"), "{stderr}");
+}
+
+crate::storage_tests!(operator_creates_team_user_membership_and_key);
