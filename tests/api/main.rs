@@ -7,6 +7,7 @@ mod common;
 mod auth;
 mod binary;
 mod cli_admin;
+mod durability;
 mod errors;
 mod isolation;
 mod keys;

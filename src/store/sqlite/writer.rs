@@ -10,6 +10,8 @@
 
 use super::super::{StoreError, StoreResult};
 use rusqlite::Connection;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
 /// Upper bound on jobs per transaction (keeps latency bounded under load).
@@ -21,15 +23,23 @@ type Job = Box<dyn FnOnce(&Connection) -> Completion + Send>;
 #[derive(Clone)]
 pub struct Writer {
     tx: mpsc::Sender<Job>,
+    commits: Arc<AtomicU64>,
 }
 
 impl Writer {
     pub fn start(conn: Connection) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::channel::<Job>(4 * MAX_BATCH);
+        let commits = Arc::new(AtomicU64::new(0));
+        let counter = commits.clone();
         std::thread::Builder::new()
             .name("tessera-sqlite-writer".into())
-            .spawn(move || run(conn, rx))?;
-        Ok(Self { tx })
+            .spawn(move || run(conn, rx, &counter))?;
+        Ok(Self { tx, commits })
+    }
+
+    /// Transactions committed so far (each one fsync).
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
     }
 
     /// Runs `f` in the next batch; resolves after that batch has committed.
@@ -79,7 +89,7 @@ fn in_savepoint<R>(
     }
 }
 
-fn run(conn: Connection, mut rx: mpsc::Receiver<Job>) {
+fn run(conn: Connection, mut rx: mpsc::Receiver<Job>, commits: &AtomicU64) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     let mut completions: Vec<Completion> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.blocking_recv() {
@@ -106,8 +116,11 @@ fn run(conn: Connection, mut rx: mpsc::Receiver<Job>) {
                 Err(super::internal(e))
             }
         };
-        if let Err(e) = &commit {
-            tracing::error!(error = %e, "SQLite commit failed; failing the whole batch");
+        match &commit {
+            Ok(()) => {
+                commits.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => tracing::error!(error = %e, "SQLite commit failed; failing the whole batch"),
         }
         for done in completions.drain(..) {
             done(match &commit {
@@ -115,5 +128,81 @@ fn run(conn: Connection, mut rx: mpsc::Receiver<Job>) {
                 Err(e) => Err(StoreError::Internal(e.to_string())),
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn writer_on(dir: &tempfile::TempDir) -> (Writer, std::path::PathBuf) {
+        let path = dir.path().join("w.db");
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; CREATE TABLE t (x INTEGER NOT NULL UNIQUE);")
+            .unwrap();
+        (Writer::start(conn).unwrap(), path)
+    }
+
+    /// Jobs that queue while the writer is busy share one commit, and a job
+    /// that fails (after doing some work) is undone alone.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failing_job_does_not_fail_its_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let (writer, path) = writer_on(&dir);
+        // Occupy the writer so the next jobs queue up behind it.
+        let busy = writer.clone();
+        let blocker = tokio::spawn(async move {
+            busy.write(|_| {
+                std::thread::sleep(Duration::from_millis(300));
+                Ok(())
+            })
+            .await
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let before = writer.commits();
+        let mut jobs = Vec::new();
+        for i in 0..20i64 {
+            let w = writer.clone();
+            jobs.push(tokio::spawn(async move {
+                w.write(move |c| {
+                    c.execute("INSERT INTO t (x) VALUES (?1)", [i])
+                        .map_err(super::super::internal)?;
+                    if i == 7 {
+                        // A later statement of the same job fails: all of job 7 is undone.
+                        c.execute("INSERT INTO t (x) VALUES (?1)", [0i64])
+                            .map_err(super::super::internal)?;
+                    }
+                    Ok(i)
+                })
+                .await
+            }));
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        blocker.await.unwrap().unwrap();
+        let mut ok = 0;
+        for (i, j) in jobs.into_iter().enumerate() {
+            match j.await.unwrap() {
+                Ok(v) => {
+                    assert_eq!(v, i as i64);
+                    ok += 1
+                }
+                Err(StoreError::Conflict(_)) => assert_eq!(i, 7),
+                Err(e) => panic!("job {i}: {e}"),
+            }
+        }
+        assert_eq!(ok, 19);
+        let batches = writer.commits() - before;
+        assert!(batches <= 2, "20 queued jobs took {batches} commits");
+        let conn = Connection::open(&path).unwrap();
+        let rows: Vec<i64> = conn
+            .prepare("SELECT x FROM t ORDER BY x")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let want: Vec<i64> = (0..20).filter(|i| *i != 7).collect();
+        assert_eq!(rows, want, "job 7's first insert was rolled back with it");
     }
 }

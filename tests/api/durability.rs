@@ -1,0 +1,110 @@
+//! No request is answered before its write is durable: kill -9 the server
+//! under concurrent write load, then find every acknowledged write present
+//! and decryptable with the value that was acknowledged.
+
+use crate::common::{to_resp, ServerProcess, Storage};
+use serde_json::json;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+async fn acknowledged_writes_survive_kill_9(storage: Storage) {
+    let data = storage.dir.path().join("crash");
+    let mut args = Vec::new();
+    if storage.pg.is_some() {
+        args.push("--database-url".to_owned());
+        args.push(storage.database_url());
+    }
+    let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let server = ServerProcess::start(&data, &arg_refs, &[]).expect("server starts");
+    let key = std::fs::read_to_string(data.join("admin.key"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let acked: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let stop_at = Instant::now() + Duration::from_millis(1500);
+    let mut writers = Vec::new();
+    for w in 0..32 {
+        let (url, key, acked) = (server.url.clone(), key.clone(), acked.clone());
+        writers.push(tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            for i in 0.. {
+                let name = format!("w{w}_n{i}");
+                let value = format!("value-{w}-{i}-{}", tessera::domain::ids::random_base62(8));
+                let sent = http
+                    .post(format!("{url}/v1/secrets"))
+                    .bearer_auth(&key)
+                    .json(&json!({"name": name, "value": value}))
+                    .timeout(Duration::from_secs(5))
+                    .send()
+                    .await;
+                match sent {
+                    Ok(r) if r.status() == 200 => {
+                        to_resp(r).await;
+                        acked.lock().unwrap().push((name, value));
+                    }
+                    // The server died mid-request: not acknowledged.
+                    _ => break,
+                }
+                if Instant::now() > stop_at + Duration::from_secs(10) {
+                    break;
+                }
+            }
+        }));
+    }
+    // Let load build up, then kill without warning while requests are in flight.
+    while Instant::now() < stop_at {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server.kill9();
+    for w in writers {
+        w.await.unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    assert!(
+        acked.len() > 50,
+        "too little load to mean anything: {}",
+        acked.len()
+    );
+
+    // Reopen the store with the same master key, as a restarted server would.
+    let store = tessera::store::open(&format!(
+        "{}",
+        if storage.pg.is_some() {
+            storage.database_url()
+        } else {
+            format!("sqlite://{}", data.join("tessera.db").display())
+        }
+    ))
+    .await
+    .unwrap();
+    let kek: [u8; 32] = std::fs::read(data.join("master.key"))
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let keyring = Arc::new(tessera::crypto::Keyring::new(&kek));
+    tessera::service::bootstrap::check_master_key(store.as_ref(), &keyring)
+        .await
+        .unwrap();
+    let service = tessera::app::service_from_parts(store, keyring, Default::default());
+    let p = service
+        .authenticate(Some(&format!("Bearer {key}")))
+        .await
+        .unwrap();
+    for (name, value) in &acked {
+        let got = service
+            .reveal_secret(&p, tessera::service::TeamRef::Implicit, name)
+            .await
+            .unwrap_or_else(|e| panic!("acknowledged write {name} is missing: {e}"));
+        assert_eq!(got.expose(), value, "{name}");
+    }
+    let _ = std::io::Write::write_all(
+        &mut std::io::stderr(),
+        format!(
+            "durability: {} acknowledged writes all present after kill -9\n",
+            acked.len()
+        )
+        .as_bytes(),
+    );
+}
+
+crate::storage_tests!(acknowledged_writes_survive_kill_9);
