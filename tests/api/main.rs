@@ -11,6 +11,7 @@ mod durability;
 mod errors;
 mod isolation;
 mod keys;
+mod multinode;
 mod ops;
 mod permissions;
 mod sdk;

@@ -27,6 +27,17 @@ use std::time::Duration;
 /// Longest any one store call may take before it is reported unavailable.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// A pooled connection idle for longer than this is pinged before it is
+/// handed out, so connections the database closed while they sat idle (a
+/// restart, a failover) are replaced instead of failing a request. A busy
+/// pool reuses connections sooner than this and pays nothing.
+const CHECK_IDLE_AFTER: Duration = Duration::from_millis(500);
+
+/// How long a connection coming back to the pool has to show it is usable.
+/// One abandoned by [`CALL_TIMEOUT`] on a database that went silent would
+/// otherwise hang in the pool's release check forever, holding its slot.
+const RELEASE_CHECK_TIMEOUT: Duration = Duration::from_secs(1);
+
 pub struct PostgresStore {
     pool: PgPool,
 }
@@ -38,11 +49,19 @@ pub(crate) fn map_err(e: sqlx::Error) -> StoreError {
             if code == "23505" {
                 return StoreError::Conflict(db.message().to_owned());
             }
-            // Connection exceptions, shutdown, missing database: transient.
+            // Connection exceptions, shutdown, statement timeout, missing
+            // database, too many connections: transient. So are a lock wait
+            // cut short by `lock_timeout`, a deadlock victim and a
+            // serialization failure (what CockroachDB and YugabyteDB answer
+            // to contention): the transaction was rolled back and a retry
+            // may succeed.
             if code.starts_with("08")
                 || code.starts_with("57")
                 || code == "3D000"
                 || code == "53300"
+                || code == "55P03"
+                || code == "40001"
+                || code == "40P01"
             {
                 return StoreError::Unavailable(db.message().to_owned());
             }
@@ -78,6 +97,28 @@ impl PostgresStore {
             .acquire_timeout(Duration::from_secs(2))
             .idle_timeout(Duration::from_secs(60))
             .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    // Bounded by the acquire timeout; an error discards the
+                    // connection and the pool opens a fresh one.
+                    if meta.idle_for >= CHECK_IDLE_AFTER {
+                        conn.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
+            .after_release(|conn, _| {
+                Box::pin(async move {
+                    match tokio::time::timeout(RELEASE_CHECK_TIMEOUT, conn.ping()).await {
+                        Ok(result) => result.map(|()| true),
+                        Err(_) => {
+                            tracing::warn!("a database connection stopped answering; closing it");
+                            // An error makes the pool drop it without a goodbye.
+                            Err(sqlx::Error::PoolTimedOut)
+                        }
+                    }
+                })
+            })
             .connect_with(opts)
             .await?;
         let store = Self { pool };
@@ -258,12 +299,18 @@ impl Store for PostgresStore {
     }
 
     async fn insert_kek(&self, kek: KekRecord) -> StoreResult<()> {
+        // Nodes starting together on a new database all try to record the
+        // master key. The id is derived from the key, so the same id is the
+        // same key: the first row stands and the others are no-ops.
         bounded(
-            sqlx::query("INSERT INTO keks (kek_id, check_value, created_at) VALUES ($1, $2, $3)")
-                .bind(kek.kek_id)
-                .bind(kek.check_value)
-                .bind(kek.created_at)
-                .execute(&self.pool),
+            sqlx::query(
+                "INSERT INTO keks (kek_id, check_value, created_at) VALUES ($1, $2, $3)
+                 ON CONFLICT (kek_id) DO NOTHING",
+            )
+            .bind(kek.kek_id)
+            .bind(kek.check_value)
+            .bind(kek.created_at)
+            .execute(&self.pool),
         )
         .await
         .map(|_| ())
