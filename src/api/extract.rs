@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 use std::sync::Arc;
 
 /// The authenticated caller.
-pub struct Caller(pub Principal);
+pub struct Caller(pub Arc<Principal>);
 
 impl FromRequestParts<Arc<AppState>> for Caller {
     type Rejection = ApiError;

@@ -1,6 +1,7 @@
 //! Envelope encryption of secret values.
 //!
-//! Each version of a secret gets a fresh random 256-bit data key (DEK). The
+//! Each version of a secret gets a fresh random 256-bit data key (DEK) from
+//! the thread-local CSPRNG (ChaCha12 reseeded from the OS). The
 //! value is sealed with AES-256-GCM under the DEK; the DEK is wrapped by the
 //! master key (XChaCha20-Poly1305, see [`Keyring`]). Both seals carry the same
 //! associated data, which binds the blob to its place: organization, team,
@@ -24,7 +25,7 @@ use aes_gcm::{
     aead::{Aead, KeyInit, Payload},
     Aes256Gcm, Nonce,
 };
-use rand::{rngs::OsRng, RngCore};
+use rand::RngCore;
 use zeroize::Zeroizing;
 
 const FORMAT_V1: u8 = 1;
@@ -81,10 +82,10 @@ impl<'k> Envelope<'k> {
         let kek_id = self.keyring.kek_id();
         let aad = place.aad(kek_id);
         let mut dek = Zeroizing::new([0u8; 32]);
-        OsRng.fill_bytes(dek.as_mut());
+        rand::thread_rng().fill_bytes(dek.as_mut());
         let wrapped = self.keyring.wrap(dek.as_ref(), &aad);
         let mut nonce = [0u8; VALUE_NONCE_LEN];
-        OsRng.fill_bytes(&mut nonce);
+        rand::thread_rng().fill_bytes(&mut nonce);
         let cipher = Aes256Gcm::new(dek.as_ref().into());
         let ct = cipher
             .encrypt(

@@ -10,7 +10,7 @@ use chacha20poly1305::{
     XChaCha20Poly1305, XNonce,
 };
 use hmac::{Hmac, Mac};
-use rand::{rngs::OsRng, RngCore};
+use rand::RngCore;
 use sha2::Sha256;
 use std::fmt;
 use zeroize::Zeroizing;
@@ -52,7 +52,7 @@ impl Keyring {
     /// Random 192-bit nonces stay collision-free for billions of wraps.
     pub(crate) fn wrap(&self, plaintext: &[u8], aad: &[u8]) -> Vec<u8> {
         let mut nonce = [0u8; WRAP_NONCE_LEN];
-        OsRng.fill_bytes(&mut nonce);
+        rand::thread_rng().fill_bytes(&mut nonce);
         let ct = self
             .cipher
             .encrypt(

@@ -1,12 +1,16 @@
-//! Random identifiers. Ids are opaque base62 strings from the OS CSPRNG.
+//! Random identifiers: opaque base62 strings.
+//!
+//! They come from `rand`'s thread-local CSPRNG (ChaCha12, seeded and
+//! periodically reseeded from the OS): unpredictable like the OS generator,
+//! without a `getrandom` system call per character.
 
-use rand::{rngs::OsRng, Rng};
+use rand::Rng;
 
 const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
 /// `len` random base62 characters (5.95 bits each).
 pub fn random_base62(len: usize) -> String {
-    let mut rng = OsRng;
+    let mut rng = rand::thread_rng();
     (0..len)
         .map(|_| BASE62[rng.gen_range(0..BASE62.len())] as char)
         .collect()

@@ -1,60 +1,27 @@
 //! Authentication: from an `Authorization` header to a [`Principal`].
 
+use super::cache::TtlCache;
 use super::{Service, ServiceError, ServiceResult};
 use crate::domain::access::Principal;
 use crate::domain::key_token::PresentedToken;
 use crate::domain::types::KeyType;
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 /// How long a resolved key may be reused without asking the store again.
 /// Another node's revocation is therefore seen within this time (the design
 /// requires under one second); this node's own revocations apply at once.
 pub const PRINCIPAL_TTL: Duration = Duration::from_millis(500);
 
-struct Cached {
+/// A resolved key: the hash to verify the presented secret against, and
+/// the principal it stands for.
+pub struct ResolvedKey {
     secret_hash: Vec<u8>,
-    principal: Principal,
-    loaded: Instant,
+    principal: Arc<Principal>,
 }
 
 /// Resolved keys, so a busy client does not cost three reads per request.
-#[derive(Default)]
-pub struct PrincipalCache {
-    entries: Mutex<HashMap<String, Cached>>,
-}
-
-impl PrincipalCache {
-    fn get(&self, prefix: &str) -> Option<(Vec<u8>, Principal)> {
-        let map = self.entries.lock().ok()?;
-        let c = map.get(prefix)?;
-        (c.loaded.elapsed() < PRINCIPAL_TTL).then(|| (c.secret_hash.clone(), c.principal.clone()))
-    }
-
-    fn put(&self, prefix: String, secret_hash: Vec<u8>, principal: Principal) {
-        if let Ok(mut map) = self.entries.lock() {
-            if map.len() > 10_000 {
-                map.retain(|_, c| c.loaded.elapsed() < PRINCIPAL_TTL);
-            }
-            map.insert(
-                prefix,
-                Cached {
-                    secret_hash,
-                    principal,
-                    loaded: Instant::now(),
-                },
-            );
-        }
-    }
-
-    /// Forgets everything (after a change to keys, users or memberships).
-    pub fn clear(&self) {
-        if let Ok(mut map) = self.entries.lock() {
-            map.clear();
-        }
-    }
-}
+pub type PrincipalCache = TtlCache<String, ResolvedKey>;
 
 /// Splits `Bearer <key>` or `Api-Key <key>` (scheme case-insensitive).
 fn token_from_header(header: Option<&str>) -> ServiceResult<&str> {
@@ -78,15 +45,15 @@ fn token_from_header(header: Option<&str>) -> ServiceResult<&str> {
 const INVALID_KEY: &str = "invalid or revoked API key";
 
 impl Service {
-    pub async fn authenticate(&self, header: Option<&str>) -> ServiceResult<Principal> {
+    pub async fn authenticate(&self, header: Option<&str>) -> ServiceResult<Arc<Principal>> {
         let token = token_from_header(header)?;
         let presented =
             PresentedToken::parse(token).ok_or(ServiceError::Unauthorized(INVALID_KEY))?;
-        if let Some((hash, principal)) = self.auth_cache.get(presented.prefix) {
-            return if presented.matches(&hash) {
+        if let Some(resolved) = self.auth_cache.get(presented.prefix) {
+            return if presented.matches(&resolved.secret_hash) {
                 self.usage
                     .record(presented.prefix, crate::domain::time::now_micros());
-                Ok(principal)
+                Ok(resolved.principal.clone())
             } else {
                 Err(ServiceError::Unauthorized(INVALID_KEY))
             };
@@ -112,7 +79,7 @@ impl Service {
             (KeyType::Personal, None) => return Err(ServiceError::Unauthorized(INVALID_KEY)),
             _ => (None, Vec::new()),
         };
-        let principal = Principal {
+        let principal = Arc::new(Principal {
             org_id: key.org_id.clone(),
             key_prefix: key.prefix.clone(),
             key_type: key.key_type,
@@ -120,11 +87,13 @@ impl Service {
             memberships,
             bound_team_id: key.team_id.clone(),
             created_by: key.created_by.clone(),
-        };
+        });
         self.auth_cache.put(
             key.prefix.clone(),
-            key.secret_hash.clone(),
-            principal.clone(),
+            Arc::new(ResolvedKey {
+                secret_hash: key.secret_hash.clone(),
+                principal: principal.clone(),
+            }),
         );
         self.usage
             .record(&key.prefix, crate::domain::time::now_micros());

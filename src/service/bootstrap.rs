@@ -24,26 +24,36 @@ pub enum BootstrapError {
 /// first key. Never writes under a key the database does not know when the
 /// database already holds one.
 pub async fn check_master_key(store: &dyn Store, keyring: &Keyring) -> Result<(), BootstrapError> {
+    if verify(store, keyring).await? {
+        return Ok(());
+    }
+    store
+        .record_first_kek(KekRecord {
+            kek_id: keyring.kek_id().to_owned(),
+            check_value: keyring.check_value(),
+            created_at: now_micros(),
+        })
+        .await?;
+    // Another node may have recorded a different key at the same moment:
+    // verify again against whatever stands now.
+    if !verify(store, keyring).await? {
+        return Err(StoreError::Internal("the master key record did not persist".into()).into());
+    }
+    tracing::info!(
+        kek_id = keyring.kek_id(),
+        "recorded the master key of a new store"
+    );
+    Ok(())
+}
+
+async fn verify(store: &dyn Store, keyring: &Keyring) -> Result<bool, BootstrapError> {
     let stored: Vec<(String, Vec<u8>)> = store
         .keks()
         .await?
         .into_iter()
         .map(|k| (k.kek_id, k.check_value))
         .collect();
-    if !keyring.verify_against(&stored)? {
-        store
-            .insert_kek(KekRecord {
-                kek_id: keyring.kek_id().to_owned(),
-                check_value: keyring.check_value(),
-                created_at: now_micros(),
-            })
-            .await?;
-        tracing::info!(
-            kek_id = keyring.kek_id(),
-            "recorded the master key of a new store"
-        );
-    }
-    Ok(())
+    Ok(keyring.verify_against(&stored)?)
 }
 
 /// Creates an organization and returns its admin API key (shown only here).

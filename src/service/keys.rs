@@ -198,7 +198,7 @@ impl Service {
         if !self.store.delete_api_key(&grant, prefix).await? {
             return Err(not_found());
         }
-        self.auth_cache.clear();
+        self.identity_changed();
         self.forget_usage(prefix);
         Ok(key.prefix)
     }

@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod bootstrap;
+pub mod cache;
 pub mod directory;
 pub mod keys;
 pub mod secrets;
@@ -79,6 +80,9 @@ pub struct Service {
     pub keyring: Arc<Keyring>,
     pub limits: Limits,
     pub auth_cache: auth::PrincipalCache,
+    /// Teams by id, and each organization's default team by org id.
+    team_cache: cache::TtlCache<String, Team>,
+    default_team_cache: cache::TtlCache<String, Team>,
     pub usage: usage::UsageRecorder,
 }
 
@@ -96,21 +100,50 @@ impl Service {
             store,
             keyring,
             limits,
-            auth_cache: auth::PrincipalCache::default(),
+            auth_cache: auth::PrincipalCache::new(auth::PRINCIPAL_TTL),
+            team_cache: cache::TtlCache::new(auth::PRINCIPAL_TTL),
+            default_team_cache: cache::TtlCache::new(auth::PRINCIPAL_TTL),
             usage: usage::UsageRecorder::default(),
         }
     }
 
-    /// Loads the addressed team (not yet authorized).
+    /// Loads the addressed team (not yet authorized). Teams change rarely and
+    /// are read on every request, so they are cached like principals.
     pub(crate) async fn load_team(&self, p: &Principal, team: TeamRef<'_>) -> ServiceResult<Team> {
-        let not_found = || ServiceError::NotFound("team not found".into());
-        match team {
-            TeamRef::Id(id) => self.store.find_team(id).await?.ok_or_else(not_found),
+        let id = match team {
+            TeamRef::Id(id) => id,
             TeamRef::Implicit => match access::implicit_team(p) {
-                Some(id) => self.store.find_team(id).await?.ok_or_else(not_found),
-                None => Ok(self.store.default_team(&p.org_id).await?),
+                Some(id) => id,
+                None => return self.default_team(&p.org_id).await,
             },
+        };
+        if let Some(t) = self.team_cache.get(id) {
+            return Ok((*t).clone());
         }
+        let team = self
+            .store
+            .find_team(id)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound("team not found".into()))?;
+        self.team_cache.put(id.to_owned(), Arc::new(team.clone()));
+        Ok(team)
+    }
+
+    async fn default_team(&self, org_id: &str) -> ServiceResult<Team> {
+        if let Some(t) = self.default_team_cache.get(org_id) {
+            return Ok((*t).clone());
+        }
+        let team = self.store.default_team(org_id).await?;
+        self.default_team_cache
+            .put(org_id.to_owned(), Arc::new(team.clone()));
+        Ok(team)
+    }
+
+    /// Forgets cached identity data after a local change (teams, members,
+    /// users, keys), so this node applies it on the next request.
+    pub(crate) fn identity_changed(&self) {
+        self.auth_cache.clear();
+        self.team_cache.clear();
     }
 
     /// Loads the addressed team and decides whether the caller may act on it.

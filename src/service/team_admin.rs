@@ -48,6 +48,7 @@ impl Service {
             .await?;
         let name = check_team_name(name)?;
         self.store.rename_team(&access, &name).await?;
+        self.identity_changed();
         self.load_team(p, TeamRef::Id(team_id)).await
     }
 
@@ -68,7 +69,7 @@ impl Service {
         }
         match self.store.delete_team(&access, cascade).await? {
             TeamDeletion::Deleted { secrets } => {
-                self.auth_cache.clear();
+                self.identity_changed();
                 Ok((team, secrets))
             }
             TeamDeletion::HasSecrets(n) => Err(ServiceError::Conflict(format!(
@@ -101,7 +102,7 @@ impl Service {
             .await?;
         let user = self.get_user(p, user_id).await?;
         self.store.set_member(&access, &user.id, role).await?;
-        self.auth_cache.clear();
+        self.identity_changed();
         Ok(user)
     }
 
@@ -123,7 +124,7 @@ impl Service {
                 "the user is not a member of this team".into(),
             ));
         }
-        self.auth_cache.clear();
+        self.identity_changed();
         Ok(())
     }
 }

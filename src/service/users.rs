@@ -116,7 +116,7 @@ impl Service {
         if !self.store.delete_user(&org, user_id).await? {
             return Err(ServiceError::NotFound("user not found".into()));
         }
-        self.auth_cache.clear();
+        self.identity_changed();
         Ok(user)
     }
 }

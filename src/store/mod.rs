@@ -31,8 +31,9 @@ pub enum StoreError {
 
 /// Produces the ciphertext for a secret version once the store knows the
 /// secret's id and the new version number (both are bound into the
-/// ciphertext's associated data).
-pub type SealFn = Box<dyn FnOnce(&str, i64) -> Vec<u8> + Send>;
+/// ciphertext's associated data). Callable again when a transaction is
+/// retried.
+pub type SealFn = Box<dyn Fn(&str, i64) -> Vec<u8> + Send + Sync>;
 
 /// Everything created together with a new organization, in one transaction.
 #[derive(Debug, Clone)]
@@ -88,7 +89,9 @@ pub trait Store: Send + Sync + 'static {
 
     // --- master keys -------------------------------------------------------
     async fn keks(&self) -> StoreResult<Vec<KekRecord>>;
-    async fn insert_kek(&self, kek: KekRecord) -> StoreResult<()>;
+    /// Records the master key of a new store, unless a first key is already
+    /// recorded (then does nothing: the caller re-reads and verifies).
+    async fn record_first_kek(&self, kek: KekRecord) -> StoreResult<()>;
 
     // --- bootstrap -----------------------------------------------------------
     async fn organization_count(&self) -> StoreResult<i64>;

@@ -67,16 +67,11 @@ async fn acknowledged_writes_survive_kill_9(storage: Storage) {
     );
 
     // Reopen the store with the same master key, as a restarted server would.
-    let store = tessera::store::open(&format!(
-        "{}",
-        if storage.pg.is_some() {
-            storage.database_url()
-        } else {
-            format!("sqlite://{}", data.join("tessera.db").display())
-        }
-    ))
-    .await
-    .unwrap();
+    let url = match storage.pg {
+        Some(_) => storage.database_url(),
+        None => format!("sqlite://{}", data.join("tessera.db").display()),
+    };
+    let store = tessera::store::open(&url).await.unwrap();
     let kek: [u8; 32] = std::fs::read(data.join("master.key"))
         .unwrap()
         .try_into()

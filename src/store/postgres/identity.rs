@@ -58,7 +58,6 @@ pub async fn delete_team(pool: &PgPool, team_id: &str, cascade: bool) -> StoreRe
             return Ok(TeamDeletion::HasSecrets(secrets));
         }
         for sql in [
-            "DELETE FROM secret_versions WHERE secret_id IN (SELECT id FROM secrets WHERE team_id = $1)",
             "DELETE FROM secrets WHERE team_id = $1",
             "DELETE FROM team_members WHERE team_id = $1",
             "DELETE FROM api_keys WHERE team_id = $1",

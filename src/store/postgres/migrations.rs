@@ -61,20 +61,20 @@ CREATE TABLE secrets (
     created_at      BIGINT NOT NULL,
     updated_at      BIGINT NOT NULL,
     version         BIGINT NOT NULL,
+    -- The current version's value, sealed (see crypto/envelope.rs). Only the
+    -- current version is kept: rotating a leaked credential removes the old
+    -- ciphertext. One row per secret also keeps a write to one page.
+    kek_id          TEXT NOT NULL,
+    ciphertext      BYTEA NOT NULL,
     UNIQUE (team_id, canonical_name)
-);
-CREATE TABLE secret_versions (
-    secret_id   TEXT NOT NULL REFERENCES secrets(id) ON DELETE CASCADE,
-    version     BIGINT NOT NULL,
-    kek_id      TEXT NOT NULL,
-    ciphertext  BYTEA NOT NULL,
-    created_at  BIGINT NOT NULL,
-    PRIMARY KEY (secret_id, version)
 );
 CREATE TABLE keks (
     kek_id       TEXT PRIMARY KEY,
     check_value  BYTEA NOT NULL,
-    created_at   BIGINT NOT NULL
+    created_at   BIGINT NOT NULL,
+    -- 1 for the key a new store is first sealed under. Unique, so nodes that
+    -- start together on an empty database cannot each record a different key.
+    primary_slot BIGINT UNIQUE
 );
 "#,
 )];

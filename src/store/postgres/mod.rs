@@ -27,6 +27,9 @@ use std::time::Duration;
 /// Longest any one store call may take before it is reported unavailable.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Retries of a transaction the database aborted for contention.
+const MAX_RETRIES: u32 = 3;
+
 /// A pooled connection idle for longer than this is pinged before it is
 /// handed out, so connections the database closed while they sat idle (a
 /// restart, a failover) are replaced instead of failing a request. A busy
@@ -89,8 +92,70 @@ pub(crate) async fn bounded<T>(
 }
 
 impl PostgresStore {
+    /// One attempt at an upsert, in one transaction.
+    async fn upsert_once(
+        &self,
+        team: &TeamAccess,
+        name: &SecretName,
+        new_id: &str,
+        now: Micros,
+        seal: &SealFn,
+    ) -> Result<SecretRecord, sqlx::Error> {
+        {
+            let mut tx = self.pool.begin().await?;
+            // ON CONFLICT takes the row lock, so concurrent upserts of one
+            // canonical name serialize here: one row, one id, last value wins.
+            let row = sqlx::query(
+                "INSERT INTO secrets (id, org_id, team_id, canonical_name, name, created_at, updated_at, version, kek_id, ciphertext)
+                 VALUES ($1, $2, $3, $4, $5, $6, $6, 1, '', '\\x'::bytea)
+                 ON CONFLICT (team_id, canonical_name)
+                 DO UPDATE SET version = secrets.version + 1, updated_at = EXCLUDED.updated_at
+                 RETURNING id, name, created_at, updated_at, version",
+            )
+            .bind(new_id)
+            .bind(team.org_id())
+            .bind(team.team_id())
+            .bind(name.canonical())
+            .bind(name.as_str())
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?;
+            let id: String = row.try_get("id")?;
+            let version: i64 = row.try_get("version")?;
+            let ciphertext = seal(&id, version);
+            let kek_id = crate::crypto::envelope::kek_id_of(&ciphertext);
+            // Same transaction, same (locked) row: bind the value to the id and
+            // version just decided.
+            sqlx::query("UPDATE secrets SET kek_id = $2, ciphertext = $3 WHERE id = $1")
+                .bind(&id)
+                .bind(kek_id)
+                .bind(ciphertext)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(SecretRecord {
+                id,
+                org_id: team.org_id().to_owned(),
+                team_id: team.team_id().to_owned(),
+                team_name: team.team_name().to_owned(),
+                name: row.try_get("name")?,
+                canonical_name: name.canonical().to_owned(),
+                created_at: row.try_get("created_at")?,
+                updated_at: row.try_get("updated_at")?,
+                version,
+            })
+        }
+    }
+
     pub async fn connect(url: &str) -> anyhow::Result<Self> {
-        let opts = PgConnectOptions::from_str(url)?.application_name("tessera");
+        let mut opts = PgConnectOptions::from_str(url)?.application_name("tessera");
+        // TLS only when the URL asks for it (`sslmode=require`, `verify-ca`,
+        // `verify-full`). The libpq default, `prefer`, would try a TLS
+        // handshake first on every connection; measured here, that kept a
+        // node from recovering after its database went silent and came back.
+        if !url.contains("sslmode=") {
+            opts = opts.ssl_mode(sqlx::postgres::PgSslMode::Disable);
+        }
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .min_connections(0)
@@ -298,14 +363,13 @@ impl Store for PostgresStore {
             .map_err(map_err)
     }
 
-    async fn insert_kek(&self, kek: KekRecord) -> StoreResult<()> {
-        // Nodes starting together on a new database all try to record the
-        // master key. The id is derived from the key, so the same id is the
-        // same key: the first row stands and the others are no-ops.
+    async fn record_first_kek(&self, kek: KekRecord) -> StoreResult<()> {
+        // Nodes starting together on a new database all try to record their
+        // master key; the unique slot lets exactly one row stand.
         bounded(
             sqlx::query(
-                "INSERT INTO keks (kek_id, check_value, created_at) VALUES ($1, $2, $3)
-                 ON CONFLICT (kek_id) DO NOTHING",
+                "INSERT INTO keks (kek_id, check_value, created_at, primary_slot) VALUES ($1, $2, $3, 1)
+                 ON CONFLICT DO NOTHING",
             )
             .bind(kek.kek_id)
             .bind(kek.check_value)
@@ -565,51 +629,21 @@ impl Store for PostgresStore {
         seal: SealFn,
     ) -> StoreResult<SecretRecord> {
         bounded(async {
-            let mut tx = self.pool.begin().await?;
-            // ON CONFLICT takes the row lock, so concurrent upserts of one
-            // canonical name serialize here: one row, one id, last value wins.
-            let row = sqlx::query(
-                "INSERT INTO secrets (id, org_id, team_id, canonical_name, name, created_at, updated_at, version)
-                 VALUES ($1, $2, $3, $4, $5, $6, $6, 1)
-                 ON CONFLICT (team_id, canonical_name)
-                 DO UPDATE SET version = secrets.version + 1, updated_at = EXCLUDED.updated_at
-                 RETURNING id, name, created_at, updated_at, version",
-            )
-            .bind(&new_id)
-            .bind(team.org_id())
-            .bind(team.team_id())
-            .bind(name.canonical())
-            .bind(name.as_str())
-            .bind(now)
-            .fetch_one(&mut *tx)
-            .await?;
-            let id: String = row.try_get("id")?;
-            let version: i64 = row.try_get("version")?;
-            let ciphertext = seal(&id, version);
-            let kek_id = crate::crypto::envelope::kek_id_of(&ciphertext);
-            sqlx::query(
-                "INSERT INTO secret_versions (secret_id, version, kek_id, ciphertext, created_at)
-                 VALUES ($1, $2, $3, $4, $5)",
-            )
-            .bind(&id)
-            .bind(version)
-            .bind(kek_id)
-            .bind(ciphertext)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await?;
-            Ok(SecretRecord {
-                id,
-                org_id: team.org_id().to_owned(),
-                team_id: team.team_id().to_owned(),
-                team_name: team.team_name().to_owned(),
-                name: row.try_get("name")?,
-                canonical_name: name.canonical().to_owned(),
-                created_at: row.try_get("created_at")?,
-                updated_at: row.try_get("updated_at")?,
-                version,
-            })
+            // Distributed engines (CockroachDB, YugabyteDB) answer contention
+            // with serialization failures; the whole transaction is retried,
+            // sealing again for the id and version of that attempt.
+            let mut attempt = 0;
+            loop {
+                match self.upsert_once(team, name, &new_id, now, &seal).await {
+                    Err(sqlx::Error::Database(db))
+                        if attempt < MAX_RETRIES
+                            && matches!(db.code().as_deref(), Some("40001" | "40P01")) =>
+                    {
+                        attempt += 1;
+                    }
+                    other => return other,
+                }
+            }
         })
         .await
     }
@@ -647,10 +681,6 @@ impl Store for PostgresStore {
             .await?;
             let Some(row) = row else { return Ok(None) };
             let record = secret_row(&row)?;
-            sqlx::query("DELETE FROM secret_versions WHERE secret_id = $1")
-                .bind(&record.id)
-                .execute(&mut *tx)
-                .await?;
             sqlx::query("DELETE FROM secrets WHERE id = $1")
                 .bind(&record.id)
                 .execute(&mut *tx)
@@ -668,9 +698,8 @@ impl Store for PostgresStore {
     ) -> StoreResult<Option<StoredSecret>> {
         let row = bounded(
             sqlx::query(&format!(
-                "SELECT {SECRET_COLUMNS}, v.ciphertext FROM secrets s
+                "SELECT {SECRET_COLUMNS}, s.ciphertext FROM secrets s
                  JOIN teams t ON t.id = s.team_id
-                 JOIN secret_versions v ON v.secret_id = s.id AND v.version = s.version
                  WHERE s.team_id = $1 AND s.canonical_name = $2"
             ))
             .bind(team.team_id())

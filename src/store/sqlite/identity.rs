@@ -64,7 +64,6 @@ pub fn delete_team(c: &Connection, team_id: &str, cascade: bool) -> StoreResult<
         return Ok(TeamDeletion::HasSecrets(secrets));
     }
     for sql in [
-        "DELETE FROM secret_versions WHERE secret_id IN (SELECT id FROM secrets WHERE team_id = ?1)",
         "DELETE FROM secrets WHERE team_id = ?1",
         "DELETE FROM team_members WHERE team_id = ?1",
         "DELETE FROM api_keys WHERE team_id = ?1",

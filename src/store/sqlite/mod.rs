@@ -1,6 +1,7 @@
 //! The embedded SQLite store: one writer thread with group commit, a pool of
 //! readers, WAL journal with `synchronous=FULL` (a commit is fsynced).
 
+mod checkpointer;
 mod identity;
 mod migrations;
 mod readers;
@@ -28,6 +29,7 @@ const READERS: usize = 4;
 pub struct SqliteStore {
     writer: Writer,
     readers: Arc<Readers>,
+    _checkpointer: checkpointer::Checkpointer,
 }
 
 pub(crate) fn internal(e: rusqlite::Error) -> StoreError {
@@ -92,6 +94,8 @@ impl SqliteStore {
         let mut write_conn = Connection::open(path)?;
         configure(&write_conn)?;
         migrate(&mut write_conn)?;
+        let checkpoint_conn = Connection::open(path)?;
+        configure(&checkpoint_conn)?;
         let mut readers = Vec::with_capacity(READERS);
         for _ in 0..READERS {
             let c = Connection::open(path)?;
@@ -102,6 +106,7 @@ impl SqliteStore {
         Ok(Self {
             writer: Writer::start(write_conn)?,
             readers: Readers::new(readers),
+            _checkpointer: checkpointer::Checkpointer::start(checkpoint_conn)?,
         })
     }
 }
@@ -231,11 +236,12 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn insert_kek(&self, kek: KekRecord) -> StoreResult<()> {
+    async fn record_first_kek(&self, kek: KekRecord) -> StoreResult<()> {
         self.writer
             .write(move |c| {
                 c.execute(
-                    "INSERT INTO keks (kek_id, check_value, created_at) VALUES (?1, ?2, ?3)",
+                    "INSERT INTO keks (kek_id, check_value, created_at, primary_slot) VALUES (?1, ?2, ?3, 1)
+                     ON CONFLICT DO NOTHING",
                     params![kek.kek_id, kek.check_value, kek.created_at],
                 )
                 .map_err(internal)?;
@@ -546,10 +552,12 @@ impl Store for SqliteStore {
         let canonical = name.canonical().to_owned();
         self.writer
             .write(move |c| {
+                // Insert or bump the version; the ciphertext is written next,
+                // once the id and version it is bound to are known.
                 let (id, name, created_at, updated_at, version): (String, String, i64, i64, i64) = c
                     .prepare_cached(
-                        "INSERT INTO secrets (id, org_id, team_id, canonical_name, name, created_at, updated_at, version)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, 1)
+                        "INSERT INTO secrets (id, org_id, team_id, canonical_name, name, created_at, updated_at, version, kek_id, ciphertext)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, 1, '', X'')
                          ON CONFLICT (team_id, canonical_name)
                          DO UPDATE SET version = version + 1, updated_at = excluded.updated_at
                          RETURNING id, name, created_at, updated_at, version",
@@ -561,13 +569,10 @@ impl Store for SqliteStore {
                     .map_err(internal)?;
                 let ciphertext = seal(&id, version);
                 let kek_id = crate::crypto::envelope::kek_id_of(&ciphertext);
-                c.prepare_cached(
-                    "INSERT INTO secret_versions (secret_id, version, kek_id, ciphertext, created_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
-                )
-                .map_err(internal)?
-                .execute(params![id, version, kek_id, ciphertext, now])
-                .map_err(internal)?;
+                c.prepare_cached("UPDATE secrets SET kek_id = ?2, ciphertext = ?3 WHERE id = ?1")
+                    .map_err(internal)?
+                    .execute(params![id, kek_id, ciphertext])
+                    .map_err(internal)?;
                 Ok(SecretRecord {
                     id,
                     org_id,
@@ -618,10 +623,6 @@ impl Store for SqliteStore {
                     .optional()
                     .map_err(internal)?;
                 if let Some(s) = &found {
-                    c.prepare_cached("DELETE FROM secret_versions WHERE secret_id = ?1")
-                        .map_err(internal)?
-                        .execute([&s.id])
-                        .map_err(internal)?;
                     c.prepare_cached("DELETE FROM secrets WHERE id = ?1")
                         .map_err(internal)?
                         .execute([&s.id])
@@ -642,9 +643,8 @@ impl Store for SqliteStore {
         self.readers
             .read(move |c| {
                 c.prepare_cached(&format!(
-                    "SELECT {SECRET_COLUMNS}, v.ciphertext FROM secrets s
+                    "SELECT {SECRET_COLUMNS}, s.ciphertext FROM secrets s
                      JOIN teams t ON t.id = s.team_id
-                     JOIN secret_versions v ON v.secret_id = s.id AND v.version = s.version
                      WHERE s.team_id = ?1 AND s.canonical_name = ?2"
                 ))
                 .map_err(internal)?

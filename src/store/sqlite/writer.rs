@@ -23,6 +23,8 @@ type Job = Box<dyn FnOnce(&Connection) -> Completion + Send>;
 #[derive(Clone)]
 pub struct Writer {
     tx: mpsc::Sender<Job>,
+    /// Read by the tests; the same count is exported as a metric.
+    #[cfg_attr(not(test), allow(dead_code))]
     commits: Arc<AtomicU64>,
 }
 
@@ -38,6 +40,7 @@ impl Writer {
     }
 
     /// Transactions committed so far (each one fsync).
+    #[cfg(test)]
     pub fn commits(&self) -> u64 {
         self.commits.load(Ordering::Relaxed)
     }
@@ -74,16 +77,20 @@ fn in_savepoint<R>(
     conn: &Connection,
     f: impl FnOnce(&Connection) -> StoreResult<R>,
 ) -> StoreResult<R> {
-    conn.execute_batch("SAVEPOINT job")
-        .map_err(super::internal)?;
+    let exec = |sql: &str| {
+        conn.prepare_cached(sql)
+            .and_then(|mut st| st.execute([]))
+            .map(|_| ())
+    };
+    exec("SAVEPOINT job").map_err(super::internal)?;
     match f(conn) {
         Ok(r) => {
-            conn.execute_batch("RELEASE job").map_err(super::internal)?;
+            exec("RELEASE job").map_err(super::internal)?;
             Ok(r)
         }
         Err(e) => {
             // Undo this job only; its neighbours in the batch are unaffected.
-            let _ = conn.execute_batch("ROLLBACK TO job; RELEASE job");
+            let _ = exec("ROLLBACK TO job").and_then(|()| exec("RELEASE job"));
             Err(e)
         }
     }
@@ -119,6 +126,7 @@ fn run(conn: Connection, mut rx: mpsc::Receiver<Job>, commits: &AtomicU64) {
         match &commit {
             Ok(()) => {
                 commits.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("tessera_sqlite_commits_total").increment(1);
             }
             Err(e) => tracing::error!(error = %e, "SQLite commit failed; failing the whole batch"),
         }
