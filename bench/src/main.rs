@@ -1,1 +1,69 @@
-fn main() {}
+//! `tessera-bench`: starts Tessera, OpenBao and a no-storage axum "ceiling"
+//! on loopback, drives them all with the same load client and workloads, and
+//! prints one table per workload (also written as JSON). `bench/run.sh` is the
+//! documented entry point; it builds the binaries and installs OpenBao first.
+
+mod ceiling;
+mod client;
+mod config;
+mod environment;
+mod measure;
+mod pg;
+mod process;
+mod report;
+mod stats;
+mod suite;
+mod targets;
+mod workloads;
+
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+
+#[derive(Parser)]
+#[command(
+    name = "tessera-bench",
+    about = "Side-by-side load benchmark: Tessera, OpenBao, and a no-storage ceiling"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the whole benchmark and print the tables.
+    Run(config::RunArgs),
+    /// Serve the ceiling target (used by `run`, which starts it as a child
+    /// process so that it is measured exactly like the other servers).
+    Ceiling {
+        #[arg(long)]
+        listen: SocketAddr,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        // Default worker count (one per core), like the servers it stands in for.
+        Command::Ceiling { listen } => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(ceiling::serve(listen)),
+        Command::Run(args) => {
+            // Orchestration only: the load client runs its own threads (see
+            // client::load), so one thread is enough here.
+            let code = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+                .block_on(async {
+                    // On Ctrl-C, dropping the run stops every server it
+                    // started, drops the PostgreSQL schema and removes the
+                    // data directories.
+                    tokio::select! {
+                        code = suite::run(args) => code,
+                        _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted"),
+                    }
+                })?;
+            std::process::exit(code);
+        }
+    }
+}

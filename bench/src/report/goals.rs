@@ -1,0 +1,122 @@
+//! The targets of issue 5, checked against the summary: each is met, not
+//! met, or not measured in this run (e.g. quick mode, no PostgreSQL).
+
+use super::{Row, Setup, Summary};
+use crate::stats::Stat;
+use crate::targets::{TESSERA_POSTGRES, TESSERA_SQLITE};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Serialize)]
+pub struct Goal {
+    pub target: String,
+    pub goal: String,
+    pub measured: String,
+    /// None: not measured in this run.
+    pub met: Option<bool>,
+}
+
+fn goal(
+    target: &str,
+    text: &str,
+    value: Option<f64>,
+    unit: &str,
+    ok: impl Fn(f64) -> bool,
+) -> Goal {
+    Goal {
+        target: target.to_string(),
+        goal: text.to_string(),
+        measured: value.map_or("not measured".into(), |v| format!("{v:.2}{unit}")),
+        met: value.map(ok),
+    }
+}
+
+fn row<'a>(summary: &'a Summary, workload: &str, target: &str) -> Option<&'a Row> {
+    summary
+        .workloads
+        .iter()
+        .find(|w| w.name == workload)?
+        .rows
+        .iter()
+        .find(|r| r.target == target)
+}
+
+fn median(stat: Option<Stat>) -> Option<f64> {
+    stat.map(|s| s.median)
+}
+
+pub fn evaluate(summary: &Summary, setup: &BTreeMap<String, Setup>) -> Vec<Goal> {
+    let mut goals = Vec::new();
+    let sqlite = TESSERA_SQLITE;
+    let upsert = row(summary, "upsert-64", sqlite);
+    goals.push(goal(
+        sqlite,
+        "upsert-64 >= 0.5x ceiling",
+        upsert.and_then(|r| median(r.vs_ceiling)),
+        "x",
+        |v| v >= 0.5,
+    ));
+    goals.push(goal(
+        sqlite,
+        "upsert-64 >= 15x OpenBao",
+        upsert.and_then(|r| median(r.vs_openbao)),
+        "x",
+        |v| v >= 15.0,
+    ));
+    for target in [TESSERA_SQLITE, TESSERA_POSTGRES] {
+        let Some(s) = setup.get(target) else { continue };
+        goals.push(goal(
+            target,
+            "upsert-1 p99 < 2 ms",
+            row(summary, "upsert-1", target).and_then(|r| median(r.p99_ms)),
+            " ms",
+            |v| v < 2.0,
+        ));
+        goals.push(goal(
+            target,
+            "list-100 >= 0.4x ceiling",
+            row(summary, "list-100", target).and_then(|r| median(r.vs_ceiling)),
+            "x",
+            |v| v >= 0.4,
+        ));
+        goals.push(goal(
+            target,
+            "list-10k p99 < 50 ms",
+            row(summary, "list-10k", target).and_then(|r| median(r.p99_ms)),
+            " ms",
+            |v| v < 50.0,
+        ));
+        let mib = |m: Option<crate::process::Memory>| m.map(|m| m.rss_kib as f64 / 1024.0);
+        goals.push(goal(
+            target,
+            "RSS after 100,000 secrets < 100 MiB",
+            mib(s.memory_after_100k),
+            " MiB",
+            |v| v < 100.0,
+        ));
+        goals.push(goal(
+            target,
+            "idle RSS < 30 MiB",
+            mib(s.memory_idle),
+            " MiB",
+            |v| v < 30.0,
+        ));
+        goals.push(goal(
+            target,
+            "ready on an existing store < 200 ms",
+            median(Stat::of(s.ready_ms.iter().copied())),
+            " ms",
+            |v| v < 200.0,
+        ));
+    }
+    if let Some(pg) = &summary.postgres {
+        goals.push(goal(
+            TESSERA_POSTGRES,
+            "upsert-64 >= 0.8x pgbench single-row upsert",
+            median(pg.ratio),
+            "x",
+            |v| v >= 0.8,
+        ));
+    }
+    goals
+}

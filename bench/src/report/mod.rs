@@ -1,0 +1,196 @@
+//! Everything one benchmark run measured (serialized as the JSON results),
+//! and the summary computed from it (medians, ranges, paired ratios).
+
+mod goals;
+mod render;
+#[cfg(test)]
+mod tests;
+
+pub use render::render;
+
+use crate::config::Plan;
+use crate::measure::Sample;
+use crate::pg::Pgbench;
+use crate::process::Memory;
+use crate::stats::Stat;
+use crate::targets::{CEILING, OPENBAO, TESSERA_POSTGRES};
+use crate::workloads::Workload;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Default, Serialize)]
+pub struct Environment {
+    pub cpus: usize,
+    pub cpu_model: String,
+    pub kernel: String,
+    pub tessera_version: String,
+    pub tessera_commit: String,
+    pub openbao_version: String,
+}
+
+/// What was measured while preparing a target (not part of the runs).
+#[derive(Debug, Default, Serialize)]
+pub struct Setup {
+    /// Loading of data sets: name of the set -> load sample.
+    pub loads: BTreeMap<String, Sample>,
+    /// Tessera: spawn to `/readyz` 200 on an existing store, per restart.
+    pub ready_ms: Vec<f64>,
+    /// Tessera: just started on a fresh store, before any request.
+    pub memory_fresh: Option<Memory>,
+    /// Tessera: idle after a restart on the loaded store (10,100 secrets).
+    pub memory_idle: Option<Memory>,
+    /// Tessera: after loading the big team up to 100,000 secrets.
+    pub memory_after_100k: Option<Memory>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Run {
+    /// workload -> target -> sample.
+    pub samples: BTreeMap<String, BTreeMap<String, Sample>>,
+    pub pgbench: Option<Pgbench>,
+}
+
+impl Run {
+    pub fn sample(&self, w: &str, target: &str) -> Option<&Sample> {
+        self.samples.get(w)?.get(target)
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct Results {
+    pub started_at: String,
+    pub command: Vec<String>,
+    pub environment: Environment,
+    pub plan: Plan,
+    pub targets: Vec<String>,
+    /// Targets that were not measured, with the reason.
+    pub skipped: Vec<String>,
+    pub setup: BTreeMap<String, Setup>,
+    pub runs: Vec<Run>,
+    pub summary: Option<Summary>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Row {
+    pub target: String,
+    pub rps: Option<Stat>,
+    pub p50_ms: Option<Stat>,
+    pub p99_ms: Option<Stat>,
+    pub errors: u64,
+    /// rps / OpenBao's rps, computed per run, then the median of those.
+    pub vs_openbao: Option<Stat>,
+    /// rps / the ceiling's rps, computed per run, then the median.
+    pub vs_ceiling: Option<Stat>,
+    pub rss_mib: Option<Stat>,
+    pub server_cpu_us_per_request: Option<Stat>,
+    pub server_cores: Option<Stat>,
+    pub client_cores: Option<Stat>,
+    pub other_cores: Option<Stat>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct WorkloadSummary {
+    pub name: String,
+    pub description: String,
+    pub rows: Vec<Row>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PgSummary {
+    pub pgbench_tps: Option<Stat>,
+    pub tessera_upsert_64_rps: Option<Stat>,
+    /// Tessera-PostgreSQL upsert-64 rps / pgbench tps, per run, median.
+    pub ratio: Option<Stat>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Summary {
+    pub workloads: Vec<WorkloadSummary>,
+    pub postgres: Option<PgSummary>,
+    pub goals: Vec<goals::Goal>,
+    /// Failed requests anywhere: workloads and data loading.
+    pub total_errors: u64,
+}
+
+impl Results {
+    pub fn summarize(&mut self) {
+        let workloads: Vec<WorkloadSummary> = Workload::ALL
+            .iter()
+            .map(|w| self.workload_summary(*w))
+            .collect();
+        let postgres = self.targets.iter().any(|t| t == TESSERA_POSTGRES).then(|| {
+            let per_run =
+                |f: &dyn Fn(&Run) -> Option<f64>| Stat::of(self.runs.iter().filter_map(f));
+            let tessera = |r: &Run| Some(r.sample("upsert-64", TESSERA_POSTGRES)?.rps);
+            let pgbench = |r: &Run| Some(r.pgbench.as_ref()?.tps);
+            PgSummary {
+                pgbench_tps: per_run(&pgbench),
+                tessera_upsert_64_rps: per_run(&tessera),
+                ratio: per_run(&|r| ratio(tessera(r)?, pgbench(r)?)),
+            }
+        });
+        let total_errors = self
+            .runs
+            .iter()
+            .flat_map(|r| r.samples.values().flat_map(|m| m.values()))
+            .chain(self.setup.values().flat_map(|s| s.loads.values()))
+            .map(|s| s.errors)
+            .sum();
+        let mut summary = Summary {
+            workloads,
+            postgres,
+            goals: Vec::new(),
+            total_errors,
+        };
+        summary.goals = goals::evaluate(&summary, &self.setup);
+        self.summary = Some(summary);
+    }
+
+    fn workload_summary(&self, w: Workload) -> WorkloadSummary {
+        let name = w.name();
+        let over_runs = |f: &dyn Fn(&Run) -> Option<f64>| Stat::of(self.runs.iter().filter_map(f));
+        let rows = self
+            .targets
+            .iter()
+            .map(|t| {
+                let vs = |other: &str| {
+                    if t == other || (other == OPENBAO && !t.starts_with("tessera")) {
+                        return None;
+                    }
+                    over_runs(&|r| ratio(r.sample(name, t)?.rps, r.sample(name, other)?.rps))
+                };
+                Row {
+                    target: t.clone(),
+                    rps: over_runs(&|r| Some(r.sample(name, t)?.rps)),
+                    p50_ms: over_runs(&|r| Some(r.sample(name, t)?.p50_ms)),
+                    p99_ms: over_runs(&|r| Some(r.sample(name, t)?.p99_ms)),
+                    errors: self
+                        .runs
+                        .iter()
+                        .filter_map(|r| Some(r.sample(name, t)?.errors))
+                        .sum(),
+                    vs_openbao: vs(OPENBAO),
+                    vs_ceiling: vs(CEILING),
+                    rss_mib: over_runs(&|r| {
+                        Some(r.sample(name, t)?.memory?.rss_kib as f64 / 1024.0)
+                    }),
+                    server_cpu_us_per_request: over_runs(&|r| {
+                        Some(r.sample(name, t)?.server_cpu_us_per_request)
+                    }),
+                    server_cores: over_runs(&|r| Some(r.sample(name, t)?.server_cores)),
+                    client_cores: over_runs(&|r| Some(r.sample(name, t)?.client_cores)),
+                    other_cores: over_runs(&|r| Some(r.sample(name, t)?.other_cores)),
+                }
+            })
+            .collect();
+        WorkloadSummary {
+            name: name.to_string(),
+            description: w.describe(&self.plan),
+            rows,
+        }
+    }
+}
+
+fn ratio(a: f64, b: f64) -> Option<f64> {
+    (b > 0.0).then(|| a / b)
+}

@@ -1,0 +1,279 @@
+//! The human-readable report: Markdown tables, so the output can be pasted
+//! into an issue as is.
+
+use super::{Results, Row};
+use crate::stats::Stat;
+use std::fmt::Write;
+
+/// Thousands-separated integer: 12345.6 -> "12,346".
+pub(super) fn int(v: f64) -> String {
+    if !v.is_finite() {
+        return "-".into();
+    }
+    let digits = format!("{:.0}", v.abs());
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if v < 0.0 {
+        out.insert(0, '-');
+    }
+    out
+}
+
+/// Milliseconds with precision that suits their size.
+fn ms(v: f64) -> String {
+    match v {
+        v if !v.is_finite() => "-".into(),
+        v if v < 10.0 => format!("{v:.2}"),
+        v if v < 100.0 => format!("{v:.1}"),
+        v => format!("{v:.0}"),
+    }
+}
+
+fn ratio(v: f64) -> String {
+    if v >= 10.0 {
+        format!("{v:.1}x")
+    } else {
+        format!("{v:.2}x")
+    }
+}
+
+fn median_or_dash(s: Option<Stat>, f: fn(f64) -> String) -> String {
+    s.map_or("-".into(), |s| f(s.median))
+}
+
+fn range(s: Option<Stat>, f: fn(f64) -> String) -> String {
+    s.map_or("-".into(), |s| format!("{}–{}", f(s.min), f(s.max)))
+}
+
+fn ratio_cell(s: Option<Stat>) -> String {
+    s.map_or(String::new(), |s| {
+        if s.min == s.max {
+            ratio(s.median)
+        } else {
+            format!("{} ({}–{})", ratio(s.median), ratio(s.min), ratio(s.max))
+        }
+    })
+}
+
+fn workload_row(out: &mut String, r: &Row, with_rss: bool) {
+    let errors = if r.errors > 0 {
+        format!("**{}**", r.errors)
+    } else {
+        "0".into()
+    };
+    let _ = write!(
+        out,
+        "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+        r.target,
+        median_or_dash(r.rps, int),
+        range(r.rps, int),
+        median_or_dash(r.p50_ms, ms),
+        median_or_dash(r.p99_ms, ms),
+        errors,
+        ratio_cell(r.vs_openbao),
+        ratio_cell(r.vs_ceiling),
+        median_or_dash(r.server_cpu_us_per_request, |v| format!("{v:.0}")),
+        median_or_dash(r.server_cores, |v| format!("{v:.2}")),
+        median_or_dash(r.client_cores, |v| format!("{v:.2}")),
+        r.other_cores
+            .map_or("-".into(), |s| format!("{:.2}", s.max)),
+    );
+    if with_rss {
+        let _ = write!(
+            out,
+            " {} |",
+            median_or_dash(r.rss_mib, |v| format!("{v:.1}"))
+        );
+    }
+    out.push('\n');
+}
+
+pub fn render(results: &Results) -> String {
+    let mut out = String::new();
+    let env = &results.environment;
+    let plan = &results.plan;
+    let _ = writeln!(out, "## Benchmark results, {}\n", results.started_at);
+    let _ = writeln!(
+        out,
+        "{} (commit {}); {}; {} CPUs ({}), kernel {}; {} run(s) per workload{}; \
+         load client: {} threads, same machine, loopback.\n",
+        env.tessera_version,
+        env.tessera_commit,
+        env.openbao_version,
+        env.cpus,
+        env.cpu_model,
+        env.kernel,
+        plan.runs,
+        if plan.quick { " (QUICK smoke run)" } else { "" },
+        plan.client_threads,
+    );
+    for skipped in &results.skipped {
+        let _ = writeln!(out, "**Skipped:** {skipped}\n");
+    }
+    let Some(summary) = &results.summary else {
+        return out;
+    };
+    if summary.total_errors > 0 {
+        let _ = writeln!(
+            out,
+            "> **!!! {} REQUESTS FAILED: the figures below are not valid. Details at the end. !!!**\n",
+            summary.total_errors
+        );
+    }
+    noise_warning(&mut out, results);
+    for w in &summary.workloads {
+        let with_rss = w.rows.iter().any(|r| r.rss_mib.is_some());
+        let _ = writeln!(out, "### {}: {}\n", w.name, w.description);
+        out.push_str(
+            "| target | req/s (median) | min–max | p50 ms | p99 ms | errors | vs OpenBao | vs ceiling \
+             | server CPU µs/req | server cores | client cores | other cores (max) |",
+        );
+        out.push_str(if with_rss { " RSS MiB |\n" } else { "\n" });
+        out.push_str("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
+        out.push_str(if with_rss { "--:|\n" } else { "\n" });
+        for r in &w.rows {
+            workload_row(&mut out, r, with_rss);
+        }
+        out.push('\n');
+    }
+
+    out.push_str("### Tessera process\n\n");
+    out.push_str("| target | ready on existing store ms (median, min–max) | fresh RSS MiB | idle RSS MiB | load 10k upserts/s | RSS after 100k MiB | load to 100k upserts/s |\n");
+    out.push_str("|---|--:|--:|--:|--:|--:|--:|\n");
+    let mib = |m: Option<crate::process::Memory>| {
+        m.map_or("-".into(), |m| format!("{:.1}", m.rss_kib as f64 / 1024.0))
+    };
+    let tessera = results.targets.iter().filter(|n| n.starts_with("tessera"));
+    for (name, s) in tessera.filter_map(|n| Some((n, results.setup.get(n)?))) {
+        let ready = Stat::of(s.ready_ms.iter().copied());
+        let load = |set: &str| s.loads.get(set).map_or("-".into(), |l| int(l.rps));
+        let _ = writeln!(
+            out,
+            "| {name} | {} ({}) | {} | {} | {} | {} | {} |",
+            median_or_dash(ready, ms),
+            range(ready, ms),
+            mib(s.memory_fresh),
+            mib(s.memory_idle),
+            load("big"),
+            mib(s.memory_after_100k),
+            load("to-100k"),
+        );
+    }
+    out.push('\n');
+
+    if let Some(pg) = &summary.postgres {
+        out.push_str(
+            "### PostgreSQL: Tessera upsert-64 vs pgbench single-row upsert (64 clients)\n\n",
+        );
+        out.push_str(
+            "| run | pgbench tps | tessera-postgres upsert-64 req/s | ratio |\n|---|--:|--:|--:|\n",
+        );
+        for (i, run) in results.runs.iter().enumerate() {
+            let tps = run.pgbench.as_ref().map(|p| p.tps);
+            let rps = run
+                .sample("upsert-64", crate::targets::TESSERA_POSTGRES)
+                .map(|s| s.rps);
+            let r = match (rps, tps) {
+                (Some(a), Some(b)) if b > 0.0 => ratio(a / b),
+                _ => "-".into(),
+            };
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {r} |",
+                i + 1,
+                tps.map_or("-".into(), int),
+                rps.map_or("-".into(), int)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "| median | {} | {} | {} |\n",
+            median_or_dash(pg.pgbench_tps, int),
+            median_or_dash(pg.tessera_upsert_64_rps, int),
+            median_or_dash(pg.ratio, ratio),
+        );
+    }
+
+    out.push_str("### Issue 5 targets\n\n| target | goal | measured | met |\n|---|---|--:|---|\n");
+    for g in &summary.goals {
+        let met = match g.met {
+            Some(true) => "yes",
+            Some(false) => "**NO**",
+            None => "not measured",
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {met} |",
+            g.target, g.goal, g.measured
+        );
+    }
+    out.push('\n');
+    if summary.total_errors > 0 {
+        errors_section(&mut out, results);
+    }
+    out
+}
+
+/// Above this many cores used by unrelated processes during a measurement,
+/// the report warns that the machine was not quiet.
+const NOISE_CORES: f64 = 0.2;
+
+fn noise_warning(out: &mut String, results: &Results) {
+    // Tessera on PostgreSQL legitimately has "other" CPU: the database.
+    let noisy: Vec<String> = results
+        .runs
+        .iter()
+        .enumerate()
+        .flat_map(|(i, r)| {
+            r.samples.iter().flat_map(move |(w, m)| {
+                m.iter()
+                    .filter(|(t, s)| {
+                        *t != crate::targets::TESSERA_POSTGRES && s.other_cores > NOISE_CORES
+                    })
+                    .map(move |(t, s)| format!("run {} {w} {t}: {:.2}", i + 1, s.other_cores))
+            })
+        })
+        .collect();
+    if !noisy.is_empty() {
+        let _ = writeln!(
+            out,
+            "> **Warning: other processes used CPU during {} measurement(s)** (cores: {}). \
+             The machine was not quiet; rerun for clean numbers.\n",
+            noisy.len(),
+            noisy.join(", ")
+        );
+    }
+}
+
+/// Every measurement with failures: where, how many, of which kind, and the
+/// first failure's text.
+fn errors_section(out: &mut String, results: &Results) {
+    let total = results.summary.as_ref().map_or(0, |s| s.total_errors);
+    let _ = writeln!(out, "### !!! ERRORS: {total} failed requests !!!\n");
+    let loads = results.setup.iter().flat_map(|(t, s)| {
+        s.loads
+            .iter()
+            .map(move |(set, l)| (format!("setup: load {set}"), t, l))
+    });
+    let runs = results.runs.iter().enumerate().flat_map(|(i, r)| {
+        r.samples.iter().flat_map(move |(w, m)| {
+            m.iter()
+                .map(move |(t, s)| (format!("run {}: {w}", i + 1), t, s))
+        })
+    });
+    for (what, target, s) in loads.chain(runs).filter(|(_, _, s)| s.errors > 0) {
+        let _ = writeln!(
+            out,
+            "- {what} on {target}: {} failed ({:?}); first: {}",
+            s.errors,
+            s.error_kinds,
+            s.first_error.as_deref().unwrap_or("?")
+        );
+    }
+    out.push('\n');
+}

@@ -1,0 +1,177 @@
+//! Tessera as a target: a fresh store (SQLite in a temporary data directory,
+//! or a PostgreSQL schema), two organizations, and `tessera serve`.
+
+use super::Team;
+use crate::client::{oneshot, wait_ready};
+use crate::process::{free_addr, output, Proc};
+use anyhow::Context;
+use bytes::Bytes;
+use hyper::header::AUTHORIZATION;
+use hyper::{Method, StatusCode};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+use tempfile::TempDir;
+
+/// A team and an API key that may write and list it.
+struct Tenant {
+    team_id: String,
+    key: String,
+}
+
+pub struct Tessera {
+    pub addr: SocketAddr,
+    bin: PathBuf,
+    database_url: Option<String>,
+    dir: TempDir,
+    proc: Proc,
+    big: Tenant,
+    small: Tenant,
+}
+
+impl Tessera {
+    /// Initializes a store with two organizations (the big team is the first
+    /// one's default team, the small team the second one's: Baseten's API has
+    /// no team creation) and starts the server on it.
+    pub async fn start(
+        bin: &Path,
+        work_dir: &Path,
+        database_url: Option<String>,
+    ) -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix("tessera-")
+            .tempdir_in(work_dir)?;
+        let store_args = store_args(dir.path(), database_url.as_deref());
+        let big_key = output("tessera init", tokio_cmd(bin).arg("init").args(&store_args)).await?;
+        let small_key = output(
+            "tessera org create",
+            tokio_cmd(bin)
+                .args(["org", "create", "bench-small"])
+                .args(&store_args),
+        )
+        .await?;
+        let addr = free_addr()?;
+        let proc = spawn_serve(bin, dir.path(), database_url.as_deref(), addr)?;
+        let mut tessera = Tessera {
+            addr,
+            bin: bin.to_path_buf(),
+            database_url,
+            dir,
+            proc,
+            big: Tenant {
+                team_id: String::new(),
+                key: big_key,
+            },
+            small: Tenant {
+                team_id: String::new(),
+                key: small_key,
+            },
+        };
+        let proc = &mut tessera.proc;
+        wait_ready(addr, "/readyz", Duration::from_secs(30), || {
+            proc.check_alive()
+        })
+        .await?;
+        tessera.big.team_id = default_team(addr, &tessera.big.key).await?;
+        tessera.small.team_id = default_team(addr, &tessera.small.key).await?;
+        Ok(tessera)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.proc.pid()
+    }
+
+    /// (team id, API key) of a data set.
+    pub fn tenant(&self, team: Team) -> (&str, &str) {
+        let t = match team {
+            Team::Big => &self.big,
+            Team::Small => &self.small,
+        };
+        (&t.team_id, &t.key)
+    }
+
+    /// Stops the server gracefully and starts it again on the same store;
+    /// returns the time from spawn to `/readyz` answering 200.
+    pub async fn restart(&mut self) -> anyhow::Result<Duration> {
+        self.stop().await;
+        self.addr = free_addr()?;
+        self.proc = spawn_serve(
+            &self.bin,
+            self.dir.path(),
+            self.database_url.as_deref(),
+            self.addr,
+        )?;
+        let proc = &mut self.proc;
+        wait_ready(self.addr, "/readyz", Duration::from_secs(30), || {
+            proc.check_alive()
+        })
+        .await
+    }
+
+    pub async fn stop(&mut self) {
+        self.proc.stop(Duration::from_secs(30)).await;
+    }
+}
+
+fn store_args(data_dir: &Path, database_url: Option<&str>) -> Vec<String> {
+    let mut args = vec!["--data-dir".to_string(), data_dir.display().to_string()];
+    if let Some(url) = database_url {
+        args.extend(["--database-url".to_string(), url.to_string()]);
+    }
+    args
+}
+
+/// Settings come from flags only: `TESSERA_*` variables of the caller's
+/// environment (a database URL, say) must not redirect the benchmark.
+fn scrub_env(cmd: &mut Command) {
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("TESSERA_") {
+            cmd.env_remove(name);
+        }
+    }
+}
+
+fn tokio_cmd(bin: &Path) -> tokio::process::Command {
+    let mut cmd = Command::new(bin);
+    scrub_env(&mut cmd);
+    cmd.into()
+}
+
+fn spawn_serve(
+    bin: &Path,
+    data_dir: &Path,
+    database_url: Option<&str>,
+    addr: SocketAddr,
+) -> anyhow::Result<Proc> {
+    let mut cmd = Command::new(bin);
+    scrub_env(&mut cmd);
+    cmd.arg("serve")
+        .arg("--listen")
+        .arg(addr.to_string())
+        .args(store_args(data_dir, database_url));
+    Proc::spawn("tessera serve", cmd, &data_dir.join("serve.log"))
+}
+
+/// The id of the default team of the key's organization (`GET /v1/teams`).
+async fn default_team(addr: SocketAddr, key: &str) -> anyhow::Result<String> {
+    let auth = format!("Bearer {key}");
+    let (status, body) = oneshot(
+        addr,
+        Method::GET,
+        "/v1/teams",
+        &[(AUTHORIZATION, &auth)],
+        Bytes::new(),
+    )
+    .await?;
+    anyhow::ensure!(status == StatusCode::OK, "GET /v1/teams answered {status}");
+    let teams: serde_json::Value = serde_json::from_slice(&body)?;
+    teams["teams"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|t| t["default"] == true)
+        .and_then(|t| t["id"].as_str())
+        .map(str::to_string)
+        .context("GET /v1/teams listed no default team")
+}
