@@ -5,15 +5,23 @@ use super::extract::{Caller, JsonObject, PathParams};
 use super::views::{SecretTombstoneView, SecretView, SecretsView, UpsertSecretRequest};
 use super::AppState;
 use crate::domain::secret_value::SecretValue;
+use crate::service::secrets::TeamSecrets;
 use crate::service::TeamRef;
 use axum::extract::State;
 use axum::Json;
 use std::sync::Arc;
 
-fn secrets_view(list: Vec<crate::domain::types::SecretRecord>) -> Json<SecretsView> {
-    Json(SecretsView {
-        secrets: list.into_iter().map(SecretView::from).collect(),
-    })
+fn secrets_view(teams: &[TeamSecrets]) -> SecretsView {
+    SecretsView {
+        secrets: teams
+            .iter()
+            .flat_map(|t| {
+                t.secrets
+                    .iter()
+                    .map(|s| SecretView::listed(s, &t.team_name))
+            })
+            .collect(),
+    }
 }
 
 async fn upsert(
@@ -38,9 +46,8 @@ pub async fn list_secrets(
     State(state): State<Arc<AppState>>,
     caller: Caller,
 ) -> ApiResult<Json<SecretsView>> {
-    Ok(secrets_view(
-        state.service.list_all_secrets(&caller.0).await?,
-    ))
+    let teams = state.service.list_all_secrets(&caller.0).await?;
+    Ok(Json(secrets_view(&teams)))
 }
 
 /// Create or update a secret in the caller's team (a team-bound key's team,
@@ -83,12 +90,11 @@ pub async fn list_team_secrets(
     caller: Caller,
     PathParams(team_id): PathParams<String>,
 ) -> ApiResult<Json<SecretsView>> {
-    Ok(secrets_view(
-        state
-            .service
-            .list_team_secrets(&caller.0, TeamRef::Id(&team_id))
-            .await?,
-    ))
+    let team = state
+        .service
+        .list_team_secrets(&caller.0, TeamRef::Id(&team_id))
+        .await?;
+    Ok(Json(secrets_view(std::slice::from_ref(&team))))
 }
 
 /// Create or update a secret in the given team.

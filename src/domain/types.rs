@@ -183,6 +183,15 @@ pub struct SecretRecord {
     pub version: i64,
 }
 
+/// What a listing shows of a secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretSummary {
+    pub id: String,
+    pub name: String,
+    pub created_at: Micros,
+    pub version: i64,
+}
+
 /// A master key known to the database: its id and a check value sealed under it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KekRecord {

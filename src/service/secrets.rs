@@ -7,7 +7,13 @@ use crate::domain::ids::new_id;
 use crate::domain::secret_name::SecretName;
 use crate::domain::secret_value::SecretValue;
 use crate::domain::time::now_micros;
-use crate::domain::types::SecretRecord;
+use crate::domain::types::{SecretRecord, SecretSummary};
+
+/// One team's secrets, as listings show them.
+pub struct TeamSecrets {
+    pub team_name: String,
+    pub secrets: Vec<SecretSummary>,
+}
 
 impl Service {
     pub fn parse_secret_name(&self, raw: &str) -> ServiceResult<SecretName> {
@@ -59,19 +65,25 @@ impl Service {
         &self,
         p: &Principal,
         team: TeamRef<'_>,
-    ) -> ServiceResult<Vec<SecretRecord>> {
+    ) -> ServiceResult<TeamSecrets> {
         let access = self.team_access(p, team, TeamAction::ReadSecrets).await?;
-        Ok(self.store.list_secrets(&access).await?)
+        Ok(TeamSecrets {
+            secrets: self.store.list_secrets(&access).await?,
+            team_name: access.team_name().to_owned(),
+        })
     }
 
     /// Every secret the caller can reach, across the teams of its organization.
-    pub async fn list_all_secrets(&self, p: &Principal) -> ServiceResult<Vec<SecretRecord>> {
+    pub async fn list_all_secrets(&self, p: &Principal) -> ServiceResult<Vec<TeamSecrets>> {
         let org = authorize_org(p, OrgAction::ListSecrets)?;
         let teams = self.store.list_teams(&org).await?;
         let mut out = Vec::new();
         for team in &teams {
             if let Ok(access) = authorize_team(p, team, TeamAction::ReadSecrets) {
-                out.extend(self.store.list_secrets(&access).await?);
+                out.push(TeamSecrets {
+                    secrets: self.store.list_secrets(&access).await?,
+                    team_name: access.team_name().to_owned(),
+                });
             }
         }
         Ok(out)

@@ -9,7 +9,8 @@ use crate::domain::access::{KeyGrant, OrgAccess, TeamAccess};
 use crate::domain::secret_name::SecretName;
 use crate::domain::time::Micros;
 use crate::domain::types::{
-    ApiKeyRecord, KekRecord, Membership, Organization, SecretRecord, Team, TeamRole, User,
+    ApiKeyRecord, KekRecord, Membership, Organization, SecretRecord, SecretSummary, Team, TeamRole,
+    User,
 };
 use async_trait::async_trait;
 use std::sync::Arc;
@@ -155,7 +156,8 @@ pub trait Store: Send + Sync + 'static {
         now: Micros,
         seal: SealFn,
     ) -> StoreResult<SecretRecord>;
-    async fn list_secrets(&self, team: &TeamAccess) -> StoreResult<Vec<SecretRecord>>;
+    /// The team's secrets ordered by canonical name.
+    async fn list_secrets(&self, team: &TeamAccess) -> StoreResult<Vec<SecretSummary>>;
     /// Deletes the secret and all its versions; `None` when there is none.
     async fn delete_secret(
         &self,

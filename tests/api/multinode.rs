@@ -298,7 +298,11 @@ async fn race_free_upserts_across_two_nodes() {
         values.iter().any(|v| v == value.expose()),
         "the stored value is none of the values sent"
     );
-    let records = lib.list_team_secrets(&p, TeamRef::Implicit).await.unwrap();
+    let records = lib
+        .list_team_secrets(&p, TeamRef::Implicit)
+        .await
+        .unwrap()
+        .secrets;
     assert_eq!(records.len(), 1);
     let rec = &records[0];
     assert_eq!(rec.id, id);

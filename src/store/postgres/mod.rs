@@ -15,7 +15,8 @@ use crate::domain::access::{KeyGrant, OrgAccess, TeamAccess};
 use crate::domain::secret_name::SecretName;
 use crate::domain::time::Micros;
 use crate::domain::types::{
-    ApiKeyRecord, KekRecord, Membership, Organization, SecretRecord, Team, TeamRole, User,
+    ApiKeyRecord, KekRecord, Membership, Organization, SecretRecord, SecretSummary, Team, TeamRole,
+    User,
 };
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
@@ -648,19 +649,26 @@ impl Store for PostgresStore {
         .await
     }
 
-    async fn list_secrets(&self, team: &TeamAccess) -> StoreResult<Vec<SecretRecord>> {
+    async fn list_secrets(&self, team: &TeamAccess) -> StoreResult<Vec<SecretSummary>> {
         let rows = bounded(
-            sqlx::query(&format!(
-                "SELECT {SECRET_COLUMNS} FROM secrets s JOIN teams t ON t.id = s.team_id
-                 WHERE s.team_id = $1 ORDER BY s.canonical_name"
-            ))
+            sqlx::query(
+                "SELECT id, name, created_at, version FROM secrets
+                 WHERE team_id = $1 ORDER BY canonical_name",
+            )
             .bind(team.team_id())
             .fetch_all(&self.pool),
         )
         .await?;
         rows.iter()
-            .map(secret_row)
-            .collect::<Result<_, _>>()
+            .map(|r| {
+                Ok(SecretSummary {
+                    id: r.try_get("id")?,
+                    name: r.try_get("name")?,
+                    created_at: r.try_get("created_at")?,
+                    version: r.try_get("version")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
             .map_err(map_err)
     }
 

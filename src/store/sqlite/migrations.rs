@@ -51,21 +51,23 @@ CREATE TABLE api_keys (
 CREATE INDEX api_keys_org ON api_keys (org_id);
 CREATE UNIQUE INDEX api_keys_scope_name ON api_keys (name_scope, name);
 CREATE TABLE secrets (
-    id              TEXT PRIMARY KEY,
-    org_id          TEXT NOT NULL REFERENCES organizations(id),
+    -- Clustered by (team, canonical name): an upsert finds its row in one
+    -- B-tree descent and a team's listing is one range scan in name order.
     team_id         TEXT NOT NULL REFERENCES teams(id),
     canonical_name  TEXT NOT NULL,
+    id              TEXT NOT NULL UNIQUE,
+    org_id          TEXT NOT NULL REFERENCES organizations(id),
     name            TEXT NOT NULL,
     created_at      INTEGER NOT NULL,
     updated_at      INTEGER NOT NULL,
     version         INTEGER NOT NULL,
     -- The current version's value, sealed (see crypto/envelope.rs). Only the
     -- current version is kept: rotating a leaked credential removes the old
-    -- ciphertext. One row per secret also keeps a write to one page.
+    -- ciphertext. Last, so reading the other columns never touches it.
     kek_id          TEXT NOT NULL,
     ciphertext      BLOB NOT NULL,
-    UNIQUE (team_id, canonical_name)
-);
+    PRIMARY KEY (team_id, canonical_name)
+) WITHOUT ROWID;
 CREATE TABLE keks (
     kek_id       TEXT PRIMARY KEY,
     check_value  BLOB NOT NULL,

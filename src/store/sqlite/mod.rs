@@ -15,7 +15,8 @@ use crate::domain::access::{KeyGrant, OrgAccess, TeamAccess};
 use crate::domain::secret_name::SecretName;
 use crate::domain::time::Micros;
 use crate::domain::types::{
-    ApiKeyRecord, KekRecord, Membership, Organization, SecretRecord, Team, TeamRole, User,
+    ApiKeyRecord, KekRecord, Membership, Organization, SecretRecord, SecretSummary, Team, TeamRole,
+    User,
 };
 use async_trait::async_trait;
 use readers::Readers;
@@ -569,9 +570,11 @@ impl Store for SqliteStore {
                     .map_err(internal)?;
                 let ciphertext = seal(&id, version);
                 let kek_id = crate::crypto::envelope::kek_id_of(&ciphertext);
-                c.prepare_cached("UPDATE secrets SET kek_id = ?2, ciphertext = ?3 WHERE id = ?1")
+                c.prepare_cached(
+                    "UPDATE secrets SET kek_id = ?3, ciphertext = ?4 WHERE team_id = ?1 AND canonical_name = ?2",
+                )
                     .map_err(internal)?
-                    .execute(params![id, kek_id, ciphertext])
+                    .execute(params![team_id, canonical, kek_id, ciphertext])
                     .map_err(internal)?;
                 Ok(SecretRecord {
                     id,
@@ -588,17 +591,26 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn list_secrets(&self, team: &TeamAccess) -> StoreResult<Vec<SecretRecord>> {
+    async fn list_secrets(&self, team: &TeamAccess) -> StoreResult<Vec<SecretSummary>> {
         let team_id = team.team_id().to_owned();
         self.readers
             .read(move |c| {
                 let mut st = c
-                    .prepare_cached(&format!(
-                        "SELECT {SECRET_COLUMNS} FROM secrets s JOIN teams t ON t.id = s.team_id
-                         WHERE s.team_id = ?1 ORDER BY s.canonical_name"
-                    ))
+                    .prepare_cached(
+                        "SELECT id, name, created_at, version FROM secrets
+                         WHERE team_id = ?1 ORDER BY canonical_name",
+                    )
                     .map_err(internal)?;
-                let rows = st.query_map([team_id], secret_row).map_err(internal)?;
+                let rows = st
+                    .query_map([team_id], |r| {
+                        Ok(SecretSummary {
+                            id: r.get(0)?,
+                            name: r.get(1)?,
+                            created_at: r.get(2)?,
+                            version: r.get(3)?,
+                        })
+                    })
+                    .map_err(internal)?;
                 rows.collect::<Result<_, _>>().map_err(internal)
             })
             .await
@@ -623,10 +635,12 @@ impl Store for SqliteStore {
                     .optional()
                     .map_err(internal)?;
                 if let Some(s) = &found {
-                    c.prepare_cached("DELETE FROM secrets WHERE id = ?1")
-                        .map_err(internal)?
-                        .execute([&s.id])
-                        .map_err(internal)?;
+                    c.prepare_cached(
+                        "DELETE FROM secrets WHERE team_id = ?1 AND canonical_name = ?2",
+                    )
+                    .map_err(internal)?
+                    .execute(params![s.team_id, s.canonical_name])
+                    .map_err(internal)?;
                 }
                 Ok(found)
             })
