@@ -3,7 +3,7 @@
 //! Each version of a secret gets a fresh random 256-bit data key (DEK) from
 //! the thread-local CSPRNG (ChaCha12 reseeded from the OS). The
 //! value is sealed with AES-256-GCM under the DEK; the DEK is wrapped by the
-//! master key (XChaCha20-Poly1305, see [`Keyring`]). Both seals carry the same
+//! master key (AES-256-GCM-SIV, see [`Keyring`]). Both seals carry the same
 //! associated data, which binds the blob to its place: organization, team,
 //! secret id, version and master key id. A blob copied to another row fails
 //! to open.
@@ -12,11 +12,11 @@
 //!
 //! ```text
 //! [0]      format version (1)
-//! [1]      algorithm id (1 = AES-256-GCM value, XChaCha20-Poly1305 DEK wrap)
+//! [1]      algorithm id (1 = AES-256-GCM value, AES-256-GCM-SIV DEK wrap)
 //! [2..18]  master key id (16 ASCII hex characters)
-//! [18..90] wrapped DEK: nonce(24) || DEK(32) || tag(16)
-//! [90..102] value nonce (12)
-//! [102..]  value ciphertext || tag(16)
+//! [18..78] wrapped DEK: nonce(12) || DEK(32) || tag(16)
+//! [78..90] value nonce (12)
+//! [90..]   value ciphertext || tag(16)
 //! ```
 
 use super::keyring::Keyring;
@@ -29,9 +29,9 @@ use rand::RngCore;
 use zeroize::Zeroizing;
 
 const FORMAT_V1: u8 = 1;
-const ALG_AES256GCM_XCHACHA_WRAP: u8 = 1;
+const ALG_AES256GCM_GCMSIV_WRAP: u8 = 1;
 const KEK_ID_LEN: usize = 16;
-const WRAPPED_DEK_LEN: usize = 24 + 32 + 16;
+const WRAPPED_DEK_LEN: usize = super::keyring::WRAP_NONCE_LEN + 32 + 16;
 const VALUE_NONCE_LEN: usize = 12;
 const HEADER_LEN: usize = 2 + KEK_ID_LEN + WRAPPED_DEK_LEN + VALUE_NONCE_LEN;
 
@@ -98,7 +98,7 @@ impl<'k> Envelope<'k> {
             .expect("AES-GCM encryption of at most a few MiB cannot fail");
         let mut out = Vec::with_capacity(HEADER_LEN + ct.len());
         out.push(FORMAT_V1);
-        out.push(ALG_AES256GCM_XCHACHA_WRAP);
+        out.push(ALG_AES256GCM_GCMSIV_WRAP);
         out.extend_from_slice(kek_id.as_bytes());
         out.extend_from_slice(&wrapped);
         out.extend_from_slice(&nonce);
@@ -109,7 +109,7 @@ impl<'k> Envelope<'k> {
     pub fn open(&self, place: SecretPlace<'_>, blob: &[u8]) -> Result<SecretValue, OpenError> {
         if blob.len() < HEADER_LEN + 16
             || blob[0] != FORMAT_V1
-            || blob[1] != ALG_AES256GCM_XCHACHA_WRAP
+            || blob[1] != ALG_AES256GCM_GCMSIV_WRAP
         {
             return Err(OpenError::UnknownFormat);
         }

@@ -552,30 +552,36 @@ impl Store for SqliteStore {
         let spelling = name.as_str().to_owned();
         let canonical = name.canonical().to_owned();
         self.writer
-            .write(move |c| {
-                // Insert or bump the version; the ciphertext is written next,
-                // once the id and version it is bound to are known.
-                let (id, name, created_at, updated_at, version): (String, String, i64, i64, i64) = c
+            .write_single_statement(move |c| {
+                // The writer is the only one writing, so what this read finds
+                // is still true when the upsert below runs.
+                let existing: Option<(String, String, i64, i64)> = c
                     .prepare_cached(
-                        "INSERT INTO secrets (id, org_id, team_id, canonical_name, name, created_at, updated_at, version, kek_id, ciphertext)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, 1, '', X'')
-                         ON CONFLICT (team_id, canonical_name)
-                         DO UPDATE SET version = version + 1, updated_at = excluded.updated_at
-                         RETURNING id, name, created_at, updated_at, version",
+                        "SELECT id, name, created_at, version FROM secrets
+                         WHERE team_id = ?1 AND canonical_name = ?2",
                     )
                     .map_err(internal)?
-                    .query_row(params![new_id, org_id, team_id, canonical, spelling, now], |r| {
-                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-                    })
+                    .query_row(params![team_id, canonical], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                    .optional()
                     .map_err(internal)?;
+                let (id, name, created_at, version) = match existing {
+                    Some((id, name, created_at, version)) => (id, name, created_at, version + 1),
+                    None => (new_id, spelling, now, 1),
+                };
                 let ciphertext = seal(&id, version);
                 let kek_id = crate::crypto::envelope::kek_id_of(&ciphertext);
+                // The one modifying statement of this job.
                 c.prepare_cached(
-                    "UPDATE secrets SET kek_id = ?3, ciphertext = ?4 WHERE team_id = ?1 AND canonical_name = ?2",
+                    "INSERT INTO secrets (team_id, canonical_name, id, org_id, name, created_at, updated_at, version, kek_id, ciphertext)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                     ON CONFLICT (team_id, canonical_name) DO UPDATE SET
+                         updated_at = excluded.updated_at, version = excluded.version,
+                         kek_id = excluded.kek_id, ciphertext = excluded.ciphertext",
                 )
-                    .map_err(internal)?
-                    .execute(params![team_id, canonical, kek_id, ciphertext])
-                    .map_err(internal)?;
+                .map_err(internal)?
+                .execute(params![team_id, canonical, id, org_id, name, created_at, now, version, kek_id, ciphertext])
+                .map_err(internal)?;
+                let updated_at = now;
                 Ok(SecretRecord {
                     id,
                     org_id,
