@@ -61,6 +61,12 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
+fn wal_path(db: &Path) -> std::path::PathBuf {
+    let mut name = db.as_os_str().to_owned();
+    name.push("-wal");
+    std::path::PathBuf::from(name)
+}
+
 fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
@@ -95,6 +101,10 @@ impl SqliteStore {
         let mut write_conn = Connection::open(path)?;
         configure(&write_conn)?;
         migrate(&mut write_conn)?;
+        // The writer's syncer fsyncs this file (see writer.rs); it exists
+        // from the moment WAL mode is set and stays while connections are open.
+        let wal = std::fs::File::open(wal_path(path))
+            .map_err(|e| anyhow::anyhow!("opening the SQLite WAL file: {e}"))?;
         let checkpoint_conn = Connection::open(path)?;
         configure(&checkpoint_conn)?;
         let mut readers = Vec::with_capacity(READERS);
@@ -105,7 +115,7 @@ impl SqliteStore {
             readers.push(c);
         }
         Ok(Self {
-            writer: Writer::start(write_conn)?,
+            writer: Writer::start(write_conn, wal)?,
             readers: Readers::new(readers),
             _checkpointer: checkpointer::Checkpointer::start(checkpoint_conn)?,
         })
