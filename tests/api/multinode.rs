@@ -393,6 +393,94 @@ async fn secret_written_on_one_node_is_listed_by_the_other_at_once() {
     }
 }
 
+/// Each node remembers the version it last wrote, to upsert in one round
+/// trip. Writes through the other node make that memory stale: the next
+/// upsert must notice, keep the id, take the next version and stay
+/// decryptable; after a delete and re-create elsewhere it must not revive the
+/// old id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alternating_writers_keep_versions_ids_and_values_right() {
+    let Some(c) =
+        two_nodes("multinode::alternating_writers_keep_versions_ids_and_values_right").await
+    else {
+        return;
+    };
+    let first = c
+        .post(0, "/v1/secrets", json!({"name": "alt", "value": "v1"}))
+        .await
+        .ok();
+    let mut last = String::new();
+    for (i, node) in [0, 1, 1, 0, 1, 0, 0].into_iter().enumerate() {
+        last = format!("value-{i}");
+        let r = c
+            .post(node, "/v1/secrets", json!({"name": "alt", "value": last}))
+            .await
+            .ok();
+        assert_eq!(r["id"], first["id"], "round {i} on node {node}");
+    }
+    let lib = c.library().await;
+    let p = lib
+        .authenticate(Some(&format!("Bearer {}", c.admin_key)))
+        .await
+        .unwrap();
+    assert_eq!(
+        lib.reveal_secret(&p, TeamRef::Implicit, "alt")
+            .await
+            .unwrap()
+            .expose(),
+        last
+    );
+    let listed = lib
+        .list_team_secrets(&p, TeamRef::Implicit)
+        .await
+        .unwrap()
+        .secrets;
+    assert_eq!(
+        listed[0].version, 8,
+        "one version per upsert, none lost or repeated"
+    );
+    // Deleted and re-created on node 1: node 0's memory of the old id is stale.
+    c.req(1, Method::DELETE, "/v1/secrets/alt", &c.admin_key, None)
+        .await
+        .ok();
+    let again = c
+        .post(1, "/v1/secrets", json!({"name": "alt", "value": "fresh"}))
+        .await
+        .ok();
+    assert_ne!(again["id"], first["id"]);
+    let via0 = c
+        .post(0, "/v1/secrets", json!({"name": "alt", "value": "from-0"}))
+        .await
+        .ok();
+    assert_eq!(
+        via0["id"], again["id"],
+        "node 0 must not revive the deleted secret's id"
+    );
+    assert_eq!(
+        lib.reveal_secret(&p, TeamRef::Implicit, "alt")
+            .await
+            .unwrap()
+            .expose(),
+        "from-0"
+    );
+    // Deleted on node 1 only: node 0 creates a new secret rather than updating a ghost.
+    c.req(1, Method::DELETE, "/v1/secrets/alt", &c.admin_key, None)
+        .await
+        .ok();
+    let reborn = c
+        .post(0, "/v1/secrets", json!({"name": "alt", "value": "reborn"}))
+        .await
+        .ok();
+    assert_ne!(reborn["id"], again["id"]);
+    assert_eq!(
+        lib.reveal_secret(&p, TeamRef::Implicit, "alt")
+            .await
+            .unwrap()
+            .expose(),
+        "reborn"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn key_revoked_on_one_node_is_refused_by_the_other_within_one_second() {
     let Some(c) =

@@ -44,6 +44,74 @@ const RELEASE_CHECK_TIMEOUT: Duration = Duration::from_secs(1);
 
 pub struct PostgresStore {
     pool: PgPool,
+    known: KnownVersions,
+}
+
+/// The last (id, version) this node wrote or saw for a secret, so the next
+/// upsert of it can be one conditional `UPDATE` (one round trip, no explicit
+/// transaction) instead of a locking transaction. Only a hint: when another
+/// node changed the secret meanwhile, the `UPDATE` matches no row and the
+/// locking path runs and refreshes the entry.
+#[derive(Default)]
+struct KnownVersions {
+    map: std::sync::Mutex<std::collections::HashMap<(String, String), Known>>,
+}
+
+#[derive(Clone)]
+struct Known {
+    id: String,
+    name: String,
+    created_at: i64,
+    version: i64,
+}
+
+/// Entries kept at most; a full map is simply emptied.
+const MAX_KNOWN: usize = 200_000;
+
+impl KnownVersions {
+    fn get(&self, team_id: &str, canonical: &str) -> Option<Known> {
+        let map = self.map.lock().ok()?;
+        map.get(&(team_id.to_owned(), canonical.to_owned()))
+            .cloned()
+    }
+
+    fn put(&self, r: &SecretRecord) {
+        if let Ok(mut map) = self.map.lock() {
+            if map.len() >= MAX_KNOWN {
+                map.clear();
+            }
+            map.insert(
+                (r.team_id.clone(), r.canonical_name.clone()),
+                Known {
+                    id: r.id.clone(),
+                    name: r.name.clone(),
+                    created_at: r.created_at,
+                    version: r.version,
+                },
+            );
+        }
+    }
+
+    fn forget(&self, team_id: &str, canonical: &str) {
+        if let Ok(mut map) = self.map.lock() {
+            map.remove(&(team_id.to_owned(), canonical.to_owned()));
+        }
+    }
+
+    fn clear(&self) {
+        if let Ok(mut map) = self.map.lock() {
+            map.clear();
+        }
+    }
+}
+
+/// Pool size: `TESSERA_PG_MAX_CONNECTIONS`, default 32 per node.
+fn max_connections() -> u32 {
+    std::env::var("TESSERA_PG_MAX_CONNECTIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(32)
 }
 
 pub(crate) fn map_err(e: sqlx::Error) -> StoreError {
@@ -93,6 +161,50 @@ pub(crate) async fn bounded<T>(
 }
 
 impl PostgresStore {
+    /// The fast path of an upsert: one conditional `UPDATE` that applies only
+    /// if the secret still has the id and version this node last saw. `None`
+    /// when it does not (changed, deleted or re-created elsewhere).
+    async fn update_known(
+        &self,
+        team: &TeamAccess,
+        name: &SecretName,
+        known: &Known,
+        now: Micros,
+        seal: &SealFn,
+    ) -> Result<Option<SecretRecord>, sqlx::Error> {
+        let version = known.version + 1;
+        let ciphertext = seal(&known.id, version);
+        let kek_id = crate::crypto::envelope::kek_id_of(&ciphertext);
+        let updated = sqlx::query(
+            "UPDATE secrets SET version = $5, updated_at = $6, kek_id = $7, ciphertext = $8
+             WHERE team_id = $1 AND canonical_name = $2 AND id = $3 AND version = $4",
+        )
+        .bind(team.team_id())
+        .bind(name.canonical())
+        .bind(&known.id)
+        .bind(known.version)
+        .bind(version)
+        .bind(now)
+        .bind(kek_id)
+        .bind(ciphertext)
+        .execute(&self.pool)
+        .await?;
+        if updated.rows_affected() != 1 {
+            return Ok(None);
+        }
+        Ok(Some(SecretRecord {
+            id: known.id.clone(),
+            org_id: team.org_id().to_owned(),
+            team_id: team.team_id().to_owned(),
+            team_name: team.team_name().to_owned(),
+            name: known.name.clone(),
+            canonical_name: name.canonical().to_owned(),
+            created_at: known.created_at,
+            updated_at: now,
+            version,
+        }))
+    }
+
     /// One attempt at an upsert, in one transaction.
     async fn upsert_once(
         &self,
@@ -158,7 +270,7 @@ impl PostgresStore {
             opts = opts.ssl_mode(sqlx::postgres::PgSslMode::Disable);
         }
         let pool = PgPoolOptions::new()
-            .max_connections(16)
+            .max_connections(max_connections())
             .min_connections(0)
             .acquire_timeout(Duration::from_secs(2))
             .idle_timeout(Duration::from_secs(60))
@@ -187,7 +299,10 @@ impl PostgresStore {
             })
             .connect_with(opts)
             .await?;
-        let store = Self { pool };
+        let store = Self {
+            pool,
+            known: KnownVersions::default(),
+        };
         // Nodes starting together may race on the first migration; the loser
         // fails on a catalog uniqueness check and simply tries again.
         let mut attempt = 0;
@@ -547,6 +662,7 @@ impl Store for PostgresStore {
     }
 
     async fn delete_team(&self, team: &TeamAccess, cascade: bool) -> StoreResult<TeamDeletion> {
+        self.known.clear();
         identity::delete_team(&self.pool, team.team_id(), cascade).await
     }
 
@@ -629,7 +745,12 @@ impl Store for PostgresStore {
         now: Micros,
         seal: SealFn,
     ) -> StoreResult<SecretRecord> {
-        bounded(async {
+        let record = bounded(async {
+            if let Some(known) = self.known.get(team.team_id(), name.canonical()) {
+                if let Some(r) = self.update_known(team, name, &known, now, &seal).await? {
+                    return Ok(r);
+                }
+            }
             // Distributed engines (CockroachDB, YugabyteDB) answer contention
             // with serialization failures; the whole transaction is retried,
             // sealing again for the id and version of that attempt.
@@ -646,7 +767,9 @@ impl Store for PostgresStore {
                 }
             }
         })
-        .await
+        .await?;
+        self.known.put(&record);
+        Ok(record)
     }
 
     async fn list_secrets(&self, team: &TeamAccess) -> StoreResult<Vec<SecretSummary>> {
@@ -677,6 +800,7 @@ impl Store for PostgresStore {
         team: &TeamAccess,
         canonical_name: &str,
     ) -> StoreResult<Option<SecretRecord>> {
+        self.known.forget(team.team_id(), canonical_name);
         bounded(async {
             let mut tx = self.pool.begin().await?;
             let row = sqlx::query(&format!(
