@@ -4,6 +4,7 @@
 //! fail fast with `Unavailable` (HTTP 503) instead of hanging, and the pool
 //! reconnects by itself when the database comes back.
 
+mod batch;
 mod identity;
 mod migrations;
 
@@ -29,7 +30,7 @@ use std::time::Duration;
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Retries of a transaction the database aborted for contention.
-const MAX_RETRIES: u32 = 3;
+const MAX_RETRIES: u32 = 5;
 
 /// A pooled connection idle for longer than this is pinged before it is
 /// handed out, so connections the database closed while they sat idle (a
@@ -45,6 +46,7 @@ const RELEASE_CHECK_TIMEOUT: Duration = Duration::from_secs(1);
 pub struct PostgresStore {
     pool: PgPool,
     known: KnownVersions,
+    batcher: batch::Batcher,
 }
 
 /// The last (id, version) this node wrote or saw for a secret, so the next
@@ -161,9 +163,10 @@ pub(crate) async fn bounded<T>(
 }
 
 impl PostgresStore {
-    /// The fast path of an upsert: one conditional `UPDATE` that applies only
-    /// if the secret still has the id and version this node last saw. `None`
-    /// when it does not (changed, deleted or re-created elsewhere).
+    /// The fast path of an upsert: a conditional update, applied only if the
+    /// secret still has the id and version this node last saw, and sent
+    /// together with concurrent ones in one statement (see `batch.rs`).
+    /// `None` when it did not apply (changed, deleted or re-created elsewhere).
     async fn update_known(
         &self,
         team: &TeamAccess,
@@ -171,28 +174,22 @@ impl PostgresStore {
         known: &Known,
         now: Micros,
         seal: &SealFn,
-    ) -> Result<Option<SecretRecord>, sqlx::Error> {
+    ) -> Option<SecretRecord> {
         let version = known.version + 1;
         let ciphertext = seal(&known.id, version);
-        let kek_id = crate::crypto::envelope::kek_id_of(&ciphertext);
-        let updated = sqlx::query(
-            "UPDATE secrets SET version = $5, updated_at = $6, kek_id = $7, ciphertext = $8
-             WHERE team_id = $1 AND canonical_name = $2 AND id = $3 AND version = $4",
-        )
-        .bind(team.team_id())
-        .bind(name.canonical())
-        .bind(&known.id)
-        .bind(known.version)
-        .bind(version)
-        .bind(now)
-        .bind(kek_id)
-        .bind(ciphertext)
-        .execute(&self.pool)
-        .await?;
-        if updated.rows_affected() != 1 {
-            return Ok(None);
-        }
-        Ok(Some(SecretRecord {
+        let applied = self
+            .batcher
+            .update(batch::FastUpdate {
+                team_id: team.team_id().to_owned(),
+                canonical_name: name.canonical().to_owned(),
+                id: known.id.clone(),
+                old_version: known.version,
+                updated_at: now,
+                kek_id: crate::crypto::envelope::kek_id_of(&ciphertext),
+                ciphertext,
+            })
+            .await;
+        applied.then(|| SecretRecord {
             id: known.id.clone(),
             org_id: team.org_id().to_owned(),
             team_id: team.team_id().to_owned(),
@@ -202,10 +199,10 @@ impl PostgresStore {
             created_at: known.created_at,
             updated_at: now,
             version,
-        }))
+        })
     }
 
-    /// One attempt at an upsert, in one transaction.
+    /// One attempt at an upsert, in one transaction that locks the row.
     async fn upsert_once(
         &self,
         team: &TeamAccess,
@@ -214,50 +211,80 @@ impl PostgresStore {
         now: Micros,
         seal: &SealFn,
     ) -> Result<SecretRecord, sqlx::Error> {
-        {
-            let mut tx = self.pool.begin().await?;
-            // ON CONFLICT takes the row lock, so concurrent upserts of one
-            // canonical name serialize here: one row, one id, last value wins.
-            let row = sqlx::query(
-                "INSERT INTO secrets (id, org_id, team_id, canonical_name, name, created_at, updated_at, version, kek_id, ciphertext)
-                 VALUES ($1, $2, $3, $4, $5, $6, $6, 1, '', '\\x'::bytea)
-                 ON CONFLICT (team_id, canonical_name)
-                 DO UPDATE SET version = secrets.version + 1, updated_at = EXCLUDED.updated_at
-                 RETURNING id, name, created_at, updated_at, version",
-            )
-            .bind(new_id)
-            .bind(team.org_id())
-            .bind(team.team_id())
-            .bind(name.canonical())
-            .bind(name.as_str())
-            .bind(now)
-            .fetch_one(&mut *tx)
-            .await?;
-            let id: String = row.try_get("id")?;
-            let version: i64 = row.try_get("version")?;
-            let ciphertext = seal(&id, version);
-            let kek_id = crate::crypto::envelope::kek_id_of(&ciphertext);
-            // Same transaction, same (locked) row: bind the value to the id and
-            // version just decided.
-            sqlx::query("UPDATE secrets SET kek_id = $2, ciphertext = $3 WHERE id = $1")
-                .bind(&id)
-                .bind(kek_id)
-                .bind(ciphertext)
-                .execute(&mut *tx)
+        let mut tx = self.pool.begin().await?;
+        // An existing secret is locked and updated in place. Going through
+        // INSERT … ON CONFLICT for it too would let concurrent upserts of one
+        // name deadlock on the speculative inserts into the table's two
+        // unique indexes (seen under the 50-writer race test).
+        let existing = sqlx::query(
+            "SELECT id, name, created_at, version FROM secrets
+             WHERE team_id = $1 AND canonical_name = $2 FOR UPDATE",
+        )
+        .bind(team.team_id())
+        .bind(name.canonical())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let (id, stored_name, created_at, version) = match existing {
+            Some(row) => (
+                row.try_get::<String, _>("id")?,
+                row.try_get::<String, _>("name")?,
+                row.try_get::<i64, _>("created_at")?,
+                row.try_get::<i64, _>("version")? + 1,
+            ),
+            None => {
+                // ON CONFLICT covers a creation racing this one: then the
+                // row lock is taken here and the version bumped.
+                let row = sqlx::query(
+                    "INSERT INTO secrets (id, org_id, team_id, canonical_name, name, created_at, updated_at, version, kek_id, ciphertext)
+                     VALUES ($1, $2, $3, $4, $5, $6, $6, 1, '', '\\x'::bytea)
+                     ON CONFLICT (team_id, canonical_name)
+                     DO UPDATE SET version = secrets.version + 1
+                     RETURNING id, name, created_at, version",
+                )
+                .bind(new_id)
+                .bind(team.org_id())
+                .bind(team.team_id())
+                .bind(name.canonical())
+                .bind(name.as_str())
+                .bind(now)
+                .fetch_one(&mut *tx)
                 .await?;
-            tx.commit().await?;
-            Ok(SecretRecord {
-                id,
-                org_id: team.org_id().to_owned(),
-                team_id: team.team_id().to_owned(),
-                team_name: team.team_name().to_owned(),
-                name: row.try_get("name")?,
-                canonical_name: name.canonical().to_owned(),
-                created_at: row.try_get("created_at")?,
-                updated_at: row.try_get("updated_at")?,
-                version,
-            })
-        }
+                (
+                    row.try_get("id")?,
+                    row.try_get("name")?,
+                    row.try_get("created_at")?,
+                    row.try_get("version")?,
+                )
+            }
+        };
+        let ciphertext = seal(&id, version);
+        let kek_id = crate::crypto::envelope::kek_id_of(&ciphertext);
+        // Same transaction, same locked row: bind the value to the id and
+        // version just decided.
+        sqlx::query(
+            "UPDATE secrets SET version = $3, updated_at = $4, kek_id = $5, ciphertext = $6
+             WHERE team_id = $1 AND canonical_name = $2",
+        )
+        .bind(team.team_id())
+        .bind(name.canonical())
+        .bind(version)
+        .bind(now)
+        .bind(kek_id)
+        .bind(ciphertext)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(SecretRecord {
+            id,
+            org_id: team.org_id().to_owned(),
+            team_id: team.team_id().to_owned(),
+            team_name: team.team_name().to_owned(),
+            name: stored_name,
+            canonical_name: name.canonical().to_owned(),
+            created_at,
+            updated_at: now,
+            version,
+        })
     }
 
     pub async fn connect(url: &str) -> anyhow::Result<Self> {
@@ -300,6 +327,7 @@ impl PostgresStore {
             .connect_with(opts)
             .await?;
         let store = Self {
+            batcher: batch::Batcher::start(pool.clone()),
             pool,
             known: KnownVersions::default(),
         };
@@ -747,7 +775,7 @@ impl Store for PostgresStore {
     ) -> StoreResult<SecretRecord> {
         let record = bounded(async {
             if let Some(known) = self.known.get(team.team_id(), name.canonical()) {
-                if let Some(r) = self.update_known(team, name, &known, now, &seal).await? {
+                if let Some(r) = self.update_known(team, name, &known, now, &seal).await {
                     return Ok(r);
                 }
             }
@@ -762,6 +790,7 @@ impl Store for PostgresStore {
                             && matches!(db.code().as_deref(), Some("40001" | "40P01")) =>
                     {
                         attempt += 1;
+                        tokio::time::sleep(Duration::from_millis(5 * u64::from(attempt))).await;
                     }
                     other => return other,
                 }
