@@ -8,20 +8,62 @@ use crate::domain::secret_value::SecretValue;
 use crate::service::secrets::TeamSecrets;
 use crate::service::TeamRef;
 use axum::extract::State;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
+use serde::ser::{SerializeSeq, SerializeStruct};
+use serde::{Serialize, Serializer};
 use std::sync::Arc;
 
-fn secrets_view(teams: &[TeamSecrets]) -> SecretsView {
-    SecretsView {
-        secrets: teams
-            .iter()
-            .flat_map(|t| {
-                t.secrets
-                    .iter()
-                    .map(|s| SecretView::listed(s, &t.team_name))
-            })
-            .collect(),
+/// Serializes listings straight from the store's records (the shape of
+/// [`SecretsView`]), without building a view object per secret: for a
+/// 100-secret listing those allocations were a fifth of the request's CPU.
+struct Listing<'a>(&'a [TeamSecrets]);
+
+impl Serialize for Listing<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        struct Entries<'a>(&'a [TeamSecrets]);
+        impl Serialize for Entries<'_> {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let count = self.0.iter().map(|t| t.secrets.len()).sum();
+                let mut seq = serializer.serialize_seq(Some(count))?;
+                for team in self.0 {
+                    for s in &team.secrets {
+                        seq.serialize_element(&Entry {
+                            id: &s.id,
+                            created_at: Timestamp(s.created_at),
+                            name: &s.name,
+                            team_name: &team.team_name,
+                        })?;
+                    }
+                }
+                seq.end()
+            }
+        }
+        let mut map = serializer.serialize_struct("SecretsV1", 1)?;
+        map.serialize_field("secrets", &Entries(self.0))?;
+        map.end()
     }
+}
+
+#[derive(Serialize)]
+struct Entry<'a> {
+    id: &'a str,
+    created_at: Timestamp,
+    name: &'a str,
+    team_name: &'a str,
+}
+
+/// An RFC 3339 timestamp written into the output without an intermediate string.
+struct Timestamp(i64);
+
+impl Serialize for Timestamp {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(crate::domain::time::Rfc3339::new(self.0).as_str())
+    }
+}
+
+fn listing(teams: &[TeamSecrets]) -> Response {
+    Json(Listing(teams)).into_response()
 }
 
 async fn upsert(
@@ -45,9 +87,9 @@ async fn upsert(
 pub async fn list_secrets(
     State(state): State<Arc<AppState>>,
     caller: Caller,
-) -> ApiResult<Json<SecretsView>> {
+) -> ApiResult<Response> {
     let teams = state.service.list_all_secrets(&caller.0).await?;
-    Ok(Json(secrets_view(&teams)))
+    Ok(listing(&teams))
 }
 
 /// Create or update a secret in the caller's team (a team-bound key's team,
@@ -89,12 +131,12 @@ pub async fn list_team_secrets(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     PathParams(team_id): PathParams<String>,
-) -> ApiResult<Json<SecretsView>> {
+) -> ApiResult<Response> {
     let team = state
         .service
         .list_team_secrets(&caller.0, TeamRef::Id(&team_id))
         .await?;
-    Ok(Json(secrets_view(std::slice::from_ref(&team))))
+    Ok(listing(std::slice::from_ref(&team)))
 }
 
 /// Create or update a secret in the given team.

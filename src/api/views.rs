@@ -2,9 +2,7 @@
 //! Descriptions are Tessera's own words.
 
 use crate::domain::time::rfc3339;
-use crate::domain::types::{
-    KeyType, OrgRole, Organization, SecretRecord, SecretSummary, Team, TeamRole, User,
-};
+use crate::domain::types::{KeyType, OrgRole, Organization, SecretRecord, Team, TeamRole, User};
 use crate::store::KeyListing;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -30,18 +28,6 @@ impl From<SecretRecord> for SecretView {
             created_at: rfc3339(s.created_at),
             name: s.name,
             team_name: s.team_name,
-        }
-    }
-}
-
-impl SecretView {
-    /// A secret as a listing shows it.
-    pub fn listed(s: &SecretSummary, team_name: &str) -> Self {
-        Self {
-            id: s.id.clone(),
-            created_at: rfc3339(s.created_at),
-            name: s.name.clone(),
-            team_name: team_name.to_owned(),
         }
     }
 }
