@@ -5,15 +5,10 @@ use crate::common::{canary, run_cli, to_resp, ServerProcess, Storage};
 use serde_json::json;
 use std::path::Path;
 
-fn db_args(storage: &Storage) -> Vec<String> {
-    match &storage.pg {
-        Some(_) => vec!["--database-url".into(), storage.database_url()],
-        None => vec![],
-    }
-}
-
+/// Starts the server without expecting a new admin key (restarts, and a
+/// store that `tessera init` initialized).
 fn start(storage: &Storage, data_dir: &Path) -> ServerProcess {
-    let args = db_args(storage);
+    let args = storage.db_args();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     ServerProcess::start(data_dir, &args, &[]).expect("server starts")
 }
@@ -84,7 +79,7 @@ async fn wrong_master_key_is_refused_with_both_ids(storage: Storage) {
     server.terminate();
     let other = storage.dir.path().join("other.key");
     std::fs::write(&other, [7u8; 32]).unwrap();
-    let mut args = db_args(&storage);
+    let mut args = storage.db_args();
     args.extend(["--master-key-file".into(), other.display().to_string()]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let err = ServerProcess::start(&data, &args, &[])
@@ -109,7 +104,7 @@ async fn init_and_org_create_print_only_the_key(storage: Storage) {
     let data = storage.dir.path().join("cli");
     let data_s = data.display().to_string();
     let mut base = vec!["--data-dir".to_owned(), data_s];
-    base.extend(db_args(&storage));
+    base.extend(storage.db_args());
     let with = |cmd: &[&str]| -> Vec<String> {
         cmd.iter()
             .map(|s| s.to_string())

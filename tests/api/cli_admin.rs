@@ -1,7 +1,7 @@
 //! The operator CLI against a running server: a team, a user, a membership
 //! and a team key, in text and JSON output.
 
-use crate::common::{run_cli, ServerProcess, Storage};
+use crate::common::{run_cli, Storage};
 use serde_json::Value;
 
 fn cli(url: &str, key: &str, args: &[&str]) -> (bool, String, String) {
@@ -24,17 +24,7 @@ fn json(url: &str, key: &str, args: &[&str]) -> Value {
 
 async fn operator_creates_team_user_membership_and_key(storage: Storage) {
     let data = storage.dir.path().join("ops");
-    let mut args = Vec::new();
-    if storage.pg.is_some() {
-        args.push("--database-url".to_owned());
-        args.push(storage.database_url());
-    }
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let server = ServerProcess::start(&data, &args, &[]).expect("server starts");
-    let admin = std::fs::read_to_string(data.join("admin.key"))
-        .unwrap()
-        .trim()
-        .to_owned();
+    let (server, admin) = storage.serve(&data);
     let url = server.url.clone();
 
     let team = json(&url, &admin, &["teams", "create", "ml"]);

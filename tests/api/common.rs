@@ -117,6 +117,28 @@ impl Storage {
             None => format!("sqlite://{}", self.dir.path().join("tessera.db").display()),
         }
     }
+
+    /// Arguments that point a real binary at this storage (SQLite: the data
+    /// directory's default database).
+    pub fn db_args(&self) -> Vec<String> {
+        match &self.pg {
+            Some(pg) => vec!["--database-url".into(), pg.url()],
+            None => vec![],
+        }
+    }
+
+    /// Starts `tessera serve` with `data_dir` on this storage; returns the
+    /// server and the admin key it wrote on first start.
+    pub fn serve(&self, data_dir: &Path) -> (ServerProcess, String) {
+        let args = self.db_args();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let server = ServerProcess::start(data_dir, &args, &[]).expect("server starts");
+        let key = std::fs::read_to_string(data_dir.join("admin.key"))
+            .expect("admin.key written on first start")
+            .trim()
+            .to_owned();
+        (server, key)
+    }
 }
 
 pub struct TestApp {

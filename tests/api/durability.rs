@@ -2,24 +2,14 @@
 //! under concurrent write load, then find every acknowledged write present
 //! and decryptable with the value that was acknowledged.
 
-use crate::common::{to_resp, ServerProcess, Storage};
+use crate::common::{to_resp, Storage};
 use serde_json::json;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 async fn acknowledged_writes_survive_kill_9(storage: Storage) {
     let data = storage.dir.path().join("crash");
-    let mut args = Vec::new();
-    if storage.pg.is_some() {
-        args.push("--database-url".to_owned());
-        args.push(storage.database_url());
-    }
-    let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let server = ServerProcess::start(&data, &arg_refs, &[]).expect("server starts");
-    let key = std::fs::read_to_string(data.join("admin.key"))
-        .unwrap()
-        .trim()
-        .to_owned();
+    let (server, key) = storage.serve(&data);
     let acked: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
     let stop_at = Instant::now() + Duration::from_millis(1500);
     let mut writers = Vec::new();

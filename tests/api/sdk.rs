@@ -4,7 +4,7 @@
 //! creates; its interpreter is passed as `TESSERA_SDK_PYTHON`. Without it the
 //! test says it was skipped, except under CI, where that is a failure.
 
-use crate::common::{ServerProcess, Storage};
+use crate::common::Storage;
 use std::process::Command;
 
 fn sdk_python() -> Option<String> {
@@ -29,17 +29,7 @@ async fn baseten_python_sdk_round_trip(storage: Storage) {
         return;
     };
     let data = storage.dir.path().join("sdk");
-    let mut args = Vec::new();
-    if storage.pg.is_some() {
-        args.push("--database-url".to_owned());
-        args.push(storage.database_url());
-    }
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let server = ServerProcess::start(&data, &args, &[]).expect("server starts");
-    let key = std::fs::read_to_string(data.join("admin.key"))
-        .unwrap()
-        .trim()
-        .to_owned();
+    let (server, key) = storage.serve(&data);
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/sdk_compat.py");
     let out = Command::new(python)
         .arg(script)
