@@ -2,7 +2,10 @@
 
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{Caller, JsonObject, PathParams, QueryParams};
-use super::views::{MemberView, MembersView, TeamTombstoneView, TeamView, UserAdminView};
+use super::views::{
+    MemberView, MembersView, MembershipRequest, TeamNameRequest, TeamTombstoneView, TeamView,
+    UserAdminView,
+};
 use super::AppState;
 use crate::domain::types::TeamRole;
 use axum::extract::State;
@@ -11,7 +14,7 @@ use serde::Deserialize;
 use std::sync::Arc;
 
 /// Extension: create a team (org admins). Body: `name`.
-#[utoipa::path(post, path = "/v1/teams", tag = "extensions",
+#[utoipa::path(post, path = "/v1/teams", tag = "extensions", request_body = TeamNameRequest,
     responses((status = 200, body = TeamView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
               (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn create_team(
@@ -26,7 +29,7 @@ pub async fn create_team(
 }
 
 /// Extension: rename a team (team or org admins). Body: `name`.
-#[utoipa::path(patch, path = "/v1/teams/{team_id}", tag = "extensions", params(("team_id" = String, Path)),
+#[utoipa::path(patch, path = "/v1/teams/{team_id}", tag = "extensions", params(("team_id" = String, Path)), request_body = TeamNameRequest,
     responses((status = 200, body = TeamView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
               (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn rename_team(
@@ -97,7 +100,7 @@ pub async fn list_members(
 
 /// Extension: add a user to a team or change its role (team or org admins).
 /// Body: `role` (`ADMIN` or `MEMBER`, default `MEMBER`).
-#[utoipa::path(put, path = "/v1/teams/{team_id}/members/{user_id}", tag = "extensions",
+#[utoipa::path(put, path = "/v1/teams/{team_id}/members/{user_id}", tag = "extensions", request_body = MembershipRequest,
     params(("team_id" = String, Path), ("user_id" = String, Path)),
     responses((status = 200, body = UserAdminView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
               (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]

@@ -3,7 +3,8 @@
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{Caller, JsonObject, PathParams, QueryParams};
 use super::views::{
-    NewApiKeyView, PaginationView, UserAdminView, UserTombstoneView, UserView, UsersView,
+    CreateUserRequest, MintKeyRequest, NewApiKeyView, PaginationView, UserAdminView,
+    UserTombstoneView, UserView, UsersView,
 };
 use super::AppState;
 use crate::domain::types::OrgRole;
@@ -82,7 +83,7 @@ fn parse_org_role(raw: Option<String>) -> ApiResult<OrgRole> {
 /// Extension: create a user (org admins). Body: `email` (required), `name`,
 /// `role` (`ADMIN` or `MEMBER`, default `MEMBER`). The user joins the
 /// default team.
-#[utoipa::path(post, path = "/v1/users", tag = "extensions",
+#[utoipa::path(post, path = "/v1/users", tag = "extensions", request_body = CreateUserRequest,
     responses((status = 200, body = UserAdminView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
               (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn create_user(
@@ -115,7 +116,7 @@ pub async fn delete_user(
 
 /// Extension: an org admin mints a personal key for a user, so that user can
 /// start. Body: optional `name`. The key is returned once.
-#[utoipa::path(post, path = "/v1/users/{user_id}/api_keys", tag = "extensions", params(("user_id" = String, Path)),
+#[utoipa::path(post, path = "/v1/users/{user_id}/api_keys", tag = "extensions", params(("user_id" = String, Path)), request_body = MintKeyRequest,
     responses((status = 200, body = NewApiKeyView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
               (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn mint_user_key(

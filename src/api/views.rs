@@ -55,10 +55,51 @@ pub struct UpsertSecretRequest {
     /// 1–253 characters of letters, digits, `.`, `_`, `-`; starts with a
     /// letter, digit or `_`. Names equal after mapping every non-alphanumeric
     /// character to `_` are the same secret.
+    #[schema(pattern = "^[A-Za-z0-9_][A-Za-z0-9._-]{0,252}$")]
     pub name: String,
     /// The value (UTF-8, at most 64 KiB by default). Stored encrypted; never
     /// returned by this API.
     pub value: String,
+}
+
+/// Extension: body of a team creation or rename.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct TeamNameRequest {
+    /// 1 to 100 characters, unique in the organization.
+    #[schema(min_length = 1, max_length = 100, pattern = "\\S")]
+    pub name: String,
+}
+
+/// Extension: body of a user creation.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct CreateUserRequest {
+    /// Unique in the organization.
+    #[schema(pattern = "^[^@\\s]+@[^@\\s]+$", max_length = 254)]
+    pub email: String,
+    /// Display name, at most 200 characters.
+    #[schema(max_length = 200)]
+    pub name: Option<String>,
+    /// Organization role; default `MEMBER`.
+    pub role: Option<OrgRole>,
+}
+
+/// Extension: body of a membership change.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct MembershipRequest {
+    /// Team role; default `MEMBER`.
+    pub role: Option<TeamRole>,
+}
+
+/// Extension: body of minting a personal key for a user.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct MintKeyRequest {
+    /// Optional key name, unique among the user's live personal keys.
+    #[schema(min_length = 1, max_length = 128)]
+    pub name: Option<String>,
 }
 
 /// A team.
