@@ -9,6 +9,7 @@ mod binary;
 mod cli_admin;
 mod durability;
 mod errors;
+mod fuzz;
 mod isolation;
 mod keys;
 mod multinode;
