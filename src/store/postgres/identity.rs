@@ -94,17 +94,7 @@ pub async fn list_users(pool: &PgPool, org_id: &str, q: &UserQuery) -> StoreResu
 pub async fn create_user(pool: &PgPool, u: &User, default_team_id: &str) -> StoreResult<()> {
     let r = bounded(async {
         let mut tx = pool.begin().await?;
-        sqlx::query(&format!(
-            "INSERT INTO users ({USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"
-        ))
-        .bind(&u.id)
-        .bind(&u.org_id)
-        .bind(&u.email)
-        .bind(&u.name)
-        .bind(u.role.as_str())
-        .bind(u.created_at)
-        .execute(&mut *tx)
-        .await?;
+        insert_user(&mut tx, u).await?;
         sqlx::query("INSERT INTO team_members (team_id, user_id, role) VALUES ($1, $2, 'MEMBER')")
             .bind(default_team_id)
             .bind(&u.id)
@@ -248,4 +238,23 @@ pub async fn list_keys(pool: &PgPool, org_id: &str) -> StoreResult<Vec<KeyListin
         })
         .collect::<Result<_, sqlx::Error>>()
         .map_err(super::map_err)
+}
+
+/// Inserts a user row (shared by organization bootstrap and user creation).
+pub(crate) async fn insert_user(
+    conn: &mut sqlx::PgConnection,
+    u: &User,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(&format!(
+        "INSERT INTO users ({USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"
+    ))
+    .bind(&u.id)
+    .bind(&u.org_id)
+    .bind(&u.email)
+    .bind(&u.name)
+    .bind(u.role.as_str())
+    .bind(u.created_at)
+    .execute(conn)
+    .await?;
+    Ok(())
 }

@@ -561,17 +561,7 @@ impl Store for PostgresStore {
             .execute(&mut *tx)
             .await?;
             let u = &new.admin;
-            sqlx::query(&format!(
-                "INSERT INTO users ({USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"
-            ))
-            .bind(&u.id)
-            .bind(&u.org_id)
-            .bind(&u.email)
-            .bind(&u.name)
-            .bind(u.role.as_str())
-            .bind(u.created_at)
-            .execute(&mut *tx)
-            .await?;
+            identity::insert_user(&mut tx, u).await?;
             sqlx::query(
                 "INSERT INTO team_members (team_id, user_id, role) VALUES ($1, $2, 'ADMIN')",
             )

@@ -89,24 +89,7 @@ pub fn list_users(c: &Connection, org_id: &str, q: &UserQuery) -> StoreResult<Ve
 }
 
 pub fn create_user(c: &Connection, u: &User, default_team_id: &str) -> StoreResult<()> {
-    c.prepare_cached(&format!(
-        "INSERT INTO users ({USER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
-    ))
-    .map_err(internal)?
-    .execute(params![
-        u.id,
-        u.org_id,
-        u.email,
-        u.name,
-        u.role.as_str(),
-        u.created_at
-    ])
-    .map_err(|e| match internal(e) {
-        StoreError::Conflict(_) => {
-            StoreError::Conflict("a user with this email already exists".into())
-        }
-        other => other,
-    })?;
+    insert_user(c, u)?;
     set_member(c, default_team_id, &u.id, TeamRole::Member)
 }
 
@@ -223,4 +206,27 @@ pub(crate) fn user_at(r: &rusqlite::Row<'_>, base: usize) -> rusqlite::Result<Us
         role: role.parse().map_err(|_| super::bad_enum(base + 4, &role))?,
         created_at: r.get(base + 5)?,
     })
+}
+
+/// Inserts a user row (shared by organization bootstrap and user creation).
+pub fn insert_user(c: &Connection, u: &User) -> StoreResult<()> {
+    c.prepare_cached(&format!(
+        "INSERT INTO users ({USER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+    ))
+    .map_err(internal)?
+    .execute(params![
+        u.id,
+        u.org_id,
+        u.email,
+        u.name,
+        u.role.as_str(),
+        u.created_at
+    ])
+    .map_err(|e| match internal(e) {
+        StoreError::Conflict(_) => {
+            StoreError::Conflict("a user with this email already exists".into())
+        }
+        other => other,
+    })?;
+    Ok(())
 }

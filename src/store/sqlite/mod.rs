@@ -292,29 +292,10 @@ impl Store for SqliteStore {
                 )
                 .map_err(internal)?;
                 let t = &new.default_team;
-                c.execute(
-                    &format!("INSERT INTO teams ({TEAM_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5)"),
-                    params![t.id, t.org_id, t.name, t.is_default, t.created_at],
-                )
-                .map_err(internal)?;
+                identity::create_team(c, t)?;
                 let u = &new.admin;
-                c.execute(
-                    &format!("INSERT INTO users ({USER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"),
-                    params![
-                        u.id,
-                        u.org_id,
-                        u.email,
-                        u.name,
-                        u.role.as_str(),
-                        u.created_at
-                    ],
-                )
-                .map_err(internal)?;
-                c.execute(
-                    "INSERT INTO team_members (team_id, user_id, role) VALUES (?1, ?2, 'ADMIN')",
-                    params![t.id, u.id],
-                )
-                .map_err(internal)?;
+                identity::insert_user(c, u)?;
+                identity::set_member(c, &t.id, &u.id, crate::domain::types::TeamRole::Admin)?;
                 insert_key(c, &new.admin_key, &format!("user:{}", u.id)).map_err(internal)?;
                 Ok(())
             })
