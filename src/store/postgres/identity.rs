@@ -14,19 +14,30 @@ fn conflict_as<T>(r: StoreResult<T>, message: &str) -> StoreResult<T> {
 }
 
 pub async fn create_team(pool: &PgPool, t: &Team) -> StoreResult<()> {
-    let r = bounded(
-        sqlx::query(&format!(
-            "INSERT INTO teams ({TEAM_COLUMNS}) VALUES ($1, $2, $3, $4, $5)"
-        ))
-        .bind(&t.id)
-        .bind(&t.org_id)
-        .bind(&t.name)
-        .bind(t.is_default)
-        .bind(t.created_at)
-        .execute(pool),
-    )
+    let r = bounded(async {
+        let mut conn = pool.acquire().await?;
+        insert_team(&mut conn, t).await
+    })
     .await;
-    conflict_as(r, "the organization already has a team with this name").map(|_| ())
+    conflict_as(r, "the organization already has a team with this name")
+}
+
+/// Inserts a team row (shared by organization bootstrap and team creation).
+pub(crate) async fn insert_team(
+    conn: &mut sqlx::PgConnection,
+    t: &Team,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(&format!(
+        "INSERT INTO teams ({TEAM_COLUMNS}) VALUES ($1, $2, $3, $4, $5)"
+    ))
+    .bind(&t.id)
+    .bind(&t.org_id)
+    .bind(&t.name)
+    .bind(t.is_default)
+    .bind(t.created_at)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 pub async fn rename_team(pool: &PgPool, team_id: &str, name: &str) -> StoreResult<()> {

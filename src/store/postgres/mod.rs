@@ -550,16 +550,7 @@ impl Store for PostgresStore {
                 .execute(&mut *tx)
                 .await?;
             let t = &new.default_team;
-            sqlx::query(&format!(
-                "INSERT INTO teams ({TEAM_COLUMNS}) VALUES ($1, $2, $3, $4, $5)"
-            ))
-            .bind(&t.id)
-            .bind(&t.org_id)
-            .bind(&t.name)
-            .bind(t.is_default)
-            .bind(t.created_at)
-            .execute(&mut *tx)
-            .await?;
+            identity::insert_team(&mut tx, t).await?;
             let u = &new.admin;
             identity::insert_user(&mut tx, u).await?;
             sqlx::query(
