@@ -28,12 +28,20 @@ pub async fn open_service(args: &StoreArgs) -> anyhow::Result<Service> {
         }
         return Err(e.into());
     }
-    Ok(Service::new(store, keyring, args.limits()))
+    service_from_parts(store, keyring, args.limits()).await
 }
 
-/// A service over an already opened store and key (tests, tools).
-pub fn service_from_parts(store: DynStore, keyring: Arc<Keyring>, limits: Limits) -> Service {
-    Service::new(store, keyring, limits)
+/// A service over an already opened store and a verified master key (also
+/// used by tests and tools).
+pub async fn service_from_parts(
+    store: DynStore,
+    keyring: Arc<Keyring>,
+    limits: Limits,
+) -> anyhow::Result<Service> {
+    let fingerprints = bootstrap::load_fingerprinter(store.as_ref(), &keyring)
+        .await
+        .context("loading the fingerprint key")?;
+    Ok(Service::new(store, keyring, fingerprints, limits))
 }
 
 /// The router plus the shared state (for flushing on shutdown).
@@ -44,7 +52,21 @@ pub fn build(service: Service) -> (Router, Arc<AppState>) {
         openapi: OnceLock::new(),
     });
     spawn_usage_flusher(Arc::downgrade(&state));
+    spawn_event_listener(&state);
     (api::router(state.clone()), state)
+}
+
+/// Applies other nodes' changes (PostgreSQL) until the app is dropped.
+fn spawn_event_listener(state: &Arc<AppState>) {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    state.service.store.listen(tx);
+    let state = Arc::downgrade(state);
+    tokio::spawn(async move {
+        while let Some(event) = rx.recv().await {
+            let Some(state) = state.upgrade() else { break };
+            state.service.apply_store_event(event).await;
+        }
+    });
 }
 
 pub fn router(service: Service) -> Router {

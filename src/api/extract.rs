@@ -30,6 +30,22 @@ impl FromRequestParts<Arc<AppState>> for Caller {
     }
 }
 
+/// The client's address, when the server knows it (for the record of reads).
+pub struct ClientAddress(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddress(
+            parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0.ip().to_string()),
+        ))
+    }
+}
+
 /// Path parameters, percent-decoded.
 pub struct PathParams<T>(pub T);
 

@@ -38,11 +38,13 @@ fn new_key_from(mut body: JsonObject) -> ApiResult<NewKey> {
     if team_id.as_deref() == Some("") {
         return Err(ApiError::invalid("field `team_id` must not be empty"));
     }
+    let secret_names = body.take_opt_string_list("secret_names")?;
     Ok(NewKey {
         name,
         key_type,
         model_ids,
         team_id,
+        secret_names,
     })
 }
 

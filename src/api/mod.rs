@@ -7,6 +7,7 @@ pub mod extract;
 pub mod keys;
 pub mod metrics;
 pub mod ops;
+pub mod runtime;
 pub mod secrets;
 pub mod team_admin;
 pub mod teams;
@@ -64,8 +65,9 @@ impl Modify for BearerAuth {
     }
 }
 
-/// Tags every operation of the `extensions` tag with `x-tessera-extension`,
-/// so tools can tell Tessera's own routes from Baseten's.
+/// Marks every operation of the `extensions` and `runtime` tags with
+/// `x-tessera-extension`, so tools can tell Tessera's own routes from
+/// Baseten's.
 struct MarkExtensions;
 
 impl Modify for MarkExtensions {
@@ -84,7 +86,7 @@ impl Modify for MarkExtensions {
                 let is_extension = op
                     .tags
                     .as_ref()
-                    .is_some_and(|t| t.iter().any(|t| t == "extensions"));
+                    .is_some_and(|t| t.iter().any(|t| t == "extensions" || t == "runtime"));
                 if is_extension {
                     let ext = utoipa::openapi::extensions::ExtensionsBuilder::new()
                         .add("x-tessera-extension", true)
@@ -125,6 +127,8 @@ fn api_router() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(users::mint_user_key))
         .routes(routes!(directory::users_me))
         .routes(routes!(directory::organizations_me))
+        .routes(routes!(runtime::fetch_secrets))
+        .routes(routes!(runtime::fetch_secret))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))

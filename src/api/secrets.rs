@@ -2,7 +2,7 @@
 
 use super::error::{ApiResult, ErrorBody};
 use super::extract::{Caller, JsonObject, PathParams};
-use super::views::{SecretTombstoneView, SecretView, SecretsView, UpsertSecretRequest};
+use super::views::{SecretTombstoneView, SecretView, SecretsView, Timestamp, UpsertSecretRequest};
 use super::AppState;
 use crate::domain::secret_value::SecretValue;
 use crate::service::secrets::TeamSecrets;
@@ -48,15 +48,6 @@ struct Entry<'a> {
     created_at: Timestamp,
     name: &'a str,
     team_name: &'a str,
-}
-
-/// An RFC 3339 timestamp written into the output without an intermediate string.
-struct Timestamp(i64);
-
-impl Serialize for Timestamp {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(crate::domain::time::Rfc3339::new(self.0).as_str())
-    }
 }
 
 fn listing(teams: &[TeamSecrets]) -> Response {

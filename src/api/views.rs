@@ -210,6 +210,10 @@ pub struct ApiKeyInfoView {
     /// Present only for model-scoped keys.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub model_ids: Option<Vec<String>>,
+    /// Extension: present only for WORKSPACE_READ_SECRETS keys narrowed to
+    /// some secrets (their canonical names).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret_names: Option<Vec<String>>,
     pub team_name: Option<String>,
     /// RFC 3339, UTC.
     pub created_at: String,
@@ -236,6 +240,7 @@ impl From<KeyListing> for ApiKeyInfoView {
             name: k.key.name,
             key_type: k.key.key_type,
             model_ids: k.key.model_ids,
+            secret_names: k.key.secret_names,
             team_name: k.team_name,
             created_at: rfc3339(k.key.created_at),
             last_used_at: k.key.last_used_at.map(rfc3339),
@@ -265,6 +270,10 @@ pub struct CreateApiKeyRequest {
     /// The team of a team-bound key; must match the URL's team when both are
     /// given; not allowed for PERSONAL and WORKSPACE_MANAGE_API_KEYS.
     pub team_id: Option<String>,
+    /// Extension, WORKSPACE_READ_SECRETS only: the secret names (any
+    /// spelling) the key may read; absent means every secret of its team.
+    #[schema(min_items = 1)]
+    pub secret_names: Option<Vec<String>>,
 }
 
 /// Paging information.
@@ -335,4 +344,13 @@ pub struct TeamTombstoneView {
 #[derive(Serialize, ToSchema)]
 pub struct UserTombstoneView {
     pub user_id: String,
+}
+
+/// An RFC 3339 timestamp written into the output without an intermediate string.
+pub struct Timestamp(pub i64);
+
+impl Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(crate::domain::time::Rfc3339::new(self.0).as_str())
+    }
 }

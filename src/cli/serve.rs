@@ -27,9 +27,17 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("binding {}", args.listen))?;
     tracing::info!(addr = %listener.local_addr()?, backend, "listening");
     let (router, state) = crate::app::build(service);
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    let stopping = state.clone();
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        // Long-polling workloads answer now instead of holding shutdown up.
+        stopping.service.begin_shutdown();
+    })
+    .await?;
     if let Err(e) = state.service.flush_usage().await {
         tracing::warn!(error = %e, "could not record the last API key uses");
     }

@@ -1,6 +1,7 @@
 //! Encryption at rest: the master key (KEK) and envelope encryption.
 
 pub mod envelope;
+pub mod fingerprint;
 pub mod keyring;
 pub mod master_key;
 

@@ -12,8 +12,15 @@
 //! |-----------------------------|---------------------------|-------------------|----------|
 //! | PERSONAL                    | user's teams (admins: all) | user's teams (admins: all) | own personal keys; team keys where team/org admin |
 //! | WORKSPACE_MANAGE_ALL        | its team                  | its team          | its team's workspace keys |
-//! | WORKSPACE_MANAGE_API_KEYS   | none                      | all               | all keys of the organization |
+//! | WORKSPACE_MANAGE_API_KEYS   | none                      | all               | lists all; issues only keys no stronger than itself |
 //! | INVOKE, EXPORT_METRICS, ROUTES | none                   | none              | none |
+//! | WORKSPACE_READ_SECRETS      | values, runtime routes only | none            | none |
+//!
+//! Issuing keys follows one rule: no credential creates or revokes a
+//! credential with more power than its own ([`may_issue`]). The one
+//! deliberate exception: WORKSPACE_READ_SECRETS keys, the only way values
+//! leave the server, are issued only by people (an org admin's personal key,
+//! or that team's admin's), never by a workspace key.
 
 use super::types::{ApiKeyRecord, KeyType, Membership, OrgRole, Team, TeamRole, User};
 
@@ -31,6 +38,9 @@ pub struct Principal {
     pub bound_team_id: Option<String>,
     /// The user who created the key (workspace keys), when known.
     pub created_by: Option<String>,
+    /// WORKSPACE_READ_SECRETS keys: the canonical names they may read
+    /// (`None`: the whole team).
+    pub secret_names: Option<Vec<String>>,
 }
 
 /// Why a request was refused. `NotFound` hides the existence of other
@@ -63,7 +73,7 @@ pub enum OrgAction {
     /// Listing teams: always allowed to callers who may read some team; the
     /// service filters with [`can_read_team`].
     ListTeams,
-    /// Listing API keys; the service filters with [`can_manage_key`].
+    /// Listing API keys; the service filters with [`can_see_key`].
     ListKeys,
     /// Listing secrets across teams; the service filters teams with
     /// [`authorize_team`] and [`TeamAction::ReadSecrets`].
@@ -121,10 +131,14 @@ impl Principal {
             .map(|m| m.role)
     }
 
+    /// Key types refused on every management route.
     fn is_limited(&self) -> bool {
         matches!(
             self.key_type,
-            KeyType::WorkspaceInvoke | KeyType::WorkspaceExportMetrics | KeyType::Routes
+            KeyType::WorkspaceInvoke
+                | KeyType::WorkspaceExportMetrics
+                | KeyType::Routes
+                | KeyType::WorkspaceReadSecrets
         )
     }
 
@@ -134,6 +148,11 @@ impl Principal {
 }
 
 fn limited_key(p: &Principal) -> Denied {
+    if p.key_type == KeyType::WorkspaceReadSecrets {
+        return Denied::Forbidden(
+            "WORKSPACE_READ_SECRETS keys may not use the management API; they read values through /runtime/v1".into(),
+        );
+    }
     Denied::Forbidden(format!(
         "{} keys may not use the management API",
         p.key_type
@@ -183,7 +202,10 @@ pub fn authorize_team(
         KeyType::WorkspaceManageApiKeys => {
             matches!(action, TeamAction::ReadTeam | TeamAction::ManageTeamKeys)
         }
-        KeyType::WorkspaceInvoke | KeyType::WorkspaceExportMetrics | KeyType::Routes => false,
+        KeyType::WorkspaceInvoke
+        | KeyType::WorkspaceExportMetrics
+        | KeyType::Routes
+        | KeyType::WorkspaceReadSecrets => false,
     };
     if !allowed {
         return Err(Denied::Forbidden(forbidden_message(p, action)));
@@ -252,8 +274,8 @@ pub enum KeyScope<'a> {
     Org,
 }
 
-/// Whether the caller may see (list) or revoke a key of its organization.
-pub fn can_manage_key(p: &Principal, scope: KeyScope<'_>) -> bool {
+/// Whether the caller may see a key of its organization in listings.
+pub fn can_see_key(p: &Principal, scope: KeyScope<'_>) -> bool {
     if p.is_limited() {
         return false;
     }
@@ -272,6 +294,44 @@ pub fn can_manage_key(p: &Principal, scope: KeyScope<'_>) -> bool {
                 KeyScope::Org => false,
             }
         }
+        _ => false,
+    }
+}
+
+/// Whether the caller may create or revoke a key of `key_type` at `scope`.
+///
+/// The rule: no credential issues a credential with more power than its own.
+/// Ordered by power within one organization: an org admin's personal key
+/// (everything) above a team admin's personal key (its teams' secrets, keys
+/// and members) above WORKSPACE_MANAGE_ALL (one team's secrets and workspace
+/// keys); WORKSPACE_MANAGE_API_KEYS (every key's metadata, no secrets) issues
+/// only its own kind and the three limited kinds, which can do nothing on
+/// this server. WORKSPACE_READ_SECRETS keys are the exception to the rule's
+/// shape: only people issue them, whatever a workspace key's power.
+pub fn may_issue(p: &Principal, key_type: KeyType, scope: KeyScope<'_>) -> bool {
+    if p.is_limited() {
+        return false;
+    }
+    if p.is_org_admin() {
+        return true;
+    }
+    let limited = matches!(
+        key_type,
+        KeyType::WorkspaceInvoke | KeyType::WorkspaceExportMetrics | KeyType::Routes
+    );
+    match (p.key_type, scope) {
+        (KeyType::Personal, KeyScope::Personal { owner }) => p.user_id() == Some(owner),
+        (KeyType::Personal, KeyScope::Team { team_id }) => {
+            p.team_role(team_id) == Some(TeamRole::Admin)
+        }
+        (KeyType::WorkspaceManageAll, KeyScope::Team { team_id }) => {
+            p.bound_team_id.as_deref() == Some(team_id)
+                && (limited || key_type == KeyType::WorkspaceManageAll)
+        }
+        (KeyType::WorkspaceManageApiKeys, KeyScope::Org) => {
+            key_type == KeyType::WorkspaceManageApiKeys
+        }
+        (KeyType::WorkspaceManageApiKeys, KeyScope::Team { .. }) => limited,
         _ => false,
     }
 }
@@ -339,11 +399,32 @@ fn grant_for(org_id: &str, scope: KeyScope<'_>) -> KeyGrant {
     }
 }
 
-/// Decides whether the caller may create a key at `target`.
+fn issue_denied(p: &Principal, key_type: KeyType, scope: KeyScope<'_>, verb: &str) -> Denied {
+    let what = match (key_type, scope) {
+        (KeyType::WorkspaceReadSecrets, _) => format!(
+            "{verb} WORKSPACE_READ_SECRETS keys (only an org admin or the team's admin can, with a personal key)"
+        ),
+        (_, KeyScope::Personal { .. }) => {
+            format!("{verb} personal keys of another user (org admins only)")
+        }
+        (_, KeyScope::Org) => format!("{verb} organization-wide API keys"),
+        (t, KeyScope::Team { .. }) => format!("{verb} {t} keys for this team"),
+    };
+    Denied::Forbidden(match p.key_type {
+        KeyType::Personal => format!("this key's user may not {what}"),
+        other => format!("a {other} key may not {what}"),
+    })
+}
+
+/// Decides whether the caller may create a key of `key_type` at `target`.
 ///
 /// Personal keys are created by their owner, or minted by an org admin for
 /// a user; nobody else can create a key that acts as another user.
-pub fn authorize_new_key(p: &Principal, target: KeyTarget<'_>) -> Result<KeyGrant, Denied> {
+pub fn authorize_new_key(
+    p: &Principal,
+    key_type: KeyType,
+    target: KeyTarget<'_>,
+) -> Result<KeyGrant, Denied> {
     // Another organization's objects are not found, whoever asks.
     match target {
         KeyTarget::Personal { owner } if owner.org_id != p.org_id => {
@@ -355,40 +436,19 @@ pub fn authorize_new_key(p: &Principal, target: KeyTarget<'_>) -> Result<KeyGran
     if p.is_limited() {
         return Err(limited_key(p));
     }
-    let (scope, allowed, what) = match target {
-        KeyTarget::Personal { owner } => {
-            let own = p.key_type == KeyType::Personal && p.user_id() == Some(owner.id.as_str());
-            (
-                KeyScope::Personal { owner: &owner.id },
-                own || p.is_org_admin(),
-                "create personal keys for another user (org admins only)",
-            )
-        }
-        KeyTarget::Team(team) => {
-            let scope = KeyScope::Team { team_id: &team.id };
-            (
-                scope,
-                can_manage_key(p, scope),
-                "manage this team's API keys",
-            )
-        }
-        KeyTarget::Org => (
-            KeyScope::Org,
-            p.is_org_admin() || p.key_type == KeyType::WorkspaceManageApiKeys,
-            "create organization-wide API keys",
-        ),
+    let scope = match target {
+        KeyTarget::Personal { owner } => KeyScope::Personal { owner: &owner.id },
+        KeyTarget::Team(team) => KeyScope::Team { team_id: &team.id },
+        KeyTarget::Org => KeyScope::Org,
     };
-    if !allowed {
-        return Err(Denied::Forbidden(match p.key_type {
-            KeyType::Personal => format!("this key's user may not {what}"),
-            other => format!("a {other} key may not {what}"),
-        }));
+    if !may_issue(p, key_type, scope) {
+        return Err(issue_denied(p, key_type, scope, "create"));
     }
     Ok(grant_for(&p.org_id, scope))
 }
 
-/// Decides whether the caller may see or revoke an existing key. Keys of
-/// other organizations are reported as not found.
+/// Decides whether the caller may revoke an existing key. Keys of other
+/// organizations are reported as not found.
 pub fn authorize_existing_key(p: &Principal, key: &ApiKeyRecord) -> Result<KeyGrant, Denied> {
     if key.org_id != p.org_id {
         return Err(Denied::NotFound("API key"));
@@ -397,11 +457,8 @@ pub fn authorize_existing_key(p: &Principal, key: &ApiKeyRecord) -> Result<KeyGr
         return Err(limited_key(p));
     }
     let scope = key_scope(key);
-    if !can_manage_key(p, scope) {
-        return Err(Denied::Forbidden(format!(
-            "a {} key may not manage this API key",
-            p.key_type
-        )));
+    if !may_issue(p, key.key_type, scope) {
+        return Err(issue_denied(p, key.key_type, scope, "revoke"));
     }
     Ok(grant_for(&p.org_id, scope))
 }
@@ -413,4 +470,60 @@ pub fn key_scope(key: &ApiKeyRecord) -> KeyScope<'_> {
         (_, _, Some(team_id)) => KeyScope::Team { team_id },
         _ => KeyScope::Org,
     }
+}
+
+/// Permission to read values of one team through the runtime routes: a
+/// WORKSPACE_READ_SECRETS key on its own team, possibly narrowed to some
+/// names.
+#[derive(Debug, Clone)]
+pub struct DeliveryAccess {
+    team: TeamAccess,
+    names: Option<Vec<String>>,
+}
+
+impl DeliveryAccess {
+    pub fn team(&self) -> &TeamAccess {
+        &self.team
+    }
+
+    /// The canonical names the key is narrowed to, if it is.
+    pub fn names(&self) -> Option<&[String]> {
+        self.names.as_deref()
+    }
+
+    /// Whether a secret of this canonical name is in the key's scope.
+    pub fn allows(&self, canonical: &str) -> bool {
+        self.names
+            .as_ref()
+            .is_none_or(|n| n.iter().any(|x| x == canonical))
+    }
+}
+
+/// Only WORKSPACE_READ_SECRETS keys read values, and only of their own team.
+/// Every other key type, an org admin's included, is refused: values leave
+/// the server through one audited kind of credential.
+pub fn authorize_delivery(p: &Principal) -> Result<&str, Denied> {
+    if p.key_type != KeyType::WorkspaceReadSecrets {
+        return Err(Denied::Forbidden(format!(
+            "only WORKSPACE_READ_SECRETS keys read secret values; a {} key may not",
+            p.key_type
+        )));
+    }
+    p.bound_team_id.as_deref().ok_or(Denied::NotFound("team"))
+}
+
+/// The grant for the team [`authorize_delivery`] named, once it is loaded.
+pub fn delivery_access(p: &Principal, team: &Team) -> Result<DeliveryAccess, Denied> {
+    let bound = authorize_delivery(p)?;
+    if team.org_id != p.org_id || team.id != bound {
+        return Err(Denied::NotFound("team"));
+    }
+    Ok(DeliveryAccess {
+        team: TeamAccess {
+            org_id: team.org_id.clone(),
+            team_id: team.id.clone(),
+            team_name: team.name.clone(),
+        },
+        names: p.secret_names.clone(),
+    })
 }

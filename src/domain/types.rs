@@ -16,16 +16,19 @@ pub enum KeyType {
     WorkspaceExportMetrics,
     WorkspaceInvoke,
     WorkspaceManageApiKeys,
+    /// Tessera's own: reads values through the runtime routes, nothing else.
+    WorkspaceReadSecrets,
 }
 
 impl KeyType {
-    pub const ALL: [KeyType; 6] = [
+    pub const ALL: [KeyType; 7] = [
         KeyType::Personal,
         KeyType::Routes,
         KeyType::WorkspaceManageAll,
         KeyType::WorkspaceExportMetrics,
         KeyType::WorkspaceInvoke,
         KeyType::WorkspaceManageApiKeys,
+        KeyType::WorkspaceReadSecrets,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -36,6 +39,7 @@ impl KeyType {
             KeyType::WorkspaceExportMetrics => "WORKSPACE_EXPORT_METRICS",
             KeyType::WorkspaceInvoke => "WORKSPACE_INVOKE",
             KeyType::WorkspaceManageApiKeys => "WORKSPACE_MANAGE_API_KEYS",
+            KeyType::WorkspaceReadSecrets => "WORKSPACE_READ_SECRETS",
         }
     }
 
@@ -153,6 +157,9 @@ pub struct ApiKeyRecord {
     /// Team of a team-bound key.
     pub team_id: Option<String>,
     pub model_ids: Option<Vec<String>>,
+    /// WORKSPACE_READ_SECRETS keys only: the canonical names the key may
+    /// read; `None` means every secret of its team.
+    pub secret_names: Option<Vec<String>>,
     /// The user whose key created this one, when known.
     pub created_by: Option<String>,
     pub created_at: Micros,

@@ -87,6 +87,7 @@ impl Service {
             memberships,
             bound_team_id: key.team_id.clone(),
             created_by: key.created_by.clone(),
+            secret_names: key.secret_names.clone(),
         });
         self.auth_cache.put(
             key.prefix.clone(),

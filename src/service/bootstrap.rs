@@ -1,6 +1,7 @@
 //! Starting up: checking the master key against the data, creating
 //! organizations (with their default team, admin user and admin key).
 
+use crate::crypto::fingerprint::{self, Fingerprinter};
 use crate::crypto::keyring::KeyringError;
 use crate::crypto::Keyring;
 use crate::domain::ids::new_id;
@@ -18,6 +19,28 @@ pub enum BootstrapError {
     Keyring(#[from] KeyringError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Fingerprint(#[from] fingerprint::UnwrapError),
+}
+
+/// Loads the fingerprint key, creating it on a store that has none. Nodes
+/// starting together on a new database keep whichever key was stored first.
+pub async fn load_fingerprinter(
+    store: &dyn Store,
+    keyring: &Keyring,
+) -> Result<Fingerprinter, BootstrapError> {
+    if let Some((_, wrapped)) = store.wrapped_key(fingerprint::PURPOSE).await? {
+        return Ok(Fingerprinter::unwrap(keyring, &wrapped)?);
+    }
+    let (_, wrapped) = Fingerprinter::generate(keyring);
+    store
+        .insert_wrapped_key(fingerprint::PURPOSE, keyring.kek_id(), wrapped, now_micros())
+        .await?;
+    let (_, stored) = store
+        .wrapped_key(fingerprint::PURPOSE)
+        .await?
+        .ok_or_else(|| StoreError::Internal("the fingerprint key did not persist".into()))?;
+    Ok(Fingerprinter::unwrap(keyring, &stored)?)
 }
 
 /// Refuses a master key that does not match the data; records a new store's
@@ -89,6 +112,7 @@ pub async fn create_organization(store: &dyn Store, name: &str) -> Result<NewKey
         user_id: Some(admin.id.clone()),
         team_id: None,
         model_ids: None,
+        secret_names: None,
         created_by: Some(admin.id.clone()),
         created_at: now,
         last_used_at: None,

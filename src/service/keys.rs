@@ -2,9 +2,11 @@
 
 use super::{Service, ServiceError, ServiceResult, TeamRef};
 use crate::domain::access::{
-    authorize_existing_key, authorize_new_key, authorize_org, KeyTarget, OrgAction, Principal,
+    authorize_existing_key, authorize_new_key, authorize_org, can_see_key, key_scope, KeyTarget,
+    OrgAction, Principal,
 };
 use crate::domain::key_token::NewKeyToken;
+use crate::domain::secret_name::SecretName;
 use crate::domain::time::now_micros;
 use crate::domain::types::{ApiKeyRecord, KeyType};
 use crate::store::{KeyListing, StoreError};
@@ -16,6 +18,8 @@ pub struct NewKey {
     pub key_type: KeyType,
     pub model_ids: Option<Vec<String>>,
     pub team_id: Option<String>,
+    /// WORKSPACE_READ_SECRETS only: narrow the key to these secret names.
+    pub secret_names: Option<Vec<String>>,
 }
 
 /// Filters of the key listing.
@@ -63,6 +67,7 @@ impl Service {
         if req.model_ids.as_ref().is_some_and(Vec::is_empty) {
             req.model_ids = None;
         }
+        let secret_names = narrowing(t, req.secret_names.take())?;
         if !t.is_team_bound() {
             if req.team_id.is_some() {
                 return Err(ServiceError::Invalid(format!(
@@ -105,8 +110,9 @@ impl Service {
                 KeyTarget::Team(&team)
             }
         };
-        let grant = authorize_new_key(p, target)?;
-        self.insert_key(p, &grant, t, req.name, req.model_ids).await
+        let grant = authorize_new_key(p, t, target)?;
+        self.insert_key(p, &grant, t, req.name, req.model_ids, secret_names)
+            .await
     }
 
     /// An org admin mints a personal key for a user (so that user can start).
@@ -123,8 +129,8 @@ impl Service {
             .await?
             .filter(|u| u.org_id == p.org_id)
             .ok_or_else(|| ServiceError::NotFound("user not found".into()))?;
-        let grant = authorize_new_key(p, KeyTarget::Personal { owner: &user })?;
-        self.insert_key(p, &grant, KeyType::Personal, name, None)
+        let grant = authorize_new_key(p, KeyType::Personal, KeyTarget::Personal { owner: &user })?;
+        self.insert_key(p, &grant, KeyType::Personal, name, None, None)
             .await
     }
 
@@ -135,6 +141,7 @@ impl Service {
         key_type: KeyType,
         name: Option<String>,
         model_ids: Option<Vec<String>>,
+        secret_names: Option<Vec<String>>,
     ) -> ServiceResult<NewKeyToken> {
         let token = NewKeyToken::generate();
         let record = ApiKeyRecord {
@@ -146,6 +153,7 @@ impl Service {
             user_id: grant.owner_id().map(str::to_owned),
             team_id: grant.team_id().map(str::to_owned),
             model_ids,
+            secret_names,
             created_by: acting_user(p).map(str::to_owned),
             created_at: now_micros(),
             last_used_at: None,
@@ -171,7 +179,7 @@ impl Service {
             .list_api_keys(&org)
             .await?
             .into_iter()
-            .filter(|k| authorize_existing_key(p, &k.key).is_ok())
+            .filter(|k| k.key.org_id == p.org_id && can_see_key(p, key_scope(&k.key)))
             .filter(|k| filter.key_type.is_none_or(|t| k.key.key_type == t))
             .filter(|k| {
                 !filter.created_by_me || (me.is_some() && k.key.created_by.as_deref() == me)
@@ -188,11 +196,14 @@ impl Service {
     /// Revokes a key; it stops working on the next request on this node and
     /// within [`super::auth::PRINCIPAL_TTL`] on every other node.
     pub async fn revoke_api_key(&self, p: &Principal, prefix: &str) -> ServiceResult<String> {
+        // Another organization's key and a key that does not exist answer
+        // alike: the same status and the same message.
         let not_found = || ServiceError::NotFound(format!("no API key with prefix {prefix:?}"));
         let key = self
             .store
             .find_api_key(prefix)
             .await?
+            .filter(|k| k.org_id == p.org_id)
             .ok_or_else(not_found)?;
         let grant = authorize_existing_key(p, &key)?;
         if !self.store.delete_api_key(&grant, prefix).await? {
@@ -202,6 +213,32 @@ impl Service {
         self.forget_usage(prefix);
         Ok(key.prefix)
     }
+}
+
+/// Validates a WORKSPACE_READ_SECRETS key's `secret_names` into canonical
+/// names; the field is refused on every other key type.
+fn narrowing(t: KeyType, names: Option<Vec<String>>) -> ServiceResult<Option<Vec<String>>> {
+    let Some(names) = names else { return Ok(None) };
+    if t != KeyType::WorkspaceReadSecrets {
+        return Err(ServiceError::Invalid(format!(
+            "secret_names is only allowed for WORKSPACE_READ_SECRETS keys, not {t}"
+        )));
+    }
+    if names.is_empty() {
+        return Err(ServiceError::Invalid(
+            "secret_names must not be empty; omit it to let the key read every secret of its team"
+                .into(),
+        ));
+    }
+    let mut canonical = Vec::with_capacity(names.len());
+    for (i, n) in names.iter().enumerate() {
+        let name = SecretName::parse(n)
+            .map_err(|e| ServiceError::Invalid(format!("secret_names[{i}]: {e}")))?;
+        canonical.push(name.canonical().to_owned());
+    }
+    canonical.sort();
+    canonical.dedup();
+    Ok(Some(canonical))
 }
 
 /// The user on whose behalf the caller acts: a personal key's owner, or the

@@ -6,14 +6,17 @@
 pub mod auth;
 pub mod bootstrap;
 pub mod cache;
+pub mod delivery;
 pub mod directory;
 pub mod keys;
+pub mod notify;
 pub mod secrets;
 pub mod team_admin;
 pub mod teams;
 pub mod usage;
 pub mod users;
 
+use crate::crypto::fingerprint::Fingerprinter;
 use crate::crypto::Keyring;
 use crate::domain::access::{self, Denied, Principal, TeamAccess, TeamAction};
 use crate::domain::types::Team;
@@ -45,6 +48,7 @@ impl From<StoreError> for ServiceError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Conflict(m) => ServiceError::Conflict(m),
+            StoreError::NotFound(m) => ServiceError::NotFound(m),
             StoreError::Unavailable(m) => ServiceError::Unavailable(m),
             StoreError::Internal(m) => ServiceError::Internal(m),
         }
@@ -84,6 +88,8 @@ pub struct Service {
     team_cache: cache::TtlCache<String, Team>,
     default_team_cache: cache::TtlCache<String, Team>,
     pub usage: usage::UsageRecorder,
+    fingerprints: Fingerprinter,
+    notifier: notify::Notifier,
 }
 
 /// Which team a request addresses.
@@ -95,7 +101,12 @@ pub enum TeamRef<'a> {
 }
 
 impl Service {
-    pub fn new(store: DynStore, keyring: Arc<Keyring>, limits: Limits) -> Self {
+    pub fn new(
+        store: DynStore,
+        keyring: Arc<Keyring>,
+        fingerprints: Fingerprinter,
+        limits: Limits,
+    ) -> Self {
         Self {
             store,
             keyring,
@@ -104,6 +115,8 @@ impl Service {
             team_cache: cache::TtlCache::new(auth::PRINCIPAL_TTL),
             default_team_cache: cache::TtlCache::new(auth::PRINCIPAL_TTL),
             usage: usage::UsageRecorder::default(),
+            fingerprints,
+            notifier: notify::Notifier::default(),
         }
     }
 
@@ -140,10 +153,17 @@ impl Service {
     }
 
     /// Forgets cached identity data after a local change (teams, members,
-    /// users, keys), so this node applies it on the next request.
+    /// users, keys), so this node applies it on the next request, and has
+    /// long-polling workloads re-check their keys.
     pub(crate) fn identity_changed(&self) {
+        self.forget_identities();
+    }
+
+    fn forget_identities(&self) {
         self.auth_cache.clear();
         self.team_cache.clear();
+        self.default_team_cache.clear();
+        self.notifier.identity_changed();
     }
 
     /// Loads the addressed team and decides whether the caller may act on it.

@@ -53,12 +53,14 @@ impl Service {
             };
             Envelope::new(&keyring).seal(place, &value)
         });
-        let record = self
+        let write = self
             .store
             .upsert_secret(&access, &name, new_id(), now_micros(), seal)
             .await?;
+        // Durable now: wake this team's waiting workloads.
+        self.notifier.publish(access.team_id(), write.revision);
         metrics::counter!("tessera_secret_writes_total").increment(1);
-        Ok(record)
+        Ok(write.record)
     }
 
     pub async fn list_team_secrets(
@@ -97,7 +99,8 @@ impl Service {
     ) -> ServiceResult<SecretRecord> {
         let name = self.parse_secret_name(name)?;
         let access = self.team_access(p, team, TeamAction::WriteSecrets).await?;
-        self.store
+        let write = self
+            .store
             .delete_secret(&access, name.canonical())
             .await?
             .ok_or_else(|| {
@@ -106,7 +109,9 @@ impl Service {
                     name.as_str(),
                     access.team_name()
                 ))
-            })
+            })?;
+        self.notifier.publish(access.team_id(), write.revision);
+        Ok(write.record)
     }
 
     /// Opens the latest value of a secret. Not reachable through the

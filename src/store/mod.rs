@@ -5,7 +5,7 @@
 pub mod postgres;
 pub mod sqlite;
 
-use crate::domain::access::{KeyGrant, OrgAccess, TeamAccess};
+use crate::domain::access::{DeliveryAccess, KeyGrant, OrgAccess, TeamAccess};
 use crate::domain::secret_name::SecretName;
 use crate::domain::time::Micros;
 use crate::domain::types::{
@@ -22,6 +22,9 @@ pub enum StoreError {
     /// A uniqueness rule was violated; the message says which.
     #[error("{0}")]
     Conflict(String),
+    /// What the call addresses no longer exists (deleted concurrently).
+    #[error("{0}")]
+    NotFound(String),
     /// The database cannot be reached right now.
     #[error("database unavailable: {0}")]
     Unavailable(String),
@@ -80,6 +83,36 @@ pub struct StoredSecret {
     pub ciphertext: Vec<u8>,
 }
 
+/// A committed secret write and the team revision it moved to.
+#[derive(Debug, Clone)]
+pub struct SecretWrite {
+    pub record: SecretRecord,
+    pub revision: i64,
+}
+
+/// A team's secrets with their ciphertexts, read at one instant together
+/// with the team's revision at that instant.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub revision: i64,
+    pub secrets: Vec<StoredSecret>,
+}
+
+/// What another node changed, as heard by [`Store::listen`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreEvent {
+    /// A team's revision moved (a secret was written or deleted).
+    Revision { team_id: String, revision: i64 },
+    /// Keys, users or teams were deleted: cached principals may be stale.
+    IdentityChanged,
+    /// Events may have been missed (the listening connection was lost and
+    /// is listening again): re-read what matters.
+    Resync,
+}
+
+/// Where [`Store::listen`] delivers events.
+pub type EventSink = tokio::sync::mpsc::UnboundedSender<StoreEvent>;
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// The backend's name, for logs and metrics.
@@ -93,6 +126,17 @@ pub trait Store: Send + Sync + 'static {
     /// Records the master key of a new store, unless a first key is already
     /// recorded (then does nothing: the caller re-reads and verifies).
     async fn record_first_kek(&self, kek: KekRecord) -> StoreResult<()>;
+    /// A key stored wrapped by the master key, by purpose: `(kek_id, wrapped)`.
+    async fn wrapped_key(&self, purpose: &str) -> StoreResult<Option<(String, Vec<u8>)>>;
+    /// Stores a wrapped key unless one exists for the purpose (then does
+    /// nothing: nodes starting together keep the first one).
+    async fn insert_wrapped_key(
+        &self,
+        purpose: &str,
+        kek_id: &str,
+        wrapped: Vec<u8>,
+        now: Micros,
+    ) -> StoreResult<()>;
 
     // --- bootstrap -----------------------------------------------------------
     async fn organization_count(&self) -> StoreResult<i64>;
@@ -147,7 +191,8 @@ pub trait Store: Send + Sync + 'static {
     // --- secrets ---------------------------------------------------------------
     /// Creates or updates the secret with `name`'s canonical form in the team.
     /// A new secret gets `new_id` and the spelling of `name`; an existing one
-    /// keeps its id, spelling and `created_at` and gains a version.
+    /// keeps its id, spelling and `created_at` and gains a version. The
+    /// team's revision moves in the same transaction.
     async fn upsert_secret(
         &self,
         team: &TeamAccess,
@@ -155,20 +200,36 @@ pub trait Store: Send + Sync + 'static {
         new_id: String,
         now: Micros,
         seal: SealFn,
-    ) -> StoreResult<SecretRecord>;
+    ) -> StoreResult<SecretWrite>;
     /// The team's secrets ordered by canonical name.
     async fn list_secrets(&self, team: &TeamAccess) -> StoreResult<Vec<SecretSummary>>;
-    /// Deletes the secret and all its versions; `None` when there is none.
+    /// Deletes the secret and all its versions, moving the team's revision;
+    /// `None` when there is none.
     async fn delete_secret(
         &self,
         team: &TeamAccess,
         canonical_name: &str,
-    ) -> StoreResult<Option<SecretRecord>>;
+    ) -> StoreResult<Option<SecretWrite>>;
     async fn latest_secret(
         &self,
         team: &TeamAccess,
         canonical_name: &str,
     ) -> StoreResult<Option<StoredSecret>>;
+
+    // --- delivery ----------------------------------------------------------------
+    /// The team's current revision (one primary-key read).
+    async fn team_revision(&self, team: &DeliveryAccess) -> StoreResult<i64>;
+    /// The team's secrets with ciphertexts, ordered by canonical name, and
+    /// the revision they belong to, read at one instant.
+    async fn snapshot(&self, team: &DeliveryAccess) -> StoreResult<Snapshot>;
+    /// Current revisions of the given teams (those that still exist), to
+    /// catch up after events may have been missed. Not a data read: no grant.
+    async fn team_revisions(&self, team_ids: Vec<String>) -> StoreResult<Vec<(String, i64)>>;
+    /// Delivers other nodes' changes to `sink` until the store is dropped.
+    /// Stores that cannot be shared by several processes have nothing to say.
+    fn listen(&self, sink: EventSink) {
+        drop(sink);
+    }
 }
 
 pub type DynStore = Arc<dyn Store>;

@@ -145,7 +145,7 @@ pub struct TestApp {
     pub url: String,
     pub admin_key: String,
     pub http: reqwest::Client,
-    pub service: Arc<Service>,
+    pub state: Arc<tessera::api::AppState>,
     pub storage: Storage,
     server: tokio::task::JoinHandle<()>,
 }
@@ -179,6 +179,11 @@ impl Resp {
 }
 
 impl TestApp {
+    /// The service behind the router.
+    pub fn service(&self) -> &Service {
+        &self.state.service
+    }
+
     /// Starts an app on `backend`; `None` (announced) when PostgreSQL is not configured.
     pub async fn start(backend: Backend) -> Option<Self> {
         Self::start_with(backend, Limits::default()).await
@@ -196,19 +201,26 @@ impl TestApp {
         let token = bootstrap::create_organization(store.as_ref(), "acme")
             .await
             .expect("create org");
-        let service =
-            tessera::app::service_from_parts(store.clone(), keyring.clone(), limits.clone());
-        let router = tessera::app::router(tessera::app::service_from_parts(store, keyring, limits));
+        let service = tessera::app::service_from_parts(store, keyring, limits)
+            .await
+            .expect("service");
+        // One service: the router's, shared with the test's own calls.
+        let (router, state) = tessera::app::build(service);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let server = tokio::spawn(async move {
-            axum::serve(listener, router).await.unwrap();
+            axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .await
+            .unwrap();
         });
         Some(Self {
             url: format!("http://{addr}"),
             admin_key: token.token().to_owned(),
             http: reqwest::Client::new(),
-            service: Arc::new(service),
+            state,
             storage,
             server,
         })
@@ -216,7 +228,7 @@ impl TestApp {
 
     /// A new organization in the same store; returns its admin key.
     pub async fn new_org(&self, name: &str) -> String {
-        bootstrap::create_organization(self.service.store.as_ref(), name)
+        bootstrap::create_organization(self.service().store.as_ref(), name)
             .await
             .unwrap()
             .token()
@@ -276,11 +288,11 @@ impl TestApp {
     /// Opens a secret's latest value through the service (never via HTTP).
     pub async fn reveal(&self, key: &str, team_id: &str, name: &str) -> String {
         let p = self
-            .service
+            .service()
             .authenticate(Some(&format!("Bearer {key}")))
             .await
             .unwrap();
-        self.service
+        self.service()
             .reveal_secret(&p, tessera::service::TeamRef::Id(team_id), name)
             .await
             .unwrap()

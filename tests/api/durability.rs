@@ -70,7 +70,9 @@ async fn acknowledged_writes_survive_kill_9(storage: Storage) {
     tessera::service::bootstrap::check_master_key(store.as_ref(), &keyring)
         .await
         .unwrap();
-    let service = tessera::app::service_from_parts(store, keyring, Default::default());
+    let service = tessera::app::service_from_parts(store, keyring, Default::default())
+        .await
+        .unwrap();
     let p = service
         .authenticate(Some(&format!("Bearer {key}")))
         .await

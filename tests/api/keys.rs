@@ -84,7 +84,7 @@ async fn last_used_at_is_written_in_batches(app: TestApp) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {
         let stored = app
-            .service
+            .service()
             .store
             .find_api_key(prefix)
             .await

@@ -168,6 +168,8 @@ impl Cluster {
             Arc::new(Keyring::new(&self.master_key)),
             Limits::default(),
         )
+        .await
+        .expect("a service over the cluster's store")
     }
 
     fn logs(&self) -> String {

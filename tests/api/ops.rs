@@ -37,6 +37,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/readyz"),
     ("get", "/metrics"),
     ("get", "/openapi.json"),
+    ("get", "/runtime/v1/secrets"),
+    ("get", "/runtime/v1/secrets/{secret_name}"),
 ];
 
 async fn health_and_readiness(app: TestApp) {

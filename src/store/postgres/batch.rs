@@ -15,10 +15,13 @@
 //! their callers take the locking path. A batch never holds two updates of
 //! the same secret: both were sealed for the same version, so at most one
 //! could apply, and the second goes straight to the locking path.
+//!
+//! The same statement moves the revision of every team it changed, once per
+//! team, and notifies the other nodes on commit.
 
-use super::bounded;
+use super::{bounded, EVENTS_CHANNEL};
 use sqlx::PgPool;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use tokio::sync::{mpsc, oneshot};
 
 /// Updates per statement, at most.
@@ -37,8 +40,9 @@ pub struct FastUpdate {
     pub ciphertext: Vec<u8>,
 }
 
-/// An update and where to say whether it applied (and committed).
-type Queued = (FastUpdate, oneshot::Sender<bool>);
+/// An update and where to say whether it applied (and committed): the
+/// team's new revision, or `None` when it did not apply.
+type Queued = (FastUpdate, oneshot::Sender<Option<i64>>);
 
 #[derive(Clone)]
 pub struct Batcher {
@@ -67,13 +71,14 @@ impl Batcher {
         Self { tx }
     }
 
-    /// Queues an update; `false` when it did not apply (take the slow path).
-    pub async fn update(&self, u: FastUpdate) -> bool {
+    /// Queues an update; the team's new revision, or `None` when it did not
+    /// apply (take the slow path).
+    pub async fn update(&self, u: FastUpdate) -> Option<i64> {
         let (done, answer) = oneshot::channel();
         if self.tx.send((u, done)).await.is_err() {
-            return false;
+            return None;
         }
-        answer.await.unwrap_or(false)
+        answer.await.unwrap_or(None)
     }
 }
 
@@ -87,7 +92,7 @@ async fn next_batch(rx: &mut mpsc::Receiver<Queued>) -> Option<Vec<Queued>> {
         match rx.try_recv() {
             Ok(q) if seen.insert(key(&q.0)) => batch.push(q),
             Ok((_, done)) => {
-                let _ = done.send(false);
+                let _ = done.send(None);
             }
             Err(_) => break,
         }
@@ -110,15 +115,24 @@ async fn run(pool: &PgPool, mut batch: Vec<Queued>) {
         cols.push(u);
     }
     let result = bounded(
-        sqlx::query_as::<_, (String, String)>(
-            "UPDATE secrets AS s
-             SET version = u.old_version + 1, updated_at = u.updated_at,
-                 kek_id = u.kek_id, ciphertext = u.ciphertext
-             FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::text[], $7::bytea[])
-                  AS u(team_id, canonical_name, id, old_version, updated_at, kek_id, ciphertext)
-             WHERE s.team_id = u.team_id AND s.canonical_name = u.canonical_name
-               AND s.id = u.id AND s.version = u.old_version
-             RETURNING s.team_id, s.canonical_name",
+        sqlx::query_as::<_, (String, String, i64, i64)>(
+            "WITH w AS (
+                UPDATE secrets AS s
+                SET version = u.old_version + 1, updated_at = u.updated_at,
+                    kek_id = u.kek_id, ciphertext = u.ciphertext
+                FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::text[], $7::bytea[])
+                     AS u(team_id, canonical_name, id, old_version, updated_at, kek_id, ciphertext)
+                WHERE s.team_id = u.team_id AND s.canonical_name = u.canonical_name
+                  AND s.id = u.id AND s.version = u.old_version
+                RETURNING s.team_id, s.canonical_name
+             ), t AS (
+                UPDATE teams SET revision = revision + 1
+                WHERE id IN (SELECT team_id FROM w) RETURNING id, revision
+             ), n AS (
+                SELECT pg_notify($8, 'r ' || t.id || ' ' || t.revision) FROM t
+             )
+             SELECT w.team_id, w.canonical_name, t.revision, (SELECT COUNT(*) FROM n)
+             FROM w JOIN t ON t.id = w.team_id",
         )
         .bind(cols.team_id)
         .bind(cols.canonical_name)
@@ -127,18 +141,22 @@ async fn run(pool: &PgPool, mut batch: Vec<Queued>) {
         .bind(cols.updated_at)
         .bind(cols.kek_id)
         .bind(cols.ciphertext)
+        .bind(EVENTS_CHANNEL)
         .fetch_all(pool),
     )
     .await;
-    let applied: HashSet<(String, String)> = match result {
-        Ok(rows) => rows.into_iter().collect(),
+    let applied: HashMap<(String, String), i64> = match result {
+        Ok(rows) => rows
+            .into_iter()
+            .map(|(team, name, revision, _)| ((team, name), revision))
+            .collect(),
         Err(e) => {
             tracing::debug!(error = %e, "batched update failed; its rows take the locking path");
-            HashSet::new()
+            HashMap::new()
         }
     };
     for (u, done) in batch {
-        let _ = done.send(applied.contains(&(u.team_id, u.canonical_name)));
+        let _ = done.send(applied.get(&(u.team_id, u.canonical_name)).copied());
     }
 }
 

@@ -1,6 +1,9 @@
 //! PostgreSQL statements for teams, users, memberships and API keys.
 
-use super::{bounded, decode_enum, insert_key, key_row, user_row, TEAM_COLUMNS, USER_COLUMNS};
+use super::{
+    bounded, decode_enum, insert_key, key_row, notify_identity_changed, user_row, TEAM_COLUMNS,
+    USER_COLUMNS,
+};
 use crate::domain::types::{ApiKeyRecord, Team, TeamRole, User};
 use crate::store::{KeyListing, StoreError, StoreResult, TeamDeletion, UserQuery};
 use sqlx::{PgPool, Row};
@@ -76,6 +79,7 @@ pub async fn delete_team(pool: &PgPool, team_id: &str, cascade: bool) -> StoreRe
         ] {
             sqlx::query(sql).bind(team_id).execute(&mut *tx).await?;
         }
+        notify_identity_changed(&mut tx).await?;
         tx.commit().await?;
         Ok(TeamDeletion::Deleted { secrets })
     })
@@ -135,6 +139,7 @@ pub async fn delete_user(pool: &PgPool, org_id: &str, user_id: &str) -> StoreRes
         ] {
             sqlx::query(sql).bind(user_id).execute(&mut *tx).await?;
         }
+        notify_identity_changed(&mut tx).await?;
         tx.commit().await?;
         Ok(true)
     })
@@ -214,7 +219,7 @@ pub async fn list_keys(pool: &PgPool, org_id: &str) -> StoreResult<Vec<KeyListin
     let rows = bounded(
         sqlx::query(
             "SELECT k.prefix, k.org_id, k.key_type, k.name, k.secret_hash, k.user_id, k.team_id,
-                    k.model_ids, k.created_by, k.created_at, k.last_used_at,
+                    k.model_ids, k.created_by, k.created_at, k.last_used_at, k.secret_names,
                     t.name AS team_name,
                     u.id AS owner_id, u.org_id AS owner_org_id, u.email AS owner_email,
                     u.name AS owner_name, u.role AS owner_role, u.created_at AS owner_created_at

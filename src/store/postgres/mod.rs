@@ -6,13 +6,14 @@
 
 mod batch;
 mod identity;
+mod listener;
 mod migrations;
 
 use super::{
-    KeyListing, NewOrganization, SealFn, Store, StoreError, StoreResult, StoredSecret,
-    TeamDeletion, UserQuery,
+    EventSink, KeyListing, NewOrganization, SealFn, SecretWrite, Snapshot, Store, StoreError,
+    StoreResult, StoredSecret, TeamDeletion, UserQuery,
 };
-use crate::domain::access::{KeyGrant, OrgAccess, TeamAccess};
+use crate::domain::access::{DeliveryAccess, KeyGrant, OrgAccess, TeamAccess};
 use crate::domain::secret_name::SecretName;
 use crate::domain::time::Micros;
 use crate::domain::types::{
@@ -43,8 +44,41 @@ const CHECK_IDLE_AFTER: Duration = Duration::from_millis(500);
 /// otherwise hang in the pool's release check forever, holding its slot.
 const RELEASE_CHECK_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// The channel on which nodes tell each other about changes (see
+/// `listener.rs` for the payloads).
+pub(crate) const EVENTS_CHANNEL: &str = "tessera_events";
+
+/// Tells the other nodes, when `tx` commits, that keys, users or teams were
+/// deleted.
+pub(crate) async fn notify_identity_changed(
+    tx: &mut sqlx::PgConnection,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_notify($1, 'i')")
+        .bind(EVENTS_CHANNEL)
+        .execute(tx)
+        .await
+        .map(|_| ())
+}
+
+/// Moves a team's revision inside `tx` and tells the other nodes when `tx`
+/// commits (PostgreSQL delivers notifications only after the commit).
+async fn bump_revision(tx: &mut sqlx::PgConnection, team_id: &str) -> Result<i64, sqlx::Error> {
+    let (revision, _): (i64, i64) = sqlx::query_as(
+        "WITH t AS (UPDATE teams SET revision = revision + 1 WHERE id = $1 RETURNING id, revision),
+              n AS (SELECT pg_notify($2, 'r ' || t.id || ' ' || t.revision) FROM t)
+         SELECT revision, (SELECT COUNT(*) FROM n) FROM t",
+    )
+    .bind(team_id)
+    .bind(EVENTS_CHANNEL)
+    .fetch_one(tx)
+    .await?;
+    Ok(revision)
+}
+
 pub struct PostgresStore {
     pool: PgPool,
+    /// Where the listener for other nodes' changes connects.
+    listen_url: String,
     known: KnownVersions,
     batcher: batch::Batcher,
 }
@@ -154,6 +188,7 @@ pub(crate) fn map_err(e: sqlx::Error) -> StoreError {
 pub(crate) async fn bounded<T>(
     fut: impl Future<Output = Result<T, sqlx::Error>>,
 ) -> StoreResult<T> {
+    metrics::counter!("tessera_store_calls_total", "backend" => "postgres").increment(1);
     match tokio::time::timeout(CALL_TIMEOUT, fut).await {
         Ok(r) => r.map_err(map_err),
         Err(_) => Err(StoreError::Unavailable(
@@ -174,7 +209,7 @@ impl PostgresStore {
         known: &Known,
         now: Micros,
         seal: &SealFn,
-    ) -> Option<SecretRecord> {
+    ) -> Option<SecretWrite> {
         let version = known.version + 1;
         let ciphertext = seal(&known.id, version);
         let applied = self
@@ -189,16 +224,19 @@ impl PostgresStore {
                 ciphertext,
             })
             .await;
-        applied.then(|| SecretRecord {
-            id: known.id.clone(),
-            org_id: team.org_id().to_owned(),
-            team_id: team.team_id().to_owned(),
-            team_name: team.team_name().to_owned(),
-            name: known.name.clone(),
-            canonical_name: name.canonical().to_owned(),
-            created_at: known.created_at,
-            updated_at: now,
-            version,
+        applied.map(|revision| SecretWrite {
+            record: SecretRecord {
+                id: known.id.clone(),
+                org_id: team.org_id().to_owned(),
+                team_id: team.team_id().to_owned(),
+                team_name: team.team_name().to_owned(),
+                name: known.name.clone(),
+                canonical_name: name.canonical().to_owned(),
+                created_at: known.created_at,
+                updated_at: now,
+                version,
+            },
+            revision,
         })
     }
 
@@ -210,7 +248,7 @@ impl PostgresStore {
         new_id: &str,
         now: Micros,
         seal: &SealFn,
-    ) -> Result<SecretRecord, sqlx::Error> {
+    ) -> Result<SecretWrite, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         // An existing secret is locked and updated in place. Going through
         // INSERT … ON CONFLICT for it too would let concurrent upserts of one
@@ -273,17 +311,22 @@ impl PostgresStore {
         .bind(ciphertext)
         .execute(&mut *tx)
         .await?;
+        // Last, so the team's row is locked only for the commit.
+        let revision = bump_revision(&mut tx, team.team_id()).await?;
         tx.commit().await?;
-        Ok(SecretRecord {
-            id,
-            org_id: team.org_id().to_owned(),
-            team_id: team.team_id().to_owned(),
-            team_name: team.team_name().to_owned(),
-            name: stored_name,
-            canonical_name: name.canonical().to_owned(),
-            created_at,
-            updated_at: now,
-            version,
+        Ok(SecretWrite {
+            record: SecretRecord {
+                id,
+                org_id: team.org_id().to_owned(),
+                team_id: team.team_id().to_owned(),
+                team_name: team.team_name().to_owned(),
+                name: stored_name,
+                canonical_name: name.canonical().to_owned(),
+                created_at,
+                updated_at: now,
+                version,
+            },
+            revision,
         })
     }
 
@@ -326,9 +369,15 @@ impl PostgresStore {
             })
             .connect_with(opts)
             .await?;
+        let listen_url = if url.contains("sslmode=") {
+            url.to_owned()
+        } else {
+            format!("{url}{}sslmode=disable", if url.contains('?') { '&' } else { '?' })
+        };
         let store = Self {
             batcher: batch::Batcher::start(pool.clone()),
             pool,
+            listen_url,
             known: KnownVersions::default(),
         };
         // Nodes starting together may race on the first migration; the loser
@@ -429,10 +478,18 @@ pub(crate) fn user_row(r: &PgRow) -> Result<User, sqlx::Error> {
 }
 
 pub(crate) const KEY_COLUMNS: &str =
-    "prefix, org_id, key_type, name, secret_hash, user_id, team_id, model_ids, created_by, created_at, last_used_at";
+    "prefix, org_id, key_type, name, secret_hash, user_id, team_id, model_ids, created_by, created_at, last_used_at, secret_names";
+
+fn json_list(text: Option<String>) -> Option<Vec<String>> {
+    text.and_then(|s| serde_json::from_str(&s).ok())
+}
+
+fn to_json_list(list: &Option<Vec<String>>) -> Option<String> {
+    list.as_ref()
+        .map(|m| serde_json::to_string(m).unwrap_or_default())
+}
 
 pub(crate) fn key_row(r: &PgRow) -> Result<ApiKeyRecord, sqlx::Error> {
-    let model_ids: Option<String> = r.try_get("model_ids")?;
     Ok(ApiKeyRecord {
         prefix: r.try_get("prefix")?,
         org_id: r.try_get("org_id")?,
@@ -441,10 +498,11 @@ pub(crate) fn key_row(r: &PgRow) -> Result<ApiKeyRecord, sqlx::Error> {
         secret_hash: r.try_get("secret_hash")?,
         user_id: r.try_get("user_id")?,
         team_id: r.try_get("team_id")?,
-        model_ids: model_ids.and_then(|s| serde_json::from_str(&s).ok()),
+        model_ids: json_list(r.try_get("model_ids")?),
         created_by: r.try_get("created_by")?,
         created_at: r.try_get("created_at")?,
         last_used_at: r.try_get("last_used_at")?,
+        secret_names: json_list(r.try_get("secret_names")?),
     })
 }
 
@@ -454,7 +512,7 @@ pub(crate) async fn insert_key(
     name_scope: &str,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(&format!(
-        "INSERT INTO api_keys ({KEY_COLUMNS}, name_scope) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+        "INSERT INTO api_keys ({KEY_COLUMNS}, name_scope) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
     ))
     .bind(&k.prefix)
     .bind(&k.org_id)
@@ -463,14 +521,11 @@ pub(crate) async fn insert_key(
     .bind(&k.secret_hash)
     .bind(&k.user_id)
     .bind(&k.team_id)
-    .bind(
-        k.model_ids
-            .as_ref()
-            .map(|m| serde_json::to_string(m).unwrap_or_default()),
-    )
+    .bind(to_json_list(&k.model_ids))
     .bind(&k.created_by)
     .bind(k.created_at)
     .bind(k.last_used_at)
+    .bind(to_json_list(&k.secret_names))
     .bind(name_scope)
     .execute(conn)
     .await?;
@@ -518,6 +573,37 @@ impl Store for PostgresStore {
             .bind(kek.kek_id)
             .bind(kek.check_value)
             .bind(kek.created_at)
+            .execute(&self.pool),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn wrapped_key(&self, purpose: &str) -> StoreResult<Option<(String, Vec<u8>)>> {
+        bounded(
+            sqlx::query_as("SELECT kek_id, wrapped FROM wrapped_keys WHERE purpose = $1")
+                .bind(purpose)
+                .fetch_optional(&self.pool),
+        )
+        .await
+    }
+
+    async fn insert_wrapped_key(
+        &self,
+        purpose: &str,
+        kek_id: &str,
+        wrapped: Vec<u8>,
+        now: Micros,
+    ) -> StoreResult<()> {
+        bounded(
+            sqlx::query(
+                "INSERT INTO wrapped_keys (purpose, kek_id, wrapped, created_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(purpose)
+            .bind(kek_id)
+            .bind(wrapped)
+            .bind(now)
             .execute(&self.pool),
         )
         .await
@@ -720,14 +806,23 @@ impl Store for PostgresStore {
     }
 
     async fn delete_api_key(&self, grant: &KeyGrant, prefix: &str) -> StoreResult<bool> {
-        bounded(
-            sqlx::query("DELETE FROM api_keys WHERE org_id = $1 AND prefix = $2")
+        bounded(async {
+            let mut tx = self.pool.begin().await?;
+            let deleted = sqlx::query("DELETE FROM api_keys WHERE org_id = $1 AND prefix = $2")
                 .bind(grant.org_id())
                 .bind(prefix)
-                .execute(&self.pool),
-        )
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                > 0;
+            if deleted {
+                // Other nodes end this key's long polls at once.
+                notify_identity_changed(&mut tx).await?;
+            }
+            tx.commit().await?;
+            Ok(deleted)
+        })
         .await
-        .map(|r| r.rows_affected() > 0)
     }
 
     async fn touch_api_keys(&self, uses: Vec<(String, Micros)>) -> StoreResult<()> {
@@ -753,8 +848,8 @@ impl Store for PostgresStore {
         new_id: String,
         now: Micros,
         seal: SealFn,
-    ) -> StoreResult<SecretRecord> {
-        let record = bounded(async {
+    ) -> StoreResult<SecretWrite> {
+        let write = bounded(async {
             if let Some(known) = self.known.get(team.team_id(), name.canonical()) {
                 if let Some(r) = self.update_known(team, name, &known, now, &seal).await {
                     return Ok(r);
@@ -778,8 +873,8 @@ impl Store for PostgresStore {
             }
         })
         .await?;
-        self.known.put(&record);
-        Ok(record)
+        self.known.put(&write.record);
+        Ok(write)
     }
 
     async fn list_secrets(&self, team: &TeamAccess) -> StoreResult<Vec<SecretSummary>> {
@@ -809,7 +904,7 @@ impl Store for PostgresStore {
         &self,
         team: &TeamAccess,
         canonical_name: &str,
-    ) -> StoreResult<Option<SecretRecord>> {
+    ) -> StoreResult<Option<SecretWrite>> {
         self.known.forget(team.team_id(), canonical_name);
         bounded(async {
             let mut tx = self.pool.begin().await?;
@@ -827,8 +922,9 @@ impl Store for PostgresStore {
                 .bind(&record.id)
                 .execute(&mut *tx)
                 .await?;
+            let revision = bump_revision(&mut tx, team.team_id()).await?;
             tx.commit().await?;
-            Ok(Some(record))
+            Ok(Some(SecretWrite { record, revision }))
         })
         .await
     }
@@ -857,5 +953,74 @@ impl Store for PostgresStore {
         })
         .transpose()
         .map_err(map_err)
+    }
+
+    async fn team_revision(&self, team: &DeliveryAccess) -> StoreResult<i64> {
+        bounded(
+            sqlx::query_scalar("SELECT revision FROM teams WHERE id = $1")
+                .bind(team.team().team_id())
+                .fetch_one(&self.pool),
+        )
+        .await
+    }
+
+    async fn snapshot(&self, team: &DeliveryAccess) -> StoreResult<Snapshot> {
+        let access = team.team();
+        // One statement, one snapshot: the revision and the rows agree.
+        let rows = bounded(
+            sqlx::query(
+                "SELECT t.revision, s.id, s.name, s.canonical_name, s.created_at, s.updated_at,
+                        s.version, s.ciphertext
+                 FROM teams t LEFT JOIN secrets s ON s.team_id = t.id
+                 WHERE t.id = $1 ORDER BY s.canonical_name",
+            )
+            .bind(access.team_id())
+            .fetch_all(&self.pool),
+        )
+        .await?;
+        let mut revision = 0;
+        let mut secrets = Vec::with_capacity(rows.len());
+        for r in &rows {
+            revision = r.try_get("revision").map_err(map_err)?;
+            let Some(id) = r.try_get::<Option<String>, _>("id").map_err(map_err)? else {
+                continue;
+            };
+            secrets.push(
+                (|| {
+                    Ok(StoredSecret {
+                        record: SecretRecord {
+                            id,
+                            org_id: access.org_id().to_owned(),
+                            team_id: access.team_id().to_owned(),
+                            team_name: access.team_name().to_owned(),
+                            name: r.try_get("name")?,
+                            canonical_name: r.try_get("canonical_name")?,
+                            created_at: r.try_get("created_at")?,
+                            updated_at: r.try_get("updated_at")?,
+                            version: r.try_get("version")?,
+                        },
+                        ciphertext: r.try_get("ciphertext")?,
+                    })
+                })()
+                .map_err(map_err)?,
+            );
+        }
+        if rows.is_empty() {
+            return Err(StoreError::NotFound("team not found".into()));
+        }
+        Ok(Snapshot { revision, secrets })
+    }
+
+    async fn team_revisions(&self, team_ids: Vec<String>) -> StoreResult<Vec<(String, i64)>> {
+        bounded(
+            sqlx::query_as("SELECT id, revision FROM teams WHERE id = ANY($1)")
+                .bind(team_ids)
+                .fetch_all(&self.pool),
+        )
+        .await
+    }
+
+    fn listen(&self, sink: EventSink) {
+        listener::spawn(self.listen_url.clone(), sink);
     }
 }

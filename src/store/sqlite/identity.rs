@@ -179,10 +179,12 @@ pub fn list_keys(c: &Connection, org_id: &str) -> StoreResult<Vec<KeyListing>> {
     let rows = st
         .query_map([org_id], |r| {
             let key = key_row(r)?;
-            let team_name: Option<String> = r.get(11)?;
-            let owner_id: Option<String> = r.get(12)?;
+            // Columns after the key's: the team name, then the owner.
+            let base = KEY_COLUMNS.split(", ").count();
+            let team_name: Option<String> = r.get(base)?;
+            let owner_id: Option<String> = r.get(base + 1)?;
             let owner = match owner_id {
-                Some(_) => Some(user_at(r, 12)?),
+                Some(_) => Some(user_at(r, base + 1)?),
                 None => None,
             };
             Ok(KeyListing {

@@ -8,10 +8,10 @@ mod readers;
 mod writer;
 
 use super::{
-    KeyListing, NewOrganization, SealFn, Store, StoreError, StoreResult, StoredSecret,
-    TeamDeletion, UserQuery,
+    KeyListing, NewOrganization, SealFn, SecretWrite, Snapshot, Store, StoreError, StoreResult,
+    StoredSecret, TeamDeletion, UserQuery,
 };
-use crate::domain::access::{KeyGrant, OrgAccess, TeamAccess};
+use crate::domain::access::{DeliveryAccess, KeyGrant, OrgAccess, TeamAccess};
 use crate::domain::secret_name::SecretName;
 use crate::domain::time::Micros;
 use crate::domain::types::{
@@ -158,11 +158,10 @@ pub(crate) fn user_row(r: &Row<'_>) -> rusqlite::Result<User> {
 }
 
 pub(crate) const KEY_COLUMNS: &str =
-    "prefix, org_id, key_type, name, secret_hash, user_id, team_id, model_ids, created_by, created_at, last_used_at";
+    "prefix, org_id, key_type, name, secret_hash, user_id, team_id, model_ids, created_by, created_at, last_used_at, secret_names";
 
 pub(crate) fn key_row(r: &Row<'_>) -> rusqlite::Result<ApiKeyRecord> {
     let key_type: String = r.get(2)?;
-    let model_ids: Option<String> = r.get(7)?;
     Ok(ApiKeyRecord {
         prefix: r.get(0)?,
         org_id: r.get(1)?,
@@ -171,11 +170,22 @@ pub(crate) fn key_row(r: &Row<'_>) -> rusqlite::Result<ApiKeyRecord> {
         secret_hash: r.get(4)?,
         user_id: r.get(5)?,
         team_id: r.get(6)?,
-        model_ids: model_ids.and_then(|s| serde_json::from_str(&s).ok()),
+        model_ids: json_list(r.get(7)?),
         created_by: r.get(8)?,
         created_at: r.get(9)?,
         last_used_at: r.get(10)?,
+        secret_names: json_list(r.get(11)?),
     })
+}
+
+/// A JSON array of strings stored in a TEXT column.
+pub(crate) fn json_list(text: Option<String>) -> Option<Vec<String>> {
+    text.and_then(|s| serde_json::from_str(&s).ok())
+}
+
+pub(crate) fn to_json_list(list: &Option<Vec<String>>) -> Option<String> {
+    list.as_ref()
+        .map(|m| serde_json::to_string(m).unwrap_or_default())
 }
 
 pub(crate) fn bad_enum(col: usize, value: &str) -> rusqlite::Error {
@@ -192,7 +202,7 @@ pub(crate) fn insert_key(
     name_scope: &str,
 ) -> rusqlite::Result<()> {
     conn.prepare_cached(&format!(
-        "INSERT INTO api_keys ({KEY_COLUMNS}, name_scope) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+        "INSERT INTO api_keys ({KEY_COLUMNS}, name_scope) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
     ))?
     .execute(params![
         k.prefix,
@@ -202,12 +212,11 @@ pub(crate) fn insert_key(
         k.secret_hash,
         k.user_id,
         k.team_id,
-        k.model_ids
-            .as_ref()
-            .map(|m| serde_json::to_string(m).unwrap_or_default()),
+        to_json_list(&k.model_ids),
         k.created_by,
         k.created_at,
         k.last_used_at,
+        to_json_list(&k.secret_names),
         name_scope,
     ])?;
     Ok(())
@@ -254,6 +263,40 @@ impl Store for SqliteStore {
                     "INSERT INTO keks (kek_id, check_value, created_at, primary_slot) VALUES (?1, ?2, ?3, 1)
                      ON CONFLICT DO NOTHING",
                     params![kek.kek_id, kek.check_value, kek.created_at],
+                )
+                .map_err(internal)?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn wrapped_key(&self, purpose: &str) -> StoreResult<Option<(String, Vec<u8>)>> {
+        let purpose = purpose.to_owned();
+        self.readers
+            .read(move |c| {
+                c.prepare_cached("SELECT kek_id, wrapped FROM wrapped_keys WHERE purpose = ?1")
+                    .map_err(internal)?
+                    .query_row([purpose], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()
+                    .map_err(internal)
+            })
+            .await
+    }
+
+    async fn insert_wrapped_key(
+        &self,
+        purpose: &str,
+        kek_id: &str,
+        wrapped: Vec<u8>,
+        now: Micros,
+    ) -> StoreResult<()> {
+        let (purpose, kek_id) = (purpose.to_owned(), kek_id.to_owned());
+        self.writer
+            .write_single_statement(move |c| {
+                c.execute(
+                    "INSERT INTO wrapped_keys (purpose, kek_id, wrapped, created_at) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT DO NOTHING",
+                    params![purpose, kek_id, wrapped, now],
                 )
                 .map_err(internal)?;
                 Ok(())
@@ -536,14 +579,15 @@ impl Store for SqliteStore {
         new_id: String,
         now: Micros,
         seal: SealFn,
-    ) -> StoreResult<SecretRecord> {
+    ) -> StoreResult<SecretWrite> {
         let org_id = team.org_id().to_owned();
         let team_id = team.team_id().to_owned();
         let team_name = team.team_name().to_owned();
         let spelling = name.as_str().to_owned();
         let canonical = name.canonical().to_owned();
-        self.writer
-            .write_single_statement(move |c| {
+        let (record, revision) = self
+            .writer
+            .write_team_change(team_id.clone(), move |c| {
                 // The writer is the only one writing, so what this read finds
                 // is still true when the upsert below runs.
                 let existing: Option<(String, String, i64, i64)> = c
@@ -585,7 +629,8 @@ impl Store for SqliteStore {
                     version,
                 })
             })
-            .await
+            .await?;
+        Ok(SecretWrite { record, revision })
     }
 
     async fn list_secrets(&self, team: &TeamAccess) -> StoreResult<Vec<SecretSummary>> {
@@ -617,11 +662,15 @@ impl Store for SqliteStore {
         &self,
         team: &TeamAccess,
         canonical_name: &str,
-    ) -> StoreResult<Option<SecretRecord>> {
+    ) -> StoreResult<Option<SecretWrite>> {
         let team_id = team.team_id().to_owned();
         let canonical = canonical_name.to_owned();
-        self.writer
-            .write(move |c| {
+        // One modifying statement, and only when the secret exists; a job
+        // that found nothing still moves the revision, which costs waiters
+        // one unchanged answer and nothing else.
+        let (found, revision) = self
+            .writer
+            .write_team_change(team_id.clone(), move |c| {
                 let found = c
                     .prepare_cached(&format!(
                         "SELECT {SECRET_COLUMNS} FROM secrets s JOIN teams t ON t.id = s.team_id
@@ -641,7 +690,8 @@ impl Store for SqliteStore {
                 }
                 Ok(found)
             })
-            .await
+            .await?;
+        Ok(found.map(|record| SecretWrite { record, revision }))
     }
 
     async fn latest_secret(
@@ -667,6 +717,83 @@ impl Store for SqliteStore {
                 })
                 .optional()
                 .map_err(internal)
+            })
+            .await
+    }
+
+    async fn team_revision(&self, team: &DeliveryAccess) -> StoreResult<i64> {
+        let team_id = team.team().team_id().to_owned();
+        self.readers
+            .read(move |c| {
+                c.prepare_cached("SELECT revision FROM teams WHERE id = ?1")
+                    .map_err(internal)?
+                    .query_row([team_id], |r| r.get(0))
+                    .map_err(internal)
+            })
+            .await
+    }
+
+    async fn snapshot(&self, team: &DeliveryAccess) -> StoreResult<Snapshot> {
+        let access = team.team().clone();
+        self.readers
+            .read(move |c| {
+                // One read transaction: the revision and the rows are of
+                // the same instant.
+                let tx = c.unchecked_transaction().map_err(internal)?;
+                let revision: i64 = tx
+                    .prepare_cached("SELECT revision FROM teams WHERE id = ?1")
+                    .map_err(internal)?
+                    .query_row([access.team_id()], |r| r.get(0))
+                    .map_err(internal)?;
+                let mut st = tx
+                    .prepare_cached(
+                        "SELECT id, name, canonical_name, created_at, updated_at, version, ciphertext
+                         FROM secrets WHERE team_id = ?1 ORDER BY canonical_name",
+                    )
+                    .map_err(internal)?;
+                let rows = st
+                    .query_map([access.team_id()], |r| {
+                        Ok(StoredSecret {
+                            record: SecretRecord {
+                                id: r.get(0)?,
+                                org_id: access.org_id().to_owned(),
+                                team_id: access.team_id().to_owned(),
+                                team_name: access.team_name().to_owned(),
+                                name: r.get(1)?,
+                                canonical_name: r.get(2)?,
+                                created_at: r.get(3)?,
+                                updated_at: r.get(4)?,
+                                version: r.get(5)?,
+                            },
+                            ciphertext: r.get(6)?,
+                        })
+                    })
+                    .map_err(internal)?;
+                let secrets = rows.collect::<Result<_, _>>().map_err(internal)?;
+                drop(st);
+                tx.finish().map_err(internal)?;
+                Ok(Snapshot { revision, secrets })
+            })
+            .await
+    }
+
+    async fn team_revisions(&self, team_ids: Vec<String>) -> StoreResult<Vec<(String, i64)>> {
+        self.readers
+            .read(move |c| {
+                let mut st = c
+                    .prepare_cached("SELECT id, revision FROM teams WHERE id = ?1")
+                    .map_err(internal)?;
+                let mut out = Vec::with_capacity(team_ids.len());
+                for id in &team_ids {
+                    if let Some(row) = st
+                        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+                        .optional()
+                        .map_err(internal)?
+                    {
+                        out.push(row);
+                    }
+                }
+                Ok(out)
             })
             .await
     }

@@ -29,6 +29,7 @@ impl Readers {
         R: Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<R> + Send + 'static,
     {
+        metrics::counter!("tessera_store_calls_total", "backend" => "sqlite").increment(1);
         // Prefer an idle connection; otherwise wait for one round-robin (only
         // as many reads run at once as there are worker threads).
         let n = self.conns.len();

@@ -20,9 +20,15 @@
 //! window before its fsync completes. A process crash loses nothing (the
 //! data is in the OS's page cache); after a power failure such a write, never
 //! acknowledged to its writer, can be gone.
+//!
+//! Team revisions (what long-polling workloads wait on) move once per batch
+//! and team, not once per write: a job that changed a team's secrets marks
+//! the team, and just before the commit each marked team's revision is
+//! bumped, inside the same transaction.
 
 use super::super::{StoreError, StoreResult};
 use rusqlite::Connection;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
@@ -30,10 +36,14 @@ use tokio::sync::{mpsc, oneshot};
 /// Upper bound on jobs per transaction (keeps latency bounded under load).
 const MAX_BATCH: usize = 512;
 
-type Completion = Box<dyn FnOnce(StoreResult<()>) + Send>;
+/// Each touched team's revision after a batch.
+type Revisions = HashMap<String, i64>;
+type Completion = Box<dyn FnOnce(StoreResult<()>, &Revisions) + Send>;
 /// The callers of one committed batch, waiting for the WAL to be synced.
-type Committed = Vec<Completion>;
-type Job = Box<dyn FnOnce(&Connection) -> Completion + Send>;
+type Committed = (Vec<Completion>, Arc<Revisions>);
+/// Teams whose secrets the jobs of a batch changed.
+type Touched = Vec<String>;
+type Job = Box<dyn FnOnce(&Connection, &mut Touched) -> Completion + Send>;
 
 #[derive(Clone)]
 pub struct Writer {
@@ -76,7 +86,9 @@ impl Writer {
         R: Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<R> + Send + 'static,
     {
-        self.submit(move |conn| in_savepoint(conn, f)).await
+        self.submit(None, move |conn| in_savepoint(conn, f))
+            .await
+            .map(|(r, _)| r)
     }
 
     /// Like [`Writer::write`] without the savepoint, for a job that modifies
@@ -89,20 +101,43 @@ impl Writer {
         R: Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<R> + Send + 'static,
     {
-        self.submit(f).await
+        self.submit(None, f).await.map(|(r, _)| r)
     }
 
-    async fn submit<R, F>(&self, f: F) -> StoreResult<R>
+    /// Like [`Writer::write_single_statement`] for a change to `team_id`'s
+    /// secrets: when the job succeeds the team's revision moves in the same
+    /// transaction, and the revision it moved to is returned with the result.
+    pub async fn write_team_change<R, F>(&self, team_id: String, f: F) -> StoreResult<(R, i64)>
     where
         R: Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<R> + Send + 'static,
     {
-        let (done_tx, done_rx) = oneshot::channel::<StoreResult<R>>();
-        let job: Job = Box::new(move |conn: &Connection| -> Completion {
+        let (r, revision) = self.submit(Some(team_id), f).await?;
+        let revision = revision.ok_or_else(|| {
+            StoreError::Internal("a team change committed without its revision".into())
+        })?;
+        Ok((r, revision))
+    }
+
+    async fn submit<R, F>(&self, team: Option<String>, f: F) -> StoreResult<(R, Option<i64>)>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<R> + Send + 'static,
+    {
+        metrics::counter!("tessera_store_calls_total", "backend" => "sqlite").increment(1);
+        let (done_tx, done_rx) = oneshot::channel::<StoreResult<(R, Option<i64>)>>();
+        let job: Job = Box::new(move |conn: &Connection, touched: &mut Touched| -> Completion {
             let outcome = f(conn);
-            Box::new(move |commit: StoreResult<()>| {
+            if let (Ok(_), Some(t)) = (&outcome, &team) {
+                if !touched.contains(t) {
+                    touched.push(t.clone());
+                }
+            }
+            Box::new(move |commit: StoreResult<()>, revisions: &Revisions| {
                 let result = match (outcome, commit) {
-                    (Ok(r), Ok(())) => Ok(r),
+                    (Ok(r), Ok(())) => {
+                        Ok((r, team.and_then(|t| revisions.get(&t).copied())))
+                    }
                     (Err(e), _) => Err(e),
                     (Ok(_), Err(e)) => Err(e),
                 };
@@ -158,16 +193,22 @@ fn run(
             }
         }
         metrics::histogram!("tessera_sqlite_batch_size").record(batch.len() as f64);
-        let mut completions: Committed = Vec::with_capacity(batch.len());
+        let mut completions: Vec<Completion> = Vec::with_capacity(batch.len());
+        let mut touched = Touched::new();
         let commit = match conn.execute_batch("BEGIN IMMEDIATE") {
             Ok(()) => {
                 for job in batch.drain(..) {
-                    completions.push(job(&conn));
+                    completions.push(job(&conn, &mut touched));
                 }
-                conn.execute_batch("COMMIT").map_err(|e| {
-                    let _ = conn.execute_batch("ROLLBACK");
-                    super::internal(e)
-                })
+                bump_revisions(&conn, &touched)
+                    .and_then(|revisions| {
+                        conn.execute_batch("COMMIT")
+                            .map(|()| revisions)
+                            .map_err(super::internal)
+                    })
+                    .inspect_err(|_| {
+                        let _ = conn.execute_batch("ROLLBACK");
+                    })
             }
             Err(e) => {
                 batch.clear();
@@ -175,11 +216,13 @@ fn run(
             }
         };
         match commit {
-            Ok(()) => {
+            Ok(revisions) => {
                 commits.fetch_add(1, Ordering::Relaxed);
                 metrics::counter!("tessera_sqlite_commits_total").increment(1);
-                if let Err(std::sync::mpsc::SendError(lost)) = sync.send(completions) {
-                    fail_all(lost, "the SQLite sync thread has stopped");
+                if let Err(std::sync::mpsc::SendError(lost)) =
+                    sync.send((completions, Arc::new(revisions)))
+                {
+                    fail_all(lost.0, "the SQLite sync thread has stopped");
                 }
             }
             Err(e) => {
@@ -190,31 +233,64 @@ fn run(
     }
 }
 
-fn fail_all(completions: Committed, why: &str) {
+/// Moves each touched team's revision by one, inside the batch's transaction.
+fn bump_revisions(conn: &Connection, touched: &Touched) -> StoreResult<Revisions> {
+    let mut revisions = Revisions::with_capacity(touched.len());
+    if touched.is_empty() {
+        return Ok(revisions);
+    }
+    let mut st = conn
+        .prepare_cached("UPDATE teams SET revision = revision + 1 WHERE id = ?1 RETURNING revision")
+        .map_err(super::internal)?;
+    for team in touched {
+        // A team deleted by an earlier job of this batch has no row left;
+        // its writers failed on the missing team already.
+        if let Some(rev) = st
+            .query_row([team], |r| r.get::<_, i64>(0))
+            .map(Some)
+            .or_else(|e| match e {
+                rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                e => Err(e),
+            })
+            .map_err(super::internal)?
+        {
+            revisions.insert(team.clone(), rev);
+        }
+    }
+    Ok(revisions)
+}
+
+fn fail_all(completions: Vec<Completion>, why: &str) {
+    let none = Revisions::new();
     for done in completions {
-        done(Err(StoreError::Internal(why.to_owned())));
+        done(Err(StoreError::Internal(why.to_owned())), &none);
     }
 }
 
 /// Makes committed batches durable, then answers their callers. Each fsync
 /// covers every batch that was committed before it started.
 fn sync_loop(wal: &std::fs::File, rx: &std::sync::mpsc::Receiver<Committed>) {
-    while let Ok(mut waiting) = rx.recv() {
+    while let Ok(first) = rx.recv() {
+        let mut waiting = vec![first];
         while let Ok(more) = rx.try_recv() {
-            waiting.extend(more);
+            waiting.push(more);
         }
         let started = std::time::Instant::now();
         let synced = wal.sync_data();
         metrics::histogram!("tessera_sqlite_fsync_seconds").record(started.elapsed().as_secs_f64());
         match synced {
             Ok(()) => {
-                for done in waiting {
-                    done(Ok(()));
+                for (completions, revisions) in waiting {
+                    for done in completions {
+                        done(Ok(()), &revisions);
+                    }
                 }
             }
             Err(e) => {
                 tracing::error!(error = %e, "fsync of the SQLite WAL failed; failing the writes it covered");
-                fail_all(waiting, "the write could not be made durable");
+                for (completions, _) in waiting {
+                    fail_all(completions, "the write could not be made durable");
+                }
             }
         }
     }

@@ -1,0 +1,258 @@
+//! Workload delivery: the one path on which values leave the server.
+//!
+//! Only WORKSPACE_READ_SECRETS keys get here (decided in
+//! [`crate::domain::access::authorize_delivery`]). Every answer opens the
+//! ciphertexts anew (no plaintext is kept between requests), and every read
+//! that returns values is recorded by [`Service::record_read`].
+
+use super::{Service, ServiceError, ServiceResult, TeamRef};
+use crate::crypto::{Envelope, SecretPlace};
+use crate::domain::access::{authorize_delivery, delivery_access, DeliveryAccess, Principal};
+use crate::domain::secret_value::SecretValue;
+use crate::domain::time::Micros;
+use crate::store::{Snapshot, StoreEvent, StoredSecret};
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The longest a long poll may wait.
+pub const MAX_WAIT: Duration = Duration::from_secs(60);
+
+/// Who is reading, for the record.
+#[derive(Debug, Clone, Default)]
+pub struct ReadContext {
+    /// The client's address as the server saw it.
+    pub client: Option<String>,
+}
+
+/// One secret as a workload receives it.
+pub struct DeliveredSecret {
+    pub name: String,
+    pub canonical_name: String,
+    pub value: SecretValue,
+    pub version: i64,
+    pub updated_at: Micros,
+    pub fingerprint: String,
+}
+
+/// Every secret in a key's scope, at one revision of its team.
+pub struct Delivery {
+    pub revision: i64,
+    pub secrets: Vec<DeliveredSecret>,
+}
+
+/// The outcome of a long poll.
+pub enum Poll {
+    /// The team moved past the revision the client holds.
+    Changed(Delivery),
+    /// Nothing changed within the wait (or the server is shutting down).
+    Unchanged { revision: i64 },
+}
+
+impl Service {
+    async fn delivery_grant(&self, p: &Principal) -> ServiceResult<DeliveryAccess> {
+        let team_id = authorize_delivery(p)?;
+        let team = self.load_team(p, TeamRef::Id(team_id)).await?;
+        Ok(delivery_access(p, &team)?)
+    }
+
+    /// Every value in the caller's scope, with the team's revision.
+    pub async fn deliver(&self, p: &Principal, ctx: &ReadContext) -> ServiceResult<Delivery> {
+        let grant = self.delivery_grant(p).await?;
+        let snapshot = self.store.snapshot(&grant).await?;
+        self.open_snapshot(p, &grant, snapshot, ctx)
+    }
+
+    fn open_snapshot(
+        &self,
+        p: &Principal,
+        grant: &DeliveryAccess,
+        snapshot: Snapshot,
+        ctx: &ReadContext,
+    ) -> ServiceResult<Delivery> {
+        let secrets = snapshot
+            .secrets
+            .into_iter()
+            .filter(|s| grant.allows(&s.record.canonical_name))
+            .map(|s| self.open_stored(s))
+            .collect::<ServiceResult<Vec<_>>>()?;
+        self.record_read(p, grant, &secrets, ctx);
+        Ok(Delivery {
+            revision: snapshot.revision,
+            secrets,
+        })
+    }
+
+    /// One value by any spelling of its name; not found when it does not
+    /// exist or lies outside a narrowed key's names (alike).
+    pub async fn deliver_one(
+        &self,
+        p: &Principal,
+        name: &str,
+        ctx: &ReadContext,
+    ) -> ServiceResult<DeliveredSecret> {
+        let grant = self.delivery_grant(p).await?;
+        let name = self.parse_secret_name(name)?;
+        let not_found = || ServiceError::NotFound(format!("no secret named {:?}", name.as_str()));
+        if !grant.allows(name.canonical()) {
+            return Err(not_found());
+        }
+        let stored = self
+            .store
+            .latest_secret(grant.team(), name.canonical())
+            .await?
+            .ok_or_else(not_found)?;
+        let secret = self.open_stored(stored)?;
+        self.record_read(p, &grant, std::slice::from_ref(&secret), ctx);
+        Ok(secret)
+    }
+
+    /// The long poll: answers as soon as the team's revision differs from
+    /// `held`, otherwise after `wait` with [`Poll::Unchanged`]. While it
+    /// waits it makes no store query; it wakes on a write to its team, on an
+    /// identity change (and then re-checks the key: a revoked key ends with
+    /// 401), or on shutdown.
+    pub async fn deliver_when_changed(
+        &self,
+        authorization: Option<&str>,
+        p: Arc<Principal>,
+        held: i64,
+        wait: Duration,
+        ctx: &ReadContext,
+    ) -> ServiceResult<Poll> {
+        let grant = self.delivery_grant(&p).await?;
+        // Subscribe before reading the revision, so a write landing between
+        // the two still wakes this waiter.
+        let mut sub = self.notifier.subscribe(grant.team().team_id());
+        let current = self.store.team_revision(&grant).await?;
+        if current != held {
+            let snapshot = self.store.snapshot(&grant).await?;
+            return self.open_snapshot(&p, &grant, snapshot, ctx).map(Poll::Changed);
+        }
+        let deadline = tokio::time::Instant::now() + wait.min(MAX_WAIT);
+        loop {
+            if self.notifier.is_shutting_down() {
+                return Ok(Poll::Unchanged { revision: held });
+            }
+            tokio::select! {
+                () = tokio::time::sleep_until(deadline) => return Ok(Poll::Unchanged { revision: held }),
+                changed = sub.revision.changed() => {
+                    if changed.is_err() {
+                        // The team's channel was replaced; nothing was missed
+                        // that the final re-read below would not show.
+                        break;
+                    }
+                    if *sub.revision.borrow_and_update() > held {
+                        break;
+                    }
+                }
+                _ = sub.identity.changed() => {
+                    // Keys, users or teams were deleted somewhere: is this
+                    // key still good?
+                    let again = self.authenticate(authorization).await?;
+                    self.delivery_grant(&again).await?;
+                }
+                _ = sub.shutdown.changed() => return Ok(Poll::Unchanged { revision: held }),
+            }
+        }
+        // A change: answer for the key as it stands now.
+        let p = self.authenticate(authorization).await?;
+        self.deliver(&p, ctx).await.map(Poll::Changed)
+    }
+
+    fn open_stored(&self, stored: StoredSecret) -> ServiceResult<DeliveredSecret> {
+        let r = stored.record;
+        let place = SecretPlace {
+            org_id: &r.org_id,
+            team_id: &r.team_id,
+            secret_id: &r.id,
+            version: r.version,
+        };
+        let value = Envelope::new(&self.keyring)
+            .open(place, &stored.ciphertext)
+            .map_err(|e| ServiceError::Internal(format!("secret {} failed to open: {e}", r.id)))?;
+        let fingerprint = self
+            .fingerprints
+            .fingerprint(&r.org_id, &r.team_id, &r.id, &value);
+        Ok(DeliveredSecret {
+            name: r.name,
+            canonical_name: r.canonical_name,
+            value,
+            version: r.version,
+            updated_at: r.updated_at,
+            fingerprint,
+        })
+    }
+
+    /// The record of one read that returned values: who, which names and
+    /// versions, when, from where. Never a value or a fingerprint.
+    pub fn record_read(
+        &self,
+        p: &Principal,
+        grant: &DeliveryAccess,
+        secrets: &[DeliveredSecret],
+        ctx: &ReadContext,
+    ) {
+        let team_id = grant.team().team_id();
+        metrics::counter!("tessera_runtime_reads_total", "team" => team_id.to_owned())
+            .increment(1);
+        tracing::info!(
+            target: "tessera::audit",
+            action = "secrets.read",
+            key_prefix = %p.key_prefix,
+            team_id,
+            secrets = %NamesAndVersions(secrets),
+            client = ctx.client.as_deref().unwrap_or("-"),
+            "runtime read"
+        );
+    }
+
+    /// Applies what another node changed (see [`crate::store::Store::listen`]).
+    pub async fn apply_store_event(&self, event: StoreEvent) {
+        match event {
+            StoreEvent::Revision { team_id, revision } => {
+                self.notifier.publish(&team_id, revision)
+            }
+            StoreEvent::IdentityChanged => self.forget_identities(),
+            StoreEvent::Resync => {
+                // Changes made while nobody listened: re-read the revisions
+                // of the teams that have waiters, and re-check every key.
+                self.forget_identities();
+                let teams = self.notifier.watched_teams();
+                if teams.is_empty() {
+                    return;
+                }
+                match self.store.team_revisions(teams).await {
+                    Ok(revisions) => {
+                        for (team_id, revision) in revisions {
+                            self.notifier.publish(&team_id, revision);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not catch up on team revisions")
+                    }
+                }
+            }
+        }
+    }
+
+    /// Answers every waiter now (shutdown).
+    pub fn begin_shutdown(&self) {
+        self.notifier.shut_down();
+    }
+}
+
+/// `name@version, …` for the log.
+struct NamesAndVersions<'a>(&'a [DeliveredSecret]);
+
+impl fmt::Display for NamesAndVersions<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, s) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{}@{}", s.name, s.version)?;
+        }
+        Ok(())
+    }
+}
