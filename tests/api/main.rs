@@ -7,6 +7,8 @@ mod common;
 mod auth;
 mod binary;
 mod cli_admin;
+mod delivery;
+mod delivery_binary;
 mod durability;
 mod errors;
 mod fuzz;

@@ -14,62 +14,87 @@ use std::collections::HashMap;
 /// team admin/member are in), `other` = team B of the same organization,
 /// `foreign` = the default team of another organization, `-` = no target.
 const MATRIX: &str = r#"
-#method path                              target   admin tadmin tmember outsider m_all m_keys invoke metrics routes
-GET    /v1/teams/{T}                      own      200   200    200     403      200   200    403    403     403
-GET    /v1/teams/{T}                      other    200   403    403     403      403   200    403    403     403
-GET    /v1/teams/{T}                      foreign  404   404    404     404      404   404    404    404     404
-GET    /v1/teams/{T}/secrets              own      200   200    200     403      200   403    403    403     403
-GET    /v1/teams/{T}/secrets              other    200   403    403     403      403   403    403    403     403
-GET    /v1/teams/{T}/secrets              foreign  404   404    404     404      404   404    404    404     404
-POST   /v1/teams/{T}/secrets              own      200   200    200     403      200   403    403    403     403
-POST   /v1/teams/{T}/secrets              other    200   403    403     403      403   403    403    403     403
-POST   /v1/teams/{T}/secrets              foreign  404   404    404     404      404   404    404    404     404
-DELETE /v1/teams/{T}/secrets/probe        own      200   200    200     403      200   403    403    403     403
-DELETE /v1/teams/{T}/secrets/probe        other    200   403    403     403      403   403    403    403     403
-DELETE /v1/teams/{T}/secrets/probe        foreign  404   404    404     404      404   404    404    404     404
-POST   /v1/teams/{T}/api_keys             own      200   200    403     403      200   200    403    403     403
-POST   /v1/teams/{T}/api_keys             other    200   403    403     403      403   200    403    403     403
-POST   /v1/teams/{T}/api_keys             foreign  404   404    404     404      404   404    404    404     404
-PATCH  /v1/teams/{T}                      own      200   200    403     403      403   403    403    403     403
-PATCH  /v1/teams/{T}                      other    200   403    403     403      403   403    403    403     403
-PATCH  /v1/teams/{T}                      foreign  404   404    404     404      404   404    404    404     404
-DELETE /v1/teams/{T}                      own      409   403    403     403      403   403    403    403     403
-DELETE /v1/teams/{T}                      other    409   403    403     403      403   403    403    403     403
-DELETE /v1/teams/{T}                      foreign  404   404    404     404      404   404    404    404     404
-GET    /v1/teams/{T}/members              own      200   200    200     403      200   200    403    403     403
-GET    /v1/teams/{T}/members              other    200   403    403     403      403   200    403    403     403
-GET    /v1/teams/{T}/members              foreign  404   404    404     404      404   404    404    404     404
-PUT    /v1/teams/{T}/members/{U}          own      200   200    403     403      403   403    403    403     403
-PUT    /v1/teams/{T}/members/{U}          other    200   403    403     403      403   403    403    403     403
-PUT    /v1/teams/{T}/members/{U}          foreign  404   404    404     404      404   404    404    404     404
-DELETE /v1/teams/{T}/members/{U}          own      200   200    403     403      403   403    403    403     403
-DELETE /v1/teams/{T}/members/{U}          other    200   403    403     403      403   403    403    403     403
-DELETE /v1/teams/{T}/members/{U}          foreign  404   404    404     404      404   404    404    404     404
-DELETE /v1/api_keys/{K}                   own      200   200    403     403      200   200    403    403     403
-DELETE /v1/api_keys/{K}                   other    200   403    403     403      403   200    403    403     403
-DELETE /v1/api_keys/{K}                   foreign  404   404    404     404      404   404    404    404     404
-GET    /v1/users/{U}                      own      200   200    200     200      200   200    403    403     403
-GET    /v1/users/{U}                      foreign  404   404    404     404      404   404    403    403     403
-POST   /v1/users/{U}/api_keys             own      200   403    403     403      403   403    403    403     403
-POST   /v1/users/{U}/api_keys             foreign  404   404    404     404      404   404    404    404     404
-DELETE /v1/users/{V}                      own      200   403    403     403      403   403    403    403     403
-DELETE /v1/users/{V}                      foreign  404   403    403     403      403   403    403    403     403
-GET    /v1/secrets                        -        200   200    200     200      200   403    403    403     403
-POST   /v1/secrets                        -        200   200    200     200      200   403    403    403     403
-DELETE /v1/secrets/probe2                 -        200   200    200     200      200   403    403    403     403
-GET    /v1/teams                          -        200   200    200     200      200   200    403    403     403
-POST   /v1/teams                          -        200   403    403     403      403   403    403    403     403
-GET    /v1/users/me                       -        200   200    200     200      200   200    403    403     403
-GET    /v1/organizations/me               -        200   200    200     200      200   200    403    403     403
-GET    /v1/api_keys                       -        200   200    200     200      200   200    403    403     403
-POST   /v1/api_keys#personal              -        200   200    200     200      403   403    403    403     403
-POST   /v1/api_keys#manage_keys           -        200   403    403     403      403   200    403    403     403
-GET    /v1/users                          -        200   200    200     200      200   200    403    403     403
-POST   /v1/users                          -        200   403    403     403      403   403    403    403     403
+#method path                              target   admin tadmin tmember outsider m_all m_keys invoke metrics routes read
+GET    /v1/teams/{T}                      own      200   200    200     403      200   200    403    403     403   403
+GET    /v1/teams/{T}                      other    200   403    403     403      403   200    403    403     403   403
+GET    /v1/teams/{T}                      foreign  404   404    404     404      404   404    404    404     404   404
+GET    /v1/teams/{T}/secrets              own      200   200    200     403      200   403    403    403     403   403
+GET    /v1/teams/{T}/secrets              other    200   403    403     403      403   403    403    403     403   403
+GET    /v1/teams/{T}/secrets              foreign  404   404    404     404      404   404    404    404     404   404
+POST   /v1/teams/{T}/secrets              own      200   200    200     403      200   403    403    403     403   403
+POST   /v1/teams/{T}/secrets              other    200   403    403     403      403   403    403    403     403   403
+POST   /v1/teams/{T}/secrets              foreign  404   404    404     404      404   404    404    404     404   404
+DELETE /v1/teams/{T}/secrets/probe        own      200   200    200     403      200   403    403    403     403   403
+DELETE /v1/teams/{T}/secrets/probe        other    200   403    403     403      403   403    403    403     403   403
+DELETE /v1/teams/{T}/secrets/probe        foreign  404   404    404     404      404   404    404    404     404   404
+POST   /v1/teams/{T}/api_keys             own      200   200    403     403      200   200    403    403     403   403
+POST   /v1/teams/{T}/api_keys             other    200   403    403     403      403   200    403    403     403   403
+POST   /v1/teams/{T}/api_keys             foreign  404   404    404     404      404   404    404    404     404   404
+PATCH  /v1/teams/{T}                      own      200   200    403     403      403   403    403    403     403   403
+PATCH  /v1/teams/{T}                      other    200   403    403     403      403   403    403    403     403   403
+PATCH  /v1/teams/{T}                      foreign  404   404    404     404      404   404    404    404     404   404
+DELETE /v1/teams/{T}                      own      409   403    403     403      403   403    403    403     403   403
+DELETE /v1/teams/{T}                      other    409   403    403     403      403   403    403    403     403   403
+DELETE /v1/teams/{T}                      foreign  404   404    404     404      404   404    404    404     404   404
+GET    /v1/teams/{T}/members              own      200   200    200     403      200   200    403    403     403   403
+GET    /v1/teams/{T}/members              other    200   403    403     403      403   200    403    403     403   403
+GET    /v1/teams/{T}/members              foreign  404   404    404     404      404   404    404    404     404   404
+PUT    /v1/teams/{T}/members/{U}          own      200   200    403     403      403   403    403    403     403   403
+PUT    /v1/teams/{T}/members/{U}          other    200   403    403     403      403   403    403    403     403   403
+PUT    /v1/teams/{T}/members/{U}          foreign  404   404    404     404      404   404    404    404     404   404
+DELETE /v1/teams/{T}/members/{U}          own      200   200    403     403      403   403    403    403     403   403
+DELETE /v1/teams/{T}/members/{U}          other    200   403    403     403      403   403    403    403     403   403
+DELETE /v1/teams/{T}/members/{U}          foreign  404   404    404     404      404   404    404    404     404   404
+DELETE /v1/api_keys/{K}                   own      200   200    403     403      200   200    403    403     403   403
+DELETE /v1/api_keys/{K}                   other    200   403    403     403      403   200    403    403     403   403
+DELETE /v1/api_keys/{K}                   foreign  404   404    404     404      404   404    404    404     404   404
+GET    /v1/users/{U}                      own      200   200    200     200      200   200    403    403     403   403
+GET    /v1/users/{U}                      foreign  404   404    404     404      404   404    403    403     403   403
+POST   /v1/users/{U}/api_keys             own      200   403    403     403      403   403    403    403     403   403
+POST   /v1/users/{U}/api_keys             foreign  404   404    404     404      404   404    404    404     404   404
+DELETE /v1/users/{V}                      own      200   403    403     403      403   403    403    403     403   403
+DELETE /v1/users/{V}                      foreign  404   403    403     403      403   403    403    403     403   403
+GET    /v1/secrets                        -        200   200    200     200      200   403    403    403     403   403
+POST   /v1/secrets                        -        200   200    200     200      200   403    403    403     403   403
+DELETE /v1/secrets/probe2                 -        200   200    200     200      200   403    403    403     403   403
+GET    /v1/teams                          -        200   200    200     200      200   200    403    403     403   403
+POST   /v1/teams                          -        200   403    403     403      403   403    403    403     403   403
+GET    /v1/users/me                       -        200   200    200     200      200   200    403    403     403   403
+GET    /v1/organizations/me               -        200   200    200     200      200   200    403    403     403   403
+GET    /v1/api_keys                       -        200   200    200     200      200   200    403    403     403   403
+POST   /v1/api_keys#personal              -        200   200    200     200      403   403    403    403     403   403
+POST   /v1/api_keys#manage_keys           -        200   403    403     403      403   200    403    403     403   403
+GET    /v1/users                          -        200   200    200     200      200   200    403    403     403   403
+POST   /v1/users                          -        200   403    403     403      403   403    403    403     403   403
+GET    /runtime/v1/secrets                -        403   403    403     403      403   403    403    403     403    200
+GET    /runtime/v1/secrets/seed           -        403   403    403     403      403   403    403    403     403    200
+POST   /v1/teams/{T}/api_keys#WORKSPACE_MANAGE_ALL    own      200   200    403     403      200   403    403    403     403    403
+POST   /v1/teams/{T}/api_keys#WORKSPACE_MANAGE_ALL    other    200   403    403     403      403   403    403    403     403    403
+POST   /v1/teams/{T}/api_keys#WORKSPACE_MANAGE_ALL    foreign  404   404    404     404      404   404    404    404     404    404
+POST   /v1/teams/{T}/api_keys#WORKSPACE_EXPORT_METRICS own     200   200    403     403      200   200    403    403     403    403
+POST   /v1/teams/{T}/api_keys#WORKSPACE_EXPORT_METRICS other   200   403    403     403      403   200    403    403     403    403
+POST   /v1/teams/{T}/api_keys#ROUTES      own      200   200    403     403      200   200    403    403     403    403
+POST   /v1/teams/{T}/api_keys#ROUTES      other    200   403    403     403      403   200    403    403     403    403
+POST   /v1/teams/{T}/api_keys#WORKSPACE_READ_SECRETS  own      200   200    403     403      403   403    403    403     403    403
+POST   /v1/teams/{T}/api_keys#WORKSPACE_READ_SECRETS  other    200   403    403     403      403   403    403    403     403    403
+POST   /v1/teams/{T}/api_keys#WORKSPACE_READ_SECRETS  foreign  404   404    404     404      404   404    404    404     404    404
+POST   /v1/api_keys#read_secrets_own_team -        200   200    403     403      403   403    403    403     403    403
+DELETE /v1/api_keys/{K:WORKSPACE_MANAGE_ALL}   own      200   200    403     403      200   403    403    403     403    403
+DELETE /v1/api_keys/{K:WORKSPACE_MANAGE_ALL}   other    200   403    403     403      403   403    403    403     403    403
+DELETE /v1/api_keys/{K:WORKSPACE_MANAGE_ALL}   foreign  404   404    404     404      404   404    404    404     404    404
+DELETE /v1/api_keys/{K:ROUTES}             own      200   200    403     403      200   200    403    403     403    403
+DELETE /v1/api_keys/{K:ROUTES}             other    200   403    403     403      403   200    403    403     403    403
+DELETE /v1/api_keys/{K:WORKSPACE_READ_SECRETS} own      200   200    403     403      403   403    403    403     403    403
+DELETE /v1/api_keys/{K:WORKSPACE_READ_SECRETS} other    200   403    403     403      403   403    403    403     403    403
+DELETE /v1/api_keys/{K:WORKSPACE_READ_SECRETS} foreign  404   404    404     404      404   404    404    404     404    404
+DELETE /v1/api_keys/{P:admin}              own      200   403    403     403      403   403    403    403     403    403
+DELETE /v1/api_keys/{P:member}             own      200   403    403     403      403   403    403    403     403    403
+DELETE /v1/api_keys/{P:admin}              foreign  404   404    404     404      404   404    404    404     404    404
 "#;
 
-const CALLERS: [&str; 9] = [
+const CALLERS: [&str; 10] = [
     "admin", "tadmin", "tmember", "outsider", "m_all", "m_keys", "invoke", "metrics", "routes",
+    "read",
 ];
 
 struct World {
@@ -149,6 +174,7 @@ async fn build_world(app: &TestApp) -> World {
         ("invoke", "WORKSPACE_INVOKE"),
         ("metrics", "WORKSPACE_EXPORT_METRICS"),
         ("routes", "ROUTES"),
+        ("read", "WORKSPACE_READ_SECRETS"),
     ] {
         let k = post_ok(
             app,
@@ -250,22 +276,36 @@ async fn prepare(app: &TestApp, w: &World, path: &str, target: &str) -> String {
         .await
         .ok();
     }
-    if path.contains("{K}") {
+    if let Some((placeholder, ty)) = key_placeholder(path) {
         let k = post_ok(
             app,
             org_admin,
             &format!("/v1/teams/{team}/api_keys"),
-            json!({"type": "WORKSPACE_INVOKE", "name": rand("victim")}),
+            json!({"type": ty, "name": rand("victim")}),
         )
         .await;
-        let prefix = k["api_key"]
-            .as_str()
-            .unwrap()
-            .split('.')
-            .next()
-            .unwrap()
-            .to_owned();
-        concrete = concrete.replace("{K}", &prefix);
+        concrete = concrete.replace(&placeholder, prefix_of(&k));
+    }
+    if let Some(who) = path.split("{P:").nth(1).and_then(|r| r.split('}').next()) {
+        // A personal key of another user of the target organization: an
+        // org admin's or a plain member's.
+        let role = if who == "admin" { "ADMIN" } else { "MEMBER" };
+        let u = post_ok(
+            app,
+            org_admin,
+            "/v1/users",
+            json!({"email": format!("{}@example.com", rand("p")), "role": role}),
+        )
+        .await;
+        let id = u["user_id"].as_str().unwrap();
+        let k = post_ok(
+            app,
+            org_admin,
+            &format!("/v1/users/{id}/api_keys"),
+            json!({"name": rand("victim")}),
+        )
+        .await;
+        concrete = concrete.replace(&format!("{{P:{who}}}"), prefix_of(&k));
     }
     if path.contains("{V}") {
         concrete = concrete.replace("{V}", &new_user(app, org_admin).await);
@@ -273,7 +313,25 @@ async fn prepare(app: &TestApp, w: &World, path: &str, target: &str) -> String {
     concrete
 }
 
-fn body_for(method: &Method, path: &str) -> Option<Value> {
+/// `{K}` (a WORKSPACE_INVOKE key) or `{K:TYPE}` in a path, with the type.
+fn key_placeholder(path: &str) -> Option<(String, String)> {
+    if path.contains("{K}") {
+        return Some(("{K}".into(), "WORKSPACE_INVOKE".into()));
+    }
+    let ty = path.split("{K:").nth(1)?.split('}').next()?;
+    Some((format!("{{K:{ty}}}"), ty.to_owned()))
+}
+
+fn prefix_of(created: &Value) -> &str {
+    created["api_key"]
+        .as_str()
+        .unwrap()
+        .split('.')
+        .next()
+        .unwrap()
+}
+
+fn body_for(method: &Method, path: &str, w: &World) -> Option<Value> {
     if *method != Method::POST && *method != Method::PUT && *method != Method::PATCH {
         return None;
     }
@@ -283,8 +341,16 @@ fn body_for(method: &Method, path: &str) -> Option<Value> {
         json!({"role": "MEMBER"})
     } else if path.ends_with("/api_keys#personal") {
         json!({"type": "PERSONAL", "name": rand("k")})
+    } else if path.ends_with("/api_keys#read_secrets_own_team") {
+        json!({"type": "WORKSPACE_READ_SECRETS", "team_id": w.team["own"], "name": rand("k")})
     } else if path.ends_with("/api_keys#manage_keys") {
         json!({"type": "WORKSPACE_MANAGE_API_KEYS", "name": rand("k")})
+    } else if let Some(ty) = path
+        .split_once("/api_keys#")
+        .map(|(_, t)| t)
+        .filter(|t| t.chars().all(|c| c.is_ascii_uppercase() || c == '_'))
+    {
+        json!({"type": ty, "name": rand("k")})
     } else if path.ends_with("/api_keys") && path.starts_with("/v1/users/") {
         json!({"name": rand("minted")})
     } else if path.ends_with("/api_keys") {
@@ -317,7 +383,7 @@ async fn permission_matrix(app: TestApp) {
                     &w.keys[caller],
                     method.clone(),
                     url_path,
-                    body_for(&method, &concrete),
+                    body_for(&method, &concrete, &w),
                 )
                 .await;
             cells += 1;
@@ -337,7 +403,7 @@ async fn permission_matrix(app: TestApp) {
         wrong.len(),
         wrong.join("\n")
     );
-    assert!(cells >= 450, "the matrix shrank: {cells} cells");
+    assert!(cells >= 750, "the matrix shrank: {cells} cells");
     let _ = std::io::Write::write_all(
         &mut std::io::stderr(),
         format!("permission matrix: {cells} cells checked\n").as_bytes(),

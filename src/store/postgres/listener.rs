@@ -40,6 +40,18 @@ pub fn spawn(url: String, sink: EventSink) {
                 }
             };
             backoff = Duration::from_millis(50);
+            // The backend's pid, for an operator matching this connection
+            // in pg_stat_activity (and for the tests that cut it).
+            match sqlx::query_scalar::<_, i32>("SELECT pg_backend_pid()")
+                .fetch_one(&mut listener)
+                .await
+            {
+                Ok(pid) => tracing::info!(pid, "listening for other nodes' changes"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "listening connection failed at once; retrying");
+                    continue;
+                }
+            }
             if !first {
                 tracing::info!("listening for other nodes' changes again; catching up");
                 if sink.send(StoreEvent::Resync).is_err() {
