@@ -28,6 +28,41 @@ pub struct StoreArgs {
     /// Largest accepted secret value, in bytes.
     #[arg(long, env = "TESSERA_MAX_VALUE_BYTES", default_value_t = crate::domain::secret_value::DEFAULT_MAX_VALUE_BYTES)]
     pub max_value_bytes: usize,
+
+    #[command(flatten)]
+    pub quotas: QuotaArgs,
+}
+
+/// Quotas: creating one more than these answers 409 QUOTA_EXCEEDED.
+#[derive(Debug, Clone, Args)]
+pub struct QuotaArgs {
+    /// Secrets per team.
+    #[arg(long, env = "TESSERA_MAX_SECRETS_PER_TEAM", default_value_t = 10_000, value_parser = clap::value_parser!(i64).range(1..))]
+    pub max_secrets_per_team: i64,
+    /// Teams per organization (the default team included).
+    #[arg(long, env = "TESSERA_MAX_TEAMS_PER_ORG", default_value_t = 1_000, value_parser = clap::value_parser!(i64).range(1..))]
+    pub max_teams_per_org: i64,
+    /// Users per organization.
+    #[arg(long, env = "TESSERA_MAX_USERS_PER_ORG", default_value_t = 10_000, value_parser = clap::value_parser!(i64).range(1..))]
+    pub max_users_per_org: i64,
+    /// Live personal keys per user.
+    #[arg(long, env = "TESSERA_MAX_KEYS_PER_USER", default_value_t = 100, value_parser = clap::value_parser!(i64).range(1..))]
+    pub max_keys_per_user: i64,
+    /// Live keys per team (and organization-wide keys per organization).
+    #[arg(long, env = "TESSERA_MAX_KEYS_PER_TEAM", default_value_t = 1_000, value_parser = clap::value_parser!(i64).range(1..))]
+    pub max_keys_per_team: i64,
+}
+
+impl QuotaArgs {
+    pub fn quotas(&self) -> crate::service::Quotas {
+        crate::service::Quotas {
+            secrets_per_team: self.max_secrets_per_team,
+            teams_per_org: self.max_teams_per_org,
+            users_per_org: self.max_users_per_org,
+            keys_per_user: self.max_keys_per_user,
+            keys_per_team: self.max_keys_per_team,
+        }
+    }
 }
 
 impl StoreArgs {
@@ -60,6 +95,7 @@ impl StoreArgs {
     pub fn limits(&self) -> Limits {
         Limits {
             max_value_bytes: self.max_value_bytes,
+            quotas: self.quotas.quotas(),
         }
     }
 }

@@ -17,6 +17,7 @@ pub enum ErrorCode {
     NotFound,
     MethodNotAllowed,
     Conflict,
+    QuotaExceeded,
     PayloadTooLarge,
     RateLimited,
     Internal,
@@ -32,6 +33,7 @@ impl ErrorCode {
             Self::NotFound => "NOT_FOUND",
             Self::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             Self::Conflict => "CONFLICT",
+            Self::QuotaExceeded => "QUOTA_EXCEEDED",
             Self::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
             Self::RateLimited => "RATE_LIMITED",
             Self::Internal => "INTERNAL_ERROR",
@@ -46,7 +48,7 @@ impl ErrorCode {
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::Conflict => StatusCode::CONFLICT,
+            Self::Conflict | Self::QuotaExceeded => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -100,6 +102,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::Forbidden(m) => Self::new(ErrorCode::Forbidden, m),
             ServiceError::NotFound(m) => Self::new(ErrorCode::NotFound, m),
             ServiceError::Conflict(m) => Self::new(ErrorCode::Conflict, m),
+            ServiceError::QuotaExceeded(m) => Self::new(ErrorCode::QuotaExceeded, m),
             ServiceError::Unavailable(detail) => {
                 tracing::warn!(%detail, "store unavailable");
                 Self::new(

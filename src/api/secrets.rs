@@ -5,43 +5,20 @@ use super::extract::{Caller, JsonObject, PathParams};
 use super::views::{SecretTombstoneView, SecretView, SecretsView, Timestamp, UpsertSecretRequest};
 use super::AppState;
 use crate::domain::secret_value::SecretValue;
-use crate::service::secrets::TeamSecrets;
+use crate::domain::types::ListedSecret;
+use crate::service::secrets::SecretPages;
 use crate::service::TeamRef;
+use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::response::{IntoResponse, Response};
+use axum::http::{header, HeaderValue};
+use axum::response::Response;
 use axum::Json;
-use serde::ser::SerializeSeq;
-use serde::{Serialize, Serializer};
+use futures_util::StreamExt;
+use serde::Serialize;
 use std::sync::Arc;
 
-/// A listing in the shape of [`SecretsView`], serialized straight from the
-/// store's records rather than through a view object (four strings) per
-/// secret.
-#[derive(Serialize)]
-struct Listing<'a> {
-    secrets: Entries<'a>,
-}
-
-struct Entries<'a>(&'a [TeamSecrets]);
-
-impl Serialize for Entries<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let count = self.0.iter().map(|t| t.secrets.len()).sum();
-        let mut seq = serializer.serialize_seq(Some(count))?;
-        for team in self.0 {
-            for s in &team.secrets {
-                seq.serialize_element(&Entry {
-                    id: &s.id,
-                    created_at: Timestamp(s.created_at),
-                    name: &s.name,
-                    team_name: &team.team_name,
-                })?;
-            }
-        }
-        seq.end()
-    }
-}
-
+/// One listed secret, in the shape of [`SecretsView`]'s items, serialized
+/// straight from the store's record.
 #[derive(Serialize)]
 struct Entry<'a> {
     id: &'a str,
@@ -50,11 +27,68 @@ struct Entry<'a> {
     team_name: &'a str,
 }
 
-fn listing(teams: &[TeamSecrets]) -> Response {
-    Json(Listing {
-        secrets: Entries(teams),
-    })
-    .into_response()
+/// Appends a page of entries to `out`, each preceded by a comma except the
+/// listing's very first.
+fn write_entries(out: &mut Vec<u8>, page: &[ListedSecret], first: &mut bool) {
+    for s in page {
+        if !std::mem::take(first) {
+            out.push(b',');
+        }
+        let entry = Entry {
+            id: &s.id,
+            created_at: Timestamp(s.created_at),
+            name: &s.name,
+            team_name: &s.team_name,
+        };
+        // Serializing strings into memory cannot fail.
+        let _ = serde_json::to_writer(&mut *out, &entry);
+    }
+}
+
+const OPEN: &[u8] = br#"{"secrets":["#;
+const CLOSE: &[u8] = b"]}";
+
+/// A listing as `{"secrets": [...]}`. One that fits in its first page is
+/// answered at once; a larger one is streamed page by page, so the server
+/// holds one page per request whatever the listing's size. (A store error
+/// after the first page can only cut the stream short; it is logged.)
+async fn listing(mut pages: SecretPages) -> ApiResult<Response> {
+    let first_page = pages.next().await?.unwrap_or_default();
+    let mut first = true;
+    let mut head = Vec::with_capacity(OPEN.len() + first_page.len() * 160 + CLOSE.len());
+    head.extend_from_slice(OPEN);
+    write_entries(&mut head, &first_page, &mut first);
+    if pages.is_done() {
+        head.extend_from_slice(CLOSE);
+        return Ok(json_response(Body::from(head)));
+    }
+    let rest = futures_util::stream::unfold(Some((pages, first)), |state| async move {
+        let (mut pages, mut first) = state?;
+        match pages.next().await {
+            Ok(Some(page)) => {
+                let mut chunk = Vec::with_capacity(page.len() * 160);
+                write_entries(&mut chunk, &page, &mut first);
+                Some((Ok(Bytes::from(chunk)), Some((pages, first))))
+            }
+            Ok(None) => Some((Ok(Bytes::from_static(CLOSE)), None)),
+            Err(e) => {
+                tracing::error!(error = %e, "a streamed listing failed; cutting it short");
+                Some((Err(std::io::Error::other("listing failed")), None))
+            }
+        }
+    });
+    let body = futures_util::stream::once(async { Ok::<_, std::io::Error>(Bytes::from(head)) })
+        .chain(rest);
+    Ok(json_response(Body::from_stream(body)))
+}
+
+fn json_response(body: Body) -> Response {
+    let mut resp = Response::new(body);
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
 }
 
 async fn upsert(
@@ -79,8 +113,7 @@ pub async fn list_secrets(
     State(state): State<Arc<AppState>>,
     caller: Caller,
 ) -> ApiResult<Response> {
-    let teams = state.service.list_all_secrets(&caller.0).await?;
-    Ok(listing(&teams))
+    listing(state.service.list_all_secrets(&caller.0).await?).await
 }
 
 /// Create or update a secret in the caller's team (a team-bound key's team,
@@ -123,11 +156,11 @@ pub async fn list_team_secrets(
     caller: Caller,
     PathParams(team_id): PathParams<String>,
 ) -> ApiResult<Response> {
-    let team = state
+    let pages = state
         .service
         .list_team_secrets(&caller.0, TeamRef::Id(&team_id))
         .await?;
-    Ok(listing(std::slice::from_ref(&team)))
+    listing(pages).await
 }
 
 /// Create or update a secret in the given team.

@@ -159,6 +159,26 @@ fn limited_key(p: &Principal) -> Denied {
     ))
 }
 
+/// Permission to read the secrets of every team of the caller's
+/// organization (org admins), so a listing needs no per-team decision.
+#[derive(Debug, Clone)]
+pub struct AllTeamsAccess {
+    org_id: String,
+}
+
+impl AllTeamsAccess {
+    pub fn org_id(&self) -> &str {
+        &self.org_id
+    }
+}
+
+/// `Some` when the caller may read every team's secrets (org admins).
+pub fn authorize_all_teams(p: &Principal) -> Option<AllTeamsAccess> {
+    p.is_org_admin().then(|| AllTeamsAccess {
+        org_id: p.org_id.clone(),
+    })
+}
+
 /// Whether the caller may see this team (used to filter listings).
 pub fn can_read_team(p: &Principal, team: &Team) -> bool {
     authorize_team(p, team, TeamAction::ReadTeam).is_ok()

@@ -192,9 +192,12 @@ pub struct SecretRecord {
 
 /// What a listing shows of a secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SecretSummary {
+pub struct ListedSecret {
+    pub team_id: String,
+    pub team_name: String,
     pub id: String,
     pub name: String,
+    pub canonical_name: String,
     pub created_at: Micros,
     pub version: i64,
 }

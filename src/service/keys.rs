@@ -158,7 +158,12 @@ impl Service {
             created_at: now_micros(),
             last_used_at: None,
         };
-        match self.store.insert_api_key(grant, record).await {
+        let max = if grant.owner_id().is_some() {
+            self.limits.quotas.keys_per_user
+        } else {
+            self.limits.quotas.keys_per_team
+        };
+        match self.store.insert_api_key(grant, record, max).await {
             Ok(()) => Ok(token),
             // The issue asks for a 400 that says why: the name is taken.
             Err(StoreError::Conflict(m)) => Err(ServiceError::Invalid(m)),

@@ -36,6 +36,8 @@ pub enum ServiceError {
     #[error("{0}")]
     Conflict(String),
     #[error("{0}")]
+    QuotaExceeded(String),
+    #[error("{0}")]
     Unavailable(String),
     /// Details go to the log only.
     #[error("internal error: {0}")]
@@ -49,6 +51,7 @@ impl From<StoreError> for ServiceError {
         match e {
             StoreError::Conflict(m) => ServiceError::Conflict(m),
             StoreError::NotFound(m) => ServiceError::NotFound(m),
+            e @ StoreError::QuotaExceeded { .. } => ServiceError::QuotaExceeded(e.to_string()),
             StoreError::Unavailable(m) => ServiceError::Unavailable(m),
             StoreError::Internal(m) => ServiceError::Internal(m),
         }
@@ -68,12 +71,40 @@ impl From<Denied> for ServiceError {
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub max_value_bytes: usize,
+    pub quotas: Quotas,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Self {
             max_value_bytes: crate::domain::secret_value::DEFAULT_MAX_VALUE_BYTES,
+            quotas: Quotas::default(),
+        }
+    }
+}
+
+/// How many of each thing one team, organization or user may hold.
+/// Creating one more answers 409 `QUOTA_EXCEEDED` naming the quota.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quotas {
+    pub secrets_per_team: i64,
+    pub teams_per_org: i64,
+    pub users_per_org: i64,
+    /// Live personal keys per user.
+    pub keys_per_user: i64,
+    /// Live keys bound to one team; also the organization-wide
+    /// (WORKSPACE_MANAGE_API_KEYS) keys of one organization.
+    pub keys_per_team: i64,
+}
+
+impl Default for Quotas {
+    fn default() -> Self {
+        Self {
+            secrets_per_team: 10_000,
+            teams_per_org: 1_000,
+            users_per_org: 10_000,
+            keys_per_user: 100,
+            keys_per_team: 1_000,
         }
     }
 }

@@ -2,17 +2,84 @@
 
 use super::{Service, ServiceError, ServiceResult, TeamRef};
 use crate::crypto::{Envelope, SecretPlace};
-use crate::domain::access::{authorize_org, authorize_team, OrgAction, Principal, TeamAction};
+use crate::domain::access::{
+    authorize_all_teams, authorize_org, authorize_team, AllTeamsAccess, OrgAction, Principal,
+    TeamAccess, TeamAction,
+};
 use crate::domain::ids::new_id;
 use crate::domain::secret_name::SecretName;
 use crate::domain::secret_value::SecretValue;
 use crate::domain::time::now_micros;
-use crate::domain::types::{SecretRecord, SecretSummary};
+use crate::domain::types::{ListedSecret, SecretRecord};
+use crate::store::DynStore;
 
-/// One team's secrets, as listings show them.
-pub struct TeamSecrets {
-    pub team_name: String,
-    pub secrets: Vec<SecretSummary>,
+/// Rows in a listing's first page. A listing that fits is answered from one
+/// query on the calling worker, as before paging existed.
+pub const FIRST_PAGE: usize = crate::store::INLINE_ROWS;
+/// Rows in each later page: large listings are read and sent page by page,
+/// so a request holds at most one page in memory and no long-lived read
+/// snapshot, however many secrets it lists.
+pub const NEXT_PAGE: usize = 2048;
+
+/// Where a listing reads from, in order.
+enum Segment {
+    /// Every team of the organization: one range scan.
+    Org(AllTeamsAccess),
+    /// One team.
+    Team(TeamAccess),
+}
+
+/// A listing being read page by page: secrets ordered by team id, then
+/// canonical name. Costs one query per page (plus one per team when the
+/// caller may read only some teams), whatever the number of teams.
+pub struct SecretPages {
+    store: DynStore,
+    segments: Vec<Segment>,
+    current: usize,
+    after: (String, String),
+    pages: usize,
+}
+
+impl SecretPages {
+    /// The next page, or `None` when the listing is complete.
+    pub async fn next(&mut self) -> ServiceResult<Option<Vec<ListedSecret>>> {
+        let limit = if self.pages == 0 {
+            FIRST_PAGE
+        } else {
+            NEXT_PAGE
+        };
+        while let Some(segment) = self.segments.get(self.current) {
+            let page = match segment {
+                Segment::Org(org) => {
+                    self.store
+                        .org_secrets_page(org, (&self.after.0, &self.after.1), limit)
+                        .await?
+                }
+                Segment::Team(team) => {
+                    self.store
+                        .team_secrets_page(team, &self.after.1, limit)
+                        .await?
+                }
+            };
+            self.pages += 1;
+            if page.len() < limit {
+                // This segment is exhausted.
+                self.current += 1;
+                self.after = (String::new(), String::new());
+            } else if let Some(last) = page.last() {
+                self.after = (last.team_id.clone(), last.canonical_name.clone());
+            }
+            if !page.is_empty() {
+                return Ok(Some(page));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Whether every page has been read.
+    pub fn is_done(&self) -> bool {
+        self.current >= self.segments.len()
+    }
 }
 
 impl Service {
@@ -55,7 +122,14 @@ impl Service {
         });
         let write = self
             .store
-            .upsert_secret(&access, &name, new_id(), now_micros(), seal)
+            .upsert_secret(
+                &access,
+                &name,
+                new_id(),
+                now_micros(),
+                seal,
+                self.limits.quotas.secrets_per_team,
+            )
             .await?;
         // Durable now: wake this team's waiting workloads.
         self.notifier.publish(access.team_id(), write.revision);
@@ -63,32 +137,44 @@ impl Service {
         Ok(write.record)
     }
 
+    fn pages(&self, segments: Vec<Segment>) -> SecretPages {
+        SecretPages {
+            store: self.store.clone(),
+            segments,
+            current: 0,
+            after: (String::new(), String::new()),
+            pages: 0,
+        }
+    }
+
+    /// One team's secrets (metadata), page by page.
     pub async fn list_team_secrets(
         &self,
         p: &Principal,
         team: TeamRef<'_>,
-    ) -> ServiceResult<TeamSecrets> {
+    ) -> ServiceResult<SecretPages> {
         let access = self.team_access(p, team, TeamAction::ReadSecrets).await?;
-        Ok(TeamSecrets {
-            secrets: self.store.list_secrets(&access).await?,
-            team_name: access.team_name().to_owned(),
-        })
+        Ok(self.pages(vec![Segment::Team(access)]))
     }
 
-    /// Every secret the caller can reach, across the teams of its organization.
-    pub async fn list_all_secrets(&self, p: &Principal) -> ServiceResult<Vec<TeamSecrets>> {
+    /// Every secret the caller can reach, across the teams of its
+    /// organization, page by page.
+    pub async fn list_all_secrets(&self, p: &Principal) -> ServiceResult<SecretPages> {
         let org = authorize_org(p, OrgAction::ListSecrets)?;
-        let teams = self.store.list_teams(&org).await?;
-        let mut out = Vec::new();
-        for team in &teams {
-            if let Ok(access) = authorize_team(p, team, TeamAction::ReadSecrets) {
-                out.push(TeamSecrets {
-                    secrets: self.store.list_secrets(&access).await?,
-                    team_name: access.team_name().to_owned(),
-                });
-            }
+        if let Some(all) = authorize_all_teams(p) {
+            return Ok(self.pages(vec![Segment::Org(all)]));
         }
-        Ok(out)
+        // Only the teams that hold secrets, in one query; the permission is
+        // decided for each in memory.
+        let segments = self
+            .store
+            .teams_with_secrets(&org)
+            .await?
+            .iter()
+            .filter_map(|team| authorize_team(p, team, TeamAction::ReadSecrets).ok())
+            .map(Segment::Team)
+            .collect();
+        Ok(self.pages(segments))
     }
 
     pub async fn delete_secret(

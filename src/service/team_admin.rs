@@ -33,7 +33,9 @@ impl Service {
             is_default: false,
             created_at: now_micros(),
         };
-        self.store.create_team(&org, team.clone()).await?;
+        self.store
+            .create_team(&org, team.clone(), self.limits.quotas.teams_per_org)
+            .await?;
         Ok(team)
     }
 

@@ -100,7 +100,12 @@ impl Service {
         };
         let default_team = self.store.default_team(&p.org_id).await?;
         self.store
-            .create_user(&org, user.clone(), &default_team.id)
+            .create_user(
+                &org,
+                user.clone(),
+                &default_team.id,
+                self.limits.quotas.users_per_org,
+            )
             .await?;
         Ok(user)
     }

@@ -5,17 +5,22 @@
 pub mod postgres;
 pub mod sqlite;
 
-use crate::domain::access::{DeliveryAccess, KeyGrant, OrgAccess, TeamAccess};
+use crate::domain::access::{AllTeamsAccess, DeliveryAccess, KeyGrant, OrgAccess, TeamAccess};
 use crate::domain::secret_name::SecretName;
 use crate::domain::time::Micros;
 use crate::domain::types::{
-    ApiKeyRecord, KekRecord, Membership, Organization, SecretRecord, SecretSummary, Team, TeamRole,
+    ApiKeyRecord, KekRecord, ListedSecret, Membership, Organization, SecretRecord, Team, TeamRole,
     User,
 };
 use async_trait::async_trait;
 use std::sync::Arc;
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Reads of at most this many rows may run on the calling runtime worker (a
+/// 100-secret listing takes tens of microseconds on SQLite); stores run
+/// larger ones where they cannot hold up other requests.
+pub const INLINE_ROWS: usize = 256;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -25,6 +30,9 @@ pub enum StoreError {
     /// What the call addresses no longer exists (deleted concurrently).
     #[error("{0}")]
     NotFound(String),
+    /// Creating this would exceed a quota.
+    #[error("{quota} quota exceeded (limit {limit})")]
+    QuotaExceeded { quota: &'static str, limit: i64 },
     /// The database cannot be reached right now.
     #[error("database unavailable: {0}")]
     Unavailable(String),
@@ -158,19 +166,22 @@ pub trait Store: Send + Sync + 'static {
     async fn list_teams(&self, org: &OrgAccess) -> StoreResult<Vec<Team>>;
 
     // --- teams, users, memberships (extensions) -----------------------------------
-    /// `Conflict` when the organization already has a team of that name.
-    async fn create_team(&self, org: &OrgAccess, team: Team) -> StoreResult<()>;
+    /// `Conflict` when the organization already has a team of that name;
+    /// `QuotaExceeded` when it has `max_teams` already.
+    async fn create_team(&self, org: &OrgAccess, team: Team, max_teams: i64) -> StoreResult<()>;
     async fn rename_team(&self, team: &TeamAccess, name: &str) -> StoreResult<()>;
     /// Deletes the team with its memberships and team-bound keys; its
     /// secrets too when `cascade`, otherwise refuses while it has any.
     async fn delete_team(&self, team: &TeamAccess, cascade: bool) -> StoreResult<TeamDeletion>;
     async fn list_users(&self, org: &OrgAccess, query: UserQuery) -> StoreResult<Vec<User>>;
-    /// Creates the user as a member of the organization's default team.
+    /// Creates the user as a member of the organization's default team;
+    /// `QuotaExceeded` when the organization has `max_users` already.
     async fn create_user(
         &self,
         org: &OrgAccess,
         user: User,
         default_team_id: &str,
+        max_users: i64,
     ) -> StoreResult<()>;
     /// Deletes the user, its personal keys and memberships.
     async fn delete_user(&self, org: &OrgAccess, user_id: &str) -> StoreResult<bool>;
@@ -181,8 +192,15 @@ pub trait Store: Send + Sync + 'static {
     async fn remove_member(&self, team: &TeamAccess, user_id: &str) -> StoreResult<bool>;
 
     // --- API keys ------------------------------------------------------------------
-    /// `Conflict` when a live key of the same scope has the same name.
-    async fn insert_api_key(&self, grant: &KeyGrant, key: ApiKeyRecord) -> StoreResult<()>;
+    /// `Conflict` when a live key of the same scope has the same name;
+    /// `QuotaExceeded` when the scope (a user, a team, the organization) has
+    /// `max_keys` live keys already.
+    async fn insert_api_key(
+        &self,
+        grant: &KeyGrant,
+        key: ApiKeyRecord,
+        max_keys: i64,
+    ) -> StoreResult<()>;
     async fn list_api_keys(&self, org: &OrgAccess) -> StoreResult<Vec<KeyListing>>;
     async fn delete_api_key(&self, grant: &KeyGrant, prefix: &str) -> StoreResult<bool>;
     /// Records when keys were last used (batched by the caller).
@@ -192,7 +210,8 @@ pub trait Store: Send + Sync + 'static {
     /// Creates or updates the secret with `name`'s canonical form in the team.
     /// A new secret gets `new_id` and the spelling of `name`; an existing one
     /// keeps its id, spelling and `created_at` and gains a version. The
-    /// team's revision moves in the same transaction.
+    /// team's revision moves in the same transaction. `QuotaExceeded` when
+    /// the secret is new and the team holds `max_secrets` already.
     async fn upsert_secret(
         &self,
         team: &TeamAccess,
@@ -200,9 +219,27 @@ pub trait Store: Send + Sync + 'static {
         new_id: String,
         now: Micros,
         seal: SealFn,
+        max_secrets: i64,
     ) -> StoreResult<SecretWrite>;
-    /// The team's secrets ordered by canonical name.
-    async fn list_secrets(&self, team: &TeamAccess) -> StoreResult<Vec<SecretSummary>>;
+    /// Up to `limit` of the team's secrets after canonical name `after`, in
+    /// canonical-name order.
+    async fn team_secrets_page(
+        &self,
+        team: &TeamAccess,
+        after: &str,
+        limit: usize,
+    ) -> StoreResult<Vec<ListedSecret>>;
+    /// Up to `limit` of the organization's secrets after `(team id,
+    /// canonical name)`, in that order: one range scan whatever the number
+    /// of teams.
+    async fn org_secrets_page(
+        &self,
+        org: &AllTeamsAccess,
+        after: (&str, &str),
+        limit: usize,
+    ) -> StoreResult<Vec<ListedSecret>>;
+    /// The organization's teams that hold at least one secret, by id.
+    async fn teams_with_secrets(&self, org: &OrgAccess) -> StoreResult<Vec<Team>>;
     /// Deletes the secret and all its versions, moving the team's revision;
     /// `None` when there is none.
     async fn delete_secret(
@@ -233,6 +270,15 @@ pub trait Store: Send + Sync + 'static {
 }
 
 pub type DynStore = Arc<dyn Store>;
+
+/// The quota a key's name scope (`user:…`, `team:…`, `org:…`) counts against.
+pub(crate) fn key_quota_name(name_scope: &str) -> &'static str {
+    match name_scope.split(':').next() {
+        Some("user") => "live API keys per user",
+        Some("team") => "live API keys per team",
+        _ => "organization-wide live API keys",
+    }
+}
 
 /// Opens the store a database URL names, running migrations.
 pub async fn open(database_url: &str) -> anyhow::Result<DynStore> {

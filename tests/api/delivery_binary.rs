@@ -187,7 +187,46 @@ async fn reads_are_recorded_without_values(storage: Storage) {
 }
 
 crate::storage_tests!(
+    listing_costs_do_not_grow_with_teams,
     idle_waiters_make_no_store_query,
     shutdown_answers_waiters_at_once,
     reads_are_recorded_without_values,
 );
+
+/// The cross-team listing costs the same few queries whatever the number of
+/// teams (it once made one query per team).
+async fn listing_costs_do_not_grow_with_teams(storage: Storage) {
+    let data = storage.dir.path().join("data");
+    let (server, admin) = storage.serve(&data);
+    let client = reqwest::Client::new();
+    let list = || async {
+        let r = client
+            .get(format!("{}/v1/secrets", server.url))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        r.text().await.unwrap()
+    };
+    let mut costs = Vec::new();
+    for teams in [0, 200] {
+        for i in 0..teams {
+            admin_post(
+                &server,
+                &admin,
+                "/v1/teams",
+                json!({"name": format!("t{i}")}),
+            )
+            .await;
+        }
+        list().await; // warm the key cache
+        let before = store_calls(&server).await;
+        list().await;
+        costs.push(store_calls(&server).await - before);
+    }
+    assert!(
+        costs[1] <= costs[0] + 1.0,
+        "store calls per listing grew with 200 teams: {costs:?}"
+    );
+}

@@ -6,6 +6,7 @@ mod common;
 
 mod auth;
 mod binary;
+mod bounds;
 mod cli_admin;
 mod delivery;
 mod delivery_binary;

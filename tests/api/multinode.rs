@@ -304,7 +304,10 @@ async fn race_free_upserts_across_two_nodes() {
         .list_team_secrets(&p, TeamRef::Implicit)
         .await
         .unwrap()
-        .secrets;
+        .next()
+        .await
+        .unwrap()
+        .unwrap_or_default();
     assert_eq!(records.len(), 1);
     let rec = &records[0];
     assert_eq!(rec.id, id);
@@ -436,7 +439,10 @@ async fn alternating_writers_keep_versions_ids_and_values_right() {
         .list_team_secrets(&p, TeamRef::Implicit)
         .await
         .unwrap()
-        .secrets;
+        .next()
+        .await
+        .unwrap()
+        .unwrap_or_default();
     assert_eq!(
         listed[0].version, 8,
         "one version per upsert, none lost or repeated"

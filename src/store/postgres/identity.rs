@@ -16,13 +16,48 @@ fn conflict_as<T>(r: StoreResult<T>, message: &str) -> StoreResult<T> {
     })
 }
 
-pub async fn create_team(pool: &PgPool, t: &Team) -> StoreResult<()> {
+/// Counts what `count_sql` (one `$1` parameter) counts, after locking the
+/// organization's row so that nodes creating at the same moment take turns
+/// (`FOR NO KEY UPDATE` does not block other writes that merely reference
+/// the organization).
+async fn count_in_org(
+    tx: &mut sqlx::PgConnection,
+    org_id: &str,
+    count_sql: &str,
+    param: &str,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query("SELECT id FROM organizations WHERE id = $1 FOR NO KEY UPDATE")
+        .bind(org_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    sqlx::query_scalar(count_sql)
+        .bind(param)
+        .fetch_one(&mut *tx)
+        .await
+}
+
+pub async fn create_team(pool: &PgPool, t: &Team, max_teams: i64) -> StoreResult<()> {
     let r = bounded(async {
-        let mut conn = pool.acquire().await?;
-        insert_team(&mut conn, t).await
+        let mut tx = pool.begin().await?;
+        let n = count_in_org(
+            &mut tx,
+            &t.org_id,
+            "SELECT COUNT(*) FROM teams WHERE org_id = $1",
+            &t.org_id,
+        )
+        .await?;
+        if n >= max_teams {
+            return Ok(Err(StoreError::QuotaExceeded {
+                quota: "teams per organization",
+                limit: max_teams,
+            }));
+        }
+        insert_team(&mut tx, t).await?;
+        tx.commit().await?;
+        Ok(Ok(()))
     })
     .await;
-    conflict_as(r, "the organization already has a team with this name")
+    conflict_as(r, "the organization already has a team with this name")?
 }
 
 /// Inserts a team row (shared by organization bootstrap and team creation).
@@ -106,19 +141,38 @@ pub async fn list_users(pool: &PgPool, org_id: &str, q: &UserQuery) -> StoreResu
         .map_err(super::map_err)
 }
 
-pub async fn create_user(pool: &PgPool, u: &User, default_team_id: &str) -> StoreResult<()> {
+pub async fn create_user(
+    pool: &PgPool,
+    u: &User,
+    default_team_id: &str,
+    max_users: i64,
+) -> StoreResult<()> {
     let r = bounded(async {
         let mut tx = pool.begin().await?;
+        let n = count_in_org(
+            &mut tx,
+            &u.org_id,
+            "SELECT COUNT(*) FROM users WHERE org_id = $1",
+            &u.org_id,
+        )
+        .await?;
+        if n >= max_users {
+            return Ok(Err(StoreError::QuotaExceeded {
+                quota: "users per organization",
+                limit: max_users,
+            }));
+        }
         insert_user(&mut tx, u).await?;
         sqlx::query("INSERT INTO team_members (team_id, user_id, role) VALUES ($1, $2, 'MEMBER')")
             .bind(default_team_id)
             .bind(&u.id)
             .execute(&mut *tx)
             .await?;
-        tx.commit().await
+        tx.commit().await?;
+        Ok(Ok(()))
     })
     .await;
-    conflict_as(r, "a user with this email already exists")
+    conflict_as(r, "a user with this email already exists")?
 }
 
 pub async fn delete_user(pool: &PgPool, org_id: &str, user_id: &str) -> StoreResult<bool> {
@@ -203,16 +257,32 @@ pub async fn insert_api_key(
     pool: &PgPool,
     key: &ApiKeyRecord,
     name_scope: &str,
+    max_keys: i64,
 ) -> StoreResult<()> {
     let r = bounded(async {
-        let mut conn = pool.acquire().await?;
-        insert_key(&mut conn, key, name_scope).await
+        let mut tx = pool.begin().await?;
+        let n = count_in_org(
+            &mut tx,
+            &key.org_id,
+            "SELECT COUNT(*) FROM api_keys WHERE name_scope = $1",
+            name_scope,
+        )
+        .await?;
+        if n >= max_keys {
+            return Ok(Err(StoreError::QuotaExceeded {
+                quota: crate::store::key_quota_name(name_scope),
+                limit: max_keys,
+            }));
+        }
+        insert_key(&mut tx, key, name_scope).await?;
+        tx.commit().await?;
+        Ok(Ok(()))
     })
     .await;
     conflict_as(
         r,
         "a live API key with this name already exists in the same scope",
-    )
+    )?
 }
 
 pub async fn list_keys(pool: &PgPool, org_id: &str) -> StoreResult<Vec<KeyListing>> {

@@ -13,11 +13,11 @@ use super::{
     EventSink, KeyListing, NewOrganization, SealFn, SecretWrite, Snapshot, Store, StoreError,
     StoreResult, StoredSecret, TeamDeletion, UserQuery,
 };
-use crate::domain::access::{DeliveryAccess, KeyGrant, OrgAccess, TeamAccess};
+use crate::domain::access::{AllTeamsAccess, DeliveryAccess, KeyGrant, OrgAccess, TeamAccess};
 use crate::domain::secret_name::SecretName;
 use crate::domain::time::Micros;
 use crate::domain::types::{
-    ApiKeyRecord, KekRecord, Membership, Organization, SecretRecord, SecretSummary, Team, TeamRole,
+    ApiKeyRecord, KekRecord, ListedSecret, Membership, Organization, SecretRecord, Team, TeamRole,
     User,
 };
 use async_trait::async_trait;
@@ -60,19 +60,31 @@ pub(crate) async fn notify_identity_changed(
         .map(|_| ())
 }
 
-/// Moves a team's revision inside `tx` and tells the other nodes when `tx`
-/// commits (PostgreSQL delivers notifications only after the commit).
-async fn bump_revision(tx: &mut sqlx::PgConnection, team_id: &str) -> Result<i64, sqlx::Error> {
-    let (revision, _): (i64, i64) = sqlx::query_as(
-        "WITH t AS (UPDATE teams SET revision = revision + 1 WHERE id = $1 RETURNING id, revision),
-              n AS (SELECT pg_notify($2, 'r ' || t.id || ' ' || t.revision) FROM t)
+/// Moves a team's revision (and its secret count by `added`) inside `tx`,
+/// and tells the other nodes when `tx` commits (PostgreSQL delivers
+/// notifications only after the commit). `None` when adding would take the
+/// team past `max_secrets`.
+async fn bump_revision(
+    tx: &mut sqlx::PgConnection,
+    team_id: &str,
+    added: i64,
+    max_secrets: i64,
+) -> Result<Option<i64>, sqlx::Error> {
+    let row: Option<(i64, i64)> = sqlx::query_as(
+        "WITH t AS (
+            UPDATE teams SET revision = revision + 1, secret_count = secret_count + $3
+            WHERE id = $1 AND ($3 <= 0 OR secret_count + $3 <= $4)
+            RETURNING id, revision
+         ), n AS (SELECT pg_notify($2, 'r ' || t.id || ' ' || t.revision) FROM t)
          SELECT revision, (SELECT COUNT(*) FROM n) FROM t",
     )
     .bind(team_id)
     .bind(EVENTS_CHANNEL)
-    .fetch_one(tx)
+    .bind(added)
+    .bind(max_secrets)
+    .fetch_optional(tx)
     .await?;
-    Ok(revision)
+    Ok(row.map(|(revision, _)| revision))
 }
 
 pub struct PostgresStore {
@@ -248,7 +260,8 @@ impl PostgresStore {
         new_id: &str,
         now: Micros,
         seal: &SealFn,
-    ) -> Result<SecretWrite, sqlx::Error> {
+        max_secrets: i64,
+    ) -> Result<StoreResult<SecretWrite>, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         // An existing secret is locked and updated in place. Going through
         // INSERT … ON CONFLICT for it too would let concurrent upserts of one
@@ -262,12 +275,13 @@ impl PostgresStore {
         .bind(name.canonical())
         .fetch_optional(&mut *tx)
         .await?;
-        let (id, stored_name, created_at, version) = match existing {
+        let (id, stored_name, created_at, version, inserted) = match existing {
             Some(row) => (
                 row.try_get::<String, _>("id")?,
                 row.try_get::<String, _>("name")?,
                 row.try_get::<i64, _>("created_at")?,
                 row.try_get::<i64, _>("version")? + 1,
+                false,
             ),
             None => {
                 // ON CONFLICT covers a creation racing this one: then the
@@ -277,7 +291,7 @@ impl PostgresStore {
                      VALUES ($1, $2, $3, $4, $5, $6, $6, 1, '', '\\x'::bytea)
                      ON CONFLICT (team_id, canonical_name)
                      DO UPDATE SET version = secrets.version + 1
-                     RETURNING id, name, created_at, version",
+                     RETURNING id, name, created_at, version, (xmax = 0) AS inserted",
                 )
                 .bind(new_id)
                 .bind(team.org_id())
@@ -292,6 +306,7 @@ impl PostgresStore {
                     row.try_get("name")?,
                     row.try_get("created_at")?,
                     row.try_get("version")?,
+                    row.try_get("inserted")?,
                 )
             }
         };
@@ -311,10 +326,18 @@ impl PostgresStore {
         .bind(ciphertext)
         .execute(&mut *tx)
         .await?;
-        // Last, so the team's row is locked only for the commit.
-        let revision = bump_revision(&mut tx, team.team_id()).await?;
+        // Last, so the team's row is locked only for the commit. A new secret
+        // counts against the team's quota; over it, nothing is committed.
+        let Some(revision) =
+            bump_revision(&mut tx, team.team_id(), i64::from(inserted), max_secrets).await?
+        else {
+            return Ok(Err(StoreError::QuotaExceeded {
+                quota: "secrets per team",
+                limit: max_secrets,
+            }));
+        };
         tx.commit().await?;
-        Ok(SecretWrite {
+        Ok(Ok(SecretWrite {
             record: SecretRecord {
                 id,
                 org_id: team.org_id().to_owned(),
@@ -327,7 +350,7 @@ impl PostgresStore {
                 version,
             },
             revision,
-        })
+        }))
     }
 
     pub async fn connect(url: &str) -> anyhow::Result<Self> {
@@ -449,6 +472,18 @@ pub(crate) fn secret_row(r: &PgRow) -> Result<SecretRecord, sqlx::Error> {
 }
 
 pub(crate) const TEAM_COLUMNS: &str = "id, org_id, name, is_default, created_at";
+
+fn listed_row(r: &PgRow) -> Result<ListedSecret, sqlx::Error> {
+    Ok(ListedSecret {
+        team_id: r.try_get("team_id")?,
+        team_name: r.try_get("team_name")?,
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        canonical_name: r.try_get("canonical_name")?,
+        created_at: r.try_get("created_at")?,
+        version: r.try_get("version")?,
+    })
+}
 
 pub(crate) fn team_row(r: &PgRow) -> Result<Team, sqlx::Error> {
     Ok(Team {
@@ -750,9 +785,9 @@ impl Store for PostgresStore {
             .map_err(map_err)
     }
 
-    async fn create_team(&self, org: &OrgAccess, team: Team) -> StoreResult<()> {
+    async fn create_team(&self, org: &OrgAccess, team: Team, max_teams: i64) -> StoreResult<()> {
         debug_assert_eq!(org.org_id(), team.org_id);
-        identity::create_team(&self.pool, &team).await
+        identity::create_team(&self.pool, &team, max_teams).await
     }
 
     async fn rename_team(&self, team: &TeamAccess, name: &str) -> StoreResult<()> {
@@ -773,9 +808,10 @@ impl Store for PostgresStore {
         org: &OrgAccess,
         user: User,
         default_team_id: &str,
+        max_users: i64,
     ) -> StoreResult<()> {
         debug_assert_eq!(org.org_id(), user.org_id);
-        identity::create_user(&self.pool, &user, default_team_id).await
+        identity::create_user(&self.pool, &user, default_team_id, max_users).await
     }
 
     async fn delete_user(&self, org: &OrgAccess, user_id: &str) -> StoreResult<bool> {
@@ -799,9 +835,14 @@ impl Store for PostgresStore {
         identity::remove_member(&self.pool, team.team_id(), user_id).await
     }
 
-    async fn insert_api_key(&self, grant: &KeyGrant, key: ApiKeyRecord) -> StoreResult<()> {
+    async fn insert_api_key(
+        &self,
+        grant: &KeyGrant,
+        key: ApiKeyRecord,
+        max_keys: i64,
+    ) -> StoreResult<()> {
         debug_assert_eq!(grant.org_id(), key.org_id);
-        identity::insert_api_key(&self.pool, &key, grant.name_scope()).await
+        identity::insert_api_key(&self.pool, &key, grant.name_scope(), max_keys).await
     }
 
     async fn list_api_keys(&self, org: &OrgAccess) -> StoreResult<Vec<KeyListing>> {
@@ -851,11 +892,12 @@ impl Store for PostgresStore {
         new_id: String,
         now: Micros,
         seal: SealFn,
+        max_secrets: i64,
     ) -> StoreResult<SecretWrite> {
         let write = bounded(async {
             if let Some(known) = self.known.get(team.team_id(), name.canonical()) {
                 if let Some(r) = self.update_known(team, name, &known, now, &seal).await {
-                    return Ok(r);
+                    return Ok(Ok(r));
                 }
             }
             // Distributed engines (CockroachDB, YugabyteDB) answer contention
@@ -863,7 +905,10 @@ impl Store for PostgresStore {
             // sealing again for the id and version of that attempt.
             let mut attempt = 0;
             loop {
-                match self.upsert_once(team, name, &new_id, now, &seal).await {
+                match self
+                    .upsert_once(team, name, &new_id, now, &seal, max_secrets)
+                    .await
+                {
                     Err(sqlx::Error::Database(db))
                         if attempt < MAX_RETRIES
                             && matches!(db.code().as_deref(), Some("40001" | "40P01")) =>
@@ -875,31 +920,78 @@ impl Store for PostgresStore {
                 }
             }
         })
-        .await?;
+        .await??;
         self.known.put(&write.record);
         Ok(write)
     }
 
-    async fn list_secrets(&self, team: &TeamAccess) -> StoreResult<Vec<SecretSummary>> {
+    async fn team_secrets_page(
+        &self,
+        team: &TeamAccess,
+        after: &str,
+        limit: usize,
+    ) -> StoreResult<Vec<ListedSecret>> {
         let rows = bounded(
             sqlx::query(
-                "SELECT id, name, created_at, version FROM secrets
-                 WHERE team_id = $1 ORDER BY canonical_name",
+                "SELECT team_id, '' AS team_name, id, name, canonical_name, created_at, version FROM secrets
+                 WHERE team_id = $1 AND canonical_name > $2
+                 ORDER BY canonical_name LIMIT $3",
             )
             .bind(team.team_id())
+            .bind(after)
+            .bind(limit as i64)
             .fetch_all(&self.pool),
         )
         .await?;
         rows.iter()
             .map(|r| {
-                Ok(SecretSummary {
-                    id: r.try_get("id")?,
-                    name: r.try_get("name")?,
-                    created_at: r.try_get("created_at")?,
-                    version: r.try_get("version")?,
+                listed_row(r).map(|mut s| {
+                    s.team_name = team.team_name().to_owned();
+                    s
                 })
             })
-            .collect::<Result<_, sqlx::Error>>()
+            .collect::<Result<_, _>>()
+            .map_err(map_err)
+    }
+
+    async fn org_secrets_page(
+        &self,
+        org: &AllTeamsAccess,
+        after: (&str, &str),
+        limit: usize,
+    ) -> StoreResult<Vec<ListedSecret>> {
+        let rows = bounded(
+            sqlx::query(
+                "SELECT s.team_id, t.name AS team_name, s.id, s.name, s.canonical_name, s.created_at, s.version
+                 FROM secrets s JOIN teams t ON t.id = s.team_id
+                 WHERE s.org_id = $1 AND (s.team_id, s.canonical_name) > ($2, $3)
+                 ORDER BY s.team_id, s.canonical_name LIMIT $4",
+            )
+            .bind(org.org_id())
+            .bind(after.0)
+            .bind(after.1)
+            .bind(limit as i64)
+            .fetch_all(&self.pool),
+        )
+        .await?;
+        rows.iter()
+            .map(listed_row)
+            .collect::<Result<_, _>>()
+            .map_err(map_err)
+    }
+
+    async fn teams_with_secrets(&self, org: &OrgAccess) -> StoreResult<Vec<Team>> {
+        let rows = bounded(
+            sqlx::query(&format!(
+                "SELECT {TEAM_COLUMNS} FROM teams WHERE org_id = $1 AND secret_count > 0 ORDER BY id"
+            ))
+            .bind(org.org_id())
+            .fetch_all(&self.pool),
+        )
+        .await?;
+        rows.iter()
+            .map(team_row)
+            .collect::<Result<_, _>>()
             .map_err(map_err)
     }
 
@@ -925,7 +1017,9 @@ impl Store for PostgresStore {
                 .bind(&record.id)
                 .execute(&mut *tx)
                 .await?;
-            let revision = bump_revision(&mut tx, team.team_id()).await?;
+            let revision = bump_revision(&mut tx, team.team_id(), -1, 0)
+                .await?
+                .ok_or(sqlx::Error::RowNotFound)?;
             tx.commit().await?;
             Ok(Some(SecretWrite { record, revision }))
         })

@@ -11,11 +11,11 @@ use super::{
     KeyListing, NewOrganization, SealFn, SecretWrite, Snapshot, Store, StoreError, StoreResult,
     StoredSecret, TeamDeletion, UserQuery,
 };
-use crate::domain::access::{DeliveryAccess, KeyGrant, OrgAccess, TeamAccess};
+use crate::domain::access::{AllTeamsAccess, DeliveryAccess, KeyGrant, OrgAccess, TeamAccess};
 use crate::domain::secret_name::SecretName;
 use crate::domain::time::Micros;
 use crate::domain::types::{
-    ApiKeyRecord, KekRecord, Membership, Organization, SecretRecord, SecretSummary, Team, TeamRole,
+    ApiKeyRecord, KekRecord, ListedSecret, Membership, Organization, SecretRecord, Team, TeamRole,
     User,
 };
 use async_trait::async_trait;
@@ -26,6 +26,12 @@ use std::sync::Arc;
 use writer::Writer;
 
 const READERS: usize = 4;
+
+/// Large reads at once: half the cores (at least one), so they never take
+/// every core from the runtime's workers.
+fn bulk_readers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
+}
 
 pub struct SqliteStore {
     writer: Writer,
@@ -107,16 +113,21 @@ impl SqliteStore {
             .map_err(|e| anyhow::anyhow!("opening the SQLite WAL file: {e}"))?;
         let checkpoint_conn = Connection::open(path)?;
         configure(&checkpoint_conn)?;
-        let mut readers = Vec::with_capacity(READERS);
-        for _ in 0..READERS {
+        let read_only = || -> anyhow::Result<Connection> {
             let c = Connection::open(path)?;
             configure(&c)?;
             c.execute_batch("PRAGMA query_only = ON")?;
-            readers.push(c);
-        }
+            Ok(c)
+        };
+        let readers = (0..READERS)
+            .map(|_| read_only())
+            .collect::<Result<_, _>>()?;
+        let bulk = (0..bulk_readers())
+            .map(|_| read_only())
+            .collect::<Result<_, _>>()?;
         Ok(Self {
             writer: Writer::start(write_conn, wal)?,
-            readers: Readers::new(readers),
+            readers: Readers::new(readers, bulk),
             _checkpointer: checkpointer::Checkpointer::start(checkpoint_conn)?,
         })
     }
@@ -186,6 +197,38 @@ pub(crate) fn json_list(text: Option<String>) -> Option<Vec<String>> {
 pub(crate) fn to_json_list(list: &Option<Vec<String>>) -> Option<String> {
     list.as_ref()
         .map(|m| serde_json::to_string(m).unwrap_or_default())
+}
+
+/// Refuses to add one more of something when `count_sql` (one `?1`
+/// parameter) already counts `limit`. Race-free: only the writer writes.
+pub(crate) fn within_quota(
+    c: &Connection,
+    count_sql: &str,
+    param: &str,
+    quota: &'static str,
+    limit: i64,
+) -> StoreResult<()> {
+    let n: i64 = c
+        .prepare_cached(count_sql)
+        .map_err(internal)?
+        .query_row([param], |r| r.get(0))
+        .map_err(internal)?;
+    if n >= limit {
+        return Err(StoreError::QuotaExceeded { quota, limit });
+    }
+    Ok(())
+}
+
+pub(crate) fn listed_row(r: &Row<'_>) -> rusqlite::Result<ListedSecret> {
+    Ok(ListedSecret {
+        team_id: r.get(0)?,
+        team_name: r.get(1)?,
+        id: r.get(2)?,
+        name: r.get(3)?,
+        canonical_name: r.get(4)?,
+        created_at: r.get(5)?,
+        version: r.get(6)?,
+    })
 }
 
 pub(crate) fn bad_enum(col: usize, value: &str) -> rusqlite::Error {
@@ -454,10 +497,19 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn create_team(&self, org: &OrgAccess, team: Team) -> StoreResult<()> {
+    async fn create_team(&self, org: &OrgAccess, team: Team, max_teams: i64) -> StoreResult<()> {
         debug_assert_eq!(org.org_id(), team.org_id);
         self.writer
-            .write(move |c| identity::create_team(c, &team))
+            .write(move |c| {
+                within_quota(
+                    c,
+                    "SELECT COUNT(*) FROM teams WHERE org_id = ?1",
+                    &team.org_id,
+                    "teams per organization",
+                    max_teams,
+                )?;
+                identity::create_team(c, &team)
+            })
             .await
     }
 
@@ -487,11 +539,21 @@ impl Store for SqliteStore {
         org: &OrgAccess,
         user: User,
         default_team_id: &str,
+        max_users: i64,
     ) -> StoreResult<()> {
         debug_assert_eq!(org.org_id(), user.org_id);
         let team_id = default_team_id.to_owned();
         self.writer
-            .write(move |c| identity::create_user(c, &user, &team_id))
+            .write(move |c| {
+                within_quota(
+                    c,
+                    "SELECT COUNT(*) FROM users WHERE org_id = ?1",
+                    &user.org_id,
+                    "users per organization",
+                    max_users,
+                )?;
+                identity::create_user(c, &user, &team_id)
+            })
             .await
     }
 
@@ -528,11 +590,26 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn insert_api_key(&self, grant: &KeyGrant, key: ApiKeyRecord) -> StoreResult<()> {
+    async fn insert_api_key(
+        &self,
+        grant: &KeyGrant,
+        key: ApiKeyRecord,
+        max_keys: i64,
+    ) -> StoreResult<()> {
         debug_assert_eq!(grant.org_id(), key.org_id);
         let scope = grant.name_scope().to_owned();
+        let quota = super::key_quota_name(&scope);
         self.writer
-            .write(move |c| insert_key(c, &key, &scope).map_err(identity::key_name_conflict))
+            .write(move |c| {
+                within_quota(
+                    c,
+                    "SELECT COUNT(*) FROM api_keys WHERE name_scope = ?1",
+                    &scope,
+                    quota,
+                    max_keys,
+                )?;
+                insert_key(c, &key, &scope).map_err(identity::key_name_conflict)
+            })
             .await
     }
 
@@ -579,6 +656,7 @@ impl Store for SqliteStore {
         new_id: String,
         now: Micros,
         seal: SealFn,
+        max_secrets: i64,
     ) -> StoreResult<SecretWrite> {
         let org_id = team.org_id().to_owned();
         let team_id = team.team_id().to_owned();
@@ -599,23 +677,49 @@ impl Store for SqliteStore {
                     .query_row(params![team_id, canonical], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
                     .optional()
                     .map_err(internal)?;
+                let is_new = existing.is_none();
                 let (id, name, created_at, version) = match existing {
                     Some((id, name, created_at, version)) => (id, name, created_at, version + 1),
                     None => (new_id, spelling, now, 1),
                 };
                 let ciphertext = seal(&id, version);
                 let kek_id = crate::crypto::envelope::kek_id_of(&ciphertext);
-                // The one modifying statement of this job.
-                c.prepare_cached(
-                    "INSERT INTO secrets (team_id, canonical_name, id, org_id, name, created_at, updated_at, version, kek_id, ciphertext)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
-                     ON CONFLICT (team_id, canonical_name) DO UPDATE SET
-                         updated_at = excluded.updated_at, version = excluded.version,
-                         kek_id = excluded.kek_id, ciphertext = excluded.ciphertext",
-                )
-                .map_err(internal)?
-                .execute(params![team_id, canonical, id, org_id, name, created_at, now, version, kek_id, ciphertext])
-                .map_err(internal)?;
+                let upsert = |c: &Connection| {
+                    c.prepare_cached(
+                        "INSERT INTO secrets (team_id, canonical_name, id, org_id, name, created_at, updated_at, version, kek_id, ciphertext)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                         ON CONFLICT (team_id, canonical_name) DO UPDATE SET
+                             updated_at = excluded.updated_at, version = excluded.version,
+                             kek_id = excluded.kek_id, ciphertext = excluded.ciphertext",
+                    )
+                    .map_err(internal)?
+                    .execute(params![team_id, canonical, id, org_id, name, created_at, now, version, kek_id, ciphertext])
+                    .map_err(internal)
+                };
+                if is_new {
+                    // A new secret is counted against the team's quota: two
+                    // modifying statements, so they share a savepoint.
+                    writer::in_savepoint(c, |c| {
+                        let counted = c
+                            .prepare_cached(
+                                "UPDATE teams SET secret_count = secret_count + 1
+                                 WHERE id = ?1 AND secret_count < ?2",
+                            )
+                            .map_err(internal)?
+                            .execute(params![team_id, max_secrets])
+                            .map_err(internal)?;
+                        if counted == 0 {
+                            return Err(StoreError::QuotaExceeded {
+                                quota: "secrets per team",
+                                limit: max_secrets,
+                            });
+                        }
+                        upsert(c)
+                    })?;
+                } else {
+                    // An update: the one modifying statement of this job.
+                    upsert(c)?;
+                }
                 let updated_at = now;
                 Ok(SecretRecord {
                     id,
@@ -633,26 +737,78 @@ impl Store for SqliteStore {
         Ok(SecretWrite { record, revision })
     }
 
-    async fn list_secrets(&self, team: &TeamAccess) -> StoreResult<Vec<SecretSummary>> {
-        let team_id = team.team_id().to_owned();
+    async fn team_secrets_page(
+        &self,
+        team: &TeamAccess,
+        after: &str,
+        limit: usize,
+    ) -> StoreResult<Vec<ListedSecret>> {
+        let (team_id, team_name, after) = (
+            team.team_id().to_owned(),
+            team.team_name().to_owned(),
+            after.to_owned(),
+        );
         self.readers
-            .read(move |c| {
+            .read_sized(limit, move |c| {
                 let mut st = c
                     .prepare_cached(
-                        "SELECT id, name, created_at, version FROM secrets
-                         WHERE team_id = ?1 ORDER BY canonical_name",
+                        "SELECT team_id, '', id, name, canonical_name, created_at, version FROM secrets
+                         WHERE team_id = ?1 AND canonical_name > ?2
+                         ORDER BY canonical_name LIMIT ?3",
                     )
                     .map_err(internal)?;
                 let rows = st
-                    .query_map([team_id], |r| {
-                        Ok(SecretSummary {
-                            id: r.get(0)?,
-                            name: r.get(1)?,
-                            created_at: r.get(2)?,
-                            version: r.get(3)?,
+                    .query_map(params![team_id, after, limit as i64], |r| {
+                        listed_row(r).map(|mut s| {
+                            s.team_name.clone_from(&team_name);
+                            s
                         })
                     })
                     .map_err(internal)?;
+                rows.collect::<Result<_, _>>().map_err(internal)
+            })
+            .await
+    }
+
+    async fn org_secrets_page(
+        &self,
+        org: &AllTeamsAccess,
+        after: (&str, &str),
+        limit: usize,
+    ) -> StoreResult<Vec<ListedSecret>> {
+        let (org_id, after_team, after_name) = (
+            org.org_id().to_owned(),
+            after.0.to_owned(),
+            after.1.to_owned(),
+        );
+        self.readers
+            .read_sized(limit, move |c| {
+                let mut st = c
+                    .prepare_cached(
+                        "SELECT s.team_id, t.name, s.id, s.name, s.canonical_name, s.created_at, s.version
+                         FROM secrets s JOIN teams t ON t.id = s.team_id
+                         WHERE s.org_id = ?1 AND (s.team_id, s.canonical_name) > (?2, ?3)
+                         ORDER BY s.team_id, s.canonical_name LIMIT ?4",
+                    )
+                    .map_err(internal)?;
+                let rows = st
+                    .query_map(params![org_id, after_team, after_name, limit as i64], listed_row)
+                    .map_err(internal)?;
+                rows.collect::<Result<_, _>>().map_err(internal)
+            })
+            .await
+    }
+
+    async fn teams_with_secrets(&self, org: &OrgAccess) -> StoreResult<Vec<Team>> {
+        let id = org.org_id().to_owned();
+        self.readers
+            .read(move |c| {
+                let mut st = c
+                    .prepare_cached(&format!(
+                        "SELECT {TEAM_COLUMNS} FROM teams WHERE org_id = ?1 AND secret_count > 0 ORDER BY id"
+                    ))
+                    .map_err(internal)?;
+                let rows = st.query_map([id], team_row).map_err(internal)?;
                 rows.collect::<Result<_, _>>().map_err(internal)
             })
             .await
@@ -665,9 +821,9 @@ impl Store for SqliteStore {
     ) -> StoreResult<Option<SecretWrite>> {
         let team_id = team.team_id().to_owned();
         let canonical = canonical_name.to_owned();
-        // One modifying statement, and only when the secret exists; a job
-        // that found nothing still moves the revision, which costs waiters
-        // one unchanged answer and nothing else.
+        // Changes only when the secret exists; a job that found nothing
+        // still moves the revision, which costs waiters one unchanged answer
+        // and nothing else.
         let (found, revision) = self
             .writer
             .write_team_change(team_id.clone(), move |c| {
@@ -681,12 +837,20 @@ impl Store for SqliteStore {
                     .optional()
                     .map_err(internal)?;
                 if let Some(s) = &found {
-                    c.prepare_cached(
-                        "DELETE FROM secrets WHERE team_id = ?1 AND canonical_name = ?2",
-                    )
-                    .map_err(internal)?
-                    .execute(params![s.team_id, s.canonical_name])
-                    .map_err(internal)?;
+                    writer::in_savepoint(c, |c| {
+                        c.prepare_cached(
+                            "DELETE FROM secrets WHERE team_id = ?1 AND canonical_name = ?2",
+                        )
+                        .map_err(internal)?
+                        .execute(params![s.team_id, s.canonical_name])
+                        .map_err(internal)?;
+                        c.prepare_cached(
+                            "UPDATE teams SET secret_count = secret_count - 1 WHERE id = ?1",
+                        )
+                        .map_err(internal)?
+                        .execute([&s.team_id])
+                        .map_err(internal)
+                    })?;
                 }
                 Ok(found)
             })

@@ -10,18 +10,63 @@ use super::super::{StoreError, StoreResult};
 use rusqlite::Connection;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use tokio::sync::Semaphore;
 
 pub struct Readers {
     conns: Vec<Mutex<Connection>>,
     next: AtomicUsize,
+    /// Connections for reads too large to run on a runtime worker.
+    bulk: Mutex<Vec<Connection>>,
+    bulk_permits: Semaphore,
 }
 
+use super::super::INLINE_ROWS;
+
 impl Readers {
-    pub fn new(conns: Vec<Connection>) -> Arc<Self> {
+    pub fn new(conns: Vec<Connection>, bulk: Vec<Connection>) -> Arc<Self> {
         Arc::new(Self {
             conns: conns.into_iter().map(Mutex::new).collect(),
             next: AtomicUsize::new(0),
+            bulk_permits: Semaphore::new(bulk.len()),
+            bulk: Mutex::new(bulk),
         })
+    }
+
+    /// A read of up to `rows` rows: inline when small ([`INLINE_ROWS`]),
+    /// otherwise on the blocking pool with one of the bulk connections, at
+    /// most as many at once as there are bulk connections, so that however
+    /// many large listings clients ask for, the runtime's workers keep
+    /// serving everyone else.
+    pub async fn read_sized<R, F>(self: &Arc<Self>, rows: usize, f: F) -> StoreResult<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<R> + Send + 'static,
+    {
+        if rows <= INLINE_ROWS {
+            return self.read(f).await;
+        }
+        metrics::counter!("tessera_store_calls_total", "backend" => "sqlite").increment(1);
+        let _permit = self
+            .bulk_permits
+            .acquire()
+            .await
+            .map_err(|_| StoreError::Unavailable("the store is closing".into()))?;
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = this
+                .bulk
+                .lock()
+                .map_err(|_| StoreError::Internal("a bulk connection was poisoned".into()))?
+                .pop()
+                .ok_or_else(|| StoreError::Internal("no bulk connection free".into()))?;
+            let result = f(&conn);
+            if let Ok(mut pool) = this.bulk.lock() {
+                pool.push(conn);
+            }
+            result
+        })
+        .await
+        .map_err(|e| StoreError::Internal(format!("a bulk read failed: {e}")))?
     }
 
     pub async fn read<R, F>(self: &Arc<Self>, f: F) -> StoreResult<R>

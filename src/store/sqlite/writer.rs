@@ -154,7 +154,9 @@ impl Writer {
     }
 }
 
-fn in_savepoint<R>(
+/// Runs `f` in its own savepoint: when it fails, what it did is undone and
+/// the rest of the batch is unaffected.
+pub(super) fn in_savepoint<R>(
     conn: &Connection,
     f: impl FnOnce(&Connection) -> StoreResult<R>,
 ) -> StoreResult<R> {
