@@ -162,12 +162,7 @@ fn not_modified(revision: i64) -> Response {
 }
 
 fn scope_response(d: &Delivery) -> Response {
-    let capacity = d
-        .secrets
-        .iter()
-        .map(|s| s.value.len() + 192)
-        .sum::<usize>()
-        + 64;
+    let capacity = d.secrets.iter().map(|s| s.value.len() + 192).sum::<usize>() + 64;
     let view = RuntimeSecretsView {
         revision: d.revision,
         secrets: d.secrets.iter().map(item).collect(),
@@ -233,7 +228,11 @@ mod tests {
     fn etags_parse_strictly() {
         let mut h = HeaderMap::new();
         assert_eq!(held_revision(&h).unwrap(), None);
-        for (v, want) in [("\"17\"", Some(17)), ("W/\"3\"", Some(3)), (" \"0\" ", Some(0))] {
+        for (v, want) in [
+            ("\"17\"", Some(17)),
+            ("W/\"3\"", Some(3)),
+            (" \"0\" ", Some(0)),
+        ] {
             h.insert(IF_NONE_MATCH, HeaderValue::from_static(v));
             assert_eq!(held_revision(&h).unwrap(), want, "{v}");
         }

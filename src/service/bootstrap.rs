@@ -34,7 +34,12 @@ pub async fn load_fingerprinter(
     }
     let (_, wrapped) = Fingerprinter::generate(keyring);
     store
-        .insert_wrapped_key(fingerprint::PURPOSE, keyring.kek_id(), wrapped, now_micros())
+        .insert_wrapped_key(
+            fingerprint::PURPOSE,
+            keyring.kek_id(),
+            wrapped,
+            now_micros(),
+        )
         .await?;
     let (_, stored) = store
         .wrapped_key(fingerprint::PURPOSE)

@@ -127,7 +127,9 @@ impl Service {
         let current = self.store.team_revision(&grant).await?;
         if current != held {
             let snapshot = self.store.snapshot(&grant).await?;
-            return self.open_snapshot(&p, &grant, snapshot, ctx).map(Poll::Changed);
+            return self
+                .open_snapshot(&p, &grant, snapshot, ctx)
+                .map(Poll::Changed);
         }
         let deadline = tokio::time::Instant::now() + wait.min(MAX_WAIT);
         loop {
@@ -194,8 +196,7 @@ impl Service {
         ctx: &ReadContext,
     ) {
         let team_id = grant.team().team_id();
-        metrics::counter!("tessera_runtime_reads_total", "team" => team_id.to_owned())
-            .increment(1);
+        metrics::counter!("tessera_runtime_reads_total", "team" => team_id.to_owned()).increment(1);
         tracing::info!(
             target: "tessera::audit",
             action = "secrets.read",
@@ -210,9 +211,7 @@ impl Service {
     /// Applies what another node changed (see [`crate::store::Store::listen`]).
     pub async fn apply_store_event(&self, event: StoreEvent) {
         match event {
-            StoreEvent::Revision { team_id, revision } => {
-                self.notifier.publish(&team_id, revision)
-            }
+            StoreEvent::Revision { team_id, revision } => self.notifier.publish(&team_id, revision),
             StoreEvent::IdentityChanged => self.forget_identities(),
             StoreEvent::Resync => {
                 // Changes made while nobody listened: re-read the revisions

@@ -372,7 +372,10 @@ impl PostgresStore {
         let listen_url = if url.contains("sslmode=") {
             url.to_owned()
         } else {
-            format!("{url}{}sslmode=disable", if url.contains('?') { '&' } else { '?' })
+            format!(
+                "{url}{}sslmode=disable",
+                if url.contains('?') { '&' } else { '?' }
+            )
         };
         let store = Self {
             batcher: batch::Batcher::start(pool.clone()),

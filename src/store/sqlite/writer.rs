@@ -126,24 +126,24 @@ impl Writer {
     {
         metrics::counter!("tessera_store_calls_total", "backend" => "sqlite").increment(1);
         let (done_tx, done_rx) = oneshot::channel::<StoreResult<(R, Option<i64>)>>();
-        let job: Job = Box::new(move |conn: &Connection, touched: &mut Touched| -> Completion {
-            let outcome = f(conn);
-            if let (Ok(_), Some(t)) = (&outcome, &team) {
-                if !touched.contains(t) {
-                    touched.push(t.clone());
-                }
-            }
-            Box::new(move |commit: StoreResult<()>, revisions: &Revisions| {
-                let result = match (outcome, commit) {
-                    (Ok(r), Ok(())) => {
-                        Ok((r, team.and_then(|t| revisions.get(&t).copied())))
+        let job: Job = Box::new(
+            move |conn: &Connection, touched: &mut Touched| -> Completion {
+                let outcome = f(conn);
+                if let (Ok(_), Some(t)) = (&outcome, &team) {
+                    if !touched.contains(t) {
+                        touched.push(t.clone());
                     }
-                    (Err(e), _) => Err(e),
-                    (Ok(_), Err(e)) => Err(e),
-                };
-                let _ = done_tx.send(result);
-            })
-        });
+                }
+                Box::new(move |commit: StoreResult<()>, revisions: &Revisions| {
+                    let result = match (outcome, commit) {
+                        (Ok(r), Ok(())) => Ok((r, team.and_then(|t| revisions.get(&t).copied()))),
+                        (Err(e), _) => Err(e),
+                        (Ok(_), Err(e)) => Err(e),
+                    };
+                    let _ = done_tx.send(result);
+                })
+            },
+        );
         self.tx
             .send(job)
             .await
