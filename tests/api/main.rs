@@ -3,18 +3,23 @@
 //! PostgreSQL.
 
 mod common;
+mod workload;
 
+mod agent;
 mod auth;
 mod binary;
 mod cli_admin;
+mod cli_secrets;
 mod durability;
 mod errors;
+mod eso;
 mod fuzz;
 mod isolation;
 mod keys;
 mod multinode;
 mod ops;
 mod permissions;
+mod run;
 mod sdk;
 mod secrets;
 mod team_admin;
