@@ -14,9 +14,17 @@ async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     match run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("tessera: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
+        Err(e) => match e.downcast_ref::<tessera::cli::Exit>() {
+            Some(exit) => {
+                if let Some(m) = &exit.message {
+                    eprintln!("tessera: {m}");
+                }
+                std::process::ExitCode::from(exit.code)
+            }
+            None => {
+                eprintln!("tessera: {e:#}");
+                std::process::ExitCode::FAILURE
+            }
+        },
     }
 }

@@ -8,7 +8,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 /// Percent-encodes one path segment.
-fn seg(s: &str) -> String {
+pub(super) fn seg(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {

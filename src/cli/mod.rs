@@ -1,10 +1,14 @@
 //! The `tessera` command line: one module per subcommand.
 
 pub mod admin;
+pub mod agent;
 pub mod init;
 pub mod migrate;
 pub mod org;
 pub mod remote;
+pub mod run;
+pub mod runtime_client;
+pub mod secrets;
 pub mod serve;
 
 use crate::config::{ServeArgs, StoreArgs};
@@ -63,7 +67,37 @@ pub enum Command {
         #[command(subcommand)]
         command: admin::KeyCommand,
     },
+    /// Secrets (names and metadata; values go in, never out), on a running server.
+    Secrets {
+        #[command(flatten)]
+        remote: RemoteArgs,
+        #[command(subcommand)]
+        command: secrets::SecretCommand,
+    },
+    /// Keep a directory equal to a workload key's secrets, one file per name.
+    Agent(agent::AgentArgs),
+    /// Run a command with a workload key's secrets in its environment.
+    Run(run::RunArgs),
 }
+
+/// An exit status a command chose (`tessera run --watch` exits with its
+/// child's), with an optional message for standard error.
+#[derive(Debug)]
+pub struct Exit {
+    pub code: u8,
+    pub message: Option<String>,
+}
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.message {
+            Some(m) => f.write_str(m),
+            None => write!(f, "exit status {}", self.code),
+        }
+    }
+}
+
+impl std::error::Error for Exit {}
 
 #[derive(Debug, Subcommand)]
 pub enum OrgCommand {
@@ -88,5 +122,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Users { remote, command } => admin::users(&remote, command).await,
         Command::Members { remote, command } => admin::members(&remote, command).await,
         Command::Keys { remote, command } => admin::keys(&remote, command).await,
+        Command::Secrets { remote, command } => secrets::secrets(&remote, command).await,
+        Command::Agent(args) => agent::run(args).await,
+        Command::Run(args) => run::run(args).await,
     }
 }

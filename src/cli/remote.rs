@@ -154,3 +154,13 @@ fn print_table(rows: &[Value], columns: &[&str]) {
         println!("{}", line(r));
     }
 }
+
+/// The one place where command-line clients build their HTTP client (the
+/// runtime client of `tessera agent` and `tessera run` uses it). No overall
+/// timeout: long polls set their own per request.
+pub fn http_client() -> anyhow::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(10))
+        .build()
+        .context("cannot build the HTTP client")
+}

@@ -359,13 +359,24 @@ impl ServerProcess {
     /// Starts `tessera serve` on a random port with the given data dir and
     /// extra arguments, and waits until `/readyz` answers 200.
     pub fn start(data_dir: &Path, extra: &[&str], envs: &[(&str, &str)]) -> Result<Self, String> {
+        Self::start_on("127.0.0.1:0", data_dir, extra, envs)
+    }
+
+    /// Like [`ServerProcess::start`] on a chosen address (to restart a
+    /// server where its clients expect it).
+    pub fn start_on(
+        listen: &str,
+        data_dir: &Path,
+        extra: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Result<Self, String> {
         let log =
             data_dir.with_extension(format!("log-{}", tessera::domain::ids::random_base62(6)));
         let log_file = std::fs::File::create(&log).unwrap();
         let mut cmd = Command::new(BIN);
         cmd.arg("serve")
             .arg("--listen")
-            .arg("127.0.0.1:0")
+            .arg(listen)
             .arg("--data-dir")
             .arg(data_dir)
             .args(extra)

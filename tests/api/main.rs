@@ -3,21 +3,26 @@
 //! PostgreSQL.
 
 mod common;
+mod workload;
 
+mod agent;
 mod auth;
 mod binary;
 mod bounds;
 mod cli_admin;
+mod cli_secrets;
 mod delivery;
 mod delivery_binary;
 mod durability;
 mod errors;
+mod eso;
 mod fuzz;
 mod isolation;
 mod keys;
 mod multinode;
 mod ops;
 mod permissions;
+mod run;
 mod sdk;
 mod secrets;
 mod team_admin;

@@ -1,0 +1,290 @@
+//! `tessera run -- CMD ARGS…`: fetch the key's secrets once and exec CMD
+//! with them in its environment (same process, so its exit status and
+//! signals are the command's own), or, with `--watch`, supervise CMD and
+//! restart it when a value changes.
+//!
+//! A failed fetch never starts the command: it is an error and a non-zero
+//! exit.
+
+pub mod env;
+
+use super::runtime_client::{
+    Backoff, FetchError, Fetched, RuntimeArgs, RuntimeClient, Snapshot, StopSignals, EARLY_ANSWER,
+    LONG_POLL_WAIT,
+};
+use super::Exit;
+use anyhow::{bail, Context};
+use clap::Args;
+use env::{Naming, Plan};
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use std::ffi::OsString;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::ExitStatus;
+use std::time::Duration;
+use tokio::time::Instant;
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+
+    /// Set the upper-cased canonical name (hf-token → HF_TOKEN) instead of
+    /// TRUSS_SECRET_<name>.
+    #[arg(long)]
+    pub plain: bool,
+
+    /// Let a secret replace a variable that is already set in the
+    /// environment (without it, that is an error).
+    #[arg(long = "override")]
+    pub replace: bool,
+
+    /// Supervise the command instead of replacing this process with it:
+    /// when a value changes, stop it (SIGTERM, then SIGKILL after --grace)
+    /// and start it again with the new values.
+    #[arg(long)]
+    pub watch: bool,
+
+    /// With --watch: seconds between SIGTERM and SIGKILL when restarting.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+    pub grace: u64,
+
+    /// The command and its arguments, after `--`.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<OsString>,
+}
+
+pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let client = RuntimeClient::new(&args.runtime)?;
+    let snapshot = match client.fetch_all(None, Duration::ZERO).await {
+        Ok(Fetched::Changed(s)) => s,
+        Ok(Fetched::Unchanged) => bail!("the server answered 304 to an unconditional request"),
+        Err(e) => bail!("cannot fetch the secrets, so the command was not started: {e}"),
+    };
+    let plan = plan(&args, &snapshot)?;
+    if args.watch {
+        supervise(&args, &client, snapshot, plan).await
+    } else {
+        tracing::debug!(secrets = %names(&snapshot), "starting the command");
+        let err = command(&args.command, &plan).exec();
+        Err(cannot_start(&args.command, &err))
+    }
+}
+
+fn naming(args: &RunArgs) -> Naming {
+    if args.plain {
+        Naming::Plain
+    } else {
+        Naming::Truss
+    }
+}
+
+fn plan(args: &RunArgs, snapshot: &Snapshot) -> anyhow::Result<Plan> {
+    if !snapshot.refused.is_empty() {
+        bail!(
+            "the server sent secrets whose names are not valid ({:?}); the command was not started",
+            snapshot.refused
+        );
+    }
+    env::plan(&snapshot.secrets, naming(args), args.replace, |v| {
+        std::env::var_os(v).is_some()
+    })
+    .map_err(|problems| {
+        anyhow::anyhow!("the command was not started:\n  {}", problems.join("\n  "))
+    })
+}
+
+/// `name@version, …` for the log.
+fn names(s: &Snapshot) -> String {
+    s.secrets
+        .iter()
+        .map(|s| format!("{}@{}", s.name, s.version))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The command with the plan's variables; the child does not inherit the
+/// workload key.
+fn command(argv: &[OsString], plan: &Plan) -> std::process::Command {
+    let mut cmd = std::process::Command::new(&argv[0]);
+    cmd.args(&argv[1..]).env_remove("TESSERA_API_KEY");
+    for (k, v) in &plan.vars {
+        cmd.env(k, v.expose());
+    }
+    cmd
+}
+
+/// 127 when the command does not exist, 126 when it cannot be executed
+/// (as shells do).
+fn cannot_start(argv: &[OsString], err: &std::io::Error) -> anyhow::Error {
+    let code = match err.kind() {
+        std::io::ErrorKind::NotFound => 127,
+        _ => 126,
+    };
+    Exit {
+        code,
+        message: Some(format!("cannot run {}: {err}", argv[0].to_string_lossy())),
+    }
+    .into()
+}
+
+/// A child's exit status as ours: its code, or 128 + the signal that
+/// ended it.
+fn exit_with(status: ExitStatus) -> anyhow::Result<()> {
+    let code = match (status.code(), status.signal()) {
+        (Some(0), _) => return Ok(()),
+        (Some(c), _) => c,
+        (None, Some(sig)) => 128 + sig,
+        (None, None) => 1,
+    };
+    Err(Exit {
+        code: u8::try_from(code).unwrap_or(1),
+        message: None,
+    }
+    .into())
+}
+
+fn spawn(argv: &[OsString], plan: &Plan) -> anyhow::Result<tokio::process::Child> {
+    let mut cmd = tokio::process::Command::from(command(argv, plan));
+    // Its own process group: the supervisor forwards signals to the whole
+    // group, once (a terminal's Ctrl-C reaches only the supervisor).
+    cmd.process_group(0);
+    cmd.spawn().map_err(|e| cannot_start(argv, &e))
+}
+
+fn signal_group(child: &tokio::process::Child, sig: Signal) {
+    if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
+        if let Err(e) = killpg(Pid::from_raw(pid), sig) {
+            tracing::debug!(error = %e, signal = %sig, "could not signal the command");
+        }
+    }
+}
+
+/// Stops the child for a restart: SIGTERM to its group, SIGKILL after the
+/// grace period. Returns its status and whether we were asked to stop
+/// meanwhile (then there is no restart).
+async fn stop_child(
+    child: &mut tokio::process::Child,
+    grace: Duration,
+    signals: &mut StopSignals,
+) -> anyhow::Result<(ExitStatus, bool)> {
+    signal_group(child, Signal::SIGTERM);
+    let deadline = tokio::time::sleep(grace);
+    tokio::pin!(deadline);
+    let mut stopping = false;
+    loop {
+        tokio::select! {
+            status = child.wait() => return Ok((status?, stopping)),
+            () = &mut deadline => {
+                tracing::warn!(grace_seconds = grace.as_secs(), "the command did not stop within the grace period; killing it");
+                signal_group(child, Signal::SIGKILL);
+                return Ok((child.wait().await?, stopping));
+            }
+            sig = signals.recv() => {
+                stopping = true;
+                signal_group(child, sig);
+            }
+        }
+    }
+}
+
+/// `--watch`: runs the command, follows the long poll, restarts the
+/// command when what it would receive changes, forwards SIGTERM/SIGINT,
+/// and exits with the command's status.
+async fn supervise(
+    args: &RunArgs,
+    client: &RuntimeClient,
+    snapshot: Snapshot,
+    mut plan: Plan,
+) -> anyhow::Result<()> {
+    let mut signals = StopSignals::new()?;
+    let grace = Duration::from_secs(args.grace);
+    let mut held = snapshot.etag.clone();
+    let mut child = spawn(&args.command, &plan)?;
+    tracing::info!(secrets = %names(&snapshot), pid = child.id(), "started the command");
+    let mut backoff = Backoff::standard();
+    let mut retry_at: Option<Instant> = None;
+    let mut unreachable = false;
+    let mut watching = true;
+    loop {
+        let poll = async {
+            if !watching {
+                return std::future::pending().await;
+            }
+            if let Some(t) = retry_at {
+                tokio::time::sleep_until(t).await;
+            }
+            let asked = Instant::now();
+            (
+                client.fetch_all(held.as_ref(), LONG_POLL_WAIT).await,
+                asked.elapsed(),
+            )
+        };
+        tokio::select! {
+            status = child.wait() => {
+                let status = status.context("cannot wait for the command")?;
+                tracing::info!(%status, "the command exited");
+                return exit_with(status);
+            }
+            sig = signals.recv() => {
+                tracing::info!(signal = %sig, "forwarding to the command");
+                signal_group(&child, sig);
+                // No more restarts: wait for the command to exit.
+                watching = false;
+            }
+            (result, took) = poll => {
+                retry_at = None;
+                match result {
+                    Ok(fetched) => {
+                        if unreachable {
+                            tracing::info!("reconnected");
+                            unreachable = false;
+                        }
+                        let Fetched::Changed(snap) = fetched else {
+                            if took < EARLY_ANSWER {
+                                // The server is stopping: do not spin on it.
+                                retry_at = Some(Instant::now() + backoff.next_delay());
+                            } else {
+                                backoff.reset();
+                            }
+                            continue;
+                        };
+                        backoff.reset();
+                        held = snap.etag.clone();
+                        let next = match self::plan(args, &snap) {
+                            Ok(p) => p,
+                            Err(e) => {
+                                tracing::error!(error = format!("{e:#}"), "new secrets cannot be applied; the command keeps its current values");
+                                continue;
+                            }
+                        };
+                        if next.same_as(&plan) {
+                            continue;
+                        }
+                        tracing::info!(secrets = %names(&snap), "secrets changed; restarting the command");
+                        let (status, stop) = stop_child(&mut child, grace, &mut signals).await?;
+                        if stop {
+                            tracing::info!(%status, "the command exited");
+                            return exit_with(status);
+                        }
+                        plan = next;
+                        child = spawn(&args.command, &plan)?;
+                        tracing::info!(pid = child.id(), "restarted the command");
+                    }
+                    Err(FetchError::Unavailable { message, retry_after }) => {
+                        if !unreachable {
+                            tracing::warn!(error = %message, "server unreachable; the command keeps its values; retrying");
+                            unreachable = true;
+                        }
+                        let delay = backoff.next_delay().max(retry_after.unwrap_or(Duration::ZERO));
+                        retry_at = Some(Instant::now() + delay);
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "no longer watching for changes; the command keeps running with the values it has");
+                        watching = false;
+                    }
+                }
+            }
+        }
+    }
+}
