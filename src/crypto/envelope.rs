@@ -178,6 +178,28 @@ mod tests {
         assert_eq!(env.open(place(1), &blob).unwrap().expose(), v.expose());
     }
 
+    /// A blob written by format v1 (committed by the code of that time)
+    /// keeps opening: stored data outlives the code that wrote it.
+    #[test]
+    fn a_v1_blob_still_opens() {
+        let blob = include_bytes!("fixtures/envelope_v1.bin");
+        assert_eq!(blob[0], 1, "the fixture is a format-1 blob");
+        let kr = Keyring::new(&[0x42u8; 32]);
+        let place = SecretPlace {
+            org_id: "org-fixture",
+            team_id: "team-fixture",
+            secret_id: "secret-fixture",
+            version: 7,
+        };
+        let env = Envelope::new(&kr);
+        assert_eq!(
+            env.open(place, blob).unwrap().expose(),
+            "a value sealed by envelope format v1\nwith two lines"
+        );
+        let moved = SecretPlace { version: 8, ..place };
+        assert!(env.open(moved, blob).is_err());
+    }
+
     #[test]
     fn wrong_master_key_is_named() {
         let a = Keyring::new(&[1u8; 32]);
