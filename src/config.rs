@@ -72,4 +72,8 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub store: StoreArgs,
+
+    /// Timeouts, connection limits, TLS, throttling (see `crate::net`).
+    #[command(flatten)]
+    pub net: crate::net::args::NetArgs,
 }

@@ -198,11 +198,20 @@ impl TestApp {
             .expect("create org");
         let service =
             tessera::app::service_from_parts(store.clone(), keyring.clone(), limits.clone());
-        let router = tessera::app::router(tessera::app::service_from_parts(store, keyring, limits));
+        let (router, state) =
+            tessera::app::build(tessera::app::service_from_parts(store, keyring, limits));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        // The same network layer as `tessera serve`.
         let server = tokio::spawn(async move {
-            axum::serve(listener, router).await.unwrap();
+            tessera::net::serve(
+                listener,
+                router,
+                tessera::net::NetConfig::default(),
+                state.shutdown.clone(),
+            )
+            .await
+            .unwrap();
         });
         Some(Self {
             url: format!("http://{addr}"),
