@@ -60,8 +60,8 @@ pub struct NetArgs {
     /// Failed authentications allowed per client address (N/s, N/min or
     /// N/h; also the burst) before they are answered 429; `off` to never
     /// throttle. Valid keys are never throttled by it.
-    #[arg(long, env = "TESSERA_AUTH_FAILURE_LIMIT", default_value = crate::api::throttle::DEFAULT_AUTH_FAILURE_BUDGET, value_parser = parse_optional_rate)]
-    pub auth_failure_limit: Option<Rate>,
+    #[arg(long, env = "TESSERA_AUTH_FAILURE_LIMIT", default_value = crate::api::throttle::DEFAULT_AUTH_FAILURE_BUDGET, value_parser = parse_budget)]
+    pub auth_failure_limit: FailureBudget,
 }
 
 impl NetArgs {
@@ -85,7 +85,7 @@ impl NetArgs {
 
     pub fn throttle_settings(&self) -> ThrottleSettings {
         ThrottleSettings {
-            auth_failure_budget: self.auth_failure_limit,
+            auth_failure_budget: self.auth_failure_limit.0,
             key_rates: self.rate_limit.clone(),
         }
     }
@@ -122,11 +122,15 @@ fn parse_rate_table(s: &str) -> Result<RateTable, String> {
     s.parse()
 }
 
-fn parse_optional_rate(s: &str) -> Result<Option<Rate>, String> {
+/// A rate, or `off`.
+#[derive(Debug, Clone, Copy)]
+pub struct FailureBudget(pub Option<Rate>);
+
+fn parse_budget(s: &str) -> Result<FailureBudget, String> {
     if s.trim().eq_ignore_ascii_case("off") {
-        Ok(None)
+        Ok(FailureBudget(None))
     } else {
-        s.parse().map(Some)
+        s.parse().map(|r| FailureBudget(Some(r)))
     }
 }
 

@@ -21,8 +21,9 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
-/// Largest request line plus headers hyper buffers; beyond it: 431.
-pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// Largest request line plus headers hyper buffers; beyond it: 431. (Above
+/// hyper's URI limit of 65,534 bytes, so an over-long URI gets its 414.)
+pub const MAX_HEAD_BYTES: usize = 80 * 1024;
 
 /// How long a refused client has to send its request head before the
 /// refusal is dropped without an answer.
@@ -135,7 +136,8 @@ async fn run_http<I, S>(
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(header_read_timeout)
-        .max_buf_size(MAX_HEAD_BYTES);
+        .max_buf_size(MAX_HEAD_BYTES)
+        .max_header_size(MAX_HEAD_BYTES);
     let conn = builder.serve_connection(io, svc);
     tokio::pin!(conn);
     tokio::select! {

@@ -53,7 +53,7 @@ fn message_for(status_line: &[u8]) -> Option<(&'static str, &'static str)> {
         (
             b"HTTP/1.1 431 ",
             "431 Request Header Fields Too Large",
-            "request headers too large (at most 100 headers and 64 KiB for the request line and headers together)",
+            "request headers too large (at most 100 headers and 80 KiB for the request line and headers together)",
         ),
     ];
     CASES

@@ -356,9 +356,16 @@ impl ServerProcess {
     /// Starts `tessera serve` on a random port with the given data dir and
     /// extra arguments, and waits until `/readyz` answers 200.
     pub fn start(data_dir: &Path, extra: &[&str], envs: &[(&str, &str)]) -> Result<Self, String> {
+        let (cmd, log) = Self::command(data_dir, extra, envs);
+        let server = Self::launch(cmd, log)?;
+        server.wait_ready()?;
+        Ok(server)
+    }
+
+    /// The `tessera serve` command `start` runs, and its log file.
+    pub fn command(data_dir: &Path, extra: &[&str], envs: &[(&str, &str)]) -> (Command, PathBuf) {
         let log =
             data_dir.with_extension(format!("log-{}", tessera::domain::ids::random_base62(6)));
-        let log_file = std::fs::File::create(&log).unwrap();
         let mut cmd = Command::new(BIN);
         cmd.arg("serve")
             .arg("--listen")
@@ -369,11 +376,18 @@ impl ServerProcess {
             .env_remove("TESSERA_MASTER_KEY")
             .env_remove("TESSERA_DATABASE_URL")
             .env("TESSERA_LOG", "debug,sqlx=warn,hyper=info")
-            .stdout(Stdio::null())
-            .stderr(log_file);
+            .stdout(Stdio::null());
         for (k, v) in envs {
             cmd.env(k, v);
         }
+        (cmd, log)
+    }
+
+    /// Spawns `cmd` with its stderr to `log` and waits for its "listening"
+    /// line (not for readiness: an HTTPS server needs another probe).
+    pub fn launch(mut cmd: Command, log: PathBuf) -> Result<Self, String> {
+        let log_file = std::fs::File::create(&log).unwrap();
+        cmd.stderr(log_file);
         let mut child = cmd.spawn().map_err(|e| e.to_string())?;
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
@@ -384,9 +398,7 @@ impl ServerProcess {
                 .and_then(|rest| rest.split_whitespace().next())
             {
                 let url = format!("http://{addr}");
-                let server = Self { child, url, log };
-                server.wait_ready()?;
-                return Ok(server);
+                return Ok(Self { child, url, log });
             }
             if let Ok(Some(status)) = child.try_wait() {
                 return Err(format!("exited with {status}: {text}"));
@@ -397,6 +409,24 @@ impl ServerProcess {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// The listening address.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.url
+            .trim_start_matches("http://")
+            .parse()
+            .expect("a socket address")
+    }
+
+    /// Sends a signal (`HUP`, `TERM`...) with the `kill` utility.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success());
     }
 
     fn wait_ready(&self) -> Result<(), String> {
