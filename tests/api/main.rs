@@ -21,4 +21,5 @@ mod sdk;
 mod secrets;
 mod team_admin;
 mod teams;
+mod throttle;
 mod users;
