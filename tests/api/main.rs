@@ -22,4 +22,5 @@ mod secrets;
 mod team_admin;
 mod teams;
 mod throttle;
+mod tls;
 mod users;
