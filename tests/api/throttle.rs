@@ -73,7 +73,7 @@ async fn auth_failures_are_counted_logged_once_and_throttled_without_touching_va
     }
     let mut throttled = 0;
     for i in 0..200 {
-        let (status, retry, body) = get(&bad, &url, Some(&attempts[3 + i % 2].unwrap()), &[]).await;
+        let (status, retry, body) = get(&bad, &url, Some(attempts[3 + i % 2].unwrap()), &[]).await;
         assert_eq!(status, 429, "{body}");
         let retry: u64 = retry.expect("Retry-After header").parse().unwrap();
         assert!((1..=60).contains(&retry), "{retry}");
