@@ -41,11 +41,23 @@ pub struct RemoteArgs {
 
 /// The HTTP client every command that talks to a server uses (operator
 /// commands here; the agent and `run` too). HTTPS servers are verified
-/// against the system's trust store (`rustls-native-certs`, which also
-/// honours `SSL_CERT_FILE` and `SSL_CERT_DIR`) plus the CA certificates in
-/// `ca_file`. There is deliberately no way to skip verification.
+/// against the system's trust store (read by `rustls-native-certs`, which
+/// also honours `SSL_CERT_FILE` and `SSL_CERT_DIR`) plus the CA certificates
+/// in `ca_file`. There is deliberately no way to skip verification.
+///
+/// reqwest is built without roots of its own (`rustls-tls-manual-roots`):
+/// the trust this function sets up is the only trust there is.
 pub fn http_client(ca_file: Option<&Path>) -> anyhow::Result<reqwest::Client> {
     let mut builder = reqwest::Client::builder().timeout(std::time::Duration::from_secs(30));
+    let native = rustls_native_certs::load_native_certs();
+    let mut roots = 0usize;
+    for der in native.certs {
+        // A system certificate reqwest cannot use is skipped, as curl does.
+        if let Ok(cert) = reqwest::Certificate::from_der(der.as_ref()) {
+            builder = builder.add_root_certificate(cert);
+            roots += 1;
+        }
+    }
     if let Some(path) = ca_file {
         let pem = std::fs::read(path)
             .with_context(|| format!("reading the CA file {}", path.display()))?;
@@ -56,7 +68,14 @@ pub fn http_client(ca_file: Option<&Path>) -> anyhow::Result<reqwest::Client> {
         }
         for cert in certs {
             builder = builder.add_root_certificate(cert);
+            roots += 1;
         }
+    }
+    if roots == 0 {
+        tracing::warn!(
+            "no trusted CA certificates (empty system store and no --ca-file): \
+             https:// servers cannot be verified"
+        );
     }
     Ok(builder.build()?)
 }

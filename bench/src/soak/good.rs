@@ -64,12 +64,19 @@ pub async fn run(plan: Arc<Plan>, stats: Arc<Stats>, id: usize) {
             if sender.ready().await.is_err() {
                 // The server closed the connection (idle timeout between
                 // ticks cannot happen at this pace; anything else is news).
-                stats.good(Instant::now(), Duration::ZERO, Err("connection lost".into()));
+                stats.good(
+                    Instant::now(),
+                    Duration::ZERO,
+                    Err("connection lost".into()),
+                );
                 continue 'connect;
             }
             let started = Instant::now();
             let outcome = async {
-                let resp = sender.send_request(req).await.map_err(|e| format!("transport: {e}"))?;
+                let resp = sender
+                    .send_request(req)
+                    .await
+                    .map_err(|e| format!("transport: {e}"))?;
                 let status = resp.status();
                 let body = resp
                     .into_body()

@@ -41,7 +41,10 @@ async fn read_answer(s: &mut TcpStream) -> Result<(u16, bool, bool), String> {
     let closes = head.lines().any(|l| l.trim() == "connection: close");
     let mut body = buf[head_end + 4..].to_vec();
     while body.len() < len {
-        let n = s.read(&mut chunk).await.map_err(|e| format!("read body: {e}"))?;
+        let n = s
+            .read(&mut chunk)
+            .await
+            .map_err(|e| format!("read body: {e}"))?;
         if n == 0 {
             return Err("closed mid-body".into());
         }

@@ -152,7 +152,10 @@ async fn soak_one(
         async move {
             let mut minute = 0;
             while Instant::now() < plan.end {
-                tokio::time::sleep_until((start + Duration::from_secs(60 * (minute + 1))).min(plan.end)).await;
+                tokio::time::sleep_until(
+                    (start + Duration::from_secs(60 * (minute + 1))).min(plan.end),
+                )
+                .await;
                 minute += 1;
                 eprintln!("soak: {backend}: minute {minute} done");
             }
@@ -172,8 +175,17 @@ async fn soak_one(
     if unexpected > 0 || panicked {
         println!(
             "\n**FAILED**: {unexpected} unexpected outcomes{}; first: {}",
-            if panicked { ", and the server panicked" } else { "" },
-            stats.first_error.lock().unwrap().clone().unwrap_or_default()
+            if panicked {
+                ", and the server panicked"
+            } else {
+                ""
+            },
+            stats
+                .first_error
+                .lock()
+                .unwrap()
+                .clone()
+                .unwrap_or_default()
         );
         return Ok(false);
     }
