@@ -1,5 +1,6 @@
 //! Assembles the service and the router; used by `serve` and by the tests.
 
+use crate::api::throttle::{ThrottleSettings, Throttles};
 use crate::api::{self, AppState};
 use crate::config::StoreArgs;
 use crate::crypto::master_key::{self, MasterKeySource};
@@ -10,6 +11,7 @@ use crate::store::{self, DynStore};
 use anyhow::Context;
 use axum::Router;
 use std::sync::{Arc, OnceLock};
+use tokio_util::sync::CancellationToken;
 
 /// Opens the store, loads the master key and checks it against the data.
 pub async fn open_service(args: &StoreArgs) -> anyhow::Result<Service> {
@@ -44,16 +46,40 @@ pub async fn service_from_parts(
     Ok(Service::new(store, keyring, fingerprints, limits))
 }
 
-/// The router plus the shared state (for flushing on shutdown).
+/// The router plus the shared state (for flushing on shutdown), with the
+/// default throttling settings.
 pub fn build(service: Service) -> (Router, Arc<AppState>) {
+    build_with(service, ThrottleSettings::default())
+}
+
+/// The router plus the shared state. `state.shutdown` is the token to hand
+/// to `crate::net::serve` (and to cancel on a signal).
+pub fn build_with(service: Service, throttles: ThrottleSettings) -> (Router, Arc<AppState>) {
     let state = Arc::new(AppState {
         service,
         metrics: api::metrics::handle(),
         openapi: OnceLock::new(),
+        throttles: Throttles::new(throttles),
+        shutdown: CancellationToken::new(),
     });
     spawn_usage_flusher(Arc::downgrade(&state));
+    spawn_throttle_sweeper(Arc::downgrade(&state));
     spawn_event_listener(&state);
+    answer_waiters_on_shutdown(&state);
     (api::router(state.clone()), state)
+}
+
+/// Long-polling workloads answer at once when shutdown begins, instead of
+/// holding it up.
+fn answer_waiters_on_shutdown(state: &Arc<AppState>) {
+    let token = state.shutdown.clone();
+    let state = Arc::downgrade(state);
+    tokio::spawn(async move {
+        token.cancelled().await;
+        if let Some(state) = state.upgrade() {
+            state.service.begin_shutdown();
+        }
+    });
 }
 
 /// Applies other nodes' changes (PostgreSQL) until the app is dropped.
@@ -85,6 +111,20 @@ fn spawn_usage_flusher(state: std::sync::Weak<AppState>) {
             if let Err(e) = state.service.flush_usage().await {
                 tracing::warn!(error = %e, "could not record API key usage; will retry");
             }
+        }
+    });
+}
+
+/// Logs pending authentication-failure summaries and forgets idle
+/// throttling state every few seconds until the app is dropped.
+fn spawn_throttle_sweeper(state: std::sync::Weak<AppState>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(state) = state.upgrade() else { break };
+            state.throttles.sweep();
         }
     });
 }

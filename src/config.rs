@@ -108,4 +108,8 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub store: StoreArgs,
+
+    /// Timeouts, connection limits, TLS, throttling (see `crate::net`).
+    #[command(flatten)]
+    pub net: crate::net::args::NetArgs,
 }

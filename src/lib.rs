@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod crypto;
 pub mod domain;
+pub mod net;
 pub mod service;
 pub mod store;
 pub mod telemetry;

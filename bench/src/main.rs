@@ -11,6 +11,7 @@ mod measure;
 mod pg;
 mod process;
 mod report;
+mod soak;
 mod stats;
 mod suite;
 mod targets;
@@ -39,6 +40,9 @@ enum Command {
         #[arg(long)]
         listen: SocketAddr,
     },
+    /// Good, bad and slow clients together for N minutes against the
+    /// release binary (loopback only); reports errors, latency and RSS drift.
+    Soak(soak::SoakArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -48,6 +52,19 @@ fn main() -> anyhow::Result<()> {
             .enable_all()
             .build()?
             .block_on(ceiling::serve(listen)),
+        Command::Soak(args) => {
+            let code = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?
+                .block_on(async {
+                    tokio::select! {
+                        code = soak::run(args) => code,
+                        _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted"),
+                    }
+                })?;
+            std::process::exit(code);
+        }
         Command::Run(args) => {
             // Orchestration only: the load client runs its own threads (see
             // client::load), so one thread is enough here.

@@ -3,6 +3,8 @@
 use super::error::{ApiError, ErrorCode};
 use super::AppState;
 use crate::domain::access::Principal;
+use crate::net::ClientAddr;
+use crate::service::auth::{AuthError, AuthFailure};
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::{header::AUTHORIZATION, request::Parts, StatusCode};
@@ -20,17 +22,31 @@ impl FromRequestParts<Arc<AppState>> for Caller {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, ApiError> {
+        let client = parts.extensions.get::<ClientAddr>().map(|c| c.0);
         let header = match parts.headers.get(AUTHORIZATION) {
             None => None,
-            Some(v) => Some(v.to_str().map_err(|_| {
-                ApiError::new(ErrorCode::Unauthorized, "malformed Authorization header")
-            })?),
+            Some(v) => match v.to_str() {
+                Ok(s) => Some(s),
+                Err(_) => {
+                    return Err(state
+                        .throttles
+                        .auth_failed(client, AuthFailure::MalformedHeader))
+                }
+            },
         };
-        Ok(Caller(state.service.authenticate(header).await?))
+        match state.service.authenticate_detailed(header).await {
+            Ok(principal) => {
+                state.throttles.check_key(&principal)?;
+                Ok(Caller(principal))
+            }
+            Err(AuthError::Refused(reason)) => Err(state.throttles.auth_failed(client, reason)),
+            Err(AuthError::Service(e)) => Err(e.into()),
+        }
     }
 }
 
-/// The client's address, when the server knows it (for the record of reads).
+/// The client's address, when the server knows it (for the record of
+/// reads): the peer, or the forwarded address behind a trusted proxy.
 pub struct ClientAddress(pub Option<String>);
 
 impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
@@ -40,8 +56,8 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
         Ok(ClientAddress(
             parts
                 .extensions
-                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-                .map(|c| c.0.ip().to_string()),
+                .get::<ClientAddr>()
+                .map(|c| c.0.to_string()),
         ))
     }
 }

@@ -11,6 +11,7 @@ pub mod runtime;
 pub mod secrets;
 pub mod team_admin;
 pub mod teams;
+pub mod throttle;
 pub mod users;
 pub mod views;
 
@@ -31,6 +32,14 @@ pub struct AppState {
     pub service: Service,
     pub metrics: PrometheusHandle,
     pub openapi: OnceLock<String>,
+    /// Failed-authentication throttling and per-key rate limits.
+    pub throttles: throttle::Throttles,
+    /// Cancelled when the server begins to shut down (SIGTERM/SIGINT).
+    /// `crate::net::serve` stops accepting when it fires; a handler that
+    /// holds a request open (a long-poll waiter) should select on
+    /// `shutdown.cancelled()` and answer at once, so that shutdown does not
+    /// wait for its timeout.
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 #[derive(OpenApi)]
@@ -100,6 +109,57 @@ impl Modify for MarkExtensions {
     }
 }
 
+/// Answers any operation can give besides its own: 429 where a key is
+/// checked (failed-authentication throttling, per-key rate limits) and 503
+/// everywhere (connection caps, the handler timeout, an unreachable store).
+struct CommonResponses;
+
+impl Modify for CommonResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let error = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                )
+                .build()
+        };
+        for item in openapi.paths.paths.values_mut() {
+            for op in [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.patch,
+                &mut item.delete,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                let responses = &mut op.responses.responses;
+                if responses.contains_key("401") && !responses.contains_key("429") {
+                    responses.insert(
+                        "429".into(),
+                        error("Rate limited: too many failed authentications from this address, \
+                               or this key's request rate exceeded (`Retry-After` says when to retry)")
+                        .into(),
+                    );
+                }
+                if !responses.contains_key("503") {
+                    responses.insert(
+                        "503".into(),
+                        error("Unavailable: connection limit reached, request timed out, or the store is unreachable")
+                            .into(),
+                    );
+                }
+            }
+        }
+    }
+}
+
 /// Every route, registered together with its OpenAPI operation, so the
 /// document cannot miss a route the router serves.
 fn api_router() -> OpenApiRouter<Arc<AppState>> {
@@ -140,6 +200,7 @@ fn api_router() -> OpenApiRouter<Arc<AppState>> {
 fn split() -> (Router<Arc<AppState>>, utoipa::openapi::OpenApi) {
     let (router, mut doc) = api_router().split_for_parts();
     MarkExtensions.modify(&mut doc);
+    CommonResponses.modify(&mut doc);
     (router, doc)
 }
 

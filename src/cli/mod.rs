@@ -29,7 +29,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Initialize an empty store and print the admin API key.
     Init(StoreArgs),
     /// Apply database migrations and exit.
@@ -112,7 +112,7 @@ pub enum OrgCommand {
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve(args) => serve::run(args).await,
+        Command::Serve(args) => serve::run(*args).await,
         Command::Init(args) => init::run(args).await,
         Command::Migrate(args) => migrate::run(args).await,
         Command::Org {

@@ -4,6 +4,7 @@ use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 use reqwest::Method;
 use serde_json::Value;
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum Output {
@@ -31,6 +32,65 @@ pub struct RemoteArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Output::Text, global = true)]
     pub output: Output,
+
+    /// A PEM file of CA certificates to trust for an https:// URL, besides
+    /// the system's trust store (server certificates are always verified).
+    #[arg(long, env = "TESSERA_CA_FILE", global = true)]
+    pub ca_file: Option<PathBuf>,
+}
+
+/// The HTTP client every command that talks to a server uses (operator
+/// commands here; the agent and `run` too). HTTPS servers are verified
+/// against the system's trust store (read by `rustls-native-certs`, which
+/// also honours `SSL_CERT_FILE` and `SSL_CERT_DIR`) plus the CA certificates
+/// in `ca_file`. There is deliberately no way to skip verification.
+///
+/// reqwest is built without roots of its own (`rustls-tls-manual-roots`):
+/// the trust this function sets up is the only trust there is.
+pub fn http_client(ca_file: Option<&Path>) -> anyhow::Result<reqwest::Client> {
+    http_client_with(ca_file, Some(std::time::Duration::from_secs(30)))
+}
+
+/// [`http_client`] with a chosen overall timeout per request (`None` for
+/// long polls, which bound each request themselves).
+pub fn http_client_with(
+    ca_file: Option<&Path>,
+    timeout: Option<std::time::Duration>,
+) -> anyhow::Result<reqwest::Client> {
+    let mut builder =
+        reqwest::Client::builder().connect_timeout(std::time::Duration::from_secs(10));
+    if let Some(t) = timeout {
+        builder = builder.timeout(t);
+    }
+    let native = rustls_native_certs::load_native_certs();
+    let mut roots = 0usize;
+    for der in native.certs {
+        // A system certificate reqwest cannot use is skipped, as curl does.
+        if let Ok(cert) = reqwest::Certificate::from_der(der.as_ref()) {
+            builder = builder.add_root_certificate(cert);
+            roots += 1;
+        }
+    }
+    if let Some(path) = ca_file {
+        let pem = std::fs::read(path)
+            .with_context(|| format!("reading the CA file {}", path.display()))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .with_context(|| format!("no PEM certificate in the CA file {}", path.display()))?;
+        if certs.is_empty() {
+            bail!("no PEM certificate in the CA file {}", path.display());
+        }
+        for cert in certs {
+            builder = builder.add_root_certificate(cert);
+            roots += 1;
+        }
+    }
+    if roots == 0 {
+        tracing::warn!(
+            "no trusted CA certificates (empty system store and no --ca-file): \
+             https:// servers cannot be verified"
+        );
+    }
+    Ok(builder.build()?)
 }
 
 pub struct Remote {
@@ -48,9 +108,7 @@ impl Remote {
             .filter(|k| !k.trim().is_empty())
             .context("no API key: set TESSERA_API_KEY")?;
         Ok(Self {
-            http: reqwest::Client::builder()
-                .timeout(std::time::Duration::from_secs(30))
-                .build()?,
+            http: http_client(args.ca_file.as_deref())?,
             base: args.url.trim_end_matches('/').to_owned(),
             key: key.trim().to_owned(),
             output: args.output,
@@ -72,10 +130,17 @@ impl Remote {
         if let Some(b) = body {
             req = req.json(&b);
         }
-        let resp = req
-            .send()
-            .await
-            .with_context(|| format!("cannot reach {}", self.base))?;
+        let resp = req.send().await.map_err(|e| {
+            // reqwest's top-level message hides the TLS reason; show the chain.
+            let mut chain = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                chain.push_str(": ");
+                chain.push_str(&s.to_string());
+                source = s.source();
+            }
+            anyhow::anyhow!("cannot reach {}: {chain}", self.base)
+        })?;
         let status = resp.status();
         let text = resp.text().await?;
         let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
@@ -153,14 +218,4 @@ fn print_table(rows: &[Value], columns: &[&str]) {
     for r in cells {
         println!("{}", line(r));
     }
-}
-
-/// The one place where command-line clients build their HTTP client (the
-/// runtime client of `tessera agent` and `tessera run` uses it). No overall
-/// timeout: long polls set their own per request.
-pub fn http_client() -> anyhow::Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .connect_timeout(std::time::Duration::from_secs(10))
-        .build()
-        .context("cannot build the HTTP client")
 }

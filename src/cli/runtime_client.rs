@@ -6,7 +6,7 @@
 //! Values are held in [`SecretValue`]s (zeroized on drop, redacted in
 //! `Debug`); no error or log line built here contains one.
 
-use super::remote::http_client;
+use super::remote::http_client_with;
 use crate::domain::secret_name::{canonicalize, SecretName};
 use crate::domain::secret_value::SecretValue;
 use anyhow::{bail, Context};
@@ -57,6 +57,11 @@ pub struct RuntimeArgs {
     /// consumers apart (default: a random id chosen at start).
     #[arg(long, value_name = "ID")]
     pub instance_id: Option<String>,
+
+    /// A PEM file of CA certificates to trust for an https:// URL, besides
+    /// the system's trust store (server certificates are always verified).
+    #[arg(long, env = "TESSERA_CA_FILE", value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
 }
 
 /// The key, from the file or the environment; never printed.
@@ -193,7 +198,7 @@ impl RuntimeClient {
         let base = args.url.trim_end_matches('/').to_owned();
         reqwest::Url::parse(&base).with_context(|| format!("invalid server URL {base:?}"))?;
         Ok(Self {
-            http: http_client()?,
+            http: http_client_with(args.ca_file.as_deref(), None)?,
             base,
             authorization,
             instance,

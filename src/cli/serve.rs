@@ -26,17 +26,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", args.listen))?;
     tracing::info!(addr = %listener.local_addr()?, backend, "listening");
-    let (router, state) = crate::app::build(service);
-    let stopping = state.clone();
-    axum::serve(
+    let (router, state) = crate::app::build_with(service, args.net.throttle_settings());
+    crate::net::shutdown::cancel_on_signal(state.shutdown.clone());
+    crate::net::serve(
         listener,
-        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        router,
+        args.net.net_config(),
+        state.shutdown.clone(),
     )
-    .with_graceful_shutdown(async move {
-        shutdown_signal().await;
-        // Long-polling workloads answer now instead of holding shutdown up.
-        stopping.service.begin_shutdown();
-    })
     .await?;
     if let Err(e) = state.service.flush_usage().await {
         tracing::warn!(error = %e, "could not record the last API key uses");
@@ -60,29 +57,4 @@ fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
     writeln!(f, "{contents}")?;
     f.sync_all()?;
     Ok(())
-}
-
-/// Resolves on SIGTERM or SIGINT. Graceful shutdown then stops accepting,
-/// lets in-flight requests finish (their writes commit before they answer),
-/// and the process exits 0.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
-    }
-    tracing::info!("shutdown signal received; finishing in-flight requests");
 }

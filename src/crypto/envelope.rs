@@ -196,7 +196,10 @@ mod tests {
             env.open(place, blob).unwrap().expose(),
             "a value sealed by envelope format v1\nwith two lines"
         );
-        let moved = SecretPlace { version: 8, ..place };
+        let moved = SecretPlace {
+            version: 8,
+            ..place
+        };
         assert!(env.open(moved, blob).is_err());
     }
 

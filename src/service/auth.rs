@@ -23,21 +23,110 @@ pub struct ResolvedKey {
 /// Resolved keys, so a busy client does not cost three reads per request.
 pub type PrincipalCache = TtlCache<String, ResolvedKey>;
 
+/// Why a presented credential was refused. The label goes into the
+/// `tessera_auth_failures_total{reason}` metric and the log; neither ever
+/// holds any part of the key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthFailure {
+    /// No `Authorization` header.
+    Missing,
+    /// A header that is not `<scheme> <key>` (or not valid text).
+    MalformedHeader,
+    /// A scheme other than `Bearer` or `Api-Key`.
+    UnsupportedScheme,
+    /// A key that is not `<prefix>.<secret>` of the right lengths.
+    MalformedKey,
+    /// No key with this prefix (never issued, or revoked).
+    UnknownKey,
+    /// The prefix exists; the secret does not match.
+    WrongSecret,
+    /// A personal key whose user no longer exists.
+    UnknownUser,
+}
+
+impl AuthFailure {
+    pub const ALL: [AuthFailure; 7] = [
+        AuthFailure::Missing,
+        AuthFailure::MalformedHeader,
+        AuthFailure::UnsupportedScheme,
+        AuthFailure::MalformedKey,
+        AuthFailure::UnknownKey,
+        AuthFailure::WrongSecret,
+        AuthFailure::UnknownUser,
+    ];
+
+    /// The metric and log label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthFailure::Missing => "missing",
+            AuthFailure::MalformedHeader
+            | AuthFailure::UnsupportedScheme
+            | AuthFailure::MalformedKey => "malformed",
+            AuthFailure::UnknownKey => "unknown_key",
+            AuthFailure::WrongSecret => "wrong_secret",
+            AuthFailure::UnknownUser => "unknown_user",
+        }
+    }
+
+    /// What the client is told (the same for an unknown key and a wrong
+    /// secret, so the answer does not reveal which prefixes exist).
+    pub fn message(self) -> &'static str {
+        match self {
+            AuthFailure::Missing => {
+                "missing Authorization header (expected 'Bearer <api key>' or 'Api-Key <api key>')"
+            }
+            AuthFailure::MalformedHeader => {
+                "malformed Authorization header (expected 'Bearer <api key>' or 'Api-Key <api key>')"
+            }
+            AuthFailure::UnsupportedScheme => {
+                "unsupported Authorization scheme (expected 'Bearer' or 'Api-Key')"
+            }
+            AuthFailure::MalformedKey
+            | AuthFailure::UnknownKey
+            | AuthFailure::WrongSecret
+            | AuthFailure::UnknownUser => INVALID_KEY,
+        }
+    }
+}
+
+/// A failed authentication: refused credentials, or a store that could not
+/// answer.
+#[derive(Debug)]
+pub enum AuthError {
+    Refused(AuthFailure),
+    Service(ServiceError),
+}
+
+impl From<ServiceError> for AuthError {
+    fn from(e: ServiceError) -> Self {
+        AuthError::Service(e)
+    }
+}
+
+impl From<crate::store::StoreError> for AuthError {
+    fn from(e: crate::store::StoreError) -> Self {
+        AuthError::Service(e.into())
+    }
+}
+
+impl From<AuthError> for ServiceError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::Refused(f) => ServiceError::Unauthorized(f.message()),
+            AuthError::Service(e) => e,
+        }
+    }
+}
+
 /// Splits `Bearer <key>` or `Api-Key <key>` (scheme case-insensitive).
-fn token_from_header(header: Option<&str>) -> ServiceResult<&str> {
-    let header = header.ok_or(ServiceError::Unauthorized(
-        "missing Authorization header (expected 'Bearer <api key>' or 'Api-Key <api key>')",
-    ))?;
+fn token_from_header(header: Option<&str>) -> Result<&str, AuthFailure> {
+    let header = header.ok_or(AuthFailure::Missing)?;
     let (scheme, token) = header
         .trim()
         .split_once(' ')
-        .ok_or(ServiceError::Unauthorized(
-            "malformed Authorization header (expected 'Bearer <api key>' or 'Api-Key <api key>')",
-        ))?;
+        .ok_or(AuthFailure::MalformedHeader)?;
     if !(scheme.eq_ignore_ascii_case("bearer") || scheme.eq_ignore_ascii_case("api-key")) {
-        return Err(ServiceError::Unauthorized(
-            "unsupported Authorization scheme (expected 'Bearer' or 'Api-Key')",
-        ));
+        return Err(AuthFailure::UnsupportedScheme);
     }
     Ok(token.trim())
 }
@@ -46,25 +135,33 @@ const INVALID_KEY: &str = "invalid or revoked API key";
 
 impl Service {
     pub async fn authenticate(&self, header: Option<&str>) -> ServiceResult<Arc<Principal>> {
-        let token = token_from_header(header)?;
-        let presented =
-            PresentedToken::parse(token).ok_or(ServiceError::Unauthorized(INVALID_KEY))?;
+        Ok(self.authenticate_detailed(header).await?)
+    }
+
+    /// Like [`Service::authenticate`], saying why credentials were refused.
+    pub async fn authenticate_detailed(
+        &self,
+        header: Option<&str>,
+    ) -> Result<Arc<Principal>, AuthError> {
+        use AuthError::Refused;
+        let token = token_from_header(header).map_err(Refused)?;
+        let presented = PresentedToken::parse(token).ok_or(Refused(AuthFailure::MalformedKey))?;
         if let Some(resolved) = self.auth_cache.get(presented.prefix) {
             return if presented.matches(&resolved.secret_hash) {
                 self.usage
                     .record(presented.prefix, crate::domain::time::now_micros());
                 Ok(resolved.principal.clone())
             } else {
-                Err(ServiceError::Unauthorized(INVALID_KEY))
+                Err(Refused(AuthFailure::WrongSecret))
             };
         }
         let key = self
             .store
             .find_api_key(presented.prefix)
             .await?
-            .ok_or(ServiceError::Unauthorized(INVALID_KEY))?;
+            .ok_or(Refused(AuthFailure::UnknownKey))?;
         if !presented.matches(&key.secret_hash) {
-            return Err(ServiceError::Unauthorized(INVALID_KEY));
+            return Err(Refused(AuthFailure::WrongSecret));
         }
         let (user, memberships) = match (&key.key_type, &key.user_id) {
             (KeyType::Personal, Some(user_id)) => {
@@ -72,11 +169,11 @@ impl Service {
                     .store
                     .find_user(user_id)
                     .await?
-                    .ok_or(ServiceError::Unauthorized(INVALID_KEY))?;
+                    .ok_or(Refused(AuthFailure::UnknownUser))?;
                 let memberships = self.store.memberships(user_id).await?;
                 (Some(user), memberships)
             }
-            (KeyType::Personal, None) => return Err(ServiceError::Unauthorized(INVALID_KEY)),
+            (KeyType::Personal, None) => return Err(Refused(AuthFailure::UnknownUser)),
             _ => (None, Vec::new()),
         };
         let principal = Arc::new(Principal {
@@ -111,8 +208,14 @@ mod tests {
         assert_eq!(token_from_header(Some("Bearer abc")).unwrap(), "abc");
         assert_eq!(token_from_header(Some("Api-Key abc")).unwrap(), "abc");
         assert_eq!(token_from_header(Some("bearer  abc ")).unwrap(), "abc");
-        assert!(token_from_header(Some("Basic abc")).is_err());
-        assert!(token_from_header(Some("abc")).is_err());
-        assert!(token_from_header(None).is_err());
+        assert_eq!(
+            token_from_header(Some("Basic abc")),
+            Err(AuthFailure::UnsupportedScheme)
+        );
+        assert_eq!(
+            token_from_header(Some("abc")),
+            Err(AuthFailure::MalformedHeader)
+        );
+        assert_eq!(token_from_header(None), Err(AuthFailure::Missing));
     }
 }

@@ -98,15 +98,18 @@ async fn agent_mirrors_values_and_follows_changes(storage: Storage) {
     assert!(has(&dir, "big_one", big.as_bytes()));
     assert!(has(&dir, "notes.txt", b"not the agent's"));
     assert!(!dir.join("other-secret").exists() && !dir.join("other_secret").exists());
-    let mut names: Vec<String> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    names.sort();
-    assert_eq!(
-        names,
-        [MANIFEST, "big_one", "multi-line", "multi_line", "notes.txt"]
-    );
+    // Exactly these files (once the manifest's own atomic rewrite is done).
+    let listing = || {
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    };
+    eventually("no other file remains", || {
+        listing() == [MANIFEST, "big_one", "multi-line", "multi_line", "notes.txt"]
+    });
 
     // --on-change ran after the first sync, the update and the delete.
     eventually("the hook ran three times", || {

@@ -206,12 +206,16 @@ impl TestApp {
             .expect("service");
         // One service: the router's, shared with the test's own calls.
         let (router, state) = tessera::app::build(service);
+        let shutdown = state.shutdown.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        // The same network layer as `tessera serve`.
         let server = tokio::spawn(async move {
-            axum::serve(
+            tessera::net::serve(
                 listener,
-                router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+                router,
+                tessera::net::NetConfig::default(),
+                shutdown,
             )
             .await
             .unwrap();
@@ -370,9 +374,25 @@ impl ServerProcess {
         extra: &[&str],
         envs: &[(&str, &str)],
     ) -> Result<Self, String> {
+        let (cmd, log) = Self::command_on(listen, data_dir, extra, envs);
+        let server = Self::launch(cmd, log)?;
+        server.wait_ready()?;
+        Ok(server)
+    }
+
+    /// The `tessera serve` command `start` runs, and its log file.
+    pub fn command(data_dir: &Path, extra: &[&str], envs: &[(&str, &str)]) -> (Command, PathBuf) {
+        Self::command_on("127.0.0.1:0", data_dir, extra, envs)
+    }
+
+    fn command_on(
+        listen: &str,
+        data_dir: &Path,
+        extra: &[&str],
+        envs: &[(&str, &str)],
+    ) -> (Command, PathBuf) {
         let log =
             data_dir.with_extension(format!("log-{}", tessera::domain::ids::random_base62(6)));
-        let log_file = std::fs::File::create(&log).unwrap();
         let mut cmd = Command::new(BIN);
         cmd.arg("serve")
             .arg("--listen")
@@ -383,11 +403,18 @@ impl ServerProcess {
             .env_remove("TESSERA_MASTER_KEY")
             .env_remove("TESSERA_DATABASE_URL")
             .env("TESSERA_LOG", "debug,sqlx=warn,hyper=info")
-            .stdout(Stdio::null())
-            .stderr(log_file);
+            .stdout(Stdio::null());
         for (k, v) in envs {
             cmd.env(k, v);
         }
+        (cmd, log)
+    }
+
+    /// Spawns `cmd` with its stderr to `log` and waits for its "listening"
+    /// line (not for readiness: an HTTPS server needs another probe).
+    pub fn launch(mut cmd: Command, log: PathBuf) -> Result<Self, String> {
+        let log_file = std::fs::File::create(&log).unwrap();
+        cmd.stderr(log_file);
         let mut child = cmd.spawn().map_err(|e| e.to_string())?;
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
@@ -398,9 +425,7 @@ impl ServerProcess {
                 .and_then(|rest| rest.split_whitespace().next())
             {
                 let url = format!("http://{addr}");
-                let server = Self { child, url, log };
-                server.wait_ready()?;
-                return Ok(server);
+                return Ok(Self { child, url, log });
             }
             if let Ok(Some(status)) = child.try_wait() {
                 return Err(format!("exited with {status}: {text}"));
@@ -411,6 +436,24 @@ impl ServerProcess {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// The listening address.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.url
+            .trim_start_matches("http://")
+            .parse()
+            .expect("a socket address")
+    }
+
+    /// Sends a signal (`HUP`, `TERM`...) with the `kill` utility.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success());
     }
 
     fn wait_ready(&self) -> Result<(), String> {

@@ -11,7 +11,7 @@ mod result;
 pub use load::{run, Spec};
 pub use oneshot::{oneshot, wait_ready};
 pub use request::RequestSet;
-pub use result::LoadResult;
+pub use result::{new_histogram, LoadResult};
 
 #[cfg(test)]
 mod tests;

@@ -82,6 +82,11 @@ impl Tessera {
         self.proc.pid()
     }
 
+    /// The server's log (stdout and stderr).
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("serve.log")
+    }
+
     /// (team id, API key) of a data set.
     pub fn tenant(&self, team: Team) -> (&str, &str) {
         let t = match team {

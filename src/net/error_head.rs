@@ -1,0 +1,192 @@
+//! JSON bodies for hyper's own error answers (issue 9, finding 4).
+//!
+//! When hyper cannot parse a request head (a NUL byte or a folded line in a
+//! header, conflicting framing headers, an over-long URI, too many or too
+//! large headers) it answers by itself, before any service runs, with a
+//! bodiless `400`, `414` or `431` and closes the connection. This IO wrapper
+//! sits between hyper and the socket and recognizes exactly that write: one
+//! whole response head, with one of those three status lines and
+//! `content-length: 0`, at the start of a write. It replaces it with the same
+//! status carrying our `{"code","message"}` body. Nothing is parsed from the
+//! client: only hyper's own output is inspected, and every other write passes
+//! through untouched.
+//!
+//! hyper writes that head only when no response is in progress
+//! (`Writing::Init`), so it always starts a write; a JSON body of ours never
+//! starts with `HTTP/1.1 `.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+pub struct JsonErrorHeads<T> {
+    inner: T,
+    /// A rewritten head still to be written, and how much of it was.
+    pending: Vec<u8>,
+    written: usize,
+}
+
+impl<T> JsonErrorHeads<T> {
+    pub fn new(inner: T) -> Self {
+        Self {
+            inner,
+            pending: Vec::new(),
+            written: 0,
+        }
+    }
+}
+
+/// The statuses hyper answers on its own, with our message for each.
+fn message_for(status_line: &[u8]) -> Option<(&'static str, &'static str)> {
+    const CASES: [(&[u8], &str, &str); 3] = [
+        (
+            b"HTTP/1.1 400 ",
+            "400 Bad Request",
+            "malformed HTTP request: the request line, a header or the message framing could not be parsed",
+        ),
+        (
+            b"HTTP/1.1 414 ",
+            "414 URI Too Long",
+            "request URI too long",
+        ),
+        (
+            b"HTTP/1.1 431 ",
+            "431 Request Header Fields Too Large",
+            "request headers too large (at most 100 headers and 80 KiB for the request line and headers together)",
+        ),
+    ];
+    CASES
+        .iter()
+        .find(|(prefix, _, _)| status_line.starts_with(prefix))
+        .map(|(_, status, message)| (*status, *message))
+}
+
+/// Returns the replacement for `buf` when it is exactly one of hyper's
+/// bodiless error heads.
+pub(crate) fn rewrite(buf: &[u8]) -> Option<Vec<u8>> {
+    let (status, message) = message_for(buf)?;
+    // Exactly one complete head and nothing after it.
+    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
+    if end + 4 != buf.len() {
+        return None;
+    }
+    let head = std::str::from_utf8(&buf[..end]).ok()?;
+    let mut lines = head.split("\r\n");
+    lines.next()?;
+    let mut bodiless = false;
+    let mut date = None;
+    for line in lines {
+        let (name, value) = line.split_once(':')?;
+        let value = value.trim();
+        if name.eq_ignore_ascii_case("content-length") {
+            bodiless = value == "0";
+        } else if name.eq_ignore_ascii_case("date") {
+            date = Some(value);
+        }
+    }
+    if !bodiless {
+        return None;
+    }
+    let body = serde_json::json!({"code": "INVALID_REQUEST", "message": message}).to_string();
+    let mut out = format!(
+        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n",
+        body.len()
+    );
+    if let Some(date) = date {
+        out.push_str("date: ");
+        out.push_str(date);
+        out.push_str("\r\n");
+    }
+    out.push_str("\r\n");
+    out.push_str(&body);
+    metrics::counter!("tessera_http_parse_errors_total", "status" => &status[..3]).increment(1);
+    Some(out.into_bytes())
+}
+
+impl<T: AsyncWrite + Unpin> JsonErrorHeads<T> {
+    /// Writes what is left of a rewritten head.
+    fn poll_pending(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.written < self.pending.len() {
+            let n =
+                ready!(Pin::new(&mut self.inner).poll_write(cx, &self.pending[self.written..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.written += n;
+        }
+        self.pending.clear();
+        self.written = 0;
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for JsonErrorHeads<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for JsonErrorHeads<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        ready!(self.poll_pending(cx))?;
+        if let Some(replacement) = rewrite(buf) {
+            self.pending = replacement;
+            // hyper's bytes are taken whole; ours go out now or on the next
+            // write, flush or shutdown.
+            if let Poll::Ready(Err(e)) = self.poll_pending(cx) {
+                return Poll::Ready(Err(e));
+            }
+            return Poll::Ready(Ok(buf.len()));
+        }
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.poll_pending(cx))?;
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.poll_pending(cx))?;
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    // Not vectored: hyper then hands each response over in one buffer, so its
+    // error head is always seen whole.
+    fn is_write_vectored(&self) -> bool {
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rewrite;
+
+    #[test]
+    fn rewrites_only_hypers_bodiless_error_heads() {
+        let head = b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\ndate: Mon, 01 Jan 2024 00:00:00 GMT\r\n\r\n";
+        let out = String::from_utf8(rewrite(head).unwrap()).unwrap();
+        let (h, body) = out.split_once("\r\n\r\n").unwrap();
+        assert!(h.starts_with("HTTP/1.1 431 "));
+        assert!(h.contains(&format!("content-length: {}", body.len())));
+        assert!(h.contains("date: Mon, 01 Jan 2024"));
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(v["code"], "INVALID_REQUEST");
+
+        // Our own answers (with a body) and anything else pass through.
+        assert!(rewrite(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 20\r\n\r\n").is_none());
+        assert!(rewrite(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n{}").is_none());
+        assert!(rewrite(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n").is_none());
+        assert!(rewrite(b"{\"code\":\"x\"}").is_none());
+        assert!(rewrite(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n").is_none());
+    }
+}
