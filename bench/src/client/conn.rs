@@ -57,6 +57,7 @@ pub async fn drive(
     schedule: &Schedule,
 ) -> LoadResult {
     let mut result = LoadResult::empty();
+    result.unit = set.unit();
     let run = connections(addr, set, counter, schedule, &mut result);
     if tokio::time::timeout_at(schedule.hard_stop, run)
         .await
@@ -141,6 +142,12 @@ async fn requests(
             }
             match exchange(&mut sender, set.build(turn * unit + k)).await {
                 Ok(reply) => {
+                    if unit > 1
+                        && reply.status == StatusCode::OK
+                        && schedule.in_window(Instant::now())
+                    {
+                        result.ok_requests += 1;
+                    }
                     if reply.status != StatusCode::OK {
                         // Failures count wherever they happen, warm-up
                         // included: a run with any failure must be visible

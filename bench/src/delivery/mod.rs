@@ -83,6 +83,9 @@ pub struct Propagation {
     pub last_ms: Vec<f64>,
     /// Per completed round: upsert sent → the first waiter's answer, in ms.
     pub first_ms: Vec<f64>,
+    /// Per completed round: upsert sent → the median waiter's answer, in ms
+    /// (how the answers spread between the first and the last).
+    pub median_waiter_ms: Vec<f64>,
     /// Per round: upsert sent → its own 200 (the write is durable), in ms.
     pub upsert_ms: Vec<f64>,
     pub median_ms: Option<f64>,
@@ -399,7 +402,7 @@ async fn rounds(
         let deadline = sent + ROUND_TIMEOUT;
         let mut answered = vec![false; p.waiters];
         let (mut got, mut failed) = (0, 0);
-        let (mut first, mut last) = (None::<Instant>, sent);
+        let mut times = Vec::with_capacity(p.waiters);
         let mut new_etag = *etag;
         while got + failed < p.waiters {
             match waiters.next(deadline).await {
@@ -431,8 +434,7 @@ async fn rounds(
                     answered[waiter] = true;
                     got += 1;
                     new_etag = new_etag.max(e);
-                    first = Some(first.map_or(at, |f| f.min(at)));
-                    last = last.max(at);
+                    times.push(at);
                 }
                 Some(Event::NotModified) => p.not_modified += 1,
                 Some(Event::Failed {
@@ -448,15 +450,21 @@ async fn rounds(
             }
         }
         *etag = new_etag;
+        times.sort();
+        let after = |i: usize| times.get(i).map_or(f64::NAN, |t| ms(*t - sent));
+        let last = after(times.len().wrapping_sub(1));
         if got == p.waiters {
-            p.last_ms.push(ms(last - sent));
-            p.first_ms.push(ms(first.unwrap_or(last) - sent));
+            p.last_ms.push(last);
+            p.first_ms.push(after(0));
+            p.median_waiter_ms.push(after(times.len() / 2));
         }
         eprintln!(
-            "  round {}/{}: {got} answered, last {:.1} ms, upsert acked {:.1} ms",
+            "  round {}/{}: {got} answered; first {:.1} ms, median {:.1} ms, last {last:.1} ms; \
+             upsert acked {:.1} ms",
             round + 1,
             plan.rounds,
-            ms(last - sent),
+            after(0),
+            after(times.len() / 2),
             ms(acked - sent)
         );
         // Every waiter re-armed as soon as it had its answer; let those

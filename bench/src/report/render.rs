@@ -278,8 +278,9 @@ fn propagation_tables(out: &mut String, results: &Results) {
         "### Propagation (issue 8): upsert sent → the last waiter has its whole 200 answer \
          (agent: the file holds the new bytes)\n\n\
          | workload | target | how | rounds | median ms | p99 ms | first waiter ms (median) \
-         | upsert acked ms (median) | 304s | errors | server cores | client cores | other cores |\n\
-         |---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n",
+         | median waiter ms (median) | upsert acked ms (median) | 304s | errors | server cores \
+         | client cores | other cores |\n\
+         |---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n",
     );
     let med = |v: &[f64]| median_or_dash(Stat::of(v.iter().copied()), ms);
     let cores = |v: f64| {
@@ -296,7 +297,7 @@ fn propagation_tables(out: &mut String, results: &Results) {
                 "| {} | {} | **skipped: {why}** |{}",
                 p.workload,
                 p.target,
-                " - |".repeat(10)
+                " - |".repeat(11)
             );
             continue;
         }
@@ -307,7 +308,7 @@ fn propagation_tables(out: &mut String, results: &Results) {
         };
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {}/{} | {} | {} | {} | {} | {} | {errors} | {} | {} | {} |",
+            "| {} | {} | {} | {}/{} | {} | {} | {} | {} | {} | {} | {errors} | {} | {} | {} |",
             p.workload,
             p.target,
             p.setup,
@@ -316,6 +317,7 @@ fn propagation_tables(out: &mut String, results: &Results) {
             p.median_ms.map_or("-".into(), ms),
             p.p99_ms.map_or("-".into(), ms),
             med(&p.first_ms),
+            med(&p.median_waiter_ms),
             med(&p.upsert_ms),
             p.not_modified,
             cores(p.server_cores),
