@@ -227,14 +227,25 @@ async fn polls(
             .get(ETAG)
             .and_then(|v| v.to_str().ok())
             .and_then(parse_etag);
-        // The answer counts once its whole body is here.
-        let body = match res.into_body().collect().await {
-            Ok(b) => b.to_bytes(),
-            Err(e) => return format!("reading the body: {e}"),
-        };
+        // The answer counts once its whole body is here. The bytes are
+        // counted, not kept (but the start of an error's body).
+        let mut body = res.into_body();
+        let (mut len, mut head) = (0, Vec::new());
+        while let Some(frame) = body.frame().await {
+            let frame = match frame {
+                Ok(f) => f,
+                Err(e) => return format!("reading the body: {e}"),
+            };
+            if let Some(data) = frame.data_ref() {
+                len += data.len();
+                if status != StatusCode::OK && head.len() < 300 {
+                    head.extend_from_slice(&data[..data.len().min(300 - head.len())]);
+                }
+            }
+        }
         let at = Instant::now();
         let event = match (status, new_etag) {
-            (StatusCode::OK, Some(new)) if !body.is_empty() => {
+            (StatusCode::OK, Some(new)) if len > 0 => {
                 *etag = new;
                 Event::Answered {
                     waiter,
@@ -243,18 +254,14 @@ async fn polls(
                 }
             }
             (StatusCode::NOT_MODIFIED, _) => Event::NotModified,
-            _ => {
-                let n = body.len().min(300);
-                Event::Failed {
-                    waiter,
-                    kind: format!("HTTP {}", status.as_u16()),
-                    detail: format!(
-                        "HTTP {status} (ETag {new_etag:?}, {} body bytes): {}",
-                        body.len(),
-                        String::from_utf8_lossy(&body[..n])
-                    ),
-                }
-            }
+            _ => Event::Failed {
+                waiter,
+                kind: format!("HTTP {}", status.as_u16()),
+                detail: format!(
+                    "HTTP {status} (ETag {new_etag:?}, {len} body bytes): {}",
+                    String::from_utf8_lossy(&head)
+                ),
+            },
         };
         let failed = matches!(event, Event::Failed { .. });
         let _ = poll.events.send(event);
