@@ -228,8 +228,10 @@ fn tokio_cmd(bin: &Path) -> tokio::process::Command {
     cmd.into()
 }
 
-/// Connection caps generous enough for propagate-1k's 1,000 waiters from
-/// one address, when the binary has such flags (`serve --help` says).
+/// Limits the benchmark would otherwise run into, raised when the binary
+/// has the flag (`serve --help` says): the connection cap per address
+/// (propagate-1k holds 1,000 waiters from 127.0.0.1) and the quota of
+/// secrets per team (the big team grows to 100,000).
 async fn serve_flags(bin: &Path) -> Vec<String> {
     let help = output(
         "tessera serve --help",
@@ -237,9 +239,23 @@ async fn serve_flags(bin: &Path) -> Vec<String> {
     )
     .await
     .unwrap_or_default();
+    serve_flags_for(&help)
+}
+
+fn serve_flags_for(help: &str) -> Vec<String> {
     let mut flags = Vec::new();
-    if help.contains("--max-connections-per-address") {
-        flags.extend(["--max-connections-per-address".into(), "10000".into()]);
+    let raise = [
+        ("--max-connections-per-address", "10000"),
+        ("--max-secrets-per-team", "1000000"),
+    ];
+    for (flag, value) in raise {
+        // A whole word: `--max-connections` must not match the per-address flag.
+        let present = help
+            .split(|c: char| c.is_whitespace() || c == ',' || c == '=' || c == '<')
+            .any(|word| word == flag);
+        if present {
+            flags.extend([flag.to_string(), value.to_string()]);
+        }
     }
     flags
 }
@@ -282,4 +298,28 @@ async fn default_team(addr: SocketAddr, key: &str) -> anyhow::Result<String> {
         .and_then(|t| t["id"].as_str())
         .map(str::to_string)
         .context("GET /v1/teams listed no default team")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::serve_flags_for;
+
+    #[test]
+    fn raises_only_the_limits_the_binary_has() {
+        let old = "Usage: tessera serve [OPTIONS]\n      --listen <LISTEN>";
+        assert!(serve_flags_for(old).is_empty());
+        let help = "      --max-connections <MAX_CONNECTIONS>\n      \
+                    --max-connections-per-address <N>\n      \
+                    --max-secrets-per-team <N>  [default: 10000]";
+        assert_eq!(
+            serve_flags_for(help),
+            [
+                "--max-connections-per-address",
+                "10000",
+                "--max-secrets-per-team",
+                "1000000"
+            ]
+        );
+        assert!(serve_flags_for("--max-connections <N>").is_empty());
+    }
 }
