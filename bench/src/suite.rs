@@ -100,7 +100,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
 
     // Issue 8: after everything else, so that its 1,000 connections and
     // the memory they leave behind touch no issue 5 figure.
-    results.delivery = delivery::run_all(&targets, &plan, work.path()).await;
+    results.delivery = delivery::run_all(&mut targets, &plan, work.path()).await;
     for p in &results.delivery {
         if let Some(why) = &p.skipped {
             results
