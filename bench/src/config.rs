@@ -28,6 +28,11 @@ pub struct RunArgs {
     #[arg(long)]
     pub runs: Option<usize>,
 
+    /// Rounds of each propagation workload (propagate-1k, propagate-pg,
+    /// agent); default 20 (5 with --quick).
+    #[arg(long)]
+    pub rounds: Option<usize>,
+
     /// Worker threads of the load client.
     #[arg(long, default_value_t = 2)]
     pub client_threads: usize,
@@ -54,6 +59,14 @@ pub struct Plan {
     pub upsert_1: Duration,
     pub list_100: Duration,
     pub list_10k: Duration,
+    pub fetch_100: Duration,
+    /// Rounds of propagate-1k, propagate-pg and the agent workload.
+    pub rounds: usize,
+    /// Pause after every waiter has its answer (and has re-armed) before the
+    /// next round's upsert.
+    pub round_settle: Duration,
+    /// How long the 1,000 idle waiters are watched for server CPU.
+    pub idle_probe: Duration,
     /// Pause between two measurements so that one target's background work
     /// (checkpoints, compaction) does not land on the next one.
     pub settle: Duration,
@@ -74,6 +87,10 @@ impl Plan {
                 upsert_1: s(2),
                 list_100: s(2),
                 list_10k: s(1),
+                fetch_100: s(2),
+                rounds: args.rounds.unwrap_or(5),
+                round_settle: ms(200),
+                idle_probe: s(3),
                 settle: ms(200),
                 load_100k: false,
                 client_threads: args.client_threads,
@@ -87,6 +104,10 @@ impl Plan {
                 upsert_1: s(5),
                 list_100: s(5),
                 list_10k: s(3),
+                fetch_100: s(5),
+                rounds: args.rounds.unwrap_or(20),
+                round_settle: ms(200),
+                idle_probe: s(5),
                 settle: ms(500),
                 load_100k: true,
                 client_threads: args.client_threads,

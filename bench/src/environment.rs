@@ -15,7 +15,7 @@ async fn text_of(program: &Path, args: &[&str]) -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
-pub async fn environment(args: &RunArgs) -> Environment {
+pub async fn environment(args: &RunArgs, open_files_limit: Option<u64>) -> Environment {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let git = Path::new("git");
     let commit = text_of(git, &["rev-parse", "--short", "HEAD"]).await;
@@ -38,6 +38,7 @@ pub async fn environment(args: &RunArgs) -> Environment {
         } else {
             format!("{commit} + uncommitted changes")
         },
+        open_files_limit,
         openbao_version: match &args.bao {
             Some(bao) => text_of(bao, &["version"]).await,
             None => "not run".into(),

@@ -6,6 +6,7 @@
 mod ceiling;
 mod client;
 mod config;
+mod delivery;
 mod environment;
 mod measure;
 mod pg;

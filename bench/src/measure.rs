@@ -6,6 +6,7 @@ use crate::config::Plan;
 use crate::process::{cpu_seconds, machine_busy_seconds, memory, Memory};
 use crate::targets::{Target, Team};
 use crate::workloads::{Workload, LOAD_CONNECTIONS, NAMES};
+use anyhow::Context;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -13,7 +14,9 @@ use std::sync::Arc;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Sample {
-    /// Successful (200) responses per second over the measured window.
+    /// Successful (200) responses per second over the measured window (for
+    /// a unit of requests, such as OpenBao's 100 GETs of fetch-100: units
+    /// whose every request answered 200).
     pub rps: f64,
     pub p50_ms: f64,
     pub p99_ms: f64,
@@ -27,7 +30,7 @@ pub struct Sample {
     /// (warm-up included). For Tessera on PostgreSQL the database's own
     /// processes are not counted.
     pub server_cores: f64,
-    /// Server CPU time per completed request, in microseconds.
+    /// Server CPU time per completed request (or unit), in microseconds.
     pub server_cpu_us_per_request: f64,
     /// Average cores the load client used: near the machine's core count it
     /// would be competing with the server for CPU.
@@ -65,6 +68,9 @@ pub async fn workload(target: &Target, w: Workload, plan: &Plan) -> anyhow::Resu
         Workload::Upsert64 | Workload::Upsert1 => target.upsert(Team::Big, 0..NAMES)?,
         Workload::List100 => target.list(Team::Small)?,
         Workload::List10k => target.list(Team::Big)?,
+        Workload::Fetch100 => target
+            .fetch_small()?
+            .with_context(|| format!("{} has no fetch-100", target.name))?,
     };
     let spec = Spec {
         connections: w.connections(),

@@ -3,6 +3,7 @@
 //! pair measurements taken minutes apart at most), then report.
 
 use crate::config::{Plan, RunArgs};
+use crate::delivery;
 use crate::environment::environment;
 use crate::measure::{self, Sample};
 use crate::pg::{self, Schema};
@@ -12,7 +13,7 @@ use crate::targets::ceiling::Ceiling;
 use crate::targets::openbao::OpenBao;
 use crate::targets::tessera::Tessera;
 use crate::targets::{Kind, Target, Team, CEILING, OPENBAO, TESSERA_POSTGRES, TESSERA_SQLITE};
-use crate::workloads::{Workload, LARGE_STORE, NAMES, SMALL_TEAM_SIZE};
+use crate::workloads::{Workload, LARGE_STORE, NAMES, SMALL_TEAM_SIZE, WAITERS_1K};
 use anyhow::Context;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -26,6 +27,17 @@ const IDLE_WAIT: Duration = Duration::from_secs(1);
 /// Runs the benchmark; returns the exit code (non-zero when any request failed).
 pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
     let plan = Plan::new(&args);
+    // propagate-1k holds 1,000 connections open at once (and the servers,
+    // started from here, inherit the limit): raise the soft limit on open
+    // files to the hard one.
+    let open_files = rlimit::increase_nofile_limit(u64::MAX);
+    match &open_files {
+        Ok(n) if *n < WAITERS_1K as u64 + 256 => eprintln!(
+            "warning: open-file limit {n}: too low for {WAITERS_1K} waiters; propagate-1k will fail"
+        ),
+        Ok(_) => {}
+        Err(e) => eprintln!("warning: could not raise the open-file limit: {e}"),
+    }
     std::fs::create_dir_all(&args.work_dir)?;
     // Data directories of this run; removed at the end.
     let work = tempfile::Builder::new()
@@ -35,12 +47,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
     let mut results = Results {
         started_at: started_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         command: std::env::args().collect(),
-        environment: environment(&args).await,
+        environment: environment(&args, open_files.ok()).await,
         plan: plan.clone(),
         targets: Vec::new(),
         skipped: Vec::new(),
         setup: BTreeMap::new(),
         runs: Vec::new(),
+        delivery: Vec::new(),
         summary: None,
     };
 
@@ -82,6 +95,17 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
             let setup = results.setup.entry(target.name.clone()).or_default();
             setup.memory_after_100k = Some(memory(target.pid())?);
             setup.loads.insert("to-100k".into(), load);
+        }
+    }
+
+    // Issue 8: after everything else, so that its 1,000 connections and
+    // the memory they leave behind touch no issue 5 figure.
+    results.delivery = delivery::run_all(&mut targets, &plan, work.path()).await;
+    for p in &results.delivery {
+        if let Some(why) = &p.skipped {
+            results
+                .skipped
+                .push(format!("{} on {}: {why}", p.workload, p.target));
         }
     }
 
@@ -177,6 +201,12 @@ async fn prepare(target: &mut Target, plan: &Plan) -> anyhow::Result<Setup> {
         }
         tokio::time::sleep(IDLE_WAIT).await;
         setup.memory_idle = Some(memory(tessera.pid())?);
+        // After the idle memory reading, so the issue 5 figures are taken
+        // exactly as before.
+        tessera
+            .create_read_key()
+            .await
+            .with_context(|| format!("{}: creating the workload key", target.name))?;
     }
     Ok(setup)
 }
@@ -202,15 +232,19 @@ async fn measure_run(
     let n = targets.len();
     for w in Workload::ALL {
         for target in targets.iter().cycle().skip(run % n).take(n) {
+            if w.not_run_on(&target.name).is_some() {
+                continue;
+            }
             tokio::time::sleep(plan.settle).await;
             let sample = measure::workload(target, w, plan).await?;
             eprintln!(
-                "[run {}/{}] {:<9} {:<16} {:>9.0} req/s  p50 {:>7.2} ms  p99 {:>7.2} ms  errors {}",
+                "[run {}/{}] {:<9} {:<16} {:>9.0} {}  p50 {:>7.2} ms  p99 {:>7.2} ms  errors {}",
                 run + 1,
                 plan.runs,
                 w.name(),
                 target.name,
                 sample.rps,
+                w.unit(),
                 sample.p50_ms,
                 sample.p99_ms,
                 sample.errors

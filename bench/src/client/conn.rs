@@ -57,6 +57,7 @@ pub async fn drive(
     schedule: &Schedule,
 ) -> LoadResult {
     let mut result = LoadResult::empty();
+    result.unit = set.unit();
     let run = connections(addr, set, counter, schedule, &mut result);
     if tokio::time::timeout_at(schedule.hard_stop, run)
         .await
@@ -127,34 +128,59 @@ async fn requests(
             return Next::Reconnect;
         }
         let started = Instant::now();
-        let reply = exchange(&mut sender, set.build(turn)).await;
-        let finished = Instant::now();
-        match reply {
-            Ok(reply) => {
-                result.completed += 1;
-                if reply.status == StatusCode::OK {
-                    if schedule.in_window(finished) {
-                        result.ok += 1;
-                        let us = (finished - started).as_micros() as u64;
-                        let _ = result.latency_us.record(us.max(1));
-                    }
-                } else {
-                    // Failures count wherever they happen, warm-up included:
-                    // a run with any failure must be visible in the report.
-                    let status = reply.status;
-                    let head = reply.head.unwrap_or_default();
-                    result.record_error(format!("HTTP {}", status.as_u16()), || {
-                        format!("HTTP {status}: {head}")
-                    });
-                }
-                if reply.close {
+        // One request, or a unit of several sent in sequence (see
+        // RequestSet::with_unit): counted once, a success if all were 200.
+        let unit = set.unit();
+        let mut all_ok = true;
+        let mut close = false;
+        for k in 0..unit {
+            if k > 0 {
+                if let Err(e) = sender.ready().await {
+                    result.record_error("transport".into(), || format!("connection lost: {e}"));
                     return Next::Reconnect;
                 }
             }
-            Err(e) => {
-                result.record_error("transport".into(), || format!("request failed: {e}"));
-                return Next::Reconnect;
+            match exchange(&mut sender, set.build(turn * unit + k)).await {
+                Ok(reply) => {
+                    if unit > 1
+                        && reply.status == StatusCode::OK
+                        && schedule.in_window(Instant::now())
+                    {
+                        result.ok_requests += 1;
+                    }
+                    if reply.status != StatusCode::OK {
+                        // Failures count wherever they happen, warm-up
+                        // included: a run with any failure must be visible
+                        // in the report.
+                        all_ok = false;
+                        let status = reply.status;
+                        let head = reply.head.unwrap_or_default();
+                        result.record_error(format!("HTTP {}", status.as_u16()), || {
+                            format!("HTTP {status}: {head}")
+                        });
+                    }
+                    if reply.close {
+                        // A unit cut short is not a success.
+                        all_ok &= k + 1 == unit;
+                        close = true;
+                        break;
+                    }
+                }
+                Err(e) => {
+                    result.record_error("transport".into(), || format!("request failed: {e}"));
+                    return Next::Reconnect;
+                }
             }
+        }
+        let finished = Instant::now();
+        result.completed += 1;
+        if all_ok && schedule.in_window(finished) {
+            result.ok += 1;
+            let us = (finished - started).as_micros() as u64;
+            let _ = result.latency_us.record(us.max(1));
+        }
+        if close {
+            return Next::Reconnect;
         }
     }
 }

@@ -19,6 +19,9 @@ pub struct RequestSet {
     method: Method,
     headers: HeaderMap,
     items: Vec<Item>,
+    /// Requests sent one after the other on one connection per turn, and
+    /// counted as one (OpenBao reads a team of 100 with 100 GETs).
+    unit: usize,
 }
 
 impl RequestSet {
@@ -35,7 +38,19 @@ impl RequestSet {
             method,
             headers,
             items: Vec::new(),
+            unit: 1,
         })
+    }
+
+    /// Each turn sends `n` consecutive items in sequence and counts as one
+    /// request: a success when all `n` answer 200.
+    pub fn with_unit(mut self, n: usize) -> Self {
+        self.unit = n.max(1);
+        self
+    }
+
+    pub fn unit(&self) -> usize {
+        self.unit
     }
 
     pub fn push(&mut self, path: &str, body: impl Into<Bytes>) -> anyhow::Result<()> {
@@ -50,7 +65,8 @@ impl RequestSet {
         self.items.len()
     }
 
-    /// The request for the `n`th turn (wrapping around the items).
+    /// The `n`th request (wrapping around the items); a turn of a set with a
+    /// unit of `u` sends requests `turn * u` to `turn * u + u - 1`.
     pub fn build(&self, n: usize) -> Request<Full<Bytes>> {
         let item = &self.items[n % self.items.len()];
         let mut req = Request::new(Full::new(item.body.clone()));

@@ -10,8 +10,15 @@ pub fn new_histogram() -> Histogram<u64> {
 }
 
 pub struct LoadResult {
-    /// Responses with status 200, the only ones counted as successes.
+    /// Responses with status 200, the only ones counted as successes (for
+    /// a set with a unit of several requests: units whose every request
+    /// answered 200).
     pub ok: u64,
+    /// For a unit of several requests: the single 200 answers within the
+    /// window (see [`LoadResult::rps`]).
+    pub ok_requests: u64,
+    /// Requests per unit (1 but for sets built `with_unit`).
+    pub unit: usize,
     /// Every completed request, warm-up included (for CPU per request).
     pub completed: u64,
     /// Everything else, by kind ("HTTP 503", "transport", "timeout").
@@ -28,6 +35,8 @@ impl LoadResult {
     pub fn empty() -> Self {
         LoadResult {
             ok: 0,
+            ok_requests: 0,
+            unit: 1,
             completed: 0,
             errors: BTreeMap::new(),
             first_error: None,
@@ -49,6 +58,8 @@ impl LoadResult {
 
     pub fn merge(&mut self, other: LoadResult) {
         self.ok += other.ok;
+        self.ok_requests += other.ok_requests;
+        self.unit = self.unit.max(other.unit);
         self.completed += other.completed;
         for (kind, n) in other.errors {
             *self.errors.entry(kind).or_default() += n;
@@ -60,9 +71,16 @@ impl LoadResult {
         let _ = self.latency_us.add(&other.latency_us);
     }
 
+    /// Successes per second. For units of several requests, the 200
+    /// answers in the window divided by the unit: the same rate in a steady
+    /// state, without the quantization of counting whole units (with 64
+    /// connections started together, 100-request units finish in waves, a
+    /// few per window).
     pub fn rps(&self) -> f64 {
         let secs = self.window.as_secs_f64();
-        if secs > 0.0 {
+        if secs > 0.0 && self.unit > 1 {
+            self.ok_requests as f64 / self.unit as f64 / secs
+        } else if secs > 0.0 {
             self.ok as f64 / secs
         } else {
             0.0

@@ -87,3 +87,65 @@ async fn timed_phase_counts_only_the_window_after_warmup() {
     assert!(result.ok < result.completed);
     assert!(result.error_count() >= result.completed / 2);
 }
+
+#[tokio::test]
+async fn a_unit_of_requests_counts_once_and_only_when_all_succeed() {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let addr = flaky_server(hits.clone()).await;
+    // Units of two: every unit gets one 503 and one 200, so none succeeds.
+    let mut set = RequestSet::new(addr, Method::POST, (AUTHORIZATION, "Bearer t"))
+        .unwrap()
+        .with_unit(2);
+    for i in 0..4 {
+        set.push("/x", format!("{{\"n\":{i}}}")).unwrap();
+    }
+    // One connection, so the server's alternation lines up with the units.
+    let spec = Spec {
+        connections: 1,
+        warmup: Duration::ZERO,
+        duration: None,
+        limit: Some(10),
+        threads: 1,
+    };
+    let result = run(addr, Arc::new(set), spec).await;
+    assert_eq!(hits.load(Ordering::SeqCst), 20);
+    assert_eq!(result.completed, 10);
+    assert_eq!(result.ok, 0);
+    assert_eq!(result.errors.get("HTTP 503"), Some(&10));
+    assert_eq!(result.latency_us.len(), 0);
+}
+
+#[tokio::test]
+async fn a_unit_of_successes_is_one_success() {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let app = Router::new().route(
+        "/ok",
+        axum::routing::get({
+            let hits = hits.clone();
+            move || {
+                hits.fetch_add(1, Ordering::SeqCst);
+                async { "{}" }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let mut set = RequestSet::new(addr, Method::GET, (AUTHORIZATION, "Bearer t")).unwrap();
+    for _ in 0..100 {
+        set.push("/ok", Vec::new()).unwrap();
+    }
+    let spec = Spec {
+        connections: 3,
+        warmup: Duration::ZERO,
+        duration: None,
+        limit: Some(6),
+        threads: 2,
+    };
+    let result = run(addr, Arc::new(set.with_unit(100)), spec).await;
+    assert_eq!(hits.load(Ordering::SeqCst), 600);
+    assert_eq!(
+        (result.ok, result.completed, result.error_count()),
+        (6, 6, 0)
+    );
+}

@@ -1,7 +1,9 @@
-//! The targets of issue 5, checked against the summary: each is met, not
-//! met, or not measured in this run (e.g. quick mode, no PostgreSQL).
+//! The targets of issues 5 and 8, checked against the summary: each is met,
+//! not met, or not measured in this run (e.g. quick mode, no PostgreSQL, no
+//! agent subcommand in the binary).
 
 use super::{Row, Setup, Summary};
+use crate::delivery::{Propagation, AGENT, PROPAGATE_1K, PROPAGATE_PG};
 use crate::stats::Stat;
 use crate::targets::{TESSERA_POSTGRES, TESSERA_SQLITE};
 use serde::Serialize;
@@ -118,5 +120,85 @@ pub fn evaluate(summary: &Summary, setup: &BTreeMap<String, Setup>) -> Vec<Goal>
             |v| v >= 0.8,
         ));
     }
+    goals
+}
+
+/// A goal of a propagation workload: its figure, or why it was not measured.
+fn propagation_goal(
+    delivery: &[Propagation],
+    workload: &str,
+    text: &str,
+    value: impl Fn(&Propagation) -> Option<f64>,
+    unit: &str,
+    ok: impl Fn(f64) -> bool,
+) -> Option<Goal> {
+    let p = delivery.iter().find(|p| p.workload == workload)?;
+    let mut g = goal(&p.target, text, value(p), unit, ok);
+    if let Some(why) = &p.skipped {
+        g.measured = format!("skipped: {why}");
+    }
+    Some(g)
+}
+
+/// The targets of issue 8 (workload delivery).
+pub fn evaluate_issue_8(summary: &Summary, delivery: &[Propagation]) -> Vec<Goal> {
+    let mut goals = Vec::new();
+    for per in &summary.fetch_cpu_per_secret {
+        goals.push(goal(
+            &per.target,
+            "fetch-100 server CPU per secret beyond list-100 <= 2 µs",
+            median(per.us_per_secret),
+            " µs",
+            |v| v <= 2.0,
+        ));
+        goals.push(goal(
+            &per.target,
+            "fetch-100 >= 10x OpenBao (fetches/s; OpenBao: 100 GETs per fetch)",
+            row(summary, "fetch-100", &per.target).and_then(|r| median(r.vs_openbao)),
+            "x",
+            |v| v >= 10.0,
+        ));
+    }
+    let p99 = |p: &Propagation| p.p99_ms;
+    goals.extend(propagation_goal(
+        delivery,
+        PROPAGATE_1K,
+        "propagate-1k p99 < 100 ms (upsert sent -> last of 1,000 waiters answered)",
+        p99,
+        " ms",
+        |v| v < 100.0,
+    ));
+    goals.extend(propagation_goal(
+        delivery,
+        PROPAGATE_1K,
+        "RSS per idle waiter < 32 KiB",
+        |p| p.idle.as_ref().map(|i| i.rss_per_waiter_kib),
+        " KiB",
+        |v| v < 32.0,
+    ));
+    goals.extend(propagation_goal(
+        delivery,
+        PROPAGATE_1K,
+        "server CPU while 1,000 waiters idle < 1% of a core",
+        |p| p.idle.as_ref().map(|i| i.server_cores * 100.0),
+        "%",
+        |v| v < 1.0,
+    ));
+    goals.extend(propagation_goal(
+        delivery,
+        PROPAGATE_PG,
+        "propagate-pg p99 < 500 ms (write on node A -> last of 100 waiters on node B)",
+        p99,
+        " ms",
+        |v| v < 500.0,
+    ));
+    goals.extend(propagation_goal(
+        delivery,
+        AGENT,
+        "agent end to end p99 < 200 ms (upsert sent -> file holds the new bytes)",
+        p99,
+        " ms",
+        |v| v < 200.0,
+    ));
     goals
 }

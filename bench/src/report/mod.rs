@@ -9,12 +9,13 @@ mod tests;
 pub use render::render;
 
 use crate::config::Plan;
+use crate::delivery::Propagation;
 use crate::measure::Sample;
 use crate::pg::Pgbench;
 use crate::process::Memory;
 use crate::stats::Stat;
 use crate::targets::{CEILING, OPENBAO, TESSERA_POSTGRES};
-use crate::workloads::Workload;
+use crate::workloads::{Workload, SMALL_TEAM_SIZE};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -26,6 +27,8 @@ pub struct Environment {
     pub tessera_version: String,
     pub tessera_commit: String,
     pub openbao_version: String,
+    /// The load client's open-file limit after raising it (servers inherit it).
+    pub open_files_limit: Option<u64>,
 }
 
 /// What was measured while preparing a target (not part of the runs).
@@ -67,6 +70,8 @@ pub struct Results {
     pub skipped: Vec<String>,
     pub setup: BTreeMap<String, Setup>,
     pub runs: Vec<Run>,
+    /// The issue 8 propagation workloads (after the runs; not interleaved).
+    pub delivery: Vec<Propagation>,
     pub summary: Option<Summary>,
 }
 
@@ -92,7 +97,27 @@ pub struct Row {
 pub struct WorkloadSummary {
     pub name: String,
     pub description: String,
+    /// What the throughput column counts ("req/s", "fetches/s").
+    pub unit: String,
     pub rows: Vec<Row>,
+    /// Targets that do not run this workload, with the reason.
+    pub not_run: Vec<NotRun>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct NotRun {
+    pub target: String,
+    pub reason: String,
+}
+
+/// fetch-100's server CPU per secret returned beyond what list-100 costs:
+/// (server µs per fetch − server µs per list-100) / 100, per run, median.
+#[derive(Debug, Serialize)]
+pub struct PerSecret {
+    pub target: String,
+    pub fetch_us: Option<Stat>,
+    pub list_us: Option<Stat>,
+    pub us_per_secret: Option<Stat>,
 }
 
 #[derive(Debug, Serialize)]
@@ -107,8 +132,11 @@ pub struct PgSummary {
 pub struct Summary {
     pub workloads: Vec<WorkloadSummary>,
     pub postgres: Option<PgSummary>,
+    pub fetch_cpu_per_secret: Vec<PerSecret>,
+    /// The issue 5 targets.
     pub goals: Vec<goals::Goal>,
-    /// Failed requests anywhere: workloads and data loading.
+    pub goals_issue_8: Vec<goals::Goal>,
+    /// Failed requests anywhere: workloads, data loading and propagation.
     pub total_errors: u64,
 }
 
@@ -135,15 +163,43 @@ impl Results {
             .flat_map(|r| r.samples.values().flat_map(|m| m.values()))
             .chain(self.setup.values().flat_map(|s| s.loads.values()))
             .map(|s| s.errors)
-            .sum();
+            .sum::<u64>()
+            + self.delivery.iter().map(|p| p.errors).sum::<u64>();
+        let fetch_cpu_per_secret = self
+            .targets
+            .iter()
+            .filter(|t| t.starts_with("tessera"))
+            .map(|t| self.per_secret(t))
+            .collect();
         let mut summary = Summary {
             workloads,
             postgres,
+            fetch_cpu_per_secret,
             goals: Vec::new(),
+            goals_issue_8: Vec::new(),
             total_errors,
         };
         summary.goals = goals::evaluate(&summary, &self.setup);
+        summary.goals_issue_8 = goals::evaluate_issue_8(&summary, &self.delivery);
         self.summary = Some(summary);
+    }
+
+    fn per_secret(&self, target: &str) -> PerSecret {
+        let cpu = |r: &Run, w: Workload| {
+            Some(r.sample(w.name(), target)?.server_cpu_us_per_request).filter(|v| v.is_finite())
+        };
+        let over_runs = |f: &dyn Fn(&Run) -> Option<f64>| Stat::of(self.runs.iter().filter_map(f));
+        PerSecret {
+            target: target.to_string(),
+            fetch_us: over_runs(&|r| cpu(r, Workload::Fetch100)),
+            list_us: over_runs(&|r| cpu(r, Workload::List100)),
+            us_per_secret: over_runs(&|r| {
+                Some(
+                    (cpu(r, Workload::Fetch100)? - cpu(r, Workload::List100)?)
+                        / SMALL_TEAM_SIZE as f64,
+                )
+            }),
+        }
     }
 
     fn workload_summary(&self, w: Workload) -> WorkloadSummary {
@@ -152,6 +208,7 @@ impl Results {
         let rows = self
             .targets
             .iter()
+            .filter(|t| w.not_run_on(t).is_none())
             .map(|t| {
                 let vs = |other: &str| {
                     if t == other || (other == OPENBAO && !t.starts_with("tessera")) {
@@ -183,10 +240,22 @@ impl Results {
                 }
             })
             .collect();
+        let not_run = self
+            .targets
+            .iter()
+            .filter_map(|t| {
+                Some(NotRun {
+                    target: t.clone(),
+                    reason: w.not_run_on(t)?.to_string(),
+                })
+            })
+            .collect();
         WorkloadSummary {
             name: name.to_string(),
             description: w.describe(&self.plan),
+            unit: w.unit().to_string(),
             rows,
+            not_run,
         }
     }
 }

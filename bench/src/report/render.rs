@@ -129,9 +129,12 @@ pub fn render(results: &Results) -> String {
     for w in &summary.workloads {
         let with_rss = w.rows.iter().any(|r| r.rss_mib.is_some());
         let _ = writeln!(out, "### {}: {}\n", w.name, w.description);
-        out.push_str(
-            "| target | req/s (median) | min–max | p50 ms | p99 ms | errors | vs OpenBao | vs ceiling \
-             | server CPU µs/req | server cores | client cores | other cores (max) |",
+        let per = if w.unit == "req/s" { "req" } else { "fetch" };
+        let _ = write!(
+            out,
+            "| target | {} (median) | min–max | p50 ms | p99 ms | errors | vs OpenBao | vs ceiling \
+             | server CPU µs/{per} | server cores | client cores | other cores (max) |",
+            w.unit
         );
         out.push_str(if with_rss { " RSS MiB |\n" } else { "\n" });
         out.push_str("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
@@ -139,7 +142,20 @@ pub fn render(results: &Results) -> String {
         for r in &w.rows {
             workload_row(&mut out, r, with_rss);
         }
+        for n in &w.not_run {
+            let cols = if with_rss { 12 } else { 11 };
+            let _ = writeln!(
+                out,
+                "| {} | not run: {} |{}",
+                n.target,
+                n.reason,
+                " - |".repeat(cols - 1)
+            );
+        }
         out.push('\n');
+        if w.name == "fetch-100" && !summary.fetch_cpu_per_secret.is_empty() {
+            per_secret_table(&mut out, summary);
+        }
     }
 
     out.push_str("### Tessera process\n\n");
@@ -199,8 +215,22 @@ pub fn render(results: &Results) -> String {
         );
     }
 
-    out.push_str("### Issue 5 targets\n\n| target | goal | measured | met |\n|---|---|--:|---|\n");
-    for g in &summary.goals {
+    propagation_tables(&mut out, results);
+
+    goals_table(&mut out, "Issue 5 targets", &summary.goals);
+    goals_table(&mut out, "Issue 8 targets", &summary.goals_issue_8);
+    if summary.total_errors > 0 {
+        errors_section(&mut out, results);
+    }
+    out
+}
+
+fn goals_table(out: &mut String, title: &str, goals: &[super::goals::Goal]) {
+    let _ = write!(
+        out,
+        "### {title}\n\n| target | goal | measured | met |\n|---|---|--:|---|\n"
+    );
+    for g in goals {
         let met = match g.met {
             Some(true) => "yes",
             Some(false) => "**NO**",
@@ -213,10 +243,119 @@ pub fn render(results: &Results) -> String {
         );
     }
     out.push('\n');
-    if summary.total_errors > 0 {
-        errors_section(&mut out, results);
+}
+
+/// fetch-100's server CPU beyond list-100's, per secret returned.
+fn per_secret_table(out: &mut String, summary: &super::Summary) {
+    out.push_str(
+        "Server CPU per secret returned beyond list-100 = (server µs per fetch-100 − server µs \
+         per list-100) / 100, per run, then the median:\n\n\
+         | target | server µs per fetch-100 | server µs per list-100 | µs per secret beyond list-100 | min–max |\n\
+         |---|--:|--:|--:|--:|\n",
+    );
+    let us = |v: f64| format!("{v:.1}");
+    let per = |v: f64| format!("{v:.2}");
+    for p in &summary.fetch_cpu_per_secret {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} |",
+            p.target,
+            median_or_dash(p.fetch_us, us),
+            median_or_dash(p.list_us, us),
+            median_or_dash(p.us_per_secret, per),
+            range(p.us_per_secret, per),
+        );
     }
-    out
+    out.push('\n');
+}
+
+/// The issue 8 propagation workloads: one row each, then the idle waiters.
+fn propagation_tables(out: &mut String, results: &Results) {
+    if results.delivery.is_empty() {
+        return;
+    }
+    out.push_str(
+        "### Propagation (issue 8): upsert sent → the last waiter has its whole 200 answer \
+         (agent: the file holds the new bytes)\n\n\
+         | workload | target | how | rounds | median ms | p99 ms | first waiter ms (median) \
+         | median waiter ms (median) | upsert acked ms (median) | 304s | errors | server cores \
+         | client cores | other cores |\n\
+         |---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n",
+    );
+    let med = |v: &[f64]| median_or_dash(Stat::of(v.iter().copied()), ms);
+    let cores = |v: f64| {
+        if v.is_finite() {
+            format!("{v:.2}")
+        } else {
+            "-".into()
+        }
+    };
+    for p in &results.delivery {
+        if let Some(why) = &p.skipped {
+            let _ = writeln!(
+                out,
+                "| {} | {} | **skipped: {why}** |{}",
+                p.workload,
+                p.target,
+                " - |".repeat(11)
+            );
+            continue;
+        }
+        let errors = if p.errors > 0 {
+            format!("**{}**", p.errors)
+        } else {
+            "0".into()
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {}/{} | {} | {} | {} | {} | {} | {} | {errors} | {} | {} | {} |",
+            p.workload,
+            p.target,
+            p.setup,
+            p.last_ms.len(),
+            p.rounds_planned,
+            p.median_ms.map_or("-".into(), ms),
+            p.p99_ms.map_or("-".into(), ms),
+            med(&p.first_ms),
+            med(&p.median_waiter_ms),
+            med(&p.upsert_ms),
+            p.not_modified,
+            cores(p.server_cores),
+            cores(p.client_cores),
+            cores(p.other_cores),
+        );
+    }
+    out.push_str(
+        "\np99 is the nearest rank over the rounds (with 20 rounds, the slowest). For \
+         propagate-pg the server is node B (the waiters' node); node A and PostgreSQL count as \
+         other. For the agent, other includes the agent.\n\n",
+    );
+    let idle: Vec<_> = results
+        .delivery
+        .iter()
+        .filter_map(|p| Some((p, p.idle.as_ref()?)))
+        .collect();
+    if !idle.is_empty() {
+        out.push_str(
+            "| idle waiters | target | RSS before MiB | RSS with waiters MiB | RSS per waiter KiB \
+             | server CPU while they wait (% of a core) | watched for s |\n\
+             |---|---|--:|--:|--:|--:|--:|\n",
+        );
+        for (p, i) in idle {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {:.1} | {:.1} | {:.1} | {:.2}% | {:.1} |",
+                i.waiters,
+                p.target,
+                i.rss_before_kib as f64 / 1024.0,
+                i.rss_with_waiters_kib as f64 / 1024.0,
+                i.rss_per_waiter_kib,
+                i.server_cores * 100.0,
+                i.idle_seconds,
+            );
+        }
+        out.push('\n');
+    }
 }
 
 /// Above this many cores used by unrelated processes during a measurement,
@@ -238,6 +377,20 @@ fn noise_warning(out: &mut String, results: &Results) {
                     .map(move |(t, s)| format!("run {} {w} {t}: {:.2}", i + 1, s.other_cores))
             })
         })
+        .collect();
+    // Of the propagation workloads, only propagate-1k runs with nothing else
+    // of ours on the machine (propagate-pg has node A and PostgreSQL, the
+    // agent workload the agent).
+    let noisy: Vec<String> = noisy
+        .into_iter()
+        .chain(
+            results
+                .delivery
+                .iter()
+                .filter(|p| p.workload == crate::delivery::PROPAGATE_1K)
+                .filter(|p| p.other_cores > NOISE_CORES)
+                .map(|p| format!("{} {}: {:.2}", p.workload, p.target, p.other_cores)),
+        )
         .collect();
     if !noisy.is_empty() {
         let _ = writeln!(
@@ -273,6 +426,17 @@ fn errors_section(out: &mut String, results: &Results) {
             s.errors,
             s.error_kinds,
             s.first_error.as_deref().unwrap_or("?")
+        );
+    }
+    for p in results.delivery.iter().filter(|p| p.errors > 0) {
+        let _ = writeln!(
+            out,
+            "- {} on {}: {} failures ({:?}); first: {}",
+            p.workload,
+            p.target,
+            p.errors,
+            p.error_kinds,
+            p.first_error.as_deref().unwrap_or("?")
         );
     }
     out.push('\n');

@@ -2,6 +2,7 @@
 
 use super::render::{int, render};
 use crate::config::Plan;
+use crate::delivery::{IdleWaiters, Propagation};
 use crate::measure::Sample;
 use crate::report::{Environment, Results, Run};
 use std::collections::BTreeMap;
@@ -43,6 +44,10 @@ fn results(tessera_errors: u64) -> Results {
             upsert_1: d,
             list_100: d,
             list_10k: d,
+            fetch_100: d,
+            rounds: 5,
+            round_settle: d,
+            idle_probe: d,
             settle: d,
             load_100k: false,
             client_threads: 2,
@@ -51,10 +56,114 @@ fn results(tessera_errors: u64) -> Results {
         skipped: Vec::new(),
         setup: BTreeMap::new(),
         runs: vec![run],
+        delivery: Vec::new(),
         summary: None,
     };
     results.summarize();
     results
+}
+
+fn with_cpu(rps: f64, cpu_us: f64) -> Sample {
+    Sample {
+        server_cpu_us_per_request: cpu_us,
+        ..sample(rps, 0)
+    }
+}
+
+/// fetch-100 and list-100 on Tessera and OpenBao, and the three
+/// propagation workloads: one measured, one skipped, one failed.
+fn issue_8_results() -> Results {
+    let mut results = results(0);
+    let run = &mut results.runs[0];
+    let fetch = run.samples.entry("fetch-100".into()).or_default();
+    fetch.insert("tessera-sqlite".into(), with_cpu(12_000.0, 330.0));
+    fetch.insert("openbao".into(), with_cpu(100.0, 9_000.0));
+    let list = run.samples.entry("list-100".into()).or_default();
+    list.insert("tessera-sqlite".into(), with_cpu(20_000.0, 150.0));
+    list.insert("openbao".into(), with_cpu(5_000.0, 200.0));
+    list.insert("ceiling".into(), with_cpu(40_000.0, 20.0));
+    let mut measured = Propagation::skipped("propagate-1k", "tessera-sqlite", "x");
+    measured.skipped = None;
+    measured.setup = "1000 waiters".into();
+    measured.rounds_planned = 5;
+    measured.last_ms = vec![40.0, 50.0, 60.0, 70.0, 120.0];
+    measured.median_ms = Some(60.0);
+    measured.p99_ms = Some(120.0);
+    measured.idle = Some(IdleWaiters {
+        waiters: 1000,
+        rss_before_kib: 20_000,
+        rss_with_waiters_kib: 36_000,
+        rss_per_waiter_kib: 16.0,
+        idle_seconds: 5.0,
+        server_cores: 0.002,
+    });
+    let mut failed = Propagation::skipped("propagate-pg", "tessera-postgres", "x");
+    failed.skipped = None;
+    failed.record_error("timeout", || "round 1: 3 of 100 waiters answered".into());
+    results.delivery = vec![
+        measured,
+        failed,
+        Propagation::skipped(
+            "agent",
+            "tessera-sqlite",
+            "the tessera binary has no agent subcommand",
+        ),
+    ];
+    results.summarize();
+    results
+}
+
+#[test]
+fn issue_8_figures_and_targets() {
+    let results = issue_8_results();
+    let text = render(&results);
+    // (330 - 150) / 100 = 1.8 µs per secret; 12,000 / 100 = 120x OpenBao.
+    assert!(
+        text.contains("| tessera-sqlite | 330.0 | 150.0 | 1.80 |"),
+        "{text}"
+    );
+    assert!(text.contains("| fetches/s (median) |"), "{text}");
+    assert!(
+        text.contains("| ceiling | not run: no equivalent"),
+        "{text}"
+    );
+    assert!(
+        text.contains("| tessera-sqlite | fetch-100 server CPU per secret beyond list-100 <= 2 µs | 1.80 µs | yes |"),
+        "{text}"
+    );
+    assert!(text.contains("| 120.00x | yes |"), "{text}");
+    assert!(
+        text.contains("propagate-1k p99 < 100 ms (upsert sent -> last of 1,000 waiters answered) | 120.00 ms | **NO** |"),
+        "{text}"
+    );
+    assert!(
+        text.contains("RSS per idle waiter < 32 KiB | 16.00 KiB | yes |"),
+        "{text}"
+    );
+    assert!(text.contains("< 1% of a core | 0.20% | yes |"), "{text}");
+    assert!(
+        text.contains(
+            "| agent | tessera-sqlite | **skipped: the tessera binary has no agent subcommand** |"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("| skipped: the tessera binary has no agent subcommand | not measured |"),
+        "{text}"
+    );
+    // The failed propagation is loud and counts as a failure of the run.
+    assert_eq!(results.summary.as_ref().unwrap().total_errors, 1);
+    assert!(text.contains("!!! 1 REQUESTS FAILED"), "{text}");
+    assert!(
+        text.contains("- propagate-pg on tessera-postgres: 1 failures"),
+        "{text}"
+    );
+    let json = serde_json::to_value(&results).unwrap();
+    assert_eq!(json["delivery"][0]["p99_ms"], 120.0);
+    assert_eq!(
+        json["summary"]["fetch_cpu_per_secret"][0]["us_per_secret"]["median"],
+        1.8
+    );
 }
 
 #[test]

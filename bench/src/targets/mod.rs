@@ -6,7 +6,8 @@ pub mod openbao;
 pub mod tessera;
 
 use crate::client::RequestSet;
-use crate::workloads::{secret_name, value};
+use crate::workloads::{secret_name, value, SMALL_TEAM_SIZE};
+use anyhow::Context;
 use hyper::header::AUTHORIZATION;
 use hyper::Method;
 use std::net::SocketAddr;
@@ -82,6 +83,27 @@ impl Target {
             }
             Kind::OpenBao(b) => b.list(team),
             Kind::Ceiling(_) => baseten_list(self.addr(), ceiling::KEY, ceiling::team_id(team)),
+        }
+    }
+
+    /// One fetch of every value of the small team, or None when the target
+    /// has no equivalent (the ceiling stores nothing).
+    pub fn fetch_small(&self) -> anyhow::Result<Option<RequestSet>> {
+        match &self.kind {
+            Kind::Tessera(t) => {
+                let key = t
+                    .read_key()
+                    .context("no WORKSPACE_READ_SECRETS key was created")?;
+                let mut set = RequestSet::new(
+                    self.addr(),
+                    Method::GET,
+                    (AUTHORIZATION, &format!("Bearer {key}")),
+                )?;
+                set.push("/runtime/v1/secrets", Vec::new())?;
+                Ok(Some(set))
+            }
+            Kind::OpenBao(b) => Ok(Some(b.reads(Team::Small, 0..SMALL_TEAM_SIZE)?)),
+            Kind::Ceiling(_) => Ok(None),
         }
     }
 

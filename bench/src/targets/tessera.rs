@@ -28,6 +28,30 @@ pub struct Tessera {
     proc: Proc,
     big: Tenant,
     small: Tenant,
+    /// A WORKSPACE_READ_SECRETS key of the small team (fetch-100 and the
+    /// propagation workloads), created after the issue 5 setup.
+    read_key: Option<String>,
+    /// `serve` flags this binary needs for the benchmark's connection counts
+    /// (see [`serve_flags`]).
+    serve_flags: Vec<String>,
+}
+
+/// A second `tessera serve` on the same PostgreSQL database and master key
+/// (propagate-pg); stopped and its data directory removed when dropped.
+pub struct Peer {
+    pub addr: SocketAddr,
+    proc: Proc,
+    _dir: TempDir,
+}
+
+impl Peer {
+    pub fn pid(&self) -> u32 {
+        self.proc.pid()
+    }
+
+    pub async fn stop(&mut self) {
+        self.proc.stop(Duration::from_secs(30)).await;
+    }
 }
 
 impl Tessera {
@@ -52,7 +76,8 @@ impl Tessera {
         )
         .await?;
         let addr = free_addr()?;
-        let proc = spawn_serve(bin, dir.path(), database_url.as_deref(), addr)?;
+        let serve_flags = serve_flags(bin).await;
+        let proc = spawn_serve(bin, dir.path(), database_url.as_deref(), addr, &serve_flags)?;
         let mut tessera = Tessera {
             addr,
             bin: bin.to_path_buf(),
@@ -67,6 +92,8 @@ impl Tessera {
                 team_id: String::new(),
                 key: small_key,
             },
+            read_key: None,
+            serve_flags,
         };
         let proc = &mut tessera.proc;
         wait_ready(addr, "/readyz", Duration::from_secs(30), || {
@@ -96,6 +123,68 @@ impl Tessera {
         (&t.team_id, &t.key)
     }
 
+    pub fn bin(&self) -> &Path {
+        &self.bin
+    }
+
+    pub fn read_key(&self) -> Option<&str> {
+        self.read_key.as_deref()
+    }
+
+    /// Creates a WORKSPACE_READ_SECRETS key for the small team with its
+    /// organization admin's personal key (only people may issue one).
+    pub async fn create_read_key(&mut self) -> anyhow::Result<()> {
+        let auth = format!("Bearer {}", self.small.key);
+        let path = format!("/v1/teams/{}/api_keys", self.small.team_id);
+        let body = serde_json::json!({"type": "WORKSPACE_READ_SECRETS", "name": "bench"});
+        let (status, reply) = oneshot(
+            self.addr,
+            Method::POST,
+            &path,
+            &[(AUTHORIZATION, &auth)],
+            serde_json::to_vec(&body)?,
+        )
+        .await?;
+        anyhow::ensure!(
+            status == StatusCode::OK,
+            "creating a WORKSPACE_READ_SECRETS key: {status} {}",
+            String::from_utf8_lossy(&reply)
+        );
+        let reply: serde_json::Value = serde_json::from_slice(&reply)?;
+        let key = reply["api_key"]
+            .as_str()
+            .context("no api_key in the answer to the key creation")?;
+        self.read_key = Some(key.to_string());
+        Ok(())
+    }
+
+    /// Starts a second node on this target's PostgreSQL database, with the
+    /// same master key and its own (empty) data directory.
+    pub async fn start_peer(&self, work_dir: &Path) -> anyhow::Result<Peer> {
+        let url = self
+            .database_url
+            .as_deref()
+            .context("a second node needs a PostgreSQL target")?;
+        let dir = tempfile::Builder::new()
+            .prefix("tessera-peer-")
+            .tempdir_in(work_dir)?;
+        let addr = free_addr()?;
+        let mut flags = self.serve_flags.clone();
+        flags.push("--master-key-file".into());
+        flags.push(self.dir.path().join("master.key").display().to_string());
+        let mut proc = spawn_serve(&self.bin, dir.path(), Some(url), addr, &flags)?;
+        wait_ready(addr, "/readyz", Duration::from_secs(30), || {
+            proc.check_alive()
+        })
+        .await
+        .context("starting a second Tessera node on the same PostgreSQL database")?;
+        Ok(Peer {
+            addr,
+            proc,
+            _dir: dir,
+        })
+    }
+
     /// Stops the server gracefully and starts it again on the same store;
     /// returns the time from spawn to `/readyz` answering 200.
     pub async fn restart(&mut self) -> anyhow::Result<Duration> {
@@ -106,6 +195,7 @@ impl Tessera {
             self.dir.path(),
             self.database_url.as_deref(),
             self.addr,
+            &self.serve_flags,
         )?;
         let proc = &mut self.proc;
         wait_ready(self.addr, "/readyz", Duration::from_secs(30), || {
@@ -129,7 +219,7 @@ fn store_args(data_dir: &Path, database_url: Option<&str>) -> Vec<String> {
 
 /// Settings come from flags only: `TESSERA_*` variables of the caller's
 /// environment (a database URL, say) must not redirect the benchmark.
-fn scrub_env(cmd: &mut Command) {
+pub fn scrub_env(cmd: &mut Command) {
     for (name, _) in std::env::vars_os() {
         if name.to_string_lossy().starts_with("TESSERA_") {
             cmd.env_remove(name);
@@ -143,18 +233,52 @@ fn tokio_cmd(bin: &Path) -> tokio::process::Command {
     cmd.into()
 }
 
+/// Limits the benchmark would otherwise run into, raised when the binary
+/// has the flag (`serve --help` says): the connection cap per address
+/// (propagate-1k holds 1,000 waiters from 127.0.0.1) and the quota of
+/// secrets per team (the big team grows to 100,000).
+async fn serve_flags(bin: &Path) -> Vec<String> {
+    let help = output(
+        "tessera serve --help",
+        tokio_cmd(bin).args(["serve", "--help"]),
+    )
+    .await
+    .unwrap_or_default();
+    serve_flags_for(&help)
+}
+
+fn serve_flags_for(help: &str) -> Vec<String> {
+    let mut flags = Vec::new();
+    let raise = [
+        ("--max-connections-per-address", "10000"),
+        ("--max-secrets-per-team", "1000000"),
+    ];
+    for (flag, value) in raise {
+        // A whole word: `--max-connections` must not match the per-address flag.
+        let present = help
+            .split(|c: char| c.is_whitespace() || c == ',' || c == '=' || c == '<')
+            .any(|word| word == flag);
+        if present {
+            flags.extend([flag.to_string(), value.to_string()]);
+        }
+    }
+    flags
+}
+
 fn spawn_serve(
     bin: &Path,
     data_dir: &Path,
     database_url: Option<&str>,
     addr: SocketAddr,
+    flags: &[String],
 ) -> anyhow::Result<Proc> {
     let mut cmd = Command::new(bin);
     scrub_env(&mut cmd);
     cmd.arg("serve")
         .arg("--listen")
         .arg(addr.to_string())
-        .args(store_args(data_dir, database_url));
+        .args(store_args(data_dir, database_url))
+        .args(flags);
     Proc::spawn("tessera serve", cmd, &data_dir.join("serve.log"))
 }
 
@@ -179,4 +303,28 @@ async fn default_team(addr: SocketAddr, key: &str) -> anyhow::Result<String> {
         .and_then(|t| t["id"].as_str())
         .map(str::to_string)
         .context("GET /v1/teams listed no default team")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::serve_flags_for;
+
+    #[test]
+    fn raises_only_the_limits_the_binary_has() {
+        let old = "Usage: tessera serve [OPTIONS]\n      --listen <LISTEN>";
+        assert!(serve_flags_for(old).is_empty());
+        let help = "      --max-connections <MAX_CONNECTIONS>\n      \
+                    --max-connections-per-address <N>\n      \
+                    --max-secrets-per-team <N>  [default: 10000]";
+        assert_eq!(
+            serve_flags_for(help),
+            [
+                "--max-connections-per-address",
+                "10000",
+                "--max-secrets-per-team",
+                "1000000"
+            ]
+        );
+        assert!(serve_flags_for("--max-connections <N>").is_empty());
+    }
 }
