@@ -90,7 +90,7 @@ pub async fn fetch_secrets(
     let ctx = ReadContext { client: client.0 };
     let service = &state.service;
     let delivery = match held {
-        None => service.deliver(&caller.0, &ctx).await?,
+        None => Arc::new(service.deliver(&caller.0, &ctx).await?),
         Some(held) => {
             let authorization = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok());
             match service
@@ -181,15 +181,22 @@ fn item(s: &DeliveredSecret) -> RuntimeSecretView<'_> {
     }
 }
 
-/// A JSON body holding values: built in a buffer that is wiped when it
-/// grows and when the response has been sent, and never cached by anyone.
-fn private_json<T: Serialize>(value: &T, capacity: usize, revision: Option<i64>) -> Response {
+/// JSON holding values, built in a buffer that is wiped when it grows and
+/// when the last response using it has been sent.
+fn wiped_json<T: Serialize>(value: &T, capacity: usize) -> Bytes {
     let mut buf = WipingBuf(Zeroizing::new(Vec::with_capacity(capacity)));
-    if serde_json::to_writer(&mut buf, value).is_err() {
-        // Serializing strings and integers into memory cannot fail.
-        return ApiError::new(super::error::ErrorCode::Internal, "internal error").into_response();
-    }
-    let mut resp = Response::new(Body::from(Bytes::from_owner(buf.0)));
+    // Serializing strings and integers into memory cannot fail.
+    let _ = serde_json::to_writer(&mut buf, value);
+    Bytes::from_owner(buf.0)
+}
+
+/// A JSON body holding values (see [`wiped_json`]), never cached by anyone.
+fn private_json<T: Serialize>(value: &T, capacity: usize, revision: Option<i64>) -> Response {
+    private_response(wiped_json(value, capacity), revision)
+}
+
+fn private_response(body: Bytes, revision: Option<i64>) -> Response {
+    let mut resp = Response::new(Body::from(body));
     let h = resp.headers_mut();
     h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));

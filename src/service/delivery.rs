@@ -39,12 +39,15 @@ pub struct DeliveredSecret {
 pub struct Delivery {
     pub revision: i64,
     pub secrets: Vec<DeliveredSecret>,
+    /// The answer as sent, rendered once by the HTTP layer for every waiter
+    /// that shares this delivery (see [`Service::deliver_when_changed`]).
+    pub rendered: std::sync::OnceLock<bytes::Bytes>,
 }
 
 /// The outcome of a long poll.
 pub enum Poll {
     /// The team moved past the revision the client holds.
-    Changed(Delivery),
+    Changed(Arc<Delivery>),
     /// Nothing changed within the wait (or the server is shutting down).
     Unchanged { revision: i64 },
 }
@@ -59,28 +62,54 @@ impl Service {
     /// Every value in the caller's scope, with the team's revision.
     pub async fn deliver(&self, p: &Principal, ctx: &ReadContext) -> ServiceResult<Delivery> {
         let grant = self.delivery_grant(p).await?;
-        let snapshot = self.store.snapshot(&grant).await?;
-        self.open_snapshot(p, &grant, snapshot, ctx)
+        let delivery = self.open_snapshot(&grant).await?;
+        self.record_read(p, &grant, &delivery.secrets, ctx);
+        Ok(delivery)
     }
 
-    fn open_snapshot(
-        &self,
-        p: &Principal,
-        grant: &DeliveryAccess,
-        snapshot: Snapshot,
-        ctx: &ReadContext,
-    ) -> ServiceResult<Delivery> {
+    /// Reads and opens the grant's secrets (not recorded: the caller does).
+    async fn open_snapshot(&self, grant: &DeliveryAccess) -> ServiceResult<Delivery> {
+        let snapshot: Snapshot = self.store.snapshot(grant).await?;
         let secrets = snapshot
             .secrets
             .into_iter()
             .filter(|s| grant.allows(&s.record.canonical_name))
             .map(|s| self.open_stored(s))
             .collect::<ServiceResult<Vec<_>>>()?;
-        self.record_read(p, grant, &secrets, ctx);
         Ok(Delivery {
             revision: snapshot.revision,
             secrets,
+            rendered: std::sync::OnceLock::new(),
         })
+    }
+
+    /// The delivery for waiters of one key woken by one change: the first
+    /// of them reads and opens it, the others (woken at the same moment)
+    /// share that answer instead of each decrypting the same values. It
+    /// lives while some of them are still being answered, and is dropped
+    /// (its plaintext wiped) with the last; a later request decrypts anew.
+    async fn shared_delivery(
+        &self,
+        grant: &DeliveryAccess,
+        key_prefix: &str,
+        woken_at: i64,
+    ) -> ServiceResult<Arc<Delivery>> {
+        let cell = {
+            let mut building = self.building.lock().unwrap_or_else(|e| e.into_inner());
+            building.retain(|_, cell| cell.strong_count() > 0);
+            let slot = (key_prefix.to_owned(), woken_at);
+            match building.get(&slot).and_then(std::sync::Weak::upgrade) {
+                Some(cell) => cell,
+                None => {
+                    let cell = Arc::new(tokio::sync::OnceCell::new());
+                    building.insert(slot, Arc::downgrade(&cell));
+                    cell
+                }
+            }
+        };
+        cell.get_or_try_init(|| async { self.open_snapshot(grant).await.map(Arc::new) })
+            .await
+            .cloned()
     }
 
     /// One value by any spelling of its name; not found when it does not
@@ -126,12 +155,12 @@ impl Service {
         let mut sub = self.notifier.subscribe(grant.team().team_id());
         let current = self.store.team_revision(&grant).await?;
         if current != held {
-            let snapshot = self.store.snapshot(&grant).await?;
-            return self
-                .open_snapshot(&p, &grant, snapshot, ctx)
-                .map(Poll::Changed);
+            let delivery = self.open_snapshot(&grant).await?;
+            self.record_read(&p, &grant, &delivery.secrets, ctx);
+            return Ok(Poll::Changed(Arc::new(delivery)));
         }
         let deadline = tokio::time::Instant::now() + wait.min(MAX_WAIT);
+        let mut woken_at = held;
         loop {
             if self.notifier.is_shutting_down() {
                 return Ok(Poll::Unchanged { revision: held });
@@ -144,7 +173,8 @@ impl Service {
                         // that the final re-read below would not show.
                         break;
                     }
-                    if *sub.revision.borrow_and_update() > held {
+                    woken_at = *sub.revision.borrow_and_update();
+                    if woken_at > held {
                         break;
                     }
                 }
@@ -159,7 +189,12 @@ impl Service {
         }
         // A change: answer for the key as it stands now.
         let p = self.authenticate(authorization).await?;
-        self.deliver(&p, ctx).await.map(Poll::Changed)
+        let grant = self.delivery_grant(&p).await?;
+        let delivery = self
+            .shared_delivery(&grant, &p.key_prefix, woken_at)
+            .await?;
+        self.record_read(&p, &grant, &delivery.secrets, ctx);
+        Ok(Poll::Changed(delivery))
     }
 
     fn open_stored(&self, stored: StoredSecret) -> ServiceResult<DeliveredSecret> {

@@ -121,7 +121,12 @@ pub struct Service {
     pub usage: usage::UsageRecorder,
     fingerprints: Fingerprinter,
     notifier: notify::Notifier,
+    /// Deliveries being built for waiters woken together, by (key prefix,
+    /// revision they were woken at).
+    building: std::sync::Mutex<std::collections::HashMap<(String, i64), SharedBuild>>,
 }
+
+type SharedBuild = std::sync::Weak<tokio::sync::OnceCell<Arc<delivery::Delivery>>>;
 
 /// Which team a request addresses.
 #[derive(Debug, Clone, Copy)]
@@ -148,6 +153,7 @@ impl Service {
             usage: usage::UsageRecorder::default(),
             fingerprints,
             notifier: notify::Notifier::default(),
+            building: Default::default(),
         }
     }
 

@@ -187,6 +187,7 @@ async fn reads_are_recorded_without_values(storage: Storage) {
 }
 
 crate::storage_tests!(
+    waiters_woken_together_are_each_recorded,
     listing_costs_do_not_grow_with_teams,
     idle_waiters_make_no_store_query,
     shutdown_answers_waiters_at_once,
@@ -229,4 +230,67 @@ async fn listing_costs_do_not_grow_with_teams(storage: Storage) {
         costs[1] <= costs[0] + 1.0,
         "store calls per listing grew with 200 teams: {costs:?}"
     );
+}
+
+/// Waiters of one key woken by one write share one answer, but each is
+/// recorded as a read of its own.
+async fn waiters_woken_together_are_each_recorded(storage: Storage) {
+    let data = storage.dir.path().join("data");
+    let (server, admin) = storage.serve(&data);
+    let key = reader(&server, &admin).await;
+    let etag = etag_of(&server, &key).await;
+    let reads = |metrics: &str| -> f64 {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("tessera_runtime_reads_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let metrics = || async {
+        reqwest::get(format!("{}/metrics", server.url))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let before = reads(&metrics().await);
+    let waiters: Vec<_> = (0..8)
+        .map(|_| {
+            let (url, key, etag) = (
+                format!("{}/runtime/v1/secrets?wait=30", server.url),
+                key.clone(),
+                etag.clone(),
+            );
+            tokio::spawn(async move {
+                let r = reqwest::Client::new()
+                    .get(url)
+                    .bearer_auth(key)
+                    .header("If-None-Match", etag)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 200);
+                r.text().await.unwrap()
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let value = canary("shared");
+    admin_post(
+        &server,
+        &admin,
+        "/v1/secrets",
+        json!({"name": "s", "value": value}),
+    )
+    .await;
+    let mut bodies = Vec::new();
+    for w in waiters {
+        bodies.push(w.await.unwrap());
+    }
+    assert!(bodies[0].contains(&value));
+    assert!(bodies.iter().all(|b| b == &bodies[0]));
+    assert_eq!(reads(&metrics().await) - before, 8.0);
+    let log = server.log_text();
+    assert_eq!(log.matches("s@1").count(), 8, "{log}");
 }
