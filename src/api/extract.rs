@@ -36,6 +36,7 @@ impl FromRequestParts<Arc<AppState>> for Caller {
         };
         match state.service.authenticate_detailed(header).await {
             Ok(principal) => {
+                super::trace::record_caller(&principal.key_prefix);
                 state.throttles.check_key(&principal)?;
                 Ok(Caller(principal))
             }

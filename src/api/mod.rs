@@ -12,6 +12,7 @@ pub mod secrets;
 pub mod team_admin;
 pub mod teams;
 pub mod throttle;
+pub mod trace;
 pub mod users;
 pub mod views;
 
@@ -214,6 +215,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     let _ = state.openapi.set(doc.to_pretty_json().unwrap_or_default());
     router
         .route_layer(axum::middleware::from_fn(metrics::track))
+        .route_layer(axum::middleware::from_fn(trace::span))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -187,6 +187,7 @@ async fn reads_are_recorded_without_values(storage: Storage) {
 }
 
 crate::storage_tests!(
+    log_lines_carry_the_request_context,
     waiters_woken_together_are_each_recorded,
     listing_costs_do_not_grow_with_teams,
     idle_waiters_make_no_store_query,
@@ -293,4 +294,44 @@ async fn waiters_woken_together_are_each_recorded(storage: Storage) {
     assert_eq!(reads(&metrics().await) - before, 8.0);
     let log = server.log_text();
     assert_eq!(log.matches("s@1").count(), 8, "{log}");
+}
+
+/// What is logged while serving a request carries the request's context:
+/// route template, request id (the client's, or a new one, echoed back) and
+/// the caller's key prefix.
+async fn log_lines_carry_the_request_context(storage: Storage) {
+    let data = storage.dir.path().join("data");
+    let (server, admin) = storage.serve(&data);
+    let key = reader(&server, &admin).await;
+    let r = reqwest::Client::new()
+        .get(format!("{}/runtime/v1/secrets", server.url))
+        .bearer_auth(&key)
+        .header("x-request-id", "req-ctx-1234")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-request-id"], "req-ctx-1234");
+    // A made-up id is replaced, never logged.
+    let r = reqwest::Client::new()
+        .get(format!("{}/v1/teams", server.url))
+        .bearer_auth(&admin)
+        .header("x-request-id", "bad id with spaces")
+        .send()
+        .await
+        .unwrap();
+    let fresh = r.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert_eq!(fresh.len(), 16);
+    let log = server.log_text();
+    let line = log
+        .lines()
+        .find(|l| l.contains("runtime read"))
+        .expect("the read is recorded");
+    let prefix = key.split('.').next().unwrap();
+    assert!(
+        line.contains("request_id=req-ctx-1234")
+            && line.contains("route=/runtime/v1/secrets")
+            && line.contains(&format!("key_prefix={prefix}")),
+        "{line}"
+    );
+    assert!(!log.contains("bad id"));
 }
