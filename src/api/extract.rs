@@ -9,7 +9,6 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::{header::AUTHORIZATION, request::Parts, StatusCode};
 use serde::de::DeserializeOwned;
-use serde_json::{Map, Value};
 use std::sync::Arc;
 
 /// The authenticated caller.
@@ -91,12 +90,14 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for QueryPa
     }
 }
 
-/// A JSON object body, parsed whatever the `Content-Type` says (Baseten's
-/// documented curl examples send none). Fields are read with the typed
-/// accessors below, whose errors name the field but never echo its value.
-pub struct JsonObject(pub Map<String, Value>);
+/// A JSON object body of type `T`, parsed whatever the `Content-Type` says
+/// (Baseten's documented curl examples send none). Unknown fields are
+/// ignored; `null` in an optional field means absent. Errors name the field
+/// (with its path, e.g. `secret_names[2]`) and what it must be, and never
+/// echo what was sent.
+pub struct Body<T>(pub T);
 
-impl<S: Send + Sync> FromRequest<S> for JsonObject {
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
@@ -113,90 +114,61 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
                 ApiError::invalid("could not read the request body")
             }
         })?;
-        if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Err(ApiError::invalid(
+        match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+            None => Err(ApiError::invalid(
                 "request body is empty; expected a JSON object",
-            ));
-        }
-        // serde_json's syntax errors give a position, never the input text.
-        let value: Value = serde_json::from_slice(&bytes)
-            .map_err(|e| ApiError::invalid(format!("request body is not valid JSON: {e}")))?;
-        match value {
-            Value::Object(map) => Ok(JsonObject(map)),
-            _ => Err(ApiError::invalid("request body must be a JSON object")),
+            )),
+            // serde would also read a struct from an array, field by field.
+            Some(b'{') => {
+                let mut de = serde_json::Deserializer::from_slice(&bytes);
+                let value =
+                    serde_path_to_error::deserialize(&mut de).map_err(|e| body_error(&e))?;
+                de.end().map_err(|e| {
+                    ApiError::invalid(format!("request body is not valid JSON: {e}"))
+                })?;
+                Ok(Body(value))
+            }
+            Some(b'[' | b'"' | b't' | b'f' | b'n' | b'-' | b'0'..=b'9') => {
+                Err(ApiError::invalid("request body must be a JSON object"))
+            }
+            Some(_) => Err(ApiError::invalid(
+                "request body is not valid JSON: expected a JSON object",
+            )),
         }
     }
 }
 
-fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
+/// A client-facing message for a body that failed to parse. serde_json's
+/// messages for wrong types quote the value sent ("invalid type: string
+/// \"…\", expected …"), so only the expectation is kept.
+fn body_error(e: &serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+    use serde_json::error::Category;
+    let inner = e.inner();
+    let text = inner.to_string();
+    let text = text.split(" at line ").next().unwrap_or_default();
+    if !matches!(inner.classify(), Category::Data) {
+        // Syntax errors give a position, never the input text.
+        return ApiError::invalid(format!("request body is not valid JSON: {inner}"));
     }
-}
-
-impl JsonObject {
-    /// A required string field.
-    pub fn take_string(&mut self, field: &str) -> Result<String, ApiError> {
-        match self.0.remove(field) {
-            None | Some(Value::Null) => Err(ApiError::invalid(format!(
-                "missing required field `{field}`"
-            ))),
-            Some(Value::String(s)) => Ok(s),
-            Some(other) => Err(ApiError::invalid(format!(
-                "field `{field}` must be a string, not {}",
-                type_name(&other)
-            ))),
-        }
+    let path = e.path().to_string();
+    if let Some(field) = text
+        .strip_prefix("missing field `")
+        .and_then(|f| f.strip_suffix('`'))
+    {
+        let field = match path.as_str() {
+            "." => field.to_owned(),
+            parent => format!("{parent}.{field}"),
+        };
+        return ApiError::invalid(format!("missing required field `{field}`"));
     }
-
-    /// An optional string field (absent or null: `None`).
-    pub fn take_opt_string(&mut self, field: &str) -> Result<Option<String>, ApiError> {
-        match self.0.remove(field) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s)),
-            Some(other) => Err(ApiError::invalid(format!(
-                "field `{field}` must be a string or null, not {}",
-                type_name(&other)
-            ))),
-        }
-    }
-
-    /// An optional array of strings (absent or null: `None`).
-    pub fn take_opt_string_list(&mut self, field: &str) -> Result<Option<Vec<String>>, ApiError> {
-        match self.0.remove(field) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::Array(items)) => items
-                .into_iter()
-                .map(|v| match v {
-                    Value::String(s) => Ok(s),
-                    other => Err(ApiError::invalid(format!(
-                        "field `{field}` must be an array of strings (found {})",
-                        type_name(&other)
-                    ))),
-                })
-                .collect::<Result<Vec<_>, _>>()
-                .map(Some),
-            Some(other) => Err(ApiError::invalid(format!(
-                "field `{field}` must be an array of strings or null, not {}",
-                type_name(&other)
-            ))),
-        }
-    }
-
-    /// An optional boolean (absent or null: `None`).
-    pub fn take_opt_bool(&mut self, field: &str) -> Result<Option<bool>, ApiError> {
-        match self.0.remove(field) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::Bool(b)) => Ok(Some(b)),
-            Some(other) => Err(ApiError::invalid(format!(
-                "field `{field}` must be a boolean, not {}",
-                type_name(&other)
-            ))),
-        }
+    let expected = text
+        .split_once(", expected ")
+        .map_or("of another type", |(_, x)| x);
+    match path.split_once('[') {
+        Some((list, index)) => ApiError::invalid(format!(
+            "field `{list}` must be an array of strings; item {} is not {expected}",
+            index.trim_end_matches(']')
+        )),
+        None => ApiError::invalid(format!("field `{path}` must be {expected}")),
     }
 }

@@ -1,7 +1,7 @@
 //! API key routes.
 
 use super::error::{ApiError, ApiResult, ErrorBody};
-use super::extract::{Caller, JsonObject, PathParams, QueryParams};
+use super::extract::{Body, Caller, PathParams, QueryParams};
 use super::views::{
     ApiKeyInfoView, ApiKeyTombstoneView, ApiKeysView, CreateApiKeyRequest, NewApiKeyView,
 };
@@ -27,24 +27,20 @@ pub(crate) fn parse_key_type(raw: &str) -> ApiResult<KeyType> {
     })
 }
 
-fn new_key_from(mut body: JsonObject) -> ApiResult<NewKey> {
-    let key_type = match body.take_opt_string("type")? {
+fn new_key_from(body: CreateApiKeyRequest) -> ApiResult<NewKey> {
+    let key_type = match body.r#type {
         Some(t) => parse_key_type(&t)?,
         None => return Err(ApiError::invalid("missing required field `type`")),
     };
-    let name = body.take_opt_string("name")?;
-    let model_ids = body.take_opt_string_list("model_ids")?;
-    let team_id = body.take_opt_string("team_id")?;
-    if team_id.as_deref() == Some("") {
+    if body.team_id.as_deref() == Some("") {
         return Err(ApiError::invalid("field `team_id` must not be empty"));
     }
-    let secret_names = body.take_opt_string_list("secret_names")?;
     Ok(NewKey {
-        name,
+        name: body.name,
         key_type,
-        model_ids,
-        team_id,
-        secret_names,
+        model_ids: body.model_ids,
+        team_id: body.team_id,
+        secret_names: body.secret_names,
     })
 }
 
@@ -83,7 +79,7 @@ pub async fn list_api_keys(
 pub async fn create_api_key(
     State(state): State<Arc<AppState>>,
     caller: Caller,
-    body: JsonObject,
+    Body(body): Body<CreateApiKeyRequest>,
 ) -> ApiResult<Json<NewApiKeyView>> {
     let token = state
         .service
@@ -103,7 +99,7 @@ pub async fn create_team_api_key(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     PathParams(team_id): PathParams<String>,
-    body: JsonObject,
+    Body(body): Body<CreateApiKeyRequest>,
 ) -> ApiResult<Json<NewApiKeyView>> {
     let token = state
         .service

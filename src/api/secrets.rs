@@ -1,31 +1,19 @@
 //! Secret routes: thin handlers over the secrets service.
 
 use super::error::{ApiResult, ErrorBody};
-use super::extract::{Caller, JsonObject, PathParams};
-use super::views::{SecretTombstoneView, SecretView, SecretsView, Timestamp, UpsertSecretRequest};
+use super::extract::{Body as JsonBody, Caller, PathParams};
+use super::views::{SecretTombstoneView, SecretView, SecretsView, UpsertSecretRequest};
 use super::AppState;
-use crate::domain::secret_value::SecretValue;
 use crate::domain::types::ListedSecret;
 use crate::service::secrets::SecretPages;
 use crate::service::TeamRef;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{header, HeaderValue};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures_util::StreamExt;
-use serde::Serialize;
 use std::sync::Arc;
-
-/// One listed secret, in the shape of [`SecretsView`]'s items, serialized
-/// straight from the store's record.
-#[derive(Serialize)]
-struct Entry<'a> {
-    id: &'a str,
-    created_at: Timestamp,
-    name: &'a str,
-    team_name: &'a str,
-}
 
 /// Appends a page of entries to `out`, each preceded by a comma except the
 /// listing's very first.
@@ -34,14 +22,8 @@ fn write_entries(out: &mut Vec<u8>, page: &[ListedSecret], first: &mut bool) {
         if !std::mem::take(first) {
             out.push(b',');
         }
-        let entry = Entry {
-            id: &s.id,
-            created_at: Timestamp(s.created_at),
-            name: &s.name,
-            team_name: &s.team_name,
-        };
         // Serializing strings into memory cannot fail.
-        let _ = serde_json::to_writer(&mut *out, &entry);
+        let _ = serde_json::to_writer(&mut *out, &SecretView::from(s));
     }
 }
 
@@ -95,15 +77,13 @@ async fn upsert(
     state: &AppState,
     caller: &Caller,
     team: TeamRef<'_>,
-    mut body: JsonObject,
-) -> ApiResult<Json<SecretView>> {
-    let name = body.take_string("name")?;
-    let value = SecretValue::new(body.take_string("value")?);
+    body: UpsertSecretRequest,
+) -> ApiResult<Response> {
     let record = state
         .service
-        .upsert_secret(&caller.0, team, &name, value)
+        .upsert_secret(&caller.0, team, &body.name, body.value)
         .await?;
-    Ok(Json(record.into()))
+    Ok(Json(SecretView::from(&record)).into_response())
 }
 
 /// List every secret the caller can reach, across teams (metadata only).
@@ -124,8 +104,8 @@ pub async fn list_secrets(
 pub async fn upsert_secret(
     State(state): State<Arc<AppState>>,
     caller: Caller,
-    body: JsonObject,
-) -> ApiResult<Json<SecretView>> {
+    JsonBody(body): JsonBody<UpsertSecretRequest>,
+) -> ApiResult<Response> {
     upsert(&state, &caller, TeamRef::Implicit, body).await
 }
 
@@ -172,8 +152,8 @@ pub async fn upsert_team_secret(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     PathParams(team_id): PathParams<String>,
-    body: JsonObject,
-) -> ApiResult<Json<SecretView>> {
+    JsonBody(body): JsonBody<UpsertSecretRequest>,
+) -> ApiResult<Response> {
     upsert(&state, &caller, TeamRef::Id(&team_id), body).await
 }
 

@@ -1,7 +1,7 @@
 //! Team management routes (extensions).
 
 use super::error::{ApiError, ApiResult, ErrorBody};
-use super::extract::{Caller, JsonObject, PathParams, QueryParams};
+use super::extract::{Body, Caller, PathParams, QueryParams};
 use super::views::{
     MemberView, MembersView, MembershipRequest, TeamNameRequest, TeamTombstoneView, TeamView,
     UserAdminView,
@@ -20,11 +20,14 @@ use std::sync::Arc;
 pub async fn create_team(
     State(state): State<Arc<AppState>>,
     caller: Caller,
-    mut body: JsonObject,
+    Body(body): Body<TeamNameRequest>,
 ) -> ApiResult<Json<TeamView>> {
-    let name = body.take_string("name")?;
     Ok(Json(
-        state.service.create_team(&caller.0, &name).await?.into(),
+        state
+            .service
+            .create_team(&caller.0, &body.name)
+            .await?
+            .into(),
     ))
 }
 
@@ -36,13 +39,12 @@ pub async fn rename_team(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     PathParams(team_id): PathParams<String>,
-    mut body: JsonObject,
+    Body(body): Body<TeamNameRequest>,
 ) -> ApiResult<Json<TeamView>> {
-    let name = body.take_string("name")?;
     Ok(Json(
         state
             .service
-            .rename_team(&caller.0, &team_id, &name)
+            .rename_team(&caller.0, &team_id, &body.name)
             .await?
             .into(),
     ))
@@ -108,9 +110,9 @@ pub async fn set_member(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     PathParams((team_id, user_id)): PathParams<(String, String)>,
-    mut body: JsonObject,
+    Body(body): Body<MembershipRequest>,
 ) -> ApiResult<Json<UserAdminView>> {
-    let role = match body.take_opt_string("role")?.as_deref() {
+    let role = match body.role.as_deref() {
         None => TeamRole::Member,
         Some(r) => r.parse().map_err(|_| {
             ApiError::invalid(format!("unknown role {r:?}; expected ADMIN or MEMBER"))

@@ -1,7 +1,7 @@
 //! User routes: the Baseten directory, plus user management (extension).
 
 use super::error::{ApiError, ApiResult, ErrorBody};
-use super::extract::{Caller, JsonObject, PathParams, QueryParams};
+use super::extract::{Body, Caller, PathParams, QueryParams};
 use super::views::{
     CreateUserRequest, MintKeyRequest, NewApiKeyView, PaginationView, UserAdminView,
     UserTombstoneView, UserView, UsersView,
@@ -89,14 +89,12 @@ fn parse_org_role(raw: Option<String>) -> ApiResult<OrgRole> {
 pub async fn create_user(
     State(state): State<Arc<AppState>>,
     caller: Caller,
-    mut body: JsonObject,
+    Body(body): Body<CreateUserRequest>,
 ) -> ApiResult<Json<UserAdminView>> {
-    let email = body.take_string("email")?;
-    let name = body.take_opt_string("name")?;
-    let role = parse_org_role(body.take_opt_string("role")?)?;
+    let role = parse_org_role(body.role)?;
     let user = state
         .service
-        .create_user(&caller.0, email, name, role)
+        .create_user(&caller.0, body.email, body.name, role)
         .await?;
     Ok(Json(user.into()))
 }
@@ -123,12 +121,11 @@ pub async fn mint_user_key(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     PathParams(user_id): PathParams<String>,
-    mut body: JsonObject,
+    Body(body): Body<MintKeyRequest>,
 ) -> ApiResult<Json<NewApiKeyView>> {
-    let name = body.take_opt_string("name")?;
     let token = state
         .service
-        .mint_personal_key(&caller.0, &user_id, name)
+        .mint_personal_key(&caller.0, &user_id, body.name)
         .await?;
     Ok(Json(NewApiKeyView {
         api_key: token.token().to_owned(),

@@ -1,42 +1,59 @@
 //! Response and request bodies, in the shapes of the Baseten contract.
 //! Descriptions are Tessera's own words.
 
+use crate::domain::secret_value::SecretValue;
 use crate::domain::time::rfc3339;
-use crate::domain::types::{KeyType, OrgRole, Organization, SecretRecord, Team, TeamRole, User};
+use crate::domain::types::{
+    KeyType, ListedSecret, OrgRole, Organization, SecretRecord, Team, TeamRole, User,
+};
 use crate::store::KeyListing;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-/// Metadata of a secret. The value is never returned.
+/// Metadata of a secret. The value is never returned. (Listings serialize
+/// this type straight from the store's records, one page at a time.)
 #[derive(Serialize, ToSchema)]
 #[schema(as = SecretV1)]
-pub struct SecretView {
+pub struct SecretView<'a> {
     /// Opaque identifier; stays the same when the value changes.
-    pub id: String,
+    pub id: &'a str,
     /// When the secret was first created (RFC 3339, UTC).
-    pub created_at: String,
+    #[schema(value_type = String)]
+    pub created_at: Timestamp,
     /// The name, spelled as when the secret was created.
-    pub name: String,
+    pub name: &'a str,
     /// The team that owns the secret.
-    pub team_name: String,
+    pub team_name: &'a str,
 }
 
-impl From<SecretRecord> for SecretView {
-    fn from(s: SecretRecord) -> Self {
+impl<'a> From<&'a SecretRecord> for SecretView<'a> {
+    fn from(s: &'a SecretRecord) -> Self {
         Self {
-            id: s.id,
-            created_at: rfc3339(s.created_at),
-            name: s.name,
-            team_name: s.team_name,
+            id: &s.id,
+            created_at: Timestamp(s.created_at),
+            name: &s.name,
+            team_name: &s.team_name,
         }
     }
 }
 
-/// A list of secrets.
-#[derive(Serialize, ToSchema)]
+impl<'a> From<&'a ListedSecret> for SecretView<'a> {
+    fn from(s: &'a ListedSecret) -> Self {
+        Self {
+            id: &s.id,
+            created_at: Timestamp(s.created_at),
+            name: &s.name,
+            team_name: &s.team_name,
+        }
+    }
+}
+
+/// A list of secrets (sent page by page; see `api/secrets.rs`).
+#[derive(ToSchema)]
 #[schema(as = SecretsV1)]
-pub struct SecretsView {
-    pub secrets: Vec<SecretView>,
+#[allow(dead_code)]
+pub struct SecretsView<'a> {
+    pub secrets: Vec<SecretView<'a>>,
 }
 
 /// What remains of a deleted secret: its name.
@@ -48,9 +65,8 @@ pub struct SecretTombstoneView {
 }
 
 /// Body of a secret upsert.
-#[derive(ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[schema(as = UpsertSecretRequestV1)]
-#[allow(dead_code)]
 pub struct UpsertSecretRequest {
     /// 1–253 characters of letters, digits, `.`, `_`, `-`; starts with a
     /// letter, digit or `_`. Names equal after mapping every non-alphanumeric
@@ -59,12 +75,12 @@ pub struct UpsertSecretRequest {
     pub name: String,
     /// The value (UTF-8, at most 64 KiB by default). Stored encrypted; never
     /// returned by this API.
-    pub value: String,
+    #[schema(value_type = String)]
+    pub value: SecretValue,
 }
 
 /// Extension: body of a team creation or rename.
-#[derive(ToSchema)]
-#[allow(dead_code)]
+#[derive(Deserialize, ToSchema)]
 pub struct TeamNameRequest {
     /// 1 to 100 characters, unique in the organization.
     #[schema(min_length = 1, max_length = 100, pattern = "\\S")]
@@ -72,8 +88,7 @@ pub struct TeamNameRequest {
 }
 
 /// Extension: body of a user creation.
-#[derive(ToSchema)]
-#[allow(dead_code)]
+#[derive(Deserialize, ToSchema)]
 pub struct CreateUserRequest {
     /// Unique in the organization.
     #[schema(pattern = "^[^@\\s]+@[^@\\s]+$", max_length = 254)]
@@ -82,20 +97,20 @@ pub struct CreateUserRequest {
     #[schema(max_length = 200)]
     pub name: Option<String>,
     /// Organization role; default `MEMBER`.
-    pub role: Option<OrgRole>,
+    #[schema(value_type = Option<OrgRole>)]
+    pub role: Option<String>,
 }
 
 /// Extension: body of a membership change.
-#[derive(ToSchema)]
-#[allow(dead_code)]
+#[derive(Deserialize, ToSchema)]
 pub struct MembershipRequest {
     /// Team role; default `MEMBER`.
-    pub role: Option<TeamRole>,
+    #[schema(value_type = Option<TeamRole>)]
+    pub role: Option<String>,
 }
 
 /// Extension: body of minting a personal key for a user.
-#[derive(ToSchema)]
-#[allow(dead_code)]
+#[derive(Deserialize, ToSchema)]
 pub struct MintKeyRequest {
     /// Optional key name, unique among the user's live personal keys.
     #[schema(min_length = 1, max_length = 128)]
@@ -257,14 +272,14 @@ pub struct ApiKeysView {
 }
 
 /// Body of a key creation.
-#[derive(ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[schema(as = CreateAPIKeyRequestV1)]
-#[allow(dead_code)]
 pub struct CreateApiKeyRequest {
     /// Optional; unique among live keys of the same scope.
     pub name: Option<String>,
-    #[schema(value_type = KeyType)]
-    pub r#type: KeyType,
+    /// Read as text so an unknown type gets a message listing the known ones.
+    #[schema(value_type = KeyType, required = true)]
+    pub r#type: Option<String>,
     /// Only for WORKSPACE_INVOKE and WORKSPACE_EXPORT_METRICS keys.
     pub model_ids: Option<Vec<String>>,
     /// The team of a team-bound key; must match the URL's team when both are
