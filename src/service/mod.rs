@@ -34,6 +34,9 @@ pub enum ServiceError {
     Conflict(String),
     #[error("{0}")]
     Unavailable(String),
+    /// The disk holding the data is full. Details go to the log only.
+    #[error("storage full: {0}")]
+    StorageFull(String),
     /// Details go to the log only.
     #[error("internal error: {0}")]
     Internal(String),
@@ -45,6 +48,8 @@ impl From<StoreError> for ServiceError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Conflict(m) => ServiceError::Conflict(m),
+            StoreError::NotFound(m) => ServiceError::NotFound(m),
+            StoreError::StorageFull(m) => ServiceError::StorageFull(m),
             StoreError::Unavailable(m) => ServiceError::Unavailable(m),
             StoreError::Internal(m) => ServiceError::Internal(m),
         }

@@ -20,11 +20,20 @@
 //! window before its fsync completes. A process crash loses nothing (the
 //! data is in the OS's page cache); after a power failure such a write, never
 //! acknowledged to its writer, can be gone.
+//!
+//! The connection runs with `journal_size_limit = 0`: the first commit after
+//! SQLite restarts the WAL from its beginning truncates the file to what that
+//! commit wrote, so frames of earlier transactions (old page images, with old
+//! ciphertexts in them) do not linger past the end of the new ones. The WAL is
+//! truncated, never removed, so the syncer's file handle stays valid.
+//!
+//! A failed commit or fsync (the disk is full) is remembered in [`Health`]
+//! until one succeeds, so readiness can report it.
 
 use super::super::{StoreError, StoreResult};
 use rusqlite::Connection;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
 
 /// Upper bound on jobs per transaction (keeps latency bounded under load).
@@ -33,7 +42,48 @@ const MAX_BATCH: usize = 512;
 type Completion = Box<dyn FnOnce(StoreResult<()>) + Send>;
 /// The callers of one committed batch, waiting for the WAL to be synced.
 type Committed = Vec<Completion>;
-type Job = Box<dyn FnOnce(&Connection) -> Completion + Send>;
+/// Runs on the writer (or, given `None`, is skipped); returns how to answer
+/// the caller once the batch's fate is known, and the job's own error if it
+/// ran and failed.
+type Job = Box<dyn FnOnce(Option<&Connection>) -> (Completion, Option<StoreError>) + Send>;
+
+/// Whether writes currently fail: the error of the last failed commit or
+/// fsync, cleared by the next one that succeeds; a full disk is cleared only
+/// by the readiness check, once space has returned (small writes can still
+/// succeed on a full disk while larger ones fail).
+#[derive(Default)]
+pub struct Health {
+    failing: Mutex<Option<StoreError>>,
+}
+
+impl Health {
+    pub fn failing(&self) -> Option<StoreError> {
+        self.failing.lock().ok().and_then(|f| f.clone())
+    }
+
+    fn set(&self, e: &StoreError) {
+        if let Ok(mut f) = self.failing.lock() {
+            *f = Some(e.clone());
+        }
+    }
+
+    /// Forgets a failure: writes succeed again.
+    pub fn clear(&self) {
+        if let Ok(mut f) = self.failing.lock() {
+            if f.take().is_some() {
+                tracing::info!("SQLite writes succeed again");
+            }
+        }
+    }
+
+    /// A commit succeeded: forgets any failure but a full disk.
+    fn committed(&self) {
+        let full = matches!(self.failing(), Some(StoreError::StorageFull(_)));
+        if !full {
+            self.clear();
+        }
+    }
+}
 
 #[derive(Clone)]
 pub struct Writer {
@@ -46,20 +96,26 @@ pub struct Writer {
 impl Writer {
     /// Starts the writer on `conn` (a connection to a WAL-mode database) and
     /// the syncer on `wal` (that database's `-wal` file).
-    pub fn start(conn: Connection, wal: std::fs::File) -> std::io::Result<Self> {
+    pub fn start(
+        conn: Connection,
+        wal: std::fs::File,
+        health: Arc<Health>,
+    ) -> std::io::Result<Self> {
         // Durability comes from the syncer's fdatasync, before any answer.
-        conn.execute_batch("PRAGMA synchronous = NORMAL")
+        // The WAL is truncated whenever SQLite restarts it (see above).
+        conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA journal_size_limit = 0;")
             .map_err(std::io::Error::other)?;
         let (tx, rx) = mpsc::channel::<Job>(4 * MAX_BATCH);
         let (sync_tx, sync_rx) = std::sync::mpsc::channel::<Committed>();
         let commits = Arc::new(AtomicU64::new(0));
         let counter = commits.clone();
+        let sync_health = health.clone();
         std::thread::Builder::new()
             .name("tessera-sqlite-sync".into())
-            .spawn(move || sync_loop(&wal, &sync_rx))?;
+            .spawn(move || sync_loop(&wal, &sync_rx, &sync_health))?;
         std::thread::Builder::new()
             .name("tessera-sqlite-writer".into())
-            .spawn(move || run(conn, rx, &sync_tx, &counter))?;
+            .spawn(move || run(conn, rx, &sync_tx, &counter, &health))?;
         Ok(Self { tx, commits })
     }
 
@@ -98,16 +154,20 @@ impl Writer {
         F: FnOnce(&Connection) -> StoreResult<R> + Send + 'static,
     {
         let (done_tx, done_rx) = oneshot::channel::<StoreResult<R>>();
-        let job: Job = Box::new(move |conn: &Connection| -> Completion {
-            let outcome = f(conn);
-            Box::new(move |commit: StoreResult<()>| {
+        let job: Job = Box::new(move |conn: Option<&Connection>| {
+            let outcome = conn.map(f);
+            let failure = outcome.as_ref().and_then(|o| o.as_ref().err().cloned());
+            let done: Completion = Box::new(move |commit: StoreResult<()>| {
                 let result = match (outcome, commit) {
-                    (Ok(r), Ok(())) => Ok(r),
-                    (Err(e), _) => Err(e),
-                    (Ok(_), Err(e)) => Err(e),
+                    (Some(Ok(r)), Ok(())) => Ok(r),
+                    (Some(Err(e)), _) | (_, Err(e)) => Err(e),
+                    (None, Ok(())) => {
+                        Err(StoreError::Internal("a skipped write was not run".into()))
+                    }
                 };
                 let _ = done_tx.send(result);
-            })
+            });
+            (done, failure)
         });
         self.tx
             .send(job)
@@ -147,6 +207,7 @@ fn run(
     mut rx: mpsc::Receiver<Job>,
     sync: &std::sync::mpsc::Sender<Committed>,
     commits: &AtomicU64,
+    health: &Health,
 ) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.blocking_recv() {
@@ -159,46 +220,85 @@ fn run(
         }
         metrics::histogram!("tessera_sqlite_batch_size").record(batch.len() as f64);
         let mut completions: Committed = Vec::with_capacity(batch.len());
+        let mut out_of_space = None;
         let commit = match conn.execute_batch("BEGIN IMMEDIATE") {
-            Ok(()) => {
-                for job in batch.drain(..) {
-                    completions.push(job(&conn));
-                }
-                conn.execute_batch("COMMIT").map_err(|e| {
-                    let _ = conn.execute_batch("ROLLBACK");
-                    super::internal(e)
-                })
-            }
+            Ok(()) => run_batch(&conn, &mut batch, &mut completions, &mut out_of_space),
             Err(e) => {
-                batch.clear();
+                // Nothing runs; every caller hears why.
+                completions.extend(batch.drain(..).map(|job| job(None).0));
                 Err(super::internal(e))
             }
         };
         match commit {
             Ok(()) => {
+                // A write of this batch that failed for lack of space means
+                // writes still fail, even though the others committed.
+                match &out_of_space {
+                    Some(e) => health.set(e),
+                    None => health.committed(),
+                }
                 commits.fetch_add(1, Ordering::Relaxed);
                 metrics::counter!("tessera_sqlite_commits_total").increment(1);
                 if let Err(std::sync::mpsc::SendError(lost)) = sync.send(completions) {
-                    fail_all(lost, "the SQLite sync thread has stopped");
+                    let e = StoreError::Internal("the SQLite sync thread has stopped".into());
+                    fail_all(lost, &e);
                 }
             }
             Err(e) => {
                 tracing::error!(error = %e, "SQLite commit failed; failing the whole batch");
-                fail_all(completions, &e.to_string());
+                health.set(&e);
+                fail_all(completions, &e);
             }
         }
     }
 }
 
-fn fail_all(completions: Committed, why: &str) {
+/// Runs the batch's jobs in the open transaction and commits it. After some
+/// errors (a full disk, an I/O error) SQLite rolls the whole transaction back
+/// by itself; the jobs not yet run are then skipped (outside a transaction
+/// each would commit on its own) and the batch fails with that error. A job
+/// that failed for lack of space is reported in `out_of_space`.
+fn run_batch(
+    conn: &Connection,
+    batch: &mut Vec<Job>,
+    completions: &mut Committed,
+    out_of_space: &mut Option<StoreError>,
+) -> StoreResult<()> {
+    let mut aborted: Option<StoreError> = None;
+    for job in batch.drain(..) {
+        if aborted.is_some() {
+            completions.push(job(None).0);
+            continue;
+        }
+        let (done, failure) = job(Some(conn));
+        completions.push(done);
+        if let Some(e @ StoreError::StorageFull(_)) = &failure {
+            *out_of_space = Some(e.clone());
+        }
+        if conn.is_autocommit() {
+            aborted = Some(failure.unwrap_or_else(|| {
+                StoreError::Internal("the transaction ended during a write".into())
+            }));
+        }
+    }
+    if let Some(e) = aborted {
+        return Err(e);
+    }
+    conn.execute_batch("COMMIT").map_err(|e| {
+        let _ = conn.execute_batch("ROLLBACK");
+        super::internal(e)
+    })
+}
+
+fn fail_all(completions: Committed, e: &StoreError) {
     for done in completions {
-        done(Err(StoreError::Internal(why.to_owned())));
+        done(Err(e.clone()));
     }
 }
 
 /// Makes committed batches durable, then answers their callers. Each fsync
 /// covers every batch that was committed before it started.
-fn sync_loop(wal: &std::fs::File, rx: &std::sync::mpsc::Receiver<Committed>) {
+fn sync_loop(wal: &std::fs::File, rx: &std::sync::mpsc::Receiver<Committed>, health: &Health) {
     while let Ok(mut waiting) = rx.recv() {
         while let Ok(more) = rx.try_recv() {
             waiting.extend(more);
@@ -214,7 +314,13 @@ fn sync_loop(wal: &std::fs::File, rx: &std::sync::mpsc::Receiver<Committed>) {
             }
             Err(e) => {
                 tracing::error!(error = %e, "fsync of the SQLite WAL failed; failing the writes it covered");
-                fail_all(waiting, "the write could not be made durable");
+                let err = if e.kind() == std::io::ErrorKind::StorageFull {
+                    StoreError::StorageFull(e.to_string())
+                } else {
+                    StoreError::Internal("the write could not be made durable".into())
+                };
+                health.set(&err);
+                fail_all(waiting, &err);
             }
         }
     }
@@ -233,7 +339,8 @@ mod tests {
         )
         .unwrap();
         let wal = std::fs::File::open(dir.path().join("w.db-wal")).unwrap();
-        (Writer::start(conn, wal).unwrap(), path)
+        let health = Arc::new(Health::default());
+        (Writer::start(conn, wal, health).unwrap(), path)
     }
 
     /// Jobs that queue while the writer is busy share one commit, and a job
