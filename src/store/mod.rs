@@ -150,8 +150,8 @@ pub trait Store: Send + Sync + 'static {
         default_team_id: &str,
     ) -> StoreResult<()>;
     /// Deletes the user with its personal keys, its memberships and every
-    /// key it created (directly, or through a key it created), in one
-    /// transaction.
+    /// workspace key it created (directly, or through a key it created), in
+    /// one transaction. Personal keys it minted for other users stay.
     async fn delete_user(&self, org: &OrgAccess, user_id: &str) -> StoreResult<bool>;
     async fn list_members(&self, team: &TeamAccess) -> StoreResult<Vec<(User, TeamRole)>>;
     /// Adds the user to the team or changes its role.

@@ -243,8 +243,10 @@ async fn minting_a_key_for_a_user_being_deleted_answers_404(app: TestApp) {
         .err(404, "NOT_FOUND");
 }
 
-/// Keys created by a user are revoked with it, in the same transaction, and
-/// refused at once on this node; keys others created stay.
+/// Workspace keys created by a user are revoked with it, in the same
+/// transaction, and refused at once on this node; keys others created stay,
+/// and so does a personal key the user minted for someone else (it acts as
+/// that someone).
 async fn keys_created_by_a_deleted_user_are_revoked_with_it(app: TestApp) {
     let team = app.post("/v1/teams", json!({"name": "ml"})).await.ok()["id"]
         .as_str()
@@ -291,6 +293,51 @@ async fn keys_created_by_a_deleted_user_are_revoked_with_it(app: TestApp) {
         json!({"type": "WORKSPACE_MANAGE_ALL"}),
     )
     .await;
+    // Another org admin mints Bo a personal key, then is deleted: Bo's key
+    // acts as Bo and stays.
+    let bo = app
+        .post("/v1/users", json!({"email": "bo@example.com"}))
+        .await
+        .ok()["user_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let minter = app
+        .post(
+            "/v1/users",
+            json!({"email": "cy@example.com", "role": "ADMIN"}),
+        )
+        .await
+        .ok()["user_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let minter_key = app
+        .post(&format!("/v1/users/{minter}/api_keys"), json!({}))
+        .await
+        .ok()["api_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let bos = app
+        .as_key(
+            &minter_key,
+            Method::POST,
+            &format!("/v1/users/{bo}/api_keys"),
+            Some(json!({})),
+        )
+        .await
+        .ok()["api_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.delete(&format!("/v1/users/{minter}")).await.ok();
+    app.as_key(&bos, Method::GET, "/v1/users/me", None)
+        .await
+        .ok();
+    app.as_key(&minter_key, Method::GET, "/v1/users/me", None)
+        .await
+        .err(401, "UNAUTHORIZED");
     let secret = |key: String| {
         let app = &app;
         async move {

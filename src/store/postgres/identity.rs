@@ -129,12 +129,14 @@ pub async fn delete_user(pool: &PgPool, org_id: &str, user_id: &str) -> StoreRes
             return Ok(false);
         }
         for sql in [
-            // Its personal keys, and every key it created: a workspace key
-            // outliving its creator would keep the deleted user's access.
-            // A key being created concurrently locks its creator's row first
-            // (see `insert_api_key`), so it commits before this statement
-            // runs and is deleted too, or finds the user gone.
-            "DELETE FROM api_keys WHERE user_id = $1 OR created_by = $1",
+            // Its personal keys, and every workspace key it created: one
+            // outliving its creator would keep the deleted user's access. (A
+            // personal key it minted for someone else acts as that person,
+            // and stays.) A key being created concurrently locks its
+            // creator's row first (see `insert_api_key`), so it commits
+            // before this statement runs and is deleted too, or finds the
+            // user gone.
+            "DELETE FROM api_keys WHERE user_id = $1 OR (created_by = $1 AND key_type <> 'PERSONAL')",
             "DELETE FROM team_members WHERE user_id = $1",
             "DELETE FROM users WHERE id = $1",
         ] {

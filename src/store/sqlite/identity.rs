@@ -127,9 +127,11 @@ pub fn delete_user(c: &Connection, org_id: &str, user_id: &str) -> StoreResult<b
         return Ok(false);
     }
     for sql in [
-        // Its personal keys, and every key it created: a workspace key
-        // outliving its creator would keep the deleted user's access.
-        "DELETE FROM api_keys WHERE user_id = ?1 OR created_by = ?1",
+        // Its personal keys, and every workspace key it created: one
+        // outliving its creator would keep the deleted user's access. (A
+        // personal key it minted for someone else acts as that person, and
+        // stays.)
+        "DELETE FROM api_keys WHERE user_id = ?1 OR (created_by = ?1 AND key_type <> 'PERSONAL')",
         "DELETE FROM team_members WHERE user_id = ?1",
         "DELETE FROM users WHERE id = ?1",
     ] {
