@@ -20,15 +20,20 @@ pub async fn open_service(args: &StoreArgs) -> anyhow::Result<Service> {
         .await
         .context("opening the store")?;
     let source = args.master_key_source();
-    if let MasterKeySource::File { create: true, .. } = &source {
-        // The key lives in the data directory: whoever can write there can
-        // swap it, so the directory must be private too.
-        crate::datadir::ensure_data_dir(&args.data_dir)?;
-    }
     let (key, created) = match &source {
-        MasterKeySource::File { path, create: true } if !path.exists() => {
-            refuse_new_key_for_existing_data(store.as_ref(), path).await?;
-            (master_key::create_key_file(path)?, true)
+        MasterKeySource::File { path, create: true } => {
+            let missing = !path.exists();
+            if missing {
+                refuse_new_key_for_existing_data(store.as_ref(), path).await?;
+            }
+            // The key lives in the data directory: whoever can write there
+            // can swap it, so the directory must be private too.
+            crate::datadir::ensure_data_dir(&args.data_dir)?;
+            if missing {
+                (master_key::create_key_file(path)?, true)
+            } else {
+                (master_key::load(&source)?, false)
+            }
         }
         _ => (master_key::load(&source)?, false),
     };
