@@ -18,6 +18,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         tracing::warn!(error = %e, "could not record the last API key uses");
     }
     tracing::info!("stopped");
+    // The store closes before its lock is released.
+    drop(state);
     drop(lock);
     Ok(())
 }

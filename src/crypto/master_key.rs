@@ -63,7 +63,7 @@ fn check_private(path: &Path) -> anyhow::Result<()> {
         let mode = meta.permissions().mode() & 0o7777;
         if mode & 0o077 != 0 {
             bail!(
-                "refusing to start: the master key file {path} is accessible by other users (mode {mode:04o}); \
+                "the master key file {path} is accessible by its group or other users (mode {mode:04o}); \
                  make it private with `chmod 600 {path}` (or 400)",
                 path = path.display()
             );

@@ -12,11 +12,11 @@
 //!
 //! Remanence: the WAL holds old page images, and so old ciphertexts of
 //! replaced and deleted values, until its frames are overwritten or the file
-//! is truncated. The writer truncates it whenever SQLite restarts it (see
-//! `writer.rs`); that needs another write. So when a PASSIVE checkpoint finds
-//! that everything has been copied and nothing was appended since the
-//! previous tick (writes have paused), this thread runs a TRUNCATE checkpoint,
-//! which empties the file. It waits at most [`TRUNCATE_WAIT`] for the writer
+//! is truncated. While writes keep coming the writer empties it every few
+//! seconds (see `writer.rs`). When a PASSIVE checkpoint here finds that
+//! everything has been copied and nothing was appended since the previous
+//! tick (writes have paused), this thread runs a TRUNCATE checkpoint, which
+//! empties the file. It waits at most [`TRUNCATE_WAIT`] for the writer
 //! and for readers still reading an older snapshot; if they do not finish in
 //! time it gives up and tries again on a later tick. Readers that start after
 //! a complete checkpoint read the database file and never hold it up.
