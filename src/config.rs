@@ -72,6 +72,17 @@ impl StoreArgs {
             .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("tessera.db").display()))
     }
 
+    /// The SQLite database file, when the store is SQLite.
+    pub fn sqlite_path(&self) -> Option<PathBuf> {
+        crate::store::sqlite_path(&self.database_url())
+    }
+
+    /// Whether the store is the default SQLite database inside the data
+    /// directory.
+    pub fn sqlite_in_data_dir(&self) -> bool {
+        self.database_url.is_none()
+    }
+
     /// The master key's source. The inline key is read from the environment
     /// only (never a flag, which would show in the process list).
     pub fn master_key_source(&self) -> MasterKeySource {

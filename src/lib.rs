@@ -6,6 +6,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod crypto;
+pub mod datadir;
 pub mod domain;
 pub mod net;
 pub mod service;

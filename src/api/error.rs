@@ -57,6 +57,10 @@ impl ErrorCode {
     }
 }
 
+/// What clients hear while the disk holding the data is full.
+pub const STORAGE_FULL: &str =
+    "the disk holding the data is full; writes fail until space is freed";
+
 #[derive(Debug)]
 pub struct ApiError {
     pub code: ErrorCode,
@@ -109,6 +113,10 @@ impl From<ServiceError> for ApiError {
                     ErrorCode::Unavailable,
                     "the database is unavailable; retry shortly",
                 )
+            }
+            ServiceError::StorageFull(detail) => {
+                tracing::error!(%detail, "a write failed: the disk is full");
+                Self::new(ErrorCode::Unavailable, STORAGE_FULL)
             }
             ServiceError::Internal(detail) => {
                 tracing::error!(%detail, "internal error");

@@ -2,6 +2,7 @@
 //! the OpenAPI document.
 
 use super::AppState;
+use crate::store::StoreError;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -15,9 +16,10 @@ pub async fn healthz() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// The store answers and the master key is loaded.
+/// The store answers, writes succeed (after a write failed for lack of disk
+/// space, until one succeeds again) and the master key is loaded.
 #[utoipa::path(get, path = "/readyz", tag = "operations", security(()),
-    responses((status = 200, description = "Ready"), (status = 503, description = "Store unreachable")))]
+    responses((status = 200, description = "Ready"), (status = 503, description = "Store unreachable, or its disk is full")))]
 pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     match state.service.store.ping().await {
         Ok(()) => Json(json!({
@@ -28,9 +30,13 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
         .into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
+            let message = match e {
+                StoreError::StorageFull(_) => super::error::STORAGE_FULL,
+                _ => "the store is not reachable",
+            };
             (
                 StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({"code": "UNAVAILABLE", "message": "the store is not reachable"})),
+                Json(json!({"code": "UNAVAILABLE", "message": message})),
             )
                 .into_response()
         }

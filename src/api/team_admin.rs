@@ -4,7 +4,6 @@ use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{Body, Caller, PathParams, QueryParams};
 use super::views::{
     MemberView, MembersView, MembershipRequest, TeamNameRequest, TeamTombstoneView, TeamView,
-    UserAdminView,
 };
 use super::AppState;
 use crate::domain::types::TeamRole;
@@ -101,17 +100,18 @@ pub async fn list_members(
 }
 
 /// Extension: add a user to a team or change its role (team or org admins).
-/// Body: `role` (`ADMIN` or `MEMBER`, default `MEMBER`).
+/// Body: `role` (`ADMIN` or `MEMBER`, default `MEMBER`). Answers the
+/// membership: the user with its role in this team.
 #[utoipa::path(put, path = "/v1/teams/{team_id}/members/{user_id}", tag = "extensions", request_body = MembershipRequest,
     params(("team_id" = String, Path), ("user_id" = String, Path)),
-    responses((status = 200, body = UserAdminView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+    responses((status = 200, body = MemberView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
               (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn set_member(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     PathParams((team_id, user_id)): PathParams<(String, String)>,
     Body(body): Body<MembershipRequest>,
-) -> ApiResult<Json<UserAdminView>> {
+) -> ApiResult<Json<MemberView>> {
     let role = match body.role.as_deref() {
         None => TeamRole::Member,
         Some(r) => r.parse().map_err(|_| {
@@ -122,7 +122,12 @@ pub async fn set_member(
         .service
         .set_member(&caller.0, &team_id, &user_id, role)
         .await?;
-    Ok(Json(user.into()))
+    Ok(Json(MemberView {
+        user_id: user.id,
+        email: user.email,
+        name: user.name,
+        role,
+    }))
 }
 
 /// Extension: remove a user from a team (team or org admins; not from the

@@ -20,7 +20,7 @@ pub struct UserQuery {
     cursor: Option<String>,
     /// Page size, 1 to 1000 (default 100).
     limit: Option<String>,
-    /// Only the user with exactly this email.
+    /// Only the user with this email (compared case-insensitively).
     email: Option<String>,
 }
 

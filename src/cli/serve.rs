@@ -1,30 +1,14 @@
-use crate::config::ServeArgs;
-use crate::service::bootstrap;
+use crate::config::{ServeArgs, StoreArgs};
+use crate::datadir::DatabaseLock;
+use crate::service::{bootstrap, Service};
 use crate::store::StoreError;
 use anyhow::Context;
-use std::io::Write;
-use std::path::Path;
+use std::net::SocketAddr;
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&args.store.data_dir)
-        .with_context(|| format!("creating data directory {}", args.store.data_dir.display()))?;
-    let service = crate::app::open_service(&args.store).await?;
-    if service.store.organization_count().await? == 0 {
-        match bootstrap::create_organization(service.store.as_ref(), "default").await {
-            Ok(token) => {
-                let path = args.store.data_dir.join("admin.key");
-                write_private(&path, token.token())?;
-                tracing::info!(path = %path.display(), "initialized a new store; the admin API key is in this file");
-            }
-            // Another node initialized the shared database first.
-            Err(StoreError::Conflict(_)) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
+    let listener = bind(args.listen).await?;
+    let Started { service, lock } = start_up(&args.store).await?;
     let backend = service.store.backend();
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("binding {}", args.listen))?;
     tracing::info!(addr = %listener.local_addr()?, backend, "listening");
     let (router, state) = crate::app::build_with(service, args.net.throttle_settings());
     crate::net::shutdown::cancel_on_signal(state.shutdown.clone());
@@ -39,22 +23,60 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         tracing::warn!(error = %e, "could not record the last API key uses");
     }
     tracing::info!("stopped");
+    // The store closes before its lock is released.
+    drop(state);
+    drop(lock);
     Ok(())
 }
 
-/// Writes the admin key readable only by the owner (0600).
-fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
+/// Binds the listening socket first, before anything touches the data
+/// directory: a port already in use leaves no new directory, store or
+/// admin key behind.
+async fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr}"))
+}
+
+/// What start-up hands to the serving code: the service, and the lock on a
+/// SQLite database, held until the server stops.
+struct Started {
+    service: Service,
+    lock: Option<DatabaseLock>,
+}
+
+/// Locks a SQLite database against a second server, opens the store
+/// (refusing a store it cannot write), loads and checks the master key, and
+/// initializes an empty store. The data directory is created (0700) only
+/// when something goes there: the SQLite database, a generated master key, or
+/// the admin key of a new store.
+async fn start_up(args: &StoreArgs) -> anyhow::Result<Started> {
+    let lock = match args.sqlite_path() {
+        Some(db) => {
+            if args.sqlite_in_data_dir() {
+                crate::datadir::ensure_data_dir(&args.data_dir)?;
+            } else if let Some(dir) = db.parent().filter(|d| !d.as_os_str().is_empty()) {
+                if !dir.exists() {
+                    crate::datadir::create_private_dir(dir)?;
+                }
+            }
+            Some(crate::datadir::lock_database(&db)?)
+        }
+        None => None,
+    };
+    let service = crate::app::open_service(args).await?;
+    if service.store.organization_count().await? == 0 {
+        match bootstrap::create_organization(service.store.as_ref(), "default").await {
+            Ok(token) => {
+                crate::datadir::ensure_data_dir(&args.data_dir)?;
+                let path = args.data_dir.join("admin.key");
+                crate::datadir::write_private(&path, token.token())?;
+                tracing::info!(path = %path.display(), "initialized a new store; the admin API key is in this file");
+            }
+            // Another node initialized the shared database first.
+            Err(StoreError::Conflict(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
     }
-    let mut f = opts
-        .open(path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    writeln!(f, "{contents}")?;
-    f.sync_all()?;
-    Ok(())
+    Ok(Started { service, lock })
 }

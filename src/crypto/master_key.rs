@@ -13,24 +13,31 @@ use zeroize::Zeroizing;
 pub enum MasterKeySource {
     /// Base64 of 32 bytes, from `TESSERA_MASTER_KEY`.
     Inline(Zeroizing<String>),
-    /// A file holding 32 raw bytes or their base64; created when `create` is set.
+    /// A file holding 32 raw bytes or their base64. `create`: the default
+    /// location, where a new store gets a new key.
     File {
         path: std::path::PathBuf,
         create: bool,
     },
 }
 
+/// Loads the key. A key file must exist (see [`create_key_file`]) and be
+/// private: readable by its owner only, as ssh insists for its keys.
 pub fn load(source: &MasterKeySource) -> anyhow::Result<Zeroizing<[u8; KEK_LEN]>> {
     match source {
         MasterKeySource::Inline(b64) => decode(b64.trim().as_bytes())
             .context("TESSERA_MASTER_KEY must be the base64 encoding of 32 bytes"),
         MasterKeySource::File { path, create } => {
             if !path.exists() {
-                if !create {
-                    bail!("master key file {} does not exist", path.display());
+                if *create {
+                    bail!("the master key file {} is missing", path.display());
                 }
-                return create_key_file(path);
+                bail!(
+                    "the master key file {} (--master-key-file / TESSERA_MASTER_KEY_FILE) does not exist",
+                    path.display()
+                );
             }
+            check_private(path)?;
             let bytes = Zeroizing::new(
                 std::fs::read(path)
                     .with_context(|| format!("reading master key file {}", path.display()))?,
@@ -43,6 +50,28 @@ pub fn load(source: &MasterKeySource) -> anyhow::Result<Zeroizing<[u8; KEK_LEN]>
             })
         }
     }
+}
+
+/// Refuses a key file that its group or other users can read, write or
+/// execute, with the command that fixes it.
+fn check_private(path: &Path) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::metadata(path)
+            .with_context(|| format!("reading master key file {}", path.display()))?;
+        let mode = meta.permissions().mode() & 0o7777;
+        if mode & 0o077 != 0 {
+            bail!(
+                "the master key file {path} is accessible by its group or other users (mode {mode:04o}); \
+                 make it private with `chmod 600 {path}` (or 400)",
+                path = path.display()
+            );
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
 }
 
 fn decode(bytes: &[u8]) -> anyhow::Result<Zeroizing<[u8; KEK_LEN]>> {
@@ -65,12 +94,11 @@ fn decode(bytes: &[u8]) -> anyhow::Result<Zeroizing<[u8; KEK_LEN]>> {
 }
 
 /// Creates a new random key file, readable only by its owner (mode 0400).
-fn create_key_file(path: &Path) -> anyhow::Result<Zeroizing<[u8; KEK_LEN]>> {
+/// The caller decides that a new key is wanted (a new, empty store) and that
+/// its directory exists.
+pub fn create_key_file(path: &Path) -> anyhow::Result<Zeroizing<[u8; KEK_LEN]>> {
     let mut key = Zeroizing::new([0u8; KEK_LEN]);
     OsRng.fill_bytes(key.as_mut());
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);
     #[cfg(unix)]

@@ -3,6 +3,7 @@
 pub mod access;
 pub mod ids;
 pub mod key_token;
+pub mod names;
 pub mod secret_name;
 pub mod secret_value;
 pub mod time;

@@ -31,23 +31,14 @@ pub struct KeyFilter {
 
 const MAX_KEY_NAME: usize = 128;
 
-fn check_key_name(name: &Option<String>) -> ServiceResult<()> {
-    if let Some(n) = name {
-        if n.trim().is_empty() {
-            return Err(ServiceError::Invalid("key name must not be blank".into()));
-        }
-        if n.chars().count() > MAX_KEY_NAME {
-            return Err(ServiceError::Invalid(format!(
-                "key name is longer than {MAX_KEY_NAME} characters"
-            )));
-        }
-        if n.chars().any(char::is_control) {
-            return Err(ServiceError::Invalid(
-                "key name must not contain control characters".into(),
-            ));
-        }
-    }
-    Ok(())
+/// A key name, when given: trimmed, NFC, 1 to 128 characters, nothing
+/// invisible (see `domain::names`).
+fn check_key_name(name: Option<String>) -> ServiceResult<Option<String>> {
+    name.map(|n| {
+        crate::domain::names::display_name("key name", &n, MAX_KEY_NAME)
+            .map_err(|e| ServiceError::Invalid(e.0))
+    })
+    .transpose()
 }
 
 impl Service {
@@ -87,7 +78,7 @@ impl Service {
                 ));
             }
         }
-        check_key_name(&req.name)?;
+        req.name = check_key_name(req.name)?;
         let owner;
         let team;
         let target = match t {
@@ -122,7 +113,7 @@ impl Service {
         user_id: &str,
         name: Option<String>,
     ) -> ServiceResult<NewKeyToken> {
-        check_key_name(&name)?;
+        let name = check_key_name(name)?;
         let user = self
             .store
             .find_user(user_id)

@@ -39,6 +39,9 @@ pub enum ServiceError {
     QuotaExceeded(String),
     #[error("{0}")]
     Unavailable(String),
+    /// The disk holding the data is full. Details go to the log only.
+    #[error("storage full: {0}")]
+    StorageFull(String),
     /// Details go to the log only.
     #[error("internal error: {0}")]
     Internal(String),
@@ -52,6 +55,7 @@ impl From<StoreError> for ServiceError {
             StoreError::Conflict(m) => ServiceError::Conflict(m),
             StoreError::NotFound(m) => ServiceError::NotFound(m),
             e @ StoreError::QuotaExceeded { .. } => ServiceError::QuotaExceeded(e.to_string()),
+            StoreError::StorageFull(m) => ServiceError::StorageFull(m),
             StoreError::Unavailable(m) => ServiceError::Unavailable(m),
             StoreError::Internal(m) => ServiceError::Internal(m),
         }

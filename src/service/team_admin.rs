@@ -8,19 +8,11 @@ use crate::domain::time::now_micros;
 use crate::domain::types::{Team, TeamRole, User};
 use crate::store::TeamDeletion;
 
+/// A team name: 1 to 100 characters, NFC, nothing invisible (see
+/// `domain::names`).
 fn check_team_name(name: &str) -> ServiceResult<String> {
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > 100 {
-        return Err(ServiceError::Invalid(
-            "team name must be 1 to 100 characters".into(),
-        ));
-    }
-    if name.chars().any(char::is_control) {
-        return Err(ServiceError::Invalid(
-            "team name must not contain control characters".into(),
-        ));
-    }
-    Ok(name.to_owned())
+    crate::domain::names::display_name("team name", name, 100)
+        .map_err(|e| ServiceError::Invalid(e.0))
 }
 
 impl Service {

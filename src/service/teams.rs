@@ -11,6 +11,9 @@ impl Service {
     pub async fn list_teams(&self, p: &Principal, name: Option<&str>) -> ServiceResult<Vec<Team>> {
         let org = authorize_org(p, OrgAction::ListTeams)?;
         let teams = self.store.list_teams(&org).await?;
+        // Stored names are NFC; so must be the one asked for.
+        let name = name.map(crate::domain::names::nfc);
+        let name = name.as_deref();
         let visible: Vec<Team> = teams
             .into_iter()
             .filter(|t| can_read_team(p, t))

@@ -3,6 +3,7 @@
 use super::{Service, ServiceError, ServiceResult};
 use crate::domain::access::{authorize_org, OrgAction, Principal};
 use crate::domain::ids::{is_base62, new_id};
+use crate::domain::names;
 use crate::domain::time::now_micros;
 use crate::domain::types::{OrgRole, User};
 use crate::store::UserQuery;
@@ -45,7 +46,8 @@ impl Service {
                 UserQuery {
                     after: cursor,
                     limit: limit + 1,
-                    email,
+                    // Emails match case-insensitively (see `domain::names`).
+                    email_key: email.map(|e| names::email_key(e.trim())),
                 },
             )
             .await?;
@@ -74,22 +76,11 @@ impl Service {
         role: OrgRole,
     ) -> ServiceResult<User> {
         let org = authorize_org(p, OrgAction::AdministerOrg)?;
-        let email = email.trim().to_owned();
-        if email.len() > 254
-            || !email.contains('@')
-            || email.chars().any(|c| c.is_whitespace() || c.is_control())
-        {
-            return Err(ServiceError::Invalid(
-                "email must be an address like name@example.com".into(),
-            ));
-        }
-        if let Some(n) = &name {
-            if n.chars().count() > 200 || n.chars().any(char::is_control) {
-                return Err(ServiceError::Invalid(
-                    "name must be at most 200 characters without control characters".into(),
-                ));
-            }
-        }
+        let email = names::email(&email).map_err(|e| ServiceError::Invalid(e.0))?;
+        let name = name
+            .map(|n| names::display_name("name", &n, 200))
+            .transpose()
+            .map_err(|e| ServiceError::Invalid(e.0))?;
         let user = User {
             id: new_id(),
             org_id: p.org_id.clone(),

@@ -22,17 +22,33 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// larger ones where they cannot hold up other requests.
 pub const INLINE_ROWS: usize = 256;
 
-#[derive(Debug, thiserror::Error)]
+/// Our words for a uniqueness violation a store method did not name more
+/// precisely.
+pub(crate) const CONFLICT: &str = "the request conflicts with an existing record";
+/// Our words for a foreign-key violation a store method did not name more
+/// precisely: what the write refers to was deleted meanwhile.
+pub(crate) const GONE: &str = "the team or user this request refers to no longer exists";
+
+/// What went wrong in a store call. Database errors are classified in one
+/// place per backend (`sqlite::internal`, `postgres::map_err`); messages a
+/// client may see (`Conflict`, `NotFound`) are always written by Tessera,
+/// never copied from the database.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// A uniqueness rule was violated; the message says which.
     #[error("{0}")]
     Conflict(String),
-    /// What the call addresses no longer exists (deleted concurrently).
+    /// A record the write refers to (a team, a user) is gone: a concurrent
+    /// request deleted it. The message says what is missing.
     #[error("{0}")]
     NotFound(String),
     /// Creating this would exceed a quota.
     #[error("{quota} quota exceeded (limit {limit})")]
     QuotaExceeded { quota: &'static str, limit: i64 },
+    /// The disk holding the data is full; writes fail until space is freed.
+    /// The message is for the log.
+    #[error("storage full: {0}")]
+    StorageFull(String),
     /// The database cannot be reached right now.
     #[error("database unavailable: {0}")]
     Unavailable(String),
@@ -70,7 +86,8 @@ pub struct UserQuery {
     /// Only users whose id sorts after this one.
     pub after: Option<String>,
     pub limit: usize,
-    pub email: Option<String>,
+    /// Only the user whose [`crate::domain::names::email_key`] is this.
+    pub email_key: Option<String>,
 }
 
 /// What deleting a team did.
@@ -126,7 +143,8 @@ pub trait Store: Send + Sync + 'static {
     /// The backend's name, for logs and metrics.
     fn backend(&self) -> &'static str;
 
-    /// Cheap round trip proving the database answers.
+    /// Cheap round trip proving the database answers. After a write failed
+    /// for lack of space, also proves that writes succeed again.
     async fn ping(&self) -> StoreResult<()>;
 
     // --- master keys -------------------------------------------------------
@@ -183,7 +201,9 @@ pub trait Store: Send + Sync + 'static {
         default_team_id: &str,
         max_users: i64,
     ) -> StoreResult<()>;
-    /// Deletes the user, its personal keys and memberships.
+    /// Deletes the user with its personal keys, its memberships and every
+    /// workspace key it created (directly, or through a key it created), in
+    /// one transaction. Personal keys it minted for other users stay.
     async fn delete_user(&self, org: &OrgAccess, user_id: &str) -> StoreResult<bool>;
     async fn list_members(&self, team: &TeamAccess) -> StoreResult<Vec<(User, TeamRole)>>;
     /// Adds the user to the team or changes its role.
@@ -194,7 +214,8 @@ pub trait Store: Send + Sync + 'static {
     // --- API keys ------------------------------------------------------------------
     /// `Conflict` when a live key of the same scope has the same name;
     /// `QuotaExceeded` when the scope (a user, a team, the organization) has
-    /// `max_keys` live keys already.
+    /// `max_keys` live keys already; `NotFound` when its team, its owner or
+    /// the user creating it is gone.
     async fn insert_api_key(
         &self,
         grant: &KeyGrant,
@@ -280,13 +301,16 @@ pub(crate) fn key_quota_name(name_scope: &str) -> &'static str {
     }
 }
 
+/// The database file a `sqlite://` URL names.
+pub fn sqlite_path(database_url: &str) -> Option<std::path::PathBuf> {
+    let path = database_url.strip_prefix("sqlite://")?;
+    Some(path.split('?').next().unwrap_or(path).into())
+}
+
 /// Opens the store a database URL names, running migrations.
 pub async fn open(database_url: &str) -> anyhow::Result<DynStore> {
-    if let Some(path) = database_url.strip_prefix("sqlite://") {
-        let path = path.split('?').next().unwrap_or(path);
-        Ok(Arc::new(sqlite::SqliteStore::open(std::path::Path::new(
-            path,
-        ))?))
+    if let Some(path) = sqlite_path(database_url) {
+        Ok(Arc::new(sqlite::SqliteStore::open(&path)?))
     } else if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
         Ok(Arc::new(
             postgres::PostgresStore::connect(database_url).await?,

@@ -28,6 +28,21 @@ async fn call(
     to_resp(req.send().await.unwrap()).await
 }
 
+/// Writes a key file readable by its owner only (0600), as the server
+/// requires.
+pub fn write_private_key(path: &Path, key: &[u8]) {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .unwrap()
+        .write_all(key)
+        .unwrap();
+}
+
 #[cfg(unix)]
 fn mode(path: &Path) -> u32 {
     use std::os::unix::fs::PermissionsExt;
@@ -78,7 +93,7 @@ async fn wrong_master_key_is_refused_with_both_ids(storage: Storage) {
     let server = start(&storage, &data);
     server.terminate();
     let other = storage.dir.path().join("other.key");
-    std::fs::write(&other, [7u8; 32]).unwrap();
+    write_private_key(&other, &[7u8; 32]);
     let mut args = storage.db_args();
     args.extend(["--master-key-file".into(), other.display().to_string()]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();

@@ -42,6 +42,23 @@ async fn operator_creates_team_user_membership_and_key(storage: Storage) {
     );
     let members = json(&url, &admin, &["members", "list", team_id]);
     assert_eq!(members["members"][0]["role"], "ADMIN");
+    // The text output shows the team role just set (Ana's organization role
+    // is MEMBER; showing that made the command look failed).
+    let (ok, stdout, stderr) = cli(
+        &url,
+        &admin,
+        &["members", "add", team_id, user_id, "--role", "ADMIN"],
+    );
+    assert!(ok, "{stderr}");
+    let mut lines = stdout.lines();
+    let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    let row: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    let role = header
+        .iter()
+        .position(|c| *c == "ROLE")
+        .expect("a ROLE column");
+    assert_eq!(row[role], "ADMIN", "{stdout}");
+    assert_eq!(user["role"], "MEMBER");
 
     // Text output: a created key is printed alone on one line.
     let (ok, stdout, stderr) = cli(

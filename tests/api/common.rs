@@ -184,6 +184,15 @@ impl TestApp {
         &self.state.service
     }
 
+    /// Another service over the same store and master key, with caches of
+    /// its own: a second node, as far as caching goes (for races).
+    pub async fn independent_service(&self) -> Service {
+        let s = self.service();
+        tessera::app::service_from_parts(s.store.clone(), s.keyring.clone(), s.limits.clone())
+            .await
+            .expect("service")
+    }
+
     /// Starts an app on `backend`; `None` (announced) when PostgreSQL is not configured.
     pub async fn start(backend: Backend) -> Option<Self> {
         Self::start_with(backend, Limits::default()).await
@@ -374,7 +383,21 @@ impl ServerProcess {
         extra: &[&str],
         envs: &[(&str, &str)],
     ) -> Result<Self, String> {
-        let (cmd, log) = Self::command_on(listen, data_dir, extra, envs);
+        let (cmd, log) = Self::command_on(listen, data_dir, extra, envs, None);
+        let server = Self::launch(cmd, log)?;
+        server.wait_ready()?;
+        Ok(server)
+    }
+
+    /// Like [`ServerProcess::start`], with the process's umask set first
+    /// (`sh -c 'umask …; exec tessera serve …'`) when `umask` is given.
+    pub fn start_with_umask(
+        data_dir: &Path,
+        extra: &[&str],
+        envs: &[(&str, &str)],
+        umask: Option<&str>,
+    ) -> Result<Self, String> {
+        let (cmd, log) = Self::command_on("127.0.0.1:0", data_dir, extra, envs, umask);
         let server = Self::launch(cmd, log)?;
         server.wait_ready()?;
         Ok(server)
@@ -382,7 +405,7 @@ impl ServerProcess {
 
     /// The `tessera serve` command `start` runs, and its log file.
     pub fn command(data_dir: &Path, extra: &[&str], envs: &[(&str, &str)]) -> (Command, PathBuf) {
-        Self::command_on("127.0.0.1:0", data_dir, extra, envs)
+        Self::command_on("127.0.0.1:0", data_dir, extra, envs, None)
     }
 
     fn command_on(
@@ -390,10 +413,20 @@ impl ServerProcess {
         data_dir: &Path,
         extra: &[&str],
         envs: &[(&str, &str)],
+        umask: Option<&str>,
     ) -> (Command, PathBuf) {
         let log =
             data_dir.with_extension(format!("log-{}", tessera::domain::ids::random_base62(6)));
-        let mut cmd = Command::new(BIN);
+        let mut cmd = match umask {
+            None => Command::new(BIN),
+            Some(mask) => {
+                let mut sh = Command::new("sh");
+                sh.arg("-c")
+                    .arg(format!("umask {mask}; exec \"$0\" \"$@\""))
+                    .arg(BIN);
+                sh
+            }
+        };
         cmd.arg("serve")
             .arg("--listen")
             .arg(listen)
@@ -540,6 +573,79 @@ pub fn run_cli(args: &[&str], envs: &[(&str, &str)]) -> std::process::Output {
         cmd.env(k, v);
     }
     cmd.output().expect("run tessera")
+}
+
+/// A small tmpfs mounted for one test (the tests run as root on CI), for a
+/// real full disk or a read-only file system. Unmounted when dropped.
+pub struct Tmpfs {
+    pub path: PathBuf,
+    _dir: TempDir,
+}
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` (as `mount -o size=` takes it) with mode
+    /// 0700; `None` (announced as a skip, a failure under CI) when this
+    /// process may not mount.
+    pub fn mount(test: &str, size: &str) -> Option<Self> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mnt");
+        std::fs::create_dir(&path).unwrap();
+        let out = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(&path)
+            .output();
+        match out {
+            Ok(o) if o.status.success() => Some(Self { path, _dir: dir }),
+            Ok(o) => {
+                skip_without_mount(test, &String::from_utf8_lossy(&o.stderr));
+                None
+            }
+            Err(e) => {
+                skip_without_mount(test, &e.to_string());
+                None
+            }
+        }
+    }
+
+    /// Remounts read-only (`true`) or read-write.
+    pub fn set_read_only(&self, read_only: bool) {
+        let mode = if read_only {
+            "remount,ro"
+        } else {
+            "remount,rw"
+        };
+        let ok = Command::new("mount")
+            .args(["-o", mode])
+            .arg(&self.path)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "mount -o {mode} {}", self.path.display());
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+    }
+}
+
+fn skip_without_mount(test: &str, why: &str) {
+    assert!(
+        std::env::var("CI").is_err(),
+        "{test} cannot be skipped under CI: mount failed: {why}"
+    );
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED {test}: cannot mount a tmpfs here ({}); run the tests as root",
+        why.trim()
+    );
 }
 
 /// Declares each listed `async fn name(app: TestApp)` as a test on both

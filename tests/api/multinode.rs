@@ -95,10 +95,10 @@ async fn start_node(data_dir: PathBuf, database_url: String, key_file: PathBuf) 
 
 /// Nodes sharing one schema and one master key file.
 /// (Fields drop in order: the processes stop before their schema is dropped.)
-struct Cluster {
-    nodes: Vec<ServerProcess>,
+pub(crate) struct Cluster {
+    pub(crate) nodes: Vec<ServerProcess>,
     http: reqwest::Client,
-    admin_key: String,
+    pub(crate) admin_key: String,
     master_key: [u8; 32],
     schema: PgSchema,
     _dir: TempDir,
@@ -136,7 +136,7 @@ impl Cluster {
         format!("{}{path}", self.nodes[node].url)
     }
 
-    async fn req(
+    pub(crate) async fn req(
         &self,
         node: usize,
         method: Method,
@@ -147,12 +147,12 @@ impl Cluster {
         call(&self.http, method, &self.url(node, path), Some(key), body).await
     }
 
-    async fn get(&self, node: usize, path: &str) -> Resp {
+    pub(crate) async fn get(&self, node: usize, path: &str) -> Resp {
         self.req(node, Method::GET, path, &self.admin_key, None)
             .await
     }
 
-    async fn post(&self, node: usize, path: &str, body: Value) -> Resp {
+    pub(crate) async fn post(&self, node: usize, path: &str, body: Value) -> Resp {
         self.req(node, Method::POST, path, &self.admin_key, Some(body))
             .await
     }
@@ -319,7 +319,7 @@ async fn race_free_upserts_across_two_nodes() {
 // 2. What one node writes, the other sees
 // ---------------------------------------------------------------------------
 
-async fn two_nodes(test: &str) -> Option<Cluster> {
+pub(crate) async fn two_nodes(test: &str) -> Option<Cluster> {
     let schema = pg_or_skip(test).await?;
     let url = schema.url();
     Some(Cluster::start(schema, vec![url.clone(), url]).await)

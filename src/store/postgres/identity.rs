@@ -125,12 +125,12 @@ pub async fn list_users(pool: &PgPool, org_id: &str, q: &UserQuery) -> StoreResu
     let rows = bounded(
         sqlx::query(&format!(
             "SELECT {USER_COLUMNS} FROM users
-             WHERE org_id = $1 AND ($2::text IS NULL OR id > $2) AND ($3::text IS NULL OR email = $3)
+             WHERE org_id = $1 AND ($2::text IS NULL OR id > $2) AND ($3::text IS NULL OR email_key = $3)
              ORDER BY id LIMIT $4"
         ))
         .bind(org_id)
         .bind(&q.after)
-        .bind(&q.email)
+        .bind(&q.email_key)
         .bind(q.limit as i64)
         .fetch_all(pool),
     )
@@ -187,7 +187,14 @@ pub async fn delete_user(pool: &PgPool, org_id: &str, user_id: &str) -> StoreRes
             return Ok(false);
         }
         for sql in [
-            "DELETE FROM api_keys WHERE user_id = $1",
+            // Its personal keys, and every workspace key it created: one
+            // outliving its creator would keep the deleted user's access. (A
+            // personal key it minted for someone else acts as that person,
+            // and stays.) A key being created concurrently locks its
+            // creator's row first (see `insert_api_key`), so it commits
+            // before this statement runs and is deleted too, or finds the
+            // user gone.
+            "DELETE FROM api_keys WHERE user_id = $1 OR (created_by = $1 AND key_type <> 'PERSONAL')",
             "DELETE FROM team_members WHERE user_id = $1",
             "DELETE FROM users WHERE id = $1",
         ] {
@@ -253,6 +260,10 @@ pub async fn remove_member(pool: &PgPool, team_id: &str, user_id: &str) -> Store
     .map(|r| r.rows_affected() > 0)
 }
 
+/// Inserts an API key, refusing (`NotFound`) a key whose creator, owner or
+/// team was deleted meanwhile. The creator's row is share-locked for the
+/// transaction, so a concurrent `delete_user` either waits for this key and
+/// deletes it, or has already deleted the user and this insert finds none.
 pub async fn insert_api_key(
     pool: &PgPool,
     key: &ApiKeyRecord,
@@ -261,6 +272,17 @@ pub async fn insert_api_key(
 ) -> StoreResult<()> {
     let r = bounded(async {
         let mut tx = pool.begin().await?;
+        if let Some(creator) = &key.created_by {
+            let found = sqlx::query("SELECT id FROM users WHERE id = $1 FOR KEY SHARE")
+                .bind(creator)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if found.is_none() {
+                return Ok(Err(StoreError::NotFound(
+                    "the user creating this key no longer exists".into(),
+                )));
+            }
+        }
         let n = count_in_org(
             &mut tx,
             &key.org_id,
@@ -279,10 +301,18 @@ pub async fn insert_api_key(
         Ok(Ok(()))
     })
     .await;
-    conflict_as(
+    let r = conflict_as(
         r,
         "a live API key with this name already exists in the same scope",
-    )?
+    );
+    match r {
+        Ok(inner) => inner,
+        Err(StoreError::NotFound(_)) if key.user_id.is_some() => {
+            Err(StoreError::NotFound("user not found".into()))
+        }
+        Err(StoreError::NotFound(_)) => Err(StoreError::NotFound("team not found".into())),
+        Err(e) => Err(e),
+    }
 }
 
 pub async fn list_keys(pool: &PgPool, org_id: &str) -> StoreResult<Vec<KeyListing>> {
@@ -332,7 +362,7 @@ pub(crate) async fn insert_user(
     u: &User,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(&format!(
-        "INSERT INTO users ({USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"
+        "INSERT INTO users ({USER_COLUMNS}, email_key) VALUES ($1, $2, $3, $4, $5, $6, $7)"
     ))
     .bind(&u.id)
     .bind(&u.org_id)
@@ -340,6 +370,7 @@ pub(crate) async fn insert_user(
     .bind(&u.name)
     .bind(u.role.as_str())
     .bind(u.created_at)
+    .bind(u.email.as_deref().map(crate::domain::names::email_key))
     .execute(conn)
     .await?;
     Ok(())

@@ -162,12 +162,19 @@ fn max_connections() -> u32 {
         .unwrap_or(32)
 }
 
+/// The one place PostgreSQL errors are classified. Client-visible messages
+/// are ours; the database's text goes only into log-only variants.
 pub(crate) fn map_err(e: sqlx::Error) -> StoreError {
     match &e {
         sqlx::Error::Database(db) => {
             let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
-            if code == "23505" {
-                return StoreError::Conflict(db.message().to_owned());
+            match code.as_str() {
+                "23505" => return StoreError::Conflict(super::CONFLICT.into()),
+                // A referenced row (team, user) was deleted meanwhile,
+                // possibly by another node.
+                "23503" => return StoreError::NotFound(super::GONE.into()),
+                "53100" => return StoreError::StorageFull(db.message().to_owned()),
+                _ => {}
             }
             // Connection exceptions, shutdown, statement timeout, missing
             // database, too many connections: transient. So are a lock wait
@@ -424,11 +431,23 @@ impl PostgresStore {
 
     async fn migrate(&self) -> anyhow::Result<()> {
         let mut conn = self.pool.acquire().await?;
-        sqlx::query(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+        // Look first: `CREATE TABLE IF NOT EXISTS` on an existing table makes
+        // PostgreSQL send a NOTICE ("already exists, skipping") that sqlx logs
+        // at info on every start. The statement stays for nodes that race on
+        // a new database.
+        let exists: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM information_schema.tables
+                            WHERE table_schema = current_schema() AND table_name = 'schema_migrations')",
         )
-        .execute(&mut *conn)
+        .fetch_one(&mut *conn)
         .await?;
+        if !exists {
+            sqlx::query(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+            )
+            .execute(&mut *conn)
+            .await?;
+        }
         for (version, sql) in migrations::MIGRATIONS {
             let mut tx = conn.begin().await?;
             let done: bool = sqlx::query_scalar(
@@ -688,7 +707,15 @@ impl Store for PostgresStore {
             tx.commit().await?;
             Ok(Ok(()))
         })
-        .await?
+        .await
+        .map_err(|e| match e {
+            // Another node created the same organization at the same moment.
+            StoreError::Conflict(_) => StoreError::Conflict(format!(
+                "an organization named {:?} already exists",
+                new.org.name
+            )),
+            other => other,
+        })?
     }
 
     async fn find_api_key(&self, prefix: &str) -> StoreResult<Option<ApiKeyRecord>> {
@@ -920,7 +947,12 @@ impl Store for PostgresStore {
                 }
             }
         })
-        .await??;
+        .await
+        .map_err(|e| match e {
+            // The team was deleted meanwhile (its foreign key).
+            StoreError::NotFound(_) => StoreError::NotFound("team not found".into()),
+            other => other,
+        })??;
         self.known.put(&write.record);
         Ok(write)
     }

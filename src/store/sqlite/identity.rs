@@ -2,17 +2,36 @@
 //! the writer thread (writes) or a reader connection (reads).
 
 use super::{internal, key_row, user_row, KEY_COLUMNS, TEAM_COLUMNS, USER_COLUMNS};
-use crate::domain::types::{Team, TeamRole, User};
+use crate::domain::types::{ApiKeyRecord, Team, TeamRole, User};
 use crate::store::{KeyListing, StoreError, StoreResult, TeamDeletion, UserQuery};
 use rusqlite::{params, Connection};
 
-pub fn key_name_conflict(e: rusqlite::Error) -> StoreError {
-    match internal(e) {
+/// Inserts an API key, refusing (`NotFound`) a key whose creator, owner or
+/// team was deleted meanwhile: a deleted user's keys, and the keys it created,
+/// must not outlive it (see `delete_user`).
+pub fn insert_api_key(c: &Connection, key: &ApiKeyRecord, name_scope: &str) -> StoreResult<()> {
+    if let Some(creator) = &key.created_by {
+        let exists: bool = c
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM users WHERE id = ?1)")
+            .map_err(internal)?
+            .query_row([creator], |r| r.get(0))
+            .map_err(internal)?;
+        if !exists {
+            return Err(StoreError::NotFound(
+                "the user creating this key no longer exists".into(),
+            ));
+        }
+    }
+    super::insert_key(c, key, name_scope).map_err(|e| match internal(e) {
         StoreError::Conflict(_) => StoreError::Conflict(
             "a live API key with this name already exists in the same scope".into(),
         ),
+        StoreError::NotFound(_) if key.user_id.is_some() => {
+            StoreError::NotFound("user not found".into())
+        }
+        StoreError::NotFound(_) => StoreError::NotFound("team not found".into()),
         other => other,
-    }
+    })
 }
 
 fn team_name_conflict(e: rusqlite::Error) -> StoreError {
@@ -78,12 +97,15 @@ pub fn list_users(c: &Connection, org_id: &str, q: &UserQuery) -> StoreResult<Ve
     let mut st = c
         .prepare_cached(&format!(
             "SELECT {USER_COLUMNS} FROM users
-             WHERE org_id = ?1 AND (?2 IS NULL OR id > ?2) AND (?3 IS NULL OR email = ?3)
+             WHERE org_id = ?1 AND (?2 IS NULL OR id > ?2) AND (?3 IS NULL OR email_key = ?3)
              ORDER BY id LIMIT ?4"
         ))
         .map_err(internal)?;
     let rows = st
-        .query_map(params![org_id, q.after, q.email, q.limit as i64], user_row)
+        .query_map(
+            params![org_id, q.after, q.email_key, q.limit as i64],
+            user_row,
+        )
         .map_err(internal)?;
     rows.collect::<Result<_, _>>().map_err(internal)
 }
@@ -105,7 +127,11 @@ pub fn delete_user(c: &Connection, org_id: &str, user_id: &str) -> StoreResult<b
         return Ok(false);
     }
     for sql in [
-        "DELETE FROM api_keys WHERE user_id = ?1",
+        // Its personal keys, and every workspace key it created: one
+        // outliving its creator would keep the deleted user's access. (A
+        // personal key it minted for someone else acts as that person, and
+        // stays.)
+        "DELETE FROM api_keys WHERE user_id = ?1 OR (created_by = ?1 AND key_type <> 'PERSONAL')",
         "DELETE FROM team_members WHERE user_id = ?1",
         "DELETE FROM users WHERE id = ?1",
     ] {
@@ -213,7 +239,7 @@ pub(crate) fn user_at(r: &rusqlite::Row<'_>, base: usize) -> rusqlite::Result<Us
 /// Inserts a user row (shared by organization bootstrap and user creation).
 pub fn insert_user(c: &Connection, u: &User) -> StoreResult<()> {
     c.prepare_cached(&format!(
-        "INSERT INTO users ({USER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+        "INSERT INTO users ({USER_COLUMNS}, email_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
     ))
     .map_err(internal)?
     .execute(params![
@@ -222,7 +248,8 @@ pub fn insert_user(c: &Connection, u: &User) -> StoreResult<()> {
         u.email,
         u.name,
         u.role.as_str(),
-        u.created_at
+        u.created_at,
+        u.email.as_deref().map(crate::domain::names::email_key),
     ])
     .map_err(|e| match internal(e) {
         StoreError::Conflict(_) => {

@@ -32,38 +32,89 @@ const READERS: usize = 4;
 fn bulk_readers() -> usize {
     std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
 }
+/// After writes failed for lack of space, the store is ready again only with
+/// at least this much free on the database's file system.
+const RECOVERED_FREE_BYTES: u64 = 1 << 20;
 
 pub struct SqliteStore {
     writer: Writer,
     readers: Arc<Readers>,
+    /// Whether writes fail; then readiness probes with a write.
+    health: Arc<writer::Health>,
+    /// The directory holding the database (for its free space).
+    dir: std::path::PathBuf,
     _checkpointer: checkpointer::Checkpointer,
 }
 
+/// The one place SQLite errors are classified. Client-visible messages are
+/// ours; SQLite's text goes only into log-only variants.
 pub(crate) fn internal(e: rusqlite::Error) -> StoreError {
-    if let rusqlite::Error::SqliteFailure(err, msg) = &e {
-        if err.code == rusqlite::ErrorCode::ConstraintViolation {
-            return StoreError::Conflict(
-                msg.clone().unwrap_or_else(|| "constraint violated".into()),
-            );
-        }
-        if matches!(
-            err.code,
-            rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
-        ) {
-            return StoreError::Unavailable("the database is locked by another process".into());
+    if let rusqlite::Error::SqliteFailure(err, _) = &e {
+        match err.code {
+            rusqlite::ErrorCode::ConstraintViolation => {
+                return if err.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY {
+                    StoreError::NotFound(super::GONE.into())
+                } else {
+                    StoreError::Conflict(super::CONFLICT.into())
+                };
+            }
+            rusqlite::ErrorCode::DiskFull => return StoreError::StorageFull(e.to_string()),
+            rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked => {
+                return StoreError::Unavailable("the database is locked by another process".into())
+            }
+            _ => {}
         }
     }
     StoreError::Internal(e.to_string())
 }
 
+/// Settings of every connection. `secure_delete` makes SQLite overwrite
+/// deleted content with zeros (freed cells inside a page and whole freed
+/// pages), so a replaced or deleted ciphertext does not linger in free space
+/// of the database file; see `checkpointer.rs` for the WAL.
 fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.execute_batch(
         "PRAGMA journal_mode = WAL;
          PRAGMA synchronous = FULL;
-         PRAGMA foreign_keys = ON;",
+         PRAGMA foreign_keys = ON;
+         PRAGMA secure_delete = ON;",
     )?;
     conn.set_prepared_statement_cache_capacity(64);
+    Ok(())
+}
+
+/// Creates the database file readable and writable by its owner only (0600)
+/// before SQLite opens it, and takes group and other access away from an
+/// existing one and its `-wal` and `-shm` files. SQLite creates a new database
+/// 0644 and gives the `-wal` and `-shm` files the database file's mode, so
+/// this keeps all three private whatever the umask.
+fn make_files_private(db: &Path) -> anyhow::Result<()> {
+    if !db.exists() {
+        crate::datadir::create_private_file(db)?;
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = db.as_os_str().to_owned();
+        name.push(suffix);
+        crate::datadir::restrict_file(Path::new(&name))?;
+    }
+    Ok(())
+}
+
+/// Proves at start that the store can be written: a read-only directory,
+/// file or file system is refused here, with the cause, instead of starting
+/// a server whose every write fails. Rewrites one row of `schema_migrations`
+/// unchanged (a real page write, committed and synced), then checkpoints it
+/// into the database file.
+fn probe_writable(conn: &Connection) -> anyhow::Result<()> {
+    conn.execute(
+        "UPDATE schema_migrations SET applied_at = applied_at
+         WHERE version = (SELECT MAX(version) FROM schema_migrations)",
+        [],
+    )
+    .map_err(|e| anyhow::anyhow!("writing to the database failed: {e}"))?;
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+        .map_err(|e| anyhow::anyhow!("writing to the database file failed: {e}"))?;
     Ok(())
 }
 
@@ -100,15 +151,27 @@ fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
 impl SqliteStore {
     pub fn open(path: &Path) -> anyhow::Result<Self> {
         if let Some(dir) = path.parent() {
-            if !dir.as_os_str().is_empty() {
-                std::fs::create_dir_all(dir)?;
+            if !dir.as_os_str().is_empty() && !dir.exists() {
+                crate::datadir::create_private_dir(dir)?;
             }
         }
-        let mut write_conn = Connection::open(path)?;
-        configure(&write_conn)?;
-        migrate(&mut write_conn)?;
+        let open_writer = || -> anyhow::Result<Connection> {
+            make_files_private(path)?;
+            let mut conn = Connection::open(path)?;
+            configure(&conn)?;
+            migrate(&mut conn)?;
+            probe_writable(&conn)?;
+            Ok(conn)
+        };
+        let write_conn = open_writer().map_err(|e| {
+            anyhow::anyhow!(
+                "cannot write the SQLite database {} (is its directory or file system read-only?): {e:#}",
+                path.display()
+            )
+        })?;
         // The writer's syncer fsyncs this file (see writer.rs); it exists
-        // from the moment WAL mode is set and stays while connections are open.
+        // from the moment WAL mode is set and stays while connections are
+        // open (checkpoints truncate it, never remove it).
         let wal = std::fs::File::open(wal_path(path))
             .map_err(|e| anyhow::anyhow!("opening the SQLite WAL file: {e}"))?;
         let checkpoint_conn = Connection::open(path)?;
@@ -125,9 +188,16 @@ impl SqliteStore {
         let bulk = (0..bulk_readers())
             .map(|_| read_only())
             .collect::<Result<_, _>>()?;
+        let health = Arc::new(writer::Health::default());
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+            _ => std::path::PathBuf::from("."),
+        };
         Ok(Self {
-            writer: Writer::start(write_conn, wal)?,
+            dir,
+            writer: Writer::start(write_conn, wal, health.clone())?,
             readers: Readers::new(readers, bulk),
+            health,
             _checkpointer: checkpointer::Checkpointer::start(checkpoint_conn)?,
         })
     }
@@ -274,7 +344,34 @@ impl Store for SqliteStore {
     async fn ping(&self) -> StoreResult<()> {
         self.readers
             .read(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(internal))
-            .await
+            .await?;
+        if let Some(failing) = self.health.failing() {
+            if let StoreError::StorageFull(_) = failing {
+                // Small writes may still fit on a full disk: ready again only
+                // with some room to spare.
+                let free = fs4::available_space(&self.dir).unwrap_or(0);
+                if free < RECOVERED_FREE_BYTES {
+                    return Err(StoreError::StorageFull(format!(
+                        "{free} bytes free in {}",
+                        self.dir.display()
+                    )));
+                }
+            }
+            // Ready again once a write commits and is synced.
+            self.writer
+                .write_single_statement(|c| {
+                    c.execute(
+                        "UPDATE schema_migrations SET applied_at = applied_at
+                         WHERE version = (SELECT MAX(version) FROM schema_migrations)",
+                        [],
+                    )
+                    .map(|_| ())
+                    .map_err(internal)
+                })
+                .await?;
+            self.health.clear();
+        }
+        Ok(())
     }
 
     async fn keks(&self) -> StoreResult<Vec<KekRecord>> {
@@ -608,7 +705,7 @@ impl Store for SqliteStore {
                     quota,
                     max_keys,
                 )?;
-                insert_key(c, &key, &scope).map_err(identity::key_name_conflict)
+                identity::insert_api_key(c, &key, &scope)
             })
             .await
     }
@@ -694,7 +791,12 @@ impl Store for SqliteStore {
                     )
                     .map_err(internal)?
                     .execute(params![team_id, canonical, id, org_id, name, created_at, now, version, kek_id, ciphertext])
-                    .map_err(internal)
+                    // It fails on the team's foreign key when the team was
+                    // deleted meanwhile.
+                    .map_err(|e| match internal(e) {
+                        StoreError::NotFound(_) => StoreError::NotFound("team not found".into()),
+                        other => other,
+                    })
                 };
                 if is_new {
                     // A new secret is counted against the team's quota: two
@@ -709,6 +811,14 @@ impl Store for SqliteStore {
                             .execute(params![team_id, max_secrets])
                             .map_err(internal)?;
                         if counted == 0 {
+                            let team_exists: bool = c
+                                .prepare_cached("SELECT EXISTS (SELECT 1 FROM teams WHERE id = ?1)")
+                                .map_err(internal)?
+                                .query_row([&team_id], |r| r.get(0))
+                                .map_err(internal)?;
+                            if !team_exists {
+                                return Err(StoreError::NotFound("team not found".into()));
+                            }
                             return Err(StoreError::QuotaExceeded {
                                 quota: "secrets per team",
                                 limit: max_secrets,
