@@ -9,9 +9,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let listener = bind(args.listen).await?;
     let Started { service, lock } = start_up(&args.store).await?;
     let backend = service.store.backend();
-    tracing::info!(addr = %listener.local_addr()?, backend, "listening");
     let (router, state) = crate::app::build_with(service, args.net.throttle_settings());
+    // Before "listening": whoever waits for that line may signal at once.
     crate::net::shutdown::cancel_on_signal(state.shutdown.clone());
+    tracing::info!(addr = %listener.local_addr()?, backend, "listening");
     crate::net::serve(
         listener,
         router,

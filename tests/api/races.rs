@@ -122,7 +122,8 @@ async fn writes_racing_a_team_delete_answer_404(app: TestApp) {
         Err(StoreError::NotFound(m)) => assert_eq!(m, "team not found"),
         other => panic!("expected NotFound, got {other:?}"),
     }
-    let grant = authorize_new_key(&p, KeyType::WorkspaceManageAll, KeyTarget::Team(&record)).unwrap();
+    let grant =
+        authorize_new_key(&p, KeyType::WorkspaceManageAll, KeyTarget::Team(&record)).unwrap();
     let mut key = key_record(&grant, p.user_id().unwrap());
     key.key_type = KeyType::WorkspaceManageAll;
     match other.store.insert_api_key(&grant, key, 1_000).await {
@@ -230,7 +231,8 @@ async fn minting_a_key_for_a_user_being_deleted_answers_404(app: TestApp) {
         .await
         .unwrap();
     let user = other.store.find_user(&user_id).await.unwrap().unwrap();
-    let grant = authorize_new_key(&p, KeyType::Personal, KeyTarget::Personal { owner: &user }).unwrap();
+    let grant =
+        authorize_new_key(&p, KeyType::Personal, KeyTarget::Personal { owner: &user }).unwrap();
     app.delete(&format!("/v1/users/{user_id}")).await.ok();
     match other
         .store

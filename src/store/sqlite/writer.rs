@@ -210,18 +210,19 @@ impl Writer {
                 }
             }
             let failure = outcome.as_ref().and_then(|o| o.as_ref().err().cloned());
-            let done: Completion = Box::new(move |commit: StoreResult<()>, revisions: &Revisions| {
-                let result = match (outcome, commit) {
-                    (Some(Ok(r)), Ok(())) => {
-                        Ok((r, team.and_then(|t| revisions.get(&t).copied())))
-                    }
-                    (Some(Err(e)), _) | (_, Err(e)) => Err(e),
-                    (None, Ok(())) => {
-                        Err(StoreError::Internal("a skipped write was not run".into()))
-                    }
-                };
-                let _ = done_tx.send(result);
-            });
+            let done: Completion =
+                Box::new(move |commit: StoreResult<()>, revisions: &Revisions| {
+                    let result = match (outcome, commit) {
+                        (Some(Ok(r)), Ok(())) => {
+                            Ok((r, team.and_then(|t| revisions.get(&t).copied())))
+                        }
+                        (Some(Err(e)), _) | (_, Err(e)) => Err(e),
+                        (None, Ok(())) => {
+                            Err(StoreError::Internal("a skipped write was not run".into()))
+                        }
+                    };
+                    let _ = done_tx.send(result);
+                });
             (done, failure)
         });
         self.tx
