@@ -126,7 +126,7 @@ fn answer_waiters_on_shutdown(state: &Arc<AppState>) {
 /// Applies other nodes' changes (PostgreSQL) until the app is dropped.
 fn spawn_event_listener(state: &Arc<AppState>) {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    state.service.store.listen(tx);
+    state.service.listen(tx);
     let state = Arc::downgrade(state);
     tokio::spawn(async move {
         while let Some(event) = rx.recv().await {

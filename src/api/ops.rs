@@ -21,17 +21,17 @@ pub async fn healthz() -> Json<serde_json::Value> {
 #[utoipa::path(get, path = "/readyz", tag = "operations", security(()),
     responses((status = 200, description = "Ready"), (status = 503, description = "Store unreachable, or its disk is full")))]
 pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
-    match state.service.store.ping().await {
+    match state.service.ping().await {
         Ok(()) => Json(json!({
             "status": "ready",
-            "backend": state.service.store.backend(),
-            "kek_id": state.service.keyring.kek_id(),
+            "backend": state.service.backend(),
+            "kek_id": state.service.kek_id(),
         }))
         .into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
             let message = match e {
-                StoreError::StorageFull(_) => super::error::STORAGE_FULL,
+                StoreError::StorageFull { .. } => super::error::STORAGE_FULL,
                 _ => "the store is not reachable",
             };
             (

@@ -1,12 +1,11 @@
 use crate::config::StoreArgs;
-use crate::service::bootstrap;
 
 /// Creates an organization; prints its admin API key as the only line.
 pub async fn create(name: String, args: StoreArgs) -> anyhow::Result<()> {
     let name = crate::domain::names::display_name("organization name", &name, 200)?;
     let name = name.as_str();
     let service = crate::app::open_service(&args).await?;
-    let token = bootstrap::create_organization(service.store.as_ref(), name).await?;
+    let token = service.create_organization(name).await?;
     println!("{}", token.token());
     Ok(())
 }

@@ -1,6 +1,6 @@
 use crate::config::{ServeArgs, StoreArgs};
 use crate::datadir::DatabaseLock;
-use crate::service::{bootstrap, Service};
+use crate::service::Service;
 use crate::store::StoreError;
 use anyhow::Context;
 use std::net::SocketAddr;
@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let listener = bind(args.listen).await?;
     let Started { service, lock } = start_up(&args.store).await?;
-    let backend = service.store.backend();
+    let backend = service.backend();
     let (router, state) = crate::app::build_with(service, args.net.throttle_settings());
     // Before "listening": whoever waits for that line may signal at once.
     crate::net::shutdown::cancel_on_signal(state.shutdown.clone());
@@ -66,8 +66,8 @@ async fn start_up(args: &StoreArgs) -> anyhow::Result<Started> {
         None => None,
     };
     let service = crate::app::open_service(args).await?;
-    if service.store.organization_count().await? == 0 {
-        match bootstrap::create_organization(service.store.as_ref(), "default").await {
+    if service.organization_count().await? == 0 {
+        match service.create_organization("default").await {
             Ok(token) => {
                 crate::datadir::ensure_data_dir(&args.data_dir)?;
                 let path = args.data_dir.join("admin.key");

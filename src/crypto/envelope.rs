@@ -1,17 +1,26 @@
 //! Envelope encryption of secret values.
 //!
 //! Each version of a secret gets a fresh random 256-bit data key (DEK) from
-//! the thread-local CSPRNG (ChaCha12 reseeded from the OS). The
-//! value is sealed with AES-256-GCM under the DEK; the DEK is wrapped by the
-//! master key (AES-256-GCM-SIV, see [`Keyring`]). Both seals carry the same
-//! associated data, which binds the blob to its place: organization, team,
-//! secret id, version and master key id. A blob copied to another row fails
-//! to open.
+//! the thread-local CSPRNG (ChaCha12 reseeded from the OS). The value is
+//! sealed with AES-256-GCM under the DEK; the DEK is wrapped by the master
+//! key (AES-256-GCM-SIV, see [`Keyring`]).
+//!
+//! Format 2 (written now) binds values known before the store is called:
+//! the value's associated data is (organization, team, secret id, version
+//! id), all chosen or known by the service; the wrapped DEK's associated
+//! data is the same place plus the master key's id. So the service seals
+//! first and the store only stores (writes flow one way), and rotating the
+//! master key re-wraps DEKs without touching value ciphertexts. The name is
+//! not bound: a secret deleted and re-created under the same name has a new
+//! id, so its old ciphertext can never open as the new secret.
+//!
+//! Format 1 (read only) bound (organization, team, secret id, version
+//! number, master key id) in both seals; blobs written by it still open.
 //!
 //! Blob layout (all lengths fixed, so parsing is trivial):
 //!
 //! ```text
-//! [0]      format version (1)
+//! [0]      format version (1 or 2)
 //! [1]      algorithm id (1 = AES-256-GCM value, AES-256-GCM-SIV DEK wrap)
 //! [2..18]  master key id (16 ASCII hex characters)
 //! [18..78] wrapped DEK: nonce(12) || DEK(32) || tag(16)
@@ -29,31 +38,69 @@ use rand::RngCore;
 use zeroize::Zeroizing;
 
 const FORMAT_V1: u8 = 1;
+const FORMAT_V2: u8 = 2;
 const ALG_AES256GCM_GCMSIV_WRAP: u8 = 1;
 const KEK_ID_LEN: usize = 16;
 const WRAPPED_DEK_LEN: usize = super::keyring::WRAP_NONCE_LEN + 32 + 16;
 const VALUE_NONCE_LEN: usize = 12;
 const HEADER_LEN: usize = 2 + KEK_ID_LEN + WRAPPED_DEK_LEN + VALUE_NONCE_LEN;
 
-/// Where a ciphertext belongs. Every field goes into the associated data.
+/// Where a ciphertext belongs: the stored row's identity. Format 2 binds
+/// `version_id`; format 1 bound `version`.
 #[derive(Debug, Clone, Copy)]
 pub struct SecretPlace<'a> {
     pub org_id: &'a str,
     pub team_id: &'a str,
     pub secret_id: &'a str,
+    /// The version number (format 1 only).
     pub version: i64,
+    /// The version's random id (format 2; `None` for rows written by format 1).
+    pub version_id: Option<&'a str>,
+}
+
+/// Length-prefixed fields, so no two places share an encoding.
+fn push_fields(out: &mut Vec<u8>, fields: &[&str]) {
+    for field in fields {
+        out.extend_from_slice(&(field.len() as u32).to_be_bytes());
+        out.extend_from_slice(field.as_bytes());
+    }
 }
 
 impl SecretPlace<'_> {
-    /// Length-prefixed fields so no two places share an encoding.
-    fn aad(&self, kek_id: &str) -> Vec<u8> {
+    fn aad_v1(&self, kek_id: &str) -> Vec<u8> {
         let mut out = Vec::with_capacity(96);
         out.extend_from_slice(b"tessera/secret/v1");
-        for field in [self.org_id, self.team_id, self.secret_id, kek_id] {
-            out.extend_from_slice(&(field.len() as u32).to_be_bytes());
-            out.extend_from_slice(field.as_bytes());
-        }
+        push_fields(
+            &mut out,
+            &[self.org_id, self.team_id, self.secret_id, kek_id],
+        );
         out.extend_from_slice(&self.version.to_be_bytes());
+        out
+    }
+
+    fn value_aad_v2(&self, version_id: &str) -> Vec<u8> {
+        let mut out = Vec::with_capacity(96);
+        out.extend_from_slice(b"tessera/secret/v2");
+        push_fields(
+            &mut out,
+            &[self.org_id, self.team_id, self.secret_id, version_id],
+        );
+        out
+    }
+
+    fn dek_aad_v2(&self, version_id: &str, kek_id: &str) -> Vec<u8> {
+        let mut out = Vec::with_capacity(112);
+        out.extend_from_slice(b"tessera/dek/v2");
+        push_fields(
+            &mut out,
+            &[
+                self.org_id,
+                self.team_id,
+                self.secret_id,
+                version_id,
+                kek_id,
+            ],
+        );
         out
     }
 }
@@ -68,6 +115,16 @@ pub enum OpenError {
     Authentication,
 }
 
+#[derive(Debug, thiserror::Error)]
+#[error("sealing a value failed (it is larger than AES-GCM allows)")]
+pub struct SealError;
+
+/// A sealed value and the master key its data key is wrapped under.
+pub struct Sealed {
+    pub kek_id: String,
+    pub ciphertext: Vec<u8>,
+}
+
 /// Seals and opens secret values with the loaded master key.
 pub struct Envelope<'k> {
     keyring: &'k Keyring,
@@ -78,39 +135,43 @@ impl<'k> Envelope<'k> {
         Self { keyring }
     }
 
-    pub fn seal(&self, place: SecretPlace<'_>, value: &SecretValue) -> Vec<u8> {
+    /// Seals `value` for `place` in format 2 (`place.version_id` must be set).
+    pub fn seal(&self, place: SecretPlace<'_>, value: &SecretValue) -> Result<Sealed, SealError> {
+        let version_id = place.version_id.ok_or(SealError)?;
         let kek_id = self.keyring.kek_id();
-        let aad = place.aad(kek_id);
         let mut dek = Zeroizing::new([0u8; 32]);
         rand::thread_rng().fill_bytes(dek.as_mut());
-        let wrapped = self.keyring.wrap(dek.as_ref(), &aad);
+        let wrapped = self
+            .keyring
+            .wrap(dek.as_ref(), &place.dek_aad_v2(version_id, kek_id))
+            .map_err(|_| SealError)?;
         let mut nonce = [0u8; VALUE_NONCE_LEN];
         rand::thread_rng().fill_bytes(&mut nonce);
-        let cipher = Aes256Gcm::new(dek.as_ref().into());
-        let ct = cipher
+        let ct = Aes256Gcm::new(dek.as_ref().into())
             .encrypt(
                 Nonce::from_slice(&nonce),
                 Payload {
                     msg: value.expose().as_bytes(),
-                    aad: &aad,
+                    aad: &place.value_aad_v2(version_id),
                 },
             )
-            .expect("AES-GCM encryption of at most a few MiB cannot fail");
+            .map_err(|_| SealError)?;
         let mut out = Vec::with_capacity(HEADER_LEN + ct.len());
-        out.push(FORMAT_V1);
+        out.push(FORMAT_V2);
         out.push(ALG_AES256GCM_GCMSIV_WRAP);
         out.extend_from_slice(kek_id.as_bytes());
         out.extend_from_slice(&wrapped);
         out.extend_from_slice(&nonce);
         out.extend_from_slice(&ct);
-        out
+        Ok(Sealed {
+            kek_id: kek_id.to_owned(),
+            ciphertext: out,
+        })
     }
 
+    /// Opens a blob of format 1 or 2 stored at `place`.
     pub fn open(&self, place: SecretPlace<'_>, blob: &[u8]) -> Result<SecretValue, OpenError> {
-        if blob.len() < HEADER_LEN + 16
-            || blob[0] != FORMAT_V1
-            || blob[1] != ALG_AES256GCM_GCMSIV_WRAP
-        {
+        if blob.len() < HEADER_LEN + 16 || blob[1] != ALG_AES256GCM_GCMSIV_WRAP {
             return Err(OpenError::UnknownFormat);
         }
         let kek_id =
@@ -118,24 +179,35 @@ impl<'k> Envelope<'k> {
         if kek_id != self.keyring.kek_id() {
             return Err(OpenError::UnknownKey(kek_id.to_owned()));
         }
-        let aad = place.aad(kek_id);
+        let (dek_aad, value_aad) = match (blob[0], place.version_id) {
+            (FORMAT_V1, _) => {
+                let aad = place.aad_v1(kek_id);
+                (aad.clone(), aad)
+            }
+            (FORMAT_V2, Some(version_id)) => (
+                place.dek_aad_v2(version_id, kek_id),
+                place.value_aad_v2(version_id),
+            ),
+            // A format-2 blob in a row without a version id was moved there.
+            (FORMAT_V2, None) => return Err(OpenError::Authentication),
+            _ => return Err(OpenError::UnknownFormat),
+        };
         let wrapped = &blob[2 + KEK_ID_LEN..2 + KEK_ID_LEN + WRAPPED_DEK_LEN];
         let dek = self
             .keyring
-            .unwrap(wrapped, &aad)
+            .unwrap(wrapped, &dek_aad)
             .ok_or(OpenError::Authentication)?;
         if dek.len() != 32 {
             return Err(OpenError::Authentication);
         }
         let nonce = &blob[HEADER_LEN - VALUE_NONCE_LEN..HEADER_LEN];
-        let cipher = Aes256Gcm::new(dek.as_slice().into());
         let pt = Zeroizing::new(
-            cipher
+            Aes256Gcm::new(dek.as_slice().into())
                 .decrypt(
                     Nonce::from_slice(nonce),
                     Payload {
                         msg: &blob[HEADER_LEN..],
-                        aad: &aad,
+                        aad: &value_aad,
                     },
                 )
                 .map_err(|_| OpenError::Authentication)?,
@@ -145,40 +217,39 @@ impl<'k> Envelope<'k> {
     }
 }
 
-/// The master key id a blob was sealed under (stored beside it, for key
-/// rotation bookkeeping). Empty when the blob is not of a known format.
-pub fn kek_id_of(blob: &[u8]) -> String {
-    blob.get(2..2 + KEK_ID_LEN)
-        .and_then(|b| std::str::from_utf8(b).ok())
-        .unwrap_or_default()
-        .to_owned()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn place(version: i64) -> SecretPlace<'static> {
+    fn place(version_id: &str) -> SecretPlace<'_> {
         SecretPlace {
             org_id: "org1",
             team_id: "team1",
             secret_id: "sec1",
-            version,
+            version: 1,
+            version_id: Some(version_id),
         }
+    }
+
+    fn seal(env: &Envelope<'_>, p: SecretPlace<'_>, v: &str) -> Vec<u8> {
+        env.seal(p, &SecretValue::new(v.into())).unwrap().ciphertext
     }
 
     #[test]
     fn round_trip_and_no_plaintext_in_blob() {
         let kr = Keyring::new(&[9u8; 32]);
         let env = Envelope::new(&kr);
-        let v = SecretValue::new("plaintext-canary-value".into());
-        let blob = env.seal(place(1), &v);
+        let blob = seal(&env, place("v1"), "plaintext-canary-value");
+        assert_eq!(blob[0], FORMAT_V2);
         assert!(!blob.windows(9).any(|w| w == b"plaintext"));
-        assert_eq!(env.open(place(1), &blob).unwrap().expose(), v.expose());
+        assert_eq!(
+            env.open(place("v1"), &blob).unwrap().expose(),
+            "plaintext-canary-value"
+        );
     }
 
-    /// A blob written by format v1 (committed by the code of that time)
+    /// A blob written by format 1 (committed by the code of that time)
     /// keeps opening: stored data outlives the code that wrote it.
     #[test]
     fn a_v1_blob_still_opens() {
@@ -190,6 +261,7 @@ mod tests {
             team_id: "team-fixture",
             secret_id: "secret-fixture",
             version: 7,
+            version_id: None,
         };
         let env = Envelope::new(&kr);
         assert_eq!(
@@ -207,11 +279,27 @@ mod tests {
     fn wrong_master_key_is_named() {
         let a = Keyring::new(&[1u8; 32]);
         let b = Keyring::new(&[2u8; 32]);
-        let blob = Envelope::new(&a).seal(place(1), &SecretValue::new("x".into()));
+        let blob = seal(&Envelope::new(&a), place("v"), "x");
         assert_eq!(
-            Envelope::new(&b).open(place(1), &blob).unwrap_err(),
+            Envelope::new(&b).open(place("v"), &blob).unwrap_err(),
             OpenError::UnknownKey(a.kek_id().to_owned())
         );
+    }
+
+    #[test]
+    fn a_v2_blob_needs_its_version_id() {
+        let kr = Keyring::new(&[5u8; 32]);
+        let env = Envelope::new(&kr);
+        let blob = seal(&env, place("v"), "x");
+        let without = SecretPlace {
+            version_id: None,
+            ..place("v")
+        };
+        assert_eq!(
+            env.open(without, &blob).unwrap_err(),
+            OpenError::Authentication
+        );
+        assert!(env.seal(without, &SecretValue::new("x".into())).is_err());
     }
 
     proptest! {
@@ -221,19 +309,19 @@ mod tests {
         fn any_flipped_byte_fails_to_open(value in "\\PC{0,200}", idx in any::<prop::sample::Index>(), bit in 0u8..8) {
             let kr = Keyring::new(&[3u8; 32]);
             let env = Envelope::new(&kr);
-            let mut blob = env.seal(place(1), &SecretValue::new(value));
+            let mut blob = seal(&env, place("v"), &value);
             let i = idx.index(blob.len());
             blob[i] ^= 1 << bit;
-            prop_assert!(env.open(place(1), &blob).is_err());
+            prop_assert!(env.open(place("v"), &blob).is_err());
         }
 
         #[test]
         fn truncation_fails_to_open(value in "\\PC{0,50}", cut in 1usize..40) {
             let kr = Keyring::new(&[3u8; 32]);
             let env = Envelope::new(&kr);
-            let blob = env.seal(place(1), &SecretValue::new(value));
+            let blob = seal(&env, place("v"), &value);
             let keep = blob.len().saturating_sub(cut);
-            prop_assert!(env.open(place(1), &blob[..keep]).is_err());
+            prop_assert!(env.open(place("v"), &blob[..keep]).is_err());
         }
 
         #[test]
@@ -244,17 +332,17 @@ mod tests {
         ) {
             let kr = Keyring::new(&[4u8; 32]);
             let env = Envelope::new(&kr);
-            let blob = env.seal(place(3), &SecretValue::new(value.clone()));
-            let mut p = place(3);
+            let blob = seal(&env, place("v3"), &value);
+            let mut p = place("v3");
             let other = format!("x{other}");
             match which {
                 0 => p.org_id = &other,
                 1 => p.team_id = &other,
                 2 => p.secret_id = &other,
-                _ => p.version = 4,
+                _ => p.version_id = Some(&other),
             }
             prop_assert_eq!(env.open(p, &blob).unwrap_err(), OpenError::Authentication);
-            let opened = env.open(place(3), &blob).unwrap();
+            let opened = env.open(place("v3"), &blob).unwrap();
             prop_assert_eq!(opened.expose(), value.as_str());
         }
     }

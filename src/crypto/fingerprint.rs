@@ -28,7 +28,7 @@ pub struct Fingerprinter {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("the fingerprint key does not open under master key {0}")]
+#[error("the fingerprint key does not open (or cannot be sealed) under master key {0}")]
 pub struct UnwrapError(String);
 
 fn aad(kek_id: &str) -> Vec<u8> {
@@ -36,26 +36,30 @@ fn aad(kek_id: &str) -> Vec<u8> {
 }
 
 impl Fingerprinter {
-    fn from_key(key: &[u8]) -> Self {
+    fn from_key(key: &[u8; KEY_LEN]) -> Self {
         Self {
-            keyed: <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length"),
+            keyed: super::keyring::hmac_sha256(key),
         }
     }
 
     /// A new random key, and its wrapped form for the store.
-    pub fn generate(keyring: &Keyring) -> (Self, Vec<u8>) {
+    pub fn generate(keyring: &Keyring) -> Result<(Self, Vec<u8>), UnwrapError> {
         let mut key = Zeroizing::new([0u8; KEY_LEN]);
         rand::rngs::OsRng.fill_bytes(key.as_mut());
-        let wrapped = keyring.wrap(key.as_ref(), &aad(keyring.kek_id()));
-        (Self::from_key(key.as_ref()), wrapped)
+        let wrapped = keyring
+            .wrap(key.as_ref(), &aad(keyring.kek_id()))
+            .map_err(|_| UnwrapError(keyring.kek_id().to_owned()))?;
+        Ok((Self::from_key(&key), wrapped))
     }
 
     /// Opens a stored key.
     pub fn unwrap(keyring: &Keyring, wrapped: &[u8]) -> Result<Self, UnwrapError> {
+        let bad = || UnwrapError(keyring.kek_id().to_owned());
         let key = keyring
             .unwrap(wrapped, &aad(keyring.kek_id()))
-            .filter(|k| k.len() == KEY_LEN)
-            .ok_or_else(|| UnwrapError(keyring.kek_id().to_owned()))?;
+            .ok_or_else(bad)?;
+        let key: Zeroizing<[u8; KEY_LEN]> =
+            Zeroizing::new(key.as_slice().try_into().map_err(|_| bad())?);
         Ok(Self::from_key(&key))
     }
 
@@ -96,7 +100,7 @@ mod tests {
     #[test]
     fn stable_keyed_and_bound_to_the_place() {
         let kr = Keyring::new(&[5u8; 32]);
-        let (fp, wrapped) = Fingerprinter::generate(&kr);
+        let (fp, wrapped) = Fingerprinter::generate(&kr).unwrap();
         let again = Fingerprinter::unwrap(&kr, &wrapped).unwrap();
         let v = SecretValue::new("value".into());
         let a = fp.fingerprint("o", "t", "s", &v);
@@ -107,7 +111,7 @@ mod tests {
             a,
             fp.fingerprint("o", "t", "s", &SecretValue::new("value2".into()))
         );
-        let (other, _) = Fingerprinter::generate(&kr);
+        let (other, _) = Fingerprinter::generate(&kr).unwrap();
         assert_ne!(a, other.fingerprint("o", "t", "s", &v));
         // Field boundaries are unambiguous.
         assert_ne!(

@@ -39,9 +39,24 @@ pub enum KeyringError {
     CheckFailed(String),
 }
 
+/// HMAC-SHA256 keyed with `key` (32 bytes). HMAC pads a key shorter than the
+/// hash's 64-byte block with zeros (RFC 2104), so keying it with the padded
+/// block is the same MAC and, being exactly a block, cannot fail.
+pub(crate) fn hmac_sha256(key: &[u8; 32]) -> Hmac<Sha256> {
+    let mut block = Zeroizing::new([0u8; 64]);
+    block[..32].copy_from_slice(key);
+    <Hmac<Sha256> as hmac::digest::KeyInit>::new(block.as_ref().into())
+}
+
+/// Encrypting a small buffer with AES-GCM-SIV failed (it cannot, below
+/// 64 GiB; the type says so honestly instead of panicking).
+#[derive(Debug, thiserror::Error)]
+#[error("wrapping under the master key failed")]
+pub struct WrapError;
+
 impl Keyring {
     pub fn new(kek: &[u8; KEK_LEN]) -> Self {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(kek).expect("any key length works");
+        let mut mac = hmac_sha256(kek);
         mac.update(b"tessera kek id v1");
         let digest = mac.finalize().into_bytes();
         let kek_id = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
@@ -56,7 +71,7 @@ impl Keyring {
     }
 
     /// Seals `plaintext` under the KEK: `nonce(12) || ciphertext+tag`.
-    pub(crate) fn wrap(&self, plaintext: &[u8], aad: &[u8]) -> Vec<u8> {
+    pub(crate) fn wrap(&self, plaintext: &[u8], aad: &[u8]) -> Result<Vec<u8>, WrapError> {
         let mut nonce = [0u8; WRAP_NONCE_LEN];
         rand::thread_rng().fill_bytes(&mut nonce);
         let ct = self
@@ -68,11 +83,11 @@ impl Keyring {
                     aad,
                 },
             )
-            .expect("AES-GCM-SIV encryption of a small buffer cannot fail");
+            .map_err(|_| WrapError)?;
         let mut out = Vec::with_capacity(WRAP_NONCE_LEN + ct.len());
         out.extend_from_slice(&nonce);
         out.extend_from_slice(&ct);
-        out
+        Ok(out)
     }
 
     pub(crate) fn unwrap(&self, sealed: &[u8], aad: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
@@ -86,7 +101,7 @@ impl Keyring {
             .map(Zeroizing::new)
     }
 
-    pub fn check_value(&self) -> Vec<u8> {
+    pub fn check_value(&self) -> Result<Vec<u8>, WrapError> {
         self.wrap(CHECK_PLAINTEXT, self.check_aad().as_bytes())
     }
 
@@ -133,7 +148,7 @@ mod tests {
         let a = Keyring::new(&[1u8; 32]);
         let b = Keyring::new(&[2u8; 32]);
         assert_ne!(a.kek_id(), b.kek_id());
-        let stored = vec![(a.kek_id().to_owned(), a.check_value())];
+        let stored = vec![(a.kek_id().to_owned(), a.check_value().unwrap())];
         assert_eq!(a.verify_against(&stored), Ok(true));
         let err = b.verify_against(&stored).unwrap_err();
         let msg = err.to_string();
@@ -143,11 +158,22 @@ mod tests {
         );
         assert_eq!(b.verify_against(&[]), Ok(false));
         // A check value under the right id that does not open is refused too.
-        let forged = vec![(a.kek_id().to_owned(), b.check_value())];
+        let forged = vec![(a.kek_id().to_owned(), b.check_value().unwrap())];
         assert!(matches!(
             a.verify_against(&forged),
             Err(KeyringError::CheckFailed(_))
         ));
+    }
+
+    #[test]
+    fn the_padded_key_is_the_same_hmac() {
+        use hmac::Mac;
+        let key = [7u8; 32];
+        let mut a = hmac_sha256(&key);
+        let mut b = <Hmac<Sha256> as Mac>::new_from_slice(&key).unwrap();
+        a.update(b"x");
+        b.update(b"x");
+        assert_eq!(a.finalize().into_bytes(), b.finalize().into_bytes());
     }
 
     #[test]

@@ -84,6 +84,10 @@ pub enum OrgAction {
     AdministerOrg,
     /// Creating one's own personal keys.
     ManageOwnKeys,
+    /// Finding an object of the caller's organization by id, before deciding
+    /// what the caller may do with it (every key type: an unknown id is 404
+    /// for everyone, and another organization's is indistinguishable from it).
+    Lookup,
 }
 
 /// Permission to act on one team of the caller's organization.
@@ -254,6 +258,11 @@ fn forbidden_message(p: &Principal, action: TeamAction) -> String {
 
 /// Decides one organization-level action.
 pub fn authorize_org(p: &Principal, action: OrgAction) -> Result<OrgAccess, Denied> {
+    if action == OrgAction::Lookup {
+        return Ok(OrgAccess {
+            org_id: p.org_id.clone(),
+        });
+    }
     if p.is_limited() {
         return Err(limited_key(p));
     }
@@ -267,6 +276,7 @@ pub fn authorize_org(p: &Principal, action: OrgAction) -> Result<OrgAccess, Deni
         }
         OrgAction::AdministerOrg => p.is_org_admin(),
         OrgAction::ManageOwnKeys => p.key_type == KeyType::Personal,
+        OrgAction::Lookup => true,
     };
     if !allowed {
         let what = match action {
@@ -467,9 +477,25 @@ pub fn authorize_new_key(
     Ok(grant_for(&p.org_id, scope))
 }
 
+/// Permission to revoke one key: names the key it covers.
+#[derive(Debug, Clone)]
+pub struct KeyRevocation {
+    org_id: String,
+    prefix: String,
+}
+
+impl KeyRevocation {
+    pub fn org_id(&self) -> &str {
+        &self.org_id
+    }
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+}
+
 /// Decides whether the caller may revoke an existing key. Keys of other
 /// organizations are reported as not found.
-pub fn authorize_existing_key(p: &Principal, key: &ApiKeyRecord) -> Result<KeyGrant, Denied> {
+pub fn authorize_revocation(p: &Principal, key: &ApiKeyRecord) -> Result<KeyRevocation, Denied> {
     if key.org_id != p.org_id {
         return Err(Denied::NotFound("API key"));
     }
@@ -480,7 +506,10 @@ pub fn authorize_existing_key(p: &Principal, key: &ApiKeyRecord) -> Result<KeyGr
     if !may_issue(p, key.key_type, scope) {
         return Err(issue_denied(p, key.key_type, scope, "revoke"));
     }
-    Ok(grant_for(&p.org_id, scope))
+    Ok(KeyRevocation {
+        org_id: key.org_id.clone(),
+        prefix: key.prefix.clone(),
+    })
 }
 
 /// The scope of a stored key.

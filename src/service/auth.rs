@@ -167,7 +167,7 @@ impl Service {
             (KeyType::Personal, Some(user_id)) => {
                 let user = self
                     .store
-                    .find_user(user_id)
+                    .principal_user(user_id)
                     .await?
                     .ok_or(Refused(AuthFailure::UnknownUser))?;
                 let memberships = self.store.memberships(user_id).await?;

@@ -32,7 +32,7 @@ pub async fn load_fingerprinter(
     if let Some((_, wrapped)) = store.wrapped_key(fingerprint::PURPOSE).await? {
         return Ok(Fingerprinter::unwrap(keyring, &wrapped)?);
     }
-    let (_, wrapped) = Fingerprinter::generate(keyring);
+    let (_, wrapped) = Fingerprinter::generate(keyring)?;
     store
         .insert_wrapped_key(
             fingerprint::PURPOSE,
@@ -44,7 +44,7 @@ pub async fn load_fingerprinter(
     let (_, stored) = store
         .wrapped_key(fingerprint::PURPOSE)
         .await?
-        .ok_or_else(|| StoreError::Internal("the fingerprint key did not persist".into()))?;
+        .ok_or_else(|| StoreError::internal("the fingerprint key did not persist"))?;
     Ok(Fingerprinter::unwrap(keyring, &stored)?)
 }
 
@@ -58,14 +58,16 @@ pub async fn check_master_key(store: &dyn Store, keyring: &Keyring) -> Result<()
     store
         .record_first_kek(KekRecord {
             kek_id: keyring.kek_id().to_owned(),
-            check_value: keyring.check_value(),
+            check_value: keyring
+                .check_value()
+                .map_err(|e| StoreError::internal(e.to_string()))?,
             created_at: now_micros(),
         })
         .await?;
     // Another node may have recorded a different key at the same moment:
     // verify again against whatever stands now.
     if !verify(store, keyring).await? {
-        return Err(StoreError::Internal("the master key record did not persist".into()).into());
+        return Err(StoreError::internal("the master key record did not persist").into());
     }
     tracing::info!(
         kek_id = keyring.kek_id(),

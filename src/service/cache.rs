@@ -7,19 +7,26 @@ use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Keeps at most this many entries; a full cache drops its stale entries, and
-/// if that is not enough, everything.
+/// Keeps at most this many entries by default; a full cache drops its stale
+/// entries, and if that is not enough, everything.
 const MAX_ENTRIES: usize = 10_000;
 
 pub struct TtlCache<K, V> {
     ttl: Duration,
+    max: usize,
     entries: Mutex<HashMap<K, (Instant, Arc<V>)>>,
 }
 
 impl<K: Eq + Hash, V> TtlCache<K, V> {
     pub fn new(ttl: Duration) -> Self {
+        Self::with_capacity(ttl, MAX_ENTRIES)
+    }
+
+    /// A cache of at most `max` entries.
+    pub fn with_capacity(ttl: Duration, max: usize) -> Self {
         Self {
             ttl,
+            max,
             entries: Mutex::new(HashMap::new()),
         }
     }
@@ -36,14 +43,24 @@ impl<K: Eq + Hash, V> TtlCache<K, V> {
 
     pub fn put(&self, key: K, value: Arc<V>) {
         if let Ok(mut map) = self.entries.lock() {
-            if map.len() >= MAX_ENTRIES {
+            if map.len() >= self.max && !map.contains_key(&key) {
                 let ttl = self.ttl;
                 map.retain(|_, (at, _)| at.elapsed() < ttl);
-                if map.len() >= MAX_ENTRIES {
+                if map.len() >= self.max {
                     map.clear();
                 }
             }
             map.insert(key, (Instant::now(), value));
+        }
+    }
+
+    pub fn remove<Q>(&self, key: &Q)
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Eq + Hash + ?Sized,
+    {
+        if let Ok(mut map) = self.entries.lock() {
+            map.remove(key);
         }
     }
 

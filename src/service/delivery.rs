@@ -6,7 +6,6 @@
 //! that returns values is recorded by [`Service::record_read`].
 
 use super::{Service, ServiceError, ServiceResult, TeamRef};
-use crate::crypto::{Envelope, SecretPlace};
 use crate::domain::access::{authorize_delivery, delivery_access, DeliveryAccess, Principal};
 use crate::domain::secret_value::SecretValue;
 use crate::domain::time::Micros;
@@ -153,7 +152,7 @@ impl Service {
         // Subscribe before reading the revision, so a write landing between
         // the two still wakes this waiter.
         let mut sub = self.notifier.subscribe(grant.team().team_id());
-        let current = self.store.team_revision(&grant).await?;
+        let current = self.store.team_revision(grant.team()).await?;
         if current != held {
             let delivery = self.open_snapshot(&grant).await?;
             self.record_read(&p, &grant, &delivery.secrets, ctx);
@@ -198,16 +197,8 @@ impl Service {
     }
 
     fn open_stored(&self, stored: StoredSecret) -> ServiceResult<DeliveredSecret> {
+        let value = self.open_value(&stored)?;
         let r = stored.record;
-        let place = SecretPlace {
-            org_id: &r.org_id,
-            team_id: &r.team_id,
-            secret_id: &r.id,
-            version: r.version,
-        };
-        let value = Envelope::new(&self.keyring)
-            .open(place, &stored.ciphertext)
-            .map_err(|e| ServiceError::Internal(format!("secret {} failed to open: {e}", r.id)))?;
         let fingerprint = self
             .fingerprints
             .fingerprint(&r.org_id, &r.team_id, &r.id, &value);

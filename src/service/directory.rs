@@ -8,7 +8,7 @@ impl Service {
     /// The caller's user: a personal key's owner, or for workspace keys the
     /// user who created the key.
     pub async fn current_user(&self, p: &Principal) -> ServiceResult<User> {
-        authorize_org(p, OrgAction::ReadDirectory)?;
+        let org = authorize_org(p, OrgAction::ReadDirectory)?;
         if let Some(user) = &p.user {
             return Ok(user.clone());
         }
@@ -16,13 +16,9 @@ impl Service {
             .created_by
             .as_deref()
             .ok_or_else(|| ServiceError::NotFound("this key is not tied to a user".into()))?;
-        self.store
-            .find_user(creator)
-            .await?
-            .filter(|u| u.org_id == p.org_id)
-            .ok_or_else(|| {
-                ServiceError::NotFound("the user who created this key no longer exists".into())
-            })
+        self.store.find_user(&org, creator).await?.ok_or_else(|| {
+            ServiceError::NotFound("the user who created this key no longer exists".into())
+        })
     }
 
     pub async fn current_organization(&self, p: &Principal) -> ServiceResult<Organization> {

@@ -2,14 +2,14 @@
 
 use super::{Service, ServiceError, ServiceResult, TeamRef};
 use crate::domain::access::{
-    authorize_existing_key, authorize_new_key, authorize_org, can_see_key, key_scope, KeyTarget,
+    authorize_new_key, authorize_org, authorize_revocation, can_see_key, key_scope, KeyTarget,
     OrgAction, Principal,
 };
 use crate::domain::key_token::NewKeyToken;
 use crate::domain::secret_name::SecretName;
 use crate::domain::time::now_micros;
-use crate::domain::types::{ApiKeyRecord, KeyType};
-use crate::store::{KeyListing, StoreError};
+use crate::domain::types::KeyType;
+use crate::store::{KeyListing, NewApiKey, StoreError};
 
 /// What a client asked for when creating a key.
 #[derive(Debug, Clone)]
@@ -114,11 +114,11 @@ impl Service {
         name: Option<String>,
     ) -> ServiceResult<NewKeyToken> {
         let name = check_key_name(name)?;
+        let org = authorize_org(p, OrgAction::Lookup)?;
         let user = self
             .store
-            .find_user(user_id)
+            .find_user(&org, user_id)
             .await?
-            .filter(|u| u.org_id == p.org_id)
             .ok_or_else(|| ServiceError::NotFound("user not found".into()))?;
         let grant = authorize_new_key(p, KeyType::Personal, KeyTarget::Personal { owner: &user })?;
         self.insert_key(p, &grant, KeyType::Personal, name, None, None)
@@ -135,19 +135,15 @@ impl Service {
         secret_names: Option<Vec<String>>,
     ) -> ServiceResult<NewKeyToken> {
         let token = NewKeyToken::generate();
-        let record = ApiKeyRecord {
+        let record = NewApiKey {
             prefix: token.prefix.clone(),
-            org_id: grant.org_id().to_owned(),
             key_type,
             name,
             secret_hash: token.secret_hash.clone(),
-            user_id: grant.owner_id().map(str::to_owned),
-            team_id: grant.team_id().map(str::to_owned),
             model_ids,
             secret_names,
             created_by: acting_user(p).map(str::to_owned),
             created_at: now_micros(),
-            last_used_at: None,
         };
         let max = if grant.owner_id().is_some() {
             self.limits.quotas.keys_per_user
@@ -155,7 +151,7 @@ impl Service {
             self.limits.quotas.keys_per_team
         };
         match self.store.insert_api_key(grant, record, max).await {
-            Ok(()) => Ok(token),
+            Ok(_) => Ok(token),
             // The issue asks for a 400 that says why: the name is taken.
             Err(StoreError::Conflict(m)) => Err(ServiceError::Invalid(m)),
             Err(e) => Err(e.into()),
@@ -175,7 +171,7 @@ impl Service {
             .list_api_keys(&org)
             .await?
             .into_iter()
-            .filter(|k| k.key.org_id == p.org_id && can_see_key(p, key_scope(&k.key)))
+            .filter(|k| can_see_key(p, key_scope(&k.key)))
             .filter(|k| filter.key_type.is_none_or(|t| k.key.key_type == t))
             .filter(|k| {
                 !filter.created_by_me || (me.is_some() && k.key.created_by.as_deref() == me)
@@ -195,14 +191,14 @@ impl Service {
         // Another organization's key and a key that does not exist answer
         // alike: the same status and the same message.
         let not_found = || ServiceError::NotFound(format!("no API key with prefix {prefix:?}"));
+        let org = authorize_org(p, OrgAction::Lookup)?;
         let key = self
             .store
-            .find_api_key(prefix)
+            .org_api_key(&org, prefix)
             .await?
-            .filter(|k| k.org_id == p.org_id)
             .ok_or_else(not_found)?;
-        let grant = authorize_existing_key(p, &key)?;
-        if !self.store.delete_api_key(&grant, prefix).await? {
+        let grant = authorize_revocation(p, &key)?;
+        if !self.store.delete_api_key(&grant).await? {
             return Err(not_found());
         }
         self.identity_changed();

@@ -55,11 +55,32 @@ impl From<StoreError> for ServiceError {
             StoreError::Conflict(m) => ServiceError::Conflict(m),
             StoreError::NotFound(m) => ServiceError::NotFound(m),
             e @ StoreError::QuotaExceeded { .. } => ServiceError::QuotaExceeded(e.to_string()),
-            StoreError::StorageFull(m) => ServiceError::StorageFull(m),
-            StoreError::Unavailable(m) => ServiceError::Unavailable(m),
-            StoreError::Internal(m) => ServiceError::Internal(m),
+            // Retried where it can happen; seen here, the write lost a race
+            // too many times.
+            StoreError::Stale => {
+                ServiceError::Conflict("the secret changed concurrently; retry".into())
+            }
+            // The detail (with the driver's error) is for the log only.
+            e @ StoreError::StorageFull { .. } => ServiceError::StorageFull(log_detail(&e)),
+            e @ StoreError::Unavailable { .. } => ServiceError::Unavailable(log_detail(&e)),
+            e @ StoreError::Internal { .. } => ServiceError::Internal(log_detail(&e)),
         }
     }
+}
+
+/// An error with its chain of sources, for the log.
+fn log_detail(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
 }
 
 impl From<Denied> for ServiceError {
@@ -113,16 +134,21 @@ impl Default for Quotas {
     }
 }
 
-/// Shared state of the use cases.
+/// Shared state of the use cases. Its fields are private: callers go
+/// through the use cases, which authorize before they touch the store.
 pub struct Service {
-    pub store: DynStore,
-    pub keyring: Arc<Keyring>,
-    pub limits: Limits,
-    pub auth_cache: auth::PrincipalCache,
+    store: DynStore,
+    keyring: Arc<Keyring>,
+    limits: Limits,
+    auth_cache: auth::PrincipalCache,
     /// Teams by id, and each organization's default team by org id.
     team_cache: cache::TtlCache<String, Team>,
     default_team_cache: cache::TtlCache<String, Team>,
-    pub usage: usage::UsageRecorder,
+    /// Secret ids by (team id, canonical name), so an update needs no read
+    /// before it is sealed. Only a hint: a stale id makes the write fail as
+    /// `Stale`, and the id is read again.
+    secret_ids: cache::TtlCache<(String, String), String>,
+    usage: usage::UsageRecorder,
     fingerprints: Fingerprinter,
     notifier: notify::Notifier,
     /// Deliveries being built for waiters woken together, by (key prefix,
@@ -131,6 +157,11 @@ pub struct Service {
 }
 
 type SharedBuild = std::sync::Weak<tokio::sync::OnceCell<Arc<delivery::Delivery>>>;
+
+/// How long a remembered secret id is used without reading it again. Ids
+/// change only when a secret is deleted and re-created, which the write then
+/// detects; the bound just keeps the map from holding ids of secrets long gone.
+const SECRET_ID_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// Which team a request addresses.
 #[derive(Debug, Clone, Copy)]
@@ -154,11 +185,46 @@ impl Service {
             auth_cache: auth::PrincipalCache::new(auth::PRINCIPAL_TTL),
             team_cache: cache::TtlCache::new(auth::PRINCIPAL_TTL),
             default_team_cache: cache::TtlCache::new(auth::PRINCIPAL_TTL),
+            secret_ids: cache::TtlCache::with_capacity(SECRET_ID_TTL, 200_000),
             usage: usage::UsageRecorder::default(),
             fingerprints,
             notifier: notify::Notifier::default(),
             building: Default::default(),
         }
+    }
+
+    /// The store's backend, for readiness and logs.
+    pub fn backend(&self) -> &'static str {
+        self.store.backend()
+    }
+
+    /// The id of the master key in use (not secret).
+    pub fn kek_id(&self) -> &str {
+        self.keyring.kek_id()
+    }
+
+    /// Whether the store answers (and writes again after a full disk).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.store.ping().await
+    }
+
+    /// How many organizations the store holds (0: a new store).
+    pub async fn organization_count(&self) -> ServiceResult<i64> {
+        Ok(self.store.organization_count().await?)
+    }
+
+    /// Creates an organization with its default team, admin user and admin
+    /// key (returned, shown only here). An operator's action: no principal.
+    pub async fn create_organization(
+        &self,
+        name: &str,
+    ) -> Result<crate::domain::key_token::NewKeyToken, StoreError> {
+        bootstrap::create_organization(self.store.as_ref(), name).await
+    }
+
+    /// Starts delivering other nodes' changes (PostgreSQL) to `sink`.
+    pub fn listen(&self, sink: crate::store::EventSink) {
+        self.store.listen(sink);
     }
 
     /// Loads the addressed team (not yet authorized). Teams change rarely and

@@ -11,7 +11,12 @@ use crate::domain::secret_name::SecretName;
 use crate::domain::secret_value::SecretValue;
 use crate::domain::time::now_micros;
 use crate::domain::types::{ListedSecret, SecretRecord};
-use crate::store::DynStore;
+use crate::store::{DynStore, SealedWrite, StoreError, StoredSecret};
+use std::sync::Arc;
+
+/// Times a write is sealed again because the secret's identity changed
+/// under it (each time someone else created or deleted the same name).
+const WRITE_ATTEMPTS: usize = 4;
 
 /// Rows in a listing's first page. A listing that fits is answered from one
 /// query on the calling worker, as before paging existed.
@@ -108,33 +113,60 @@ impl Service {
         let name = self.parse_secret_name(name)?;
         self.check_value(&value)?;
         let access = self.team_access(p, team, TeamAction::WriteSecrets).await?;
-        let keyring = self.keyring.clone();
-        let org_id = access.org_id().to_owned();
-        let team_id = access.team_id().to_owned();
-        let seal = Box::new(move |secret_id: &str, version: i64| {
-            let place = SecretPlace {
-                org_id: &org_id,
-                team_id: &team_id,
-                secret_id,
-                version,
+        let key = (access.team_id().to_owned(), name.canonical().to_owned());
+        // Writes flow one way: the value is sealed here, for the secret's id
+        // and a new version id, and the store only stores it. Which id: the
+        // one remembered, else the one read, else a new one; if the store
+        // finds that no longer true (the secret was created, deleted or
+        // re-created meanwhile) it changes nothing and the id is read again.
+        let mut known = self.secret_ids.get(&key).map(|id| (*id).clone());
+        for _ in 0..WRITE_ATTEMPTS {
+            let existing = match known.take() {
+                Some(id) => Some(id),
+                None => self.store.secret_id(&access, name.canonical()).await?,
             };
-            Envelope::new(&keyring).seal(place, &value)
-        });
-        let write = self
-            .store
-            .upsert_secret(
-                &access,
-                &name,
-                new_id(),
-                now_micros(),
-                seal,
-                self.limits.quotas.secrets_per_team,
-            )
-            .await?;
-        // Durable now: wake this team's waiting workloads.
-        self.notifier.publish(access.team_id(), write.revision);
-        metrics::counter!("tessera_secret_writes_total").increment(1);
-        Ok(write.record)
+            let exists = existing.is_some();
+            let secret_id = existing.unwrap_or_else(new_id);
+            let version_id = new_id();
+            let sealed = Envelope::new(&self.keyring)
+                .seal(
+                    SecretPlace {
+                        org_id: access.org_id(),
+                        team_id: access.team_id(),
+                        secret_id: &secret_id,
+                        version: 0,
+                        version_id: Some(&version_id),
+                    },
+                    &value,
+                )
+                .map_err(|e| ServiceError::Internal(e.to_string()))?;
+            let write = SealedWrite {
+                canonical_name: name.canonical().to_owned(),
+                name: name.as_str().to_owned(),
+                secret_id,
+                exists,
+                version_id,
+                kek_id: sealed.kek_id,
+                ciphertext: sealed.ciphertext,
+                now: now_micros(),
+            };
+            match self
+                .store
+                .upsert_secret(&access, write, self.limits.quotas.secrets_per_team)
+                .await
+            {
+                Ok(write) => {
+                    self.secret_ids.put(key, Arc::new(write.record.id.clone()));
+                    // Durable now: wake this team's waiting workloads.
+                    self.notifier.publish(access.team_id(), write.revision);
+                    metrics::counter!("tessera_secret_writes_total").increment(1);
+                    return Ok(write.record);
+                }
+                Err(StoreError::Stale) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(StoreError::Stale.into())
     }
 
     fn pages(&self, segments: Vec<Segment>) -> SecretPages {
@@ -196,6 +228,8 @@ impl Service {
                     access.team_name()
                 ))
             })?;
+        self.secret_ids
+            .remove(&(access.team_id().to_owned(), name.canonical().to_owned()));
         self.notifier.publish(access.team_id(), write.revision);
         Ok(write.record)
     }
@@ -218,12 +252,18 @@ impl Service {
             .ok_or_else(|| {
                 ServiceError::NotFound(format!("no secret named {:?}", name.as_str()))
             })?;
+        self.open_value(&stored)
+    }
+
+    /// Opens a stored version (format 1 or 2).
+    pub(crate) fn open_value(&self, stored: &StoredSecret) -> ServiceResult<SecretValue> {
         let r = &stored.record;
         let place = SecretPlace {
             org_id: &r.org_id,
             team_id: &r.team_id,
             secret_id: &r.id,
             version: r.version,
+            version_id: stored.version_id.as_deref(),
         };
         Envelope::new(&self.keyring)
             .open(place, &stored.ciphertext)

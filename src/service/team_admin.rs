@@ -6,7 +6,7 @@ use crate::domain::access::{authorize_org, authorize_team, OrgAction, Principal,
 use crate::domain::ids::new_id;
 use crate::domain::time::now_micros;
 use crate::domain::types::{Team, TeamRole, User};
-use crate::store::TeamDeletion;
+use crate::store::{NewTeam, TeamDeletion};
 
 /// A team name: 1 to 100 characters, NFC, nothing invisible (see
 /// `domain::names`).
@@ -18,17 +18,15 @@ fn check_team_name(name: &str) -> ServiceResult<String> {
 impl Service {
     pub async fn create_team(&self, p: &Principal, name: &str) -> ServiceResult<Team> {
         let org = authorize_org(p, OrgAction::AdministerOrg)?;
-        let team = Team {
+        let team = NewTeam {
             id: new_id(),
-            org_id: p.org_id.clone(),
             name: check_team_name(name)?,
-            is_default: false,
             created_at: now_micros(),
         };
-        self.store
-            .create_team(&org, team.clone(), self.limits.quotas.teams_per_org)
-            .await?;
-        Ok(team)
+        Ok(self
+            .store
+            .create_team(&org, team, self.limits.quotas.teams_per_org)
+            .await?)
     }
 
     pub async fn rename_team(

@@ -6,7 +6,7 @@ use crate::domain::ids::{is_base62, new_id};
 use crate::domain::names;
 use crate::domain::time::now_micros;
 use crate::domain::types::{OrgRole, User};
-use crate::store::UserQuery;
+use crate::store::{NewUser, UserQuery};
 
 /// One page of users.
 pub struct UserPage {
@@ -60,11 +60,10 @@ impl Service {
     }
 
     pub async fn get_user(&self, p: &Principal, user_id: &str) -> ServiceResult<User> {
-        authorize_org(p, OrgAction::ReadDirectory)?;
+        let org = authorize_org(p, OrgAction::ReadDirectory)?;
         self.store
-            .find_user(user_id)
+            .find_user(&org, user_id)
             .await?
-            .filter(|u| u.org_id == p.org_id)
             .ok_or_else(|| ServiceError::NotFound("user not found".into()))
     }
 
@@ -81,24 +80,17 @@ impl Service {
             .map(|n| names::display_name("name", &n, 200))
             .transpose()
             .map_err(|e| ServiceError::Invalid(e.0))?;
-        let user = User {
+        let user = NewUser {
             id: new_id(),
-            org_id: p.org_id.clone(),
             email: Some(email),
             name,
             role,
             created_at: now_micros(),
         };
-        let default_team = self.store.default_team(&p.org_id).await?;
-        self.store
-            .create_user(
-                &org,
-                user.clone(),
-                &default_team.id,
-                self.limits.quotas.users_per_org,
-            )
-            .await?;
-        Ok(user)
+        Ok(self
+            .store
+            .create_user(&org, user, self.limits.quotas.users_per_org)
+            .await?)
     }
 
     pub async fn delete_user(&self, p: &Principal, user_id: &str) -> ServiceResult<User> {

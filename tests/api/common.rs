@@ -146,6 +146,10 @@ pub struct TestApp {
     pub admin_key: String,
     pub http: reqwest::Client,
     pub state: Arc<tessera::api::AppState>,
+    /// The store under the service (tests read it directly).
+    pub store: tessera::store::DynStore,
+    pub keyring: Arc<Keyring>,
+    pub limits: Limits,
     pub storage: Storage,
     server: tokio::task::JoinHandle<()>,
 }
@@ -187,18 +191,49 @@ impl TestApp {
     /// Another service over the same store and master key, with caches of
     /// its own: a second node, as far as caching goes (for races).
     pub async fn independent_service(&self) -> Service {
-        let s = self.service();
-        tessera::app::service_from_parts(s.store.clone(), s.keyring.clone(), s.limits.clone())
-            .await
-            .expect("service")
+        tessera::app::service_from_parts(
+            self.store.clone(),
+            self.keyring.clone(),
+            self.limits.clone(),
+        )
+        .await
+        .expect("service")
+    }
+
+    /// A test app to configure; `start` runs it.
+    pub fn builder(backend: Backend) -> TestAppBuilder {
+        TestAppBuilder {
+            backend,
+            limits: Limits::default(),
+        }
     }
 
     /// Starts an app on `backend`; `None` (announced) when PostgreSQL is not configured.
     pub async fn start(backend: Backend) -> Option<Self> {
-        Self::start_with(backend, Limits::default()).await
+        Self::builder(backend).start().await
     }
 
     pub async fn start_with(backend: Backend, limits: Limits) -> Option<Self> {
+        Self::builder(backend).limits(limits).start().await
+    }
+}
+
+/// Options of a [`TestApp`]: the backend, and the service's limits.
+pub struct TestAppBuilder {
+    backend: Backend,
+    limits: Limits,
+}
+
+impl TestAppBuilder {
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The app: a real router over one service, on a random local port,
+    /// through the same network layer as `tessera serve`.
+    pub async fn start(self) -> Option<TestApp> {
+        let Self { backend, limits } = self;
         let storage = Storage::new(backend).await?;
         let store = tessera::store::open(&storage.database_url())
             .await
@@ -210,9 +245,10 @@ impl TestApp {
         let token = bootstrap::create_organization(store.as_ref(), "acme")
             .await
             .expect("create org");
-        let service = tessera::app::service_from_parts(store, keyring, limits)
-            .await
-            .expect("service");
+        let service =
+            tessera::app::service_from_parts(store.clone(), keyring.clone(), limits.clone())
+                .await
+                .expect("service");
         // One service: the router's, shared with the test's own calls.
         let (router, state) = tessera::app::build(service);
         let shutdown = state.shutdown.clone();
@@ -229,19 +265,24 @@ impl TestApp {
             .await
             .unwrap();
         });
-        Some(Self {
+        Some(TestApp {
             url: format!("http://{addr}"),
             admin_key: token.token().to_owned(),
             http: reqwest::Client::new(),
             state,
+            store,
+            keyring,
+            limits,
             storage,
             server,
         })
     }
+}
 
+impl TestApp {
     /// A new organization in the same store; returns its admin key.
     pub async fn new_org(&self, name: &str) -> String {
-        bootstrap::create_organization(self.service().store.as_ref(), name)
+        bootstrap::create_organization(self.store.as_ref(), name)
             .await
             .unwrap()
             .token()

@@ -83,13 +83,7 @@ async fn last_used_at_is_written_in_batches(app: TestApp) {
     // The batch is flushed about once a second; the stored value catches up.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {
-        let stored = app
-            .service()
-            .store
-            .find_api_key(prefix)
-            .await
-            .unwrap()
-            .unwrap();
+        let stored = app.store.find_api_key(prefix).await.unwrap().unwrap();
         if stored.last_used_at.is_some() {
             break;
         }

@@ -17,7 +17,7 @@ use tessera::domain::access::{authorize_new_key, authorize_team, KeyTarget, Team
 use tessera::domain::key_token::NewKeyToken;
 use tessera::domain::secret_name::SecretName;
 use tessera::domain::secret_value::SecretValue;
-use tessera::domain::types::{ApiKeyRecord, KeyType, TeamRole};
+use tessera::domain::types::{KeyType, TeamRole};
 use tessera::service::keys::NewKey;
 use tessera::service::{ServiceError, TeamRef};
 use tessera::store::StoreError;
@@ -59,21 +59,17 @@ fn ok_or_gone(r: &Resp) {
     }
 }
 
-fn key_record(grant: &tessera::domain::access::KeyGrant, created_by: &str) -> ApiKeyRecord {
+fn key_record(created_by: &str) -> tessera::store::NewApiKey {
     let token = NewKeyToken::generate();
-    ApiKeyRecord {
+    tessera::store::NewApiKey {
         prefix: token.prefix.clone(),
-        org_id: grant.org_id().to_owned(),
         key_type: KeyType::Personal,
         name: Some("late".into()),
         secret_hash: token.secret_hash.clone(),
-        user_id: grant.owner_id().map(str::to_owned),
-        team_id: grant.team_id().map(str::to_owned),
         model_ids: None,
         secret_names: None,
         created_by: Some(created_by.to_owned()),
         created_at: 0,
-        last_used_at: None,
     }
 }
 
@@ -95,7 +91,7 @@ async fn writes_racing_a_team_delete_answer_404(app: TestApp) {
         .await
         .unwrap();
     // Authorized while the team exists (and cached by the other service).
-    let record = other.store.find_team(&team).await.unwrap().unwrap();
+    let record = app.store.find_team(&team).await.unwrap().unwrap();
     let access = authorize_team(&p, &record, TeamAction::WriteSecrets).unwrap();
     other
         .upsert_secret(&p, TeamRef::Id(&team), "warm", SecretValue::new("v".into()))
@@ -112,29 +108,30 @@ async fn writes_racing_a_team_delete_answer_404(app: TestApp) {
     .ok();
 
     // The store: the team's foreign key fails; the answer is "team not found".
-    let seal: tessera::store::SealFn = Box::new(|_, _| vec![0u8; 64]);
     let name = SecretName::parse("late").unwrap();
-    match other
-        .store
-        .upsert_secret(&access, &name, "x".repeat(16), 0, seal, 1_000)
-        .await
-    {
+    let write = tessera::store::SealedWrite {
+        canonical_name: name.canonical().to_owned(),
+        name: name.as_str().to_owned(),
+        secret_id: "x".repeat(16),
+        exists: false,
+        version_id: "v".repeat(16),
+        kek_id: "k".repeat(16),
+        ciphertext: vec![0u8; 64],
+        now: 0,
+    };
+    match app.store.upsert_secret(&access, write, 1_000).await {
         Err(StoreError::NotFound(m)) => assert_eq!(m, "team not found"),
         other => panic!("expected NotFound, got {other:?}"),
     }
     let grant =
         authorize_new_key(&p, KeyType::WorkspaceManageAll, KeyTarget::Team(&record)).unwrap();
-    let mut key = key_record(&grant, p.user_id().unwrap());
+    let mut key = key_record(p.user_id().unwrap());
     key.key_type = KeyType::WorkspaceManageAll;
-    match other.store.insert_api_key(&grant, key, 1_000).await {
+    match app.store.insert_api_key(&grant, key, 1_000).await {
         Err(StoreError::NotFound(m)) => assert_eq!(m, "team not found"),
         other => panic!("expected NotFound, got {other:?}"),
     }
-    match other
-        .store
-        .set_member(&access, &user, TeamRole::Member)
-        .await
-    {
+    match app.store.set_member(&access, &user, TeamRole::Member).await {
         Err(StoreError::NotFound(m)) => assert_ours(&m),
         other => panic!("expected NotFound, got {other:?}"),
     }
@@ -230,13 +227,13 @@ async fn minting_a_key_for_a_user_being_deleted_answers_404(app: TestApp) {
         .authenticate(Some(&format!("Bearer {}", app.admin_key)))
         .await
         .unwrap();
-    let user = other.store.find_user(&user_id).await.unwrap().unwrap();
+    let user = app.store.principal_user(&user_id).await.unwrap().unwrap();
     let grant =
         authorize_new_key(&p, KeyType::Personal, KeyTarget::Personal { owner: &user }).unwrap();
     app.delete(&format!("/v1/users/{user_id}")).await.ok();
-    match other
+    match app
         .store
-        .insert_api_key(&grant, key_record(&grant, p.user_id().unwrap()), 1_000)
+        .insert_api_key(&grant, key_record(p.user_id().unwrap()), 1_000)
         .await
     {
         Err(StoreError::NotFound(m)) => assert_eq!(m, "user not found"),

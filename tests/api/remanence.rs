@@ -335,6 +335,7 @@ async fn no_row_keeps_a_replaced_or_deleted_ciphertext(app: TestApp) {
     }
     let all = |app: &TestApp| {
         let state = app.state.clone();
+        let store = app.store.clone();
         let key = app.admin_key.clone();
         let team = team.clone();
         async move {
@@ -343,7 +344,6 @@ async fn no_row_keeps_a_replaced_or_deleted_ciphertext(app: TestApp) {
                 .authenticate(Some(&format!("Bearer {key}")))
                 .await
                 .unwrap();
-            let store = service.store.clone();
             let t = store.find_team(&team).await.unwrap().unwrap();
             let access = tessera::domain::access::authorize_team(
                 &p,

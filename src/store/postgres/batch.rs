@@ -1,25 +1,24 @@
-//! Group commit for PostgreSQL's upsert fast path.
+//! Group commit for updates of existing secrets on PostgreSQL.
 //!
-//! An upsert of a secret whose id and version this node knows is a
-//! conditional update (see `PostgresStore::upsert_secret`). Sent one by one,
-//! each costs a round trip, a pool checkout with sqlx's release ping, and two
-//! thread wake-ups; under load the scheduler, not the database, was the
-//! bottleneck (30% of Tessera's CPU in context switches). Here concurrent
-//! updates queue to a few tasks, each of which sends whatever has queued as
-//! one `UPDATE … FROM unnest(…)` statement: one round trip and one commit
-//! (durable when it returns, `synchronous_commit` on) for the whole batch.
+//! An update of a secret the service found (so it sealed the value for that
+//! secret's id) needs no transaction of its own: concurrent ones queue to a
+//! few tasks, each of which sends whatever has queued as one `UPDATE … FROM
+//! unnest(…)` statement: one round trip and one commit (durable when it
+//! returns, `synchronous_commit` on) for the whole batch, and one move of
+//! each touched team's revision, with a notification to the other nodes on
+//! commit. Sent one by one, each update cost a round trip, a pool checkout
+//! and two thread wake-ups; under load the scheduler, not the database, had
+//! been the bottleneck.
 //!
-//! Every row stays conditional on the version it was sealed for; rows that no
-//! longer match (changed, deleted or re-created elsewhere) and whole batches
-//! that fail (a deadlock with another node, a timeout) report `false`, and
-//! their callers take the locking path. A batch never holds two updates of
-//! the same secret: both were sealed for the same version, so at most one
-//! could apply, and the second goes straight to the locking path.
-//!
-//! The same statement moves the revision of every team it changed, once per
-//! team, and notifies the other nodes on commit.
+//! Each row applies only where the secret still has the id its value was
+//! sealed for; a row that no longer matches (deleted or re-created
+//! elsewhere) reports that, and the caller reads the secret again. A
+//! statement updates a row once, so a second update of the same secret
+//! waits for the next batch.
 
+use super::error::is_contention;
 use super::{bounded, EVENTS_CHANNEL};
+use crate::store::{StoreError, StoreResult};
 use sqlx::PgPool;
 use std::collections::{HashMap, HashSet};
 use tokio::sync::{mpsc, oneshot};
@@ -28,21 +27,32 @@ use tokio::sync::{mpsc, oneshot};
 const MAX_BATCH: usize = 256;
 /// Statements in flight at once (each on its own pooled connection).
 const WORKERS: usize = 2;
+/// Times a batch the database aborted for contention is sent again.
+const RETRIES: usize = 3;
 
 /// One sealed update waiting for its batch.
-pub struct FastUpdate {
+pub struct Update {
     pub team_id: String,
     pub canonical_name: String,
     pub id: String,
-    pub old_version: i64,
     pub updated_at: i64,
+    pub version_id: String,
     pub kek_id: String,
     pub ciphertext: Vec<u8>,
 }
 
-/// An update and where to say whether it applied (and committed): the
-/// team's new revision, or `None` when it did not apply.
-type Queued = (FastUpdate, oneshot::Sender<Option<i64>>);
+/// What an applied update left: the stored name, `created_at`, the new
+/// version and the team's new revision.
+#[derive(Debug, Clone)]
+pub struct Applied {
+    pub name: String,
+    pub created_at: i64,
+    pub version: i64,
+    pub revision: i64,
+}
+
+type Outcome = StoreResult<Option<Applied>>;
+type Queued = (Update, oneshot::Sender<Outcome>);
 
 #[derive(Clone)]
 pub struct Batcher {
@@ -56,52 +66,64 @@ impl Batcher {
         for _ in 0..WORKERS {
             let (pool, rx) = (pool.clone(), rx.clone());
             tokio::spawn(async move {
+                let mut carried = Vec::new();
                 loop {
-                    let batch = {
+                    // Updates carried over go out at once: waiting for the
+                    // queue could wait for the next request to arrive.
+                    let pending = if carried.is_empty() {
                         let mut rx = rx.lock().await;
-                        match next_batch(&mut rx).await {
-                            Some(b) => b,
+                        match receive(&mut rx).await {
+                            Some(p) => p,
                             None => break,
                         }
+                    } else {
+                        std::mem::take(&mut carried)
                     };
-                    run(&pool, batch).await;
+                    run(&pool, one_per_secret(pending, &mut carried)).await;
                 }
             });
         }
         Self { tx }
     }
 
-    /// Queues an update; the team's new revision, or `None` when it did not
-    /// apply (take the slow path).
-    pub async fn update(&self, u: FastUpdate) -> Option<i64> {
+    /// Queues an update; `None` when the secret no longer has that id.
+    pub async fn update(&self, u: Update) -> Outcome {
         let (done, answer) = oneshot::channel();
-        if self.tx.send((u, done)).await.is_err() {
-            return None;
-        }
-        answer.await.unwrap_or(None)
+        self.tx
+            .send((u, done))
+            .await
+            .map_err(|_| StoreError::unavailable("the update batcher has stopped"))?;
+        answer
+            .await
+            .map_err(|_| StoreError::internal("the update batcher dropped an update"))?
     }
 }
 
-/// Waits for one update, then takes whatever else has queued. A second
-/// update of the same secret is answered `false` at once.
-async fn next_batch(rx: &mut mpsc::Receiver<Queued>) -> Option<Vec<Queued>> {
-    let mut batch = vec![rx.recv().await?];
-    let mut seen = HashSet::new();
-    seen.insert(key(&batch[0].0));
-    while batch.len() < MAX_BATCH {
+/// Waits for one update, then takes whatever else has queued.
+async fn receive(rx: &mut mpsc::Receiver<Queued>) -> Option<Vec<Queued>> {
+    let mut pending = vec![rx.recv().await?];
+    while pending.len() < MAX_BATCH {
         match rx.try_recv() {
-            Ok(q) if seen.insert(key(&q.0)) => batch.push(q),
-            Ok((_, done)) => {
-                let _ = done.send(None);
-            }
+            Ok(q) => pending.push(q),
             Err(_) => break,
         }
     }
-    Some(batch)
+    Some(pending)
 }
 
-fn key(u: &FastUpdate) -> (String, String) {
-    (u.team_id.clone(), u.canonical_name.clone())
+/// The batch: the first update of each secret. A second update of one
+/// secret is carried over to the next batch (a statement updates a row once).
+fn one_per_secret(pending: Vec<Queued>, carried: &mut Vec<Queued>) -> Vec<Queued> {
+    let mut seen = HashSet::new();
+    let mut batch = Vec::with_capacity(pending.len());
+    for q in pending {
+        if seen.insert((q.0.team_id.clone(), q.0.canonical_name.clone())) {
+            batch.push(q);
+        } else {
+            carried.push(q);
+        }
+    }
+    batch
 }
 
 async fn run(pool: &PgPool, mut batch: Vec<Queued>) {
@@ -110,53 +132,86 @@ async fn run(pool: &PgPool, mut batch: Vec<Queued>) {
         (&a.team_id, &a.canonical_name).cmp(&(&b.team_id, &b.canonical_name))
     });
     metrics::histogram!("tessera_postgres_batch_size").record(batch.len() as f64);
-    let mut cols = Columns::with_capacity(batch.len());
-    for (u, _) in &batch {
-        cols.push(u);
+    let cols = Columns::of(&batch);
+    let mut attempt = 0;
+    let result = loop {
+        match send(pool, &cols).await {
+            Err(Retry(e)) if attempt < RETRIES => {
+                attempt += 1;
+                tracing::debug!(error = %e, attempt, "a batch of updates hit contention; sending it again");
+            }
+            other => break other.map_err(|Retry(e)| StoreError::from(e)),
+        }
+    };
+    let result = match result {
+        Ok(Ok(applied)) => Ok(applied),
+        Ok(Err(e)) | Err(e) => Err(e),
+    };
+    for (u, done) in batch {
+        let outcome = match &result {
+            Ok(applied) => Ok(applied.get(&(u.team_id, u.canonical_name)).cloned()),
+            Err(e) => Err(e.clone()),
+        };
+        let _ = done.send(outcome);
     }
-    let result = bounded(
-        sqlx::query_as::<_, (String, String, i64, i64)>(
+}
+
+/// A database error worth sending the batch again for.
+struct Retry(sqlx::Error);
+
+type Rows = HashMap<(String, String), Applied>;
+
+async fn send(pool: &PgPool, cols: &Columns) -> Result<StoreResult<Rows>, Retry> {
+    let sent = bounded(async {
+        Ok(sqlx::query_as::<_, (String, String, String, i64, i64, i64)>(
             "WITH w AS (
                 UPDATE secrets AS s
-                SET version = u.old_version + 1, updated_at = u.updated_at,
+                SET version = s.version + 1, updated_at = u.updated_at, version_id = u.version_id,
                     kek_id = u.kek_id, ciphertext = u.ciphertext
-                FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::text[], $7::bytea[])
-                     AS u(team_id, canonical_name, id, old_version, updated_at, kek_id, ciphertext)
-                WHERE s.team_id = u.team_id AND s.canonical_name = u.canonical_name
-                  AND s.id = u.id AND s.version = u.old_version
-                RETURNING s.team_id, s.canonical_name
+                FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::bytea[])
+                     AS u(team_id, canonical_name, id, updated_at, version_id, kek_id, ciphertext)
+                WHERE s.team_id = u.team_id AND s.canonical_name = u.canonical_name AND s.id = u.id
+                RETURNING s.team_id, s.canonical_name, s.name, s.created_at, s.version
              ), t AS (
                 UPDATE teams SET revision = revision + 1
                 WHERE id IN (SELECT team_id FROM w) RETURNING id, revision
              ), n AS (
                 SELECT pg_notify($8, 'r ' || t.id || ' ' || t.revision) FROM t
              )
-             SELECT w.team_id, w.canonical_name, t.revision, (SELECT COUNT(*) FROM n)
+             SELECT w.team_id, w.canonical_name, w.name, w.created_at, w.version,
+                    t.revision + 0 * (SELECT COUNT(*) FROM n)
              FROM w JOIN t ON t.id = w.team_id",
         )
-        .bind(cols.team_id)
-        .bind(cols.canonical_name)
-        .bind(cols.id)
-        .bind(cols.old_version)
-        .bind(cols.updated_at)
-        .bind(cols.kek_id)
-        .bind(cols.ciphertext)
+        .bind(&cols.team_id)
+        .bind(&cols.canonical_name)
+        .bind(&cols.id)
+        .bind(&cols.updated_at)
+        .bind(&cols.version_id)
+        .bind(&cols.kek_id)
+        .bind(&cols.ciphertext)
         .bind(EVENTS_CHANNEL)
-        .fetch_all(pool),
-    )
+        .fetch_all(pool)
+        .await)
+    })
     .await;
-    let applied: HashMap<(String, String), i64> = match result {
-        Ok(rows) => rows
+    match sent {
+        Ok(Ok(rows)) => Ok(Ok(rows
             .into_iter()
-            .map(|(team, name, revision, _)| ((team, name), revision))
-            .collect(),
-        Err(e) => {
-            tracing::debug!(error = %e, "batched update failed; its rows take the locking path");
-            HashMap::new()
-        }
-    };
-    for (u, done) in batch {
-        let _ = done.send(applied.get(&(u.team_id, u.canonical_name)).copied());
+            .map(|(team, name_key, name, created_at, version, revision)| {
+                (
+                    (team, name_key),
+                    Applied {
+                        name,
+                        created_at,
+                        version,
+                        revision,
+                    },
+                )
+            })
+            .collect())),
+        Ok(Err(e)) if is_contention(&e) => Err(Retry(e)),
+        Ok(Err(e)) => Ok(Err(e.into())),
+        Err(e) => Ok(Err(e)),
     }
 }
 
@@ -165,32 +220,33 @@ struct Columns {
     team_id: Vec<String>,
     canonical_name: Vec<String>,
     id: Vec<String>,
-    old_version: Vec<i64>,
     updated_at: Vec<i64>,
+    version_id: Vec<String>,
     kek_id: Vec<String>,
     ciphertext: Vec<Vec<u8>>,
 }
 
 impl Columns {
-    fn with_capacity(n: usize) -> Self {
-        Self {
+    fn of(batch: &[Queued]) -> Self {
+        let n = batch.len();
+        let mut c = Self {
             team_id: Vec::with_capacity(n),
             canonical_name: Vec::with_capacity(n),
             id: Vec::with_capacity(n),
-            old_version: Vec::with_capacity(n),
             updated_at: Vec::with_capacity(n),
+            version_id: Vec::with_capacity(n),
             kek_id: Vec::with_capacity(n),
             ciphertext: Vec::with_capacity(n),
+        };
+        for (u, _) in batch {
+            c.team_id.push(u.team_id.clone());
+            c.canonical_name.push(u.canonical_name.clone());
+            c.id.push(u.id.clone());
+            c.updated_at.push(u.updated_at);
+            c.version_id.push(u.version_id.clone());
+            c.kek_id.push(u.kek_id.clone());
+            c.ciphertext.push(u.ciphertext.clone());
         }
-    }
-
-    fn push(&mut self, u: &FastUpdate) {
-        self.team_id.push(u.team_id.clone());
-        self.canonical_name.push(u.canonical_name.clone());
-        self.id.push(u.id.clone());
-        self.old_version.push(u.old_version);
-        self.updated_at.push(u.updated_at);
-        self.kek_id.push(u.kek_id.clone());
-        self.ciphertext.push(u.ciphertext.clone());
+        c
     }
 }

@@ -1,133 +1,38 @@
-//! SQLite schema, embedded in the binary. Append only: never edit a shipped step.
+//! SQLite schema steps, embedded in the binary (the `.sql` files beside
+//! this one), and their runner. Append only: never edit a shipped step.
+
+use rusqlite::{params, Connection};
 
 pub const MIGRATIONS: &[(i64, &str)] = &[
-    (
-        1,
-        r#"
-CREATE TABLE organizations (
-    id          TEXT PRIMARY KEY,
-    name        TEXT NOT NULL UNIQUE,
-    created_at  INTEGER NOT NULL
-);
-CREATE TABLE teams (
-    id          TEXT PRIMARY KEY,
-    org_id      TEXT NOT NULL REFERENCES organizations(id),
-    name        TEXT NOT NULL,
-    is_default  INTEGER NOT NULL,
-    created_at  INTEGER NOT NULL,
-    UNIQUE (org_id, name)
-);
-CREATE TABLE users (
-    id          TEXT PRIMARY KEY,
-    org_id      TEXT NOT NULL REFERENCES organizations(id),
-    email       TEXT,
-    name        TEXT,
-    role        TEXT NOT NULL,
-    created_at  INTEGER NOT NULL
-);
-CREATE UNIQUE INDEX users_org_email ON users (org_id, email);
-CREATE TABLE team_members (
-    team_id     TEXT NOT NULL REFERENCES teams(id),
-    user_id     TEXT NOT NULL REFERENCES users(id),
-    role        TEXT NOT NULL,
-    PRIMARY KEY (team_id, user_id)
-);
-CREATE INDEX team_members_user ON team_members (user_id);
-CREATE TABLE api_keys (
-    prefix       TEXT PRIMARY KEY,
-    org_id       TEXT NOT NULL REFERENCES organizations(id),
-    key_type     TEXT NOT NULL,
-    name         TEXT,
-    secret_hash  BLOB NOT NULL,
-    user_id      TEXT REFERENCES users(id),
-    team_id      TEXT REFERENCES teams(id),
-    model_ids    TEXT,
-    created_by   TEXT,
-    -- Key names are unique among live keys of one scope (user:<id>,
-    -- team:<id> or org:<id>); NULL names never collide.
-    name_scope   TEXT NOT NULL,
-    created_at   INTEGER NOT NULL,
-    last_used_at INTEGER
-);
-CREATE INDEX api_keys_org ON api_keys (org_id);
-CREATE UNIQUE INDEX api_keys_scope_name ON api_keys (name_scope, name);
-CREATE TABLE secrets (
-    -- Clustered by (team, canonical name): an upsert finds its row in one
-    -- B-tree descent and a team's listing is one range scan in name order.
-    team_id         TEXT NOT NULL REFERENCES teams(id),
-    canonical_name  TEXT NOT NULL,
-    id              TEXT NOT NULL UNIQUE,
-    org_id          TEXT NOT NULL REFERENCES organizations(id),
-    name            TEXT NOT NULL,
-    created_at      INTEGER NOT NULL,
-    updated_at      INTEGER NOT NULL,
-    version         INTEGER NOT NULL,
-    -- The current version's value, sealed (see crypto/envelope.rs). Only the
-    -- current version is kept: rotating a leaked credential removes the old
-    -- ciphertext. Last, so reading the other columns never touches it.
-    kek_id          TEXT NOT NULL,
-    ciphertext      BLOB NOT NULL,
-    PRIMARY KEY (team_id, canonical_name)
-) WITHOUT ROWID;
-CREATE TABLE keks (
-    kek_id       TEXT PRIMARY KEY,
-    check_value  BLOB NOT NULL,
-    created_at   INTEGER NOT NULL,
-    -- 1 for the key a new store is first sealed under. Unique, so nodes that
-    -- start together on an empty database cannot each record a different key.
-    primary_slot INTEGER UNIQUE
-);
-"#,
-    ),
-    (
-        2,
-        r#"
--- Workload delivery. A team's revision moves with every secret write in the
--- same transaction; long-polling workloads compare it with what they hold.
-ALTER TABLE teams ADD COLUMN revision INTEGER NOT NULL DEFAULT 0;
--- WORKSPACE_READ_SECRETS keys narrowed to some secrets: a JSON array of
--- canonical names; NULL means the whole team.
-ALTER TABLE api_keys ADD COLUMN secret_names TEXT;
--- Keys other than the master key, stored wrapped by it (the fingerprint
--- key). Re-wrapped, never regenerated, when the master key rotates.
-CREATE TABLE wrapped_keys (
-    purpose     TEXT PRIMARY KEY,
-    kek_id      TEXT NOT NULL,
-    wrapped     BLOB NOT NULL,
-    created_at  INTEGER NOT NULL
-);
-"#,
-    ),
-    (
-        3,
-        r#"
--- Quotas. Each team counts its secrets, moved in the same transaction as the
--- insert or delete, so the quota check is one conditional update.
-ALTER TABLE teams ADD COLUMN secret_count INTEGER NOT NULL DEFAULT 0;
-UPDATE teams SET secret_count = (SELECT COUNT(*) FROM secrets WHERE secrets.team_id = teams.id);
--- In a WITHOUT ROWID table an index ends with the primary key, so this one
--- is (org_id, team_id, canonical_name): an organization's listing is one
--- range scan, page after page.
-CREATE INDEX secrets_org ON secrets (org_id);
-"#,
-    ),
-    (
-        4,
-        r#"
--- Emails are compared case-insensitively: a user's identity is its email key
--- (NFC, lowercase; computed by Tessera, see domain/names.rs), unique per
--- organization. `email` keeps the spelling given, for display. Existing rows
--- get lower(email); should two of them differ only in case, the later one's
--- key is suffixed with its id so this step cannot fail (both stay, no new
--- duplicate can be made).
-ALTER TABLE users ADD COLUMN email_key TEXT;
-UPDATE users SET email_key = lower(email) || CASE WHEN EXISTS (
-    SELECT 1 FROM users u2
-    WHERE u2.org_id = users.org_id AND lower(u2.email) = lower(users.email) AND u2.id < users.id
-) THEN '#' || id ELSE '' END
-WHERE email IS NOT NULL;
-DROP INDEX users_org_email;
-CREATE UNIQUE INDEX users_org_email_key ON users (org_id, email_key);
-"#,
-    ),
+    (1, include_str!("migrations/0001_initial.sql")),
+    (2, include_str!("migrations/0002_delivery.sql")),
+    (3, include_str!("migrations/0003_quotas.sql")),
+    (4, include_str!("migrations/0004_email_keys.sql")),
+    (5, include_str!("migrations/0005_version_ids.sql")),
 ];
+
+/// Applies every step not yet applied, each in its own transaction with its
+/// record in `schema_migrations`.
+pub fn run(conn: &mut Connection) -> anyhow::Result<()> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
+    )?;
+    for (version, sql) in MIGRATIONS {
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let done: bool = tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = ?1)",
+            [version],
+            |r| r.get(0),
+        )?;
+        if !done {
+            tx.execute_batch(sql)?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
+                params![version, crate::domain::time::now_micros()],
+            )?;
+            tracing::info!(version, "applied SQLite migration");
+        }
+        tx.commit()?;
+    }
+    Ok(())
+}

@@ -50,15 +50,15 @@ impl Readers {
             .bulk_permits
             .acquire()
             .await
-            .map_err(|_| StoreError::Unavailable("the store is closing".into()))?;
+            .map_err(|_| StoreError::unavailable("the store is closing"))?;
         let this = self.clone();
         tokio::task::spawn_blocking(move || {
             let conn = this
                 .bulk
                 .lock()
-                .map_err(|_| StoreError::Internal("a bulk connection was poisoned".into()))?
+                .map_err(|_| StoreError::internal("a bulk connection was poisoned"))?
                 .pop()
-                .ok_or_else(|| StoreError::Internal("no bulk connection free".into()))?;
+                .ok_or_else(|| StoreError::internal("no bulk connection free"))?;
             let result = f(&conn);
             if let Ok(mut pool) = this.bulk.lock() {
                 pool.push(conn);
@@ -66,13 +66,14 @@ impl Readers {
             result
         })
         .await
-        .map_err(|e| StoreError::Internal(format!("a bulk read failed: {e}")))?
+        .map_err(|e| StoreError::with_source(StoreError::internal_from, e))?
     }
 
-    pub async fn read<R, F>(self: &Arc<Self>, f: F) -> StoreResult<R>
+    /// A small read, on the calling worker (no hand-off: the closure may
+    /// borrow the caller's arguments).
+    pub async fn read<R, F>(&self, f: F) -> StoreResult<R>
     where
-        R: Send + 'static,
-        F: FnOnce(&Connection) -> StoreResult<R> + Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<R>,
     {
         metrics::counter!("tessera_store_calls_total", "backend" => "sqlite").increment(1);
         // Prefer an idle connection; otherwise wait for one round-robin (only
@@ -86,7 +87,7 @@ impl Readers {
         }
         let conn = self.conns[start % n]
             .lock()
-            .map_err(|_| StoreError::Internal("a read connection was poisoned".into()))?;
+            .map_err(|_| StoreError::internal("a read connection was poisoned"))?;
         f(&conn)
     }
 }

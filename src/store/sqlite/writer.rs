@@ -109,7 +109,7 @@ impl Health {
 
     /// A commit succeeded: forgets any failure but a full disk.
     fn committed(&self) {
-        let full = matches!(self.failing(), Some(StoreError::StorageFull(_)));
+        let full = matches!(self.failing(), Some(StoreError::StorageFull { .. }));
         if !full {
             self.clear();
         }
@@ -189,9 +189,8 @@ impl Writer {
         F: FnOnce(&Connection) -> StoreResult<R> + Send + 'static,
     {
         let (r, revision) = self.submit(Some(team_id), f).await?;
-        let revision = revision.ok_or_else(|| {
-            StoreError::Internal("a team change committed without its revision".into())
-        })?;
+        let revision = revision
+            .ok_or_else(|| StoreError::internal("a team change committed without its revision"))?;
         Ok((r, revision))
     }
 
@@ -217,9 +216,7 @@ impl Writer {
                             Ok((r, team.and_then(|t| revisions.get(&t).copied())))
                         }
                         (Some(Err(e)), _) | (_, Err(e)) => Err(e),
-                        (None, Ok(())) => {
-                            Err(StoreError::Internal("a skipped write was not run".into()))
-                        }
+                        (None, Ok(())) => Err(StoreError::internal("a skipped write was not run")),
                     };
                     let _ = done_tx.send(result);
                 });
@@ -228,10 +225,10 @@ impl Writer {
         self.tx
             .send(job)
             .await
-            .map_err(|_| StoreError::Unavailable("the SQLite writer has stopped".into()))?;
+            .map_err(|_| StoreError::unavailable("the SQLite writer has stopped"))?;
         done_rx
             .await
-            .map_err(|_| StoreError::Internal("the SQLite writer dropped a job".into()))?
+            .map_err(|_| StoreError::internal("the SQLite writer dropped a job"))?
     }
 }
 
@@ -246,10 +243,10 @@ pub(super) fn in_savepoint<R>(
             .and_then(|mut st| st.execute([]))
             .map(|_| ())
     };
-    exec("SAVEPOINT job").map_err(super::internal)?;
+    exec("SAVEPOINT job").map_err(StoreError::from)?;
     match f(conn) {
         Ok(r) => {
-            exec("RELEASE job").map_err(super::internal)?;
+            exec("RELEASE job").map_err(StoreError::from)?;
             Ok(r)
         }
         Err(e) => {
@@ -286,7 +283,7 @@ fn run(
                 // Nothing runs; every caller hears why.
                 let mut none = Touched::new();
                 completions.extend(batch.drain(..).map(|job| job(None, &mut none).0));
-                Err(super::internal(e))
+                Err(StoreError::from(e))
             }
         };
         match commit {
@@ -302,7 +299,7 @@ fn run(
                 if let Err(std::sync::mpsc::SendError(lost)) =
                     sync.send((completions, Arc::new(revisions)))
                 {
-                    let e = StoreError::Internal("the SQLite sync thread has stopped".into());
+                    let e = StoreError::internal("the SQLite sync thread has stopped");
                     fail_all(lost.0, &e);
                 }
             }
@@ -358,13 +355,14 @@ fn run_batch(
         }
         let (done, failure) = job(Some(conn), &mut touched);
         completions.push(done);
-        if let Some(e @ StoreError::StorageFull(_)) = &failure {
+        if let Some(e @ StoreError::StorageFull { .. }) = &failure {
             *out_of_space = Some(e.clone());
         }
         if conn.is_autocommit() {
-            aborted = Some(failure.unwrap_or_else(|| {
-                StoreError::Internal("the transaction ended during a write".into())
-            }));
+            aborted =
+                Some(failure.unwrap_or_else(|| {
+                    StoreError::internal("the transaction ended during a write")
+                }));
         }
     }
     if let Some(e) = aborted {
@@ -374,7 +372,7 @@ fn run_batch(
         .and_then(|revisions| {
             conn.execute_batch("COMMIT")
                 .map(|()| revisions)
-                .map_err(super::internal)
+                .map_err(StoreError::from)
         })
         .inspect_err(|_| {
             let _ = conn.execute_batch("ROLLBACK");
@@ -389,7 +387,7 @@ fn bump_revisions(conn: &Connection, touched: &Touched) -> StoreResult<Revisions
     }
     let mut st = conn
         .prepare_cached("UPDATE teams SET revision = revision + 1 WHERE id = ?1 RETURNING revision")
-        .map_err(super::internal)?;
+        .map_err(StoreError::from)?;
     for team in touched {
         // A team deleted by an earlier job of this batch has no row left;
         // its writers failed on the missing team already.
@@ -400,7 +398,7 @@ fn bump_revisions(conn: &Connection, touched: &Touched) -> StoreResult<Revisions
                 rusqlite::Error::QueryReturnedNoRows => Ok(None),
                 e => Err(e),
             })
-            .map_err(super::internal)?;
+            .map_err(StoreError::from)?;
         if let Some(rev) = moved {
             revisions.insert(team.clone(), rev);
         }
@@ -437,9 +435,9 @@ fn sync_loop(wal: &std::fs::File, rx: &std::sync::mpsc::Receiver<Committed>, hea
             Err(e) => {
                 tracing::error!(error = %e, "fsync of the SQLite WAL failed; failing the writes it covered");
                 let err = if e.kind() == std::io::ErrorKind::StorageFull {
-                    StoreError::StorageFull(e.to_string())
+                    StoreError::with_source(StoreError::full_from, e)
                 } else {
-                    StoreError::Internal("the write could not be made durable".into())
+                    StoreError::internal("the write could not be made durable")
                 };
                 health.set(&err);
                 for (completions, _) in waiting {
@@ -489,11 +487,11 @@ mod tests {
             jobs.push(tokio::spawn(async move {
                 w.write(move |c| {
                     c.execute("INSERT INTO t (x) VALUES (?1)", [i])
-                        .map_err(super::super::internal)?;
+                        .map_err(StoreError::from)?;
                     if i == 7 {
                         // A later statement of the same job fails: all of job 7 is undone.
                         c.execute("INSERT INTO t (x) VALUES (?1)", [0i64])
-                            .map_err(super::super::internal)?;
+                            .map_err(StoreError::from)?;
                     }
                     Ok(i)
                 })

@@ -1,0 +1,113 @@
+//! The identity aggregate: organizations, teams, users and memberships.
+
+use super::StoreResult;
+use crate::domain::access::{OrgAccess, TeamAccess};
+use crate::domain::time::Micros;
+use crate::domain::types::{ApiKeyRecord, Membership, OrgRole, Organization, Team, TeamRole, User};
+use async_trait::async_trait;
+
+/// Everything created together with a new organization, in one transaction.
+#[derive(Debug, Clone)]
+pub struct NewOrganization {
+    pub org: Organization,
+    pub default_team: Team,
+    pub admin: User,
+    pub admin_key: ApiKeyRecord,
+}
+
+/// A team to create in the grant's organization.
+#[derive(Debug, Clone)]
+pub struct NewTeam {
+    pub id: String,
+    pub name: String,
+    pub created_at: Micros,
+}
+
+/// A user to create in the grant's organization (as a member of its default
+/// team).
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub id: String,
+    /// Unique per organization by its [`crate::domain::names::email_key`],
+    /// which the store derives.
+    pub email: Option<String>,
+    pub name: Option<String>,
+    pub role: OrgRole,
+    pub created_at: Micros,
+}
+
+/// One page of the user directory, ordered by id.
+#[derive(Debug, Clone, Default)]
+pub struct UserQuery {
+    /// Only users whose id sorts after this one.
+    pub after: Option<String>,
+    pub limit: usize,
+    /// Only the user whose [`crate::domain::names::email_key`] is this.
+    pub email_key: Option<String>,
+}
+
+/// What deleting a team did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TeamDeletion {
+    Deleted {
+        secrets: i64,
+    },
+    /// Not deleted: the team holds secrets and no cascade was asked for.
+    HasSecrets(i64),
+    NotFound,
+}
+
+#[async_trait]
+pub trait IdentityStore {
+    // --- what principals are built from and decided on ---------------------
+    // Looked up before any grant exists: authentication and authorization
+    // decide on what these return.
+    async fn principal_user(&self, user_id: &str) -> StoreResult<Option<User>>;
+    async fn memberships(&self, user_id: &str) -> StoreResult<Vec<Membership>>;
+    async fn find_team(&self, team_id: &str) -> StoreResult<Option<Team>>;
+    async fn default_team(&self, org_id: &str) -> StoreResult<Team>;
+
+    // --- bootstrap ------------------------------------------------------------
+    async fn organization_count(&self) -> StoreResult<i64>;
+    /// Creates an organization with its default team, admin user and key.
+    /// `Conflict` when an organization of that name exists.
+    async fn create_organization(&self, new: NewOrganization) -> StoreResult<()>;
+
+    // --- the organization a grant covers -----------------------------------------
+    async fn organization(&self, org: &OrgAccess) -> StoreResult<Organization>;
+    async fn list_teams(&self, org: &OrgAccess) -> StoreResult<Vec<Team>>;
+    /// `Conflict` when the organization already has a team of that name;
+    /// `QuotaExceeded` when it has `max_teams` already.
+    async fn create_team(
+        &self,
+        org: &OrgAccess,
+        team: NewTeam,
+        max_teams: i64,
+    ) -> StoreResult<Team>;
+    async fn rename_team(&self, team: &TeamAccess, name: &str) -> StoreResult<()>;
+    /// Deletes the team with its memberships and team-bound keys; its
+    /// secrets too when `cascade`, otherwise refuses while it has any.
+    async fn delete_team(&self, team: &TeamAccess, cascade: bool) -> StoreResult<TeamDeletion>;
+    async fn list_users(&self, org: &OrgAccess, query: UserQuery) -> StoreResult<Vec<User>>;
+    /// The user with this id in the grant's organization only.
+    async fn find_user(&self, org: &OrgAccess, user_id: &str) -> StoreResult<Option<User>>;
+    /// Creates the user as a member of the organization's default team;
+    /// `Conflict` on a taken email; `QuotaExceeded` when the organization
+    /// has `max_users` already.
+    async fn create_user(
+        &self,
+        org: &OrgAccess,
+        user: NewUser,
+        max_users: i64,
+    ) -> StoreResult<User>;
+    /// Deletes the user with its personal keys, its memberships and every
+    /// workspace key it created (directly, or through a key it created), in
+    /// one transaction. Personal keys it minted for other users stay.
+    async fn delete_user(&self, org: &OrgAccess, user_id: &str) -> StoreResult<bool>;
+    async fn list_members(&self, team: &TeamAccess) -> StoreResult<Vec<(User, TeamRole)>>;
+    /// Adds a user of the team's organization to the team or changes its
+    /// role; `NotFound` when there is no such user there.
+    async fn set_member(&self, team: &TeamAccess, user_id: &str, role: TeamRole)
+        -> StoreResult<()>;
+    async fn remove_member(&self, team: &TeamAccess, user_id: &str) -> StoreResult<bool>;
+}

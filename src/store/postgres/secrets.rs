@@ -1,0 +1,370 @@
+//! The secret aggregate on PostgreSQL. Updates of existing secrets go
+//! through the batcher (`batch.rs`); a new secret is one short transaction
+//! that also moves the team's revision and counts it against the quota.
+
+use super::batch::Update;
+use super::error::is_contention;
+use super::rows::{listed_row, team_row, TEAM_COLUMNS};
+use super::{bounded, PostgresStore, EVENTS_CHANNEL};
+use crate::domain::access::{AllTeamsAccess, DeliveryAccess, OrgAccess, TeamAccess};
+use crate::domain::types::{ListedSecret, SecretRecord, Team};
+use crate::store::{
+    SealedWrite, SecretStore, SecretWrite, Snapshot, StoreError, StoreResult, StoredSecret,
+};
+use async_trait::async_trait;
+use sqlx::postgres::PgRow;
+use sqlx::{PgConnection, Row};
+
+const GONE: &str = "team not found";
+/// Times a creation the database aborted for contention is tried again.
+const RETRIES: u32 = 5;
+
+/// Moves a team's revision (and its secret count by `added`) inside `tx`,
+/// and tells the other nodes when `tx` commits (PostgreSQL delivers
+/// notifications only after the commit). `QuotaExceeded` when adding would
+/// take the team past `max_secrets`; `NotFound` when the team is gone.
+async fn bump_revision(
+    tx: &mut PgConnection,
+    team_id: &str,
+    added: i64,
+    max_secrets: i64,
+) -> StoreResult<i64> {
+    let row: Option<(i64, bool)> = sqlx::query_as(
+        "WITH t AS (
+            UPDATE teams SET revision = revision + 1, secret_count = secret_count + $3
+            WHERE id = $1 AND ($3 <= 0 OR secret_count + $3 <= $4)
+            RETURNING id, revision
+         ), n AS (SELECT pg_notify($2, 'r ' || t.id || ' ' || t.revision) FROM t)
+         SELECT revision, (SELECT COUNT(*) FROM n) > 0 FROM t",
+    )
+    .bind(team_id)
+    .bind(EVENTS_CHANNEL)
+    .bind(added)
+    .bind(max_secrets)
+    .fetch_optional(&mut *tx)
+    .await?;
+    match row {
+        Some((revision, _)) => Ok(revision),
+        None => {
+            let exists: bool =
+                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM teams WHERE id = $1)")
+                    .bind(team_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            Err(if exists {
+                StoreError::QuotaExceeded {
+                    quota: "secrets per team",
+                    limit: max_secrets,
+                }
+            } else {
+                StoreError::NotFound(GONE.into())
+            })
+        }
+    }
+}
+
+const STORED_COLUMNS: &str =
+    "id, name, canonical_name, created_at, updated_at, version, version_id, ciphertext";
+
+fn stored_row(team: &TeamAccess, r: &PgRow) -> Result<StoredSecret, sqlx::Error> {
+    Ok(StoredSecret {
+        record: SecretRecord {
+            id: r.try_get("id")?,
+            org_id: team.org_id().to_owned(),
+            team_id: team.team_id().to_owned(),
+            team_name: team.team_name().to_owned(),
+            name: r.try_get("name")?,
+            canonical_name: r.try_get("canonical_name")?,
+            created_at: r.try_get("created_at")?,
+            updated_at: r.try_get("updated_at")?,
+            version: r.try_get("version")?,
+        },
+        version_id: r.try_get("version_id")?,
+        ciphertext: r.try_get("ciphertext")?,
+    })
+}
+
+impl PostgresStore {
+    /// A new secret, in one transaction; `None` when the name is taken
+    /// (created elsewhere meanwhile).
+    async fn create(
+        &self,
+        team: &TeamAccess,
+        w: &SealedWrite,
+        max_secrets: i64,
+    ) -> Result<Option<i64>, CreateError> {
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO secrets (id, org_id, team_id, canonical_name, name, created_at, updated_at,
+                 version, version_id, kek_id, ciphertext)
+             VALUES ($1, $2, $3, $4, $5, $6, $6, 1, $7, $8, $9)
+             ON CONFLICT (team_id, canonical_name) DO NOTHING",
+        )
+        .bind(&w.secret_id)
+        .bind(team.org_id())
+        .bind(team.team_id())
+        .bind(&w.canonical_name)
+        .bind(&w.name)
+        .bind(w.now)
+        .bind(&w.version_id)
+        .bind(&w.kek_id)
+        .bind(&w.ciphertext)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            return Ok(None);
+        }
+        // Last, so the team's row is locked only for the commit. Over the
+        // quota, nothing is committed.
+        let revision = bump_revision(&mut tx, team.team_id(), 1, max_secrets).await?;
+        tx.commit().await?;
+        Ok(Some(revision))
+    }
+}
+
+/// A failed creation: contention is worth another try, the rest is final.
+enum CreateError {
+    Sql(sqlx::Error),
+    Store(StoreError),
+}
+
+impl From<sqlx::Error> for CreateError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Sql(e)
+    }
+}
+
+impl From<StoreError> for CreateError {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e)
+    }
+}
+
+#[async_trait]
+impl SecretStore for PostgresStore {
+    async fn secret_id(&self, team: &TeamAccess, canonical: &str) -> StoreResult<Option<String>> {
+        bounded(async {
+            Ok(sqlx::query_scalar(
+                "SELECT id FROM secrets WHERE team_id = $1 AND canonical_name = $2",
+            )
+            .bind(team.team_id())
+            .bind(canonical)
+            .fetch_optional(&self.pool)
+            .await?)
+        })
+        .await
+    }
+
+    async fn upsert_secret(
+        &self,
+        team: &TeamAccess,
+        w: SealedWrite,
+        max_secrets: i64,
+    ) -> StoreResult<SecretWrite> {
+        let record = |name: String, created_at: i64, version: i64| SecretRecord {
+            id: w.secret_id.clone(),
+            org_id: team.org_id().to_owned(),
+            team_id: team.team_id().to_owned(),
+            team_name: team.team_name().to_owned(),
+            name,
+            canonical_name: w.canonical_name.clone(),
+            created_at,
+            updated_at: w.now,
+            version,
+        };
+        if w.exists {
+            let applied = self
+                .batcher
+                .update(Update {
+                    team_id: team.team_id().to_owned(),
+                    canonical_name: w.canonical_name.clone(),
+                    id: w.secret_id.clone(),
+                    updated_at: w.now,
+                    version_id: w.version_id.clone(),
+                    kek_id: w.kek_id.clone(),
+                    ciphertext: w.ciphertext.clone(),
+                })
+                .await?
+                .ok_or(StoreError::Stale)?;
+            return Ok(SecretWrite {
+                record: record(applied.name, applied.created_at, applied.version),
+                revision: applied.revision,
+            });
+        }
+        // Distributed engines (CockroachDB, YugabyteDB) answer contention
+        // with serialization failures; the sealed write is simply sent again.
+        let mut attempt = 0;
+        let created = loop {
+            match bounded(async { Ok(self.create(team, &w, max_secrets).await) }).await? {
+                Ok(created) => break created,
+                Err(CreateError::Sql(e)) if is_contention(&e) && attempt < RETRIES => {
+                    attempt += 1;
+                    tracing::debug!(error = %e, attempt, "creating a secret hit contention; trying again");
+                    let pause = std::time::Duration::from_millis(5 * u64::from(attempt));
+                    tokio::time::sleep(pause).await;
+                }
+                Err(CreateError::Sql(e)) => return Err(StoreError::from(e).gone_as(GONE)),
+                Err(CreateError::Store(e)) => return Err(e),
+            }
+        };
+        let revision = created.ok_or(StoreError::Stale)?;
+        Ok(SecretWrite {
+            record: record(w.name.clone(), w.now, 1),
+            revision,
+        })
+    }
+
+    async fn delete_secret(
+        &self,
+        team: &TeamAccess,
+        canonical: &str,
+    ) -> StoreResult<Option<SecretWrite>> {
+        bounded(async {
+            let mut tx = self.pool.begin().await?;
+            let row = sqlx::query(&format!(
+                "DELETE FROM secrets WHERE team_id = $1 AND canonical_name = $2 RETURNING {STORED_COLUMNS}"
+            ))
+            .bind(team.team_id())
+            .bind(canonical)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(row) = row else { return Ok(None) };
+            let record = stored_row(team, &row)?.record;
+            let revision = bump_revision(&mut tx, team.team_id(), -1, 0).await?;
+            tx.commit().await?;
+            Ok(Some(SecretWrite { record, revision }))
+        })
+        .await
+    }
+
+    async fn latest_secret(
+        &self,
+        team: &TeamAccess,
+        canonical: &str,
+    ) -> StoreResult<Option<StoredSecret>> {
+        bounded(async {
+            let row = sqlx::query(&format!(
+                "SELECT {STORED_COLUMNS} FROM secrets WHERE team_id = $1 AND canonical_name = $2"
+            ))
+            .bind(team.team_id())
+            .bind(canonical)
+            .fetch_optional(&self.pool)
+            .await?;
+            Ok(row.map(|r| stored_row(team, &r)).transpose()?)
+        })
+        .await
+    }
+
+    async fn team_secrets_page(
+        &self,
+        team: &TeamAccess,
+        after: &str,
+        limit: usize,
+    ) -> StoreResult<Vec<ListedSecret>> {
+        bounded(async {
+            let rows = sqlx::query(
+                "SELECT team_id, $4 AS team_name, id, name, canonical_name, created_at, version
+                 FROM secrets WHERE team_id = $1 AND canonical_name > $2
+                 ORDER BY canonical_name LIMIT $3",
+            )
+            .bind(team.team_id())
+            .bind(after)
+            .bind(limit as i64)
+            .bind(team.team_name())
+            .fetch_all(&self.pool)
+            .await?;
+            Ok(rows.iter().map(listed_row).collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    async fn org_secrets_page(
+        &self,
+        org: &AllTeamsAccess,
+        after: (&str, &str),
+        limit: usize,
+    ) -> StoreResult<Vec<ListedSecret>> {
+        bounded(async {
+            let rows = sqlx::query(
+                "SELECT s.team_id, t.name AS team_name, s.id, s.name, s.canonical_name, s.created_at, s.version
+                 FROM secrets s JOIN teams t ON t.id = s.team_id
+                 WHERE s.org_id = $1 AND (s.team_id, s.canonical_name) > ($2, $3)
+                 ORDER BY s.team_id, s.canonical_name LIMIT $4",
+            )
+            .bind(org.org_id())
+            .bind(after.0)
+            .bind(after.1)
+            .bind(limit as i64)
+            .fetch_all(&self.pool)
+            .await?;
+            Ok(rows.iter().map(listed_row).collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    async fn teams_with_secrets(&self, org: &OrgAccess) -> StoreResult<Vec<Team>> {
+        bounded(async {
+            let rows = sqlx::query(&format!(
+                "SELECT {TEAM_COLUMNS} FROM teams WHERE org_id = $1 AND secret_count > 0 ORDER BY id"
+            ))
+            .bind(org.org_id())
+            .fetch_all(&self.pool)
+            .await?;
+            Ok(rows.iter().map(team_row).collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    async fn team_revision(&self, team: &TeamAccess) -> StoreResult<i64> {
+        bounded(async {
+            sqlx::query_scalar("SELECT revision FROM teams WHERE id = $1")
+                .bind(team.team_id())
+                .fetch_optional(&self.pool)
+                .await?
+                .ok_or_else(|| StoreError::NotFound(GONE.into()))
+        })
+        .await
+    }
+
+    async fn snapshot(&self, grant: &DeliveryAccess) -> StoreResult<Snapshot> {
+        let team = grant.team();
+        bounded(async {
+            // One statement, one snapshot: the revision and the rows agree.
+            let rows = sqlx::query(
+                "SELECT t.revision, s.id, s.name, s.canonical_name, s.created_at, s.updated_at,
+                        s.version, s.version_id, s.ciphertext
+                 FROM teams t LEFT JOIN secrets s ON s.team_id = t.id
+                 WHERE t.id = $1 ORDER BY s.canonical_name",
+            )
+            .bind(team.team_id())
+            .fetch_all(&self.pool)
+            .await?;
+            let revision = match rows.first() {
+                Some(r) => r.try_get("revision")?,
+                None => return Err(StoreError::NotFound(GONE.into())),
+            };
+            let mut secrets = Vec::with_capacity(rows.len());
+            for r in &rows {
+                // The team's row alone, when it has no secret.
+                if r.try_get::<Option<String>, _>("id")?.is_some() {
+                    secrets.push(stored_row(team, r)?);
+                }
+            }
+            Ok(Snapshot { revision, secrets })
+        })
+        .await
+    }
+
+    async fn team_revisions(&self, team_ids: Vec<String>) -> StoreResult<Vec<(String, i64)>> {
+        bounded(async {
+            Ok(
+                sqlx::query_as("SELECT id, revision FROM teams WHERE id = ANY($1)")
+                    .bind(team_ids)
+                    .fetch_all(&self.pool)
+                    .await?,
+            )
+        })
+        .await
+    }
+}

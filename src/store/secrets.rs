@@ -1,0 +1,107 @@
+//! The secret aggregate: secrets as ciphertext (sealed by the service before
+//! they arrive), listings of their metadata, and what delivery reads.
+
+use super::StoreResult;
+use crate::domain::access::{AllTeamsAccess, DeliveryAccess, OrgAccess, TeamAccess};
+use crate::domain::time::Micros;
+use crate::domain::types::{ListedSecret, SecretRecord, Team};
+use async_trait::async_trait;
+
+/// A write the service has sealed. The ciphertext is bound to `secret_id`
+/// and `version_id`, so the write applies only where they still hold.
+#[derive(Debug, Clone)]
+pub struct SealedWrite {
+    pub canonical_name: String,
+    /// The spelling a new secret keeps.
+    pub name: String,
+    pub secret_id: String,
+    /// Whether the service found the secret (with `secret_id`) when it
+    /// sealed: then the write updates exactly that secret; otherwise it
+    /// creates one with `secret_id`. Either way, if that no longer holds
+    /// the write changes nothing and fails with `Stale`.
+    pub exists: bool,
+    pub version_id: String,
+    pub kek_id: String,
+    pub ciphertext: Vec<u8>,
+    pub now: Micros,
+}
+
+/// A committed secret write and the team revision it moved to.
+#[derive(Debug, Clone)]
+pub struct SecretWrite {
+    pub record: SecretRecord,
+    pub revision: i64,
+}
+
+/// A secret's current version as stored.
+#[derive(Debug, Clone)]
+pub struct StoredSecret {
+    pub record: SecretRecord,
+    /// `None` for a version sealed by envelope format 1.
+    pub version_id: Option<String>,
+    pub ciphertext: Vec<u8>,
+}
+
+/// A team's secrets with their ciphertexts, read at one instant together
+/// with the team's revision at that instant.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub revision: i64,
+    pub secrets: Vec<StoredSecret>,
+}
+
+#[async_trait]
+pub trait SecretStore {
+    /// The id of the team's secret with this canonical name, if any.
+    async fn secret_id(&self, team: &TeamAccess, canonical: &str) -> StoreResult<Option<String>>;
+    /// Creates or updates a secret as the sealed write says; an update
+    /// keeps the id, spelling and `created_at` and gains a version. The
+    /// team's revision moves in the same transaction. `QuotaExceeded` when
+    /// the secret is new and the team holds `max_secrets` already; `Stale`
+    /// when the write's expectation no longer holds.
+    async fn upsert_secret(
+        &self,
+        team: &TeamAccess,
+        write: SealedWrite,
+        max_secrets: i64,
+    ) -> StoreResult<SecretWrite>;
+    /// Deletes the secret, moving the team's revision; `None` when there is
+    /// none.
+    async fn delete_secret(
+        &self,
+        team: &TeamAccess,
+        canonical: &str,
+    ) -> StoreResult<Option<SecretWrite>>;
+    async fn latest_secret(
+        &self,
+        team: &TeamAccess,
+        canonical: &str,
+    ) -> StoreResult<Option<StoredSecret>>;
+    /// Up to `limit` of the team's secrets after canonical name `after`, in
+    /// canonical-name order.
+    async fn team_secrets_page(
+        &self,
+        team: &TeamAccess,
+        after: &str,
+        limit: usize,
+    ) -> StoreResult<Vec<ListedSecret>>;
+    /// Up to `limit` of the organization's secrets after `(team id,
+    /// canonical name)`, in that order: one range scan whatever the number
+    /// of teams.
+    async fn org_secrets_page(
+        &self,
+        org: &AllTeamsAccess,
+        after: (&str, &str),
+        limit: usize,
+    ) -> StoreResult<Vec<ListedSecret>>;
+    /// The organization's teams that hold at least one secret, by id.
+    async fn teams_with_secrets(&self, org: &OrgAccess) -> StoreResult<Vec<Team>>;
+    /// The team's current revision (one primary-key read).
+    async fn team_revision(&self, team: &TeamAccess) -> StoreResult<i64>;
+    /// The team's secrets with ciphertexts, ordered by canonical name, and
+    /// the revision they belong to, read at one instant.
+    async fn snapshot(&self, team: &DeliveryAccess) -> StoreResult<Snapshot>;
+    /// Current revisions of the given teams (those that still exist), to
+    /// catch up after events may have been missed. Not a data read: no grant.
+    async fn team_revisions(&self, team_ids: Vec<String>) -> StoreResult<Vec<(String, i64)>>;
+}

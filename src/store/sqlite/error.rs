@@ -1,0 +1,40 @@
+//! The one place SQLite errors are classified. Client-visible messages are
+//! ours; SQLite's own text stays in the source, for the log.
+
+use crate::store::error::{CONFLICT, GONE};
+use crate::store::StoreError;
+use rusqlite::ErrorCode;
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        let code = match &e {
+            rusqlite::Error::SqliteFailure(err, _) => Some((err.code, err.extended_code)),
+            _ => None,
+        };
+        match code {
+            Some((ErrorCode::ConstraintViolation, ext))
+                if ext == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY =>
+            {
+                StoreError::NotFound(GONE.into())
+            }
+            Some((ErrorCode::ConstraintViolation, _)) => StoreError::Conflict(CONFLICT.into()),
+            Some((ErrorCode::DiskFull, _)) => StoreError::with_source(StoreError::full_from, e),
+            Some((ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked, _)) => {
+                StoreError::unavailable_from(
+                    "the database is locked by another process".into(),
+                    Some(std::sync::Arc::new(e)),
+                )
+            }
+            _ => StoreError::with_source(StoreError::internal_from, e),
+        }
+    }
+}
+
+/// A value a column holds that Tessera does not know (an enum's text).
+pub fn bad_enum(col: usize, value: &str) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(
+        col,
+        rusqlite::types::Type::Text,
+        format!("unknown enum value {value:?}").into(),
+    )
+}

@@ -1,0 +1,330 @@
+//! The secret aggregate on SQLite. Writes are single statements where they
+//! can be (a failing statement changes nothing, so it needs no savepoint);
+//! every change to a team's secrets moves its revision in the same batch.
+
+use super::rows::{listed_row, team_row, TEAM_COLUMNS};
+use super::writer::in_savepoint;
+use super::SqliteStore;
+use crate::domain::access::{AllTeamsAccess, DeliveryAccess, OrgAccess, TeamAccess};
+use crate::domain::types::{ListedSecret, SecretRecord, Team};
+use crate::store::{
+    SealedWrite, SecretStore, SecretWrite, Snapshot, StoreError, StoreResult, StoredSecret,
+};
+use async_trait::async_trait;
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+const GONE: &str = "team not found";
+
+/// The secret as stored, with its team's name from the grant.
+fn stored_row(team: &TeamAccess, r: &Row<'_>) -> rusqlite::Result<StoredSecret> {
+    Ok(StoredSecret {
+        record: SecretRecord {
+            id: r.get(0)?,
+            org_id: team.org_id().to_owned(),
+            team_id: team.team_id().to_owned(),
+            team_name: team.team_name().to_owned(),
+            name: r.get(1)?,
+            canonical_name: r.get(2)?,
+            created_at: r.get(3)?,
+            updated_at: r.get(4)?,
+            version: r.get(5)?,
+        },
+        version_id: r.get(6)?,
+        ciphertext: r.get(7)?,
+    })
+}
+
+const STORED_COLUMNS: &str =
+    "id, name, canonical_name, created_at, updated_at, version, version_id, ciphertext";
+
+/// Updates the secret the write expects; `None` when it is not there.
+fn update(
+    c: &Connection,
+    team_id: &str,
+    w: &SealedWrite,
+) -> StoreResult<Option<(String, i64, i64)>> {
+    Ok(c.prepare_cached(
+        "UPDATE secrets SET version = version + 1, updated_at = ?4, version_id = ?5,
+                 kek_id = ?6, ciphertext = ?7
+             WHERE team_id = ?1 AND canonical_name = ?2 AND id = ?3
+             RETURNING name, created_at, version",
+    )?
+    .query_row(
+        params![
+            team_id,
+            w.canonical_name,
+            w.secret_id,
+            w.now,
+            w.version_id,
+            w.kek_id,
+            w.ciphertext
+        ],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )
+    .optional()?)
+}
+
+/// Creates the secret the write describes, counted against the team's
+/// quota; `None` when the name is taken meanwhile.
+fn insert(
+    c: &Connection,
+    org_id: &str,
+    team_id: &str,
+    w: &SealedWrite,
+    max: i64,
+) -> StoreResult<Option<(String, i64, i64)>> {
+    in_savepoint(c, |c| {
+        let inserted = c
+            .prepare_cached(
+                "INSERT INTO secrets (team_id, canonical_name, id, org_id, name, created_at,
+                     updated_at, version, version_id, kek_id, ciphertext)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, 1, ?7, ?8, ?9)
+                 ON CONFLICT (team_id, canonical_name) DO NOTHING",
+            )?
+            .execute(params![
+                team_id,
+                w.canonical_name,
+                w.secret_id,
+                org_id,
+                w.name,
+                w.now,
+                w.version_id,
+                w.kek_id,
+                w.ciphertext
+            ])
+            .map_err(|e| StoreError::from(e).gone_as(GONE))?;
+        if inserted == 0 {
+            return Ok(None);
+        }
+        let counted = c
+            .prepare_cached(
+                "UPDATE teams SET secret_count = secret_count + 1 WHERE id = ?1 AND secret_count < ?2",
+            )?
+            .execute(params![team_id, max])?;
+        if counted == 0 {
+            return Err(StoreError::QuotaExceeded {
+                quota: "secrets per team",
+                limit: max,
+            });
+        }
+        Ok(Some((w.name.clone(), w.now, 1)))
+    })
+}
+
+#[async_trait]
+impl SecretStore for SqliteStore {
+    async fn secret_id(&self, team: &TeamAccess, canonical: &str) -> StoreResult<Option<String>> {
+        self.readers
+            .read(|c| {
+                Ok(c.prepare_cached(
+                    "SELECT id FROM secrets WHERE team_id = ?1 AND canonical_name = ?2",
+                )?
+                .query_row([team.team_id(), canonical], |r| r.get(0))
+                .optional()?)
+            })
+            .await
+    }
+
+    async fn upsert_secret(
+        &self,
+        team: &TeamAccess,
+        write: SealedWrite,
+        max_secrets: i64,
+    ) -> StoreResult<SecretWrite> {
+        let access = team.clone();
+        let (record, revision) = self
+            .writer
+            .write_team_change(team.team_id().to_owned(), move |c| {
+                let (org_id, team_id) = (access.org_id(), access.team_id());
+                let done = if write.exists {
+                    update(c, team_id, &write)?
+                } else {
+                    insert(c, org_id, team_id, &write, max_secrets)?
+                };
+                let (name, created_at, version) = done.ok_or(StoreError::Stale)?;
+                Ok(SecretRecord {
+                    id: write.secret_id,
+                    org_id: org_id.to_owned(),
+                    team_id: team_id.to_owned(),
+                    team_name: access.team_name().to_owned(),
+                    name,
+                    canonical_name: write.canonical_name,
+                    created_at,
+                    updated_at: write.now,
+                    version,
+                })
+            })
+            .await?;
+        Ok(SecretWrite { record, revision })
+    }
+
+    async fn delete_secret(
+        &self,
+        team: &TeamAccess,
+        canonical: &str,
+    ) -> StoreResult<Option<SecretWrite>> {
+        let (access, canonical) = (team.clone(), canonical.to_owned());
+        // A job that found nothing still moves the revision, which costs
+        // waiters one unchanged answer and nothing else.
+        let (found, revision) = self
+            .writer
+            .write_team_change(team.team_id().to_owned(), move |c| {
+                in_savepoint(c, |c| {
+                    let found = c
+                        .prepare_cached(&format!(
+                            "DELETE FROM secrets WHERE team_id = ?1 AND canonical_name = ?2
+                             RETURNING {STORED_COLUMNS}"
+                        ))?
+                        .query_row([access.team_id(), &canonical], |r| stored_row(&access, r))
+                        .optional()?;
+                    if found.is_some() {
+                        c.prepare_cached(
+                            "UPDATE teams SET secret_count = secret_count - 1 WHERE id = ?1",
+                        )?
+                        .execute([access.team_id()])?;
+                    }
+                    Ok(found.map(|s| s.record))
+                })
+            })
+            .await?;
+        Ok(found.map(|record| SecretWrite { record, revision }))
+    }
+
+    async fn latest_secret(
+        &self,
+        team: &TeamAccess,
+        canonical: &str,
+    ) -> StoreResult<Option<StoredSecret>> {
+        self.readers
+            .read(|c| {
+                Ok(c
+                    .prepare_cached(&format!(
+                        "SELECT {STORED_COLUMNS} FROM secrets WHERE team_id = ?1 AND canonical_name = ?2"
+                    ))?
+                    .query_row([team.team_id(), canonical], |r| stored_row(team, r))
+                    .optional()?)
+            })
+            .await
+    }
+
+    async fn team_secrets_page(
+        &self,
+        team: &TeamAccess,
+        after: &str,
+        limit: usize,
+    ) -> StoreResult<Vec<ListedSecret>> {
+        let (team_id, team_name, after) = (
+            team.team_id().to_owned(),
+            team.team_name().to_owned(),
+            after.to_owned(),
+        );
+        self.readers
+            .read_sized(limit, move |c| {
+                let mut st = c.prepare_cached(
+                    "SELECT team_id, '', id, name, canonical_name, created_at, version FROM secrets
+                     WHERE team_id = ?1 AND canonical_name > ?2
+                     ORDER BY canonical_name LIMIT ?3",
+                )?;
+                let rows = st.query_map(params![team_id, after, limit as i64], |r| {
+                    listed_row(r).map(|mut s| {
+                        s.team_name.clone_from(&team_name);
+                        s
+                    })
+                })?;
+                Ok(rows.collect::<Result<_, _>>()?)
+            })
+            .await
+    }
+
+    async fn org_secrets_page(
+        &self,
+        org: &AllTeamsAccess,
+        after: (&str, &str),
+        limit: usize,
+    ) -> StoreResult<Vec<ListedSecret>> {
+        let (org_id, after_team, after_name) = (
+            org.org_id().to_owned(),
+            after.0.to_owned(),
+            after.1.to_owned(),
+        );
+        self.readers
+            .read_sized(limit, move |c| {
+                let mut st = c.prepare_cached(
+                    "SELECT s.team_id, t.name, s.id, s.name, s.canonical_name, s.created_at, s.version
+                     FROM secrets s JOIN teams t ON t.id = s.team_id
+                     WHERE s.org_id = ?1 AND (s.team_id, s.canonical_name) > (?2, ?3)
+                     ORDER BY s.team_id, s.canonical_name LIMIT ?4",
+                )?;
+                let rows =
+                    st.query_map(params![org_id, after_team, after_name, limit as i64], listed_row)?;
+                Ok(rows.collect::<Result<_, _>>()?)
+            })
+            .await
+    }
+
+    async fn teams_with_secrets(&self, org: &OrgAccess) -> StoreResult<Vec<Team>> {
+        self.readers
+            .read(|c| {
+                let mut st = c.prepare_cached(&format!(
+                    "SELECT {TEAM_COLUMNS} FROM teams WHERE org_id = ?1 AND secret_count > 0 ORDER BY id"
+                ))?;
+                let rows = st.query_map([org.org_id()], team_row)?;
+                Ok(rows.collect::<Result<_, _>>()?)
+            })
+            .await
+    }
+
+    async fn team_revision(&self, team: &TeamAccess) -> StoreResult<i64> {
+        self.readers
+            .read(|c| {
+                c.prepare_cached("SELECT revision FROM teams WHERE id = ?1")?
+                    .query_row([team.team_id()], |r| r.get(0))
+                    .optional()?
+                    .ok_or_else(|| StoreError::NotFound(GONE.into()))
+            })
+            .await
+    }
+
+    async fn snapshot(&self, grant: &DeliveryAccess) -> StoreResult<Snapshot> {
+        let team = grant.team();
+        self.readers
+            .read(|c| {
+                // One read transaction: the revision and the rows are of
+                // the same instant.
+                let tx = c.unchecked_transaction()?;
+                let revision: i64 = tx
+                    .prepare_cached("SELECT revision FROM teams WHERE id = ?1")?
+                    .query_row([team.team_id()], |r| r.get(0))
+                    .optional()?
+                    .ok_or_else(|| StoreError::NotFound(GONE.into()))?;
+                let secrets = {
+                    let mut st = tx.prepare_cached(&format!(
+                        "SELECT {STORED_COLUMNS} FROM secrets WHERE team_id = ?1 ORDER BY canonical_name"
+                    ))?;
+                    let rows = st.query_map([team.team_id()], |r| stored_row(team, r))?;
+                    rows.collect::<Result<_, _>>()?
+                };
+                tx.finish()?;
+                Ok(Snapshot { revision, secrets })
+            })
+            .await
+    }
+
+    async fn team_revisions(&self, team_ids: Vec<String>) -> StoreResult<Vec<(String, i64)>> {
+        self.readers
+            .read(|c| {
+                let mut st = c.prepare_cached("SELECT id, revision FROM teams WHERE id = ?1")?;
+                let mut out = Vec::with_capacity(team_ids.len());
+                for id in &team_ids {
+                    if let Some(row) = st
+                        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+                        .optional()?
+                    {
+                        out.push(row);
+                    }
+                }
+                Ok(out)
+            })
+            .await
+    }
+}
