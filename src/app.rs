@@ -101,6 +101,7 @@ pub fn build_with(service: Service, throttles: ThrottleSettings) -> (Router, Arc
         metrics: api::metrics::handle(),
         openapi: OnceLock::new(),
         throttles: Throttles::new(throttles),
+        listings: Default::default(),
         shutdown: CancellationToken::new(),
     });
     spawn_usage_flusher(Arc::downgrade(&state));

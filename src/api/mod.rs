@@ -5,6 +5,7 @@ pub mod directory;
 pub mod error;
 pub mod extract;
 pub mod keys;
+pub mod listing_cache;
 pub mod metrics;
 pub mod ops;
 pub mod runtime;
@@ -35,6 +36,8 @@ pub struct AppState {
     pub openapi: OnceLock<String>,
     /// Failed-authentication throttling and per-key rate limits.
     pub throttles: throttle::Throttles,
+    /// Team listings as last sent, by team revision.
+    pub listings: listing_cache::ListingCache,
     /// Cancelled when the server begins to shut down (SIGTERM/SIGINT).
     /// `crate::net::serve` stops accepting when it fires; a handler that
     /// holds a request open (a long-poll waiter) should select on

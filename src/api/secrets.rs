@@ -5,7 +5,8 @@ use super::extract::{Body as JsonBody, Caller, PathParams};
 use super::views::{SecretTombstoneView, SecretView, SecretsView, UpsertSecretRequest};
 use super::AppState;
 use crate::domain::types::ListedSecret;
-use crate::service::secrets::SecretPages;
+use super::listing_cache::MAX_LISTING_BYTES;
+use crate::service::secrets::{ListingStamp, SecretPages, TeamListing};
 use crate::service::TeamRef;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
@@ -32,9 +33,11 @@ const CLOSE: &[u8] = b"]}";
 
 /// A listing as `{"secrets": [...]}`. One that fits in its first page is
 /// answered at once; a larger one is streamed page by page, so the server
-/// holds one page per request whatever the listing's size. (A store error
-/// after the first page can only cut the stream short; it is logged.)
-async fn listing(mut pages: SecretPages) -> ApiResult<Response> {
+/// holds one page per request whatever the listing's size (plus, for a team
+/// listing, the copy being kept for the listing cache, up to its limit). A
+/// store error after the first page can only cut the stream short; it is
+/// logged.
+async fn listing(mut pages: SecretPages, keep: Option<Keep>) -> ApiResult<Response> {
     let first_page = pages.next().await?.unwrap_or_default();
     let mut first = true;
     let mut head = Vec::with_capacity(OPEN.len() + first_page.len() * 160 + CLOSE.len());
@@ -42,26 +45,50 @@ async fn listing(mut pages: SecretPages) -> ApiResult<Response> {
     write_entries(&mut head, &first_page, &mut first);
     if pages.is_done() {
         head.extend_from_slice(CLOSE);
-        return Ok(json_response(Body::from(head)));
+        let body = Bytes::from(head);
+        if let Some(keep) = keep {
+            keep.state.listings.put(keep.stamp, body.clone());
+        }
+        return Ok(json_response(Body::from(body)));
     }
-    let rest = futures_util::stream::unfold(Some((pages, first)), |state| async move {
-        let (mut pages, mut first) = state?;
-        match pages.next().await {
+    let copy = keep.map(|keep| (keep, head.clone()));
+    let state = Some((pages, first, copy));
+    let rest = futures_util::stream::unfold(state, |state| async move {
+        let (mut pages, mut first, mut copy) = state?;
+        let chunk = match pages.next().await {
             Ok(Some(page)) => {
                 let mut chunk = Vec::with_capacity(page.len() * 160);
                 write_entries(&mut chunk, &page, &mut first);
-                Some((Ok(Bytes::from(chunk)), Some((pages, first))))
+                Bytes::from(chunk)
             }
-            Ok(None) => Some((Ok(Bytes::from_static(CLOSE)), None)),
+            Ok(None) => {
+                if let Some((keep, mut whole)) = copy {
+                    whole.extend_from_slice(CLOSE);
+                    keep.state.listings.put(keep.stamp, Bytes::from(whole));
+                }
+                return Some((Ok(Bytes::from_static(CLOSE)), None));
+            }
             Err(e) => {
                 tracing::error!(error = %e, "a streamed listing failed; cutting it short");
-                Some((Err(std::io::Error::other("listing failed")), None))
+                return Some((Err(std::io::Error::other("listing failed")), None));
             }
+        };
+        if let Some((_, whole)) = &mut copy {
+            whole.extend_from_slice(&chunk);
         }
+        // Too large to keep: stop copying.
+        copy.take_if(|(_, whole)| whole.len() > MAX_LISTING_BYTES);
+        Some((Ok(chunk), Some((pages, first, copy))))
     });
     let body = futures_util::stream::once(async { Ok::<_, std::io::Error>(Bytes::from(head)) })
         .chain(rest);
     Ok(json_response(Body::from_stream(body)))
+}
+
+/// Where a complete team listing is kept, and under which stamp.
+struct Keep {
+    state: Arc<AppState>,
+    stamp: ListingStamp,
 }
 
 fn json_response(body: Body) -> Response {
@@ -93,7 +120,7 @@ pub async fn list_secrets(
     State(state): State<Arc<AppState>>,
     caller: Caller,
 ) -> ApiResult<Response> {
-    listing(state.service.list_all_secrets(&caller.0).await?).await
+    listing(state.service.list_all_secrets(&caller.0).await?, None).await
 }
 
 /// Create or update a secret in the caller's team (a team-bound key's team,
@@ -136,11 +163,18 @@ pub async fn list_team_secrets(
     caller: Caller,
     PathParams(team_id): PathParams<String>,
 ) -> ApiResult<Response> {
-    let pages = state
+    let TeamListing { stamp, pages } = state
         .service
         .list_team_secrets(&caller.0, TeamRef::Id(&team_id))
         .await?;
-    listing(pages).await
+    if let Some(body) = state.listings.get(&stamp) {
+        return Ok(json_response(Body::from(body)));
+    }
+    let keep = Keep {
+        state: state.clone(),
+        stamp,
+    };
+    listing(pages, Some(keep)).await
 }
 
 /// Create or update a secret in the given team.

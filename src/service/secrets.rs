@@ -45,6 +45,21 @@ pub struct SecretPages {
     pages: usize,
 }
 
+/// What a team listing shows: the team's revision and the team name printed
+/// in each entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListingStamp {
+    pub team_id: String,
+    pub team_name: String,
+    pub revision: i64,
+}
+
+/// A team's listing: its stamp, and its pages (not read yet).
+pub struct TeamListing {
+    pub stamp: ListingStamp,
+    pub pages: SecretPages,
+}
+
 impl SecretPages {
     /// The next page, or `None` when the listing is complete.
     pub async fn next(&mut self) -> ServiceResult<Option<Vec<ListedSecret>>> {
@@ -179,14 +194,27 @@ impl Service {
         }
     }
 
-    /// One team's secrets (metadata), page by page.
+    /// One team's secrets (metadata), page by page, with the stamp that
+    /// identifies their content. The stamp is read before any page: revisions
+    /// only grow and move in the same transaction as the change, so pages read
+    /// afterwards show that revision or a later one, and a listing remembered
+    /// under a stamp is exactly that team's content for as long as the stamp
+    /// reads the same (on any node).
     pub async fn list_team_secrets(
         &self,
         p: &Principal,
         team: TeamRef<'_>,
-    ) -> ServiceResult<SecretPages> {
+    ) -> ServiceResult<TeamListing> {
         let access = self.team_access(p, team, TeamAction::ReadSecrets).await?;
-        Ok(self.pages(vec![Segment::Team(access)]))
+        let stamp = ListingStamp {
+            revision: self.store.team_revision(&access).await?,
+            team_id: access.team_id().to_owned(),
+            team_name: access.team_name().to_owned(),
+        };
+        Ok(TeamListing {
+            stamp,
+            pages: self.pages(vec![Segment::Team(access)]),
+        })
     }
 
     /// Every secret the caller can reach, across the teams of its

@@ -304,6 +304,7 @@ async fn race_free_upserts_across_two_nodes() {
         .list_team_secrets(&p, TeamRef::Implicit)
         .await
         .unwrap()
+        .pages
         .next()
         .await
         .unwrap()
@@ -398,6 +399,62 @@ async fn secret_written_on_one_node_is_listed_by_the_other_at_once() {
     }
 }
 
+/// Node B answers team listings from memory while the team's revision is
+/// unchanged. After any write node A has answered, node B's very next
+/// listing must show it: 1,000 rounds, no sleep, creates and deletes, past
+/// the first page (so both the single-page and the streamed listings are
+/// remembered and checked).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn team_listing_on_one_node_is_never_staler_than_a_write_on_the_other() {
+    let Some(c) = two_nodes(
+        "multinode::team_listing_on_one_node_is_never_staler_than_a_write_on_the_other",
+    )
+    .await
+    else {
+        return;
+    };
+    let team = c.get(1, "/v1/teams").await.ok()["teams"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let listing = format!("/v1/teams/{team}/secrets");
+    let names = |list: &Value| -> Vec<String> {
+        list["secrets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let mut expected = BTreeSet::new();
+    for round in 0..1000 {
+        let name = format!("fresh_{round:04}");
+        c.post(0, &listing, json!({"name": name, "value": "v"}))
+            .await
+            .ok();
+        expected.insert(name);
+        if round % 3 == 2 {
+            let doomed = format!("fresh_{:04}", round - 1);
+            c.req(
+                0,
+                Method::DELETE,
+                &format!("{listing}/{doomed}"),
+                &c.admin_key,
+                None,
+            )
+            .await
+            .ok();
+            expected.remove(&doomed);
+        }
+        let listed = names(&c.get(1, &listing).await.ok());
+        let listed: BTreeSet<_> = listed.into_iter().collect();
+        assert_eq!(
+            listed, expected,
+            "round {round}: node 1 lists other than what node 0 acknowledged"
+        );
+    }
+}
+
 /// Each node remembers the version it last wrote, to upsert in one round
 /// trip. Writes through the other node make that memory stale: the next
 /// upsert must notice, keep the id, take the next version and stay
@@ -439,6 +496,7 @@ async fn alternating_writers_keep_versions_ids_and_values_right() {
         .list_team_secrets(&p, TeamRef::Implicit)
         .await
         .unwrap()
+        .pages
         .next()
         .await
         .unwrap()
