@@ -80,13 +80,19 @@ mod tests {
     fn answers_only_the_exact_stamp() {
         let cache = ListingCache::default();
         cache.put(stamp("t1", "a", 3), Bytes::from_static(b"three"));
-        assert_eq!(cache.get(&stamp("t1", "a", 3)).as_deref(), Some(&b"three"[..]));
+        assert_eq!(
+            cache.get(&stamp("t1", "a", 3)).as_deref(),
+            Some(&b"three"[..])
+        );
         assert!(cache.get(&stamp("t1", "a", 4)).is_none());
         assert!(cache.get(&stamp("t1", "renamed", 3)).is_none());
         assert!(cache.get(&stamp("t2", "a", 3)).is_none());
         // An older listing arriving late does not replace a newer one.
         cache.put(stamp("t1", "a", 2), Bytes::from_static(b"two"));
-        assert_eq!(cache.get(&stamp("t1", "a", 3)).as_deref(), Some(&b"three"[..]));
+        assert_eq!(
+            cache.get(&stamp("t1", "a", 3)).as_deref(),
+            Some(&b"three"[..])
+        );
     }
 
     #[test]
@@ -100,7 +106,10 @@ mod tests {
         let (bytes, teams) = kept.unwrap_or_default();
         assert!(bytes <= BUDGET_BYTES, "{bytes} bytes kept");
         assert_eq!(bytes, teams * MAX_LISTING_BYTES);
-        cache.put(stamp("huge", "n", 1), Bytes::from(vec![0; MAX_LISTING_BYTES + 1]));
+        cache.put(
+            stamp("huge", "n", 1),
+            Bytes::from(vec![0; MAX_LISTING_BYTES + 1]),
+        );
         assert!(cache.get(&stamp("huge", "n", 1)).is_none());
     }
 }

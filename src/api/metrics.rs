@@ -1,12 +1,12 @@
 //! Request metrics. Labels are the route template (never the concrete path,
 //! which holds secret names), the method and the status code.
 
-use axum::extract::{MatchedPath, Request};
-use axum::middleware::Next;
-use axum::response::Response;
+use axum::http::{Method, StatusCode};
+use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use std::sync::OnceLock;
-use std::time::Instant;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::time::Duration;
 
 /// The process-wide Prometheus recorder (installed once, shared by every app
 /// instance in the process, e.g. in tests).
@@ -33,23 +33,61 @@ pub fn handle() -> PrometheusHandle {
         .clone()
 }
 
-pub async fn track(req: Request, next: Next) -> Response {
-    let start = Instant::now();
-    let method = req.method().as_str().to_owned();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
-    let resp = next.run(req).await;
-    let status = resp.status().as_u16().to_string();
-    let elapsed = start.elapsed().as_secs_f64();
-    metrics::counter!("tessera_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status.clone())
-        .increment(1);
-    metrics::histogram!("tessera_http_request_duration_seconds", "method" => method.clone(), "route" => route.clone())
-        .record(elapsed);
-    tracing::debug!(%method, %route, %status, elapsed_ms = elapsed * 1000.0, "request");
-    resp
+/// The handles of one route and method, made once: building a labelled
+/// handle (label strings, registry lookup) costs more than recording.
+struct RouteMetrics {
+    duration: Histogram,
+    by_status: Mutex<Vec<(u16, Counter)>>,
+}
+
+type Routes = RwLock<HashMap<String, Vec<(Method, Arc<RouteMetrics>)>>>;
+
+fn route_metrics(method: &Method, route: &str) -> Arc<RouteMetrics> {
+    static ROUTES: OnceLock<Routes> = OnceLock::new();
+    let routes = ROUTES.get_or_init(Default::default);
+    let find = |map: &HashMap<String, Vec<(Method, Arc<RouteMetrics>)>>| {
+        map.get(route)
+            .and_then(|methods| methods.iter().find(|(m, _)| m == method))
+            .map(|(_, r)| r.clone())
+    };
+    if let Some(found) = routes.read().ok().as_deref().and_then(find) {
+        return found;
+    }
+    let made = Arc::new(RouteMetrics {
+        duration: metrics::histogram!("tessera_http_request_duration_seconds",
+            "method" => method.as_str().to_owned(), "route" => route.to_owned()),
+        by_status: Mutex::default(),
+    });
+    if let Ok(mut map) = routes.write() {
+        if let Some(found) = find(&map) {
+            return found;
+        }
+        let methods = map.entry(route.to_owned()).or_default();
+        methods.push((method.clone(), made.clone()));
+    }
+    made
+}
+
+/// Counts a request answered by a route and records how long it took.
+pub fn record(method: &Method, route: &str, status: StatusCode, elapsed: Duration) {
+    let metrics = route_metrics(method, route);
+    metrics.duration.record(elapsed.as_secs_f64());
+    let status = status.as_u16();
+    let Ok(mut by_status) = metrics.by_status.lock() else {
+        return;
+    };
+    let counter = match by_status.iter().find(|(s, _)| *s == status) {
+        Some((_, c)) => c.clone(),
+        None => {
+            let c = metrics::counter!("tessera_http_requests_total",
+                "method" => method.as_str().to_owned(), "route" => route.to_owned(),
+                "status" => status.to_string());
+            by_status.push((status, c.clone()));
+            c
+        }
+    };
+    drop(by_status);
+    counter.increment(1);
 }
 
 pub fn record_unmatched(status: u16) {

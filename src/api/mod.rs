@@ -217,8 +217,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     let (router, doc) = split();
     let _ = state.openapi.set(doc.to_pretty_json().unwrap_or_default());
     router
-        .route_layer(axum::middleware::from_fn(metrics::track))
-        .route_layer(axum::middleware::from_fn(trace::span))
+        .route_layer(axum::middleware::from_fn(trace::observe))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

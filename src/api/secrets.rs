@@ -2,10 +2,10 @@
 
 use super::error::{ApiResult, ErrorBody};
 use super::extract::{Body as JsonBody, Caller, PathParams};
+use super::listing_cache::MAX_LISTING_BYTES;
 use super::views::{SecretTombstoneView, SecretView, SecretsView, UpsertSecretRequest};
 use super::AppState;
 use crate::domain::types::ListedSecret;
-use super::listing_cache::MAX_LISTING_BYTES;
 use crate::service::secrets::{ListingStamp, SecretPages, TeamListing};
 use crate::service::TeamRef;
 use axum::body::{Body, Bytes};

@@ -406,10 +406,9 @@ async fn secret_written_on_one_node_is_listed_by_the_other_at_once() {
 /// remembered and checked).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn team_listing_on_one_node_is_never_staler_than_a_write_on_the_other() {
-    let Some(c) = two_nodes(
-        "multinode::team_listing_on_one_node_is_never_staler_than_a_write_on_the_other",
-    )
-    .await
+    let Some(c) =
+        two_nodes("multinode::team_listing_on_one_node_is_never_staler_than_a_write_on_the_other")
+            .await
     else {
         return;
     };
