@@ -39,7 +39,7 @@ pub async fn observe(req: Request, next: Next) -> Response {
     let span = tracing::info_span!(
         "request",
         %method,
-        route,
+        route = %route,
         request_id = %id,
         key_prefix = tracing::field::Empty,
     );

@@ -134,7 +134,8 @@ impl Service {
         // one remembered, else the one read, else a new one; if the store
         // finds that no longer true (the secret was created, deleted or
         // re-created meanwhile) it changes nothing and the id is read again.
-        let mut known = self.secret_ids.get(&key).map(|id| (*id).clone());
+        let remembered = self.secret_ids.get(&key);
+        let mut known = remembered.as_deref().cloned();
         for _ in 0..WRITE_ATTEMPTS {
             let existing = match known.take() {
                 Some(id) => Some(id),
@@ -171,7 +172,9 @@ impl Service {
                 .await
             {
                 Ok(write) => {
-                    self.secret_ids.put(key, Arc::new(write.record.id.clone()));
+                    if remembered.as_deref() != Some(&write.record.id) {
+                        self.secret_ids.put(key, Arc::new(write.record.id.clone()));
+                    }
                     // Durable now: wake this team's waiting workloads.
                     self.notifier.publish(access.team_id(), write.revision);
                     metrics::counter!("tessera_secret_writes_total").increment(1);

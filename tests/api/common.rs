@@ -34,6 +34,16 @@ pub fn announce_skip(test: &str, why: &str) {
     let _ = writeln!(std::io::stderr(), "SKIPPED {test} [postgres]: {why}");
 }
 
+/// The suite's one skip rule for PostgreSQL: a private schema, or `None`
+/// after announcing that `test` was skipped (which fails under CI).
+pub async fn pg_schema_or_skip(test: &str) -> Option<PgSchema> {
+    let schema = PgSchema::create().await;
+    if schema.is_none() {
+        announce_skip(test, &format!("{PG_ENV} is not set"));
+    }
+    schema
+}
+
 /// A private PostgreSQL schema, dropped when the test ends.
 pub struct PgSchema {
     base_url: String,

@@ -2,6 +2,8 @@
 //! runs against SQLite and, when `TESSERA_TEST_DATABASE_URL` is set,
 //! PostgreSQL.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 mod workload;
 
