@@ -2,20 +2,22 @@
 //! memberships.
 
 use super::keys::insert_key;
-use super::rows::{decode_enum, team_row, user_row, TEAM_COLUMNS, USER_COLUMNS};
 use super::{bounded, notify_identity_changed, PostgresStore};
 use crate::domain::access::{OrgAccess, TeamAccess};
 use crate::domain::names::email_key;
 use crate::domain::types::{Membership, Organization, Team, TeamRole, User};
+use crate::store::identity::{
+    check_quota, member_row, membership_row, org_name_taken, org_row, team_row, user_row,
+    EMAIL_TAKEN, ORG_COLUMNS, TEAMS_QUOTA, TEAM_COLUMNS, TEAM_GONE, TEAM_NAME_TAKEN, USERS_QUOTA,
+    USER_COLUMNS, USER_GONE,
+};
+use crate::store::row::qualified;
 use crate::store::{
     IdentityStore, NewOrganization, NewTeam, NewUser, StoreError, StoreResult, TeamDeletion,
     UserQuery,
 };
 use async_trait::async_trait;
-use sqlx::{PgConnection, Row};
-
-const TEAM_NAME_TAKEN: &str = "the organization already has a team with this name";
-const EMAIL_TAKEN: &str = "a user with this email already exists";
+use sqlx::PgConnection;
 
 /// Inserts a team row (organization bootstrap and team creation).
 async fn insert_team(c: &mut PgConnection, t: &Team) -> StoreResult<()> {
@@ -67,14 +69,11 @@ pub(super) async fn within_quota(
         .bind(org_id)
         .fetch_optional(&mut *tx)
         .await?;
-    let n: i64 = sqlx::query_scalar(count_sql)
+    let n = sqlx::query_scalar(count_sql)
         .bind(param)
         .fetch_one(&mut *tx)
         .await?;
-    if n >= limit {
-        return Err(StoreError::QuotaExceeded { quota, limit });
-    }
-    Ok(())
+    check_quota(n, quota, limit)
 }
 
 #[async_trait]
@@ -96,16 +95,7 @@ impl IdentityStore for PostgresStore {
                 .bind(user_id)
                 .fetch_all(&self.pool)
                 .await?;
-            let memberships = rows
-                .iter()
-                .map(|r| {
-                    Ok(Membership {
-                        team_id: r.try_get("team_id")?,
-                        role: decode_enum("role", r.try_get("role")?)?,
-                    })
-                })
-                .collect::<Result<_, sqlx::Error>>()?;
-            Ok(memberships)
+            Ok(rows.iter().map(membership_row).collect::<Result<_, _>>()?)
         })
         .await
     }
@@ -152,12 +142,7 @@ impl IdentityStore for PostgresStore {
                 .bind(new.org.created_at)
                 .execute(&mut *tx)
                 .await
-                .map_err(|e| {
-                    StoreError::from(e).conflict_as(&format!(
-                        "an organization named {:?} already exists",
-                        new.org.name
-                    ))
-                })?;
+                .map_err(|e| org_name_taken(e.into(), &new.org))?;
             insert_team(&mut tx, &new.default_team).await?;
             insert_user(&mut tx, &new.admin).await?;
             sqlx::query(
@@ -176,15 +161,13 @@ impl IdentityStore for PostgresStore {
 
     async fn organization(&self, org: &OrgAccess) -> StoreResult<Organization> {
         bounded(async {
-            let row = sqlx::query("SELECT id, name, created_at FROM organizations WHERE id = $1")
-                .bind(org.org_id())
-                .fetch_one(&self.pool)
-                .await?;
-            Ok(Organization {
-                id: row.try_get("id")?,
-                name: row.try_get("name")?,
-                created_at: row.try_get("created_at")?,
-            })
+            let row = sqlx::query(&format!(
+                "SELECT {ORG_COLUMNS} FROM organizations WHERE id = $1"
+            ))
+            .bind(org.org_id())
+            .fetch_one(&self.pool)
+            .await?;
+            Ok(org_row(&row)?)
         })
         .await
     }
@@ -208,21 +191,16 @@ impl IdentityStore for PostgresStore {
         new: NewTeam,
         max_teams: i64,
     ) -> StoreResult<Team> {
-        let team = Team {
-            id: new.id,
-            org_id: org.org_id().to_owned(),
-            name: new.name,
-            is_default: false,
-            created_at: new.created_at,
-        };
+        let team = new.in_org(org);
         bounded(async {
             let mut tx = self.pool.begin().await?;
+            let count = "SELECT COUNT(*) FROM teams WHERE org_id = $1";
             within_quota(
                 &mut tx,
                 &team.org_id,
-                "SELECT COUNT(*) FROM teams WHERE org_id = $1",
+                count,
                 &team.org_id,
-                "teams per organization",
+                TEAMS_QUOTA,
                 max_teams,
             )
             .await?;
@@ -249,17 +227,15 @@ impl IdentityStore for PostgresStore {
     async fn delete_team(&self, team: &TeamAccess, cascade: bool) -> StoreResult<TeamDeletion> {
         bounded(async {
             let mut tx = self.pool.begin().await?;
-            let secrets: Option<i64> =
+            let secrets =
                 sqlx::query_scalar("SELECT secret_count FROM teams WHERE id = $1 FOR UPDATE")
                     .bind(team.team_id())
                     .fetch_optional(&mut *tx)
                     .await?;
-            let Some(secrets) = secrets else {
-                return Ok(TeamDeletion::NotFound);
+            let secrets = match TeamDeletion::allowed(secrets, cascade) {
+                Ok(secrets) => secrets,
+                Err(refused) => return Ok(refused),
             };
-            if secrets > 0 && !cascade {
-                return Ok(TeamDeletion::HasSecrets(secrets));
-            }
             for sql in [
                 "DELETE FROM secrets WHERE team_id = $1",
                 "DELETE FROM team_members WHERE team_id = $1",
@@ -316,22 +292,16 @@ impl IdentityStore for PostgresStore {
         new: NewUser,
         max_users: i64,
     ) -> StoreResult<User> {
-        let user = User {
-            id: new.id,
-            org_id: org.org_id().to_owned(),
-            email: new.email,
-            name: new.name,
-            role: new.role,
-            created_at: new.created_at,
-        };
+        let user = new.in_org(org);
         bounded(async {
             let mut tx = self.pool.begin().await?;
+            let count = "SELECT COUNT(*) FROM users WHERE org_id = $1";
             within_quota(
                 &mut tx,
                 &user.org_id,
-                "SELECT COUNT(*) FROM users WHERE org_id = $1",
+                count,
                 &user.org_id,
-                "users per organization",
+                USERS_QUOTA,
                 max_users,
             )
             .await?;
@@ -385,24 +355,15 @@ impl IdentityStore for PostgresStore {
 
     async fn list_members(&self, team: &TeamAccess) -> StoreResult<Vec<(User, TeamRole)>> {
         bounded(async {
-            let rows = sqlx::query(
-                "SELECT u.id, u.org_id, u.email, u.name, u.role, u.created_at, m.role AS team_role
-                 FROM team_members m JOIN users u ON u.id = m.user_id
+            let rows = sqlx::query(&format!(
+                "SELECT {}, m.role FROM team_members m JOIN users u ON u.id = m.user_id
                  WHERE m.team_id = $1 ORDER BY u.id",
-            )
+                qualified("u", USER_COLUMNS)
+            ))
             .bind(team.team_id())
             .fetch_all(&self.pool)
             .await?;
-            let members = rows
-                .iter()
-                .map(|r| {
-                    Ok((
-                        user_row(r)?,
-                        decode_enum("team_role", r.try_get("team_role")?)?,
-                    ))
-                })
-                .collect::<Result<_, sqlx::Error>>()?;
-            Ok(members)
+            Ok(rows.iter().map(member_row).collect::<Result<_, _>>()?)
         })
         .await
     }
@@ -427,10 +388,10 @@ impl IdentityStore for PostgresStore {
             .bind(team.org_id())
             .execute(&self.pool)
             .await
-            .map_err(|e| StoreError::from(e).gone_as("team not found"))?
+            .map_err(|e| StoreError::from(e).gone_as(TEAM_GONE))?
             .rows_affected();
             if changed == 0 {
-                return Err(StoreError::NotFound("user not found".into()));
+                return Err(StoreError::NotFound(USER_GONE.into()));
             }
             Ok(())
         })

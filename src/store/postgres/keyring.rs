@@ -3,29 +3,20 @@
 use super::{bounded, PostgresStore};
 use crate::domain::time::Micros;
 use crate::domain::types::KekRecord;
+use crate::store::keyring::{kek_row, KEK_COLUMNS};
 use crate::store::{KeyringStore, StoreResult};
 use async_trait::async_trait;
-use sqlx::Row;
 
 #[async_trait]
 impl KeyringStore for PostgresStore {
     async fn keks(&self) -> StoreResult<Vec<KekRecord>> {
         bounded(async {
-            let rows =
-                sqlx::query("SELECT kek_id, check_value, created_at FROM keks ORDER BY created_at")
-                    .fetch_all(&self.pool)
-                    .await?;
-            let keks = rows
-                .iter()
-                .map(|r| {
-                    Ok(KekRecord {
-                        kek_id: r.try_get("kek_id")?,
-                        check_value: r.try_get("check_value")?,
-                        created_at: r.try_get("created_at")?,
-                    })
-                })
-                .collect::<Result<_, sqlx::Error>>()?;
-            Ok(keks)
+            let rows = sqlx::query(&format!(
+                "SELECT {KEK_COLUMNS} FROM keks ORDER BY created_at"
+            ))
+            .fetch_all(&self.pool)
+            .await?;
+            Ok(rows.iter().map(kek_row).collect::<Result<_, _>>()?)
         })
         .await
     }

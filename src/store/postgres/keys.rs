@@ -1,14 +1,16 @@
 //! The API-key aggregate on PostgreSQL.
 
 use super::identity::within_quota;
-use super::rows::{key_row, user_with, KEY_COLUMNS};
 use super::{bounded, notify_identity_changed, PostgresStore};
 use crate::domain::access::{KeyGrant, KeyRevocation, OrgAccess};
 use crate::domain::time::Micros;
 use crate::domain::types::ApiKeyRecord;
+use crate::store::keys::{
+    insert_failed, key_quota_name, key_row, listing_columns, listing_row, CREATOR_GONE, KEY_COLUMNS,
+};
 use crate::store::{to_json_list, KeyListing, KeyStore, NewApiKey, StoreError, StoreResult};
 use async_trait::async_trait;
-use sqlx::{PgConnection, Row};
+use sqlx::PgConnection;
 
 /// Inserts a key row (organization bootstrap and key creation).
 pub async fn insert_key(
@@ -35,28 +37,8 @@ pub async fn insert_key(
     .bind(name_scope)
     .execute(c)
     .await
-    .map_err(|e| {
-        StoreError::from(e)
-            .conflict_as("a live API key with this name already exists in the same scope")
-            .gone_as(if k.user_id.is_some() {
-                "user not found"
-            } else {
-                "team not found"
-            })
-    })?;
+    .map_err(|e| insert_failed(e.into(), k))?;
     Ok(())
-}
-
-fn key_listing(r: &sqlx::postgres::PgRow) -> Result<KeyListing, sqlx::Error> {
-    let owner_id: Option<String> = r.try_get("owner_id")?;
-    Ok(KeyListing {
-        key: key_row(r)?,
-        team_name: r.try_get("team_name")?,
-        owner: match owner_id {
-            Some(_) => Some(user_with(r, "owner_")?),
-            None => None,
-        },
-    })
 }
 
 #[async_trait]
@@ -98,20 +80,7 @@ impl KeyStore for PostgresStore {
         new: NewApiKey,
         max_keys: i64,
     ) -> StoreResult<ApiKeyRecord> {
-        let key = ApiKeyRecord {
-            prefix: new.prefix,
-            org_id: grant.org_id().to_owned(),
-            key_type: new.key_type,
-            name: new.name,
-            secret_hash: new.secret_hash,
-            user_id: grant.owner_id().map(str::to_owned),
-            team_id: grant.team_id().map(str::to_owned),
-            model_ids: new.model_ids,
-            secret_names: new.secret_names,
-            created_by: new.created_by,
-            created_at: new.created_at,
-            last_used_at: None,
-        };
+        let key = new.record(grant);
         bounded(async {
             let mut tx = self.pool.begin().await?;
             // Lock the creator's row, so a deletion of that user waits for
@@ -123,18 +92,19 @@ impl KeyStore for PostgresStore {
                     .fetch_optional(&mut *tx)
                     .await?;
                 if found.is_none() {
-                    return Err(StoreError::NotFound(
-                        "the user creating this key no longer exists".into(),
-                    ));
+                    return Err(StoreError::NotFound(CREATOR_GONE.into()));
                 }
             }
-            let scope = grant.name_scope();
+            let (scope, count) = (
+                grant.name_scope(),
+                "SELECT COUNT(*) FROM api_keys WHERE name_scope = $1",
+            );
             within_quota(
                 &mut tx,
                 &key.org_id,
-                "SELECT COUNT(*) FROM api_keys WHERE name_scope = $1",
+                count,
                 scope,
-                crate::store::key_quota_name(scope),
+                key_quota_name(scope),
                 max_keys,
             )
             .await?;
@@ -147,21 +117,17 @@ impl KeyStore for PostgresStore {
 
     async fn list_api_keys(&self, org: &OrgAccess) -> StoreResult<Vec<KeyListing>> {
         bounded(async {
-            let rows = sqlx::query(
-                "SELECT k.prefix, k.org_id, k.key_type, k.name, k.secret_hash, k.user_id, k.team_id,
-                        k.model_ids, k.created_by, k.created_at, k.last_used_at, k.secret_names,
-                        t.name AS team_name,
-                        u.id AS owner_id, u.org_id AS owner_org_id, u.email AS owner_email,
-                        u.name AS owner_name, u.role AS owner_role, u.created_at AS owner_created_at
-                 FROM api_keys k
+            let rows = sqlx::query(&format!(
+                "SELECT {} FROM api_keys k
                  LEFT JOIN teams t ON t.id = k.team_id
                  LEFT JOIN users u ON u.id = k.user_id
                  WHERE k.org_id = $1 ORDER BY k.created_at, k.prefix",
-            )
+                listing_columns()
+            ))
             .bind(org.org_id())
             .fetch_all(&self.pool)
             .await?;
-            Ok(rows.iter().map(key_listing).collect::<Result<_, _>>()?)
+            Ok(rows.iter().map(listing_row).collect::<Result<_, _>>()?)
         })
         .await
     }

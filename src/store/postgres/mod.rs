@@ -12,7 +12,6 @@ mod keyring;
 mod keys;
 mod listener;
 mod migrations;
-mod rows;
 mod secrets;
 
 use super::{EventSink, Store, StoreError, StoreResult};

@@ -2,20 +2,22 @@
 //! memberships. Writes run on the writer thread, reads on a reader.
 
 use super::keys::insert_key;
-use super::rows::{team_row, user_at, user_row, TEAM_COLUMNS, USER_COLUMNS};
 use super::{within_quota, SqliteStore};
 use crate::domain::access::{OrgAccess, TeamAccess};
 use crate::domain::names::email_key;
 use crate::domain::types::{Membership, Organization, Team, TeamRole, User};
+use crate::store::identity::{
+    member_row, membership_row, org_name_taken, org_row, team_row, user_row, EMAIL_TAKEN,
+    ORG_COLUMNS, TEAMS_QUOTA, TEAM_COLUMNS, TEAM_GONE, TEAM_NAME_TAKEN, USERS_QUOTA, USER_COLUMNS,
+    USER_GONE,
+};
+use crate::store::row::qualified;
 use crate::store::{
     IdentityStore, NewOrganization, NewTeam, NewUser, StoreError, StoreResult, TeamDeletion,
     UserQuery,
 };
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
-
-const TEAM_NAME_TAKEN: &str = "the organization already has a team with this name";
-const EMAIL_TAKEN: &str = "a user with this email already exists";
 
 /// Inserts a team row (organization bootstrap and team creation).
 fn insert_team(c: &Connection, t: &Team) -> StoreResult<()> {
@@ -61,7 +63,7 @@ impl IdentityStore for SqliteStore {
             .read(|c| {
                 Ok(
                     c.prepare_cached(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"))?
-                        .query_row([user_id], user_row)
+                        .query_row([user_id], |r| user_row(r))
                         .optional()?,
                 )
             })
@@ -73,13 +75,7 @@ impl IdentityStore for SqliteStore {
             .read(|c| {
                 let mut st =
                     c.prepare_cached("SELECT team_id, role FROM team_members WHERE user_id = ?1")?;
-                let rows = st.query_map([user_id], |r| {
-                    let role: String = r.get(1)?;
-                    Ok(Membership {
-                        team_id: r.get(0)?,
-                        role: role.parse().map_err(|_| super::error::bad_enum(1, &role))?,
-                    })
-                })?;
+                let rows = st.query_map([user_id], |r| membership_row(r))?;
                 Ok(rows.collect::<Result<_, _>>()?)
             })
             .await
@@ -90,7 +86,7 @@ impl IdentityStore for SqliteStore {
             .read(|c| {
                 Ok(
                     c.prepare_cached(&format!("SELECT {TEAM_COLUMNS} FROM teams WHERE id = ?1"))?
-                        .query_row([team_id], team_row)
+                        .query_row([team_id], |r| team_row(r))
                         .optional()?,
                 )
             })
@@ -103,7 +99,7 @@ impl IdentityStore for SqliteStore {
                 Ok(c.prepare_cached(&format!(
                     "SELECT {TEAM_COLUMNS} FROM teams WHERE org_id = ?1 AND is_default = 1"
                 ))?
-                .query_row([org_id], team_row)?)
+                .query_row([org_id], |r| team_row(r))?)
             })
             .await
     }
@@ -121,12 +117,7 @@ impl IdentityStore for SqliteStore {
                     "INSERT INTO organizations (id, name, created_at) VALUES (?1, ?2, ?3)",
                     params![new.org.id, new.org.name, new.org.created_at],
                 )
-                .map_err(|e| {
-                    StoreError::from(e).conflict_as(&format!(
-                        "an organization named {:?} already exists",
-                        new.org.name
-                    ))
-                })?;
+                .map_err(|e| org_name_taken(e.into(), &new.org))?;
                 insert_team(c, &new.default_team)?;
                 insert_user(c, &new.admin)?;
                 set_member(c, &new.default_team.id, &new.admin.id, TeamRole::Admin)?;
@@ -138,16 +129,10 @@ impl IdentityStore for SqliteStore {
     async fn organization(&self, org: &OrgAccess) -> StoreResult<Organization> {
         self.readers
             .read(|c| {
-                Ok(c.prepare_cached(
-                    "SELECT id, name, created_at FROM organizations WHERE id = ?1",
-                )?
-                .query_row([org.org_id()], |r| {
-                    Ok(Organization {
-                        id: r.get(0)?,
-                        name: r.get(1)?,
-                        created_at: r.get(2)?,
-                    })
-                })?)
+                Ok(c.prepare_cached(&format!(
+                    "SELECT {ORG_COLUMNS} FROM organizations WHERE id = ?1"
+                ))?
+                .query_row([org.org_id()], |r| org_row(r))?)
             })
             .await
     }
@@ -158,7 +143,7 @@ impl IdentityStore for SqliteStore {
                 let mut st = c.prepare_cached(&format!(
                     "SELECT {TEAM_COLUMNS} FROM teams WHERE org_id = ?1 ORDER BY is_default DESC, name"
                 ))?;
-                let rows = st.query_map([org.org_id()], team_row)?;
+                let rows = st.query_map([org.org_id()], |r| team_row(r))?;
                 Ok(rows.collect::<Result<_, _>>()?)
             })
             .await
@@ -170,22 +155,11 @@ impl IdentityStore for SqliteStore {
         new: NewTeam,
         max_teams: i64,
     ) -> StoreResult<Team> {
-        let team = Team {
-            id: new.id,
-            org_id: org.org_id().to_owned(),
-            name: new.name,
-            is_default: false,
-            created_at: new.created_at,
-        };
+        let team = new.in_org(org);
         self.writer
             .write(move |c| {
-                within_quota(
-                    c,
-                    "SELECT COUNT(*) FROM teams WHERE org_id = ?1",
-                    &team.org_id,
-                    "teams per organization",
-                    max_teams,
-                )?;
+                let count = "SELECT COUNT(*) FROM teams WHERE org_id = ?1";
+                within_quota(c, count, &team.org_id, TEAMS_QUOTA, max_teams)?;
                 insert_team(c, &team)?;
                 Ok(team)
             })
@@ -208,17 +182,15 @@ impl IdentityStore for SqliteStore {
         let id = team.team_id().to_owned();
         self.writer
             .write(move |c| {
-                let secrets: Option<i64> = c
+                let secrets = c
                     .query_row("SELECT secret_count FROM teams WHERE id = ?1", [&id], |r| {
                         r.get(0)
                     })
                     .optional()?;
-                let Some(secrets) = secrets else {
-                    return Ok(TeamDeletion::NotFound);
+                let secrets = match TeamDeletion::allowed(secrets, cascade) {
+                    Ok(secrets) => secrets,
+                    Err(refused) => return Ok(refused),
                 };
-                if secrets > 0 && !cascade {
-                    return Ok(TeamDeletion::HasSecrets(secrets));
-                }
                 for sql in [
                     "DELETE FROM secrets WHERE team_id = ?1",
                     "DELETE FROM team_members WHERE team_id = ?1",
@@ -242,7 +214,7 @@ impl IdentityStore for SqliteStore {
                 ))?;
                 let rows = st.query_map(
                     params![org.org_id(), q.after, q.email_key, q.limit as i64],
-                    user_row,
+                    |r| user_row(r),
                 )?;
                 Ok(rows.collect::<Result<_, _>>()?)
             })
@@ -255,7 +227,7 @@ impl IdentityStore for SqliteStore {
                 Ok(c.prepare_cached(&format!(
                     "SELECT {USER_COLUMNS} FROM users WHERE id = ?1 AND org_id = ?2"
                 ))?
-                .query_row([user_id, org.org_id()], user_row)
+                .query_row([user_id, org.org_id()], |r| user_row(r))
                 .optional()?)
             })
             .await
@@ -267,23 +239,11 @@ impl IdentityStore for SqliteStore {
         new: NewUser,
         max_users: i64,
     ) -> StoreResult<User> {
-        let user = User {
-            id: new.id,
-            org_id: org.org_id().to_owned(),
-            email: new.email,
-            name: new.name,
-            role: new.role,
-            created_at: new.created_at,
-        };
+        let user = new.in_org(org);
         self.writer
             .write(move |c| {
-                within_quota(
-                    c,
-                    "SELECT COUNT(*) FROM users WHERE org_id = ?1",
-                    &user.org_id,
-                    "users per organization",
-                    max_users,
-                )?;
+                let count = "SELECT COUNT(*) FROM users WHERE org_id = ?1";
+                within_quota(c, count, &user.org_id, USERS_QUOTA, max_users)?;
                 insert_user(c, &user)?;
                 let default_team: String = c.query_row(
                     "SELECT id FROM teams WHERE org_id = ?1 AND is_default = 1",
@@ -327,18 +287,12 @@ impl IdentityStore for SqliteStore {
     async fn list_members(&self, team: &TeamAccess) -> StoreResult<Vec<(User, TeamRole)>> {
         self.readers
             .read(|c| {
-                let mut st = c.prepare_cached(
-                    "SELECT u.id, u.org_id, u.email, u.name, u.role, u.created_at, m.role
-                     FROM team_members m JOIN users u ON u.id = m.user_id
+                let mut st = c.prepare_cached(&format!(
+                    "SELECT {}, m.role FROM team_members m JOIN users u ON u.id = m.user_id
                      WHERE m.team_id = ?1 ORDER BY u.id",
-                )?;
-                let rows = st.query_map([team.team_id()], |r| {
-                    let role: String = r.get(6)?;
-                    Ok((
-                        user_at(r, 0)?,
-                        role.parse().map_err(|_| super::error::bad_enum(6, &role))?,
-                    ))
-                })?;
+                    qualified("u", USER_COLUMNS)
+                ))?;
+                let rows = st.query_map([team.team_id()], |r| member_row(r))?;
                 Ok(rows.collect::<Result<_, _>>()?)
             })
             .await
@@ -366,9 +320,9 @@ impl IdentityStore for SqliteStore {
                          ON CONFLICT (team_id, user_id) DO UPDATE SET role = excluded.role",
                     )?
                     .execute(params![team_id, user_id, role.as_str(), org_id])
-                    .map_err(|e| StoreError::from(e).gone_as("team not found"))?;
+                    .map_err(|e| StoreError::from(e).gone_as(TEAM_GONE))?;
                 if changed == 0 {
-                    return Err(StoreError::NotFound("user not found".into()));
+                    return Err(StoreError::NotFound(USER_GONE.into()));
                 }
                 Ok(())
             })

@@ -3,6 +3,7 @@
 use super::SqliteStore;
 use crate::domain::time::Micros;
 use crate::domain::types::KekRecord;
+use crate::store::keyring::{kek_row, KEK_COLUMNS};
 use crate::store::{KeyringStore, StoreResult};
 use async_trait::async_trait;
 use rusqlite::{params, OptionalExtension};
@@ -12,16 +13,10 @@ impl KeyringStore for SqliteStore {
     async fn keks(&self) -> StoreResult<Vec<KekRecord>> {
         self.readers
             .read(|c| {
-                let mut st = c.prepare_cached(
-                    "SELECT kek_id, check_value, created_at FROM keks ORDER BY created_at",
-                )?;
-                let rows = st.query_map([], |r| {
-                    Ok(KekRecord {
-                        kek_id: r.get(0)?,
-                        check_value: r.get(1)?,
-                        created_at: r.get(2)?,
-                    })
-                })?;
+                let mut st = c.prepare_cached(&format!(
+                    "SELECT {KEK_COLUMNS} FROM keks ORDER BY created_at"
+                ))?;
+                let rows = st.query_map([], |r| kek_row(r))?;
                 Ok(rows.collect::<Result<_, _>>()?)
             })
             .await

@@ -9,7 +9,6 @@ mod keyring;
 mod keys;
 mod migrations;
 mod readers;
-mod rows;
 mod secrets;
 mod writer;
 
@@ -52,13 +51,10 @@ fn within_quota(
     quota: &'static str,
     limit: i64,
 ) -> StoreResult<()> {
-    let n: i64 = c
+    let n = c
         .prepare_cached(count_sql)?
         .query_row([param], |r| r.get(0))?;
-    if n >= limit {
-        return Err(StoreError::QuotaExceeded { quota, limit });
-    }
-    Ok(())
+    super::identity::check_quota(n, quota, limit)
 }
 
 /// Settings of every connection. `secure_delete` makes SQLite overwrite

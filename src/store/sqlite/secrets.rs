@@ -2,40 +2,17 @@
 //! can be (a failing statement changes nothing, so it needs no savepoint);
 //! every change to a team's secrets moves its revision in the same batch.
 
-use super::rows::{listed_row, team_row, TEAM_COLUMNS};
 use super::writer::in_savepoint;
 use super::SqliteStore;
 use crate::domain::access::{AllTeamsAccess, DeliveryAccess, OrgAccess, TeamAccess};
-use crate::domain::types::{ListedSecret, SecretRecord, Team};
+use crate::domain::types::{ListedSecret, Team};
+use crate::store::identity::{team_row, TEAM_COLUMNS, TEAM_GONE};
+use crate::store::secrets::{listed_row, stored_row, SECRETS_QUOTA, STORED_COLUMNS};
 use crate::store::{
     SealedWrite, SecretStore, SecretWrite, Snapshot, StoreError, StoreResult, StoredSecret,
 };
 use async_trait::async_trait;
-use rusqlite::{params, Connection, OptionalExtension, Row};
-
-const GONE: &str = "team not found";
-
-/// The secret as stored, with its team's name from the grant.
-fn stored_row(team: &TeamAccess, r: &Row<'_>) -> rusqlite::Result<StoredSecret> {
-    Ok(StoredSecret {
-        record: SecretRecord {
-            id: r.get(0)?,
-            org_id: team.org_id().to_owned(),
-            team_id: team.team_id().to_owned(),
-            team_name: team.team_name().to_owned(),
-            name: r.get(1)?,
-            canonical_name: r.get(2)?,
-            created_at: r.get(3)?,
-            updated_at: r.get(4)?,
-            version: r.get(5)?,
-        },
-        version_id: r.get(6)?,
-        ciphertext: r.get(7)?,
-    })
-}
-
-const STORED_COLUMNS: &str =
-    "id, name, canonical_name, created_at, updated_at, version, version_id, ciphertext";
+use rusqlite::{params, Connection, OptionalExtension};
 
 /// Updates the secret the write expects; `None` when it is not there.
 fn update(
@@ -92,7 +69,7 @@ fn insert(
                 w.kek_id,
                 w.ciphertext
             ])
-            .map_err(|e| StoreError::from(e).gone_as(GONE))?;
+            .map_err(|e| StoreError::from(e).gone_as(TEAM_GONE))?;
         if inserted == 0 {
             return Ok(None);
         }
@@ -103,7 +80,7 @@ fn insert(
             .execute(params![team_id, max])?;
         if counted == 0 {
             return Err(StoreError::QuotaExceeded {
-                quota: "secrets per team",
+                quota: SECRETS_QUOTA,
                 limit: max,
             });
         }
@@ -142,17 +119,7 @@ impl SecretStore for SqliteStore {
                     insert(c, org_id, team_id, &write, max_secrets)?
                 };
                 let (name, created_at, version) = done.ok_or(StoreError::Stale)?;
-                Ok(SecretRecord {
-                    id: write.secret_id,
-                    org_id: org_id.to_owned(),
-                    team_id: team_id.to_owned(),
-                    team_name: access.team_name().to_owned(),
-                    name,
-                    canonical_name: write.canonical_name,
-                    created_at,
-                    updated_at: write.now,
-                    version,
-                })
+                Ok(write.record(&access, name, created_at, version))
             })
             .await?;
         Ok(SecretWrite { record, revision })
@@ -255,8 +222,8 @@ impl SecretStore for SqliteStore {
                      WHERE s.org_id = ?1 AND (s.team_id, s.canonical_name) > (?2, ?3)
                      ORDER BY s.team_id, s.canonical_name LIMIT ?4",
                 )?;
-                let rows =
-                    st.query_map(params![org_id, after_team, after_name, limit as i64], listed_row)?;
+                let params = params![org_id, after_team, after_name, limit as i64];
+                let rows = st.query_map(params, |r| listed_row(r))?;
                 Ok(rows.collect::<Result<_, _>>()?)
             })
             .await
@@ -268,7 +235,7 @@ impl SecretStore for SqliteStore {
                 let mut st = c.prepare_cached(&format!(
                     "SELECT {TEAM_COLUMNS} FROM teams WHERE org_id = ?1 AND secret_count > 0 ORDER BY id"
                 ))?;
-                let rows = st.query_map([org.org_id()], team_row)?;
+                let rows = st.query_map([org.org_id()], |r| team_row(r))?;
                 Ok(rows.collect::<Result<_, _>>()?)
             })
             .await
@@ -280,7 +247,7 @@ impl SecretStore for SqliteStore {
                 c.prepare_cached("SELECT revision FROM teams WHERE id = ?1")?
                     .query_row([team.team_id()], |r| r.get(0))
                     .optional()?
-                    .ok_or_else(|| StoreError::NotFound(GONE.into()))
+                    .ok_or_else(|| StoreError::NotFound(TEAM_GONE.into()))
             })
             .await
     }
@@ -296,7 +263,7 @@ impl SecretStore for SqliteStore {
                     .prepare_cached("SELECT revision FROM teams WHERE id = ?1")?
                     .query_row([team.team_id()], |r| r.get(0))
                     .optional()?
-                    .ok_or_else(|| StoreError::NotFound(GONE.into()))?;
+                    .ok_or_else(|| StoreError::NotFound(TEAM_GONE.into()))?;
                 let secrets = {
                     let mut st = tx.prepare_cached(&format!(
                         "SELECT {STORED_COLUMNS} FROM secrets WHERE team_id = ?1 ORDER BY canonical_name"
