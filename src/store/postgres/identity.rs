@@ -79,49 +79,26 @@ pub(super) async fn within_quota(
 #[async_trait]
 impl IdentityStore for PostgresStore {
     async fn principal_user(&self, user_id: &str) -> StoreResult<Option<User>> {
-        bounded(async {
-            let row = sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"))
-                .bind(user_id)
-                .fetch_optional(&self.pool)
-                .await?;
-            Ok(row.as_ref().map(user_row).transpose()?)
-        })
-        .await
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
+        self.optional(sqlx::query(&sql).bind(user_id), user_row)
+            .await
     }
 
     async fn memberships(&self, user_id: &str) -> StoreResult<Vec<Membership>> {
-        bounded(async {
-            let rows = sqlx::query("SELECT team_id, role FROM team_members WHERE user_id = $1")
-                .bind(user_id)
-                .fetch_all(&self.pool)
-                .await?;
-            Ok(rows.iter().map(membership_row).collect::<Result<_, _>>()?)
-        })
-        .await
+        let sql = "SELECT team_id, role FROM team_members WHERE user_id = $1";
+        self.all(sqlx::query(sql).bind(user_id), membership_row)
+            .await
     }
 
     async fn find_team(&self, team_id: &str) -> StoreResult<Option<Team>> {
-        bounded(async {
-            let row = sqlx::query(&format!("SELECT {TEAM_COLUMNS} FROM teams WHERE id = $1"))
-                .bind(team_id)
-                .fetch_optional(&self.pool)
-                .await?;
-            Ok(row.as_ref().map(team_row).transpose()?)
-        })
-        .await
+        let sql = format!("SELECT {TEAM_COLUMNS} FROM teams WHERE id = $1");
+        self.optional(sqlx::query(&sql).bind(team_id), team_row)
+            .await
     }
 
     async fn default_team(&self, org_id: &str) -> StoreResult<Team> {
-        bounded(async {
-            let row = sqlx::query(&format!(
-                "SELECT {TEAM_COLUMNS} FROM teams WHERE org_id = $1 AND is_default"
-            ))
-            .bind(org_id)
-            .fetch_one(&self.pool)
-            .await?;
-            Ok(team_row(&row)?)
-        })
-        .await
+        let sql = format!("SELECT {TEAM_COLUMNS} FROM teams WHERE org_id = $1 AND is_default");
+        self.one(sqlx::query(&sql).bind(org_id), team_row).await
     }
 
     async fn organization_count(&self) -> StoreResult<i64> {
@@ -160,29 +137,17 @@ impl IdentityStore for PostgresStore {
     }
 
     async fn organization(&self, org: &OrgAccess) -> StoreResult<Organization> {
-        bounded(async {
-            let row = sqlx::query(&format!(
-                "SELECT {ORG_COLUMNS} FROM organizations WHERE id = $1"
-            ))
-            .bind(org.org_id())
-            .fetch_one(&self.pool)
-            .await?;
-            Ok(org_row(&row)?)
-        })
-        .await
+        let sql = format!("SELECT {ORG_COLUMNS} FROM organizations WHERE id = $1");
+        self.one(sqlx::query(&sql).bind(org.org_id()), org_row)
+            .await
     }
 
     async fn list_teams(&self, org: &OrgAccess) -> StoreResult<Vec<Team>> {
-        bounded(async {
-            let rows = sqlx::query(&format!(
-                "SELECT {TEAM_COLUMNS} FROM teams WHERE org_id = $1 ORDER BY is_default DESC, name"
-            ))
-            .bind(org.org_id())
-            .fetch_all(&self.pool)
-            .await?;
-            Ok(rows.iter().map(team_row).collect::<Result<_, _>>()?)
-        })
-        .await
+        let sql = format!(
+            "SELECT {TEAM_COLUMNS} FROM teams WHERE org_id = $1 ORDER BY is_default DESC, name"
+        );
+        self.all(sqlx::query(&sql).bind(org.org_id()), team_row)
+            .await
     }
 
     async fn create_team(
@@ -194,16 +159,8 @@ impl IdentityStore for PostgresStore {
         let team = new.in_org(org);
         bounded(async {
             let mut tx = self.pool.begin().await?;
-            let count = "SELECT COUNT(*) FROM teams WHERE org_id = $1";
-            within_quota(
-                &mut tx,
-                &team.org_id,
-                count,
-                &team.org_id,
-                TEAMS_QUOTA,
-                max_teams,
-            )
-            .await?;
+            let (org, count) = (&team.org_id, "SELECT COUNT(*) FROM teams WHERE org_id = $1");
+            within_quota(&mut tx, org, count, org, TEAMS_QUOTA, max_teams).await?;
             insert_team(&mut tx, &team).await?;
             tx.commit().await?;
             Ok(team)
@@ -212,16 +169,12 @@ impl IdentityStore for PostgresStore {
     }
 
     async fn rename_team(&self, team: &TeamAccess, name: &str) -> StoreResult<()> {
-        bounded(async {
-            sqlx::query("UPDATE teams SET name = $2 WHERE id = $1")
-                .bind(team.team_id())
-                .bind(name)
-                .execute(&self.pool)
-                .await
-                .map_err(|e| StoreError::from(e).conflict_as(TEAM_NAME_TAKEN))?;
-            Ok(())
-        })
-        .await
+        let query = sqlx::query("UPDATE teams SET name = $2 WHERE id = $1");
+        let query = query.bind(team.team_id()).bind(name);
+        self.execute(query)
+            .await
+            .map_err(|e| e.conflict_as(TEAM_NAME_TAKEN))?;
+        Ok(())
     }
 
     async fn delete_team(&self, team: &TeamAccess, cascade: bool) -> StoreResult<TeamDeletion> {
@@ -255,35 +208,20 @@ impl IdentityStore for PostgresStore {
     }
 
     async fn list_users(&self, org: &OrgAccess, q: UserQuery) -> StoreResult<Vec<User>> {
-        bounded(async {
-            let rows = sqlx::query(&format!(
-                "SELECT {USER_COLUMNS} FROM users
-                 WHERE org_id = $1 AND ($2::text IS NULL OR id > $2) AND ($3::text IS NULL OR email_key = $3)
-                 ORDER BY id LIMIT $4"
-            ))
-            .bind(org.org_id())
-            .bind(&q.after)
-            .bind(&q.email_key)
-            .bind(q.limit as i64)
-            .fetch_all(&self.pool)
-            .await?;
-            Ok(rows.iter().map(user_row).collect::<Result<_, _>>()?)
-        })
-        .await
+        let sql = format!(
+            "SELECT {USER_COLUMNS} FROM users
+             WHERE org_id = $1 AND ($2::text IS NULL OR id > $2) AND ($3::text IS NULL OR email_key = $3)
+             ORDER BY id LIMIT $4"
+        );
+        let query = sqlx::query(&sql).bind(org.org_id()).bind(q.after);
+        let query = query.bind(q.email_key).bind(q.limit as i64);
+        self.all(query, user_row).await
     }
 
     async fn find_user(&self, org: &OrgAccess, user_id: &str) -> StoreResult<Option<User>> {
-        bounded(async {
-            let row = sqlx::query(&format!(
-                "SELECT {USER_COLUMNS} FROM users WHERE id = $1 AND org_id = $2"
-            ))
-            .bind(user_id)
-            .bind(org.org_id())
-            .fetch_optional(&self.pool)
-            .await?;
-            Ok(row.as_ref().map(user_row).transpose()?)
-        })
-        .await
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1 AND org_id = $2");
+        let query = sqlx::query(&sql).bind(user_id).bind(org.org_id());
+        self.optional(query, user_row).await
     }
 
     async fn create_user(
@@ -295,16 +233,8 @@ impl IdentityStore for PostgresStore {
         let user = new.in_org(org);
         bounded(async {
             let mut tx = self.pool.begin().await?;
-            let count = "SELECT COUNT(*) FROM users WHERE org_id = $1";
-            within_quota(
-                &mut tx,
-                &user.org_id,
-                count,
-                &user.org_id,
-                USERS_QUOTA,
-                max_users,
-            )
-            .await?;
+            let (org, count) = (&user.org_id, "SELECT COUNT(*) FROM users WHERE org_id = $1");
+            within_quota(&mut tx, org, count, org, USERS_QUOTA, max_users).await?;
             insert_user(&mut tx, &user).await?;
             sqlx::query(
                 "INSERT INTO team_members (team_id, user_id, role)
@@ -354,18 +284,13 @@ impl IdentityStore for PostgresStore {
     }
 
     async fn list_members(&self, team: &TeamAccess) -> StoreResult<Vec<(User, TeamRole)>> {
-        bounded(async {
-            let rows = sqlx::query(&format!(
-                "SELECT {}, m.role FROM team_members m JOIN users u ON u.id = m.user_id
-                 WHERE m.team_id = $1 ORDER BY u.id",
-                qualified("u", USER_COLUMNS)
-            ))
-            .bind(team.team_id())
-            .fetch_all(&self.pool)
-            .await?;
-            Ok(rows.iter().map(member_row).collect::<Result<_, _>>()?)
-        })
-        .await
+        let sql = format!(
+            "SELECT {}, m.role FROM team_members m JOIN users u ON u.id = m.user_id
+             WHERE m.team_id = $1 ORDER BY u.id",
+            qualified("u", USER_COLUMNS)
+        );
+        self.all(sqlx::query(&sql).bind(team.team_id()), member_row)
+            .await
     }
 
     async fn set_member(
@@ -374,42 +299,28 @@ impl IdentityStore for PostgresStore {
         user_id: &str,
         role: TeamRole,
     ) -> StoreResult<()> {
-        bounded(async {
-            // Only a user of the team's organization: otherwise nothing is
-            // inserted and the user is not found.
-            let changed = sqlx::query(
-                "INSERT INTO team_members (team_id, user_id, role)
-                 SELECT $1, id, $3 FROM users WHERE id = $2 AND org_id = $4
-                 ON CONFLICT (team_id, user_id) DO UPDATE SET role = EXCLUDED.role",
-            )
-            .bind(team.team_id())
-            .bind(user_id)
-            .bind(role.as_str())
-            .bind(team.org_id())
-            .execute(&self.pool)
-            .await
-            .map_err(|e| StoreError::from(e).gone_as(TEAM_GONE))?
-            .rows_affected();
-            if changed == 0 {
-                return Err(StoreError::NotFound(USER_GONE.into()));
-            }
-            Ok(())
-        })
-        .await
+        // Only a user of the team's organization: otherwise nothing is
+        // inserted and the user is not found.
+        let query = sqlx::query(
+            "INSERT INTO team_members (team_id, user_id, role)
+             SELECT $1, id, $3 FROM users WHERE id = $2 AND org_id = $4
+             ON CONFLICT (team_id, user_id) DO UPDATE SET role = EXCLUDED.role",
+        );
+        let query = query.bind(team.team_id()).bind(user_id);
+        let changed = self
+            .execute(query.bind(role.as_str()).bind(team.org_id()))
+            .await;
+        if changed.map_err(|e| e.gone_as(TEAM_GONE))? == 0 {
+            return Err(StoreError::NotFound(USER_GONE.into()));
+        }
+        Ok(())
     }
 
     async fn remove_member(&self, team: &TeamAccess, user_id: &str) -> StoreResult<bool> {
-        bounded(async {
-            Ok(
-                sqlx::query("DELETE FROM team_members WHERE team_id = $1 AND user_id = $2")
-                    .bind(team.team_id())
-                    .bind(user_id)
-                    .execute(&self.pool)
-                    .await?
-                    .rows_affected()
-                    > 0,
-            )
-        })
-        .await
+        let query = sqlx::query("DELETE FROM team_members WHERE team_id = $1 AND user_id = $2");
+        Ok(self
+            .execute(query.bind(team.team_id()).bind(user_id))
+            .await?
+            > 0)
     }
 }

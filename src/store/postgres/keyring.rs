@@ -10,33 +10,20 @@ use async_trait::async_trait;
 #[async_trait]
 impl KeyringStore for PostgresStore {
     async fn keks(&self) -> StoreResult<Vec<KekRecord>> {
-        bounded(async {
-            let rows = sqlx::query(&format!(
-                "SELECT {KEK_COLUMNS} FROM keks ORDER BY created_at"
-            ))
-            .fetch_all(&self.pool)
-            .await?;
-            Ok(rows.iter().map(kek_row).collect::<Result<_, _>>()?)
-        })
-        .await
+        let sql = format!("SELECT {KEK_COLUMNS} FROM keks ORDER BY created_at");
+        self.all(sqlx::query(&sql), kek_row).await
     }
 
     async fn record_first_kek(&self, kek: KekRecord) -> StoreResult<()> {
         // Nodes starting together on a new database all try to record their
         // master key; the unique slot lets exactly one row stand.
-        bounded(async {
-            sqlx::query(
-                "INSERT INTO keks (kek_id, check_value, created_at, primary_slot) VALUES ($1, $2, $3, 1)
-                 ON CONFLICT DO NOTHING",
-            )
-            .bind(kek.kek_id)
-            .bind(kek.check_value)
-            .bind(kek.created_at)
-            .execute(&self.pool)
-            .await?;
-            Ok(())
-        })
-        .await
+        let query = sqlx::query(
+            "INSERT INTO keks (kek_id, check_value, created_at, primary_slot)
+             VALUES ($1, $2, $3, 1) ON CONFLICT DO NOTHING",
+        );
+        let query = query.bind(kek.kek_id).bind(kek.check_value);
+        self.execute(query.bind(kek.created_at)).await?;
+        Ok(())
     }
 
     async fn wrapped_key(&self, purpose: &str) -> StoreResult<Option<(String, Vec<u8>)>> {
@@ -58,19 +45,12 @@ impl KeyringStore for PostgresStore {
         wrapped: Vec<u8>,
         now: Micros,
     ) -> StoreResult<()> {
-        bounded(async {
-            sqlx::query(
-                "INSERT INTO wrapped_keys (purpose, kek_id, wrapped, created_at) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT DO NOTHING",
-            )
-            .bind(purpose)
-            .bind(kek_id)
-            .bind(wrapped)
-            .bind(now)
-            .execute(&self.pool)
-            .await?;
-            Ok(())
-        })
-        .await
+        let query = sqlx::query(
+            "INSERT INTO wrapped_keys (purpose, kek_id, wrapped, created_at)
+             VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+        );
+        let query = query.bind(purpose).bind(kek_id).bind(wrapped).bind(now);
+        self.execute(query).await?;
+        Ok(())
     }
 }

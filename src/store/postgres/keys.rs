@@ -44,16 +44,8 @@ pub async fn insert_key(
 #[async_trait]
 impl KeyStore for PostgresStore {
     async fn find_api_key(&self, prefix: &str) -> StoreResult<Option<ApiKeyRecord>> {
-        bounded(async {
-            let row = sqlx::query(&format!(
-                "SELECT {KEY_COLUMNS} FROM api_keys WHERE prefix = $1"
-            ))
-            .bind(prefix)
-            .fetch_optional(&self.pool)
-            .await?;
-            Ok(row.as_ref().map(key_row).transpose()?)
-        })
-        .await
+        let sql = format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE prefix = $1");
+        self.optional(sqlx::query(&sql).bind(prefix), key_row).await
     }
 
     async fn org_api_key(
@@ -61,17 +53,9 @@ impl KeyStore for PostgresStore {
         org: &OrgAccess,
         prefix: &str,
     ) -> StoreResult<Option<ApiKeyRecord>> {
-        bounded(async {
-            let row = sqlx::query(&format!(
-                "SELECT {KEY_COLUMNS} FROM api_keys WHERE prefix = $1 AND org_id = $2"
-            ))
-            .bind(prefix)
-            .bind(org.org_id())
-            .fetch_optional(&self.pool)
-            .await?;
-            Ok(row.as_ref().map(key_row).transpose()?)
-        })
-        .await
+        let sql = format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE prefix = $1 AND org_id = $2");
+        let query = sqlx::query(&sql).bind(prefix).bind(org.org_id());
+        self.optional(query, key_row).await
     }
 
     async fn insert_api_key(
@@ -99,15 +83,8 @@ impl KeyStore for PostgresStore {
                 grant.name_scope(),
                 "SELECT COUNT(*) FROM api_keys WHERE name_scope = $1",
             );
-            within_quota(
-                &mut tx,
-                &key.org_id,
-                count,
-                scope,
-                key_quota_name(scope),
-                max_keys,
-            )
-            .await?;
+            let quota = key_quota_name(scope);
+            within_quota(&mut tx, &key.org_id, count, scope, quota, max_keys).await?;
             insert_key(&mut tx, &key, scope).await?;
             tx.commit().await?;
             Ok(key)
@@ -116,20 +93,15 @@ impl KeyStore for PostgresStore {
     }
 
     async fn list_api_keys(&self, org: &OrgAccess) -> StoreResult<Vec<KeyListing>> {
-        bounded(async {
-            let rows = sqlx::query(&format!(
-                "SELECT {} FROM api_keys k
-                 LEFT JOIN teams t ON t.id = k.team_id
-                 LEFT JOIN users u ON u.id = k.user_id
-                 WHERE k.org_id = $1 ORDER BY k.created_at, k.prefix",
-                listing_columns()
-            ))
-            .bind(org.org_id())
-            .fetch_all(&self.pool)
-            .await?;
-            Ok(rows.iter().map(listing_row).collect::<Result<_, _>>()?)
-        })
-        .await
+        let sql = format!(
+            "SELECT {} FROM api_keys k
+             LEFT JOIN teams t ON t.id = k.team_id
+             LEFT JOIN users u ON u.id = k.user_id
+             WHERE k.org_id = $1 ORDER BY k.created_at, k.prefix",
+            listing_columns()
+        );
+        self.all(sqlx::query(&sql).bind(org.org_id()), listing_row)
+            .await
     }
 
     async fn delete_api_key(&self, grant: &KeyRevocation) -> StoreResult<bool> {
@@ -154,18 +126,12 @@ impl KeyStore for PostgresStore {
 
     async fn touch_api_keys(&self, uses: Vec<(String, Micros)>) -> StoreResult<()> {
         let (prefixes, times): (Vec<String>, Vec<i64>) = uses.into_iter().unzip();
-        bounded(async {
-            sqlx::query(
-                "UPDATE api_keys AS k SET last_used_at = GREATEST(COALESCE(k.last_used_at, 0), u.at)
-                 FROM (SELECT unnest($1::text[]) AS prefix, unnest($2::bigint[]) AS at) AS u
-                 WHERE k.prefix = u.prefix",
-            )
-            .bind(prefixes)
-            .bind(times)
-            .execute(&self.pool)
-            .await?;
-            Ok(())
-        })
-        .await
+        let query = sqlx::query(
+            "UPDATE api_keys AS k SET last_used_at = GREATEST(COALESCE(k.last_used_at, 0), u.at)
+             FROM (SELECT unnest($1::text[]) AS prefix, unnest($2::bigint[]) AS at) AS u
+             WHERE k.prefix = u.prefix",
+        );
+        self.execute(query.bind(prefixes).bind(times)).await?;
+        Ok(())
     }
 }

@@ -16,7 +16,7 @@ mod secrets;
 
 use super::{EventSink, Store, StoreError, StoreResult};
 use async_trait::async_trait;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::Connection;
 use std::future::Future;
 use std::str::FromStr;
@@ -74,6 +74,60 @@ async fn bounded<T>(fut: impl Future<Output = StoreResult<T>>) -> StoreResult<T>
         Err(_) => Err(StoreError::unavailable(
             "the database did not answer in time",
         )),
+    }
+}
+
+type Query<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
+type Decoded<T> = Result<T, sqlx::Error>;
+
+/// Store calls of one statement, each within [`CALL_TIMEOUT`].
+impl PostgresStore {
+    /// Every row `query` returns, each read by `f`.
+    async fn all<T>(
+        &self,
+        query: Query<'_>,
+        f: impl FnMut(&PgRow) -> Decoded<T>,
+    ) -> StoreResult<Vec<T>> {
+        bounded(async {
+            Ok(query
+                .fetch_all(&self.pool)
+                .await?
+                .iter()
+                .map(f)
+                .collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    /// The one row `query` returns, read by `f`; an error when there is none.
+    async fn one<T>(
+        &self,
+        query: Query<'_>,
+        f: impl FnOnce(&PgRow) -> Decoded<T>,
+    ) -> StoreResult<T> {
+        bounded(async { Ok(f(&query.fetch_one(&self.pool).await?)?) }).await
+    }
+
+    /// The row `query` returns, if any, read by `f`.
+    async fn optional<T>(
+        &self,
+        query: Query<'_>,
+        f: impl FnOnce(&PgRow) -> Decoded<T>,
+    ) -> StoreResult<Option<T>> {
+        bounded(async {
+            Ok(query
+                .fetch_optional(&self.pool)
+                .await?
+                .as_ref()
+                .map(f)
+                .transpose()?)
+        })
+        .await
+    }
+
+    /// How many rows `query` changed.
+    async fn execute(&self, query: Query<'_>) -> StoreResult<u64> {
+        bounded(async { Ok(query.execute(&self.pool).await?.rows_affected()) }).await
     }
 }
 

@@ -210,17 +210,11 @@ impl SecretStore for PostgresStore {
         team: &TeamAccess,
         canonical: &str,
     ) -> StoreResult<Option<StoredSecret>> {
-        bounded(async {
-            let row = sqlx::query(&format!(
-                "SELECT {STORED_COLUMNS} FROM secrets WHERE team_id = $1 AND canonical_name = $2"
-            ))
-            .bind(team.team_id())
-            .bind(canonical)
-            .fetch_optional(&self.pool)
-            .await?;
-            Ok(row.map(|r| stored_row(team, &r)).transpose()?)
-        })
-        .await
+        let sql = format!(
+            "SELECT {STORED_COLUMNS} FROM secrets WHERE team_id = $1 AND canonical_name = $2"
+        );
+        let query = sqlx::query(&sql).bind(team.team_id()).bind(canonical);
+        self.optional(query, |r| stored_row(team, r)).await
     }
 
     async fn team_secrets_page(
@@ -229,21 +223,13 @@ impl SecretStore for PostgresStore {
         after: &str,
         limit: usize,
     ) -> StoreResult<Vec<ListedSecret>> {
-        bounded(async {
-            let rows = sqlx::query(
-                "SELECT team_id, $4 AS team_name, id, name, canonical_name, created_at, version
-                 FROM secrets WHERE team_id = $1 AND canonical_name > $2
-                 ORDER BY canonical_name LIMIT $3",
-            )
-            .bind(team.team_id())
-            .bind(after)
-            .bind(limit as i64)
-            .bind(team.team_name())
-            .fetch_all(&self.pool)
-            .await?;
-            Ok(rows.iter().map(listed_row).collect::<Result<_, _>>()?)
-        })
-        .await
+        let query = sqlx::query(
+            "SELECT team_id, $4, id, name, canonical_name, created_at, version
+             FROM secrets WHERE team_id = $1 AND canonical_name > $2
+             ORDER BY canonical_name LIMIT $3",
+        );
+        let query = query.bind(team.team_id()).bind(after).bind(limit as i64);
+        self.all(query.bind(team.team_name()), listed_row).await
     }
 
     async fn org_secrets_page(
@@ -252,35 +238,22 @@ impl SecretStore for PostgresStore {
         after: (&str, &str),
         limit: usize,
     ) -> StoreResult<Vec<ListedSecret>> {
-        bounded(async {
-            let rows = sqlx::query(
-                "SELECT s.team_id, t.name AS team_name, s.id, s.name, s.canonical_name, s.created_at, s.version
-                 FROM secrets s JOIN teams t ON t.id = s.team_id
-                 WHERE s.org_id = $1 AND (s.team_id, s.canonical_name) > ($2, $3)
-                 ORDER BY s.team_id, s.canonical_name LIMIT $4",
-            )
-            .bind(org.org_id())
-            .bind(after.0)
-            .bind(after.1)
-            .bind(limit as i64)
-            .fetch_all(&self.pool)
-            .await?;
-            Ok(rows.iter().map(listed_row).collect::<Result<_, _>>()?)
-        })
-        .await
+        let query = sqlx::query(
+            "SELECT s.team_id, t.name, s.id, s.name, s.canonical_name, s.created_at, s.version
+             FROM secrets s JOIN teams t ON t.id = s.team_id
+             WHERE s.org_id = $1 AND (s.team_id, s.canonical_name) > ($2, $3)
+             ORDER BY s.team_id, s.canonical_name LIMIT $4",
+        );
+        let query = query.bind(org.org_id()).bind(after.0).bind(after.1);
+        self.all(query.bind(limit as i64), listed_row).await
     }
 
     async fn teams_with_secrets(&self, org: &OrgAccess) -> StoreResult<Vec<Team>> {
-        bounded(async {
-            let rows = sqlx::query(&format!(
-                "SELECT {TEAM_COLUMNS} FROM teams WHERE org_id = $1 AND secret_count > 0 ORDER BY id"
-            ))
-            .bind(org.org_id())
-            .fetch_all(&self.pool)
-            .await?;
-            Ok(rows.iter().map(team_row).collect::<Result<_, _>>()?)
-        })
-        .await
+        let sql = format!(
+            "SELECT {TEAM_COLUMNS} FROM teams WHERE org_id = $1 AND secret_count > 0 ORDER BY id"
+        );
+        self.all(sqlx::query(&sql).bind(org.org_id()), team_row)
+            .await
     }
 
     async fn team_revision(&self, team: &TeamAccess) -> StoreResult<i64> {

@@ -59,55 +59,34 @@ fn set_member(c: &Connection, team_id: &str, user_id: &str, role: TeamRole) -> S
 #[async_trait]
 impl IdentityStore for SqliteStore {
     async fn principal_user(&self, user_id: &str) -> StoreResult<Option<User>> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1");
         self.readers
-            .read(|c| {
-                Ok(
-                    c.prepare_cached(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"))?
-                        .query_row([user_id], |r| user_row(r))
-                        .optional()?,
-                )
-            })
+            .optional(&sql, [user_id], |r| user_row(r))
             .await
     }
 
     async fn memberships(&self, user_id: &str) -> StoreResult<Vec<Membership>> {
+        let sql = "SELECT team_id, role FROM team_members WHERE user_id = ?1";
         self.readers
-            .read(|c| {
-                let mut st =
-                    c.prepare_cached("SELECT team_id, role FROM team_members WHERE user_id = ?1")?;
-                let rows = st.query_map([user_id], |r| membership_row(r))?;
-                Ok(rows.collect::<Result<_, _>>()?)
-            })
+            .all(sql, [user_id], |r| membership_row(r))
             .await
     }
 
     async fn find_team(&self, team_id: &str) -> StoreResult<Option<Team>> {
+        let sql = format!("SELECT {TEAM_COLUMNS} FROM teams WHERE id = ?1");
         self.readers
-            .read(|c| {
-                Ok(
-                    c.prepare_cached(&format!("SELECT {TEAM_COLUMNS} FROM teams WHERE id = ?1"))?
-                        .query_row([team_id], |r| team_row(r))
-                        .optional()?,
-                )
-            })
+            .optional(&sql, [team_id], |r| team_row(r))
             .await
     }
 
     async fn default_team(&self, org_id: &str) -> StoreResult<Team> {
-        self.readers
-            .read(|c| {
-                Ok(c.prepare_cached(&format!(
-                    "SELECT {TEAM_COLUMNS} FROM teams WHERE org_id = ?1 AND is_default = 1"
-                ))?
-                .query_row([org_id], |r| team_row(r))?)
-            })
-            .await
+        let sql = format!("SELECT {TEAM_COLUMNS} FROM teams WHERE org_id = ?1 AND is_default = 1");
+        self.readers.one(&sql, [org_id], |r| team_row(r)).await
     }
 
     async fn organization_count(&self) -> StoreResult<i64> {
-        self.readers
-            .read(|c| Ok(c.query_row("SELECT COUNT(*) FROM organizations", [], |r| r.get(0))?))
-            .await
+        let sql = "SELECT COUNT(*) FROM organizations";
+        self.readers.one(sql, [], |r| r.get(0)).await
     }
 
     async fn create_organization(&self, new: NewOrganization) -> StoreResult<()> {
@@ -127,25 +106,16 @@ impl IdentityStore for SqliteStore {
     }
 
     async fn organization(&self, org: &OrgAccess) -> StoreResult<Organization> {
-        self.readers
-            .read(|c| {
-                Ok(c.prepare_cached(&format!(
-                    "SELECT {ORG_COLUMNS} FROM organizations WHERE id = ?1"
-                ))?
-                .query_row([org.org_id()], |r| org_row(r))?)
-            })
-            .await
+        let sql = format!("SELECT {ORG_COLUMNS} FROM organizations WHERE id = ?1");
+        self.readers.one(&sql, [org.org_id()], |r| org_row(r)).await
     }
 
     async fn list_teams(&self, org: &OrgAccess) -> StoreResult<Vec<Team>> {
+        let sql = format!(
+            "SELECT {TEAM_COLUMNS} FROM teams WHERE org_id = ?1 ORDER BY is_default DESC, name"
+        );
         self.readers
-            .read(|c| {
-                let mut st = c.prepare_cached(&format!(
-                    "SELECT {TEAM_COLUMNS} FROM teams WHERE org_id = ?1 ORDER BY is_default DESC, name"
-                ))?;
-                let rows = st.query_map([org.org_id()], |r| team_row(r))?;
-                Ok(rows.collect::<Result<_, _>>()?)
-            })
+            .all(&sql, [org.org_id()], |r| team_row(r))
             .await
     }
 
@@ -167,15 +137,13 @@ impl IdentityStore for SqliteStore {
     }
 
     async fn rename_team(&self, team: &TeamAccess, name: &str) -> StoreResult<()> {
-        let (id, name) = (team.team_id().to_owned(), name.to_owned());
+        let sql = "UPDATE teams SET name = ?2 WHERE id = ?1";
+        let params = (team.team_id().to_owned(), name.to_owned());
         self.writer
-            .write_single_statement(move |c| {
-                c.prepare_cached("UPDATE teams SET name = ?2 WHERE id = ?1")?
-                    .execute(params![id, name])
-                    .map_err(|e| StoreError::from(e).conflict_as(TEAM_NAME_TAKEN))?;
-                Ok(())
-            })
+            .execute(sql, params)
             .await
+            .map_err(|e| e.conflict_as(TEAM_NAME_TAKEN))?;
+        Ok(())
     }
 
     async fn delete_team(&self, team: &TeamAccess, cascade: bool) -> StoreResult<TeamDeletion> {
@@ -205,31 +173,19 @@ impl IdentityStore for SqliteStore {
     }
 
     async fn list_users(&self, org: &OrgAccess, q: UserQuery) -> StoreResult<Vec<User>> {
-        self.readers
-            .read(|c| {
-                let mut st = c.prepare_cached(&format!(
-                    "SELECT {USER_COLUMNS} FROM users
-                     WHERE org_id = ?1 AND (?2 IS NULL OR id > ?2) AND (?3 IS NULL OR email_key = ?3)
-                     ORDER BY id LIMIT ?4"
-                ))?;
-                let rows = st.query_map(
-                    params![org.org_id(), q.after, q.email_key, q.limit as i64],
-                    |r| user_row(r),
-                )?;
-                Ok(rows.collect::<Result<_, _>>()?)
-            })
-            .await
+        let sql = format!(
+            "SELECT {USER_COLUMNS} FROM users
+             WHERE org_id = ?1 AND (?2 IS NULL OR id > ?2) AND (?3 IS NULL OR email_key = ?3)
+             ORDER BY id LIMIT ?4"
+        );
+        let params = (org.org_id(), q.after, q.email_key, q.limit as i64);
+        self.readers.all(&sql, params, |r| user_row(r)).await
     }
 
     async fn find_user(&self, org: &OrgAccess, user_id: &str) -> StoreResult<Option<User>> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1 AND org_id = ?2");
         self.readers
-            .read(|c| {
-                Ok(c.prepare_cached(&format!(
-                    "SELECT {USER_COLUMNS} FROM users WHERE id = ?1 AND org_id = ?2"
-                ))?
-                .query_row([user_id, org.org_id()], |r| user_row(r))
-                .optional()?)
-            })
+            .optional(&sql, [user_id, org.org_id()], |r| user_row(r))
             .await
     }
 
@@ -285,16 +241,13 @@ impl IdentityStore for SqliteStore {
     }
 
     async fn list_members(&self, team: &TeamAccess) -> StoreResult<Vec<(User, TeamRole)>> {
+        let sql = format!(
+            "SELECT {}, m.role FROM team_members m JOIN users u ON u.id = m.user_id
+             WHERE m.team_id = ?1 ORDER BY u.id",
+            qualified("u", USER_COLUMNS)
+        );
         self.readers
-            .read(|c| {
-                let mut st = c.prepare_cached(&format!(
-                    "SELECT {}, m.role FROM team_members m JOIN users u ON u.id = m.user_id
-                     WHERE m.team_id = ?1 ORDER BY u.id",
-                    qualified("u", USER_COLUMNS)
-                ))?;
-                let rows = st.query_map([team.team_id()], |r| member_row(r))?;
-                Ok(rows.collect::<Result<_, _>>()?)
-            })
+            .all(&sql, [team.team_id()], |r| member_row(r))
             .await
     }
 
@@ -304,41 +257,23 @@ impl IdentityStore for SqliteStore {
         user_id: &str,
         role: TeamRole,
     ) -> StoreResult<()> {
-        let (team_id, org_id, user_id) = (
-            team.team_id().to_owned(),
-            team.org_id().to_owned(),
-            user_id.to_owned(),
-        );
-        self.writer
-            .write_single_statement(move |c| {
-                // Only a user of the team's organization: otherwise nothing
-                // is inserted and the user is not found.
-                let changed = c
-                    .prepare_cached(
-                        "INSERT INTO team_members (team_id, user_id, role)
-                         SELECT ?1, id, ?3 FROM users WHERE id = ?2 AND org_id = ?4
-                         ON CONFLICT (team_id, user_id) DO UPDATE SET role = excluded.role",
-                    )?
-                    .execute(params![team_id, user_id, role.as_str(), org_id])
-                    .map_err(|e| StoreError::from(e).gone_as(TEAM_GONE))?;
-                if changed == 0 {
-                    return Err(StoreError::NotFound(USER_GONE.into()));
-                }
-                Ok(())
-            })
-            .await
+        // Only a user of the team's organization: otherwise nothing is
+        // inserted and the user is not found.
+        let sql = "INSERT INTO team_members (team_id, user_id, role)
+                   SELECT ?1, id, ?3 FROM users WHERE id = ?2 AND org_id = ?4
+                   ON CONFLICT (team_id, user_id) DO UPDATE SET role = excluded.role";
+        let (team_id, org_id) = (team.team_id().to_owned(), team.org_id().to_owned());
+        let params = (team_id, user_id.to_owned(), role.as_str(), org_id);
+        let changed = self.writer.execute(sql, params).await;
+        if changed.map_err(|e| e.gone_as(TEAM_GONE))? == 0 {
+            return Err(StoreError::NotFound(USER_GONE.into()));
+        }
+        Ok(())
     }
 
     async fn remove_member(&self, team: &TeamAccess, user_id: &str) -> StoreResult<bool> {
-        let (team_id, user_id) = (team.team_id().to_owned(), user_id.to_owned());
-        self.writer
-            .write_single_statement(move |c| {
-                Ok(c.prepare_cached(
-                    "DELETE FROM team_members WHERE team_id = ?1 AND user_id = ?2",
-                )?
-                .execute(params![team_id, user_id])?
-                    > 0)
-            })
-            .await
+        let sql = "DELETE FROM team_members WHERE team_id = ?1 AND user_id = ?2";
+        let params = (team.team_id().to_owned(), user_id.to_owned());
+        Ok(self.writer.execute(sql, params).await? > 0)
     }
 }

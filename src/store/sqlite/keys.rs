@@ -9,7 +9,7 @@ use crate::store::keys::{
 };
 use crate::store::{to_json_list, KeyListing, KeyStore, NewApiKey, StoreError, StoreResult};
 use async_trait::async_trait;
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection};
 
 /// Inserts a key row (organization bootstrap and key creation).
 pub fn insert_key(c: &Connection, k: &ApiKeyRecord, name_scope: &str) -> StoreResult<()> {
@@ -39,15 +39,8 @@ pub fn insert_key(c: &Connection, k: &ApiKeyRecord, name_scope: &str) -> StoreRe
 #[async_trait]
 impl KeyStore for SqliteStore {
     async fn find_api_key(&self, prefix: &str) -> StoreResult<Option<ApiKeyRecord>> {
-        self.readers
-            .read(|c| {
-                Ok(c.prepare_cached(&format!(
-                    "SELECT {KEY_COLUMNS} FROM api_keys WHERE prefix = ?1"
-                ))?
-                .query_row([prefix], |r| key_row(r))
-                .optional()?)
-            })
-            .await
+        let sql = format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE prefix = ?1");
+        self.readers.optional(&sql, [prefix], |r| key_row(r)).await
     }
 
     async fn org_api_key(
@@ -55,14 +48,9 @@ impl KeyStore for SqliteStore {
         org: &OrgAccess,
         prefix: &str,
     ) -> StoreResult<Option<ApiKeyRecord>> {
+        let sql = format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE prefix = ?1 AND org_id = ?2");
         self.readers
-            .read(|c| {
-                Ok(c.prepare_cached(&format!(
-                    "SELECT {KEY_COLUMNS} FROM api_keys WHERE prefix = ?1 AND org_id = ?2"
-                ))?
-                .query_row([prefix, org.org_id()], |r| key_row(r))
-                .optional()?)
-            })
+            .optional(&sql, [prefix, org.org_id()], |r| key_row(r))
             .await
     }
 
@@ -95,32 +83,22 @@ impl KeyStore for SqliteStore {
     }
 
     async fn list_api_keys(&self, org: &OrgAccess) -> StoreResult<Vec<KeyListing>> {
+        let sql = format!(
+            "SELECT {} FROM api_keys k
+             LEFT JOIN teams t ON t.id = k.team_id
+             LEFT JOIN users u ON u.id = k.user_id
+             WHERE k.org_id = ?1 ORDER BY k.created_at, k.prefix",
+            listing_columns()
+        );
         self.readers
-            .read(|c| {
-                let mut st = c.prepare_cached(&format!(
-                    "SELECT {} FROM api_keys k
-                     LEFT JOIN teams t ON t.id = k.team_id
-                     LEFT JOIN users u ON u.id = k.user_id
-                     WHERE k.org_id = ?1 ORDER BY k.created_at, k.prefix",
-                    listing_columns()
-                ))?;
-                let rows = st.query_map([org.org_id()], |r| listing_row(r))?;
-                Ok(rows.collect::<Result<_, _>>()?)
-            })
+            .all(&sql, [org.org_id()], |r| listing_row(r))
             .await
     }
 
     async fn delete_api_key(&self, grant: &KeyRevocation) -> StoreResult<bool> {
-        let (org_id, prefix) = (grant.org_id().to_owned(), grant.prefix().to_owned());
-        self.writer
-            .write_single_statement(move |c| {
-                Ok(
-                    c.prepare_cached("DELETE FROM api_keys WHERE org_id = ?1 AND prefix = ?2")?
-                        .execute(params![org_id, prefix])?
-                        > 0,
-                )
-            })
-            .await
+        let sql = "DELETE FROM api_keys WHERE org_id = ?1 AND prefix = ?2";
+        let params = (grant.org_id().to_owned(), grant.prefix().to_owned());
+        Ok(self.writer.execute(sql, params).await? > 0)
     }
 
     async fn touch_api_keys(&self, uses: Vec<(String, Micros)>) -> StoreResult<()> {

@@ -7,7 +7,7 @@
 //! (microseconds for a point read, a few milliseconds for a 10,000-row list).
 
 use super::super::{StoreError, StoreResult};
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension, Params, Row};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::Semaphore;
@@ -89,5 +89,42 @@ impl Readers {
             .lock()
             .map_err(|_| StoreError::internal("a read connection was poisoned"))?;
         f(&conn)
+    }
+
+    /// Every row `sql` returns, each read by `f` (a small read).
+    pub async fn all<T>(
+        &self,
+        sql: &str,
+        params: impl Params,
+        f: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
+    ) -> StoreResult<Vec<T>> {
+        self.read(|c| {
+            Ok(c.prepare_cached(sql)?
+                .query_map(params, f)?
+                .collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    /// The one row `sql` returns, read by `f`; an error when there is none.
+    pub async fn one<T>(
+        &self,
+        sql: &str,
+        params: impl Params,
+        f: impl FnOnce(&Row<'_>) -> rusqlite::Result<T>,
+    ) -> StoreResult<T> {
+        self.read(|c| Ok(c.prepare_cached(sql)?.query_row(params, f)?))
+            .await
+    }
+
+    /// The row `sql` returns, if any, read by `f`.
+    pub async fn optional<T>(
+        &self,
+        sql: &str,
+        params: impl Params,
+        f: impl FnOnce(&Row<'_>) -> rusqlite::Result<T>,
+    ) -> StoreResult<Option<T>> {
+        self.read(|c| Ok(c.prepare_cached(sql)?.query_row(params, f).optional()?))
+            .await
     }
 }

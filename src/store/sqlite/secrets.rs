@@ -91,14 +91,9 @@ fn insert(
 #[async_trait]
 impl SecretStore for SqliteStore {
     async fn secret_id(&self, team: &TeamAccess, canonical: &str) -> StoreResult<Option<String>> {
+        let sql = "SELECT id FROM secrets WHERE team_id = ?1 AND canonical_name = ?2";
         self.readers
-            .read(|c| {
-                Ok(c.prepare_cached(
-                    "SELECT id FROM secrets WHERE team_id = ?1 AND canonical_name = ?2",
-                )?
-                .query_row([team.team_id(), canonical], |r| r.get(0))
-                .optional()?)
-            })
+            .optional(sql, [team.team_id(), canonical], |r| r.get(0))
             .await
     }
 
@@ -162,15 +157,12 @@ impl SecretStore for SqliteStore {
         team: &TeamAccess,
         canonical: &str,
     ) -> StoreResult<Option<StoredSecret>> {
+        let sql = format!(
+            "SELECT {STORED_COLUMNS} FROM secrets WHERE team_id = ?1 AND canonical_name = ?2"
+        );
+        let params = [team.team_id(), canonical];
         self.readers
-            .read(|c| {
-                Ok(c
-                    .prepare_cached(&format!(
-                        "SELECT {STORED_COLUMNS} FROM secrets WHERE team_id = ?1 AND canonical_name = ?2"
-                    ))?
-                    .query_row([team.team_id(), canonical], |r| stored_row(team, r))
-                    .optional()?)
-            })
+            .optional(&sql, params, |r| stored_row(team, r))
             .await
     }
 
@@ -230,26 +222,20 @@ impl SecretStore for SqliteStore {
     }
 
     async fn teams_with_secrets(&self, org: &OrgAccess) -> StoreResult<Vec<Team>> {
+        let sql = format!(
+            "SELECT {TEAM_COLUMNS} FROM teams WHERE org_id = ?1 AND secret_count > 0 ORDER BY id"
+        );
         self.readers
-            .read(|c| {
-                let mut st = c.prepare_cached(&format!(
-                    "SELECT {TEAM_COLUMNS} FROM teams WHERE org_id = ?1 AND secret_count > 0 ORDER BY id"
-                ))?;
-                let rows = st.query_map([org.org_id()], |r| team_row(r))?;
-                Ok(rows.collect::<Result<_, _>>()?)
-            })
+            .all(&sql, [org.org_id()], |r| team_row(r))
             .await
     }
 
     async fn team_revision(&self, team: &TeamAccess) -> StoreResult<i64> {
-        self.readers
-            .read(|c| {
-                c.prepare_cached("SELECT revision FROM teams WHERE id = ?1")?
-                    .query_row([team.team_id()], |r| r.get(0))
-                    .optional()?
-                    .ok_or_else(|| StoreError::NotFound(TEAM_GONE.into()))
-            })
-            .await
+        let sql = "SELECT revision FROM teams WHERE id = ?1";
+        let revision = self.readers.optional(sql, [team.team_id()], |r| r.get(0));
+        revision
+            .await?
+            .ok_or_else(|| StoreError::NotFound(TEAM_GONE.into()))
     }
 
     async fn snapshot(&self, grant: &DeliveryAccess) -> StoreResult<Snapshot> {

@@ -180,6 +180,16 @@ impl Writer {
         self.submit(None, f).await.map(|(r, _)| r)
     }
 
+    /// One statement, as [`Writer::write_single_statement`] runs it: how
+    /// many rows it changed.
+    pub async fn execute<P>(&self, sql: &'static str, params: P) -> StoreResult<usize>
+    where
+        P: rusqlite::Params + Send + 'static,
+    {
+        self.write_single_statement(move |c| Ok(c.prepare_cached(sql)?.execute(params)?))
+            .await
+    }
+
     /// Like [`Writer::write_single_statement`] for a change to `team_id`'s
     /// secrets: when the job succeeds the team's revision moves in the same
     /// transaction, and the revision it moved to is returned with the result.
