@@ -11,7 +11,7 @@ use crate::store::identity::{
     EMAIL_TAKEN, ORG_COLUMNS, TEAMS_QUOTA, TEAM_COLUMNS, TEAM_GONE, TEAM_NAME_TAKEN, USERS_QUOTA,
     USER_COLUMNS, USER_GONE,
 };
-use crate::store::row::qualified;
+use crate::store::row::{qualified, Row as _};
 use crate::store::{
     IdentityStore, NewOrganization, NewTeam, NewUser, StoreError, StoreResult, TeamDeletion,
     UserQuery,
@@ -78,38 +78,40 @@ pub(super) async fn within_quota(
 
 #[async_trait]
 impl IdentityStore for PostgresStore {
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn principal_user(&self, user_id: &str) -> StoreResult<Option<User>> {
         let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
         self.optional(sqlx::query(&sql).bind(user_id), user_row)
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn memberships(&self, user_id: &str) -> StoreResult<Vec<Membership>> {
         let sql = "SELECT team_id, role FROM team_members WHERE user_id = $1";
         self.all(sqlx::query(sql).bind(user_id), membership_row)
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn find_team(&self, team_id: &str) -> StoreResult<Option<Team>> {
         let sql = format!("SELECT {TEAM_COLUMNS} FROM teams WHERE id = $1");
         self.optional(sqlx::query(&sql).bind(team_id), team_row)
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn default_team(&self, org_id: &str) -> StoreResult<Team> {
         let sql = format!("SELECT {TEAM_COLUMNS} FROM teams WHERE org_id = $1 AND is_default");
         self.one(sqlx::query(&sql).bind(org_id), team_row).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn organization_count(&self) -> StoreResult<i64> {
-        bounded(async {
-            Ok(sqlx::query_scalar("SELECT COUNT(*) FROM organizations")
-                .fetch_one(&self.pool)
-                .await?)
-        })
-        .await
+        let query = sqlx::query("SELECT COUNT(*) FROM organizations");
+        self.one(query, |r| r.col(0)).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn create_organization(&self, new: NewOrganization) -> StoreResult<()> {
         bounded(async {
             let mut tx = self.pool.begin().await?;
@@ -136,12 +138,14 @@ impl IdentityStore for PostgresStore {
         .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn organization(&self, org: &OrgAccess) -> StoreResult<Organization> {
         let sql = format!("SELECT {ORG_COLUMNS} FROM organizations WHERE id = $1");
         self.one(sqlx::query(&sql).bind(org.org_id()), org_row)
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn list_teams(&self, org: &OrgAccess) -> StoreResult<Vec<Team>> {
         let sql = format!(
             "SELECT {TEAM_COLUMNS} FROM teams WHERE org_id = $1 ORDER BY is_default DESC, name"
@@ -150,6 +154,7 @@ impl IdentityStore for PostgresStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn create_team(
         &self,
         org: &OrgAccess,
@@ -168,6 +173,7 @@ impl IdentityStore for PostgresStore {
         .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn rename_team(&self, team: &TeamAccess, name: &str) -> StoreResult<()> {
         let query = sqlx::query("UPDATE teams SET name = $2 WHERE id = $1");
         let query = query.bind(team.team_id()).bind(name);
@@ -177,6 +183,7 @@ impl IdentityStore for PostgresStore {
         Ok(())
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn delete_team(&self, team: &TeamAccess, cascade: bool) -> StoreResult<TeamDeletion> {
         bounded(async {
             let mut tx = self.pool.begin().await?;
@@ -207,6 +214,7 @@ impl IdentityStore for PostgresStore {
         .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn list_users(&self, org: &OrgAccess, q: UserQuery) -> StoreResult<Vec<User>> {
         let sql = format!(
             "SELECT {USER_COLUMNS} FROM users
@@ -218,12 +226,14 @@ impl IdentityStore for PostgresStore {
         self.all(query, user_row).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn find_user(&self, org: &OrgAccess, user_id: &str) -> StoreResult<Option<User>> {
         let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1 AND org_id = $2");
         let query = sqlx::query(&sql).bind(user_id).bind(org.org_id());
         self.optional(query, user_row).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn create_user(
         &self,
         org: &OrgAccess,
@@ -250,6 +260,7 @@ impl IdentityStore for PostgresStore {
         .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn delete_user(&self, org: &OrgAccess, user_id: &str) -> StoreResult<bool> {
         bounded(async {
             let mut tx = self.pool.begin().await?;
@@ -283,6 +294,7 @@ impl IdentityStore for PostgresStore {
         .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn list_members(&self, team: &TeamAccess) -> StoreResult<Vec<(User, TeamRole)>> {
         let sql = format!(
             "SELECT {}, m.role FROM team_members m JOIN users u ON u.id = m.user_id
@@ -293,6 +305,7 @@ impl IdentityStore for PostgresStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn set_member(
         &self,
         team: &TeamAccess,
@@ -316,6 +329,7 @@ impl IdentityStore for PostgresStore {
         Ok(())
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn remove_member(&self, team: &TeamAccess, user_id: &str) -> StoreResult<bool> {
         let query = sqlx::query("DELETE FROM team_members WHERE team_id = $1 AND user_id = $2");
         Ok(self

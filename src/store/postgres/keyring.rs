@@ -1,19 +1,22 @@
 //! The keyring aggregate on PostgreSQL.
 
-use super::{bounded, PostgresStore};
+use super::PostgresStore;
 use crate::domain::time::Micros;
 use crate::domain::types::KekRecord;
 use crate::store::keyring::{kek_row, KEK_COLUMNS};
+use crate::store::row::Row as _;
 use crate::store::{KeyringStore, StoreResult};
 use async_trait::async_trait;
 
 #[async_trait]
 impl KeyringStore for PostgresStore {
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn keks(&self) -> StoreResult<Vec<KekRecord>> {
         let sql = format!("SELECT {KEK_COLUMNS} FROM keks ORDER BY created_at");
         self.all(sqlx::query(&sql), kek_row).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn record_first_kek(&self, kek: KekRecord) -> StoreResult<()> {
         // Nodes starting together on a new database all try to record their
         // master key; the unique slot lets exactly one row stand.
@@ -26,18 +29,14 @@ impl KeyringStore for PostgresStore {
         Ok(())
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn wrapped_key(&self, purpose: &str) -> StoreResult<Option<(String, Vec<u8>)>> {
-        bounded(async {
-            Ok(
-                sqlx::query_as("SELECT kek_id, wrapped FROM wrapped_keys WHERE purpose = $1")
-                    .bind(purpose)
-                    .fetch_optional(&self.pool)
-                    .await?,
-            )
-        })
-        .await
+        let query = sqlx::query("SELECT kek_id, wrapped FROM wrapped_keys WHERE purpose = $1");
+        self.optional(query.bind(purpose), |r| Ok((r.col(0)?, r.col(1)?)))
+            .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn insert_wrapped_key(
         &self,
         purpose: &str,

@@ -43,11 +43,13 @@ pub async fn insert_key(
 
 #[async_trait]
 impl KeyStore for PostgresStore {
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn find_api_key(&self, prefix: &str) -> StoreResult<Option<ApiKeyRecord>> {
         let sql = format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE prefix = $1");
         self.optional(sqlx::query(&sql).bind(prefix), key_row).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn org_api_key(
         &self,
         org: &OrgAccess,
@@ -58,6 +60,7 @@ impl KeyStore for PostgresStore {
         self.optional(query, key_row).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn insert_api_key(
         &self,
         grant: &KeyGrant,
@@ -92,6 +95,7 @@ impl KeyStore for PostgresStore {
         .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn list_api_keys(&self, org: &OrgAccess) -> StoreResult<Vec<KeyListing>> {
         let sql = format!(
             "SELECT {} FROM api_keys k
@@ -104,6 +108,7 @@ impl KeyStore for PostgresStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn delete_api_key(&self, grant: &KeyRevocation) -> StoreResult<bool> {
         bounded(async {
             let mut tx = self.pool.begin().await?;
@@ -124,6 +129,7 @@ impl KeyStore for PostgresStore {
         .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn touch_api_keys(&self, uses: Vec<(String, Micros)>) -> StoreResult<()> {
         let (prefixes, times): (Vec<String>, Vec<i64>) = uses.into_iter().unzip();
         let query = sqlx::query(

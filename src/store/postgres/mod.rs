@@ -207,6 +207,7 @@ impl Store for PostgresStore {
         "postgres"
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn ping(&self) -> StoreResult<()> {
         bounded(async {
             sqlx::query("SELECT 1").execute(&self.pool).await?;

@@ -121,19 +121,15 @@ impl From<StoreError> for CreateError {
 
 #[async_trait]
 impl SecretStore for PostgresStore {
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn secret_id(&self, team: &TeamAccess, canonical: &str) -> StoreResult<Option<String>> {
-        bounded(async {
-            Ok(sqlx::query_scalar(
-                "SELECT id FROM secrets WHERE team_id = $1 AND canonical_name = $2",
-            )
-            .bind(team.team_id())
-            .bind(canonical)
-            .fetch_optional(&self.pool)
-            .await?)
-        })
-        .await
+        let query =
+            sqlx::query("SELECT id FROM secrets WHERE team_id = $1 AND canonical_name = $2");
+        self.optional(query.bind(team.team_id()).bind(canonical), |r| r.col(0))
+            .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn upsert_secret(
         &self,
         team: &TeamAccess,
@@ -182,6 +178,7 @@ impl SecretStore for PostgresStore {
         })
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn delete_secret(
         &self,
         team: &TeamAccess,
@@ -205,6 +202,7 @@ impl SecretStore for PostgresStore {
         .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn latest_secret(
         &self,
         team: &TeamAccess,
@@ -217,6 +215,7 @@ impl SecretStore for PostgresStore {
         self.optional(query, |r| stored_row(team, r)).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn team_secrets_page(
         &self,
         team: &TeamAccess,
@@ -232,6 +231,7 @@ impl SecretStore for PostgresStore {
         self.all(query.bind(team.team_name()), listed_row).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn org_secrets_page(
         &self,
         org: &AllTeamsAccess,
@@ -248,6 +248,7 @@ impl SecretStore for PostgresStore {
         self.all(query.bind(limit as i64), listed_row).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn teams_with_secrets(&self, org: &OrgAccess) -> StoreResult<Vec<Team>> {
         let sql = format!(
             "SELECT {TEAM_COLUMNS} FROM teams WHERE org_id = $1 AND secret_count > 0 ORDER BY id"
@@ -256,17 +257,14 @@ impl SecretStore for PostgresStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn team_revision(&self, team: &TeamAccess) -> StoreResult<i64> {
-        bounded(async {
-            sqlx::query_scalar("SELECT revision FROM teams WHERE id = $1")
-                .bind(team.team_id())
-                .fetch_optional(&self.pool)
-                .await?
-                .ok_or_else(|| StoreError::NotFound(TEAM_GONE.into()))
-        })
-        .await
+        let query = sqlx::query("SELECT revision FROM teams WHERE id = $1").bind(team.team_id());
+        let revision = self.optional(query, |r| r.col(0)).await?;
+        revision.ok_or_else(|| StoreError::NotFound(TEAM_GONE.into()))
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn snapshot(&self, grant: &DeliveryAccess) -> StoreResult<Snapshot> {
         let team = grant.team();
         bounded(async {
@@ -296,6 +294,7 @@ impl SecretStore for PostgresStore {
         .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn team_revisions(&self, team_ids: Vec<String>) -> StoreResult<Vec<(String, i64)>> {
         bounded(async {
             Ok(

@@ -58,6 +58,7 @@ fn set_member(c: &Connection, team_id: &str, user_id: &str, role: TeamRole) -> S
 
 #[async_trait]
 impl IdentityStore for SqliteStore {
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn principal_user(&self, user_id: &str) -> StoreResult<Option<User>> {
         let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1");
         self.readers
@@ -65,6 +66,7 @@ impl IdentityStore for SqliteStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn memberships(&self, user_id: &str) -> StoreResult<Vec<Membership>> {
         let sql = "SELECT team_id, role FROM team_members WHERE user_id = ?1";
         self.readers
@@ -72,6 +74,7 @@ impl IdentityStore for SqliteStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn find_team(&self, team_id: &str) -> StoreResult<Option<Team>> {
         let sql = format!("SELECT {TEAM_COLUMNS} FROM teams WHERE id = ?1");
         self.readers
@@ -79,16 +82,19 @@ impl IdentityStore for SqliteStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn default_team(&self, org_id: &str) -> StoreResult<Team> {
         let sql = format!("SELECT {TEAM_COLUMNS} FROM teams WHERE org_id = ?1 AND is_default = 1");
         self.readers.one(&sql, [org_id], |r| team_row(r)).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn organization_count(&self) -> StoreResult<i64> {
         let sql = "SELECT COUNT(*) FROM organizations";
         self.readers.one(sql, [], |r| r.get(0)).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn create_organization(&self, new: NewOrganization) -> StoreResult<()> {
         self.writer
             .write(move |c| {
@@ -105,11 +111,13 @@ impl IdentityStore for SqliteStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn organization(&self, org: &OrgAccess) -> StoreResult<Organization> {
         let sql = format!("SELECT {ORG_COLUMNS} FROM organizations WHERE id = ?1");
         self.readers.one(&sql, [org.org_id()], |r| org_row(r)).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn list_teams(&self, org: &OrgAccess) -> StoreResult<Vec<Team>> {
         let sql = format!(
             "SELECT {TEAM_COLUMNS} FROM teams WHERE org_id = ?1 ORDER BY is_default DESC, name"
@@ -119,6 +127,7 @@ impl IdentityStore for SqliteStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn create_team(
         &self,
         org: &OrgAccess,
@@ -136,6 +145,7 @@ impl IdentityStore for SqliteStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn rename_team(&self, team: &TeamAccess, name: &str) -> StoreResult<()> {
         let sql = "UPDATE teams SET name = ?2 WHERE id = ?1";
         let params = (team.team_id().to_owned(), name.to_owned());
@@ -146,6 +156,7 @@ impl IdentityStore for SqliteStore {
         Ok(())
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn delete_team(&self, team: &TeamAccess, cascade: bool) -> StoreResult<TeamDeletion> {
         let id = team.team_id().to_owned();
         self.writer
@@ -172,6 +183,7 @@ impl IdentityStore for SqliteStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn list_users(&self, org: &OrgAccess, q: UserQuery) -> StoreResult<Vec<User>> {
         let sql = format!(
             "SELECT {USER_COLUMNS} FROM users
@@ -182,6 +194,7 @@ impl IdentityStore for SqliteStore {
         self.readers.all(&sql, params, |r| user_row(r)).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn find_user(&self, org: &OrgAccess, user_id: &str) -> StoreResult<Option<User>> {
         let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1 AND org_id = ?2");
         self.readers
@@ -189,6 +202,7 @@ impl IdentityStore for SqliteStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn create_user(
         &self,
         org: &OrgAccess,
@@ -212,6 +226,7 @@ impl IdentityStore for SqliteStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn delete_user(&self, org: &OrgAccess, user_id: &str) -> StoreResult<bool> {
         let (org_id, user_id) = (org.org_id().to_owned(), user_id.to_owned());
         self.writer
@@ -240,6 +255,7 @@ impl IdentityStore for SqliteStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn list_members(&self, team: &TeamAccess) -> StoreResult<Vec<(User, TeamRole)>> {
         let sql = format!(
             "SELECT {}, m.role FROM team_members m JOIN users u ON u.id = m.user_id
@@ -251,6 +267,7 @@ impl IdentityStore for SqliteStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn set_member(
         &self,
         team: &TeamAccess,
@@ -271,6 +288,7 @@ impl IdentityStore for SqliteStore {
         Ok(())
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn remove_member(&self, team: &TeamAccess, user_id: &str) -> StoreResult<bool> {
         let sql = "DELETE FROM team_members WHERE team_id = ?1 AND user_id = ?2";
         let params = (team.team_id().to_owned(), user_id.to_owned());

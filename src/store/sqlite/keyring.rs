@@ -9,11 +9,13 @@ use async_trait::async_trait;
 
 #[async_trait]
 impl KeyringStore for SqliteStore {
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn keks(&self) -> StoreResult<Vec<KekRecord>> {
         let sql = format!("SELECT {KEK_COLUMNS} FROM keks ORDER BY created_at");
         self.readers.all(&sql, [], |r| kek_row(r)).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn record_first_kek(&self, kek: KekRecord) -> StoreResult<()> {
         let sql = "INSERT INTO keks (kek_id, check_value, created_at, primary_slot)
                    VALUES (?1, ?2, ?3, 1) ON CONFLICT DO NOTHING";
@@ -22,6 +24,7 @@ impl KeyringStore for SqliteStore {
         Ok(())
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn wrapped_key(&self, purpose: &str) -> StoreResult<Option<(String, Vec<u8>)>> {
         let sql = "SELECT kek_id, wrapped FROM wrapped_keys WHERE purpose = ?1";
         self.readers
@@ -29,6 +32,7 @@ impl KeyringStore for SqliteStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn insert_wrapped_key(
         &self,
         purpose: &str,

@@ -38,11 +38,13 @@ pub fn insert_key(c: &Connection, k: &ApiKeyRecord, name_scope: &str) -> StoreRe
 
 #[async_trait]
 impl KeyStore for SqliteStore {
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn find_api_key(&self, prefix: &str) -> StoreResult<Option<ApiKeyRecord>> {
         let sql = format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE prefix = ?1");
         self.readers.optional(&sql, [prefix], |r| key_row(r)).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn org_api_key(
         &self,
         org: &OrgAccess,
@@ -54,6 +56,7 @@ impl KeyStore for SqliteStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn insert_api_key(
         &self,
         grant: &KeyGrant,
@@ -82,6 +85,7 @@ impl KeyStore for SqliteStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn list_api_keys(&self, org: &OrgAccess) -> StoreResult<Vec<KeyListing>> {
         let sql = format!(
             "SELECT {} FROM api_keys k
@@ -95,12 +99,14 @@ impl KeyStore for SqliteStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn delete_api_key(&self, grant: &KeyRevocation) -> StoreResult<bool> {
         let sql = "DELETE FROM api_keys WHERE org_id = ?1 AND prefix = ?2";
         let params = (grant.org_id().to_owned(), grant.prefix().to_owned());
         Ok(self.writer.execute(sql, params).await? > 0)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn touch_api_keys(&self, uses: Vec<(String, Micros)>) -> StoreResult<()> {
         self.writer
             .write(move |c| {

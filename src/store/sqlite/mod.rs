@@ -93,18 +93,18 @@ fn make_files_private(db: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A real page write that changes nothing: one row of `schema_migrations`
+/// rewritten unchanged.
+const PROBE_WRITE: &str = "UPDATE schema_migrations SET applied_at = applied_at
+     WHERE version = (SELECT MAX(version) FROM schema_migrations)";
+
 /// Proves at start that the store can be written: a read-only directory,
 /// file or file system is refused here, with the cause, instead of starting
-/// a server whose every write fails. Rewrites one row of `schema_migrations`
-/// unchanged (a real page write, committed and synced), then checkpoints it
-/// into the database file.
+/// a server whose every write fails. Commits [`PROBE_WRITE`] (synced), then
+/// checkpoints it into the database file.
 fn probe_writable(conn: &Connection) -> anyhow::Result<()> {
-    conn.execute(
-        "UPDATE schema_migrations SET applied_at = applied_at
-         WHERE version = (SELECT MAX(version) FROM schema_migrations)",
-        [],
-    )
-    .map_err(|e| anyhow::anyhow!("writing to the database failed: {e}"))?;
+    conn.execute(PROBE_WRITE, [])
+        .map_err(|e| anyhow::anyhow!("writing to the database failed: {e}"))?;
     conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
         .map_err(|e| anyhow::anyhow!("writing to the database file failed: {e}"))?;
     Ok(())
@@ -177,6 +177,7 @@ impl Store for SqliteStore {
         "sqlite"
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn ping(&self) -> StoreResult<()> {
         self.readers
             .read(|c| Ok(c.query_row("SELECT 1", [], |_| Ok(()))?))
@@ -194,17 +195,7 @@ impl Store for SqliteStore {
                 }
             }
             // Ready again once a write commits and is synced.
-            self.writer
-                .write_single_statement(|c| {
-                    c.execute(
-                        "UPDATE schema_migrations SET applied_at = applied_at
-                         WHERE version = (SELECT MAX(version) FROM schema_migrations)",
-                        [],
-                    )
-                    .map(|_| ())
-                    .map_err(StoreError::from)
-                })
-                .await?;
+            self.writer.execute(PROBE_WRITE, ()).await?;
             self.health.clear();
         }
         Ok(())

@@ -106,6 +106,28 @@ impl Readers {
         .await
     }
 
+    /// Like [`Readers::all`] for a read of up to `rows` rows, which may be
+    /// large (see [`Readers::read_sized`]).
+    pub async fn all_sized<T, P, F>(
+        self: &Arc<Self>,
+        rows: usize,
+        sql: &'static str,
+        params: P,
+        f: F,
+    ) -> StoreResult<Vec<T>>
+    where
+        T: Send + 'static,
+        P: Params + Send + 'static,
+        F: FnMut(&Row<'_>) -> rusqlite::Result<T> + Send + 'static,
+    {
+        self.read_sized(rows, move |c| {
+            Ok(c.prepare_cached(sql)?
+                .query_map(params, f)?
+                .collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
     /// The one row `sql` returns, read by `f`; an error when there is none.
     pub async fn one<T>(
         &self,

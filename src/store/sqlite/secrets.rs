@@ -90,6 +90,7 @@ fn insert(
 
 #[async_trait]
 impl SecretStore for SqliteStore {
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn secret_id(&self, team: &TeamAccess, canonical: &str) -> StoreResult<Option<String>> {
         let sql = "SELECT id FROM secrets WHERE team_id = ?1 AND canonical_name = ?2";
         self.readers
@@ -97,6 +98,7 @@ impl SecretStore for SqliteStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn upsert_secret(
         &self,
         team: &TeamAccess,
@@ -120,6 +122,7 @@ impl SecretStore for SqliteStore {
         Ok(SecretWrite { record, revision })
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn delete_secret(
         &self,
         team: &TeamAccess,
@@ -152,6 +155,7 @@ impl SecretStore for SqliteStore {
         Ok(found.map(|record| SecretWrite { record, revision }))
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn latest_secret(
         &self,
         team: &TeamAccess,
@@ -166,61 +170,47 @@ impl SecretStore for SqliteStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn team_secrets_page(
         &self,
         team: &TeamAccess,
         after: &str,
         limit: usize,
     ) -> StoreResult<Vec<ListedSecret>> {
-        let (team_id, team_name, after) = (
-            team.team_id().to_owned(),
-            team.team_name().to_owned(),
-            after.to_owned(),
-        );
+        let sql = "SELECT team_id, ?4, id, name, canonical_name, created_at, version FROM secrets
+                   WHERE team_id = ?1 AND canonical_name > ?2 ORDER BY canonical_name LIMIT ?3";
+        let (team_id, team_name) = (team.team_id().to_owned(), team.team_name().to_owned());
+        let params = (team_id, after.to_owned(), limit as i64, team_name);
         self.readers
-            .read_sized(limit, move |c| {
-                let mut st = c.prepare_cached(
-                    "SELECT team_id, '', id, name, canonical_name, created_at, version FROM secrets
-                     WHERE team_id = ?1 AND canonical_name > ?2
-                     ORDER BY canonical_name LIMIT ?3",
-                )?;
-                let rows = st.query_map(params![team_id, after, limit as i64], |r| {
-                    listed_row(r).map(|mut s| {
-                        s.team_name.clone_from(&team_name);
-                        s
-                    })
-                })?;
-                Ok(rows.collect::<Result<_, _>>()?)
-            })
+            .all_sized(limit, sql, params, |r| listed_row(r))
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn org_secrets_page(
         &self,
         org: &AllTeamsAccess,
         after: (&str, &str),
         limit: usize,
     ) -> StoreResult<Vec<ListedSecret>> {
-        let (org_id, after_team, after_name) = (
-            org.org_id().to_owned(),
-            after.0.to_owned(),
-            after.1.to_owned(),
+        let sql =
+            "SELECT s.team_id, t.name, s.id, s.name, s.canonical_name, s.created_at, s.version
+                   FROM secrets s JOIN teams t ON t.id = s.team_id
+                   WHERE s.org_id = ?1 AND (s.team_id, s.canonical_name) > (?2, ?3)
+                   ORDER BY s.team_id, s.canonical_name LIMIT ?4";
+        let (org_id, after_team, after_name) = (org.org_id(), after.0, after.1);
+        let params = (
+            org_id.to_owned(),
+            after_team.to_owned(),
+            after_name.to_owned(),
+            limit as i64,
         );
         self.readers
-            .read_sized(limit, move |c| {
-                let mut st = c.prepare_cached(
-                    "SELECT s.team_id, t.name, s.id, s.name, s.canonical_name, s.created_at, s.version
-                     FROM secrets s JOIN teams t ON t.id = s.team_id
-                     WHERE s.org_id = ?1 AND (s.team_id, s.canonical_name) > (?2, ?3)
-                     ORDER BY s.team_id, s.canonical_name LIMIT ?4",
-                )?;
-                let params = params![org_id, after_team, after_name, limit as i64];
-                let rows = st.query_map(params, |r| listed_row(r))?;
-                Ok(rows.collect::<Result<_, _>>()?)
-            })
+            .all_sized(limit, sql, params, |r| listed_row(r))
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn teams_with_secrets(&self, org: &OrgAccess) -> StoreResult<Vec<Team>> {
         let sql = format!(
             "SELECT {TEAM_COLUMNS} FROM teams WHERE org_id = ?1 AND secret_count > 0 ORDER BY id"
@@ -230,6 +220,7 @@ impl SecretStore for SqliteStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn team_revision(&self, team: &TeamAccess) -> StoreResult<i64> {
         let sql = "SELECT revision FROM teams WHERE id = ?1";
         let revision = self.readers.optional(sql, [team.team_id()], |r| r.get(0));
@@ -238,6 +229,7 @@ impl SecretStore for SqliteStore {
             .ok_or_else(|| StoreError::NotFound(TEAM_GONE.into()))
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn snapshot(&self, grant: &DeliveryAccess) -> StoreResult<Snapshot> {
         let team = grant.team();
         self.readers
@@ -263,6 +255,7 @@ impl SecretStore for SqliteStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn team_revisions(&self, team_ids: Vec<String>) -> StoreResult<Vec<(String, i64)>> {
         self.readers
             .read(|c| {
