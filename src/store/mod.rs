@@ -3,7 +3,12 @@
 //! memberships), [`KeyStore`] (API keys) and [`SecretStore`] (secrets and
 //! their delivery). [`Store`] is all four, as the service holds it; SQLite
 //! (the embedded default) and PostgreSQL implement each aggregate in a file
-//! of its own beside the other engine's.
+//! of its own beside the other engine's. What both engines share lives with
+//! the aggregate's trait: column lists and row mappers (rows are read through
+//! `row::Row`), messages, quota decisions, records built from a request; an
+//! engine's file holds its SQL and driver calls. Each engine's trait methods
+//! run in a debug-level span named after the method, which also logs the
+//! error of a failing call.
 //!
 //! Data methods take an authorization grant from [`crate::domain::access`]
 //! (which has no public constructor), and the grant names what it covers:

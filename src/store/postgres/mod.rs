@@ -1,9 +1,10 @@
 //! The PostgreSQL store, for several Tessera nodes sharing one database.
 //! Each aggregate's statements live in a file of their own.
 //!
-//! Every call is bounded in time: when the database stops answering, requests
-//! fail fast with `Unavailable` (HTTP 503) instead of hanging, and the pool
-//! reconnects by itself when the database comes back.
+//! Every call is bounded in time ([`bounded`], which the one-statement
+//! helpers `all`, `one`, `optional` and `execute` use): when the database
+//! stops answering, requests fail fast with `Unavailable` (HTTP 503) instead
+//! of hanging, and the pool reconnects by itself when the database comes back.
 
 mod batch;
 mod error;

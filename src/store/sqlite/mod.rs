@@ -16,7 +16,7 @@ use super::{Store, StoreError, StoreResult};
 use async_trait::async_trait;
 use readers::Readers;
 use rusqlite::Connection;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use writer::Writer;
 
@@ -38,7 +38,7 @@ pub struct SqliteStore {
     /// Whether writes fail; then readiness probes with a write.
     health: Arc<writer::Health>,
     /// The directory holding the database (for its free space).
-    dir: std::path::PathBuf,
+    dir: PathBuf,
     _checkpointer: checkpointer::Checkpointer,
 }
 
@@ -60,10 +60,13 @@ fn within_quota(
 /// Settings of every connection. `secure_delete` makes SQLite overwrite
 /// deleted content with zeros (freed cells inside a page and whole freed
 /// pages), so a replaced or deleted ciphertext does not linger in free space
-/// of the database file; see `checkpointer.rs` for the WAL. `synchronous =
-/// FULL` covers connections that commit on their own (migrations, the
-/// checkpointer); the writer's connection commits at `NORMAL` and fsyncs the
-/// WAL itself before answering anyone (see `writer.rs`).
+/// of the database file; see `checkpointer.rs` for the WAL. Every connection
+/// opens at `synchronous = FULL`, so the migrations and the start-up write
+/// probe, which commit on the writer's connection before the writer starts,
+/// are synced at their commit; [`Writer::start`] then switches that
+/// connection to `NORMAL` and its syncer fsyncs the WAL before answering
+/// anyone (see `writer.rs`). The readers never write, and the checkpointer
+/// only checkpoints, which WAL mode syncs at `NORMAL` as at `FULL`.
 fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.execute_batch(
@@ -86,11 +89,16 @@ fn make_files_private(db: &Path) -> anyhow::Result<()> {
         crate::datadir::create_private_file(db)?;
     }
     for suffix in ["", "-wal", "-shm"] {
-        let mut name = db.as_os_str().to_owned();
-        name.push(suffix);
-        crate::datadir::restrict_file(Path::new(&name))?;
+        crate::datadir::restrict_file(&with_suffix(db, suffix))?;
     }
     Ok(())
+}
+
+/// The database's `-wal` or `-shm` file.
+fn with_suffix(db: &Path, suffix: &str) -> PathBuf {
+    let mut name = db.as_os_str().to_owned();
+    name.push(suffix);
+    name.into()
 }
 
 /// A real page write that changes nothing: one row of `schema_migrations`
@@ -110,23 +118,23 @@ fn probe_writable(conn: &Connection) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn wal_path(db: &Path) -> std::path::PathBuf {
-    let mut name = db.as_os_str().to_owned();
-    name.push("-wal");
-    std::path::PathBuf::from(name)
-}
-
 impl SqliteStore {
     pub fn open(path: &Path) -> anyhow::Result<Self> {
-        if let Some(dir) = path.parent() {
-            if !dir.as_os_str().is_empty() && !dir.exists() {
-                crate::datadir::create_private_dir(dir)?;
-            }
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+            _ => PathBuf::from("."),
+        };
+        if !dir.exists() {
+            crate::datadir::create_private_dir(&dir)?;
         }
+        let connect = || -> anyhow::Result<Connection> {
+            let conn = Connection::open(path)?;
+            configure(&conn)?;
+            Ok(conn)
+        };
         let open_writer = || -> anyhow::Result<Connection> {
             make_files_private(path)?;
-            let mut conn = Connection::open(path)?;
-            configure(&conn)?;
+            let mut conn = connect()?;
             migrations::run(&mut conn)?;
             probe_writable(&conn)?;
             Ok(conn)
@@ -140,13 +148,11 @@ impl SqliteStore {
         // The writer's syncer fsyncs this file (see writer.rs); it exists
         // from the moment WAL mode is set and stays while connections are
         // open (checkpoints truncate it, never remove it).
-        let wal = std::fs::File::open(wal_path(path))
+        let wal = std::fs::File::open(with_suffix(path, "-wal"))
             .map_err(|e| anyhow::anyhow!("opening the SQLite WAL file: {e}"))?;
-        let checkpoint_conn = Connection::open(path)?;
-        configure(&checkpoint_conn)?;
+        let checkpoint_conn = connect()?;
         let read_only = || -> anyhow::Result<Connection> {
-            let c = Connection::open(path)?;
-            configure(&c)?;
+            let c = connect()?;
             c.execute_batch("PRAGMA query_only = ON")?;
             Ok(c)
         };
@@ -157,10 +163,6 @@ impl SqliteStore {
             .map(|_| read_only())
             .collect::<Result<_, _>>()?;
         let health = Arc::new(writer::Health::default());
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
-            _ => std::path::PathBuf::from("."),
-        };
         Ok(Self {
             dir,
             writer: Writer::start(write_conn, wal, health.clone())?,

@@ -1,10 +1,13 @@
 //! A small pool of read connections. In WAL mode readers never wait for the
 //! writer.
 //!
-//! Reads run on the calling runtime worker. Measured: handing each read to
-//! the blocking thread pool cost two context switches per request (a third of
-//! the CPU time under load on a 2-core machine), far more than the read itself
-//! (microseconds for a point read, a few milliseconds for a 10,000-row list).
+//! Small reads run on the calling runtime worker. Measured: handing each read
+//! to the blocking thread pool cost two context switches per request (a third
+//! of the CPU time under load on a 2-core machine), far more than the read
+//! itself (microseconds for a point read, a few milliseconds for a 10,000-row
+//! list). Reads of more than [`INLINE_ROWS`] rows run on the blocking pool,
+//! on bulk connections of their own (see [`Readers::read_sized`]). `all`,
+//! `one` and `optional` run one statement and map its rows.
 
 use super::super::{StoreError, StoreResult};
 use rusqlite::{Connection, OptionalExtension, Params, Row};
