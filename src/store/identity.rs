@@ -1,10 +1,87 @@
 //! The identity aggregate: organizations, teams, users and memberships.
 
-use super::StoreResult;
+use super::row::Row;
+use super::{StoreError, StoreResult};
 use crate::domain::access::{OrgAccess, TeamAccess};
 use crate::domain::time::Micros;
 use crate::domain::types::{ApiKeyRecord, Membership, OrgRole, Organization, Team, TeamRole, User};
 use async_trait::async_trait;
+
+pub(crate) const TEAM_NAME_TAKEN: &str = "the organization already has a team with this name";
+pub(crate) const EMAIL_TAKEN: &str = "a user with this email already exists";
+pub(crate) const TEAM_GONE: &str = "team not found";
+pub(crate) const USER_GONE: &str = "user not found";
+pub(crate) const TEAMS_QUOTA: &str = "teams per organization";
+pub(crate) const USERS_QUOTA: &str = "users per organization";
+
+/// Refuses one more of something when `count` has reached `limit`.
+pub(crate) fn check_quota(count: i64, quota: &'static str, limit: i64) -> StoreResult<()> {
+    if count >= limit {
+        return Err(StoreError::QuotaExceeded { quota, limit });
+    }
+    Ok(())
+}
+
+/// A uniqueness violation on creating an organization, in our words.
+pub(crate) fn org_name_taken(e: StoreError, org: &Organization) -> StoreError {
+    e.conflict_as(&format!(
+        "an organization named {:?} already exists",
+        org.name
+    ))
+}
+
+pub(crate) const ORG_COLUMNS: &str = "id, name, created_at";
+
+pub(crate) fn org_row<R: Row>(r: &R) -> Result<Organization, R::Error> {
+    Ok(Organization {
+        id: r.col(0)?,
+        name: r.col(1)?,
+        created_at: r.col(2)?,
+    })
+}
+
+pub(crate) const TEAM_COLUMNS: &str = "id, org_id, name, is_default, created_at";
+
+pub(crate) fn team_row<R: Row>(r: &R) -> Result<Team, R::Error> {
+    Ok(Team {
+        id: r.col(0)?,
+        org_id: r.col(1)?,
+        name: r.col(2)?,
+        is_default: r.col(3)?,
+        created_at: r.col(4)?,
+    })
+}
+
+pub(crate) const USER_COLUMNS: &str = "id, org_id, email, name, role, created_at";
+
+pub(crate) fn user_row<R: Row>(r: &R) -> Result<User, R::Error> {
+    user_at(r, 0)
+}
+
+/// A user whose [`USER_COLUMNS`] start at `base` in a joined row.
+pub(crate) fn user_at<R: Row>(r: &R, base: usize) -> Result<User, R::Error> {
+    Ok(User {
+        id: r.col(base)?,
+        org_id: r.col(base + 1)?,
+        email: r.col(base + 2)?,
+        name: r.col(base + 3)?,
+        role: r.parse(base + 4)?,
+        created_at: r.col(base + 5)?,
+    })
+}
+
+/// `team_id, role` of `team_members`.
+pub(crate) fn membership_row<R: Row>(r: &R) -> Result<Membership, R::Error> {
+    Ok(Membership {
+        team_id: r.col(0)?,
+        role: r.parse(1)?,
+    })
+}
+
+/// [`USER_COLUMNS`], then the membership's role.
+pub(crate) fn member_row<R: Row>(r: &R) -> Result<(User, TeamRole), R::Error> {
+    Ok((user_row(r)?, r.parse(6)?))
+}
 
 /// Everything created together with a new organization, in one transaction.
 #[derive(Debug, Clone)]
@@ -23,6 +100,18 @@ pub struct NewTeam {
     pub created_at: Micros,
 }
 
+impl NewTeam {
+    pub(crate) fn in_org(self, org: &OrgAccess) -> Team {
+        Team {
+            id: self.id,
+            org_id: org.org_id().to_owned(),
+            name: self.name,
+            is_default: false,
+            created_at: self.created_at,
+        }
+    }
+}
+
 /// A user to create in the grant's organization (as a member of its default
 /// team).
 #[derive(Debug, Clone)]
@@ -34,6 +123,19 @@ pub struct NewUser {
     pub name: Option<String>,
     pub role: OrgRole,
     pub created_at: Micros,
+}
+
+impl NewUser {
+    pub(crate) fn in_org(self, org: &OrgAccess) -> User {
+        User {
+            id: self.id,
+            org_id: org.org_id().to_owned(),
+            email: self.email,
+            name: self.name,
+            role: self.role,
+            created_at: self.created_at,
+        }
+    }
 }
 
 /// One page of the user directory, ordered by id.
@@ -55,6 +157,18 @@ pub enum TeamDeletion {
     /// Not deleted: the team holds secrets and no cascade was asked for.
     HasSecrets(i64),
     NotFound,
+}
+
+impl TeamDeletion {
+    /// Whether a team holding `secrets` (`None`: the team is gone) may be
+    /// deleted: `Ok` with its secret count, or what to answer instead.
+    pub(crate) fn allowed(secrets: Option<i64>, cascade: bool) -> Result<i64, Self> {
+        match secrets {
+            None => Err(Self::NotFound),
+            Some(n) if n > 0 && !cascade => Err(Self::HasSecrets(n)),
+            Some(n) => Ok(n),
+        }
+    }
 }
 
 #[async_trait]

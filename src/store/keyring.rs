@@ -1,10 +1,21 @@
 //! The keyring aggregate: which master keys the data is sealed under (an id
 //! and a check value each), and keys stored wrapped by the master key.
 
+use super::row::Row;
 use super::StoreResult;
 use crate::domain::time::Micros;
 use crate::domain::types::KekRecord;
 use async_trait::async_trait;
+
+pub(crate) const KEK_COLUMNS: &str = "kek_id, check_value, created_at";
+
+pub(crate) fn kek_row<R: Row>(r: &R) -> Result<KekRecord, R::Error> {
+    Ok(KekRecord {
+        kek_id: r.col(0)?,
+        check_value: r.col(1)?,
+        created_at: r.col(2)?,
+    })
+}
 
 #[async_trait]
 pub trait KeyringStore {

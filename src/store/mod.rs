@@ -3,7 +3,12 @@
 //! memberships), [`KeyStore`] (API keys) and [`SecretStore`] (secrets and
 //! their delivery). [`Store`] is all four, as the service holds it; SQLite
 //! (the embedded default) and PostgreSQL implement each aggregate in a file
-//! of its own beside the other engine's.
+//! of its own beside the other engine's. What both engines share lives with
+//! the aggregate's trait: column lists and row mappers (rows are read through
+//! `row::Row`), messages, quota decisions, records built from a request; an
+//! engine's file holds its SQL and driver calls. Each engine's trait methods
+//! run in a debug-level span named after the method, which also logs the
+//! error of a failing call.
 //!
 //! Data methods take an authorization grant from [`crate::domain::access`]
 //! (which has no public constructor), and the grant names what it covers:
@@ -18,6 +23,7 @@ mod error;
 mod identity;
 mod keyring;
 mod keys;
+mod row;
 mod secrets;
 
 pub use error::{StoreError, StoreResult};
@@ -70,14 +76,22 @@ pub trait Store:
 
 pub type DynStore = Arc<dyn Store>;
 
-/// The quota a key's name scope (`user:…`, `team:…`, `org:…`) counts against.
-pub(crate) fn key_quota_name(name_scope: &str) -> &'static str {
-    match name_scope.split(':').next() {
-        Some("user") => "live API keys per user",
-        Some("team") => "live API keys per team",
-        _ => "organization-wide live API keys",
-    }
+/// Each engine's schema steps, in order: the `.sql` files of these names in
+/// the engine's own `migrations/` folder (paths resolve from the file that
+/// invokes this), embedded in the binary. Append only: never edit a shipped
+/// step.
+macro_rules! schema_steps {
+    () => {
+        &[
+            (1, include_str!("migrations/0001_initial.sql")),
+            (2, include_str!("migrations/0002_delivery.sql")),
+            (3, include_str!("migrations/0003_quotas.sql")),
+            (4, include_str!("migrations/0004_email_keys.sql")),
+            (5, include_str!("migrations/0005_version_ids.sql")),
+        ]
+    };
 }
+pub(crate) use schema_steps;
 
 /// A JSON array of strings stored in a TEXT column (both engines).
 pub(crate) fn json_list(text: Option<String>) -> Option<Vec<String>> {

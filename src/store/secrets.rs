@@ -1,11 +1,49 @@
 //! The secret aggregate: secrets as ciphertext (sealed by the service before
 //! they arrive), listings of their metadata, and what delivery reads.
 
+use super::row::Row;
 use super::StoreResult;
 use crate::domain::access::{AllTeamsAccess, DeliveryAccess, OrgAccess, TeamAccess};
 use crate::domain::time::Micros;
 use crate::domain::types::{ListedSecret, SecretRecord, Team};
 use async_trait::async_trait;
+
+pub(crate) const SECRETS_QUOTA: &str = "secrets per team";
+
+pub(crate) const STORED_COLUMNS: &str =
+    "id, name, canonical_name, created_at, updated_at, version, version_id, ciphertext";
+
+/// A secret of `team` as stored (its [`STORED_COLUMNS`]).
+pub(crate) fn stored_row<R: Row>(team: &TeamAccess, r: &R) -> Result<StoredSecret, R::Error> {
+    Ok(StoredSecret {
+        record: SecretRecord {
+            id: r.col(0)?,
+            org_id: team.org_id().to_owned(),
+            team_id: team.team_id().to_owned(),
+            team_name: team.team_name().to_owned(),
+            name: r.col(1)?,
+            canonical_name: r.col(2)?,
+            created_at: r.col(3)?,
+            updated_at: r.col(4)?,
+            version: r.col(5)?,
+        },
+        version_id: r.col(6)?,
+        ciphertext: r.col(7)?,
+    })
+}
+
+/// `team_id, team name, id, name, canonical_name, created_at, version`.
+pub(crate) fn listed_row<R: Row>(r: &R) -> Result<ListedSecret, R::Error> {
+    Ok(ListedSecret {
+        team_id: r.col(0)?,
+        team_name: r.col(1)?,
+        id: r.col(2)?,
+        name: r.col(3)?,
+        canonical_name: r.col(4)?,
+        created_at: r.col(5)?,
+        version: r.col(6)?,
+    })
+}
 
 /// A write the service has sealed. The ciphertext is bound to `secret_id`
 /// and `version_id`, so the write applies only where they still hold.
@@ -24,6 +62,29 @@ pub struct SealedWrite {
     pub kek_id: String,
     pub ciphertext: Vec<u8>,
     pub now: Micros,
+}
+
+impl SealedWrite {
+    /// The secret as this write left it in `team`.
+    pub(crate) fn record(
+        &self,
+        team: &TeamAccess,
+        name: String,
+        created_at: Micros,
+        version: i64,
+    ) -> SecretRecord {
+        SecretRecord {
+            id: self.secret_id.clone(),
+            org_id: team.org_id().to_owned(),
+            team_id: team.team_id().to_owned(),
+            team_name: team.team_name().to_owned(),
+            name,
+            canonical_name: self.canonical_name.clone(),
+            created_at,
+            updated_at: self.now,
+            version,
+        }
+    }
 }
 
 /// A committed secret write and the team revision it moved to.

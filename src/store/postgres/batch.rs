@@ -228,25 +228,17 @@ struct Columns {
 
 impl Columns {
     fn of(batch: &[Queued]) -> Self {
-        let n = batch.len();
-        let mut c = Self {
-            team_id: Vec::with_capacity(n),
-            canonical_name: Vec::with_capacity(n),
-            id: Vec::with_capacity(n),
-            updated_at: Vec::with_capacity(n),
-            version_id: Vec::with_capacity(n),
-            kek_id: Vec::with_capacity(n),
-            ciphertext: Vec::with_capacity(n),
-        };
-        for (u, _) in batch {
-            c.team_id.push(u.team_id.clone());
-            c.canonical_name.push(u.canonical_name.clone());
-            c.id.push(u.id.clone());
-            c.updated_at.push(u.updated_at);
-            c.version_id.push(u.version_id.clone());
-            c.kek_id.push(u.kek_id.clone());
-            c.ciphertext.push(u.ciphertext.clone());
+        fn col<T>(batch: &[Queued], f: impl Fn(&Update) -> T) -> Vec<T> {
+            batch.iter().map(|(u, _)| f(u)).collect()
         }
-        c
+        Self {
+            team_id: col(batch, |u| u.team_id.clone()),
+            canonical_name: col(batch, |u| u.canonical_name.clone()),
+            id: col(batch, |u| u.id.clone()),
+            updated_at: col(batch, |u| u.updated_at),
+            version_id: col(batch, |u| u.version_id.clone()),
+            kek_id: col(batch, |u| u.kek_id.clone()),
+            ciphertext: col(batch, |u| u.ciphertext.clone()),
+        }
     }
 }

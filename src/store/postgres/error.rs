@@ -1,5 +1,6 @@
-//! The one place PostgreSQL errors are classified. Client-visible messages
-//! are ours; the database's text stays in the source, for the log.
+//! The one place PostgreSQL errors are classified, and the one place rows
+//! are read (for the shared row mappers). Client-visible messages are ours;
+//! the database's text stays in the source, for the log.
 
 use crate::store::error::{CONFLICT, GONE};
 use crate::store::StoreError;
@@ -49,4 +50,19 @@ impl From<sqlx::Error> for StoreError {
 /// succeed).
 pub fn is_contention(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("40001" | "40P01")))
+}
+
+impl crate::store::row::Row for sqlx::postgres::PgRow {
+    type Error = sqlx::Error;
+
+    fn col<T: crate::store::row::Value>(&self, i: usize) -> Result<T, sqlx::Error> {
+        sqlx::Row::try_get(self, i)
+    }
+
+    fn unknown(i: usize, value: &str) -> sqlx::Error {
+        sqlx::Error::ColumnDecode {
+            index: i.to_string(),
+            source: format!("unknown enum value {value:?}").into(),
+        }
+    }
 }

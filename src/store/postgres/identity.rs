@@ -2,20 +2,22 @@
 //! memberships.
 
 use super::keys::insert_key;
-use super::rows::{decode_enum, team_row, user_row, TEAM_COLUMNS, USER_COLUMNS};
 use super::{bounded, notify_identity_changed, PostgresStore};
 use crate::domain::access::{OrgAccess, TeamAccess};
 use crate::domain::names::email_key;
 use crate::domain::types::{Membership, Organization, Team, TeamRole, User};
+use crate::store::identity::{
+    check_quota, member_row, membership_row, org_name_taken, org_row, team_row, user_row,
+    EMAIL_TAKEN, ORG_COLUMNS, TEAMS_QUOTA, TEAM_COLUMNS, TEAM_GONE, TEAM_NAME_TAKEN, USERS_QUOTA,
+    USER_COLUMNS, USER_GONE,
+};
+use crate::store::row::{qualified, Row as _};
 use crate::store::{
     IdentityStore, NewOrganization, NewTeam, NewUser, StoreError, StoreResult, TeamDeletion,
     UserQuery,
 };
 use async_trait::async_trait;
-use sqlx::{PgConnection, Row};
-
-const TEAM_NAME_TAKEN: &str = "the organization already has a team with this name";
-const EMAIL_TAKEN: &str = "a user with this email already exists";
+use sqlx::PgConnection;
 
 /// Inserts a team row (organization bootstrap and team creation).
 async fn insert_team(c: &mut PgConnection, t: &Team) -> StoreResult<()> {
@@ -67,82 +69,49 @@ pub(super) async fn within_quota(
         .bind(org_id)
         .fetch_optional(&mut *tx)
         .await?;
-    let n: i64 = sqlx::query_scalar(count_sql)
+    let n = sqlx::query_scalar(count_sql)
         .bind(param)
         .fetch_one(&mut *tx)
         .await?;
-    if n >= limit {
-        return Err(StoreError::QuotaExceeded { quota, limit });
-    }
-    Ok(())
+    check_quota(n, quota, limit)
 }
 
 #[async_trait]
 impl IdentityStore for PostgresStore {
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn principal_user(&self, user_id: &str) -> StoreResult<Option<User>> {
-        bounded(async {
-            let row = sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"))
-                .bind(user_id)
-                .fetch_optional(&self.pool)
-                .await?;
-            Ok(row.as_ref().map(user_row).transpose()?)
-        })
-        .await
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
+        self.optional(sqlx::query(&sql).bind(user_id), user_row)
+            .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn memberships(&self, user_id: &str) -> StoreResult<Vec<Membership>> {
-        bounded(async {
-            let rows = sqlx::query("SELECT team_id, role FROM team_members WHERE user_id = $1")
-                .bind(user_id)
-                .fetch_all(&self.pool)
-                .await?;
-            let memberships = rows
-                .iter()
-                .map(|r| {
-                    Ok(Membership {
-                        team_id: r.try_get("team_id")?,
-                        role: decode_enum("role", r.try_get("role")?)?,
-                    })
-                })
-                .collect::<Result<_, sqlx::Error>>()?;
-            Ok(memberships)
-        })
-        .await
+        let sql = "SELECT team_id, role FROM team_members WHERE user_id = $1";
+        self.all(sqlx::query(sql).bind(user_id), membership_row)
+            .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn find_team(&self, team_id: &str) -> StoreResult<Option<Team>> {
-        bounded(async {
-            let row = sqlx::query(&format!("SELECT {TEAM_COLUMNS} FROM teams WHERE id = $1"))
-                .bind(team_id)
-                .fetch_optional(&self.pool)
-                .await?;
-            Ok(row.as_ref().map(team_row).transpose()?)
-        })
-        .await
+        let sql = format!("SELECT {TEAM_COLUMNS} FROM teams WHERE id = $1");
+        self.optional(sqlx::query(&sql).bind(team_id), team_row)
+            .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn default_team(&self, org_id: &str) -> StoreResult<Team> {
-        bounded(async {
-            let row = sqlx::query(&format!(
-                "SELECT {TEAM_COLUMNS} FROM teams WHERE org_id = $1 AND is_default"
-            ))
-            .bind(org_id)
-            .fetch_one(&self.pool)
-            .await?;
-            Ok(team_row(&row)?)
-        })
-        .await
+        let sql = format!("SELECT {TEAM_COLUMNS} FROM teams WHERE org_id = $1 AND is_default");
+        self.one(sqlx::query(&sql).bind(org_id), team_row).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn organization_count(&self) -> StoreResult<i64> {
-        bounded(async {
-            Ok(sqlx::query_scalar("SELECT COUNT(*) FROM organizations")
-                .fetch_one(&self.pool)
-                .await?)
-        })
-        .await
+        let query = sqlx::query("SELECT COUNT(*) FROM organizations");
+        self.one(query, |r| r.col(0)).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn create_organization(&self, new: NewOrganization) -> StoreResult<()> {
         bounded(async {
             let mut tx = self.pool.begin().await?;
@@ -152,12 +121,7 @@ impl IdentityStore for PostgresStore {
                 .bind(new.org.created_at)
                 .execute(&mut *tx)
                 .await
-                .map_err(|e| {
-                    StoreError::from(e).conflict_as(&format!(
-                        "an organization named {:?} already exists",
-                        new.org.name
-                    ))
-                })?;
+                .map_err(|e| org_name_taken(e.into(), &new.org))?;
             insert_team(&mut tx, &new.default_team).await?;
             insert_user(&mut tx, &new.admin).await?;
             sqlx::query(
@@ -174,58 +138,34 @@ impl IdentityStore for PostgresStore {
         .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn organization(&self, org: &OrgAccess) -> StoreResult<Organization> {
-        bounded(async {
-            let row = sqlx::query("SELECT id, name, created_at FROM organizations WHERE id = $1")
-                .bind(org.org_id())
-                .fetch_one(&self.pool)
-                .await?;
-            Ok(Organization {
-                id: row.try_get("id")?,
-                name: row.try_get("name")?,
-                created_at: row.try_get("created_at")?,
-            })
-        })
-        .await
+        let sql = format!("SELECT {ORG_COLUMNS} FROM organizations WHERE id = $1");
+        self.one(sqlx::query(&sql).bind(org.org_id()), org_row)
+            .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn list_teams(&self, org: &OrgAccess) -> StoreResult<Vec<Team>> {
-        bounded(async {
-            let rows = sqlx::query(&format!(
-                "SELECT {TEAM_COLUMNS} FROM teams WHERE org_id = $1 ORDER BY is_default DESC, name"
-            ))
-            .bind(org.org_id())
-            .fetch_all(&self.pool)
-            .await?;
-            Ok(rows.iter().map(team_row).collect::<Result<_, _>>()?)
-        })
-        .await
+        let sql = format!(
+            "SELECT {TEAM_COLUMNS} FROM teams WHERE org_id = $1 ORDER BY is_default DESC, name"
+        );
+        self.all(sqlx::query(&sql).bind(org.org_id()), team_row)
+            .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn create_team(
         &self,
         org: &OrgAccess,
         new: NewTeam,
         max_teams: i64,
     ) -> StoreResult<Team> {
-        let team = Team {
-            id: new.id,
-            org_id: org.org_id().to_owned(),
-            name: new.name,
-            is_default: false,
-            created_at: new.created_at,
-        };
+        let team = new.in_org(org);
         bounded(async {
             let mut tx = self.pool.begin().await?;
-            within_quota(
-                &mut tx,
-                &team.org_id,
-                "SELECT COUNT(*) FROM teams WHERE org_id = $1",
-                &team.org_id,
-                "teams per organization",
-                max_teams,
-            )
-            .await?;
+            let (org, count) = (&team.org_id, "SELECT COUNT(*) FROM teams WHERE org_id = $1");
+            within_quota(&mut tx, org, count, org, TEAMS_QUOTA, max_teams).await?;
             insert_team(&mut tx, &team).await?;
             tx.commit().await?;
             Ok(team)
@@ -233,33 +173,29 @@ impl IdentityStore for PostgresStore {
         .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn rename_team(&self, team: &TeamAccess, name: &str) -> StoreResult<()> {
-        bounded(async {
-            sqlx::query("UPDATE teams SET name = $2 WHERE id = $1")
-                .bind(team.team_id())
-                .bind(name)
-                .execute(&self.pool)
-                .await
-                .map_err(|e| StoreError::from(e).conflict_as(TEAM_NAME_TAKEN))?;
-            Ok(())
-        })
-        .await
+        let query = sqlx::query("UPDATE teams SET name = $2 WHERE id = $1");
+        let query = query.bind(team.team_id()).bind(name);
+        self.execute(query)
+            .await
+            .map_err(|e| e.conflict_as(TEAM_NAME_TAKEN))?;
+        Ok(())
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn delete_team(&self, team: &TeamAccess, cascade: bool) -> StoreResult<TeamDeletion> {
         bounded(async {
             let mut tx = self.pool.begin().await?;
-            let secrets: Option<i64> =
+            let secrets =
                 sqlx::query_scalar("SELECT secret_count FROM teams WHERE id = $1 FOR UPDATE")
                     .bind(team.team_id())
                     .fetch_optional(&mut *tx)
                     .await?;
-            let Some(secrets) = secrets else {
-                return Ok(TeamDeletion::NotFound);
+            let secrets = match TeamDeletion::allowed(secrets, cascade) {
+                Ok(secrets) => secrets,
+                Err(refused) => return Ok(refused),
             };
-            if secrets > 0 && !cascade {
-                return Ok(TeamDeletion::HasSecrets(secrets));
-            }
             for sql in [
                 "DELETE FROM secrets WHERE team_id = $1",
                 "DELETE FROM team_members WHERE team_id = $1",
@@ -278,63 +214,37 @@ impl IdentityStore for PostgresStore {
         .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn list_users(&self, org: &OrgAccess, q: UserQuery) -> StoreResult<Vec<User>> {
-        bounded(async {
-            let rows = sqlx::query(&format!(
-                "SELECT {USER_COLUMNS} FROM users
-                 WHERE org_id = $1 AND ($2::text IS NULL OR id > $2) AND ($3::text IS NULL OR email_key = $3)
-                 ORDER BY id LIMIT $4"
-            ))
-            .bind(org.org_id())
-            .bind(&q.after)
-            .bind(&q.email_key)
-            .bind(q.limit as i64)
-            .fetch_all(&self.pool)
-            .await?;
-            Ok(rows.iter().map(user_row).collect::<Result<_, _>>()?)
-        })
-        .await
+        let sql = format!(
+            "SELECT {USER_COLUMNS} FROM users
+             WHERE org_id = $1 AND ($2::text IS NULL OR id > $2) AND ($3::text IS NULL OR email_key = $3)
+             ORDER BY id LIMIT $4"
+        );
+        let query = sqlx::query(&sql).bind(org.org_id()).bind(q.after);
+        let query = query.bind(q.email_key).bind(q.limit as i64);
+        self.all(query, user_row).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn find_user(&self, org: &OrgAccess, user_id: &str) -> StoreResult<Option<User>> {
-        bounded(async {
-            let row = sqlx::query(&format!(
-                "SELECT {USER_COLUMNS} FROM users WHERE id = $1 AND org_id = $2"
-            ))
-            .bind(user_id)
-            .bind(org.org_id())
-            .fetch_optional(&self.pool)
-            .await?;
-            Ok(row.as_ref().map(user_row).transpose()?)
-        })
-        .await
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1 AND org_id = $2");
+        let query = sqlx::query(&sql).bind(user_id).bind(org.org_id());
+        self.optional(query, user_row).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn create_user(
         &self,
         org: &OrgAccess,
         new: NewUser,
         max_users: i64,
     ) -> StoreResult<User> {
-        let user = User {
-            id: new.id,
-            org_id: org.org_id().to_owned(),
-            email: new.email,
-            name: new.name,
-            role: new.role,
-            created_at: new.created_at,
-        };
+        let user = new.in_org(org);
         bounded(async {
             let mut tx = self.pool.begin().await?;
-            within_quota(
-                &mut tx,
-                &user.org_id,
-                "SELECT COUNT(*) FROM users WHERE org_id = $1",
-                &user.org_id,
-                "users per organization",
-                max_users,
-            )
-            .await?;
+            let (org, count) = (&user.org_id, "SELECT COUNT(*) FROM users WHERE org_id = $1");
+            within_quota(&mut tx, org, count, org, USERS_QUOTA, max_users).await?;
             insert_user(&mut tx, &user).await?;
             sqlx::query(
                 "INSERT INTO team_members (team_id, user_id, role)
@@ -350,6 +260,7 @@ impl IdentityStore for PostgresStore {
         .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn delete_user(&self, org: &OrgAccess, user_id: &str) -> StoreResult<bool> {
         bounded(async {
             let mut tx = self.pool.begin().await?;
@@ -383,72 +294,47 @@ impl IdentityStore for PostgresStore {
         .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn list_members(&self, team: &TeamAccess) -> StoreResult<Vec<(User, TeamRole)>> {
-        bounded(async {
-            let rows = sqlx::query(
-                "SELECT u.id, u.org_id, u.email, u.name, u.role, u.created_at, m.role AS team_role
-                 FROM team_members m JOIN users u ON u.id = m.user_id
-                 WHERE m.team_id = $1 ORDER BY u.id",
-            )
-            .bind(team.team_id())
-            .fetch_all(&self.pool)
-            .await?;
-            let members = rows
-                .iter()
-                .map(|r| {
-                    Ok((
-                        user_row(r)?,
-                        decode_enum("team_role", r.try_get("team_role")?)?,
-                    ))
-                })
-                .collect::<Result<_, sqlx::Error>>()?;
-            Ok(members)
-        })
-        .await
+        let sql = format!(
+            "SELECT {}, m.role FROM team_members m JOIN users u ON u.id = m.user_id
+             WHERE m.team_id = $1 ORDER BY u.id",
+            qualified("u", USER_COLUMNS)
+        );
+        self.all(sqlx::query(&sql).bind(team.team_id()), member_row)
+            .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn set_member(
         &self,
         team: &TeamAccess,
         user_id: &str,
         role: TeamRole,
     ) -> StoreResult<()> {
-        bounded(async {
-            // Only a user of the team's organization: otherwise nothing is
-            // inserted and the user is not found.
-            let changed = sqlx::query(
-                "INSERT INTO team_members (team_id, user_id, role)
-                 SELECT $1, id, $3 FROM users WHERE id = $2 AND org_id = $4
-                 ON CONFLICT (team_id, user_id) DO UPDATE SET role = EXCLUDED.role",
-            )
-            .bind(team.team_id())
-            .bind(user_id)
-            .bind(role.as_str())
-            .bind(team.org_id())
-            .execute(&self.pool)
-            .await
-            .map_err(|e| StoreError::from(e).gone_as("team not found"))?
-            .rows_affected();
-            if changed == 0 {
-                return Err(StoreError::NotFound("user not found".into()));
-            }
-            Ok(())
-        })
-        .await
+        // Only a user of the team's organization: otherwise nothing is
+        // inserted and the user is not found.
+        let query = sqlx::query(
+            "INSERT INTO team_members (team_id, user_id, role)
+             SELECT $1, id, $3 FROM users WHERE id = $2 AND org_id = $4
+             ON CONFLICT (team_id, user_id) DO UPDATE SET role = EXCLUDED.role",
+        );
+        let query = query.bind(team.team_id()).bind(user_id);
+        let changed = self
+            .execute(query.bind(role.as_str()).bind(team.org_id()))
+            .await;
+        if changed.map_err(|e| e.gone_as(TEAM_GONE))? == 0 {
+            return Err(StoreError::NotFound(USER_GONE.into()));
+        }
+        Ok(())
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn remove_member(&self, team: &TeamAccess, user_id: &str) -> StoreResult<bool> {
-        bounded(async {
-            Ok(
-                sqlx::query("DELETE FROM team_members WHERE team_id = $1 AND user_id = $2")
-                    .bind(team.team_id())
-                    .bind(user_id)
-                    .execute(&self.pool)
-                    .await?
-                    .rows_affected()
-                    > 0,
-            )
-        })
-        .await
+        let query = sqlx::query("DELETE FROM team_members WHERE team_id = $1 AND user_id = $2");
+        Ok(self
+            .execute(query.bind(team.team_id()).bind(user_id))
+            .await?
+            > 0)
     }
 }

@@ -1,65 +1,42 @@
 //! The keyring aggregate on PostgreSQL.
 
-use super::{bounded, PostgresStore};
+use super::PostgresStore;
 use crate::domain::time::Micros;
 use crate::domain::types::KekRecord;
+use crate::store::keyring::{kek_row, KEK_COLUMNS};
+use crate::store::row::Row as _;
 use crate::store::{KeyringStore, StoreResult};
 use async_trait::async_trait;
-use sqlx::Row;
 
 #[async_trait]
 impl KeyringStore for PostgresStore {
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn keks(&self) -> StoreResult<Vec<KekRecord>> {
-        bounded(async {
-            let rows =
-                sqlx::query("SELECT kek_id, check_value, created_at FROM keks ORDER BY created_at")
-                    .fetch_all(&self.pool)
-                    .await?;
-            let keks = rows
-                .iter()
-                .map(|r| {
-                    Ok(KekRecord {
-                        kek_id: r.try_get("kek_id")?,
-                        check_value: r.try_get("check_value")?,
-                        created_at: r.try_get("created_at")?,
-                    })
-                })
-                .collect::<Result<_, sqlx::Error>>()?;
-            Ok(keks)
-        })
-        .await
+        let sql = format!("SELECT {KEK_COLUMNS} FROM keks ORDER BY created_at");
+        self.all(sqlx::query(&sql), kek_row).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn record_first_kek(&self, kek: KekRecord) -> StoreResult<()> {
         // Nodes starting together on a new database all try to record their
         // master key; the unique slot lets exactly one row stand.
-        bounded(async {
-            sqlx::query(
-                "INSERT INTO keks (kek_id, check_value, created_at, primary_slot) VALUES ($1, $2, $3, 1)
-                 ON CONFLICT DO NOTHING",
-            )
-            .bind(kek.kek_id)
-            .bind(kek.check_value)
-            .bind(kek.created_at)
-            .execute(&self.pool)
-            .await?;
-            Ok(())
-        })
-        .await
+        let query = sqlx::query(
+            "INSERT INTO keks (kek_id, check_value, created_at, primary_slot)
+             VALUES ($1, $2, $3, 1) ON CONFLICT DO NOTHING",
+        );
+        let query = query.bind(kek.kek_id).bind(kek.check_value);
+        self.execute(query.bind(kek.created_at)).await?;
+        Ok(())
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn wrapped_key(&self, purpose: &str) -> StoreResult<Option<(String, Vec<u8>)>> {
-        bounded(async {
-            Ok(
-                sqlx::query_as("SELECT kek_id, wrapped FROM wrapped_keys WHERE purpose = $1")
-                    .bind(purpose)
-                    .fetch_optional(&self.pool)
-                    .await?,
-            )
-        })
-        .await
+        let query = sqlx::query("SELECT kek_id, wrapped FROM wrapped_keys WHERE purpose = $1");
+        self.optional(query.bind(purpose), |r| Ok((r.col(0)?, r.col(1)?)))
+            .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn insert_wrapped_key(
         &self,
         purpose: &str,
@@ -67,19 +44,12 @@ impl KeyringStore for PostgresStore {
         wrapped: Vec<u8>,
         now: Micros,
     ) -> StoreResult<()> {
-        bounded(async {
-            sqlx::query(
-                "INSERT INTO wrapped_keys (purpose, kek_id, wrapped, created_at) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT DO NOTHING",
-            )
-            .bind(purpose)
-            .bind(kek_id)
-            .bind(wrapped)
-            .bind(now)
-            .execute(&self.pool)
-            .await?;
-            Ok(())
-        })
-        .await
+        let query = sqlx::query(
+            "INSERT INTO wrapped_keys (purpose, kek_id, wrapped, created_at)
+             VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+        );
+        let query = query.bind(purpose).bind(kek_id).bind(wrapped).bind(now);
+        self.execute(query).await?;
+        Ok(())
     }
 }

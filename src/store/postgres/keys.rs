@@ -1,14 +1,16 @@
 //! The API-key aggregate on PostgreSQL.
 
 use super::identity::within_quota;
-use super::rows::{key_row, user_with, KEY_COLUMNS};
 use super::{bounded, notify_identity_changed, PostgresStore};
 use crate::domain::access::{KeyGrant, KeyRevocation, OrgAccess};
 use crate::domain::time::Micros;
 use crate::domain::types::ApiKeyRecord;
+use crate::store::keys::{
+    insert_failed, key_quota_name, key_row, listing_columns, listing_row, CREATOR_GONE, KEY_COLUMNS,
+};
 use crate::store::{to_json_list, KeyListing, KeyStore, NewApiKey, StoreError, StoreResult};
 use async_trait::async_trait;
-use sqlx::{PgConnection, Row};
+use sqlx::PgConnection;
 
 /// Inserts a key row (organization bootstrap and key creation).
 pub async fn insert_key(
@@ -35,83 +37,37 @@ pub async fn insert_key(
     .bind(name_scope)
     .execute(c)
     .await
-    .map_err(|e| {
-        StoreError::from(e)
-            .conflict_as("a live API key with this name already exists in the same scope")
-            .gone_as(if k.user_id.is_some() {
-                "user not found"
-            } else {
-                "team not found"
-            })
-    })?;
+    .map_err(|e| insert_failed(e.into(), k))?;
     Ok(())
-}
-
-fn key_listing(r: &sqlx::postgres::PgRow) -> Result<KeyListing, sqlx::Error> {
-    let owner_id: Option<String> = r.try_get("owner_id")?;
-    Ok(KeyListing {
-        key: key_row(r)?,
-        team_name: r.try_get("team_name")?,
-        owner: match owner_id {
-            Some(_) => Some(user_with(r, "owner_")?),
-            None => None,
-        },
-    })
 }
 
 #[async_trait]
 impl KeyStore for PostgresStore {
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn find_api_key(&self, prefix: &str) -> StoreResult<Option<ApiKeyRecord>> {
-        bounded(async {
-            let row = sqlx::query(&format!(
-                "SELECT {KEY_COLUMNS} FROM api_keys WHERE prefix = $1"
-            ))
-            .bind(prefix)
-            .fetch_optional(&self.pool)
-            .await?;
-            Ok(row.as_ref().map(key_row).transpose()?)
-        })
-        .await
+        let sql = format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE prefix = $1");
+        self.optional(sqlx::query(&sql).bind(prefix), key_row).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn org_api_key(
         &self,
         org: &OrgAccess,
         prefix: &str,
     ) -> StoreResult<Option<ApiKeyRecord>> {
-        bounded(async {
-            let row = sqlx::query(&format!(
-                "SELECT {KEY_COLUMNS} FROM api_keys WHERE prefix = $1 AND org_id = $2"
-            ))
-            .bind(prefix)
-            .bind(org.org_id())
-            .fetch_optional(&self.pool)
-            .await?;
-            Ok(row.as_ref().map(key_row).transpose()?)
-        })
-        .await
+        let sql = format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE prefix = $1 AND org_id = $2");
+        let query = sqlx::query(&sql).bind(prefix).bind(org.org_id());
+        self.optional(query, key_row).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn insert_api_key(
         &self,
         grant: &KeyGrant,
         new: NewApiKey,
         max_keys: i64,
     ) -> StoreResult<ApiKeyRecord> {
-        let key = ApiKeyRecord {
-            prefix: new.prefix,
-            org_id: grant.org_id().to_owned(),
-            key_type: new.key_type,
-            name: new.name,
-            secret_hash: new.secret_hash,
-            user_id: grant.owner_id().map(str::to_owned),
-            team_id: grant.team_id().map(str::to_owned),
-            model_ids: new.model_ids,
-            secret_names: new.secret_names,
-            created_by: new.created_by,
-            created_at: new.created_at,
-            last_used_at: None,
-        };
+        let key = new.record(grant);
         bounded(async {
             let mut tx = self.pool.begin().await?;
             // Lock the creator's row, so a deletion of that user waits for
@@ -123,21 +79,15 @@ impl KeyStore for PostgresStore {
                     .fetch_optional(&mut *tx)
                     .await?;
                 if found.is_none() {
-                    return Err(StoreError::NotFound(
-                        "the user creating this key no longer exists".into(),
-                    ));
+                    return Err(StoreError::NotFound(CREATOR_GONE.into()));
                 }
             }
-            let scope = grant.name_scope();
-            within_quota(
-                &mut tx,
-                &key.org_id,
+            let (scope, count) = (
+                grant.name_scope(),
                 "SELECT COUNT(*) FROM api_keys WHERE name_scope = $1",
-                scope,
-                crate::store::key_quota_name(scope),
-                max_keys,
-            )
-            .await?;
+            );
+            let quota = key_quota_name(scope);
+            within_quota(&mut tx, &key.org_id, count, scope, quota, max_keys).await?;
             insert_key(&mut tx, &key, scope).await?;
             tx.commit().await?;
             Ok(key)
@@ -145,27 +95,20 @@ impl KeyStore for PostgresStore {
         .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn list_api_keys(&self, org: &OrgAccess) -> StoreResult<Vec<KeyListing>> {
-        bounded(async {
-            let rows = sqlx::query(
-                "SELECT k.prefix, k.org_id, k.key_type, k.name, k.secret_hash, k.user_id, k.team_id,
-                        k.model_ids, k.created_by, k.created_at, k.last_used_at, k.secret_names,
-                        t.name AS team_name,
-                        u.id AS owner_id, u.org_id AS owner_org_id, u.email AS owner_email,
-                        u.name AS owner_name, u.role AS owner_role, u.created_at AS owner_created_at
-                 FROM api_keys k
-                 LEFT JOIN teams t ON t.id = k.team_id
-                 LEFT JOIN users u ON u.id = k.user_id
-                 WHERE k.org_id = $1 ORDER BY k.created_at, k.prefix",
-            )
-            .bind(org.org_id())
-            .fetch_all(&self.pool)
-            .await?;
-            Ok(rows.iter().map(key_listing).collect::<Result<_, _>>()?)
-        })
-        .await
+        let sql = format!(
+            "SELECT {} FROM api_keys k
+             LEFT JOIN teams t ON t.id = k.team_id
+             LEFT JOIN users u ON u.id = k.user_id
+             WHERE k.org_id = $1 ORDER BY k.created_at, k.prefix",
+            listing_columns()
+        );
+        self.all(sqlx::query(&sql).bind(org.org_id()), listing_row)
+            .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn delete_api_key(&self, grant: &KeyRevocation) -> StoreResult<bool> {
         bounded(async {
             let mut tx = self.pool.begin().await?;
@@ -186,20 +129,15 @@ impl KeyStore for PostgresStore {
         .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn touch_api_keys(&self, uses: Vec<(String, Micros)>) -> StoreResult<()> {
         let (prefixes, times): (Vec<String>, Vec<i64>) = uses.into_iter().unzip();
-        bounded(async {
-            sqlx::query(
-                "UPDATE api_keys AS k SET last_used_at = GREATEST(COALESCE(k.last_used_at, 0), u.at)
-                 FROM (SELECT unnest($1::text[]) AS prefix, unnest($2::bigint[]) AS at) AS u
-                 WHERE k.prefix = u.prefix",
-            )
-            .bind(prefixes)
-            .bind(times)
-            .execute(&self.pool)
-            .await?;
-            Ok(())
-        })
-        .await
+        let query = sqlx::query(
+            "UPDATE api_keys AS k SET last_used_at = GREATEST(COALESCE(k.last_used_at, 0), u.at)
+             FROM (SELECT unnest($1::text[]) AS prefix, unnest($2::bigint[]) AS at) AS u
+             WHERE k.prefix = u.prefix",
+        );
+        self.execute(query.bind(prefixes).bind(times)).await?;
+        Ok(())
     }
 }

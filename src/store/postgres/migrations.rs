@@ -1,17 +1,11 @@
 //! PostgreSQL schema steps, embedded in the binary (the `.sql` files beside
-//! this one), and their runner. Append only: never edit a shipped step.
+//! this one, listed in `store::schema_steps`), and their runner.
 //! Portable on purpose: no extensions, no advisory locks, only types and
 //! statements CockroachDB and YugabyteDB also accept.
 
 use sqlx::{Connection, PgPool};
 
-pub const MIGRATIONS: &[(i64, &str)] = &[
-    (1, include_str!("migrations/0001_initial.sql")),
-    (2, include_str!("migrations/0002_delivery.sql")),
-    (3, include_str!("migrations/0003_quotas.sql")),
-    (4, include_str!("migrations/0004_email_keys.sql")),
-    (5, include_str!("migrations/0005_version_ids.sql")),
-];
+const MIGRATIONS: &[(i64, &str)] = crate::store::schema_steps!();
 
 /// Applies every step not yet applied, each in its own transaction with its
 /// record in `schema_migrations`.

@@ -1,9 +1,10 @@
 //! The PostgreSQL store, for several Tessera nodes sharing one database.
 //! Each aggregate's statements live in a file of their own.
 //!
-//! Every call is bounded in time: when the database stops answering, requests
-//! fail fast with `Unavailable` (HTTP 503) instead of hanging, and the pool
-//! reconnects by itself when the database comes back.
+//! Every call is bounded in time ([`bounded`], which the one-statement
+//! helpers `all`, `one`, `optional` and `execute` use): when the database
+//! stops answering, requests fail fast with `Unavailable` (HTTP 503) instead
+//! of hanging, and the pool reconnects by itself when the database comes back.
 
 mod batch;
 mod error;
@@ -12,12 +13,11 @@ mod keyring;
 mod keys;
 mod listener;
 mod migrations;
-mod rows;
 mod secrets;
 
 use super::{EventSink, Store, StoreError, StoreResult};
 use async_trait::async_trait;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::Connection;
 use std::future::Future;
 use std::str::FromStr;
@@ -75,6 +75,60 @@ async fn bounded<T>(fut: impl Future<Output = StoreResult<T>>) -> StoreResult<T>
         Err(_) => Err(StoreError::unavailable(
             "the database did not answer in time",
         )),
+    }
+}
+
+type Query<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
+type Decoded<T> = Result<T, sqlx::Error>;
+
+/// Store calls of one statement, each within [`CALL_TIMEOUT`].
+impl PostgresStore {
+    /// Every row `query` returns, each read by `f`.
+    async fn all<T>(
+        &self,
+        query: Query<'_>,
+        f: impl FnMut(&PgRow) -> Decoded<T>,
+    ) -> StoreResult<Vec<T>> {
+        bounded(async {
+            Ok(query
+                .fetch_all(&self.pool)
+                .await?
+                .iter()
+                .map(f)
+                .collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    /// The one row `query` returns, read by `f`; an error when there is none.
+    async fn one<T>(
+        &self,
+        query: Query<'_>,
+        f: impl FnOnce(&PgRow) -> Decoded<T>,
+    ) -> StoreResult<T> {
+        bounded(async { Ok(f(&query.fetch_one(&self.pool).await?)?) }).await
+    }
+
+    /// The row `query` returns, if any, read by `f`.
+    async fn optional<T>(
+        &self,
+        query: Query<'_>,
+        f: impl FnOnce(&PgRow) -> Decoded<T>,
+    ) -> StoreResult<Option<T>> {
+        bounded(async {
+            Ok(query
+                .fetch_optional(&self.pool)
+                .await?
+                .as_ref()
+                .map(f)
+                .transpose()?)
+        })
+        .await
+    }
+
+    /// How many rows `query` changed.
+    async fn execute(&self, query: Query<'_>) -> StoreResult<u64> {
+        bounded(async { Ok(query.execute(&self.pool).await?.rows_affected()) }).await
     }
 }
 
@@ -154,6 +208,7 @@ impl Store for PostgresStore {
         "postgres"
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn ping(&self) -> StoreResult<()> {
         bounded(async {
             sqlx::query("SELECT 1").execute(&self.pool).await?;

@@ -4,18 +4,17 @@
 
 use super::batch::Update;
 use super::error::is_contention;
-use super::rows::{listed_row, team_row, TEAM_COLUMNS};
 use super::{bounded, PostgresStore, EVENTS_CHANNEL};
 use crate::domain::access::{AllTeamsAccess, DeliveryAccess, OrgAccess, TeamAccess};
-use crate::domain::types::{ListedSecret, SecretRecord, Team};
+use crate::domain::types::{ListedSecret, Team};
+use crate::store::identity::{team_row, TEAM_COLUMNS, TEAM_GONE};
+use crate::store::row::{qualified, Row as _};
+use crate::store::secrets::{listed_row, stored_row, SECRETS_QUOTA, STORED_COLUMNS};
 use crate::store::{
     SealedWrite, SecretStore, SecretWrite, Snapshot, StoreError, StoreResult, StoredSecret,
 };
 use async_trait::async_trait;
-use sqlx::postgres::PgRow;
-use sqlx::{PgConnection, Row};
-
-const GONE: &str = "team not found";
+use sqlx::PgConnection;
 /// Times a creation the database aborted for contention is tried again.
 const RETRIES: u32 = 5;
 
@@ -53,35 +52,14 @@ async fn bump_revision(
                     .await?;
             Err(if exists {
                 StoreError::QuotaExceeded {
-                    quota: "secrets per team",
+                    quota: SECRETS_QUOTA,
                     limit: max_secrets,
                 }
             } else {
-                StoreError::NotFound(GONE.into())
+                StoreError::NotFound(TEAM_GONE.into())
             })
         }
     }
-}
-
-const STORED_COLUMNS: &str =
-    "id, name, canonical_name, created_at, updated_at, version, version_id, ciphertext";
-
-fn stored_row(team: &TeamAccess, r: &PgRow) -> Result<StoredSecret, sqlx::Error> {
-    Ok(StoredSecret {
-        record: SecretRecord {
-            id: r.try_get("id")?,
-            org_id: team.org_id().to_owned(),
-            team_id: team.team_id().to_owned(),
-            team_name: team.team_name().to_owned(),
-            name: r.try_get("name")?,
-            canonical_name: r.try_get("canonical_name")?,
-            created_at: r.try_get("created_at")?,
-            updated_at: r.try_get("updated_at")?,
-            version: r.try_get("version")?,
-        },
-        version_id: r.try_get("version_id")?,
-        ciphertext: r.try_get("ciphertext")?,
-    })
 }
 
 impl PostgresStore {
@@ -143,36 +121,21 @@ impl From<StoreError> for CreateError {
 
 #[async_trait]
 impl SecretStore for PostgresStore {
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn secret_id(&self, team: &TeamAccess, canonical: &str) -> StoreResult<Option<String>> {
-        bounded(async {
-            Ok(sqlx::query_scalar(
-                "SELECT id FROM secrets WHERE team_id = $1 AND canonical_name = $2",
-            )
-            .bind(team.team_id())
-            .bind(canonical)
-            .fetch_optional(&self.pool)
-            .await?)
-        })
-        .await
+        let query =
+            sqlx::query("SELECT id FROM secrets WHERE team_id = $1 AND canonical_name = $2");
+        self.optional(query.bind(team.team_id()).bind(canonical), |r| r.col(0))
+            .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn upsert_secret(
         &self,
         team: &TeamAccess,
         w: SealedWrite,
         max_secrets: i64,
     ) -> StoreResult<SecretWrite> {
-        let record = |name: String, created_at: i64, version: i64| SecretRecord {
-            id: w.secret_id.clone(),
-            org_id: team.org_id().to_owned(),
-            team_id: team.team_id().to_owned(),
-            team_name: team.team_name().to_owned(),
-            name,
-            canonical_name: w.canonical_name.clone(),
-            created_at,
-            updated_at: w.now,
-            version,
-        };
         if w.exists {
             let applied = self
                 .batcher
@@ -188,7 +151,7 @@ impl SecretStore for PostgresStore {
                 .await?
                 .ok_or(StoreError::Stale)?;
             return Ok(SecretWrite {
-                record: record(applied.name, applied.created_at, applied.version),
+                record: w.record(team, applied.name, applied.created_at, applied.version),
                 revision: applied.revision,
             });
         }
@@ -204,17 +167,18 @@ impl SecretStore for PostgresStore {
                     let pause = std::time::Duration::from_millis(5 * u64::from(attempt));
                     tokio::time::sleep(pause).await;
                 }
-                Err(CreateError::Sql(e)) => return Err(StoreError::from(e).gone_as(GONE)),
+                Err(CreateError::Sql(e)) => return Err(StoreError::from(e).gone_as(TEAM_GONE)),
                 Err(CreateError::Store(e)) => return Err(e),
             }
         };
         let revision = created.ok_or(StoreError::Stale)?;
         Ok(SecretWrite {
-            record: record(w.name.clone(), w.now, 1),
+            record: w.record(team, w.name.clone(), w.now, 1),
             revision,
         })
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn delete_secret(
         &self,
         team: &TeamAccess,
@@ -238,116 +202,90 @@ impl SecretStore for PostgresStore {
         .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn latest_secret(
         &self,
         team: &TeamAccess,
         canonical: &str,
     ) -> StoreResult<Option<StoredSecret>> {
-        bounded(async {
-            let row = sqlx::query(&format!(
-                "SELECT {STORED_COLUMNS} FROM secrets WHERE team_id = $1 AND canonical_name = $2"
-            ))
-            .bind(team.team_id())
-            .bind(canonical)
-            .fetch_optional(&self.pool)
-            .await?;
-            Ok(row.map(|r| stored_row(team, &r)).transpose()?)
-        })
-        .await
+        let sql = format!(
+            "SELECT {STORED_COLUMNS} FROM secrets WHERE team_id = $1 AND canonical_name = $2"
+        );
+        let query = sqlx::query(&sql).bind(team.team_id()).bind(canonical);
+        self.optional(query, |r| stored_row(team, r)).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn team_secrets_page(
         &self,
         team: &TeamAccess,
         after: &str,
         limit: usize,
     ) -> StoreResult<Vec<ListedSecret>> {
-        bounded(async {
-            let rows = sqlx::query(
-                "SELECT team_id, $4 AS team_name, id, name, canonical_name, created_at, version
-                 FROM secrets WHERE team_id = $1 AND canonical_name > $2
-                 ORDER BY canonical_name LIMIT $3",
-            )
-            .bind(team.team_id())
-            .bind(after)
-            .bind(limit as i64)
-            .bind(team.team_name())
-            .fetch_all(&self.pool)
-            .await?;
-            Ok(rows.iter().map(listed_row).collect::<Result<_, _>>()?)
-        })
-        .await
+        let query = sqlx::query(
+            "SELECT team_id, $4, id, name, canonical_name, created_at, version
+             FROM secrets WHERE team_id = $1 AND canonical_name > $2
+             ORDER BY canonical_name LIMIT $3",
+        );
+        let query = query.bind(team.team_id()).bind(after).bind(limit as i64);
+        self.all(query.bind(team.team_name()), listed_row).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn org_secrets_page(
         &self,
         org: &AllTeamsAccess,
         after: (&str, &str),
         limit: usize,
     ) -> StoreResult<Vec<ListedSecret>> {
-        bounded(async {
-            let rows = sqlx::query(
-                "SELECT s.team_id, t.name AS team_name, s.id, s.name, s.canonical_name, s.created_at, s.version
-                 FROM secrets s JOIN teams t ON t.id = s.team_id
-                 WHERE s.org_id = $1 AND (s.team_id, s.canonical_name) > ($2, $3)
-                 ORDER BY s.team_id, s.canonical_name LIMIT $4",
-            )
-            .bind(org.org_id())
-            .bind(after.0)
-            .bind(after.1)
-            .bind(limit as i64)
-            .fetch_all(&self.pool)
-            .await?;
-            Ok(rows.iter().map(listed_row).collect::<Result<_, _>>()?)
-        })
-        .await
+        let query = sqlx::query(
+            "SELECT s.team_id, t.name, s.id, s.name, s.canonical_name, s.created_at, s.version
+             FROM secrets s JOIN teams t ON t.id = s.team_id
+             WHERE s.org_id = $1 AND (s.team_id, s.canonical_name) > ($2, $3)
+             ORDER BY s.team_id, s.canonical_name LIMIT $4",
+        );
+        let query = query.bind(org.org_id()).bind(after.0).bind(after.1);
+        self.all(query.bind(limit as i64), listed_row).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn teams_with_secrets(&self, org: &OrgAccess) -> StoreResult<Vec<Team>> {
-        bounded(async {
-            let rows = sqlx::query(&format!(
-                "SELECT {TEAM_COLUMNS} FROM teams WHERE org_id = $1 AND secret_count > 0 ORDER BY id"
-            ))
-            .bind(org.org_id())
-            .fetch_all(&self.pool)
-            .await?;
-            Ok(rows.iter().map(team_row).collect::<Result<_, _>>()?)
-        })
-        .await
+        let sql = format!(
+            "SELECT {TEAM_COLUMNS} FROM teams WHERE org_id = $1 AND secret_count > 0 ORDER BY id"
+        );
+        self.all(sqlx::query(&sql).bind(org.org_id()), team_row)
+            .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn team_revision(&self, team: &TeamAccess) -> StoreResult<i64> {
-        bounded(async {
-            sqlx::query_scalar("SELECT revision FROM teams WHERE id = $1")
-                .bind(team.team_id())
-                .fetch_optional(&self.pool)
-                .await?
-                .ok_or_else(|| StoreError::NotFound(GONE.into()))
-        })
-        .await
+        let query = sqlx::query("SELECT revision FROM teams WHERE id = $1").bind(team.team_id());
+        let revision = self.optional(query, |r| r.col(0)).await?;
+        revision.ok_or_else(|| StoreError::NotFound(TEAM_GONE.into()))
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn snapshot(&self, grant: &DeliveryAccess) -> StoreResult<Snapshot> {
         let team = grant.team();
         bounded(async {
             // One statement, one snapshot: the revision and the rows agree.
-            let rows = sqlx::query(
-                "SELECT t.revision, s.id, s.name, s.canonical_name, s.created_at, s.updated_at,
-                        s.version, s.version_id, s.ciphertext
-                 FROM teams t LEFT JOIN secrets s ON s.team_id = t.id
+            // The secret's columns, then the team's revision.
+            let rows = sqlx::query(&format!(
+                "SELECT {}, t.revision FROM teams t LEFT JOIN secrets s ON s.team_id = t.id
                  WHERE t.id = $1 ORDER BY s.canonical_name",
-            )
+                qualified("s", STORED_COLUMNS)
+            ))
             .bind(team.team_id())
             .fetch_all(&self.pool)
             .await?;
             let revision = match rows.first() {
-                Some(r) => r.try_get("revision")?,
-                None => return Err(StoreError::NotFound(GONE.into())),
+                Some(r) => r.col(8)?,
+                None => return Err(StoreError::NotFound(TEAM_GONE.into())),
             };
             let mut secrets = Vec::with_capacity(rows.len());
             for r in &rows {
                 // The team's row alone, when it has no secret.
-                if r.try_get::<Option<String>, _>("id")?.is_some() {
+                if r.col::<Option<String>>(0)?.is_some() {
                     secrets.push(stored_row(team, r)?);
                 }
             }
@@ -356,6 +294,7 @@ impl SecretStore for PostgresStore {
         .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn team_revisions(&self, team_ids: Vec<String>) -> StoreResult<Vec<(String, i64)>> {
         bounded(async {
             Ok(

@@ -1,5 +1,6 @@
-//! The one place SQLite errors are classified. Client-visible messages are
-//! ours; SQLite's own text stays in the source, for the log.
+//! The one place SQLite errors are classified, and the one place rows are
+//! read (for the shared row mappers). Client-visible messages are ours;
+//! SQLite's own text stays in the source, for the log.
 
 use crate::store::error::{CONFLICT, GONE};
 use crate::store::StoreError;
@@ -30,11 +31,18 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
-/// A value a column holds that Tessera does not know (an enum's text).
-pub fn bad_enum(col: usize, value: &str) -> rusqlite::Error {
-    rusqlite::Error::FromSqlConversionFailure(
-        col,
-        rusqlite::types::Type::Text,
-        format!("unknown enum value {value:?}").into(),
-    )
+impl crate::store::row::Row for rusqlite::Row<'_> {
+    type Error = rusqlite::Error;
+
+    fn col<T: crate::store::row::Value>(&self, i: usize) -> rusqlite::Result<T> {
+        self.get(i)
+    }
+
+    fn unknown(i: usize, value: &str) -> rusqlite::Error {
+        rusqlite::Error::FromSqlConversionFailure(
+            i,
+            rusqlite::types::Type::Text,
+            format!("unknown enum value {value:?}").into(),
+        )
+    }
 }

@@ -2,20 +2,22 @@
 //! memberships. Writes run on the writer thread, reads on a reader.
 
 use super::keys::insert_key;
-use super::rows::{team_row, user_at, user_row, TEAM_COLUMNS, USER_COLUMNS};
 use super::{within_quota, SqliteStore};
 use crate::domain::access::{OrgAccess, TeamAccess};
 use crate::domain::names::email_key;
 use crate::domain::types::{Membership, Organization, Team, TeamRole, User};
+use crate::store::identity::{
+    member_row, membership_row, org_name_taken, org_row, team_row, user_row, EMAIL_TAKEN,
+    ORG_COLUMNS, TEAMS_QUOTA, TEAM_COLUMNS, TEAM_GONE, TEAM_NAME_TAKEN, USERS_QUOTA, USER_COLUMNS,
+    USER_GONE,
+};
+use crate::store::row::qualified;
 use crate::store::{
     IdentityStore, NewOrganization, NewTeam, NewUser, StoreError, StoreResult, TeamDeletion,
     UserQuery,
 };
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
-
-const TEAM_NAME_TAKEN: &str = "the organization already has a team with this name";
-const EMAIL_TAKEN: &str = "a user with this email already exists";
 
 /// Inserts a team row (organization bootstrap and team creation).
 fn insert_team(c: &Connection, t: &Team) -> StoreResult<()> {
@@ -56,64 +58,43 @@ fn set_member(c: &Connection, team_id: &str, user_id: &str, role: TeamRole) -> S
 
 #[async_trait]
 impl IdentityStore for SqliteStore {
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn principal_user(&self, user_id: &str) -> StoreResult<Option<User>> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1");
         self.readers
-            .read(|c| {
-                Ok(
-                    c.prepare_cached(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"))?
-                        .query_row([user_id], user_row)
-                        .optional()?,
-                )
-            })
+            .optional(&sql, [user_id], |r| user_row(r))
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn memberships(&self, user_id: &str) -> StoreResult<Vec<Membership>> {
+        let sql = "SELECT team_id, role FROM team_members WHERE user_id = ?1";
         self.readers
-            .read(|c| {
-                let mut st =
-                    c.prepare_cached("SELECT team_id, role FROM team_members WHERE user_id = ?1")?;
-                let rows = st.query_map([user_id], |r| {
-                    let role: String = r.get(1)?;
-                    Ok(Membership {
-                        team_id: r.get(0)?,
-                        role: role.parse().map_err(|_| super::error::bad_enum(1, &role))?,
-                    })
-                })?;
-                Ok(rows.collect::<Result<_, _>>()?)
-            })
+            .all(sql, [user_id], |r| membership_row(r))
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn find_team(&self, team_id: &str) -> StoreResult<Option<Team>> {
+        let sql = format!("SELECT {TEAM_COLUMNS} FROM teams WHERE id = ?1");
         self.readers
-            .read(|c| {
-                Ok(
-                    c.prepare_cached(&format!("SELECT {TEAM_COLUMNS} FROM teams WHERE id = ?1"))?
-                        .query_row([team_id], team_row)
-                        .optional()?,
-                )
-            })
+            .optional(&sql, [team_id], |r| team_row(r))
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn default_team(&self, org_id: &str) -> StoreResult<Team> {
-        self.readers
-            .read(|c| {
-                Ok(c.prepare_cached(&format!(
-                    "SELECT {TEAM_COLUMNS} FROM teams WHERE org_id = ?1 AND is_default = 1"
-                ))?
-                .query_row([org_id], team_row)?)
-            })
-            .await
+        let sql = format!("SELECT {TEAM_COLUMNS} FROM teams WHERE org_id = ?1 AND is_default = 1");
+        self.readers.one(&sql, [org_id], |r| team_row(r)).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn organization_count(&self) -> StoreResult<i64> {
-        self.readers
-            .read(|c| Ok(c.query_row("SELECT COUNT(*) FROM organizations", [], |r| r.get(0))?))
-            .await
+        let sql = "SELECT COUNT(*) FROM organizations";
+        self.readers.one(sql, [], |r| r.get(0)).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn create_organization(&self, new: NewOrganization) -> StoreResult<()> {
         self.writer
             .write(move |c| {
@@ -121,12 +102,7 @@ impl IdentityStore for SqliteStore {
                     "INSERT INTO organizations (id, name, created_at) VALUES (?1, ?2, ?3)",
                     params![new.org.id, new.org.name, new.org.created_at],
                 )
-                .map_err(|e| {
-                    StoreError::from(e).conflict_as(&format!(
-                        "an organization named {:?} already exists",
-                        new.org.name
-                    ))
-                })?;
+                .map_err(|e| org_name_taken(e.into(), &new.org))?;
                 insert_team(c, &new.default_team)?;
                 insert_user(c, &new.admin)?;
                 set_member(c, &new.default_team.id, &new.admin.id, TeamRole::Admin)?;
@@ -135,90 +111,65 @@ impl IdentityStore for SqliteStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn organization(&self, org: &OrgAccess) -> StoreResult<Organization> {
-        self.readers
-            .read(|c| {
-                Ok(c.prepare_cached(
-                    "SELECT id, name, created_at FROM organizations WHERE id = ?1",
-                )?
-                .query_row([org.org_id()], |r| {
-                    Ok(Organization {
-                        id: r.get(0)?,
-                        name: r.get(1)?,
-                        created_at: r.get(2)?,
-                    })
-                })?)
-            })
-            .await
+        let sql = format!("SELECT {ORG_COLUMNS} FROM organizations WHERE id = ?1");
+        self.readers.one(&sql, [org.org_id()], |r| org_row(r)).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn list_teams(&self, org: &OrgAccess) -> StoreResult<Vec<Team>> {
+        let sql = format!(
+            "SELECT {TEAM_COLUMNS} FROM teams WHERE org_id = ?1 ORDER BY is_default DESC, name"
+        );
         self.readers
-            .read(|c| {
-                let mut st = c.prepare_cached(&format!(
-                    "SELECT {TEAM_COLUMNS} FROM teams WHERE org_id = ?1 ORDER BY is_default DESC, name"
-                ))?;
-                let rows = st.query_map([org.org_id()], team_row)?;
-                Ok(rows.collect::<Result<_, _>>()?)
-            })
+            .all(&sql, [org.org_id()], |r| team_row(r))
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn create_team(
         &self,
         org: &OrgAccess,
         new: NewTeam,
         max_teams: i64,
     ) -> StoreResult<Team> {
-        let team = Team {
-            id: new.id,
-            org_id: org.org_id().to_owned(),
-            name: new.name,
-            is_default: false,
-            created_at: new.created_at,
-        };
+        let team = new.in_org(org);
         self.writer
             .write(move |c| {
-                within_quota(
-                    c,
-                    "SELECT COUNT(*) FROM teams WHERE org_id = ?1",
-                    &team.org_id,
-                    "teams per organization",
-                    max_teams,
-                )?;
+                let count = "SELECT COUNT(*) FROM teams WHERE org_id = ?1";
+                within_quota(c, count, &team.org_id, TEAMS_QUOTA, max_teams)?;
                 insert_team(c, &team)?;
                 Ok(team)
             })
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn rename_team(&self, team: &TeamAccess, name: &str) -> StoreResult<()> {
-        let (id, name) = (team.team_id().to_owned(), name.to_owned());
+        let sql = "UPDATE teams SET name = ?2 WHERE id = ?1";
+        let params = (team.team_id().to_owned(), name.to_owned());
         self.writer
-            .write_single_statement(move |c| {
-                c.prepare_cached("UPDATE teams SET name = ?2 WHERE id = ?1")?
-                    .execute(params![id, name])
-                    .map_err(|e| StoreError::from(e).conflict_as(TEAM_NAME_TAKEN))?;
-                Ok(())
-            })
+            .execute(sql, params)
             .await
+            .map_err(|e| e.conflict_as(TEAM_NAME_TAKEN))?;
+        Ok(())
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn delete_team(&self, team: &TeamAccess, cascade: bool) -> StoreResult<TeamDeletion> {
         let id = team.team_id().to_owned();
         self.writer
             .write(move |c| {
-                let secrets: Option<i64> = c
+                let secrets = c
                     .query_row("SELECT secret_count FROM teams WHERE id = ?1", [&id], |r| {
                         r.get(0)
                     })
                     .optional()?;
-                let Some(secrets) = secrets else {
-                    return Ok(TeamDeletion::NotFound);
+                let secrets = match TeamDeletion::allowed(secrets, cascade) {
+                    Ok(secrets) => secrets,
+                    Err(refused) => return Ok(refused),
                 };
-                if secrets > 0 && !cascade {
-                    return Ok(TeamDeletion::HasSecrets(secrets));
-                }
                 for sql in [
                     "DELETE FROM secrets WHERE team_id = ?1",
                     "DELETE FROM team_members WHERE team_id = ?1",
@@ -232,58 +183,37 @@ impl IdentityStore for SqliteStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn list_users(&self, org: &OrgAccess, q: UserQuery) -> StoreResult<Vec<User>> {
-        self.readers
-            .read(|c| {
-                let mut st = c.prepare_cached(&format!(
-                    "SELECT {USER_COLUMNS} FROM users
-                     WHERE org_id = ?1 AND (?2 IS NULL OR id > ?2) AND (?3 IS NULL OR email_key = ?3)
-                     ORDER BY id LIMIT ?4"
-                ))?;
-                let rows = st.query_map(
-                    params![org.org_id(), q.after, q.email_key, q.limit as i64],
-                    user_row,
-                )?;
-                Ok(rows.collect::<Result<_, _>>()?)
-            })
-            .await
+        let sql = format!(
+            "SELECT {USER_COLUMNS} FROM users
+             WHERE org_id = ?1 AND (?2 IS NULL OR id > ?2) AND (?3 IS NULL OR email_key = ?3)
+             ORDER BY id LIMIT ?4"
+        );
+        let params = (org.org_id(), q.after, q.email_key, q.limit as i64);
+        self.readers.all(&sql, params, |r| user_row(r)).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn find_user(&self, org: &OrgAccess, user_id: &str) -> StoreResult<Option<User>> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1 AND org_id = ?2");
         self.readers
-            .read(|c| {
-                Ok(c.prepare_cached(&format!(
-                    "SELECT {USER_COLUMNS} FROM users WHERE id = ?1 AND org_id = ?2"
-                ))?
-                .query_row([user_id, org.org_id()], user_row)
-                .optional()?)
-            })
+            .optional(&sql, [user_id, org.org_id()], |r| user_row(r))
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn create_user(
         &self,
         org: &OrgAccess,
         new: NewUser,
         max_users: i64,
     ) -> StoreResult<User> {
-        let user = User {
-            id: new.id,
-            org_id: org.org_id().to_owned(),
-            email: new.email,
-            name: new.name,
-            role: new.role,
-            created_at: new.created_at,
-        };
+        let user = new.in_org(org);
         self.writer
             .write(move |c| {
-                within_quota(
-                    c,
-                    "SELECT COUNT(*) FROM users WHERE org_id = ?1",
-                    &user.org_id,
-                    "users per organization",
-                    max_users,
-                )?;
+                let count = "SELECT COUNT(*) FROM users WHERE org_id = ?1";
+                within_quota(c, count, &user.org_id, USERS_QUOTA, max_users)?;
                 insert_user(c, &user)?;
                 let default_team: String = c.query_row(
                     "SELECT id FROM teams WHERE org_id = ?1 AND is_default = 1",
@@ -296,6 +226,7 @@ impl IdentityStore for SqliteStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn delete_user(&self, org: &OrgAccess, user_id: &str) -> StoreResult<bool> {
         let (org_id, user_id) = (org.org_id().to_owned(), user_id.to_owned());
         self.writer
@@ -324,67 +255,43 @@ impl IdentityStore for SqliteStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn list_members(&self, team: &TeamAccess) -> StoreResult<Vec<(User, TeamRole)>> {
+        let sql = format!(
+            "SELECT {}, m.role FROM team_members m JOIN users u ON u.id = m.user_id
+             WHERE m.team_id = ?1 ORDER BY u.id",
+            qualified("u", USER_COLUMNS)
+        );
         self.readers
-            .read(|c| {
-                let mut st = c.prepare_cached(
-                    "SELECT u.id, u.org_id, u.email, u.name, u.role, u.created_at, m.role
-                     FROM team_members m JOIN users u ON u.id = m.user_id
-                     WHERE m.team_id = ?1 ORDER BY u.id",
-                )?;
-                let rows = st.query_map([team.team_id()], |r| {
-                    let role: String = r.get(6)?;
-                    Ok((
-                        user_at(r, 0)?,
-                        role.parse().map_err(|_| super::error::bad_enum(6, &role))?,
-                    ))
-                })?;
-                Ok(rows.collect::<Result<_, _>>()?)
-            })
+            .all(&sql, [team.team_id()], |r| member_row(r))
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn set_member(
         &self,
         team: &TeamAccess,
         user_id: &str,
         role: TeamRole,
     ) -> StoreResult<()> {
-        let (team_id, org_id, user_id) = (
-            team.team_id().to_owned(),
-            team.org_id().to_owned(),
-            user_id.to_owned(),
-        );
-        self.writer
-            .write_single_statement(move |c| {
-                // Only a user of the team's organization: otherwise nothing
-                // is inserted and the user is not found.
-                let changed = c
-                    .prepare_cached(
-                        "INSERT INTO team_members (team_id, user_id, role)
-                         SELECT ?1, id, ?3 FROM users WHERE id = ?2 AND org_id = ?4
-                         ON CONFLICT (team_id, user_id) DO UPDATE SET role = excluded.role",
-                    )?
-                    .execute(params![team_id, user_id, role.as_str(), org_id])
-                    .map_err(|e| StoreError::from(e).gone_as("team not found"))?;
-                if changed == 0 {
-                    return Err(StoreError::NotFound("user not found".into()));
-                }
-                Ok(())
-            })
-            .await
+        // Only a user of the team's organization: otherwise nothing is
+        // inserted and the user is not found.
+        let sql = "INSERT INTO team_members (team_id, user_id, role)
+                   SELECT ?1, id, ?3 FROM users WHERE id = ?2 AND org_id = ?4
+                   ON CONFLICT (team_id, user_id) DO UPDATE SET role = excluded.role";
+        let (team_id, org_id) = (team.team_id().to_owned(), team.org_id().to_owned());
+        let params = (team_id, user_id.to_owned(), role.as_str(), org_id);
+        let changed = self.writer.execute(sql, params).await;
+        if changed.map_err(|e| e.gone_as(TEAM_GONE))? == 0 {
+            return Err(StoreError::NotFound(USER_GONE.into()));
+        }
+        Ok(())
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn remove_member(&self, team: &TeamAccess, user_id: &str) -> StoreResult<bool> {
-        let (team_id, user_id) = (team.team_id().to_owned(), user_id.to_owned());
-        self.writer
-            .write_single_statement(move |c| {
-                Ok(c.prepare_cached(
-                    "DELETE FROM team_members WHERE team_id = ?1 AND user_id = ?2",
-                )?
-                .execute(params![team_id, user_id])?
-                    > 0)
-            })
-            .await
+        let sql = "DELETE FROM team_members WHERE team_id = ?1 AND user_id = ?2";
+        let params = (team.team_id().to_owned(), user_id.to_owned());
+        Ok(self.writer.execute(sql, params).await? > 0)
     }
 }

@@ -3,57 +3,36 @@
 use super::SqliteStore;
 use crate::domain::time::Micros;
 use crate::domain::types::KekRecord;
+use crate::store::keyring::{kek_row, KEK_COLUMNS};
 use crate::store::{KeyringStore, StoreResult};
 use async_trait::async_trait;
-use rusqlite::{params, OptionalExtension};
 
 #[async_trait]
 impl KeyringStore for SqliteStore {
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn keks(&self) -> StoreResult<Vec<KekRecord>> {
-        self.readers
-            .read(|c| {
-                let mut st = c.prepare_cached(
-                    "SELECT kek_id, check_value, created_at FROM keks ORDER BY created_at",
-                )?;
-                let rows = st.query_map([], |r| {
-                    Ok(KekRecord {
-                        kek_id: r.get(0)?,
-                        check_value: r.get(1)?,
-                        created_at: r.get(2)?,
-                    })
-                })?;
-                Ok(rows.collect::<Result<_, _>>()?)
-            })
-            .await
+        let sql = format!("SELECT {KEK_COLUMNS} FROM keks ORDER BY created_at");
+        self.readers.all(&sql, [], |r| kek_row(r)).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn record_first_kek(&self, kek: KekRecord) -> StoreResult<()> {
-        self.writer
-            .write_single_statement(move |c| {
-                c.execute(
-                    "INSERT INTO keks (kek_id, check_value, created_at, primary_slot) VALUES (?1, ?2, ?3, 1)
-                     ON CONFLICT DO NOTHING",
-                    params![kek.kek_id, kek.check_value, kek.created_at],
-                )?;
-                Ok(())
-            })
-            .await
+        let sql = "INSERT INTO keks (kek_id, check_value, created_at, primary_slot)
+                   VALUES (?1, ?2, ?3, 1) ON CONFLICT DO NOTHING";
+        let params = (kek.kek_id, kek.check_value, kek.created_at);
+        self.writer.execute(sql, params).await?;
+        Ok(())
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn wrapped_key(&self, purpose: &str) -> StoreResult<Option<(String, Vec<u8>)>> {
+        let sql = "SELECT kek_id, wrapped FROM wrapped_keys WHERE purpose = ?1";
         self.readers
-            .read(|c| {
-                Ok(
-                    c.prepare_cached(
-                        "SELECT kek_id, wrapped FROM wrapped_keys WHERE purpose = ?1",
-                    )?
-                    .query_row([purpose], |r| Ok((r.get(0)?, r.get(1)?)))
-                    .optional()?,
-                )
-            })
+            .optional(sql, [purpose], |r| Ok((r.get(0)?, r.get(1)?)))
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn insert_wrapped_key(
         &self,
         purpose: &str,
@@ -61,16 +40,10 @@ impl KeyringStore for SqliteStore {
         wrapped: Vec<u8>,
         now: Micros,
     ) -> StoreResult<()> {
-        let (purpose, kek_id) = (purpose.to_owned(), kek_id.to_owned());
-        self.writer
-            .write_single_statement(move |c| {
-                c.execute(
-                    "INSERT INTO wrapped_keys (purpose, kek_id, wrapped, created_at) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT DO NOTHING",
-                    params![purpose, kek_id, wrapped, now],
-                )?;
-                Ok(())
-            })
-            .await
+        let sql = "INSERT INTO wrapped_keys (purpose, kek_id, wrapped, created_at)
+                   VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING";
+        let params = (purpose.to_owned(), kek_id.to_owned(), wrapped, now);
+        self.writer.execute(sql, params).await?;
+        Ok(())
     }
 }

@@ -1,14 +1,15 @@
 //! The API-key aggregate on SQLite.
 
-use super::rows::{key_row, user_at, KEY_COLUMNS, USER_COLUMNS};
 use super::{within_quota, SqliteStore};
 use crate::domain::access::{KeyGrant, KeyRevocation, OrgAccess};
 use crate::domain::time::Micros;
 use crate::domain::types::ApiKeyRecord;
-use crate::store::to_json_list;
-use crate::store::{KeyListing, KeyStore, NewApiKey, StoreError, StoreResult};
+use crate::store::keys::{
+    insert_failed, key_quota_name, key_row, listing_columns, listing_row, CREATOR_GONE, KEY_COLUMNS,
+};
+use crate::store::{to_json_list, KeyListing, KeyStore, NewApiKey, StoreError, StoreResult};
 use async_trait::async_trait;
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection};
 
 /// Inserts a key row (organization bootstrap and key creation).
 pub fn insert_key(c: &Connection, k: &ApiKeyRecord, name_scope: &str) -> StoreResult<()> {
@@ -31,68 +32,38 @@ pub fn insert_key(c: &Connection, k: &ApiKeyRecord, name_scope: &str) -> StoreRe
         to_json_list(&k.secret_names),
         name_scope,
     ])
-    .map_err(|e| {
-        StoreError::from(e)
-            .conflict_as("a live API key with this name already exists in the same scope")
-            .gone_as(if k.user_id.is_some() {
-                "user not found"
-            } else {
-                "team not found"
-            })
-    })?;
+    .map_err(|e| insert_failed(e.into(), k))?;
     Ok(())
 }
 
 #[async_trait]
 impl KeyStore for SqliteStore {
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn find_api_key(&self, prefix: &str) -> StoreResult<Option<ApiKeyRecord>> {
-        self.readers
-            .read(|c| {
-                Ok(c.prepare_cached(&format!(
-                    "SELECT {KEY_COLUMNS} FROM api_keys WHERE prefix = ?1"
-                ))?
-                .query_row([prefix], key_row)
-                .optional()?)
-            })
-            .await
+        let sql = format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE prefix = ?1");
+        self.readers.optional(&sql, [prefix], |r| key_row(r)).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn org_api_key(
         &self,
         org: &OrgAccess,
         prefix: &str,
     ) -> StoreResult<Option<ApiKeyRecord>> {
+        let sql = format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE prefix = ?1 AND org_id = ?2");
         self.readers
-            .read(|c| {
-                Ok(c.prepare_cached(&format!(
-                    "SELECT {KEY_COLUMNS} FROM api_keys WHERE prefix = ?1 AND org_id = ?2"
-                ))?
-                .query_row([prefix, org.org_id()], key_row)
-                .optional()?)
-            })
+            .optional(&sql, [prefix, org.org_id()], |r| key_row(r))
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn insert_api_key(
         &self,
         grant: &KeyGrant,
         new: NewApiKey,
         max_keys: i64,
     ) -> StoreResult<ApiKeyRecord> {
-        let key = ApiKeyRecord {
-            prefix: new.prefix,
-            org_id: grant.org_id().to_owned(),
-            key_type: new.key_type,
-            name: new.name,
-            secret_hash: new.secret_hash,
-            user_id: grant.owner_id().map(str::to_owned),
-            team_id: grant.team_id().map(str::to_owned),
-            model_ids: new.model_ids,
-            secret_names: new.secret_names,
-            created_by: new.created_by,
-            created_at: new.created_at,
-            last_used_at: None,
-        };
+        let key = new.record(grant);
         let scope = grant.name_scope().to_owned();
         self.writer
             .write(move |c| {
@@ -103,66 +74,39 @@ impl KeyStore for SqliteStore {
                         .prepare_cached("SELECT EXISTS (SELECT 1 FROM users WHERE id = ?1)")?
                         .query_row([creator], |r| r.get(0))?;
                     if !exists {
-                        return Err(StoreError::NotFound(
-                            "the user creating this key no longer exists".into(),
-                        ));
+                        return Err(StoreError::NotFound(CREATOR_GONE.into()));
                     }
                 }
-                within_quota(
-                    c,
-                    "SELECT COUNT(*) FROM api_keys WHERE name_scope = ?1",
-                    &scope,
-                    crate::store::key_quota_name(&scope),
-                    max_keys,
-                )?;
+                let count = "SELECT COUNT(*) FROM api_keys WHERE name_scope = ?1";
+                within_quota(c, count, &scope, key_quota_name(&scope), max_keys)?;
                 insert_key(c, &key, &scope)?;
                 Ok(key)
             })
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn list_api_keys(&self, org: &OrgAccess) -> StoreResult<Vec<KeyListing>> {
-        let key_cols = qualified("k", KEY_COLUMNS);
-        let user_cols = qualified("u", USER_COLUMNS);
+        let sql = format!(
+            "SELECT {} FROM api_keys k
+             LEFT JOIN teams t ON t.id = k.team_id
+             LEFT JOIN users u ON u.id = k.user_id
+             WHERE k.org_id = ?1 ORDER BY k.created_at, k.prefix",
+            listing_columns()
+        );
         self.readers
-            .read(|c| {
-                let mut st = c.prepare_cached(&format!(
-                    "SELECT {key_cols}, t.name, {user_cols} FROM api_keys k
-                     LEFT JOIN teams t ON t.id = k.team_id
-                     LEFT JOIN users u ON u.id = k.user_id
-                     WHERE k.org_id = ?1 ORDER BY k.created_at, k.prefix"
-                ))?;
-                let rows = st.query_map([org.org_id()], |r| {
-                    // Columns after the key's: the team name, then the owner.
-                    let base = KEY_COLUMNS.split(", ").count();
-                    let owner_id: Option<String> = r.get(base + 1)?;
-                    Ok(KeyListing {
-                        key: key_row(r)?,
-                        team_name: r.get(base)?,
-                        owner: match owner_id {
-                            Some(_) => Some(user_at(r, base + 1)?),
-                            None => None,
-                        },
-                    })
-                })?;
-                Ok(rows.collect::<Result<_, _>>()?)
-            })
+            .all(&sql, [org.org_id()], |r| listing_row(r))
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn delete_api_key(&self, grant: &KeyRevocation) -> StoreResult<bool> {
-        let (org_id, prefix) = (grant.org_id().to_owned(), grant.prefix().to_owned());
-        self.writer
-            .write_single_statement(move |c| {
-                Ok(
-                    c.prepare_cached("DELETE FROM api_keys WHERE org_id = ?1 AND prefix = ?2")?
-                        .execute(params![org_id, prefix])?
-                        > 0,
-                )
-            })
-            .await
+        let sql = "DELETE FROM api_keys WHERE org_id = ?1 AND prefix = ?2";
+        let params = (grant.org_id().to_owned(), grant.prefix().to_owned());
+        Ok(self.writer.execute(sql, params).await? > 0)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn touch_api_keys(&self, uses: Vec<(String, Micros)>) -> StoreResult<()> {
         self.writer
             .write(move |c| {
@@ -176,13 +120,4 @@ impl KeyStore for SqliteStore {
             })
             .await
     }
-}
-
-/// `a.x, a.y` for the columns `x, y`.
-fn qualified(alias: &str, columns: &str) -> String {
-    columns
-        .split(", ")
-        .map(|col| format!("{alias}.{}", col.trim()))
-        .collect::<Vec<_>>()
-        .join(", ")
 }

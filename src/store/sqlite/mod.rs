@@ -9,7 +9,6 @@ mod keyring;
 mod keys;
 mod migrations;
 mod readers;
-mod rows;
 mod secrets;
 mod writer;
 
@@ -17,7 +16,7 @@ use super::{Store, StoreError, StoreResult};
 use async_trait::async_trait;
 use readers::Readers;
 use rusqlite::Connection;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use writer::Writer;
 
@@ -39,7 +38,7 @@ pub struct SqliteStore {
     /// Whether writes fail; then readiness probes with a write.
     health: Arc<writer::Health>,
     /// The directory holding the database (for its free space).
-    dir: std::path::PathBuf,
+    dir: PathBuf,
     _checkpointer: checkpointer::Checkpointer,
 }
 
@@ -52,22 +51,22 @@ fn within_quota(
     quota: &'static str,
     limit: i64,
 ) -> StoreResult<()> {
-    let n: i64 = c
+    let n = c
         .prepare_cached(count_sql)?
         .query_row([param], |r| r.get(0))?;
-    if n >= limit {
-        return Err(StoreError::QuotaExceeded { quota, limit });
-    }
-    Ok(())
+    super::identity::check_quota(n, quota, limit)
 }
 
 /// Settings of every connection. `secure_delete` makes SQLite overwrite
 /// deleted content with zeros (freed cells inside a page and whole freed
 /// pages), so a replaced or deleted ciphertext does not linger in free space
-/// of the database file; see `checkpointer.rs` for the WAL. `synchronous =
-/// FULL` covers connections that commit on their own (migrations, the
-/// checkpointer); the writer's connection commits at `NORMAL` and fsyncs the
-/// WAL itself before answering anyone (see `writer.rs`).
+/// of the database file; see `checkpointer.rs` for the WAL. Every connection
+/// opens at `synchronous = FULL`, so the migrations and the start-up write
+/// probe, which commit on the writer's connection before the writer starts,
+/// are synced at their commit; [`Writer::start`] then switches that
+/// connection to `NORMAL` and its syncer fsyncs the WAL before answering
+/// anyone (see `writer.rs`). The readers never write, and the checkpointer
+/// only checkpoints, which WAL mode syncs at `NORMAL` as at `FULL`.
 fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.execute_batch(
@@ -90,47 +89,52 @@ fn make_files_private(db: &Path) -> anyhow::Result<()> {
         crate::datadir::create_private_file(db)?;
     }
     for suffix in ["", "-wal", "-shm"] {
-        let mut name = db.as_os_str().to_owned();
-        name.push(suffix);
-        crate::datadir::restrict_file(Path::new(&name))?;
+        crate::datadir::restrict_file(&with_suffix(db, suffix))?;
     }
     Ok(())
 }
 
+/// The database's `-wal` or `-shm` file.
+fn with_suffix(db: &Path, suffix: &str) -> PathBuf {
+    let mut name = db.as_os_str().to_owned();
+    name.push(suffix);
+    name.into()
+}
+
+/// A real page write that changes nothing: one row of `schema_migrations`
+/// rewritten unchanged.
+const PROBE_WRITE: &str = "UPDATE schema_migrations SET applied_at = applied_at
+     WHERE version = (SELECT MAX(version) FROM schema_migrations)";
+
 /// Proves at start that the store can be written: a read-only directory,
 /// file or file system is refused here, with the cause, instead of starting
-/// a server whose every write fails. Rewrites one row of `schema_migrations`
-/// unchanged (a real page write, committed and synced), then checkpoints it
-/// into the database file.
+/// a server whose every write fails. Commits [`PROBE_WRITE`] (synced), then
+/// checkpoints it into the database file.
 fn probe_writable(conn: &Connection) -> anyhow::Result<()> {
-    conn.execute(
-        "UPDATE schema_migrations SET applied_at = applied_at
-         WHERE version = (SELECT MAX(version) FROM schema_migrations)",
-        [],
-    )
-    .map_err(|e| anyhow::anyhow!("writing to the database failed: {e}"))?;
+    conn.execute(PROBE_WRITE, [])
+        .map_err(|e| anyhow::anyhow!("writing to the database failed: {e}"))?;
     conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
         .map_err(|e| anyhow::anyhow!("writing to the database file failed: {e}"))?;
     Ok(())
 }
 
-fn wal_path(db: &Path) -> std::path::PathBuf {
-    let mut name = db.as_os_str().to_owned();
-    name.push("-wal");
-    std::path::PathBuf::from(name)
-}
-
 impl SqliteStore {
     pub fn open(path: &Path) -> anyhow::Result<Self> {
-        if let Some(dir) = path.parent() {
-            if !dir.as_os_str().is_empty() && !dir.exists() {
-                crate::datadir::create_private_dir(dir)?;
-            }
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+            _ => PathBuf::from("."),
+        };
+        if !dir.exists() {
+            crate::datadir::create_private_dir(&dir)?;
         }
+        let connect = || -> anyhow::Result<Connection> {
+            let conn = Connection::open(path)?;
+            configure(&conn)?;
+            Ok(conn)
+        };
         let open_writer = || -> anyhow::Result<Connection> {
             make_files_private(path)?;
-            let mut conn = Connection::open(path)?;
-            configure(&conn)?;
+            let mut conn = connect()?;
             migrations::run(&mut conn)?;
             probe_writable(&conn)?;
             Ok(conn)
@@ -144,13 +148,11 @@ impl SqliteStore {
         // The writer's syncer fsyncs this file (see writer.rs); it exists
         // from the moment WAL mode is set and stays while connections are
         // open (checkpoints truncate it, never remove it).
-        let wal = std::fs::File::open(wal_path(path))
+        let wal = std::fs::File::open(with_suffix(path, "-wal"))
             .map_err(|e| anyhow::anyhow!("opening the SQLite WAL file: {e}"))?;
-        let checkpoint_conn = Connection::open(path)?;
-        configure(&checkpoint_conn)?;
+        let checkpoint_conn = connect()?;
         let read_only = || -> anyhow::Result<Connection> {
-            let c = Connection::open(path)?;
-            configure(&c)?;
+            let c = connect()?;
             c.execute_batch("PRAGMA query_only = ON")?;
             Ok(c)
         };
@@ -161,10 +163,6 @@ impl SqliteStore {
             .map(|_| read_only())
             .collect::<Result<_, _>>()?;
         let health = Arc::new(writer::Health::default());
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
-            _ => std::path::PathBuf::from("."),
-        };
         Ok(Self {
             dir,
             writer: Writer::start(write_conn, wal, health.clone())?,
@@ -181,6 +179,7 @@ impl Store for SqliteStore {
         "sqlite"
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn ping(&self) -> StoreResult<()> {
         self.readers
             .read(|c| Ok(c.query_row("SELECT 1", [], |_| Ok(()))?))
@@ -198,17 +197,7 @@ impl Store for SqliteStore {
                 }
             }
             // Ready again once a write commits and is synced.
-            self.writer
-                .write_single_statement(|c| {
-                    c.execute(
-                        "UPDATE schema_migrations SET applied_at = applied_at
-                         WHERE version = (SELECT MAX(version) FROM schema_migrations)",
-                        [],
-                    )
-                    .map(|_| ())
-                    .map_err(StoreError::from)
-                })
-                .await?;
+            self.writer.execute(PROBE_WRITE, ()).await?;
             self.health.clear();
         }
         Ok(())

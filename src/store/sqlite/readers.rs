@@ -1,13 +1,16 @@
 //! A small pool of read connections. In WAL mode readers never wait for the
 //! writer.
 //!
-//! Reads run on the calling runtime worker. Measured: handing each read to
-//! the blocking thread pool cost two context switches per request (a third of
-//! the CPU time under load on a 2-core machine), far more than the read itself
-//! (microseconds for a point read, a few milliseconds for a 10,000-row list).
+//! Small reads run on the calling runtime worker. Measured: handing each read
+//! to the blocking thread pool cost two context switches per request (a third
+//! of the CPU time under load on a 2-core machine), far more than the read
+//! itself (microseconds for a point read, a few milliseconds for a 10,000-row
+//! list). Reads of more than [`INLINE_ROWS`] rows run on the blocking pool,
+//! on bulk connections of their own (see [`Readers::read_sized`]). `all`,
+//! `one` and `optional` run one statement and map its rows.
 
 use super::super::{StoreError, StoreResult};
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension, Params, Row};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::Semaphore;
@@ -89,5 +92,64 @@ impl Readers {
             .lock()
             .map_err(|_| StoreError::internal("a read connection was poisoned"))?;
         f(&conn)
+    }
+
+    /// Every row `sql` returns, each read by `f` (a small read).
+    pub async fn all<T>(
+        &self,
+        sql: &str,
+        params: impl Params,
+        f: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
+    ) -> StoreResult<Vec<T>> {
+        self.read(|c| {
+            Ok(c.prepare_cached(sql)?
+                .query_map(params, f)?
+                .collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    /// Like [`Readers::all`] for a read of up to `rows` rows, which may be
+    /// large (see [`Readers::read_sized`]).
+    pub async fn all_sized<T, P, F>(
+        self: &Arc<Self>,
+        rows: usize,
+        sql: &'static str,
+        params: P,
+        f: F,
+    ) -> StoreResult<Vec<T>>
+    where
+        T: Send + 'static,
+        P: Params + Send + 'static,
+        F: FnMut(&Row<'_>) -> rusqlite::Result<T> + Send + 'static,
+    {
+        self.read_sized(rows, move |c| {
+            Ok(c.prepare_cached(sql)?
+                .query_map(params, f)?
+                .collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    /// The one row `sql` returns, read by `f`; an error when there is none.
+    pub async fn one<T>(
+        &self,
+        sql: &str,
+        params: impl Params,
+        f: impl FnOnce(&Row<'_>) -> rusqlite::Result<T>,
+    ) -> StoreResult<T> {
+        self.read(|c| Ok(c.prepare_cached(sql)?.query_row(params, f)?))
+            .await
+    }
+
+    /// The row `sql` returns, if any, read by `f`.
+    pub async fn optional<T>(
+        &self,
+        sql: &str,
+        params: impl Params,
+        f: impl FnOnce(&Row<'_>) -> rusqlite::Result<T>,
+    ) -> StoreResult<Option<T>> {
+        self.read(|c| Ok(c.prepare_cached(sql)?.query_row(params, f).optional()?))
+            .await
     }
 }

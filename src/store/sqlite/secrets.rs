@@ -2,40 +2,17 @@
 //! can be (a failing statement changes nothing, so it needs no savepoint);
 //! every change to a team's secrets moves its revision in the same batch.
 
-use super::rows::{listed_row, team_row, TEAM_COLUMNS};
 use super::writer::in_savepoint;
 use super::SqliteStore;
 use crate::domain::access::{AllTeamsAccess, DeliveryAccess, OrgAccess, TeamAccess};
-use crate::domain::types::{ListedSecret, SecretRecord, Team};
+use crate::domain::types::{ListedSecret, Team};
+use crate::store::identity::{team_row, TEAM_COLUMNS, TEAM_GONE};
+use crate::store::secrets::{listed_row, stored_row, SECRETS_QUOTA, STORED_COLUMNS};
 use crate::store::{
     SealedWrite, SecretStore, SecretWrite, Snapshot, StoreError, StoreResult, StoredSecret,
 };
 use async_trait::async_trait;
-use rusqlite::{params, Connection, OptionalExtension, Row};
-
-const GONE: &str = "team not found";
-
-/// The secret as stored, with its team's name from the grant.
-fn stored_row(team: &TeamAccess, r: &Row<'_>) -> rusqlite::Result<StoredSecret> {
-    Ok(StoredSecret {
-        record: SecretRecord {
-            id: r.get(0)?,
-            org_id: team.org_id().to_owned(),
-            team_id: team.team_id().to_owned(),
-            team_name: team.team_name().to_owned(),
-            name: r.get(1)?,
-            canonical_name: r.get(2)?,
-            created_at: r.get(3)?,
-            updated_at: r.get(4)?,
-            version: r.get(5)?,
-        },
-        version_id: r.get(6)?,
-        ciphertext: r.get(7)?,
-    })
-}
-
-const STORED_COLUMNS: &str =
-    "id, name, canonical_name, created_at, updated_at, version, version_id, ciphertext";
+use rusqlite::{params, Connection, OptionalExtension};
 
 /// Updates the secret the write expects; `None` when it is not there.
 fn update(
@@ -92,7 +69,7 @@ fn insert(
                 w.kek_id,
                 w.ciphertext
             ])
-            .map_err(|e| StoreError::from(e).gone_as(GONE))?;
+            .map_err(|e| StoreError::from(e).gone_as(TEAM_GONE))?;
         if inserted == 0 {
             return Ok(None);
         }
@@ -103,7 +80,7 @@ fn insert(
             .execute(params![team_id, max])?;
         if counted == 0 {
             return Err(StoreError::QuotaExceeded {
-                quota: "secrets per team",
+                quota: SECRETS_QUOTA,
                 limit: max,
             });
         }
@@ -113,18 +90,15 @@ fn insert(
 
 #[async_trait]
 impl SecretStore for SqliteStore {
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn secret_id(&self, team: &TeamAccess, canonical: &str) -> StoreResult<Option<String>> {
+        let sql = "SELECT id FROM secrets WHERE team_id = ?1 AND canonical_name = ?2";
         self.readers
-            .read(|c| {
-                Ok(c.prepare_cached(
-                    "SELECT id FROM secrets WHERE team_id = ?1 AND canonical_name = ?2",
-                )?
-                .query_row([team.team_id(), canonical], |r| r.get(0))
-                .optional()?)
-            })
+            .optional(sql, [team.team_id(), canonical], |r| r.get(0))
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn upsert_secret(
         &self,
         team: &TeamAccess,
@@ -142,22 +116,13 @@ impl SecretStore for SqliteStore {
                     insert(c, org_id, team_id, &write, max_secrets)?
                 };
                 let (name, created_at, version) = done.ok_or(StoreError::Stale)?;
-                Ok(SecretRecord {
-                    id: write.secret_id,
-                    org_id: org_id.to_owned(),
-                    team_id: team_id.to_owned(),
-                    team_name: access.team_name().to_owned(),
-                    name,
-                    canonical_name: write.canonical_name,
-                    created_at,
-                    updated_at: write.now,
-                    version,
-                })
+                Ok(write.record(&access, name, created_at, version))
             })
             .await?;
         Ok(SecretWrite { record, revision })
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn delete_secret(
         &self,
         team: &TeamAccess,
@@ -190,101 +155,81 @@ impl SecretStore for SqliteStore {
         Ok(found.map(|record| SecretWrite { record, revision }))
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn latest_secret(
         &self,
         team: &TeamAccess,
         canonical: &str,
     ) -> StoreResult<Option<StoredSecret>> {
+        let sql = format!(
+            "SELECT {STORED_COLUMNS} FROM secrets WHERE team_id = ?1 AND canonical_name = ?2"
+        );
+        let params = [team.team_id(), canonical];
         self.readers
-            .read(|c| {
-                Ok(c
-                    .prepare_cached(&format!(
-                        "SELECT {STORED_COLUMNS} FROM secrets WHERE team_id = ?1 AND canonical_name = ?2"
-                    ))?
-                    .query_row([team.team_id(), canonical], |r| stored_row(team, r))
-                    .optional()?)
-            })
+            .optional(&sql, params, |r| stored_row(team, r))
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn team_secrets_page(
         &self,
         team: &TeamAccess,
         after: &str,
         limit: usize,
     ) -> StoreResult<Vec<ListedSecret>> {
-        let (team_id, team_name, after) = (
-            team.team_id().to_owned(),
-            team.team_name().to_owned(),
-            after.to_owned(),
-        );
+        let sql = "SELECT team_id, ?4, id, name, canonical_name, created_at, version FROM secrets
+                   WHERE team_id = ?1 AND canonical_name > ?2 ORDER BY canonical_name LIMIT ?3";
+        let (team_id, team_name) = (team.team_id().to_owned(), team.team_name().to_owned());
+        let params = (team_id, after.to_owned(), limit as i64, team_name);
         self.readers
-            .read_sized(limit, move |c| {
-                let mut st = c.prepare_cached(
-                    "SELECT team_id, '', id, name, canonical_name, created_at, version FROM secrets
-                     WHERE team_id = ?1 AND canonical_name > ?2
-                     ORDER BY canonical_name LIMIT ?3",
-                )?;
-                let rows = st.query_map(params![team_id, after, limit as i64], |r| {
-                    listed_row(r).map(|mut s| {
-                        s.team_name.clone_from(&team_name);
-                        s
-                    })
-                })?;
-                Ok(rows.collect::<Result<_, _>>()?)
-            })
+            .all_sized(limit, sql, params, |r| listed_row(r))
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn org_secrets_page(
         &self,
         org: &AllTeamsAccess,
         after: (&str, &str),
         limit: usize,
     ) -> StoreResult<Vec<ListedSecret>> {
-        let (org_id, after_team, after_name) = (
-            org.org_id().to_owned(),
-            after.0.to_owned(),
-            after.1.to_owned(),
+        let sql =
+            "SELECT s.team_id, t.name, s.id, s.name, s.canonical_name, s.created_at, s.version
+                   FROM secrets s JOIN teams t ON t.id = s.team_id
+                   WHERE s.org_id = ?1 AND (s.team_id, s.canonical_name) > (?2, ?3)
+                   ORDER BY s.team_id, s.canonical_name LIMIT ?4";
+        let (org_id, after_team, after_name) = (org.org_id(), after.0, after.1);
+        let params = (
+            org_id.to_owned(),
+            after_team.to_owned(),
+            after_name.to_owned(),
+            limit as i64,
         );
         self.readers
-            .read_sized(limit, move |c| {
-                let mut st = c.prepare_cached(
-                    "SELECT s.team_id, t.name, s.id, s.name, s.canonical_name, s.created_at, s.version
-                     FROM secrets s JOIN teams t ON t.id = s.team_id
-                     WHERE s.org_id = ?1 AND (s.team_id, s.canonical_name) > (?2, ?3)
-                     ORDER BY s.team_id, s.canonical_name LIMIT ?4",
-                )?;
-                let rows =
-                    st.query_map(params![org_id, after_team, after_name, limit as i64], listed_row)?;
-                Ok(rows.collect::<Result<_, _>>()?)
-            })
+            .all_sized(limit, sql, params, |r| listed_row(r))
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn teams_with_secrets(&self, org: &OrgAccess) -> StoreResult<Vec<Team>> {
+        let sql = format!(
+            "SELECT {TEAM_COLUMNS} FROM teams WHERE org_id = ?1 AND secret_count > 0 ORDER BY id"
+        );
         self.readers
-            .read(|c| {
-                let mut st = c.prepare_cached(&format!(
-                    "SELECT {TEAM_COLUMNS} FROM teams WHERE org_id = ?1 AND secret_count > 0 ORDER BY id"
-                ))?;
-                let rows = st.query_map([org.org_id()], team_row)?;
-                Ok(rows.collect::<Result<_, _>>()?)
-            })
+            .all(&sql, [org.org_id()], |r| team_row(r))
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn team_revision(&self, team: &TeamAccess) -> StoreResult<i64> {
-        self.readers
-            .read(|c| {
-                c.prepare_cached("SELECT revision FROM teams WHERE id = ?1")?
-                    .query_row([team.team_id()], |r| r.get(0))
-                    .optional()?
-                    .ok_or_else(|| StoreError::NotFound(GONE.into()))
-            })
-            .await
+        let sql = "SELECT revision FROM teams WHERE id = ?1";
+        let revision = self.readers.optional(sql, [team.team_id()], |r| r.get(0));
+        revision
+            .await?
+            .ok_or_else(|| StoreError::NotFound(TEAM_GONE.into()))
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn snapshot(&self, grant: &DeliveryAccess) -> StoreResult<Snapshot> {
         let team = grant.team();
         self.readers
@@ -296,7 +241,7 @@ impl SecretStore for SqliteStore {
                     .prepare_cached("SELECT revision FROM teams WHERE id = ?1")?
                     .query_row([team.team_id()], |r| r.get(0))
                     .optional()?
-                    .ok_or_else(|| StoreError::NotFound(GONE.into()))?;
+                    .ok_or_else(|| StoreError::NotFound(TEAM_GONE.into()))?;
                 let secrets = {
                     let mut st = tx.prepare_cached(&format!(
                         "SELECT {STORED_COLUMNS} FROM secrets WHERE team_id = ?1 ORDER BY canonical_name"
@@ -310,6 +255,7 @@ impl SecretStore for SqliteStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn team_revisions(&self, team_ids: Vec<String>) -> StoreResult<Vec<(String, i64)>> {
         self.readers
             .read(|c| {
