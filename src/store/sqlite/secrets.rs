@@ -142,7 +142,7 @@ impl SecretStore for SqliteStore {
                     insert(c, org_id, team_id, &write, max_secrets)?
                 };
                 let (name, created_at, version) = done.ok_or(StoreError::Stale)?;
-                Ok(SecretRecord {
+                Ok(Some(SecretRecord {
                     id: write.secret_id,
                     org_id: org_id.to_owned(),
                     team_id: team_id.to_owned(),
@@ -152,9 +152,10 @@ impl SecretStore for SqliteStore {
                     created_at,
                     updated_at: write.now,
                     version,
-                })
+                }))
             })
-            .await?;
+            .await?
+            .ok_or_else(|| StoreError::internal("a committed secret write changed nothing"))?;
         Ok(SecretWrite { record, revision })
     }
 
@@ -164,9 +165,8 @@ impl SecretStore for SqliteStore {
         canonical: &str,
     ) -> StoreResult<Option<SecretWrite>> {
         let (access, canonical) = (team.clone(), canonical.to_owned());
-        // A job that found nothing still moves the revision, which costs
-        // waiters one unchanged answer and nothing else.
-        let (found, revision) = self
+        // A job that finds nothing changes nothing, the revision included.
+        let deleted = self
             .writer
             .write_team_change(team.team_id().to_owned(), move |c| {
                 in_savepoint(c, |c| {
@@ -187,7 +187,7 @@ impl SecretStore for SqliteStore {
                 })
             })
             .await?;
-        Ok(found.map(|record| SecretWrite { record, revision }))
+        Ok(deleted.map(|(record, revision)| SecretWrite { record, revision }))
     }
 
     async fn latest_secret(

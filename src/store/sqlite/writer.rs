@@ -162,7 +162,7 @@ impl Writer {
         R: Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<R> + Send + 'static,
     {
-        self.submit(None, move |conn| in_savepoint(conn, f))
+        self.submit(None, |_| false, move |conn| in_savepoint(conn, f))
             .await
             .map(|(r, _)| r)
     }
@@ -177,24 +177,40 @@ impl Writer {
         R: Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<R> + Send + 'static,
     {
-        self.submit(None, f).await.map(|(r, _)| r)
+        self.submit(None, |_| false, f).await.map(|(r, _)| r)
     }
 
     /// Like [`Writer::write_single_statement`] for a change to `team_id`'s
-    /// secrets: when the job succeeds the team's revision moves in the same
-    /// transaction, and the revision it moved to is returned with the result.
-    pub async fn write_team_change<R, F>(&self, team_id: String, f: F) -> StoreResult<(R, i64)>
+    /// secrets. A job that changed something returns `Some`: the team's
+    /// revision moves in the same transaction, and the revision it moved to
+    /// is returned with the result. A job that changed nothing returns
+    /// `None`, and the revision stays. `NotFound` when another job of the
+    /// same batch deleted the team: its row is gone, and with it what this
+    /// job wrote, as if the deletion had come first.
+    pub async fn write_team_change<R, F>(
+        &self,
+        team_id: String,
+        f: F,
+    ) -> StoreResult<Option<(R, i64)>>
     where
         R: Send + 'static,
-        F: FnOnce(&Connection) -> StoreResult<R> + Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<Option<R>> + Send + 'static,
     {
-        let (r, revision) = self.submit(Some(team_id), f).await?;
-        let revision = revision
-            .ok_or_else(|| StoreError::internal("a team change committed without its revision"))?;
-        Ok((r, revision))
+        match self.submit(Some(team_id), Option::is_some, f).await? {
+            (None, _) => Ok(None),
+            (Some(r), Some(revision)) => Ok(Some((r, revision))),
+            (Some(_), None) => Err(StoreError::NotFound("team not found".into())),
+        }
     }
 
-    async fn submit<R, F>(&self, team: Option<String>, f: F) -> StoreResult<(R, Option<i64>)>
+    /// Queues `f`; when it succeeds with a result `changed` accepts, `team`
+    /// is marked for a revision move.
+    async fn submit<R, F>(
+        &self,
+        team: Option<String>,
+        changed: fn(&R) -> bool,
+        f: F,
+    ) -> StoreResult<(R, Option<i64>)>
     where
         R: Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<R> + Send + 'static,
@@ -203,8 +219,8 @@ impl Writer {
         let (done_tx, done_rx) = oneshot::channel::<StoreResult<(R, Option<i64>)>>();
         let job: Job = Box::new(move |conn: Option<&Connection>, touched: &mut Touched| {
             let outcome = conn.map(f);
-            if let (Some(Ok(_)), Some(t)) = (&outcome, &team) {
-                if !touched.contains(t) {
+            if let (Some(Ok(r)), Some(t)) = (&outcome, &team) {
+                if changed(r) && !touched.contains(t) {
                     touched.push(t.clone());
                 }
             }
