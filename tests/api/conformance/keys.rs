@@ -305,7 +305,7 @@ async fn delete_key(store: DynStore) {
 }
 
 /// `touch_api_keys` records the latest use: an older time never moves it
-/// back, and unknown prefixes are ignored.
+/// back (within one call either), and unknown prefixes are ignored.
 async fn touch_records_latest_use(store: DynStore) {
     let acme = Org::create(&*store, "acme").await;
     let grant = acme.key_grant(
@@ -345,6 +345,18 @@ async fn touch_records_latest_use(store: DynStore) {
         .unwrap();
     assert_eq!(last_used(key.prefix.clone()).await, Some(t2));
     assert_eq!(last_used(admin.clone()).await, Some(t3));
+    // One key named twice in a call: the later time counts, in either order.
+    let (t4, t5) = (tick(), tick());
+    for (first, second) in [(t5, t4), (t4, t5)] {
+        store
+            .touch_api_keys(vec![
+                (key.prefix.clone(), first),
+                (key.prefix.clone(), second),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(last_used(key.prefix.clone()).await, Some(t5));
+    }
     store.touch_api_keys(vec![]).await.unwrap();
 }
 

@@ -171,6 +171,14 @@ async fn quota_counts_new_secrets_per_team(store: DynStore) {
     assert_eq!(store.latest_secret(&team, "c").await.unwrap(), None);
     assert_eq!(store.secret_id(&team, "c").await.unwrap(), None);
     assert_eq!(store.team_revision(&team).await.unwrap(), revision);
+    // At the quota, a creation of a name that exists is `Stale`, not
+    // `QuotaExceeded`: the caller re-reads and updates it.
+    assert_err(
+        store
+            .upsert_secret(&team, sealed("a", &new_id(), false), 2)
+            .await,
+        Stale,
+    );
 
     let id = store.secret_id(&team, "a").await.unwrap().unwrap();
     store
