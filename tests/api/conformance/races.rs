@@ -9,7 +9,7 @@ use super::{
 use std::future::Future;
 use tessera::domain::access::KeyTarget;
 use tessera::domain::ids::new_id;
-use tessera::domain::types::KeyType;
+use tessera::domain::types::{KeyType, TeamRole};
 use tessera::store::{DynStore, StoreError, StoreResult, TeamDeletion};
 
 const N: usize = 8;
@@ -268,39 +268,141 @@ async fn identity_quotas_hold_under_race(store: DynStore) {
     all_are(lost, quota("organization-wide live API keys", 3));
 }
 
-/// Secrets created while their team is deleted (cascading): each creation
-/// either commits before the deletion (and is counted by it) or finds the
-/// team gone (`NotFound`), never anything else. Several rounds, so that
-/// some creations share a commit with the deletion.
-async fn creates_racing_team_deletion(store: DynStore) {
+/// Secrets, keys and memberships added while their team is deleted
+/// (cascading): each either commits before the deletion (and goes with the
+/// team) or finds the team gone (`NotFound`), never anything else, and
+/// nothing of the team outlives it. Several rounds, so that some additions
+/// share a commit with the deletion.
+async fn additions_racing_team_deletion(store: DynStore) {
     let acme = Org::create(&*store, "acme").await;
+    let user = acme.new_user(&*store, "u@example.com").await;
     for round in 0..10 {
         let team = acme.new_team(&*store, &format!("t{round}")).await;
         let access = acme.team(&team);
+        let key_grant = acme.key_grant(KeyType::WorkspaceInvoke, KeyTarget::Team(&team));
         let results = race(|i| {
-            let (store, access) = (store.clone(), access.clone());
+            let (store, access, key_grant) = (store.clone(), access.clone(), key_grant.clone());
+            let user_id = user.id.clone();
             async move {
-                if i == 0 {
-                    return match store.delete_team(&access, true).await? {
+                match i {
+                    0 => match store.delete_team(&access, true).await? {
                         TeamDeletion::Deleted { secrets } => Ok(Some(secrets)),
                         other => panic!("{other:?}"),
-                    };
+                    },
+                    1 => store
+                        .set_member(&access, &user_id, TeamRole::Member)
+                        .await
+                        .map(|_| None),
+                    2 | 3 => store
+                        .insert_api_key(
+                            &key_grant,
+                            new_key(KeyType::WorkspaceInvoke, None, None),
+                            100,
+                        )
+                        .await
+                        .map(|_| None),
+                    _ => {
+                        let write = sealed(&format!("s{i}"), &new_id(), false);
+                        store.upsert_secret(&access, write, 100).await.map(|_| None)
+                    }
                 }
-                let write = sealed(&format!("s{i}"), &new_id(), false);
-                store.upsert_secret(&access, write, 100).await.map(|_| None)
             }
         })
         .await;
         let mut results = results.into_iter();
         let deleted = results.next().unwrap().unwrap().unwrap();
-        let (created, gone) = split(results.collect());
+        let results: Vec<_> = results.collect();
+        let secrets_created = results[3..].iter().filter(|r| r.is_ok()).count();
         assert!(
-            created.len() as i64 <= deleted,
-            "{} > {deleted}",
-            created.len()
+            secrets_created as i64 <= deleted,
+            "{secrets_created} > {deleted}"
         );
+        let (_, gone) = split(results);
         all_are(gone, not_found("team not found"));
         assert_eq!(store.find_team(&team.id).await.unwrap(), None);
+        let keys = store.list_api_keys(&acme.grant()).await.unwrap();
+        assert!(keys
+            .iter()
+            .all(|k| k.key.team_id.as_ref() != Some(&team.id)));
+        let memberships = store.memberships(&user.id).await.unwrap();
+        assert!(memberships.iter().all(|m| m.team_id != team.id));
+    }
+}
+
+/// Keys created by a user while the user is deleted: each is refused
+/// (`NotFound`) or deleted with its creator; none outlives it.
+async fn keys_racing_creator_deletion(store: DynStore) {
+    let acme = Org::create(&*store, "acme").await;
+    let grant = acme.key_grant(
+        KeyType::WorkspaceInvoke,
+        KeyTarget::Team(&acme.default_team),
+    );
+    for round in 0..10 {
+        let user = acme
+            .new_user(&*store, &format!("u{round}@example.com"))
+            .await;
+        let results = race(|i| {
+            let (store, org, grant) = (store.clone(), acme.grant(), grant.clone());
+            let user_id = user.id.clone();
+            async move {
+                if i == 0 {
+                    assert!(store.delete_user(&org, &user_id).await?);
+                    return Ok(());
+                }
+                let key = new_key(KeyType::WorkspaceInvoke, None, Some(&user_id));
+                store.insert_api_key(&grant, key, 100).await.map(|_| ())
+            }
+        })
+        .await;
+        let (_, gone) = split(results);
+        all_are(
+            gone,
+            not_found("the user creating this key no longer exists"),
+        );
+        let keys = store.list_api_keys(&acme.grant()).await.unwrap();
+        assert!(keys
+            .iter()
+            .all(|k| k.key.created_by.as_ref() != Some(&user.id)));
+    }
+}
+
+/// Snapshots taken while secrets are being created hold exactly the
+/// secrets written up to the revision they report: the revision and the
+/// rows are of one instant.
+async fn snapshots_are_of_one_instant(store: DynStore) {
+    let acme = Org::create(&*store, "acme").await;
+    let team = acme.new_team(&*store, "t").await;
+    let access = acme.team(&team);
+    let delivery = acme.delivery(&team);
+    let names: Vec<String> = (0..30).map(|i| format!("s{i:02}")).collect();
+    let writer = {
+        let (store, access, names) = (store.clone(), access.clone(), names.clone());
+        tokio::spawn(async move {
+            // The revision after each creation, one at a time.
+            let mut revisions = vec![store.team_revision(&access).await.unwrap()];
+            for name in &names {
+                revisions.push(create_secret(&*store, &access, name).await.revision);
+            }
+            revisions
+        })
+    };
+    let mut snapshots = vec![];
+    while !writer.is_finished() {
+        snapshots.push(store.snapshot(&delivery).await.unwrap());
+    }
+    let revisions = writer.await.unwrap();
+    assert!(snapshots.len() > 1, "the snapshots overlapped the writes");
+    for snapshot in snapshots {
+        let k = revisions
+            .iter()
+            .position(|r| *r == snapshot.revision)
+            .unwrap_or_else(|| panic!("revision {} was never written", snapshot.revision));
+        let held: Vec<_> = snapshot
+            .secrets
+            .iter()
+            .map(|s| s.record.canonical_name.clone())
+            .collect();
+        assert_eq!(held, names[..k], "at revision {}", snapshot.revision);
     }
 }
 
@@ -311,5 +413,7 @@ crate::store_tests!(
     secret_quota_holds_under_race,
     identity_names_unique_under_race,
     identity_quotas_hold_under_race,
-    creates_racing_team_deletion,
+    additions_racing_team_deletion,
+    keys_racing_creator_deletion,
+    snapshots_are_of_one_instant,
 );
