@@ -248,9 +248,9 @@ pub fn new_key(key_type: KeyType, name: Option<&str>, created_by: Option<&str>) 
     }
 }
 
-/// A sealed write as the service makes one; the ciphertext is arbitrary
-/// bytes (the store never opens it). `id`: the secret's id and whether the
-/// caller found it (`exists`).
+/// A sealed write as the service makes one, for the secret `secret_id`
+/// that the caller found (`exists`) or is creating. The ciphertext is
+/// arbitrary bytes (the store never opens it), distinct per write.
 pub fn sealed(name: &str, secret_id: &str, exists: bool) -> SealedWrite {
     let version_id = new_id();
     SealedWrite {
