@@ -134,6 +134,8 @@ pub trait KeyStore {
     async fn list_api_keys(&self, org: &OrgAccess) -> StoreResult<Vec<KeyListing>>;
     /// Deletes the key the grant names; `false` when it is already gone.
     async fn delete_api_key(&self, grant: &KeyRevocation) -> StoreResult<bool>;
-    /// Records when keys were last used (batched by the caller).
+    /// Records when keys were last used (batched by the caller): each key
+    /// keeps the latest of its recorded time and the times given; unknown
+    /// prefixes are ignored.
     async fn touch_api_keys(&self, uses: Vec<(String, Micros)>) -> StoreResult<()>;
 }

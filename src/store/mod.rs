@@ -15,6 +15,14 @@
 //! the store takes the organization, team or user from it, never from a
 //! second argument. The store never sees a value: the service seals before
 //! it writes and opens after it reads.
+//!
+//! Orders of text ("by id", "in canonical-name order") are byte order on
+//! SQLite, and the database's collation order on PostgreSQL: the same when
+//! the database was created with a bytewise collation (`C`, `C.UTF-8`), as
+//! `docs/operations-postgres.md` asks. Cursors compare with the same
+//! collation as the ordering, so pages are complete either way. The
+//! conformance suite (`tests/api/conformance`) checks every contract here on
+//! both engines.
 
 pub mod postgres;
 pub mod sqlite;

@@ -95,7 +95,7 @@ pub struct SecretWrite {
 }
 
 /// A secret's current version as stored.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredSecret {
     pub record: SecretRecord,
     /// `None` for a version sealed by envelope format 1.
@@ -117,9 +117,11 @@ pub trait SecretStore {
     async fn secret_id(&self, team: &TeamAccess, canonical: &str) -> StoreResult<Option<String>>;
     /// Creates or updates a secret as the sealed write says; an update
     /// keeps the id, spelling and `created_at` and gains a version. The
-    /// team's revision moves in the same transaction. `QuotaExceeded` when
+    /// team's revision moves in the same transaction (writes committed
+    /// together may share the revision they moved to). `QuotaExceeded` when
     /// the secret is new and the team holds `max_secrets` already; `Stale`
-    /// when the write's expectation no longer holds.
+    /// when the write's expectation no longer holds; `NotFound` when the
+    /// team is gone.
     async fn upsert_secret(
         &self,
         team: &TeamAccess,
@@ -127,7 +129,7 @@ pub trait SecretStore {
         max_secrets: i64,
     ) -> StoreResult<SecretWrite>;
     /// Deletes the secret, moving the team's revision; `None` when there is
-    /// none.
+    /// none (the team's included), and then nothing changes.
     async fn delete_secret(
         &self,
         team: &TeamAccess,
@@ -162,7 +164,8 @@ pub trait SecretStore {
     /// The team's secrets with ciphertexts, ordered by canonical name, and
     /// the revision they belong to, read at one instant.
     async fn snapshot(&self, team: &DeliveryAccess) -> StoreResult<Snapshot>;
-    /// Current revisions of the given teams (those that still exist), to
-    /// catch up after events may have been missed. Not a data read: no grant.
+    /// Current revisions of the given teams (those that still exist), in no
+    /// particular order, to catch up after events may have been missed. Not
+    /// a data read: no grant.
     async fn team_revisions(&self, team_ids: Vec<String>) -> StoreResult<Vec<(String, i64)>>;
 }

@@ -1,6 +1,7 @@
-//! Black-box tests over real HTTP, compiled into one test binary. Each test
-//! runs against SQLite and, when `TESSERA_TEST_DATABASE_URL` is set,
-//! PostgreSQL.
+//! Black-box tests over real HTTP, compiled into one test binary, and one
+//! conformance suite below HTTP (`conformance/`: every store method's
+//! contract through the `Store` trait). Each test runs against SQLite and,
+//! when `TESSERA_TEST_DATABASE_URL` is set, PostgreSQL.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -13,6 +14,7 @@ mod binary;
 mod bounds;
 mod cli_admin;
 mod cli_secrets;
+mod conformance;
 mod delivery;
 mod delivery_binary;
 mod diskfull;

@@ -132,9 +132,12 @@ impl KeyStore for PostgresStore {
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn touch_api_keys(&self, uses: Vec<(String, Micros)>) -> StoreResult<()> {
         let (prefixes, times): (Vec<String>, Vec<i64>) = uses.into_iter().unzip();
+        // One row per key: an UPDATE … FROM joining a key to several rows
+        // applies an arbitrary one of them, not the latest.
         let query = sqlx::query(
             "UPDATE api_keys AS k SET last_used_at = GREATEST(COALESCE(k.last_used_at, 0), u.at)
-             FROM (SELECT unnest($1::text[]) AS prefix, unnest($2::bigint[]) AS at) AS u
+             FROM (SELECT prefix, MAX(at) AS at
+                   FROM unnest($1::text[], $2::bigint[]) AS t(prefix, at) GROUP BY prefix) AS u
              WHERE k.prefix = u.prefix",
         );
         self.execute(query.bind(prefixes).bind(times)).await?;

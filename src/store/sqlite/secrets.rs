@@ -116,9 +116,10 @@ impl SecretStore for SqliteStore {
                     insert(c, org_id, team_id, &write, max_secrets)?
                 };
                 let (name, created_at, version) = done.ok_or(StoreError::Stale)?;
-                Ok(write.record(&access, name, created_at, version))
+                Ok(Some(write.record(&access, name, created_at, version)))
             })
-            .await?;
+            .await?
+            .ok_or_else(|| StoreError::internal("a committed secret write changed nothing"))?;
         Ok(SecretWrite { record, revision })
     }
 
@@ -129,9 +130,8 @@ impl SecretStore for SqliteStore {
         canonical: &str,
     ) -> StoreResult<Option<SecretWrite>> {
         let (access, canonical) = (team.clone(), canonical.to_owned());
-        // A job that found nothing still moves the revision, which costs
-        // waiters one unchanged answer and nothing else.
-        let (found, revision) = self
+        // A job that finds nothing changes nothing, the revision included.
+        let deleted = self
             .writer
             .write_team_change(team.team_id().to_owned(), move |c| {
                 in_savepoint(c, |c| {
@@ -152,7 +152,7 @@ impl SecretStore for SqliteStore {
                 })
             })
             .await?;
-        Ok(found.map(|record| SecretWrite { record, revision }))
+        Ok(deleted.map(|(record, revision)| SecretWrite { record, revision }))
     }
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]

@@ -162,7 +162,7 @@ impl Writer {
         R: Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<R> + Send + 'static,
     {
-        self.submit(None, move |conn| in_savepoint(conn, f))
+        self.submit(None, |_| false, move |conn| in_savepoint(conn, f))
             .await
             .map(|(r, _)| r)
     }
@@ -176,26 +176,42 @@ impl Writer {
         P: rusqlite::Params + Send + 'static,
     {
         let job = move |c: &Connection| Ok(c.prepare_cached(sql)?.execute(params)?);
-        self.submit(None, job).await.map(|(n, _)| n)
+        self.submit(None, |_| false, job).await.map(|(n, _)| n)
     }
 
     /// Runs `f` in the next batch for a change to `team_id`'s secrets, without
     /// a savepoint (as [`Writer::execute`]: `f` modifies the database with at
     /// most one statement, as its last step, or takes a savepoint itself).
-    /// When it succeeds the team's revision moves in the same transaction,
-    /// and the revision it moved to is returned with the result.
-    pub async fn write_team_change<R, F>(&self, team_id: String, f: F) -> StoreResult<(R, i64)>
+    /// A job that changed something returns `Some`: the team's revision moves
+    /// in the same transaction, and the revision it moved to is returned with
+    /// the result. A job that changed nothing returns `None`, and the revision
+    /// stays. `NotFound` when another job of the same batch deleted the team:
+    /// its row is gone, and with it what this job wrote, as if the deletion
+    /// had come first.
+    pub async fn write_team_change<R, F>(
+        &self,
+        team_id: String,
+        f: F,
+    ) -> StoreResult<Option<(R, i64)>>
     where
         R: Send + 'static,
-        F: FnOnce(&Connection) -> StoreResult<R> + Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<Option<R>> + Send + 'static,
     {
-        let (r, revision) = self.submit(Some(team_id), f).await?;
-        let revision = revision
-            .ok_or_else(|| StoreError::internal("a team change committed without its revision"))?;
-        Ok((r, revision))
+        match self.submit(Some(team_id), Option::is_some, f).await? {
+            (None, _) => Ok(None),
+            (Some(r), Some(revision)) => Ok(Some((r, revision))),
+            (Some(_), None) => Err(StoreError::NotFound("team not found".into())),
+        }
     }
 
-    async fn submit<R, F>(&self, team: Option<String>, f: F) -> StoreResult<(R, Option<i64>)>
+    /// Queues `f`; when it succeeds with a result `changed` accepts, `team`
+    /// is marked for a revision move.
+    async fn submit<R, F>(
+        &self,
+        team: Option<String>,
+        changed: fn(&R) -> bool,
+        f: F,
+    ) -> StoreResult<(R, Option<i64>)>
     where
         R: Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<R> + Send + 'static,
@@ -204,8 +220,8 @@ impl Writer {
         let (done_tx, done_rx) = oneshot::channel::<StoreResult<(R, Option<i64>)>>();
         let job: Job = Box::new(move |conn: Option<&Connection>, touched: &mut Touched| {
             let outcome = conn.map(f);
-            if let (Some(Ok(_)), Some(t)) = (&outcome, &team) {
-                if !touched.contains(t) {
+            if let (Some(Ok(r)), Some(t)) = (&outcome, &team) {
+                if changed(r) && !touched.contains(t) {
                     touched.push(t.clone());
                 }
             }
