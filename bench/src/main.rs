@@ -13,6 +13,7 @@ mod config;
 mod delivery;
 mod environment;
 mod measure;
+mod neighbour;
 mod pg;
 mod process;
 mod report;

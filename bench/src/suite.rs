@@ -6,6 +6,7 @@ use crate::config::{Plan, RunArgs};
 use crate::delivery;
 use crate::environment::environment;
 use crate::measure::{self, Sample};
+use crate::neighbour::{self, NEIGHBOUR};
 use crate::pg::{self, Schema};
 use crate::process::memory;
 use crate::report::{self, Results, Run, Setup};
@@ -266,6 +267,30 @@ async fn measure_run(
             );
             record.pgbench = Some(pgbench);
         }
+    }
+    // Issue 9: after the workloads, Tessera targets only, in the same
+    // rotation.
+    for target in targets.iter().cycle().skip(run % n).take(n) {
+        if !target.is_tessera() {
+            continue;
+        }
+        tokio::time::sleep(plan.settle).await;
+        let m = neighbour::measure(target, plan, run).await?;
+        eprintln!(
+            "[run {}/{}] {NEIGHBOUR} {:<16} list-100 p99 idle {:>7.2} ms, loaded {:>7.2} ms \
+             (p50 {:.2} -> {:.2}); {:.0} big listings/s, {:.0} writes/s; errors {}",
+            run + 1,
+            plan.runs,
+            target.name,
+            m.idle.p99_ms,
+            m.loaded.p99_ms,
+            m.idle.p50_ms,
+            m.loaded.p50_ms,
+            m.big.rps,
+            m.writes.rps,
+            m.errors()
+        );
+        record.neighbour.insert(target.name.clone(), m);
     }
     Ok(record)
 }

@@ -1,4 +1,4 @@
-//! The targets of issues 5 and 8, checked against the summary: each is met,
+//! The targets of issues 5, 8 and 9, checked against the summary: each is met,
 //! not met, or not measured in this run (e.g. quick mode, no PostgreSQL, no
 //! agent subcommand in the binary).
 
@@ -201,4 +201,22 @@ pub fn evaluate_issue_8(summary: &Summary, delivery: &[Propagation]) -> Vec<Goal
         |v| v < 200.0,
     ));
     goals
+}
+
+/// The target of issue 9 (hostile clients): large reads do not starve the
+/// workers serving another team.
+pub fn evaluate_issue_9(summary: &Summary) -> Vec<Goal> {
+    summary
+        .neighbour
+        .iter()
+        .map(|n| {
+            goal(
+                &n.target,
+                "neighbour list-100 p99 under 8 big listings < 3x idle p99",
+                median(n.p99_ratio),
+                "x",
+                |v| v < crate::neighbour::MAX_P99_RATIO,
+            )
+        })
+        .collect()
 }

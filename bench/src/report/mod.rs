@@ -11,6 +11,7 @@ pub use render::render;
 use crate::config::Plan;
 use crate::delivery::Propagation;
 use crate::measure::Sample;
+use crate::neighbour::Neighbour;
 use crate::pg::Pgbench;
 use crate::process::Memory;
 use crate::stats::Stat;
@@ -51,6 +52,9 @@ pub struct Run {
     /// workload -> target -> sample.
     pub samples: BTreeMap<String, BTreeMap<String, Sample>>,
     pub pgbench: Option<Pgbench>,
+    /// Issue 9: target -> the neighbour measurement (Tessera targets only).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub neighbour: BTreeMap<String, Neighbour>,
 }
 
 impl Run {
@@ -128,6 +132,25 @@ pub struct PgSummary {
     pub ratio: Option<Stat>,
 }
 
+/// Issue 9's neighbour measurement on one target, over the runs.
+#[derive(Debug, Serialize)]
+pub struct NeighbourRow {
+    pub target: String,
+    pub idle_rps: Option<Stat>,
+    pub idle_p50_ms: Option<Stat>,
+    pub idle_p99_ms: Option<Stat>,
+    pub loaded_rps: Option<Stat>,
+    pub loaded_p50_ms: Option<Stat>,
+    pub loaded_p99_ms: Option<Stat>,
+    /// loaded p99 / idle p99, per run, then the median.
+    pub p99_ratio: Option<Stat>,
+    /// Listings of the big team per second during the loaded phase.
+    pub big_rps: Option<Stat>,
+    pub writes_rps: Option<Stat>,
+    /// Failed requests of all four parts, over the runs.
+    pub errors: u64,
+}
+
 #[derive(Debug, Serialize)]
 pub struct Summary {
     pub workloads: Vec<WorkloadSummary>,
@@ -136,6 +159,8 @@ pub struct Summary {
     /// The issue 5 targets.
     pub goals: Vec<goals::Goal>,
     pub goals_issue_8: Vec<goals::Goal>,
+    pub neighbour: Vec<NeighbourRow>,
+    pub goals_issue_9: Vec<goals::Goal>,
     /// Failed requests anywhere: workloads, data loading and propagation.
     pub total_errors: u64,
 }
@@ -164,7 +189,19 @@ impl Results {
             .chain(self.setup.values().flat_map(|s| s.loads.values()))
             .map(|s| s.errors)
             .sum::<u64>()
-            + self.delivery.iter().map(|p| p.errors).sum::<u64>();
+            + self.delivery.iter().map(|p| p.errors).sum::<u64>()
+            + self
+                .runs
+                .iter()
+                .flat_map(|r| r.neighbour.values())
+                .map(Neighbour::errors)
+                .sum::<u64>();
+        let neighbour = self
+            .targets
+            .iter()
+            .filter(|t| self.runs.iter().any(|r| r.neighbour.contains_key(*t)))
+            .map(|t| self.neighbour_row(t))
+            .collect();
         let fetch_cpu_per_secret = self
             .targets
             .iter()
@@ -177,11 +214,43 @@ impl Results {
             fetch_cpu_per_secret,
             goals: Vec::new(),
             goals_issue_8: Vec::new(),
+            neighbour,
+            goals_issue_9: Vec::new(),
             total_errors,
         };
         summary.goals = goals::evaluate(&summary, &self.setup);
         summary.goals_issue_8 = goals::evaluate_issue_8(&summary, &self.delivery);
+        summary.goals_issue_9 = goals::evaluate_issue_9(&summary);
         self.summary = Some(summary);
+    }
+
+    fn neighbour_row(&self, target: &str) -> NeighbourRow {
+        let over_runs = |f: &dyn Fn(&Neighbour) -> Option<f64>| {
+            Stat::of(
+                self.runs
+                    .iter()
+                    .filter_map(|r| r.neighbour.get(target))
+                    .filter_map(f),
+            )
+        };
+        NeighbourRow {
+            target: target.to_string(),
+            idle_rps: over_runs(&|n| Some(n.idle.rps)),
+            idle_p50_ms: over_runs(&|n| Some(n.idle.p50_ms)),
+            idle_p99_ms: over_runs(&|n| Some(n.idle.p99_ms)),
+            loaded_rps: over_runs(&|n| Some(n.loaded.rps)),
+            loaded_p50_ms: over_runs(&|n| Some(n.loaded.p50_ms)),
+            loaded_p99_ms: over_runs(&|n| Some(n.loaded.p99_ms)),
+            p99_ratio: over_runs(&Neighbour::p99_ratio),
+            big_rps: over_runs(&|n| Some(n.big.rps)),
+            writes_rps: over_runs(&|n| Some(n.writes.rps)),
+            errors: self
+                .runs
+                .iter()
+                .filter_map(|r| r.neighbour.get(target))
+                .map(Neighbour::errors)
+                .sum(),
+        }
     }
 
     fn per_secret(&self, target: &str) -> PerSecret {

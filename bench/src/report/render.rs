@@ -2,6 +2,7 @@
 //! into an issue as is.
 
 use super::{Results, Row};
+use crate::neighbour::{BIG_LISTERS, NEIGHBOUR, NEIGHBOUR_CONNECTIONS, WRITE_EVERY};
 use crate::stats::Stat;
 use std::fmt::Write;
 
@@ -158,6 +159,8 @@ pub fn render(results: &Results) -> String {
         }
     }
 
+    neighbour_table(&mut out, results);
+
     out.push_str("### Tessera process\n\n");
     out.push_str("| target | ready on existing store ms (median, min–max) | fresh RSS MiB | idle RSS MiB | load 10k upserts/s | RSS after 100k MiB | load to 100k upserts/s |\n");
     out.push_str("|---|--:|--:|--:|--:|--:|--:|\n");
@@ -219,6 +222,9 @@ pub fn render(results: &Results) -> String {
 
     goals_table(&mut out, "Issue 5 targets", &summary.goals);
     goals_table(&mut out, "Issue 8 targets", &summary.goals_issue_8);
+    if !summary.goals_issue_9.is_empty() {
+        goals_table(&mut out, "Issue 9 targets", &summary.goals_issue_9);
+    }
     if summary.total_errors > 0 {
         errors_section(&mut out, results);
     }
@@ -240,6 +246,65 @@ fn goals_table(out: &mut String, title: &str, goals: &[super::goals::Goal]) {
             out,
             "| {} | {} | {} | {met} |",
             g.target, g.goal, g.measured
+        );
+    }
+    out.push('\n');
+}
+
+/// Issue 9: another team's list-100, idle and while the big team is listed.
+fn neighbour_table(out: &mut String, results: &Results) {
+    let Some(summary) = &results.summary else {
+        return;
+    };
+    if summary.neighbour.is_empty() {
+        return;
+    }
+    let _ = write!(
+        out,
+        "### {NEIGHBOUR}: another team's list-100 while {BIG_LISTERS} clients list a team of \
+         10,000\n\n\
+         {NEIGHBOUR_CONNECTIONS} connections list the team of 100 for {:?} alone (idle), then \
+         for {:?} again while {BIG_LISTERS} other connections list the big team (10,000 secrets) \
+         and one more upserts one of its secrets every {} ms (new values, so most big listings \
+         are read from the store). p99 ratio = loaded p99 / idle p99, per run, then the median.\n\n\
+         | target | idle p50 ms | idle p99 ms | loaded p50 ms | loaded p99 ms \
+         | p99 ratio (median over runs, min–max) | big listings/s | errors |\n\
+         |---|--:|--:|--:|--:|--:|--:|--:|\n",
+        results.plan.list_100,
+        results.plan.list_100,
+        WRITE_EVERY.as_millis(),
+    );
+    for n in &summary.neighbour {
+        let errors = if n.errors > 0 {
+            format!("**{}**", n.errors)
+        } else {
+            "0".into()
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} | {errors} |",
+            n.target,
+            median_or_dash(n.idle_p50_ms, ms),
+            median_or_dash(n.idle_p99_ms, ms),
+            median_or_dash(n.loaded_p50_ms, ms),
+            median_or_dash(n.loaded_p99_ms, ms),
+            n.p99_ratio.map_or("-".into(), |s| format!(
+                "{} ({})",
+                ratio(s.median),
+                range(Some(s), ratio)
+            )),
+            median_or_dash(n.big_rps, |v| format!("{v:.1}")),
+        );
+    }
+    out.push('\n');
+    for n in &summary.neighbour {
+        let _ = writeln!(
+            out,
+            "{}: list-100 {} req/s idle, {} req/s loaded; {} big-team writes/s.",
+            n.target,
+            median_or_dash(n.idle_rps, int),
+            median_or_dash(n.loaded_rps, int),
+            median_or_dash(n.writes_rps, |v| format!("{v:.1}")),
         );
     }
     out.push('\n');
@@ -419,7 +484,17 @@ fn errors_section(out: &mut String, results: &Results) {
                 .map(move |(t, s)| (format!("run {}: {w}", i + 1), t, s))
         })
     });
-    for (what, target, s) in loads.chain(runs).filter(|(_, _, s)| s.errors > 0) {
+    let neighbour = results.runs.iter().enumerate().flat_map(|(i, r)| {
+        r.neighbour.iter().flat_map(move |(t, n)| {
+            n.parts()
+                .map(move |(part, s)| (format!("run {}: {NEIGHBOUR} {part}", i + 1), t, s))
+        })
+    });
+    for (what, target, s) in loads
+        .chain(runs)
+        .chain(neighbour)
+        .filter(|(_, _, s)| s.errors > 0)
+    {
         let _ = writeln!(
             out,
             "- {what} on {target}: {} failed ({:?}); first: {}",

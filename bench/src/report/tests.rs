@@ -191,3 +191,58 @@ fn thousands_separators() {
     assert_eq!(int(999.0), "999");
     assert_eq!(int(0.4), "0");
 }
+
+/// Issue 9: the p99 ratio is paired per run (median of the ratios), the
+/// goal is < 3x, and failures of the measurement invalidate the run.
+#[test]
+fn neighbour_ratio_and_goal() {
+    use crate::neighbour::Neighbour;
+    let p99 = |p99_ms: f64, errors: u64| Sample {
+        p99_ms,
+        ..sample(500.0, errors)
+    };
+    let mut results = results(0);
+    let one = |idle: f64, loaded: f64, errors: u64| Neighbour {
+        idle: p99(idle, 0),
+        loaded: p99(loaded, 0),
+        big: p99(80.0, errors),
+        writes: p99(3.0, 0),
+    };
+    results.runs = vec![Run::default(), Run::default(), Run::default()];
+    // Ratios 2.0, 4.0, 2.5: median 2.5 (the medians of the p99s, 2 and 5,
+    // would give another figure).
+    let runs = [(1.0, 2.0, 0), (2.0, 8.0, 0), (2.0, 5.0, 2)];
+    for (run, (idle, loaded, errors)) in results.runs.iter_mut().zip(runs) {
+        run.neighbour
+            .insert("tessera-sqlite".into(), one(idle, loaded, errors));
+    }
+    results.summarize();
+    let text = render(&results);
+    assert!(
+        text.contains(
+            "| tessera-sqlite | 1.00 | 2.00 | 1.00 | 5.00 | 2.50x (2.00x–4.00x) | 500.0 | **2** |"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("| tessera-sqlite | neighbour list-100 p99 under 8 big listings < 3x idle p99 | 2.50x | yes |"),
+        "{text}"
+    );
+    assert!(text.contains("!!! 2 REQUESTS FAILED"), "{text}");
+    assert!(
+        text.contains("- run 3: neighbour big listings on tessera-sqlite: 2 failed"),
+        "{text}"
+    );
+    let json = serde_json::to_value(&results).unwrap();
+    assert_eq!(json["summary"]["neighbour"][0]["p99_ratio"]["median"], 2.5);
+    assert_eq!(
+        json["runs"][0]["neighbour"]["tessera-sqlite"]["loaded"]["p99_ms"],
+        2.0
+    );
+
+    results.runs[0].neighbour.clear();
+    results.runs[2].neighbour.clear();
+    results.summarize();
+    let text = render(&results);
+    assert!(text.contains("| 4.00x | **NO** |"), "{text}");
+}

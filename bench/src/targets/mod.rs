@@ -6,7 +6,7 @@ pub mod openbao;
 pub mod tessera;
 
 use crate::client::RequestSet;
-use crate::workloads::{secret_name, value, SMALL_TEAM_SIZE};
+use crate::workloads::{fresh_value, secret_name, value, NAMES, SMALL_TEAM_SIZE};
 use anyhow::Context;
 use hyper::header::AUTHORIZATION;
 use hyper::Method;
@@ -84,6 +84,30 @@ impl Target {
             Kind::OpenBao(b) => b.list(team),
             Kind::Ceiling(_) => baseten_list(self.addr(), ceiling::KEY, ceiling::team_id(team)),
         }
+    }
+
+    /// `count` upserts of the big team's names in turn, each with a value of
+    /// its own (`fresh_value(seed + i)`): every one is a real change, so the
+    /// team's cached listing never stays valid. Tessera only (neighbour).
+    pub fn fresh_upserts(&self, count: usize, seed: u64) -> anyhow::Result<RequestSet> {
+        let Kind::Tessera(t) = &self.kind else {
+            anyhow::bail!("{}: fresh upserts are only built for Tessera", self.name);
+        };
+        let (team_id, key) = t.tenant(Team::Big);
+        let mut set = RequestSet::new(
+            self.addr(),
+            Method::POST,
+            (AUTHORIZATION, &format!("Bearer {key}")),
+        )?;
+        let path = format!("/v1/teams/{team_id}/secrets");
+        for i in 0..count {
+            let body = serde_json::json!({
+                "name": secret_name(i % NAMES),
+                "value": fresh_value(seed + i as u64),
+            });
+            set.push(&path, serde_json::to_vec(&body)?)?;
+        }
+        Ok(set)
     }
 
     /// One fetch of every value of the small team, or None when the target
