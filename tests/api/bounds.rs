@@ -67,13 +67,7 @@ async fn quotas_are_enforced(app: TestApp) {
     );
 
     // Users per organization (the admin counts).
-    let user = app
-        .post("/v1/users", json!({"email": "one@example.com"}))
-        .await
-        .ok()["user_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let user = app.new_user(json!({"email": "one@example.com"})).await;
     quota(
         app.post("/v1/users", json!({"email": "two@example.com"}))
             .await,
@@ -196,13 +190,7 @@ async fn large_listings_are_complete_and_streamed(app: TestApp) {
     );
 
     // A member sees the teams it belongs to, through the same paging.
-    let user = app
-        .post("/v1/users", json!({"email": "member@example.com"}))
-        .await
-        .ok()["user_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let user = app.new_user(json!({"email": "member@example.com"})).await;
     app.as_key(
         &app.admin_key,
         Method::PUT,
@@ -211,13 +199,7 @@ async fn large_listings_are_complete_and_streamed(app: TestApp) {
     )
     .await
     .ok();
-    let key = app
-        .post(&format!("/v1/users/{user}/api_keys"), json!({}))
-        .await
-        .ok()["api_key"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let key = app.personal_key(&user).await;
     let mine = app
         .as_key(&key, Method::GET, "/v1/secrets", None)
         .await

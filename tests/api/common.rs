@@ -336,6 +336,28 @@ impl TestApp {
     }
 
     /// The default team's id, as the admin sees it.
+    /// Creates a user in the organization (as its admin) from a
+    /// `POST /v1/users` body; the user's id.
+    pub async fn new_user(&self, body: Value) -> String {
+        self.post("/v1/users", body).await.ok()["user_id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// Mints a personal key for a user (as the organization's admin); the key.
+    pub async fn personal_key(&self, user_id: &str) -> String {
+        self.post(
+            &format!("/v1/users/{user_id}/api_keys"),
+            serde_json::json!({}),
+        )
+        .await
+        .ok()["api_key"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
     pub async fn default_team_id(&self) -> String {
         let teams = self.get("/v1/teams").await.ok();
         teams["teams"]

@@ -78,13 +78,7 @@ async fn writes_racing_a_team_delete_answer_404(app: TestApp) {
         .as_str()
         .unwrap()
         .to_owned();
-    let user = app
-        .post("/v1/users", json!({"email": "late@example.com"}))
-        .await
-        .ok()["user_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let user = app.new_user(json!({"email": "late@example.com"})).await;
     let other = &app.independent_service().await;
     let p = other
         .authenticate(Some(&format!("Bearer {}", app.admin_key)))
@@ -215,13 +209,7 @@ async fn writes_racing_a_team_delete_answer_404(app: TestApp) {
 /// Minting a personal key for a user deleted meanwhile: 404 "user not
 /// found", not "a live API key with this name already exists".
 async fn minting_a_key_for_a_user_being_deleted_answers_404(app: TestApp) {
-    let user_id = app
-        .post("/v1/users", json!({"email": "going@example.com"}))
-        .await
-        .ok()["user_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let user_id = app.new_user(json!({"email": "going@example.com"})).await;
     let other = &app.independent_service().await;
     let p = other
         .authenticate(Some(&format!("Bearer {}", app.admin_key)))
@@ -253,13 +241,7 @@ async fn keys_created_by_a_deleted_user_are_revoked_with_it(app: TestApp) {
         .as_str()
         .unwrap()
         .to_owned();
-    let uid = app
-        .post("/v1/users", json!({"email": "ana@example.com"}))
-        .await
-        .ok()["user_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let uid = app.new_user(json!({"email": "ana@example.com"})).await;
     app.request(
         Method::PUT,
         &format!("/v1/teams/{team}/members/{uid}"),
@@ -268,13 +250,7 @@ async fn keys_created_by_a_deleted_user_are_revoked_with_it(app: TestApp) {
     )
     .await
     .ok();
-    let personal = app
-        .post(&format!("/v1/users/{uid}/api_keys"), json!({}))
-        .await
-        .ok()["api_key"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let personal = app.personal_key(&uid).await;
     let create = |key: String, body: serde_json::Value| {
         let path = format!("/v1/teams/{team}/api_keys");
         let app = &app;
@@ -296,30 +272,11 @@ async fn keys_created_by_a_deleted_user_are_revoked_with_it(app: TestApp) {
     .await;
     // Another org admin mints Bo a personal key, then is deleted: Bo's key
     // acts as Bo and stays.
-    let bo = app
-        .post("/v1/users", json!({"email": "bo@example.com"}))
-        .await
-        .ok()["user_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let bo = app.new_user(json!({"email": "bo@example.com"})).await;
     let minter = app
-        .post(
-            "/v1/users",
-            json!({"email": "cy@example.com", "role": "ADMIN"}),
-        )
-        .await
-        .ok()["user_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let minter_key = app
-        .post(&format!("/v1/users/{minter}/api_keys"), json!({}))
-        .await
-        .ok()["api_key"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+        .new_user(json!({"email": "cy@example.com", "role": "ADMIN"}))
+        .await;
+    let minter_key = app.personal_key(&minter).await;
     let bos = app
         .as_key(
             &minter_key,
@@ -385,22 +342,9 @@ async fn keys_created_by_a_deleted_user_are_revoked_with_it(app: TestApp) {
 async fn a_key_created_by_a_user_being_deleted_is_refused(app: TestApp) {
     let team = app.default_team_id().await;
     let uid = app
-        .post(
-            "/v1/users",
-            json!({"email": "bo@example.com", "role": "ADMIN"}),
-        )
-        .await
-        .ok()["user_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let key = app
-        .post(&format!("/v1/users/{uid}/api_keys"), json!({}))
-        .await
-        .ok()["api_key"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+        .new_user(json!({"email": "bo@example.com", "role": "ADMIN"}))
+        .await;
+    let key = app.personal_key(&uid).await;
     let other = &app.independent_service().await;
     let stale = other
         .authenticate(Some(&format!("Bearer {key}")))

@@ -87,20 +87,8 @@ async fn memberships_grant_and_withdraw_access(app: TestApp) {
         .as_str()
         .unwrap()
         .to_owned();
-    let uid = app
-        .post("/v1/users", json!({"email": "ana@example.com"}))
-        .await
-        .ok()["user_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let key = app
-        .post(&format!("/v1/users/{uid}/api_keys"), json!({}))
-        .await
-        .ok()["api_key"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let uid = app.new_user(json!({"email": "ana@example.com"})).await;
+    let key = app.personal_key(&uid).await;
     let secrets = format!("/v1/teams/{team}/secrets");
     app.as_key(&key, Method::GET, &secrets, None)
         .await
