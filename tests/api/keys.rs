@@ -142,7 +142,7 @@ async fn listing_filters_and_owner(app: TestApp) {
         .await
         .ok();
     let uid = user["user_id"].as_str().unwrap();
-    let dev_key = app.personal_key(&uid).await;
+    let dev_key = app.personal_key(uid).await;
     let dev_own = app
         .as_key(
             &dev_key,
