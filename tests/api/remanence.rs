@@ -25,6 +25,10 @@ const BOUND: Duration = Duration::from_secs(3);
 /// it up).
 const BOUND_WHILE_WRITING: Duration = Duration::from_secs(8);
 
+/// A pause in writes this long lets the checkpointer's idle tick (250 ms)
+/// empty the WAL; the continuous-writes check must see none.
+const WRITE_PAUSE: Duration = Duration::from_millis(250);
+
 const N: usize = 300;
 
 /// Every secret's current ciphertext, read from the database file by name.
@@ -252,10 +256,18 @@ async fn sqlite_replaced_and_deleted_values_leave_the_files_within_the_bound() {
     // files within the bound for continuous writes.
     let writing = Arc::new(AtomicBool::new(true));
     let writes = Arc::new(AtomicUsize::new(0));
+    // When each write was acknowledged: the writes must not pause while the
+    // old values are cleared, or the checkpointer's idle path did the work.
+    let written_at = Arc::new(std::sync::Mutex::new(Vec::<Instant>::new()));
     let mut writers = Vec::new();
     for w in 0..4 {
-        let (writing, writes, url, key) =
-            (writing.clone(), writes.clone(), url.clone(), key.clone());
+        let (writing, writes, url, key, written_at) = (
+            writing.clone(),
+            writes.clone(),
+            url.clone(),
+            key.clone(),
+            written_at.clone(),
+        );
         writers.push(tokio::spawn(async move {
             let http = reqwest::Client::new();
             let mut i = 0;
@@ -271,6 +283,7 @@ async fn sqlite_replaced_and_deleted_values_leave_the_files_within_the_bound() {
                 assert_eq!(r.status(), 200);
                 r.bytes().await.unwrap();
                 writes.fetch_add(1, Ordering::Relaxed);
+                written_at.lock().unwrap().push(Instant::now());
                 i += 1;
             }
         }));
@@ -303,9 +316,28 @@ async fn sqlite_replaced_and_deleted_values_leave_the_files_within_the_bound() {
     for r in readers {
         r.await.unwrap();
     }
+    // Writes went on throughout the clearing: no gap between acknowledged
+    // writes (or the window's ends) as long as the checkpointer's idle tick.
+    let window_end = replaced_at + cleared_after;
+    let mut times: Vec<Instant> = written_at
+        .lock()
+        .unwrap()
+        .iter()
+        .copied()
+        .filter(|t| (replaced_at..=window_end).contains(t))
+        .collect();
+    times.sort();
+    let mut marks = vec![replaced_at];
+    marks.extend(times);
+    marks.push(window_end);
+    let longest_pause = marks
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .max()
+        .unwrap_or_default();
     assert!(
-        writes_during > 50,
-        "writes did not continue: {writes_during}"
+        longest_pause < WRITE_PAUSE,
+        "writes paused for {longest_pause:?} while old values were cleared ({writes_during} writes)"
     );
     assert_eq!(
         remaining,
