@@ -33,6 +33,12 @@ pub struct RunArgs {
     #[arg(long)]
     pub rounds: Option<usize>,
 
+    /// Only these parts, comma-separated (workload names, `neighbour`,
+    /// `delivery`); default: everything. For iterating on one figure; a
+    /// partial run's report leaves the other rows empty.
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
+
     /// Worker threads of the load client.
     #[arg(long, default_value_t = 2)]
     pub client_threads: usize,
@@ -72,6 +78,15 @@ pub struct Plan {
     pub settle: Duration,
     pub load_100k: bool,
     pub client_threads: usize,
+    /// `--only`: empty means everything.
+    pub only: Vec<String>,
+}
+
+impl Plan {
+    /// Whether `--only` selects this part.
+    pub fn includes(&self, part: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|p| p == part)
+    }
 }
 
 impl Plan {
@@ -94,6 +109,7 @@ impl Plan {
                 settle: ms(200),
                 load_100k: false,
                 client_threads: args.client_threads,
+                only: args.only.clone(),
             }
         } else {
             Plan {
@@ -111,6 +127,7 @@ impl Plan {
                 settle: ms(500),
                 load_100k: true,
                 client_threads: args.client_threads,
+                only: args.only.clone(),
             }
         }
     }

@@ -101,7 +101,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
 
     // Issue 8: after everything else, so that its 1,000 connections and
     // the memory they leave behind touch no issue 5 figure.
-    results.delivery = delivery::run_all(&mut targets, &plan, work.path()).await;
+    if plan.includes("delivery") {
+        results.delivery = delivery::run_all(&mut targets, &plan, work.path()).await;
+    }
     for p in &results.delivery {
         if let Some(why) = &p.skipped {
             results
@@ -231,7 +233,10 @@ async fn measure_run(
 ) -> anyhow::Result<Run> {
     let mut record = Run::default();
     let n = targets.len();
-    for w in Workload::ALL {
+    for w in Workload::ALL
+        .into_iter()
+        .filter(|w| plan.includes(w.name()))
+    {
         for target in targets.iter().cycle().skip(run % n).take(n) {
             if w.not_run_on(&target.name).is_some() {
                 continue;
@@ -271,7 +276,7 @@ async fn measure_run(
     // Issue 9: after the workloads, Tessera targets only, in the same
     // rotation.
     for target in targets.iter().cycle().skip(run % n).take(n) {
-        if !target.is_tessera() {
+        if !target.is_tessera() || !plan.includes(NEIGHBOUR) {
             continue;
         }
         tokio::time::sleep(plan.settle).await;

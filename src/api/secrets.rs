@@ -38,7 +38,7 @@ const CLOSE: &[u8] = b"]}";
 /// store error after the first page can only cut the stream short; it is
 /// logged.
 async fn listing(mut pages: SecretPages, keep: Option<Keep>) -> ApiResult<Response> {
-    let first_page = pages.next().await?.unwrap_or_default();
+    let first_page = pages.next().await?.map(|p| p.entries).unwrap_or_default();
     let mut first = true;
     let mut head = Vec::with_capacity(OPEN.len() + first_page.len() * 160 + CLOSE.len());
     head.extend_from_slice(OPEN);
@@ -57,8 +57,10 @@ async fn listing(mut pages: SecretPages, keep: Option<Keep>) -> ApiResult<Respon
         let (mut pages, mut first, mut copy) = state?;
         let chunk = match pages.next().await {
             Ok(Some(page)) => {
-                let mut chunk = Vec::with_capacity(page.len() * 160);
-                write_entries(&mut chunk, &page, &mut first);
+                let mut chunk = Vec::with_capacity(page.entries.len() * 160);
+                write_entries(&mut chunk, &page.entries, &mut first);
+                // Rendered: the page's bulk permit goes back now.
+                drop(page);
                 Bytes::from(chunk)
             }
             Ok(None) => {

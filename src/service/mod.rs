@@ -154,6 +154,9 @@ pub struct Service {
     /// Deliveries being built for waiters woken together, by (key prefix,
     /// revision they were woken at).
     building: std::sync::Mutex<std::collections::HashMap<(String, i64), SharedBuild>>,
+    /// Pages of large listings being read and rendered, node-wide (see
+    /// `secrets::BULK_PAGES_AT_ONCE`).
+    bulk_pages: Arc<tokio::sync::Semaphore>,
 }
 
 type SharedBuild = std::sync::Weak<tokio::sync::OnceCell<Arc<delivery::Delivery>>>;
@@ -190,6 +193,7 @@ impl Service {
             fingerprints,
             notifier: notify::Notifier::default(),
             building: Default::default(),
+            bulk_pages: Arc::new(tokio::sync::Semaphore::new(secrets::BULK_PAGES_AT_ONCE)),
         }
     }
 

@@ -162,6 +162,7 @@ fn plan(rounds: usize) -> Plan {
         settle: d,
         load_100k: false,
         client_threads: 1,
+        only: Vec::new(),
     }
 }
 

@@ -51,6 +51,7 @@ fn results(tessera_errors: u64) -> Results {
             settle: d,
             load_100k: false,
             client_threads: 2,
+            only: Vec::new(),
         },
         targets: vec!["tessera-sqlite".into(), "openbao".into(), "ceiling".into()],
         skipped: Vec::new(),

@@ -13,6 +13,7 @@ mod keyring;
 mod keys;
 mod listener;
 mod migrations;
+mod revisions;
 mod secrets;
 
 use super::{EventSink, Store, StoreError, StoreResult};
@@ -56,6 +57,7 @@ pub struct PostgresStore {
     /// Where the listener for other nodes' changes connects.
     listen_url: String,
     batcher: batch::Batcher,
+    revisions: revisions::RevisionReader,
 }
 
 /// Pool size: `TESSERA_PG_MAX_CONNECTIONS`, default 32 per node.
@@ -182,6 +184,7 @@ impl PostgresStore {
         };
         let store = Self {
             batcher: batch::Batcher::start(pool.clone()),
+            revisions: revisions::RevisionReader::start(pool.clone()),
             pool,
             listen_url,
         };

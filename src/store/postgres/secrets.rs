@@ -259,8 +259,7 @@ impl SecretStore for PostgresStore {
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn team_revision(&self, team: &TeamAccess) -> StoreResult<i64> {
-        let query = sqlx::query("SELECT revision FROM teams WHERE id = $1").bind(team.team_id());
-        let revision = self.optional(query, |r| r.col(0)).await?;
+        let revision = self.revisions.revision(team.team_id()).await?;
         revision.ok_or_else(|| StoreError::NotFound(TEAM_GONE.into()))
     }
 

@@ -119,6 +119,7 @@ async fn race_free_upserts_across_two_nodes() {
         .next()
         .await
         .unwrap()
+        .map(|page| page.entries)
         .unwrap_or_default();
     assert_eq!(records.len(), 1);
     let rec = &records[0];
@@ -301,6 +302,7 @@ async fn alternating_writers_keep_versions_ids_and_values_right() {
         .next()
         .await
         .unwrap()
+        .map(|page| page.entries)
         .unwrap_or_default();
     assert_eq!(
         listed[0].version, 8,

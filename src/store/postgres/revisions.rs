@@ -1,0 +1,104 @@
+//! Team revision reads on PostgreSQL, shared by concurrent callers.
+//!
+//! Every listing and every delivery request reads its team's revision first
+//! (one primary-key read), then answers from memory while it is unchanged.
+//! Sent one by one, each of those reads cost a pool checkout and three round
+//! trips (the statement, then two liveness pings as the connection goes back
+//! to the pool); under 64 concurrent listings the database round trips, not
+//! the listing, set the pace. Here one task with a connection of its own
+//! takes every read that has queued, sends them as one `SELECT … WHERE id =
+//! ANY($1)`, and answers each.
+//!
+//! Never stale: a read is answered only by a statement that started after
+//! the read was queued (the task takes the queue, then sends), so a write any
+//! node acknowledged before the caller asked is always seen.
+
+use super::{bounded, CHECK_IDLE_AFTER};
+use crate::store::{StoreError, StoreResult};
+use sqlx::pool::PoolConnection;
+use sqlx::{PgPool, Postgres};
+use std::collections::HashMap;
+use std::time::Instant;
+use tokio::sync::{mpsc, oneshot};
+
+/// Reads per statement, at most.
+const MAX_BATCH: usize = 512;
+
+/// A team's revision, `None` when the team does not exist.
+type Outcome = StoreResult<Option<i64>>;
+type Queued = (String, oneshot::Sender<Outcome>);
+
+#[derive(Clone)]
+pub struct RevisionReader {
+    tx: mpsc::Sender<Queued>,
+}
+
+impl RevisionReader {
+    pub fn start(pool: PgPool) -> Self {
+        let (tx, mut rx) = mpsc::channel::<Queued>(4 * MAX_BATCH);
+        tokio::spawn(async move {
+            // Kept between batches: no checkout, no release pings. Given
+            // back after any error, and after sitting idle as long as the
+            // pool would have pinged it, so that the pool checks it (a
+            // database restarted meanwhile fails no read).
+            let mut conn: Option<PoolConnection<Postgres>> = None;
+            let mut last_used = Instant::now();
+            let mut pending = Vec::with_capacity(MAX_BATCH);
+            while rx.recv_many(&mut pending, MAX_BATCH).await > 0 {
+                let batch = std::mem::take(&mut pending);
+                if last_used.elapsed() >= CHECK_IDLE_AFTER {
+                    conn = None;
+                }
+                let result = read(&pool, &mut conn, &batch).await;
+                if result.is_err() {
+                    conn = None;
+                }
+                last_used = Instant::now();
+                for (team_id, done) in batch {
+                    let outcome = match &result {
+                        Ok(found) => Ok(found.get(&team_id).copied()),
+                        Err(e) => Err(e.clone()),
+                    };
+                    let _ = done.send(outcome);
+                }
+            }
+        });
+        Self { tx }
+    }
+
+    /// The team's current revision, or `None` when it does not exist.
+    pub async fn revision(&self, team_id: &str) -> Outcome {
+        let (done, answer) = oneshot::channel();
+        self.tx
+            .send((team_id.to_owned(), done))
+            .await
+            .map_err(|_| StoreError::unavailable("the revision reader has stopped"))?;
+        answer
+            .await
+            .map_err(|_| StoreError::internal("the revision reader dropped a read"))?
+    }
+}
+
+/// One statement for the whole batch, within the store's call timeout.
+async fn read(
+    pool: &PgPool,
+    conn: &mut Option<PoolConnection<Postgres>>,
+    batch: &[Queued],
+) -> StoreResult<HashMap<String, i64>> {
+    let mut ids: Vec<&str> = batch.iter().map(|(id, _)| id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    bounded(async {
+        let c = match conn {
+            Some(c) => c,
+            None => conn.insert(pool.acquire().await?),
+        };
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT id, revision FROM teams WHERE id = ANY($1)")
+                .bind(&ids)
+                .fetch_all(&mut **c)
+                .await?;
+        Ok(rows.into_iter().collect())
+    })
+    .await
+}
