@@ -162,7 +162,15 @@ fn not_modified(revision: i64) -> Response {
 }
 
 fn scope_response(d: &Delivery) -> Response {
-    let capacity = d.secrets.iter().map(|s| s.value.len() + 192).sum::<usize>() + 64;
+    // Each entry's keys, version, time and fingerprint take under 176 bytes
+    // besides its names and value; growing the buffer would copy (and wipe)
+    // everything written so far.
+    let capacity = d
+        .secrets
+        .iter()
+        .map(|s| s.value.len() + s.name.len() + s.canonical_name.len() + 176)
+        .sum::<usize>()
+        + 64;
     let view = RuntimeSecretsView {
         revision: d.revision,
         secrets: d.secrets.iter().map(item).collect(),

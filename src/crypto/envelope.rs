@@ -193,27 +193,30 @@ impl<'k> Envelope<'k> {
             _ => return Err(OpenError::UnknownFormat),
         };
         let wrapped = &blob[2 + KEK_ID_LEN..2 + KEK_ID_LEN + WRAPPED_DEK_LEN];
-        let dek = self
+        let cipher = self
             .keyring
-            .unwrap(wrapped, &dek_aad)
+            .data_keys
+            .cipher(self.keyring, wrapped, &dek_aad)
             .ok_or(OpenError::Authentication)?;
-        if dek.len() != 32 {
-            return Err(OpenError::Authentication);
-        }
         let nonce = &blob[HEADER_LEN - VALUE_NONCE_LEN..HEADER_LEN];
-        let pt = Zeroizing::new(
-            Aes256Gcm::new(dek.as_slice().into())
-                .decrypt(
-                    Nonce::from_slice(nonce),
-                    Payload {
-                        msg: &blob[HEADER_LEN..],
-                        aad: &value_aad,
-                    },
-                )
-                .map_err(|_| OpenError::Authentication)?,
-        );
-        let text = std::str::from_utf8(&pt).map_err(|_| OpenError::Authentication)?;
-        Ok(SecretValue::new(text.to_owned()))
+        let pt = cipher
+            .decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: &blob[HEADER_LEN..],
+                    aad: &value_aad,
+                },
+            )
+            .map_err(|_| OpenError::Authentication)?;
+        // The plaintext becomes the value without a copy; bytes that are not
+        // UTF-8 are wiped before the error.
+        match String::from_utf8(pt) {
+            Ok(text) => Ok(SecretValue::new(text)),
+            Err(e) => {
+                drop(Zeroizing::new(e.into_bytes()));
+                Err(OpenError::Authentication)
+            }
+        }
     }
 }
 

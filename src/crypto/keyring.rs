@@ -29,6 +29,8 @@ pub(crate) const WRAP_NONCE_LEN: usize = 12;
 pub struct Keyring {
     kek_id: String,
     cipher: Aes256GcmSiv,
+    /// Data keys unwrapped under this master key (see `data_keys.rs`).
+    pub(crate) data_keys: super::data_keys::DataKeys,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -63,6 +65,7 @@ impl Keyring {
         Self {
             kek_id,
             cipher: Aes256GcmSiv::new(kek.into()),
+            data_keys: Default::default(),
         }
     }
 

@@ -1,5 +1,6 @@
 //! Encryption at rest: the master key (KEK) and envelope encryption.
 
+mod data_keys;
 pub mod envelope;
 pub mod fingerprint;
 pub mod keyring;

@@ -14,6 +14,10 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// A team's snapshot is kept for the next answer only when its ciphertexts
+/// take at most this much memory (at most 256 teams are kept).
+const MAX_KEPT_SNAPSHOT_BYTES: usize = 1 << 20;
+
 /// The longest a long poll may wait.
 pub const MAX_WAIT: Duration = Duration::from_secs(60);
 
@@ -66,12 +70,33 @@ impl Service {
         Ok(delivery)
     }
 
+    /// The team's secrets as stored (ciphertexts), at its current revision.
+    /// A snapshot read earlier is used again while the team's revision reads
+    /// the same (one primary-key read instead of every row): revisions only
+    /// grow and move in the same transaction as any change, on every node.
+    /// Only ciphertexts are kept; each answer still decrypts.
+    async fn sealed_snapshot(&self, grant: &DeliveryAccess) -> ServiceResult<Arc<Snapshot>> {
+        let team_id = grant.team().team_id();
+        if let Some(known) = self.sealed_snapshots.get(team_id) {
+            if self.store.team_revision(grant.team()).await? == known.revision {
+                return Ok(known);
+            }
+        }
+        let snapshot = Arc::new(self.store.snapshot(grant).await?);
+        let bytes: usize = snapshot.secrets.iter().map(|s| s.ciphertext.len()).sum();
+        if bytes <= MAX_KEPT_SNAPSHOT_BYTES {
+            self.sealed_snapshots
+                .put(team_id.to_owned(), snapshot.clone());
+        }
+        Ok(snapshot)
+    }
+
     /// Reads and opens the grant's secrets (not recorded: the caller does).
     async fn open_snapshot(&self, grant: &DeliveryAccess) -> ServiceResult<Delivery> {
-        let snapshot: Snapshot = self.store.snapshot(grant).await?;
+        let snapshot = self.sealed_snapshot(grant).await?;
         let secrets = snapshot
             .secrets
-            .into_iter()
+            .iter()
             .filter(|s| grant.allows(&s.record.canonical_name))
             .map(|s| self.open_stored(s))
             .collect::<ServiceResult<Vec<_>>>()?;
@@ -130,7 +155,7 @@ impl Service {
             .latest_secret(grant.team(), name.canonical())
             .await?
             .ok_or_else(not_found)?;
-        let secret = self.open_stored(stored)?;
+        let secret = self.open_stored(&stored)?;
         self.record_read(p, &grant, std::slice::from_ref(&secret), ctx);
         Ok(secret)
     }
@@ -196,15 +221,25 @@ impl Service {
         Ok(Poll::Changed(delivery))
     }
 
-    fn open_stored(&self, stored: StoredSecret) -> ServiceResult<DeliveredSecret> {
-        let value = self.open_value(&stored)?;
-        let r = stored.record;
-        let fingerprint = self
-            .fingerprints
-            .fingerprint(&r.org_id, &r.team_id, &r.id, &value);
+    fn open_stored(&self, stored: &StoredSecret) -> ServiceResult<DeliveredSecret> {
+        let value = self.open_value(stored)?;
+        let r = &stored.record;
+        // Looked up only once the value has opened at this place: the
+        // version (and version id) it was sealed for are authenticated.
+        let version = (r.id.clone(), r.version, stored.version_id.clone());
+        let fingerprint = match self.known_fingerprints.get(&version) {
+            Some(known) => known.as_str().to_owned(),
+            None => {
+                let f = self
+                    .fingerprints
+                    .fingerprint(&r.org_id, &r.team_id, &version.0, &value);
+                self.known_fingerprints.put(version, Arc::new(f.clone()));
+                f
+            }
+        };
         Ok(DeliveredSecret {
-            name: r.name,
-            canonical_name: r.canonical_name,
+            name: r.name.clone(),
+            canonical_name: r.canonical_name.clone(),
             value,
             version: r.version,
             updated_at: r.updated_at,

@@ -150,6 +150,14 @@ pub struct Service {
     secret_ids: cache::TtlCache<(String, String), String>,
     usage: usage::UsageRecorder,
     fingerprints: Fingerprinter,
+    /// Fingerprints already computed, by (secret id, version, version id):
+    /// the value of a secret's version never changes, so neither does its
+    /// fingerprint. A MAC of the value, not the value; each answer still
+    /// decrypts.
+    known_fingerprints: cache::TtlCache<(String, i64, Option<String>), String>,
+    /// The last snapshot read of each team's secrets (ciphertexts), valid
+    /// while the team's revision reads the same (see `delivery.rs`).
+    sealed_snapshots: cache::TtlCache<String, crate::store::Snapshot>,
     notifier: notify::Notifier,
     /// Deliveries being built for waiters woken together, by (key prefix,
     /// revision they were woken at).
@@ -192,6 +200,8 @@ impl Service {
             usage: usage::UsageRecorder::default(),
             fingerprints,
             notifier: notify::Notifier::default(),
+            known_fingerprints: cache::TtlCache::new(SECRET_ID_TTL),
+            sealed_snapshots: cache::TtlCache::with_capacity(SECRET_ID_TTL, 256),
             building: Default::default(),
             bulk_pages: Arc::new(tokio::sync::Semaphore::new(secrets::BULK_PAGES_AT_ONCE)),
         }
