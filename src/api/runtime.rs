@@ -161,7 +161,14 @@ fn not_modified(revision: i64) -> Response {
     resp
 }
 
+/// The answer for a delivery, rendered once however many waiters share it
+/// (the buffer is wiped when the last of them has been sent).
 fn scope_response(d: &Delivery) -> Response {
+    let body = d.rendered.get_or_init(|| render_scope(d)).clone();
+    private_response(body, Some(d.revision))
+}
+
+fn render_scope(d: &Delivery) -> Bytes {
     // Each entry's keys, version, time and fingerprint take under 176 bytes
     // besides its names and value; growing the buffer would copy (and wipe)
     // everything written so far.
@@ -175,7 +182,7 @@ fn scope_response(d: &Delivery) -> Response {
         revision: d.revision,
         secrets: d.secrets.iter().map(item).collect(),
     };
-    private_json(&view, capacity, Some(d.revision))
+    wiped_json(&view, capacity)
 }
 
 fn item(s: &DeliveredSecret) -> RuntimeSecretView<'_> {
