@@ -96,6 +96,7 @@ macro_rules! schema_steps {
             (3, include_str!("migrations/0003_quotas.sql")),
             (4, include_str!("migrations/0004_email_keys.sql")),
             (5, include_str!("migrations/0005_version_ids.sql")),
+            (6, include_str!("migrations/0006_team_counters.sql")),
         ]
     };
 }

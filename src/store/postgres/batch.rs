@@ -173,14 +173,14 @@ async fn send(pool: &PgPool, cols: &Columns) -> Result<StoreResult<Rows>, Retry>
                 WHERE s.team_id = u.team_id AND s.canonical_name = u.canonical_name AND s.id = u.id
                 RETURNING s.team_id, s.canonical_name, s.name, s.created_at, s.version
              ), t AS (
-                UPDATE teams SET revision = revision + 1
-                WHERE id IN (SELECT team_id FROM w) RETURNING id, revision
+                UPDATE team_counters SET revision = revision + 1
+                WHERE team_id IN (SELECT team_id FROM w) RETURNING team_id, revision
              ), n AS (
-                SELECT pg_notify($8, 'r ' || t.id || ' ' || t.revision) FROM t
+                SELECT pg_notify($8, 'r ' || t.team_id || ' ' || t.revision) FROM t
              )
              SELECT w.team_id, w.canonical_name, w.name, w.created_at, w.version,
                     t.revision + 0 * (SELECT COUNT(*) FROM n)
-             FROM w JOIN t ON t.id = w.team_id",
+             FROM w JOIN t ON t.team_id = w.team_id",
         )
         .bind(&cols.team_id)
         .bind(&cols.canonical_name)

@@ -29,9 +29,13 @@ async fn insert_team(c: &mut PgConnection, t: &Team) -> StoreResult<()> {
     .bind(&t.name)
     .bind(t.is_default)
     .bind(t.created_at)
-    .execute(c)
+    .execute(&mut *c)
     .await
     .map_err(|e| StoreError::from(e).conflict_as(TEAM_NAME_TAKEN))?;
+    sqlx::query("INSERT INTO team_counters (team_id, revision, secret_count) VALUES ($1, 0, 0)")
+        .bind(&t.id)
+        .execute(c)
+        .await?;
     Ok(())
 }
 
@@ -187,11 +191,22 @@ impl IdentityStore for PostgresStore {
     async fn delete_team(&self, team: &TeamAccess, cascade: bool) -> StoreResult<TeamDeletion> {
         bounded(async {
             let mut tx = self.pool.begin().await?;
-            let secrets =
-                sqlx::query_scalar("SELECT secret_count FROM teams WHERE id = $1 FOR UPDATE")
-                    .bind(team.team_id())
-                    .fetch_optional(&mut *tx)
-                    .await?;
+            // The team's row first: once it is ours, no creation of a secret
+            // in it is under way (each holds a key-share lock on it until it
+            // commits) and none can start; then its count.
+            let found = sqlx::query("SELECT id FROM teams WHERE id = $1 FOR UPDATE")
+                .bind(team.team_id())
+                .fetch_optional(&mut *tx)
+                .await?;
+            let secrets = match found {
+                Some(_) => {
+                    sqlx::query_scalar("SELECT secret_count FROM team_counters WHERE team_id = $1")
+                        .bind(team.team_id())
+                        .fetch_optional(&mut *tx)
+                        .await?
+                }
+                None => None,
+            };
             let secrets = match TeamDeletion::allowed(secrets, cascade) {
                 Ok(secrets) => secrets,
                 Err(refused) => return Ok(refused),

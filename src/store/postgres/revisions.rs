@@ -94,7 +94,7 @@ async fn read(
             None => conn.insert(pool.acquire().await?),
         };
         let rows: Vec<(String, i64)> =
-            sqlx::query_as("SELECT id, revision FROM teams WHERE id = ANY($1)")
+            sqlx::query_as("SELECT team_id, revision FROM team_counters WHERE team_id = ANY($1)")
                 .bind(&ids)
                 .fetch_all(&mut **c)
                 .await?;

@@ -1,6 +1,7 @@
 //! The secret aggregate on PostgreSQL. Updates of existing secrets go
 //! through the batcher (`batch.rs`); a new secret is one short transaction
-//! that also moves the team's revision and counts it against the quota.
+//! that also moves the team's revision and counts it against the quota
+//! (both in `team_counters`, see migration 0006).
 
 use super::batch::Update;
 use super::error::is_contention;
@@ -30,10 +31,10 @@ async fn bump_revision(
 ) -> StoreResult<i64> {
     let row: Option<(i64, bool)> = sqlx::query_as(
         "WITH t AS (
-            UPDATE teams SET revision = revision + 1, secret_count = secret_count + $3
-            WHERE id = $1 AND ($3 <= 0 OR secret_count + $3 <= $4)
-            RETURNING id, revision
-         ), n AS (SELECT pg_notify($2, 'r ' || t.id || ' ' || t.revision) FROM t)
+            UPDATE team_counters SET revision = revision + 1, secret_count = secret_count + $3
+            WHERE team_id = $1 AND ($3 <= 0 OR secret_count + $3 <= $4)
+            RETURNING team_id, revision
+         ), n AS (SELECT pg_notify($2, 'r ' || t.team_id || ' ' || t.revision) FROM t)
          SELECT revision, (SELECT COUNT(*) FROM n) > 0 FROM t",
     )
     .bind(team_id)
@@ -93,7 +94,7 @@ impl PostgresStore {
         if inserted == 0 {
             return Ok(None);
         }
-        // Last, so the team's row is locked only for the commit. Over the
+        // Last, so the team's counters are locked only for the commit. Over the
         // quota, nothing is committed.
         let revision = bump_revision(&mut tx, team.team_id(), 1, max_secrets).await?;
         tx.commit().await?;
@@ -251,7 +252,9 @@ impl SecretStore for PostgresStore {
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn teams_with_secrets(&self, org: &OrgAccess) -> StoreResult<Vec<Team>> {
         let sql = format!(
-            "SELECT {TEAM_COLUMNS} FROM teams WHERE org_id = $1 AND secret_count > 0 ORDER BY id"
+            "SELECT {} FROM teams t JOIN team_counters c ON c.team_id = t.id
+             WHERE t.org_id = $1 AND c.secret_count > 0 ORDER BY t.id",
+            qualified("t", TEAM_COLUMNS)
         );
         self.all(sqlx::query(&sql).bind(org.org_id()), team_row)
             .await
@@ -270,8 +273,8 @@ impl SecretStore for PostgresStore {
             // One statement, one snapshot: the revision and the rows agree.
             // The secret's columns, then the team's revision.
             let rows = sqlx::query(&format!(
-                "SELECT {}, t.revision FROM teams t LEFT JOIN secrets s ON s.team_id = t.id
-                 WHERE t.id = $1 ORDER BY s.canonical_name",
+                "SELECT {}, c.revision FROM team_counters c LEFT JOIN secrets s ON s.team_id = c.team_id
+                 WHERE c.team_id = $1 ORDER BY s.canonical_name",
                 qualified("s", STORED_COLUMNS)
             ))
             .bind(team.team_id())
@@ -283,7 +286,7 @@ impl SecretStore for PostgresStore {
             };
             let mut secrets = Vec::with_capacity(rows.len());
             for r in &rows {
-                // The team's row alone, when it has no secret.
+                // The team's counters alone, when it has no secret.
                 if r.col::<Option<String>>(0)?.is_some() {
                     secrets.push(stored_row(team, r)?);
                 }
@@ -296,12 +299,12 @@ impl SecretStore for PostgresStore {
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn team_revisions(&self, team_ids: Vec<String>) -> StoreResult<Vec<(String, i64)>> {
         bounded(async {
-            Ok(
-                sqlx::query_as("SELECT id, revision FROM teams WHERE id = ANY($1)")
-                    .bind(team_ids)
-                    .fetch_all(&self.pool)
-                    .await?,
+            Ok(sqlx::query_as(
+                "SELECT team_id, revision FROM team_counters WHERE team_id = ANY($1)",
             )
+            .bind(team_ids)
+            .fetch_all(&self.pool)
+            .await?)
         })
         .await
     }
