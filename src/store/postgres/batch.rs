@@ -17,7 +17,8 @@
 //! waits for the next batch.
 
 use super::error::is_contention;
-use super::{bounded, EVENTS_CHANNEL};
+use super::held::HeldConnection;
+use super::{bounded, within_call_timeout, EVENTS_CHANNEL};
 use crate::store::{StoreError, StoreResult};
 use sqlx::PgPool;
 use std::collections::{HashMap, HashSet};
@@ -66,6 +67,7 @@ impl Batcher {
         for _ in 0..WORKERS {
             let (pool, rx) = (pool.clone(), rx.clone());
             tokio::spawn(async move {
+                let mut conn = HeldConnection::new(pool);
                 let mut carried = Vec::new();
                 loop {
                     // Updates carried over go out at once: waiting for the
@@ -79,7 +81,7 @@ impl Batcher {
                     } else {
                         std::mem::take(&mut carried)
                     };
-                    run(&pool, one_per_secret(pending, &mut carried)).await;
+                    run(&mut conn, one_per_secret(pending, &mut carried)).await;
                 }
             });
         }
@@ -88,14 +90,17 @@ impl Batcher {
 
     /// Queues an update; `None` when the secret no longer has that id.
     pub async fn update(&self, u: Update) -> Outcome {
-        let (done, answer) = oneshot::channel();
-        self.tx
-            .send((u, done))
-            .await
-            .map_err(|_| StoreError::unavailable("the update batcher has stopped"))?;
-        answer
-            .await
-            .map_err(|_| StoreError::internal("the update batcher dropped an update"))?
+        within_call_timeout(async {
+            let (done, answer) = oneshot::channel();
+            self.tx
+                .send((u, done))
+                .await
+                .map_err(|_| StoreError::unavailable("the update batcher has stopped"))?;
+            answer
+                .await
+                .map_err(|_| StoreError::internal("the update batcher dropped an update"))?
+        })
+        .await
     }
 }
 
@@ -126,7 +131,7 @@ fn one_per_secret(pending: Vec<Queued>, carried: &mut Vec<Queued>) -> Vec<Queued
     batch
 }
 
-async fn run(pool: &PgPool, mut batch: Vec<Queued>) {
+async fn run(conn: &mut HeldConnection, mut batch: Vec<Queued>) {
     // A stable order keeps two batches from locking rows in opposite orders.
     batch.sort_by(|(a, _), (b, _)| {
         (&a.team_id, &a.canonical_name).cmp(&(&b.team_id, &b.canonical_name))
@@ -135,7 +140,9 @@ async fn run(pool: &PgPool, mut batch: Vec<Queued>) {
     let cols = Columns::of(&batch);
     let mut attempt = 0;
     let result = loop {
-        match send(pool, &cols).await {
+        let sent = send(conn, &cols).await;
+        conn.done(matches!(sent, Ok(Ok(_))));
+        match sent {
             Err(Retry(e)) if attempt < RETRIES => {
                 attempt += 1;
                 tracing::debug!(error = %e, attempt, "a batch of updates hit contention; sending it again");
@@ -161,7 +168,7 @@ struct Retry(sqlx::Error);
 
 type Rows = HashMap<(String, String), Applied>;
 
-async fn send(pool: &PgPool, cols: &Columns) -> Result<StoreResult<Rows>, Retry> {
+async fn send(conn: &mut HeldConnection, cols: &Columns) -> Result<StoreResult<Rows>, Retry> {
     let sent = bounded(async {
         Ok(sqlx::query_as::<_, (String, String, String, i64, i64, i64)>(
             "WITH w AS (
@@ -190,7 +197,7 @@ async fn send(pool: &PgPool, cols: &Columns) -> Result<StoreResult<Rows>, Retry>
         .bind(&cols.kek_id)
         .bind(&cols.ciphertext)
         .bind(EVENTS_CHANNEL)
-        .fetch_all(pool)
+        .fetch_all(conn.get().await?)
         .await)
     })
     .await;

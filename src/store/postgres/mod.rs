@@ -8,6 +8,7 @@
 
 mod batch;
 mod error;
+mod held;
 mod identity;
 mod keyring;
 mod keys;
@@ -72,6 +73,14 @@ fn max_connections() -> u32 {
 /// Runs a store call within [`CALL_TIMEOUT`].
 async fn bounded<T>(fut: impl Future<Output = StoreResult<T>>) -> StoreResult<T> {
     metrics::counter!("tessera_store_calls_total", "backend" => "postgres").increment(1);
+    within_call_timeout(fut).await
+}
+
+/// Waits at most [`CALL_TIMEOUT`] for `fut`. Callers of the queued tasks
+/// (revision reads, batched updates) wait through this too: a statement
+/// stuck on a silent database would otherwise hold every read queued behind
+/// it for its own timeout and then theirs.
+async fn within_call_timeout<T>(fut: impl Future<Output = StoreResult<T>>) -> StoreResult<T> {
     match tokio::time::timeout(CALL_TIMEOUT, fut).await {
         Ok(r) => r,
         Err(_) => Err(StoreError::unavailable(

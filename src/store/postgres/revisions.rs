@@ -13,12 +13,11 @@
 //! the read was queued (the task takes the queue, then sends), so a write any
 //! node acknowledged before the caller asked is always seen.
 
-use super::{bounded, CHECK_IDLE_AFTER};
+use super::held::HeldConnection;
+use super::{bounded, within_call_timeout};
 use crate::store::{StoreError, StoreResult};
-use sqlx::pool::PoolConnection;
-use sqlx::{PgPool, Postgres};
+use sqlx::PgPool;
 use std::collections::HashMap;
-use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 
 /// Reads per statement, at most.
@@ -37,23 +36,12 @@ impl RevisionReader {
     pub fn start(pool: PgPool) -> Self {
         let (tx, mut rx) = mpsc::channel::<Queued>(4 * MAX_BATCH);
         tokio::spawn(async move {
-            // Kept between batches: no checkout, no release pings. Given
-            // back after any error, and after sitting idle as long as the
-            // pool would have pinged it, so that the pool checks it (a
-            // database restarted meanwhile fails no read).
-            let mut conn: Option<PoolConnection<Postgres>> = None;
-            let mut last_used = Instant::now();
+            let mut conn = HeldConnection::new(pool);
             let mut pending = Vec::with_capacity(MAX_BATCH);
             while rx.recv_many(&mut pending, MAX_BATCH).await > 0 {
                 let batch = std::mem::take(&mut pending);
-                if last_used.elapsed() >= CHECK_IDLE_AFTER {
-                    conn = None;
-                }
-                let result = read(&pool, &mut conn, &batch).await;
-                if result.is_err() {
-                    conn = None;
-                }
-                last_used = Instant::now();
+                let result = read(&mut conn, &batch).await;
+                conn.done(result.is_ok());
                 for (team_id, done) in batch {
                     let outcome = match &result {
                         Ok(found) => Ok(found.get(&team_id).copied()),
@@ -68,35 +56,30 @@ impl RevisionReader {
 
     /// The team's current revision, or `None` when it does not exist.
     pub async fn revision(&self, team_id: &str) -> Outcome {
-        let (done, answer) = oneshot::channel();
-        self.tx
-            .send((team_id.to_owned(), done))
-            .await
-            .map_err(|_| StoreError::unavailable("the revision reader has stopped"))?;
-        answer
-            .await
-            .map_err(|_| StoreError::internal("the revision reader dropped a read"))?
+        within_call_timeout(async {
+            let (done, answer) = oneshot::channel();
+            self.tx
+                .send((team_id.to_owned(), done))
+                .await
+                .map_err(|_| StoreError::unavailable("the revision reader has stopped"))?;
+            answer
+                .await
+                .map_err(|_| StoreError::internal("the revision reader dropped a read"))?
+        })
+        .await
     }
 }
 
 /// One statement for the whole batch, within the store's call timeout.
-async fn read(
-    pool: &PgPool,
-    conn: &mut Option<PoolConnection<Postgres>>,
-    batch: &[Queued],
-) -> StoreResult<HashMap<String, i64>> {
+async fn read(conn: &mut HeldConnection, batch: &[Queued]) -> StoreResult<HashMap<String, i64>> {
     let mut ids: Vec<&str> = batch.iter().map(|(id, _)| id.as_str()).collect();
     ids.sort_unstable();
     ids.dedup();
     bounded(async {
-        let c = match conn {
-            Some(c) => c,
-            None => conn.insert(pool.acquire().await?),
-        };
         let rows: Vec<(String, i64)> =
             sqlx::query_as("SELECT team_id, revision FROM team_counters WHERE team_id = ANY($1)")
                 .bind(&ids)
-                .fetch_all(&mut **c)
+                .fetch_all(conn.get().await?)
                 .await?;
         Ok(rows.into_iter().collect())
     })
