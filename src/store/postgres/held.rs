@@ -17,6 +17,9 @@ pub(super) struct HeldConnection {
     pool: PgPool,
     conn: Option<PoolConnection<Postgres>>,
     last_used: Instant,
+    /// Handed out and not reported done: the statement was abandoned (its
+    /// caller timed out or went away), so the connection may be mid-reply.
+    in_use: bool,
 }
 
 impl HeldConnection {
@@ -25,16 +28,18 @@ impl HeldConnection {
             pool,
             conn: None,
             last_used: Instant::now(),
+            in_use: false,
         }
     }
 
-    /// The connection, checked out anew when there is none or it sat idle
-    /// too long.
+    /// The connection, checked out anew when there is none, it sat idle too
+    /// long, or its last statement was abandoned.
     pub(super) async fn get(&mut self) -> Result<&mut PgConnection, sqlx::Error> {
-        if self.last_used.elapsed() >= CHECK_IDLE_AFTER {
+        if self.in_use || self.last_used.elapsed() >= CHECK_IDLE_AFTER {
             self.conn = None;
         }
         self.last_used = Instant::now();
+        self.in_use = true;
         let conn = match self.conn.take() {
             Some(c) => c,
             None => self.pool.acquire().await?,
@@ -46,6 +51,7 @@ impl HeldConnection {
     /// (which checks it, or closes it), so it is never reused as it is.
     pub(super) fn done(&mut self, succeeded: bool) {
         self.last_used = Instant::now();
+        self.in_use = false;
         if !succeeded {
             self.conn = None;
         }

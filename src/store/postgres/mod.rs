@@ -59,6 +59,8 @@ pub struct PostgresStore {
     listen_url: String,
     batcher: batch::Batcher,
     revisions: revisions::RevisionReader,
+    /// The connection large page reads go through (see [`Self::all_sized`]).
+    bulk: tokio::sync::Mutex<held::HeldConnection>,
 }
 
 /// Pool size: `TESSERA_PG_MAX_CONNECTIONS`, default 32 per node.
@@ -107,6 +109,28 @@ impl PostgresStore {
                 .iter()
                 .map(f)
                 .collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    /// Like [`Self::all`] for a read of up to `rows` rows: a large one (a
+    /// later page of a big listing; the service reads one at a time per
+    /// node) goes through the one connection kept for them, which pays no
+    /// release pings.
+    async fn all_sized<T>(
+        &self,
+        rows: usize,
+        query: Query<'_>,
+        f: impl FnMut(&PgRow) -> Decoded<T>,
+    ) -> StoreResult<Vec<T>> {
+        if rows <= super::INLINE_ROWS {
+            return self.all(query, f).await;
+        }
+        bounded(async {
+            let mut held = self.bulk.lock().await;
+            let rows = query.fetch_all(held.get().await?).await;
+            held.done(rows.is_ok());
+            Ok(rows?.iter().map(f).collect::<Result<_, _>>()?)
         })
         .await
     }
@@ -194,6 +218,7 @@ impl PostgresStore {
         let store = Self {
             batcher: batch::Batcher::start(pool.clone()),
             revisions: revisions::RevisionReader::start(pool.clone()),
+            bulk: tokio::sync::Mutex::new(held::HeldConnection::new(pool.clone())),
             pool,
             listen_url,
         };

@@ -229,7 +229,8 @@ impl SecretStore for PostgresStore {
              ORDER BY canonical_name LIMIT $3",
         );
         let query = query.bind(team.team_id()).bind(after).bind(limit as i64);
-        self.all(query.bind(team.team_name()), listed_row).await
+        self.all_sized(limit, query.bind(team.team_name()), listed_row)
+            .await
     }
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
@@ -246,7 +247,8 @@ impl SecretStore for PostgresStore {
              ORDER BY s.team_id, s.canonical_name LIMIT $4",
         );
         let query = query.bind(org.org_id()).bind(after.0).bind(after.1);
-        self.all(query.bind(limit as i64), listed_row).await
+        self.all_sized(limit, query.bind(limit as i64), listed_row)
+            .await
     }
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
