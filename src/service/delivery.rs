@@ -15,8 +15,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// A team's snapshot is kept for the next answer only when its ciphertexts
-/// take at most this much memory (at most 256 teams are kept).
-const MAX_KEPT_SNAPSHOT_BYTES: usize = 1 << 20;
+/// take at most this much memory (about 1,200 values of 100 bytes, each
+/// sealed in about 200 bytes)...
+const MAX_KEPT_SNAPSHOT_BYTES: usize = 256 << 10;
+/// ...and at most this many teams' are kept: 32 MiB at most, the listing
+/// cache's budget.
+pub(super) const MAX_KEPT_SNAPSHOTS: usize = 128;
 
 /// The longest a long poll may wait.
 pub const MAX_WAIT: Duration = Duration::from_secs(60);

@@ -201,7 +201,10 @@ impl Service {
             fingerprints,
             notifier: notify::Notifier::default(),
             known_fingerprints: cache::TtlCache::new(SECRET_ID_TTL),
-            sealed_snapshots: cache::TtlCache::with_capacity(SECRET_ID_TTL, 256),
+            sealed_snapshots: cache::TtlCache::with_capacity(
+                SECRET_ID_TTL,
+                delivery::MAX_KEPT_SNAPSHOTS,
+            ),
             building: Default::default(),
             bulk_pages: Arc::new(tokio::sync::Semaphore::new(secrets::BULK_PAGES_AT_ONCE)),
         }

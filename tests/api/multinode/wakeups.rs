@@ -206,3 +206,53 @@ async fn a_key_revoked_on_one_node_ends_its_waiters_on_the_other() {
         "revocation on node 0 to 401 for a waiter on node 1: {took:?}"
     ));
 }
+
+/// A node answers fetches from the team's ciphertexts as last read while the
+/// team's revision reads the same. A write acknowledged by the other node
+/// must show in the very next fetch: 300 rounds of write on node 0, then
+/// fetch on node 1 right after the 200, no pause (the first fetch of each
+/// round finds a remembered snapshot of the round before).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetch_on_one_node_is_never_staler_than_a_write_on_the_other() {
+    let Some(c) =
+        two_nodes("multinode::a_fetch_on_one_node_is_never_staler_than_a_write_on_the_other").await
+    else {
+        return;
+    };
+    let key = reader_key(&c).await;
+    let team = c.get(0, "/v1/teams").await.ok()["teams"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let secrets = format!("/v1/teams/{team}/secrets");
+    let fetch = || async {
+        let r = c
+            .http
+            .get(c.url(1, "/runtime/v1/secrets"))
+            .header("Authorization", format!("Bearer {key}"))
+            .send()
+            .await
+            .unwrap();
+        to_resp(r).await.ok()
+    };
+    fetch().await;
+    for round in 0..300 {
+        let value = format!("value {round}");
+        let name = if round % 2 == 0 { "rotated" } else { "other" };
+        c.post(0, &secrets, json!({"name": name, "value": value}))
+            .await
+            .ok();
+        let answer = fetch().await;
+        let delivered = answer["secrets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .map(|s| s["value"].as_str().unwrap().to_owned());
+        assert_eq!(
+            delivered.as_deref(),
+            Some(value.as_str()),
+            "round {round}: node 1 delivered other than what node 0 acknowledged"
+        );
+    }
+}
