@@ -195,8 +195,7 @@ impl<'k> Envelope<'k> {
         let wrapped = &blob[2 + KEK_ID_LEN..2 + KEK_ID_LEN + WRAPPED_DEK_LEN];
         let cipher = self
             .keyring
-            .data_keys
-            .cipher(self.keyring, wrapped, &dek_aad)
+            .value_cipher(wrapped, &dek_aad)
             .ok_or(OpenError::Authentication)?;
         let nonce = &blob[HEADER_LEN - VALUE_NONCE_LEN..HEADER_LEN];
         let pt = cipher

@@ -12,6 +12,7 @@
 //! and a wrong key is recognized before any secret is touched. The database
 //! stores, per KEK, its id and a check value sealed under it.
 
+use aes_gcm::Aes256Gcm;
 use aes_gcm_siv::{
     aead::{Aead, KeyInit, Payload},
     Aes256GcmSiv, Nonce,
@@ -20,6 +21,7 @@ use hmac::{Hmac, Mac};
 use rand::RngCore;
 use sha2::Sha256;
 use std::fmt;
+use std::sync::Arc;
 use zeroize::Zeroizing;
 
 pub const KEK_LEN: usize = 32;
@@ -30,7 +32,7 @@ pub struct Keyring {
     kek_id: String,
     cipher: Aes256GcmSiv,
     /// Data keys unwrapped under this master key (see `data_keys.rs`).
-    pub(crate) data_keys: super::data_keys::DataKeys,
+    data_keys: super::data_keys::DataKeys,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -102,6 +104,13 @@ impl Keyring {
             .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad })
             .ok()
             .map(Zeroizing::new)
+    }
+
+    /// The value cipher of a data key wrapped under this master key with
+    /// `aad`, unwrapped once and then kept (see `data_keys.rs`); `None`
+    /// when it does not unwrap.
+    pub(crate) fn value_cipher(&self, wrapped: &[u8], aad: &[u8]) -> Option<Arc<Aes256Gcm>> {
+        self.data_keys.cipher(self, wrapped, aad)
     }
 
     pub fn check_value(&self) -> Result<Vec<u8>, WrapError> {

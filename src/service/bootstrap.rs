@@ -6,7 +6,7 @@ use crate::crypto::keyring::KeyringError;
 use crate::crypto::Keyring;
 use crate::domain::ids::new_id;
 use crate::domain::key_token::NewKeyToken;
-use crate::domain::time::now_micros;
+use crate::domain::time::{now_micros, Micros};
 use crate::domain::types::{ApiKeyRecord, KekRecord, KeyType, OrgRole, Organization, Team, User};
 use crate::store::{NewOrganization, Store, StoreError};
 
@@ -88,13 +88,26 @@ async fn verify(store: &dyn Store, keyring: &Keyring) -> Result<bool, BootstrapE
 
 /// Creates an organization and returns its admin API key (shown only here).
 pub async fn create_organization(store: &dyn Store, name: &str) -> Result<NewKeyToken, StoreError> {
-    let now = now_micros();
+    let token = NewKeyToken::generate();
+    let new = new_organization(name, now_micros(), &token.prefix, token.secret_hash.clone());
+    store.create_organization(new).await?;
+    Ok(token)
+}
+
+/// The rows of a new organization: its default team, its admin and the
+/// admin's personal key (`prefix`, `secret_hash`), all created at `now`.
+pub fn new_organization(
+    name: &str,
+    now: Micros,
+    prefix: &str,
+    secret_hash: Vec<u8>,
+) -> NewOrganization {
     let org = Organization {
         id: new_id(),
         name: name.to_owned(),
         created_at: now,
     };
-    let team = Team {
+    let default_team = Team {
         id: new_id(),
         org_id: org.id.clone(),
         name: DEFAULT_TEAM_NAME.to_owned(),
@@ -109,13 +122,12 @@ pub async fn create_organization(store: &dyn Store, name: &str) -> Result<NewKey
         role: OrgRole::Admin,
         created_at: now,
     };
-    let token = NewKeyToken::generate();
     let admin_key = ApiKeyRecord {
-        prefix: token.prefix.clone(),
+        prefix: prefix.to_owned(),
         org_id: org.id.clone(),
         key_type: KeyType::Personal,
         name: Some("admin".to_owned()),
-        secret_hash: token.secret_hash.clone(),
+        secret_hash,
         user_id: Some(admin.id.clone()),
         team_id: None,
         model_ids: None,
@@ -124,13 +136,10 @@ pub async fn create_organization(store: &dyn Store, name: &str) -> Result<NewKey
         created_at: now,
         last_used_at: None,
     };
-    store
-        .create_organization(NewOrganization {
-            org,
-            default_team: team,
-            admin,
-            admin_key,
-        })
-        .await?;
-    Ok(token)
+    NewOrganization {
+        org,
+        default_team,
+        admin,
+        admin_key,
+    }
 }

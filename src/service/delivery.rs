@@ -69,7 +69,7 @@ impl Service {
     /// Every value in the caller's scope, with the team's revision.
     pub async fn deliver(&self, p: &Principal, ctx: &ReadContext) -> ServiceResult<Delivery> {
         let grant = self.delivery_grant(p).await?;
-        let delivery = self.open_snapshot(&grant).await?;
+        let delivery = self.open_snapshot(&grant, None).await?;
         self.record_read(p, &grant, &delivery.secrets, ctx);
         Ok(delivery)
     }
@@ -79,10 +79,19 @@ impl Service {
     /// the same (one primary-key read instead of every row): revisions only
     /// grow and move in the same transaction as any change, on every node.
     /// Only ciphertexts are kept; each answer still decrypts.
-    async fn sealed_snapshot(&self, grant: &DeliveryAccess) -> ServiceResult<Arc<Snapshot>> {
+    /// `current`: the team's revision, when the caller has just read it.
+    async fn sealed_snapshot(
+        &self,
+        grant: &DeliveryAccess,
+        current: Option<i64>,
+    ) -> ServiceResult<Arc<Snapshot>> {
         let team_id = grant.team().team_id();
         if let Some(known) = self.sealed_snapshots.get(team_id) {
-            if self.store.team_revision(grant.team()).await? == known.revision {
+            let current = match current {
+                Some(revision) => revision,
+                None => self.store.team_revision(grant.team()).await?,
+            };
+            if current == known.revision {
                 return Ok(known);
             }
         }
@@ -95,9 +104,14 @@ impl Service {
         Ok(snapshot)
     }
 
-    /// Reads and opens the grant's secrets (not recorded: the caller does).
-    async fn open_snapshot(&self, grant: &DeliveryAccess) -> ServiceResult<Delivery> {
-        let snapshot = self.sealed_snapshot(grant).await?;
+    /// Reads and opens the grant's secrets (not recorded: the caller does);
+    /// `current` as for [`Self::sealed_snapshot`].
+    async fn open_snapshot(
+        &self,
+        grant: &DeliveryAccess,
+        current: Option<i64>,
+    ) -> ServiceResult<Delivery> {
+        let snapshot = self.sealed_snapshot(grant, current).await?;
         let secrets = snapshot
             .secrets
             .iter()
@@ -135,7 +149,7 @@ impl Service {
                 }
             }
         };
-        cell.get_or_try_init(|| async { self.open_snapshot(grant).await.map(Arc::new) })
+        cell.get_or_try_init(|| async { self.open_snapshot(grant, None).await.map(Arc::new) })
             .await
             .cloned()
     }
@@ -183,7 +197,7 @@ impl Service {
         let mut sub = self.notifier.subscribe(grant.team().team_id());
         let current = self.store.team_revision(grant.team()).await?;
         if current != held {
-            let delivery = self.open_snapshot(&grant).await?;
+            let delivery = self.open_snapshot(&grant, Some(current)).await?;
             self.record_read(&p, &grant, &delivery.secrets, ctx);
             return Ok(Poll::Changed(Arc::new(delivery)));
         }

@@ -61,12 +61,17 @@ fn ratio_cell(s: Option<Stat>) -> String {
     })
 }
 
-fn workload_row(out: &mut String, r: &Row, with_rss: bool) {
-    let errors = if r.errors > 0 {
-        format!("**{}**", r.errors)
+/// A count of failed requests, in bold when there are any.
+fn errors_cell(errors: u64) -> String {
+    if errors > 0 {
+        format!("**{errors}**")
     } else {
         "0".into()
-    };
+    }
+}
+
+fn workload_row(out: &mut String, r: &Row, with_rss: bool) {
+    let errors = errors_cell(r.errors);
     let _ = write!(
         out,
         "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
@@ -275,11 +280,7 @@ fn neighbour_table(out: &mut String, results: &Results) {
         WRITE_EVERY.as_millis(),
     );
     for n in &summary.neighbour {
-        let errors = if n.errors > 0 {
-            format!("**{}**", n.errors)
-        } else {
-            "0".into()
-        };
+        let errors = errors_cell(n.errors);
         let _ = writeln!(
             out,
             "| {} | {} | {} | {} | {} | {} | {} | {errors} |",
@@ -366,11 +367,7 @@ fn propagation_tables(out: &mut String, results: &Results) {
             );
             continue;
         }
-        let errors = if p.errors > 0 {
-            format!("**{}**", p.errors)
-        } else {
-            "0".into()
-        };
+        let errors = errors_cell(p.errors);
         let _ = writeln!(
             out,
             "| {} | {} | {} | {}/{} | {} | {} | {} | {} | {} | {} | {errors} | {} | {} | {} |",

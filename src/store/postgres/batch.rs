@@ -18,11 +18,11 @@
 
 use super::error::is_contention;
 use super::held::HeldConnection;
-use super::{bounded, within_call_timeout, EVENTS_CHANNEL};
+use super::{ask, bounded, Asked, EVENTS_CHANNEL};
 use crate::store::{StoreError, StoreResult};
 use sqlx::PgPool;
 use std::collections::{HashMap, HashSet};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 /// Updates per statement, at most.
 const MAX_BATCH: usize = 256;
@@ -53,7 +53,7 @@ pub struct Applied {
 }
 
 type Outcome = StoreResult<Option<Applied>>;
-type Queued = (Update, oneshot::Sender<Outcome>);
+type Queued = Asked<Update, Option<Applied>>;
 
 #[derive(Clone)]
 pub struct Batcher {
@@ -73,11 +73,12 @@ impl Batcher {
                     // Updates carried over go out at once: waiting for the
                     // queue could wait for the next request to arrive.
                     let pending = if carried.is_empty() {
-                        let mut rx = rx.lock().await;
-                        match receive(&mut rx).await {
-                            Some(p) => p,
-                            None => break,
+                        // One update, or whatever else has queued with it.
+                        let mut pending = Vec::new();
+                        if rx.lock().await.recv_many(&mut pending, MAX_BATCH).await == 0 {
+                            break;
                         }
+                        pending
                     } else {
                         std::mem::take(&mut carried)
                     };
@@ -90,30 +91,8 @@ impl Batcher {
 
     /// Queues an update; `None` when the secret no longer has that id.
     pub async fn update(&self, u: Update) -> Outcome {
-        within_call_timeout(async {
-            let (done, answer) = oneshot::channel();
-            self.tx
-                .send((u, done))
-                .await
-                .map_err(|_| StoreError::unavailable("the update batcher has stopped"))?;
-            answer
-                .await
-                .map_err(|_| StoreError::internal("the update batcher dropped an update"))?
-        })
-        .await
+        ask(&self.tx, u, "update batcher").await
     }
-}
-
-/// Waits for one update, then takes whatever else has queued.
-async fn receive(rx: &mut mpsc::Receiver<Queued>) -> Option<Vec<Queued>> {
-    let mut pending = vec![rx.recv().await?];
-    while pending.len() < MAX_BATCH {
-        match rx.try_recv() {
-            Ok(q) => pending.push(q),
-            Err(_) => break,
-        }
-    }
-    Some(pending)
 }
 
 /// The batch: the first update of each secret. A second update of one

@@ -94,6 +94,29 @@ async fn within_call_timeout<T>(fut: impl Future<Output = StoreResult<T>>) -> St
 type Query<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
 type Decoded<T> = Result<T, sqlx::Error>;
 
+/// A request to one of the store's own tasks, with where its answer goes.
+type Asked<Q, A> = (Q, tokio::sync::oneshot::Sender<StoreResult<A>>);
+
+/// Hands `request` to the task behind `queue` (the revision reader, the
+/// update batcher) and waits for its answer, within [`CALL_TIMEOUT`].
+async fn ask<Q, A>(
+    queue: &tokio::sync::mpsc::Sender<Asked<Q, A>>,
+    request: Q,
+    task: &str,
+) -> StoreResult<A> {
+    within_call_timeout(async {
+        let (done, answer) = tokio::sync::oneshot::channel();
+        queue
+            .send((request, done))
+            .await
+            .map_err(|_| StoreError::unavailable(format!("the {task} has stopped")))?;
+        answer
+            .await
+            .map_err(|_| StoreError::internal(format!("the {task} dropped a request")))?
+    })
+    .await
+}
+
 /// Store calls of one statement, each within [`CALL_TIMEOUT`].
 impl PostgresStore {
     /// Every row `query` returns, each read by `f`.

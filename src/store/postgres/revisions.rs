@@ -14,18 +14,18 @@
 //! node acknowledged before the caller asked is always seen.
 
 use super::held::HeldConnection;
-use super::{bounded, within_call_timeout};
-use crate::store::{StoreError, StoreResult};
+use super::{ask, bounded, Asked};
+use crate::store::StoreResult;
 use sqlx::PgPool;
 use std::collections::HashMap;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 /// Reads per statement, at most.
 const MAX_BATCH: usize = 512;
 
 /// A team's revision, `None` when the team does not exist.
 type Outcome = StoreResult<Option<i64>>;
-type Queued = (String, oneshot::Sender<Outcome>);
+type Queued = Asked<String, Option<i64>>;
 
 #[derive(Clone)]
 pub struct RevisionReader {
@@ -56,17 +56,7 @@ impl RevisionReader {
 
     /// The team's current revision, or `None` when it does not exist.
     pub async fn revision(&self, team_id: &str) -> Outcome {
-        within_call_timeout(async {
-            let (done, answer) = oneshot::channel();
-            self.tx
-                .send((team_id.to_owned(), done))
-                .await
-                .map_err(|_| StoreError::unavailable("the revision reader has stopped"))?;
-            answer
-                .await
-                .map_err(|_| StoreError::internal("the revision reader dropped a read"))?
-        })
-        .await
+        ask(&self.tx, team_id.to_owned(), "revision reader").await
     }
 }
 

@@ -42,6 +42,7 @@
 //! the team, and just before the commit each marked team's revision is
 //! bumped, inside the same transaction.
 
+use super::super::identity::TEAM_GONE;
 use super::super::{StoreError, StoreResult};
 use rusqlite::Connection;
 use std::collections::HashMap;
@@ -200,7 +201,7 @@ impl Writer {
         match self.submit(Some(team_id), Option::is_some, f).await? {
             (None, _) => Ok(None),
             (Some(r), Some(revision)) => Ok(Some((r, revision))),
-            (Some(_), None) => Err(StoreError::NotFound("team not found".into())),
+            (Some(_), None) => Err(StoreError::NotFound(TEAM_GONE.into())),
         }
     }
 

@@ -285,18 +285,8 @@ async fn list_order_and_details(store: DynStore) {
 /// was there.
 async fn delete_key(store: DynStore) {
     let acme = Org::create(&*store, "acme").await;
-    let grant = acme.key_grant(
-        KeyType::WorkspaceInvoke,
-        KeyTarget::Team(&acme.default_team),
-    );
-    let key = store
-        .insert_api_key(&grant, new_key(KeyType::WorkspaceInvoke, None, None), 10)
-        .await
-        .unwrap();
-    let kept = store
-        .insert_api_key(&grant, new_key(KeyType::WorkspaceInvoke, None, None), 10)
-        .await
-        .unwrap();
+    let key = acme.new_invoke_key(&*store).await;
+    let kept = acme.new_invoke_key(&*store).await;
     let revocation = acme.revocation(&key);
     assert!(store.delete_api_key(&revocation).await.unwrap());
     assert_eq!(store.find_api_key(&key.prefix).await.unwrap(), None);
@@ -308,14 +298,7 @@ async fn delete_key(store: DynStore) {
 /// back (within one call either), and unknown prefixes are ignored.
 async fn touch_records_latest_use(store: DynStore) {
     let acme = Org::create(&*store, "acme").await;
-    let grant = acme.key_grant(
-        KeyType::WorkspaceInvoke,
-        KeyTarget::Team(&acme.default_team),
-    );
-    let key = store
-        .insert_api_key(&grant, new_key(KeyType::WorkspaceInvoke, None, None), 10)
-        .await
-        .unwrap();
+    let key = acme.new_invoke_key(&*store).await;
     let admin = &acme.admin_key.prefix;
     let last_used = |prefix: String| {
         let store = store.clone();

@@ -26,6 +26,7 @@ use tessera::domain::ids::new_id;
 use tessera::domain::types::{
     ApiKeyRecord, KeyType, Membership, OrgRole, Organization, Team, TeamRole, User,
 };
+use tessera::service::bootstrap;
 use tessera::store::{
     DynStore, NewApiKey, NewOrganization, NewTeam, NewUser, SealedWrite, SecretWrite, Store,
     StoreError,
@@ -165,6 +166,18 @@ impl Org {
             .unwrap()
     }
 
+    /// A new WORKSPACE_INVOKE key of the default team.
+    pub async fn new_invoke_key(&self, store: &dyn Store) -> ApiKeyRecord {
+        let grant = self.key_grant(
+            KeyType::WorkspaceInvoke,
+            KeyTarget::Team(&self.default_team),
+        );
+        store
+            .insert_api_key(&grant, new_key(KeyType::WorkspaceInvoke, None, None), 10)
+            .await
+            .unwrap()
+    }
+
     pub async fn new_user(&self, store: &dyn Store, email: &str) -> User {
         store
             .create_user(&self.grant(), new_user(Some(email)), 1_000)
@@ -174,47 +187,7 @@ impl Org {
 }
 
 pub fn new_organization(name: &str) -> NewOrganization {
-    let now = tick();
-    let org = Organization {
-        id: new_id(),
-        name: name.to_owned(),
-        created_at: now,
-    };
-    let default_team = Team {
-        id: new_id(),
-        org_id: org.id.clone(),
-        name: "default".to_owned(),
-        is_default: true,
-        created_at: now,
-    };
-    let admin = User {
-        id: new_id(),
-        org_id: org.id.clone(),
-        email: None,
-        name: Some("admin".to_owned()),
-        role: OrgRole::Admin,
-        created_at: now,
-    };
-    let admin_key = ApiKeyRecord {
-        prefix: new_id(),
-        org_id: org.id.clone(),
-        key_type: KeyType::Personal,
-        name: Some("admin".to_owned()),
-        secret_hash: vec![7; 32],
-        user_id: Some(admin.id.clone()),
-        team_id: None,
-        model_ids: None,
-        secret_names: None,
-        created_by: Some(admin.id.clone()),
-        created_at: now,
-        last_used_at: None,
-    };
-    NewOrganization {
-        org,
-        default_team,
-        admin,
-        admin_key,
-    }
+    bootstrap::new_organization(name, tick(), &new_id(), vec![7; 32])
 }
 
 pub fn new_team(name: &str) -> NewTeam {

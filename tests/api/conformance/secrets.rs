@@ -94,30 +94,22 @@ async fn stale_expectations_change_nothing(store: DynStore) {
             assert_eq!(store.team_revision(&team).await.unwrap(), first.revision);
         }
     };
-    // Created meanwhile: a creation under another id.
-    assert_err(
-        store
-            .upsert_secret(&team, sealed("token", &new_id(), false), 10)
-            .await,
-        Stale,
-    );
-    unchanged(store.clone()).await;
-    // Re-created meanwhile: an update of another id.
-    assert_err(
-        store
-            .upsert_secret(&team, sealed("token", &new_id(), true), 10)
-            .await,
-        Stale,
-    );
-    unchanged(store.clone()).await;
-    // A creation under the existing id still expects the name to be free.
-    assert_err(
-        store
-            .upsert_secret(&team, sealed("token", &id, false), 10)
-            .await,
-        Stale,
-    );
-    unchanged(store.clone()).await;
+    for (id, exists) in [
+        // Created meanwhile: a creation under another id.
+        (new_id(), false),
+        // Re-created meanwhile: an update of another id.
+        (new_id(), true),
+        // A creation under the existing id still expects the name to be free.
+        (id.clone(), false),
+    ] {
+        assert_err(
+            store
+                .upsert_secret(&team, sealed("token", &id, exists), 10)
+                .await,
+            Stale,
+        );
+        unchanged(store.clone()).await;
+    }
     // Never created: an update finds nothing.
     assert_err(
         store
