@@ -105,6 +105,7 @@ pub fn build_with(service: Service, throttles: ThrottleSettings) -> (Router, Arc
         shutdown: CancellationToken::new(),
     });
     spawn_usage_flusher(Arc::downgrade(&state));
+    spawn_purger(Arc::downgrade(&state));
     spawn_throttle_sweeper(Arc::downgrade(&state));
     spawn_event_listener(&state);
     answer_waiters_on_shutdown(&state);
@@ -152,6 +153,29 @@ fn spawn_usage_flusher(state: std::sync::Weak<AppState>) {
             let Some(state) = state.upgrade() else { break };
             if let Err(e) = state.service.flush_usage().await {
                 tracing::warn!(error = %e, "could not record API key usage; will retry");
+            }
+            if let Err(e) = state.service.flush_consumers().await {
+                tracing::warn!(error = %e, "could not record who holds which versions; will retry");
+            }
+        }
+    });
+}
+
+/// How often the purge job looks for deleted secrets past their retention.
+const PURGE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Runs the purge job (see `Service::purge_expired`) until the app is
+/// dropped. Every node runs it; purging twice is harmless.
+fn spawn_purger(state: std::sync::Weak<AppState>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(PURGE_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(state) = state.upgrade() else { break };
+            let now = crate::domain::time::now_micros();
+            if let Err(e) = state.service.purge_expired(now).await {
+                tracing::warn!(error = %e, "the purge of deleted secrets failed; will retry");
             }
         }
     });

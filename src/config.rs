@@ -31,6 +31,30 @@ pub struct StoreArgs {
 
     #[command(flatten)]
     pub quotas: QuotaArgs,
+
+    #[command(flatten)]
+    pub history: HistoryArgs,
+}
+
+/// How long history is kept (see `service::history`).
+#[derive(Debug, Clone, Args)]
+pub struct HistoryArgs {
+    /// Previous versions kept per secret (0 keeps only the current one).
+    #[arg(long, env = "TESSERA_KEEP_VERSIONS", default_value_t = crate::store::DEFAULT_KEEP_VERSIONS, value_parser = clap::value_parser!(i64).range(0..=1000))]
+    pub keep_versions: i64,
+    /// Days a deleted secret can be undeleted before the purge job removes
+    /// it (0 removes it at once).
+    #[arg(long, env = "TESSERA_KEEP_DELETED_DAYS", default_value_t = 7, value_parser = clap::value_parser!(u64).range(0..=3650))]
+    pub keep_deleted_days: u64,
+}
+
+impl HistoryArgs {
+    pub fn retention(&self) -> crate::service::history::Retention {
+        crate::service::history::Retention {
+            keep_versions: self.keep_versions,
+            keep_deleted: std::time::Duration::from_secs(self.keep_deleted_days * 24 * 3600),
+        }
+    }
 }
 
 /// Quotas: creating one more than these answers 409 QUOTA_EXCEEDED.
@@ -107,6 +131,7 @@ impl StoreArgs {
         Limits {
             max_value_bytes: self.max_value_bytes,
             quotas: self.quotas.quotas(),
+            history: self.history.retention(),
         }
     }
 }

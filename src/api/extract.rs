@@ -62,6 +62,34 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
     }
 }
 
+/// Who is reading on a delivery route: the client's address, and the agent
+/// instance it names in the `X-Tessera-Agent` header (400 when malformed).
+pub struct Reader(pub crate::service::delivery::ReadContext);
+
+impl<S: Send + Sync> FromRequestParts<S> for Reader {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        use crate::service::consumers::{valid_instance, INSTANCE_HEADER, MAX_INSTANCE_CHARS};
+        let Ok(ClientAddress(client)) = ClientAddress::from_request_parts(parts, state).await;
+        let instance = match parts.headers.get(INSTANCE_HEADER) {
+            None => None,
+            Some(v) => match v.to_str() {
+                Ok(id) if valid_instance(id) => Some(id.to_owned()),
+                _ => {
+                    return Err(ApiError::invalid(format!(
+                        "the {INSTANCE_HEADER} header must be 1 to {MAX_INSTANCE_CHARS} visible ASCII characters"
+                    )))
+                }
+            },
+        };
+        Ok(Reader(crate::service::delivery::ReadContext {
+            client,
+            instance,
+        }))
+    }
+}
+
 /// Path parameters, percent-decoded.
 pub struct PathParams<T>(pub T);
 

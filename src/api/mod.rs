@@ -4,6 +4,8 @@
 pub mod directory;
 pub mod error;
 pub mod extract;
+pub mod history;
+pub mod history_views;
 pub mod keys;
 pub mod listing_cache;
 pub mod metrics;
@@ -175,6 +177,13 @@ fn api_router() -> OpenApiRouter<Arc<AppState>> {
             secrets::upsert_team_secret
         ))
         .routes(routes!(secrets::delete_team_secret))
+        .routes(routes!(history::list_versions))
+        .routes(routes!(history::restore_version))
+        .routes(routes!(history::destroy_version))
+        .routes(routes!(history::list_consumers))
+        .routes(routes!(history::list_deleted))
+        .routes(routes!(history::undelete))
+        .routes(routes!(history::purge_deleted))
         .routes(routes!(teams::list_teams, team_admin::create_team))
         .routes(routes!(
             teams::get_team,

@@ -8,10 +8,10 @@
 //! with the same `ETag` when nothing changed within the wait.
 
 use super::error::{ApiError, ApiResult, ErrorBody};
-use super::extract::{Caller, ClientAddress, PathParams, QueryParams};
+use super::extract::{Caller, PathParams, QueryParams, Reader};
 use super::views::Timestamp;
 use super::AppState;
-use crate::service::delivery::{DeliveredSecret, Delivery, Poll, ReadContext, MAX_WAIT};
+use crate::service::delivery::{DeliveredSecret, Delivery, Poll, MAX_WAIT};
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
@@ -76,7 +76,7 @@ pub async fn fetch_secrets(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     caller: Caller,
-    client: ClientAddress,
+    Reader(ctx): Reader,
     QueryParams(q): QueryParams<WaitQuery>,
 ) -> ApiResult<Response> {
     let wait = Duration::from_secs(q.wait.unwrap_or(0));
@@ -87,7 +87,6 @@ pub async fn fetch_secrets(
         )));
     }
     let held = held_revision(&headers)?;
-    let ctx = ReadContext { client: client.0 };
     let service = &state.service;
     let delivery = match held {
         None => Arc::new(service.deliver(&caller.0, &ctx).await?),
@@ -113,10 +112,9 @@ pub async fn fetch_secrets(
 pub async fn fetch_secret(
     State(state): State<Arc<AppState>>,
     caller: Caller,
-    client: ClientAddress,
+    Reader(ctx): Reader,
     PathParams(name): PathParams<String>,
 ) -> ApiResult<Response> {
-    let ctx = ReadContext { client: client.0 };
     let s = state.service.deliver_one(&caller.0, &name, &ctx).await?;
     let view = RuntimeOneSecretView {
         name: &s.name,

@@ -110,7 +110,13 @@ async fn upsert(
 ) -> ApiResult<Response> {
     let record = state
         .service
-        .upsert_secret(&caller.0, team, &body.name, body.value)
+        .upsert_secret(
+            &caller.0,
+            team,
+            &body.name,
+            body.value,
+            body.destroy_previous.unwrap_or(false),
+        )
         .await?;
     Ok(Json(SecretView::from(&record)).into_response())
 }

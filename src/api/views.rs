@@ -77,6 +77,12 @@ pub struct UpsertSecretRequest {
     /// returned by this API.
     #[schema(value_type = String)]
     pub value: SecretValue,
+    /// Extension (Tessera): destroy every previous version of this secret
+    /// now, e.g. when rotating a leaked credential. Their metadata stays in
+    /// the version listing; their values cannot be restored.
+    #[serde(default)]
+    #[schema(nullable = true)]
+    pub destroy_previous: Option<bool>,
 }
 
 /// Extension: body of a team creation or rename.

@@ -8,6 +8,7 @@ pub mod org;
 pub mod remote;
 pub mod run;
 pub mod runtime_client;
+pub mod secret_history;
 pub mod secrets;
 pub mod serve;
 

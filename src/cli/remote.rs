@@ -166,6 +166,11 @@ impl Remote {
         }
     }
 
+    /// Whether output is the text table (not `--output json`).
+    pub fn is_text(&self) -> bool {
+        matches!(self.output, Output::Text)
+    }
+
     pub fn print_one(&self, value: &Value, columns: &[&str]) {
         self.print_list(value, &Value::Array(vec![value.clone()]), columns)
     }

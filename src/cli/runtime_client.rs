@@ -22,7 +22,7 @@ use std::time::Duration;
 use zeroize::Zeroizing;
 
 /// The header that identifies a consumer instance on every runtime request.
-pub const INSTANCE_HEADER: &str = "x-tessera-agent";
+pub const INSTANCE_HEADER: &str = crate::service::consumers::INSTANCE_HEADER;
 
 /// How long a long poll asks the server to wait (the server allows 60).
 pub const LONG_POLL_WAIT: Duration = Duration::from_secs(55);
@@ -54,7 +54,8 @@ pub struct RuntimeArgs {
     pub api_key_file: Option<PathBuf>,
 
     /// Sent as `X-Tessera-Agent` on every request so the server can tell
-    /// consumers apart (default: a random id chosen at start).
+    /// consumers apart in its "who holds what" view (default: a random id
+    /// chosen at start).
     #[arg(long, value_name = "ID")]
     pub instance_id: Option<String>,
 
@@ -187,7 +188,7 @@ impl RuntimeClient {
         authorization.set_sensitive(true);
         let id = match &args.instance_id {
             Some(id) => {
-                if id.is_empty() || id.len() > 128 || !id.bytes().all(|b| b.is_ascii_graphic()) {
+                if !crate::service::consumers::valid_instance(id) {
                     bail!("--instance-id must be 1 to 128 visible ASCII characters");
                 }
                 id.clone()

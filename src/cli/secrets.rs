@@ -33,6 +33,10 @@ pub enum SecretCommand {
         /// Read the value from this file, byte for byte.
         #[arg(long, value_name = "FILE")]
         from_file: Option<PathBuf>,
+        /// Destroy every previous version's value now (rotating a leaked
+        /// credential).
+        #[arg(long)]
+        destroy_previous: bool,
     },
     /// Delete a secret (any spelling with the same canonical name).
     Delete {
@@ -40,6 +44,8 @@ pub enum SecretCommand {
         #[arg(long)]
         team: Option<String>,
     },
+    #[command(flatten)]
+    History(super::secret_history::HistoryCommand),
 }
 
 pub async fn secrets(args: &RemoteArgs, cmd: SecretCommand) -> anyhow::Result<()> {
@@ -57,6 +63,7 @@ pub async fn secrets(args: &RemoteArgs, cmd: SecretCommand) -> anyhow::Result<()
             name,
             team,
             from_file,
+            destroy_previous,
         } => {
             let value = match from_file {
                 Some(path) => read_file(&path)?,
@@ -66,7 +73,10 @@ pub async fn secrets(args: &RemoteArgs, cmd: SecretCommand) -> anyhow::Result<()
                 Some(t) => format!("/v1/teams/{}/secrets", super::admin::seg(&t)),
                 None => "/v1/secrets".to_owned(),
             };
-            let body = json!({"name": name, "value": value.as_str()});
+            let mut body = json!({"name": name, "value": value.as_str()});
+            if destroy_previous {
+                body["destroy_previous"] = json!(true);
+            }
             drop(value);
             let v = r.call(Method::POST, &path, Some(body)).await?;
             r.print_one(&v, COLUMNS);
@@ -83,6 +93,7 @@ pub async fn secrets(args: &RemoteArgs, cmd: SecretCommand) -> anyhow::Result<()
             let v = r.call(Method::DELETE, &path, None).await?;
             r.print_one(&v, &["name"]);
         }
+        SecretCommand::History(cmd) => super::secret_history::run(&r, cmd).await?,
     }
     Ok(())
 }

@@ -23,6 +23,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let Err(e) = state.service.flush_usage().await {
         tracing::warn!(error = %e, "could not record the last API key uses");
     }
+    if let Err(e) = state.service.flush_consumers().await {
+        tracing::warn!(error = %e, "could not record the last deliveries' consumers");
+    }
     tracing::info!("stopped");
     // The store closes before its lock is released.
     drop(state);

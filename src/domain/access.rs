@@ -63,6 +63,9 @@ pub enum TeamAction {
     AdministerTeam,
     /// Delete the team (org admins only).
     DeleteTeam,
+    /// Restore or destroy a secret's versions, undelete or purge deleted
+    /// secrets: people only, the team's admins and org admins.
+    ManageHistory,
 }
 
 /// What a caller wants to do at organization level.
@@ -212,16 +215,22 @@ pub fn authorize_team(
                         TeamAction::ReadSecrets | TeamAction::WriteSecrets | TeamAction::ReadTeam,
                         Some(_),
                     ) => true,
-                    (TeamAction::ManageTeamKeys | TeamAction::AdministerTeam, Some(role)) => {
-                        role == TeamRole::Admin
-                    }
+                    (
+                        TeamAction::ManageTeamKeys
+                        | TeamAction::AdministerTeam
+                        | TeamAction::ManageHistory,
+                        Some(role),
+                    ) => role == TeamRole::Admin,
                     (TeamAction::DeleteTeam, Some(_)) => false,
                 }
             }
         }
         KeyType::WorkspaceManageAll => {
             p.bound_team_id.as_deref() == Some(team.id.as_str())
-                && !matches!(action, TeamAction::AdministerTeam | TeamAction::DeleteTeam)
+                && !matches!(
+                    action,
+                    TeamAction::AdministerTeam | TeamAction::DeleteTeam | TeamAction::ManageHistory
+                )
         }
         KeyType::WorkspaceManageApiKeys => {
             matches!(action, TeamAction::ReadTeam | TeamAction::ManageTeamKeys)
@@ -249,6 +258,9 @@ fn forbidden_message(p: &Principal, action: TeamAction) -> String {
         TeamAction::ManageTeamKeys => "manage this team's API keys",
         TeamAction::AdministerTeam => "administer this team",
         TeamAction::DeleteTeam => "delete this team (org admins only)",
+        TeamAction::ManageHistory => {
+            "restore, destroy, undelete or purge this team's secrets (the team's admins and org admins only)"
+        }
     };
     match p.key_type {
         KeyType::Personal => format!("this key's user may not {what}"),

@@ -5,6 +5,7 @@
 //! ciphertexts anew (no plaintext is kept between requests), and every read
 //! that returns values is recorded by [`Service::record_read`].
 
+use super::consumers::Received;
 use super::{Service, ServiceError, ServiceResult, TeamRef};
 use crate::domain::access::{authorize_delivery, delivery_access, DeliveryAccess, Principal};
 use crate::domain::secret_value::SecretValue;
@@ -30,10 +31,15 @@ pub const MAX_WAIT: Duration = Duration::from_secs(60);
 pub struct ReadContext {
     /// The client's address as the server saw it.
     pub client: Option<String>,
+    /// The agent instance the client named (`X-Tessera-Agent`), so that
+    /// several agents sharing a key are told apart.
+    pub instance: Option<String>,
 }
 
 /// One secret as a workload receives it.
 pub struct DeliveredSecret {
+    /// The secret's id (for the record of who holds what; not sent).
+    pub id: String,
     pub name: String,
     pub canonical_name: String,
     pub value: SecretValue,
@@ -70,7 +76,7 @@ impl Service {
     pub async fn deliver(&self, p: &Principal, ctx: &ReadContext) -> ServiceResult<Delivery> {
         let grant = self.delivery_grant(p).await?;
         let delivery = self.open_snapshot(&grant, None).await?;
-        self.record_read(p, &grant, &delivery.secrets, ctx);
+        self.record_read(p, &grant, &delivery.secrets, Some(delivery.revision), ctx);
         Ok(delivery)
     }
 
@@ -174,7 +180,7 @@ impl Service {
             .await?
             .ok_or_else(not_found)?;
         let secret = self.open_stored(&stored)?;
-        self.record_read(p, &grant, std::slice::from_ref(&secret), ctx);
+        self.record_read(p, &grant, std::slice::from_ref(&secret), None, ctx);
         Ok(secret)
     }
 
@@ -198,9 +204,11 @@ impl Service {
         let current = self.store.team_revision(grant.team()).await?;
         if current != held {
             let delivery = self.open_snapshot(&grant, Some(current)).await?;
-            self.record_read(&p, &grant, &delivery.secrets, ctx);
+            self.record_read(&p, &grant, &delivery.secrets, Some(delivery.revision), ctx);
             return Ok(Poll::Changed(Arc::new(delivery)));
         }
+        // It still holds what it received: seen now, holding the same.
+        self.consumers.seen(&consumer(&p, &grant, ctx, None));
         let deadline = tokio::time::Instant::now() + wait.min(MAX_WAIT);
         let mut woken_at = held;
         loop {
@@ -235,7 +243,7 @@ impl Service {
         let delivery = self
             .shared_delivery(&grant, &p.key_prefix, woken_at)
             .await?;
-        self.record_read(&p, &grant, &delivery.secrets, ctx);
+        self.record_read(&p, &grant, &delivery.secrets, Some(delivery.revision), ctx);
         Ok(Poll::Changed(delivery))
     }
 
@@ -256,6 +264,7 @@ impl Service {
             }
         };
         Ok(DeliveredSecret {
+            id: r.id.clone(),
             name: r.name.clone(),
             canonical_name: r.canonical_name.clone(),
             value,
@@ -272,9 +281,14 @@ impl Service {
         p: &Principal,
         grant: &DeliveryAccess,
         secrets: &[DeliveredSecret],
+        revision: Option<i64>,
         ctx: &ReadContext,
     ) {
         let team_id = grant.team().team_id();
+        self.consumers.received(
+            &consumer(p, grant, ctx, revision),
+            secrets.iter().map(|s| (s.id.as_str(), s.version)),
+        );
         metrics::counter!("tessera_runtime_reads_total", "team" => team_id.to_owned()).increment(1);
         tracing::info!(
             target: "tessera::audit",
@@ -283,6 +297,7 @@ impl Service {
             team_id,
             secrets = %NamesAndVersions(secrets),
             client = ctx.client.as_deref().unwrap_or("-"),
+            instance = ctx.instance.as_deref().unwrap_or("-"),
             "runtime read"
         );
     }
@@ -332,5 +347,22 @@ impl fmt::Display for NamesAndVersions<'_> {
             write!(f, "{}@{}", s.name, s.version)?;
         }
         Ok(())
+    }
+}
+
+/// A delivery's consumer: the key and the agent instance it names.
+fn consumer<'a>(
+    p: &'a Principal,
+    grant: &'a DeliveryAccess,
+    ctx: &'a ReadContext,
+    revision: Option<i64>,
+) -> Received<'a> {
+    Received {
+        key_prefix: &p.key_prefix,
+        instance: ctx.instance.as_deref().unwrap_or(""),
+        team_id: grant.team().team_id(),
+        client: ctx.client.as_deref(),
+        at: crate::domain::time::now_micros(),
+        revision,
     }
 }

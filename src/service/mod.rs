@@ -6,8 +6,10 @@
 pub mod auth;
 pub mod bootstrap;
 pub mod cache;
+pub mod consumers;
 pub mod delivery;
 pub mod directory;
+pub mod history;
 pub mod keys;
 pub mod notify;
 pub mod secrets;
@@ -97,6 +99,7 @@ impl From<Denied> for ServiceError {
 pub struct Limits {
     pub max_value_bytes: usize,
     pub quotas: Quotas,
+    pub history: history::Retention,
 }
 
 impl Default for Limits {
@@ -104,6 +107,7 @@ impl Default for Limits {
         Self {
             max_value_bytes: crate::domain::secret_value::DEFAULT_MAX_VALUE_BYTES,
             quotas: Quotas::default(),
+            history: history::Retention::default(),
         }
     }
 }
@@ -149,6 +153,7 @@ pub struct Service {
     /// `Stale`, and the id is read again.
     secret_ids: cache::TtlCache<(String, String), String>,
     usage: usage::UsageRecorder,
+    consumers: consumers::ConsumerRecorder,
     fingerprints: Fingerprinter,
     /// Fingerprints already computed, by (secret id, version, version id):
     /// the value of a secret's version never changes, so neither does its
@@ -198,6 +203,7 @@ impl Service {
             default_team_cache: cache::TtlCache::new(auth::PRINCIPAL_TTL),
             secret_ids: cache::TtlCache::with_capacity(SECRET_ID_TTL, 200_000),
             usage: usage::UsageRecorder::default(),
+            consumers: consumers::ConsumerRecorder::default(),
             fingerprints,
             notifier: notify::Notifier::default(),
             known_fingerprints: cache::TtlCache::new(SECRET_ID_TTL),

@@ -11,7 +11,7 @@ use crate::domain::secret_name::SecretName;
 use crate::domain::secret_value::SecretValue;
 use crate::domain::time::now_micros;
 use crate::domain::types::{ListedSecret, SecretRecord};
-use crate::store::{DynStore, SealedWrite, StoreError, StoredSecret};
+use crate::store::{DynStore, SealedWrite, StoreError, StoredSecret, WriteHistory};
 use std::sync::Arc;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -149,18 +149,19 @@ impl Service {
         team: TeamRef<'_>,
         name: &str,
         value: SecretValue,
+        destroy_previous: bool,
     ) -> ServiceResult<SecretRecord> {
         let name = self.parse_secret_name(name)?;
         self.check_value(&value)?;
         let access = self.team_access(p, team, TeamAction::WriteSecrets).await?;
         let key = (access.team_id().to_owned(), name.canonical().to_owned());
+        let history = self.write_history(p, destroy_previous);
         // Writes flow one way: the value is sealed here, for the secret's id
         // and a new version id, and the store only stores it. Which id: the
         // one remembered, else the one read, else a new one; if the store
         // finds that no longer true (the secret was created, deleted or
         // re-created meanwhile) it changes nothing and the id is read again.
-        let remembered = self.secret_ids.get(&key);
-        let mut known = remembered.as_deref().cloned();
+        let mut known = self.secret_ids.get(&key).as_deref().cloned();
         for _ in 0..WRITE_ATTEMPTS {
             let existing = match known.take() {
                 Some(id) => Some(id),
@@ -168,48 +169,83 @@ impl Service {
             };
             let exists = existing.is_some();
             let secret_id = existing.unwrap_or_else(new_id);
-            let version_id = new_id();
-            let sealed = Envelope::new(&self.keyring)
-                .seal(
-                    SecretPlace {
-                        org_id: access.org_id(),
-                        team_id: access.team_id(),
-                        secret_id: &secret_id,
-                        version: 0,
-                        version_id: Some(&version_id),
-                    },
-                    &value,
-                )
-                .map_err(|e| ServiceError::Internal(e.to_string()))?;
-            let write = SealedWrite {
-                canonical_name: name.canonical().to_owned(),
-                name: name.as_str().to_owned(),
-                secret_id,
-                exists,
-                version_id,
-                kek_id: sealed.kek_id,
-                ciphertext: sealed.ciphertext,
-                now: now_micros(),
-            };
-            match self
-                .store
-                .upsert_secret(&access, write, self.limits.quotas.secrets_per_team)
-                .await
-            {
-                Ok(write) => {
-                    if remembered.as_deref() != Some(&write.record.id) {
-                        self.secret_ids.put(key, Arc::new(write.record.id.clone()));
-                    }
-                    // Durable now: wake this team's waiting workloads.
-                    self.notifier.publish(access.team_id(), write.revision);
-                    metrics::counter!("tessera_secret_writes_total").increment(1);
-                    return Ok(write.record);
-                }
-                Err(StoreError::Stale) => continue,
-                Err(e) => return Err(e.into()),
+            let written = self
+                .seal_and_write(&access, &name, &secret_id, exists, &value, history.clone())
+                .await?;
+            if let Some(record) = written {
+                return Ok(record);
             }
         }
         Err(StoreError::Stale.into())
+    }
+
+    /// Writes `value` to the secret `secret_id` (which `exists` or is to be
+    /// created) as its next version; `None` when that no longer holds.
+    pub(crate) async fn write_value(
+        &self,
+        access: &TeamAccess,
+        name: &SecretName,
+        secret_id: &str,
+        exists: bool,
+        value: &SecretValue,
+        history: WriteHistory,
+    ) -> ServiceResult<SecretRecord> {
+        self.seal_and_write(access, name, secret_id, exists, value, history)
+            .await?
+            .ok_or_else(|| ServiceError::Conflict("the secret changed concurrently; retry".into()))
+    }
+
+    /// One attempt of a write: seals the value for `secret_id` and a new
+    /// version id, stores it, and wakes the team's workloads; `None` when
+    /// the store found the secret's identity changed.
+    async fn seal_and_write(
+        &self,
+        access: &TeamAccess,
+        name: &SecretName,
+        secret_id: &str,
+        exists: bool,
+        value: &SecretValue,
+        history: WriteHistory,
+    ) -> ServiceResult<Option<SecretRecord>> {
+        let version_id = new_id();
+        let sealed = Envelope::new(&self.keyring)
+            .seal(
+                SecretPlace {
+                    org_id: access.org_id(),
+                    team_id: access.team_id(),
+                    secret_id,
+                    version: 0,
+                    version_id: Some(&version_id),
+                },
+                value,
+            )
+            .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let write = SealedWrite {
+            canonical_name: name.canonical().to_owned(),
+            name: name.as_str().to_owned(),
+            secret_id: secret_id.to_owned(),
+            exists,
+            version_id,
+            kek_id: sealed.kek_id,
+            ciphertext: sealed.ciphertext,
+            now: now_micros(),
+            history,
+        };
+        let quota = self.limits.quotas.secrets_per_team;
+        match self.store.upsert_secret(access, write, quota).await {
+            Ok(write) => {
+                let key = (access.team_id().to_owned(), name.canonical().to_owned());
+                if self.secret_ids.get(&key).as_deref() != Some(&write.record.id) {
+                    self.secret_ids.put(key, Arc::new(write.record.id.clone()));
+                }
+                // Durable now: wake this team's waiting workloads.
+                self.notifier.publish(access.team_id(), write.revision);
+                metrics::counter!("tessera_secret_writes_total").increment(1);
+                Ok(Some(write.record))
+            }
+            Err(StoreError::Stale) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
 
     fn pages(&self, segments: Vec<Segment>) -> SecretPages {
@@ -276,7 +312,7 @@ impl Service {
         let access = self.team_access(p, team, TeamAction::WriteSecrets).await?;
         let write = self
             .store
-            .delete_secret(&access, name.canonical())
+            .delete_secret(&access, name.canonical(), &self.deletion(p))
             .await?
             .ok_or_else(|| {
                 ServiceError::NotFound(format!(

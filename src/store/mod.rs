@@ -28,6 +28,7 @@ pub mod postgres;
 pub mod sqlite;
 
 mod error;
+mod history;
 mod identity;
 mod keyring;
 mod keys;
@@ -35,6 +36,10 @@ mod row;
 mod secrets;
 
 pub use error::{StoreError, StoreResult};
+pub use history::{
+    Actor, Consumer, ConsumerSeen, DeletedSecret, Deletion, Destroyed, HistoryStore, SecretHistory,
+    StoredVersion, VersionRecord, WriteHistory, DEFAULT_KEEP_VERSIONS,
+};
 pub use identity::{IdentityStore, NewOrganization, NewTeam, NewUser, TeamDeletion, UserQuery};
 pub use keyring::KeyringStore;
 pub use keys::{KeyListing, KeyStore, NewApiKey};
@@ -66,7 +71,7 @@ pub type EventSink = tokio::sync::mpsc::UnboundedSender<StoreEvent>;
 /// Every aggregate, as the service holds the store.
 #[async_trait]
 pub trait Store:
-    KeyringStore + IdentityStore + KeyStore + SecretStore + Send + Sync + 'static
+    KeyringStore + IdentityStore + KeyStore + SecretStore + HistoryStore + Send + Sync + 'static
 {
     /// The backend's name, for logs and metrics.
     fn backend(&self) -> &'static str;
@@ -97,6 +102,7 @@ macro_rules! schema_steps {
             (4, include_str!("migrations/0004_email_keys.sql")),
             (5, include_str!("migrations/0005_version_ids.sql")),
             (6, include_str!("migrations/0006_team_counters.sql")),
+            (7, include_str!("migrations/0007_history.sql")),
         ]
     };
 }

@@ -1,6 +1,7 @@
 //! The secret aggregate: secrets as ciphertext (sealed by the service before
 //! they arrive), listings of their metadata, and what delivery reads.
 
+use super::history::{Deletion, WriteHistory};
 use super::row::Row;
 use super::StoreResult;
 use crate::domain::access::{AllTeamsAccess, DeliveryAccess, OrgAccess, TeamAccess};
@@ -62,6 +63,8 @@ pub struct SealedWrite {
     pub kek_id: String,
     pub ciphertext: Vec<u8>,
     pub now: Micros,
+    /// Who writes, and what becomes of the version this one replaces.
+    pub history: WriteHistory,
 }
 
 impl SealedWrite {
@@ -129,11 +132,14 @@ pub trait SecretStore {
         max_secrets: i64,
     ) -> StoreResult<SecretWrite>;
     /// Deletes the secret, moving the team's revision; `None` when there is
-    /// none (the team's included), and then nothing changes.
+    /// none (the team's included), and then nothing changes. As `how` says,
+    /// the secret is kept among the deleted ones (its name free, its
+    /// versions kept) or removed with its versions.
     async fn delete_secret(
         &self,
         team: &TeamAccess,
         canonical: &str,
+        how: &Deletion,
     ) -> StoreResult<Option<SecretWrite>>;
     async fn latest_secret(
         &self,

@@ -39,6 +39,25 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/openapi.json"),
     ("get", "/runtime/v1/secrets"),
     ("get", "/runtime/v1/secrets/{secret_name}"),
+    ("get", "/v1/teams/{team_id}/secrets/{secret_name}/versions"),
+    (
+        "post",
+        "/v1/teams/{team_id}/secrets/{secret_name}/versions/{version}/restore",
+    ),
+    (
+        "delete",
+        "/v1/teams/{team_id}/secrets/{secret_name}/versions/{version}",
+    ),
+    ("get", "/v1/teams/{team_id}/secrets/{secret_name}/consumers"),
+    ("get", "/v1/teams/{team_id}/deleted_secrets"),
+    (
+        "post",
+        "/v1/teams/{team_id}/deleted_secrets/{secret_name}/restore",
+    ),
+    (
+        "delete",
+        "/v1/teams/{team_id}/deleted_secrets/{secret_name}",
+    ),
 ];
 
 async fn health_and_readiness(app: TestApp) {
@@ -97,7 +116,8 @@ async fn openapi_lists_every_route_the_router_serves(app: TestApp) {
     for (method, path) in &documented {
         let concrete = path
             .replace("{team_id}", &team)
-            .replace("{secret_name}", "probe");
+            .replace("{secret_name}", "probe")
+            .replace("{version}", "1");
         let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
         let body = (m == Method::POST).then(|| json!({"name": "probe", "value": "v"}));
         let r = app.request(m, &concrete, Some(&app.admin_key), body).await;

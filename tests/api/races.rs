@@ -88,7 +88,13 @@ async fn writes_racing_a_team_delete_answer_404(app: TestApp) {
     let record = app.store.find_team(&team).await.unwrap().unwrap();
     let access = authorize_team(&p, &record, TeamAction::WriteSecrets).unwrap();
     other
-        .upsert_secret(&p, TeamRef::Id(&team), "warm", SecretValue::new("v".into()))
+        .upsert_secret(
+            &p,
+            TeamRef::Id(&team),
+            "warm",
+            SecretValue::new("v".into()),
+            false,
+        )
         .await
         .unwrap();
 
@@ -112,6 +118,7 @@ async fn writes_racing_a_team_delete_answer_404(app: TestApp) {
         kek_id: "k".repeat(16),
         ciphertext: vec![0u8; 64],
         now: 0,
+        history: Default::default(),
     };
     match app.store.upsert_secret(&access, write, 1_000).await {
         Err(StoreError::NotFound(m)) => assert_eq!(m, "team not found"),
@@ -133,7 +140,13 @@ async fn writes_racing_a_team_delete_answer_404(app: TestApp) {
     // The same through the other service (its team cache may still hold the
     // team, or not: either way a 404).
     let e = other
-        .upsert_secret(&p, TeamRef::Id(&team), "late", SecretValue::new("v".into()))
+        .upsert_secret(
+            &p,
+            TeamRef::Id(&team),
+            "late",
+            SecretValue::new("v".into()),
+            false,
+        )
         .await
         .unwrap_err();
     assert_not_found(e, "team not found");

@@ -1,10 +1,10 @@
-//! A replaced or deleted value leaves the data files: on SQLite its old
-//! ciphertext is gone from the database file, the WAL and the shared-memory
-//! file within [`BOUND`] of the last write, while readers keep the database
-//! busy (docs/security.md states the bound). On PostgreSQL, what remains
-//! physically is PostgreSQL's (dead tuples, WAL, backups; see
+//! A destroyed version or a purged secret leaves the data files: on SQLite
+//! its ciphertext is gone from the database file, the WAL and the
+//! shared-memory file within [`BOUND`] of the last write, while readers keep
+//! the database busy (docs/security.md states the bound). On PostgreSQL,
+//! what remains physically is PostgreSQL's (dead tuples, WAL, backups; see
 //! docs/operations-postgres.md); the test checks what Tessera controls: no
-//! row keeps an old ciphertext.
+//! row keeps a destroyed or purged ciphertext.
 
 use crate::common::{to_resp, ServerProcess, TestApp};
 use reqwest::Method;
@@ -135,7 +135,10 @@ fn upserts(names: &[String], tag: &str) -> Vec<(Method, String, Option<serde_jso
             (
                 Method::POST,
                 "/v1/secrets".to_owned(),
-                Some(json!({"name": n, "value": value})),
+                // Each write destroys the versions before it: their
+                // ciphertexts must leave the files as a replaced value's did
+                // before versions were kept.
+                Some(json!({"name": n, "value": value, "destroy_previous": true})),
             )
         })
         .collect()
@@ -145,7 +148,9 @@ fn upserts(names: &[String], tag: &str) -> Vec<(Method, String, Option<serde_jso
 async fn sqlite_replaced_and_deleted_values_leave_the_files_within_the_bound() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let server = ServerProcess::start(&data, &[], &[]).unwrap();
+    // Versions are kept (the default 10), their values destroyed by each
+    // write; deleted secrets are purged at once.
+    let server = ServerProcess::start(&data, &["--keep-deleted-days", "0"], &[]).unwrap();
     let key = std::fs::read_to_string(data.join("admin.key"))
         .unwrap()
         .trim()
@@ -353,10 +358,39 @@ async fn sqlite_replaced_and_deleted_values_leave_the_files_within_the_bound() {
     assert_eq!(server.terminate(), Some(0));
 }
 
-/// What Tessera controls on both backends: only the current version of a
-/// secret is kept, so no row holds a replaced or deleted value's ciphertext.
-async fn no_row_keeps_a_replaced_or_deleted_ciphertext(app: TestApp) {
-    let team = app.default_team_id().await;
+/// Every ciphertext any row holds: current values, kept versions, deleted
+/// secrets.
+async fn stored_ciphertexts(storage: &crate::common::Storage) -> Vec<Vec<u8>> {
+    const SQL: &str = "SELECT ciphertext FROM secrets
+        UNION ALL SELECT ciphertext FROM secret_versions WHERE ciphertext IS NOT NULL
+        UNION ALL SELECT ciphertext FROM deleted_secrets";
+    let url = storage.database_url();
+    match tessera::store::sqlite_path(&url) {
+        Some(path) => {
+            let conn = rusqlite::Connection::open_with_flags(
+                path,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+            )
+            .unwrap();
+            let mut st = conn.prepare(SQL).unwrap();
+            let rows = st
+                .query_map([], |r| r.get(0))
+                .unwrap()
+                .collect::<Result<Vec<Vec<u8>>, _>>()
+                .unwrap();
+            rows
+        }
+        None => {
+            let pool = sqlx::PgPool::connect(&url).await.unwrap();
+            sqlx::query_scalar(SQL).fetch_all(&pool).await.unwrap()
+        }
+    }
+}
+
+/// What Tessera controls on both backends: once a version is destroyed
+/// (here by `destroy_previous`) or a deleted secret purged, no row holds its
+/// ciphertext, while the current values stay.
+async fn no_row_keeps_a_destroyed_or_purged_ciphertext(app: TestApp) {
     for i in 0..10 {
         app.post(
             "/v1/secrets",
@@ -365,42 +399,12 @@ async fn no_row_keeps_a_replaced_or_deleted_ciphertext(app: TestApp) {
         .await
         .ok();
     }
-    let all = |app: &TestApp| {
-        let state = app.state.clone();
-        let store = app.store.clone();
-        let key = app.admin_key.clone();
-        let team = team.clone();
-        async move {
-            let service = &state.service;
-            let p = service
-                .authenticate(Some(&format!("Bearer {key}")))
-                .await
-                .unwrap();
-            let t = store.find_team(&team).await.unwrap().unwrap();
-            let access = tessera::domain::access::authorize_team(
-                &p,
-                &t,
-                tessera::domain::access::TeamAction::ReadSecrets,
-            )
-            .unwrap();
-            let mut out = Vec::new();
-            for s in store.team_secrets_page(&access, "", 10_000).await.unwrap() {
-                let name = tessera::domain::secret_name::SecretName::parse(&s.name).unwrap();
-                let stored = store
-                    .latest_secret(&access, name.canonical())
-                    .await
-                    .unwrap()
-                    .unwrap();
-                out.push(stored.ciphertext);
-            }
-            out
-        }
-    };
-    let before = all(&app).await;
+    let before = stored_ciphertexts(&app.storage).await;
+    assert_eq!(before.len(), 10);
     for i in 0..10 {
         app.post(
             "/v1/secrets",
-            json!({"name": format!("row_{i}"), "value": format!("second-{i}")}),
+            json!({"name": format!("row_{i}"), "value": format!("second-{i}"), "destroy_previous": true}),
         )
         .await
         .ok();
@@ -415,11 +419,18 @@ async fn no_row_keeps_a_replaced_or_deleted_ciphertext(app: TestApp) {
         .await
         .ok();
     }
-    let after = all(&app).await;
+    // Deleted secrets are kept until the purge.
+    assert_eq!(stored_ciphertexts(&app.storage).await.len(), 10);
+    let later = tessera::domain::time::now_micros() + 8 * 24 * 3600 * 1_000_000;
+    assert_eq!(app.service().purge_expired(later).await.unwrap(), 5);
+    let after = stored_ciphertexts(&app.storage).await;
     assert_eq!(after.len(), 5);
     for old in &before {
-        assert!(!after.contains(old), "an old ciphertext is still stored");
+        assert!(
+            !after.contains(old),
+            "a destroyed ciphertext is still stored"
+        );
     }
 }
 
-crate::app_tests!(no_row_keeps_a_replaced_or_deleted_ciphertext);
+crate::app_tests!(no_row_keeps_a_destroyed_or_purged_ciphertext);

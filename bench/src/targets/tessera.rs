@@ -244,7 +244,13 @@ async fn serve_flags(bin: &Path) -> Vec<String> {
     )
     .await
     .unwrap_or_default();
-    serve_flags_for(&help)
+    let mut flags = serve_flags_for(&help);
+    // Extra flags for every `tessera serve` of the run, to measure what a
+    // setting costs (e.g. BENCH_SERVE_ARGS="--keep-versions 0").
+    if let Ok(extra) = std::env::var("BENCH_SERVE_ARGS") {
+        flags.extend(extra.split_whitespace().map(str::to_owned));
+    }
+    flags
 }
 
 fn serve_flags_for(help: &str) -> Vec<String> {

@@ -19,7 +19,7 @@
 use super::error::is_contention;
 use super::held::HeldConnection;
 use super::{ask, bounded, Asked, EVENTS_CHANNEL};
-use crate::store::{StoreError, StoreResult};
+use crate::store::{StoreError, StoreResult, WriteHistory};
 use sqlx::PgPool;
 use std::collections::{HashMap, HashSet};
 use tokio::sync::mpsc;
@@ -40,6 +40,7 @@ pub struct Update {
     pub version_id: String,
     pub kek_id: String,
     pub ciphertext: Vec<u8>,
+    pub history: WriteHistory,
 }
 
 /// What an applied update left: the stored name, `created_at`, the new
@@ -153,9 +154,13 @@ async fn send(conn: &mut HeldConnection, cols: &Columns) -> Result<StoreResult<R
             "WITH w AS (
                 UPDATE secrets AS s
                 SET version = s.version + 1, updated_at = u.updated_at, version_id = u.version_id,
-                    kek_id = u.kek_id, ciphertext = u.ciphertext
-                FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::bytea[])
-                     AS u(team_id, canonical_name, id, updated_at, version_id, kek_id, ciphertext)
+                    kek_id = u.kek_id, ciphertext = u.ciphertext, actor_key = u.actor_key,
+                    actor_user = u.actor_user, keep_versions = u.keep_versions,
+                    destroy_previous = u.destroy_previous
+                FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::bytea[],
+                            $9::text[], $10::text[], $11::bigint[], $12::boolean[])
+                     AS u(team_id, canonical_name, id, updated_at, version_id, kek_id, ciphertext,
+                          actor_key, actor_user, keep_versions, destroy_previous)
                 WHERE s.team_id = u.team_id AND s.canonical_name = u.canonical_name AND s.id = u.id
                 RETURNING s.team_id, s.canonical_name, s.name, s.created_at, s.version
              ), t AS (
@@ -176,6 +181,10 @@ async fn send(conn: &mut HeldConnection, cols: &Columns) -> Result<StoreResult<R
         .bind(&cols.kek_id)
         .bind(&cols.ciphertext)
         .bind(EVENTS_CHANNEL)
+        .bind(&cols.actor_key)
+        .bind(&cols.actor_user)
+        .bind(&cols.keep_versions)
+        .bind(&cols.destroy_previous)
         .fetch_all(conn.get().await?)
         .await)
     })
@@ -210,6 +219,10 @@ struct Columns {
     version_id: Vec<String>,
     kek_id: Vec<String>,
     ciphertext: Vec<Vec<u8>>,
+    actor_key: Vec<Option<String>>,
+    actor_user: Vec<Option<String>>,
+    keep_versions: Vec<i64>,
+    destroy_previous: Vec<bool>,
 }
 
 impl Columns {
@@ -225,6 +238,10 @@ impl Columns {
             version_id: col(batch, |u| u.version_id.clone()),
             kek_id: col(batch, |u| u.kek_id.clone()),
             ciphertext: col(batch, |u| u.ciphertext.clone()),
+            actor_key: col(batch, |u| u.history.actor.key_prefix.clone()),
+            actor_user: col(batch, |u| u.history.actor.user_id.clone()),
+            keep_versions: col(batch, |u| u.history.keep_versions),
+            destroy_previous: col(batch, |u| u.history.destroy_previous),
         }
     }
 }

@@ -212,6 +212,13 @@ impl IdentityStore for PostgresStore {
                 Err(refused) => return Ok(refused),
             };
             for sql in [
+                // Its history first (found through its secrets' ids).
+                "DELETE FROM consumer_versions WHERE secret_id IN
+                     (SELECT id FROM secrets WHERE team_id = $1
+                      UNION ALL SELECT id FROM deleted_secrets WHERE team_id = $1)",
+                "DELETE FROM consumers WHERE team_id = $1",
+                "DELETE FROM secret_versions WHERE team_id = $1",
+                "DELETE FROM deleted_secrets WHERE team_id = $1",
                 "DELETE FROM secrets WHERE team_id = $1",
                 "DELETE FROM team_members WHERE team_id = $1",
                 "DELETE FROM api_keys WHERE team_id = $1",

@@ -9,6 +9,7 @@
 mod batch;
 mod error;
 mod held;
+mod history;
 mod identity;
 mod keyring;
 mod keys;

@@ -5,14 +5,17 @@
 
 use super::batch::Update;
 use super::error::is_contention;
+use super::history::forget_secret;
 use super::{bounded, PostgresStore, EVENTS_CHANNEL};
 use crate::domain::access::{AllTeamsAccess, DeliveryAccess, OrgAccess, TeamAccess};
 use crate::domain::types::{ListedSecret, Team};
+use crate::store::history::KEPT_ON_DELETE;
 use crate::store::identity::{team_row, TEAM_COLUMNS, TEAM_GONE};
 use crate::store::row::{qualified, Row as _};
 use crate::store::secrets::{listed_row, stored_row, SECRETS_QUOTA, STORED_COLUMNS};
 use crate::store::{
-    SealedWrite, SecretStore, SecretWrite, Snapshot, StoreError, StoreResult, StoredSecret,
+    Deletion, SealedWrite, SecretStore, SecretWrite, Snapshot, StoreError, StoreResult,
+    StoredSecret,
 };
 use async_trait::async_trait;
 use sqlx::PgConnection;
@@ -23,7 +26,7 @@ const RETRIES: u32 = 5;
 /// and tells the other nodes when `tx` commits (PostgreSQL delivers
 /// notifications only after the commit). `QuotaExceeded` when adding would
 /// take the team past `max_secrets`; `NotFound` when the team is gone.
-async fn bump_revision(
+pub(super) async fn bump_revision(
     tx: &mut PgConnection,
     team_id: &str,
     added: i64,
@@ -75,8 +78,8 @@ impl PostgresStore {
         let mut tx = self.pool.begin().await?;
         let inserted = sqlx::query(
             "INSERT INTO secrets (id, org_id, team_id, canonical_name, name, created_at, updated_at,
-                 version, version_id, kek_id, ciphertext)
-             VALUES ($1, $2, $3, $4, $5, $6, $6, 1, $7, $8, $9)
+                 version, version_id, kek_id, ciphertext, actor_key, actor_user, keep_versions)
+             VALUES ($1, $2, $3, $4, $5, $6, $6, 1, $7, $8, $9, $10, $11, $12)
              ON CONFLICT (team_id, canonical_name) DO NOTHING",
         )
         .bind(&w.secret_id)
@@ -88,6 +91,9 @@ impl PostgresStore {
         .bind(&w.version_id)
         .bind(&w.kek_id)
         .bind(&w.ciphertext)
+        .bind(&w.history.actor.key_prefix)
+        .bind(&w.history.actor.user_id)
+        .bind(w.history.keep_versions)
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -148,6 +154,7 @@ impl SecretStore for PostgresStore {
                     version_id: w.version_id.clone(),
                     kek_id: w.kek_id.clone(),
                     ciphertext: w.ciphertext.clone(),
+                    history: w.history.clone(),
                 })
                 .await?
                 .ok_or(StoreError::Stale)?;
@@ -184,18 +191,50 @@ impl SecretStore for PostgresStore {
         &self,
         team: &TeamAccess,
         canonical: &str,
+        how: &Deletion,
     ) -> StoreResult<Option<SecretWrite>> {
         bounded(async {
             let mut tx = self.pool.begin().await?;
-            let row = sqlx::query(&format!(
+            let delete = format!(
+                "DELETE FROM secrets WHERE team_id = $1 AND canonical_name = $2 RETURNING {KEPT_ON_DELETE}"
+            );
+            // Kept: moved to the deleted secrets by the same statement, so
+            // the row kept is exactly the row deleted.
+            let kept = format!(
+                "WITH d AS ({delete})
+                 INSERT INTO deleted_secrets ({KEPT_ON_DELETE}, deleted_at, deleted_by)
+                 SELECT {KEPT_ON_DELETE}, $3, $4 FROM d RETURNING {STORED_COLUMNS}"
+            );
+            let removed = format!(
                 "DELETE FROM secrets WHERE team_id = $1 AND canonical_name = $2 RETURNING {STORED_COLUMNS}"
-            ))
-            .bind(team.team_id())
-            .bind(canonical)
-            .fetch_optional(&mut *tx)
-            .await?;
-            let Some(row) = row else { return Ok(None) };
+            );
+            let query = if how.keep {
+                let query = sqlx::query(&kept).bind(team.team_id()).bind(canonical);
+                query.bind(how.at).bind(&how.by)
+            } else {
+                sqlx::query(&removed).bind(team.team_id()).bind(canonical)
+            };
+            let Some(row) = query.fetch_optional(&mut *tx).await? else {
+                return Ok(None);
+            };
             let record = stored_row(team, &row)?.record;
+            if how.keep {
+                let evicted: Vec<String> = sqlx::query_scalar(
+                    "DELETE FROM deleted_secrets WHERE team_id = $1 AND id IN (
+                         SELECT id FROM deleted_secrets WHERE team_id = $1
+                         ORDER BY deleted_at DESC, id DESC OFFSET $2)
+                     RETURNING id",
+                )
+                .bind(team.team_id())
+                .bind(how.max_kept)
+                .fetch_all(&mut *tx)
+                .await?;
+                for id in evicted {
+                    forget_secret(&mut tx, &id).await?;
+                }
+            } else {
+                forget_secret(&mut tx, &record.id).await?;
+            }
             let revision = bump_revision(&mut tx, team.team_id(), -1, 0).await?;
             tx.commit().await?;
             Ok(Some(SecretWrite { record, revision }))

@@ -4,6 +4,7 @@
 
 mod checkpointer;
 mod error;
+mod history;
 mod identity;
 mod keyring;
 mod keys;

@@ -2,27 +2,33 @@
 //! can be (a failing statement changes nothing, so it needs no savepoint);
 //! every change to a team's secrets moves its revision in the same batch.
 
+use super::history::forget_secret;
 use super::writer::in_savepoint;
 use super::SqliteStore;
 use crate::domain::access::{AllTeamsAccess, DeliveryAccess, OrgAccess, TeamAccess};
 use crate::domain::types::{ListedSecret, Team};
+use crate::store::history::KEPT_ON_DELETE;
 use crate::store::identity::{team_row, TEAM_COLUMNS, TEAM_GONE};
 use crate::store::secrets::{listed_row, stored_row, SECRETS_QUOTA, STORED_COLUMNS};
 use crate::store::{
-    SealedWrite, SecretStore, SecretWrite, Snapshot, StoreError, StoreResult, StoredSecret,
+    Deletion, SealedWrite, SecretStore, SecretWrite, Snapshot, StoreError, StoreResult,
+    StoredSecret,
 };
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
 
-/// Updates the secret the write expects; `None` when it is not there.
+/// Updates the secret the write expects; `None` when it is not there. The
+/// version it replaces moves to `secret_versions` (the schema's trigger).
 fn update(
     c: &Connection,
     team_id: &str,
     w: &SealedWrite,
 ) -> StoreResult<Option<(String, i64, i64)>> {
+    let h = &w.history;
     Ok(c.prepare_cached(
         "UPDATE secrets SET version = version + 1, updated_at = ?4, version_id = ?5,
-                 kek_id = ?6, ciphertext = ?7
+                 kek_id = ?6, ciphertext = ?7, actor_key = ?8, actor_user = ?9,
+                 keep_versions = ?10, destroy_previous = ?11
              WHERE team_id = ?1 AND canonical_name = ?2 AND id = ?3
              RETURNING name, created_at, version",
     )?
@@ -34,7 +40,11 @@ fn update(
             w.now,
             w.version_id,
             w.kek_id,
-            w.ciphertext
+            w.ciphertext,
+            h.actor.key_prefix,
+            h.actor.user_id,
+            h.keep_versions,
+            h.destroy_previous
         ],
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     )
@@ -54,8 +64,9 @@ fn insert(
         let inserted = c
             .prepare_cached(
                 "INSERT INTO secrets (team_id, canonical_name, id, org_id, name, created_at,
-                     updated_at, version, version_id, kek_id, ciphertext)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, 1, ?7, ?8, ?9)
+                     updated_at, version, version_id, kek_id, ciphertext, actor_key, actor_user,
+                     keep_versions)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, 1, ?7, ?8, ?9, ?10, ?11, ?12)
                  ON CONFLICT (team_id, canonical_name) DO NOTHING",
             )?
             .execute(params![
@@ -67,7 +78,10 @@ fn insert(
                 w.now,
                 w.version_id,
                 w.kek_id,
-                w.ciphertext
+                w.ciphertext,
+                w.history.actor.key_prefix,
+                w.history.actor.user_id,
+                w.history.keep_versions
             ])
             .map_err(|e| StoreError::from(e).gone_as(TEAM_GONE))?;
         if inserted == 0 {
@@ -128,27 +142,52 @@ impl SecretStore for SqliteStore {
         &self,
         team: &TeamAccess,
         canonical: &str,
+        how: &Deletion,
     ) -> StoreResult<Option<SecretWrite>> {
-        let (access, canonical) = (team.clone(), canonical.to_owned());
+        let (access, canonical, how) = (team.clone(), canonical.to_owned(), how.clone());
         // A job that finds nothing changes nothing, the revision included.
         let deleted = self
             .writer
             .write_team_change(team.team_id().to_owned(), move |c| {
                 in_savepoint(c, |c| {
+                    let team_id = access.team_id();
+                    if how.keep {
+                        c.prepare_cached(&format!(
+                            "INSERT INTO deleted_secrets ({KEPT_ON_DELETE}, deleted_at, deleted_by)
+                             SELECT {KEPT_ON_DELETE}, ?3, ?4 FROM secrets
+                             WHERE team_id = ?1 AND canonical_name = ?2"
+                        ))?
+                        .execute(params![team_id, canonical, how.at, how.by])?;
+                    }
                     let found = c
                         .prepare_cached(&format!(
                             "DELETE FROM secrets WHERE team_id = ?1 AND canonical_name = ?2
                              RETURNING {STORED_COLUMNS}"
                         ))?
-                        .query_row([access.team_id(), &canonical], |r| stored_row(&access, r))
+                        .query_row([team_id, &canonical], |r| stored_row(&access, r))
                         .optional()?;
-                    if found.is_some() {
-                        c.prepare_cached(
-                            "UPDATE teams SET secret_count = secret_count - 1 WHERE id = ?1",
-                        )?
-                        .execute([access.team_id()])?;
+                    let Some(found) = found else { return Ok(None) };
+                    if how.keep {
+                        let evicted: Vec<String> = c
+                            .prepare_cached(
+                                "DELETE FROM deleted_secrets WHERE team_id = ?1 AND id IN (
+                                     SELECT id FROM deleted_secrets WHERE team_id = ?1
+                                     ORDER BY deleted_at DESC, id DESC LIMIT -1 OFFSET ?2)
+                                 RETURNING id",
+                            )?
+                            .query_map(params![team_id, how.max_kept], |r| r.get(0))?
+                            .collect::<Result<_, _>>()?;
+                        for id in evicted {
+                            forget_secret(c, &id)?;
+                        }
+                    } else {
+                        forget_secret(c, &found.record.id)?;
                     }
-                    Ok(found.map(|s| s.record))
+                    c.prepare_cached(
+                        "UPDATE teams SET secret_count = secret_count - 1 WHERE id = ?1",
+                    )?
+                    .execute([team_id])?;
+                    Ok(Some(found.record))
                 })
             })
             .await?;

@@ -11,6 +11,7 @@
 //! service does. Nothing is added to the library for the tests.
 
 mod events;
+mod history;
 mod identity;
 mod keyring;
 mod keys;
@@ -235,6 +236,18 @@ pub fn sealed(name: &str, secret_id: &str, exists: bool) -> SealedWrite {
         version_id,
         kek_id: "kek-1".to_owned(),
         now: tick(),
+        history: Default::default(),
+    }
+}
+
+/// A deletion as the service makes it by default: kept among the deleted
+/// secrets.
+pub fn deleted() -> tessera::store::Deletion {
+    tessera::store::Deletion {
+        at: tick(),
+        by: Some("deleter1".into()),
+        keep: true,
+        max_kept: 1_000,
     }
 }
 

@@ -133,7 +133,11 @@ async fn deletes_of_one_secret_one_wins(store: DynStore) {
     create_secret(&*store, &team, "once").await;
     let results = race(|_| {
         let (store, team) = (store.clone(), team.clone());
-        async move { store.delete_secret(&team, "once").await }
+        async move {
+            store
+                .delete_secret(&team, "once", &crate::conformance::deleted())
+                .await
+        }
     })
     .await;
     let (done, errors) = split(results);

@@ -121,7 +121,11 @@ async fn stale_expectations_change_nothing(store: DynStore) {
     unchanged(store.clone()).await;
 
     // Deleted and re-created meanwhile: the old id no longer holds.
-    store.delete_secret(&team, "token").await.unwrap().unwrap();
+    store
+        .delete_secret(&team, "token", &crate::conformance::deleted())
+        .await
+        .unwrap()
+        .unwrap();
     assert_err(
         store
             .upsert_secret(&team, sealed("token", &id, true), 10)
@@ -181,7 +185,11 @@ async fn quota_counts_new_secrets_per_team(store: DynStore) {
         .upsert_secret(&other, sealed("c", &new_id(), false), 2)
         .await
         .unwrap();
-    store.delete_secret(&team, "b").await.unwrap().unwrap();
+    store
+        .delete_secret(&team, "b", &crate::conformance::deleted())
+        .await
+        .unwrap()
+        .unwrap();
     store
         .upsert_secret(&team, sealed("c", &new_id(), false), 2)
         .await
@@ -195,7 +203,11 @@ async fn delete_moves_revision(store: DynStore) {
     let team = acme.default_access();
     create_secret(&*store, &team, "db-url").await;
     let last = update_secret(&*store, &team, "db-url").await;
-    let deleted = store.delete_secret(&team, "db_url").await.unwrap().unwrap();
+    let deleted = store
+        .delete_secret(&team, "db_url", &crate::conformance::deleted())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(deleted.record, last.record);
     assert!(deleted.revision > last.revision);
     assert_eq!(store.team_revision(&team).await.unwrap(), deleted.revision);
@@ -203,11 +215,15 @@ async fn delete_moves_revision(store: DynStore) {
     assert_eq!(store.secret_id(&team, "db_url").await.unwrap(), None);
     // Nothing to delete: nothing changes, the revision included.
     assert!(store
-        .delete_secret(&team, "db_url")
+        .delete_secret(&team, "db_url", &crate::conformance::deleted())
         .await
         .unwrap()
         .is_none());
-    assert!(store.delete_secret(&team, "never").await.unwrap().is_none());
+    assert!(store
+        .delete_secret(&team, "never", &crate::conformance::deleted())
+        .await
+        .unwrap()
+        .is_none());
     assert_eq!(store.team_revision(&team).await.unwrap(), deleted.revision);
 }
 
@@ -224,7 +240,7 @@ async fn revisions_strictly_increase(store: DynStore) {
     for name in ["a", "b"] {
         revisions.push(
             store
-                .delete_secret(&team, name)
+                .delete_secret(&team, name, &crate::conformance::deleted())
                 .await
                 .unwrap()
                 .unwrap()
@@ -367,7 +383,7 @@ async fn teams_with_secrets_by_id(store: DynStore) {
     );
     // A team whose last secret is deleted no longer holds any.
     store
-        .delete_secret(&acme.team(&emptied), "s")
+        .delete_secret(&acme.team(&emptied), "s", &crate::conformance::deleted())
         .await
         .unwrap()
         .unwrap();
@@ -436,7 +452,11 @@ async fn deleted_team_is_not_found(store: DynStore) {
         not_found("team not found"),
     );
     // Its secrets went with it: nothing to delete, nothing to update.
-    assert!(store.delete_secret(&access, "s").await.unwrap().is_none());
+    assert!(store
+        .delete_secret(&access, "s", &crate::conformance::deleted())
+        .await
+        .unwrap()
+        .is_none());
     assert_err(
         store
             .upsert_secret(&access, sealed("s", &new_id(), true), 10)

@@ -1,0 +1,356 @@
+//! History: a secret's versions (listed as metadata, restored without the
+//! value leaving the server, destroyed one by one), deleted secrets kept for
+//! a retention window, and who holds which version.
+
+use super::{Service, ServiceError, ServiceResult, TeamRef};
+use crate::crypto::{Envelope, SecretPlace};
+use crate::domain::access::{Principal, TeamAccess, TeamAction};
+use crate::domain::time::{now_micros, Micros};
+use crate::domain::types::SecretRecord;
+use crate::store::{
+    Actor, Consumer, DeletedSecret, Deletion, Destroyed, SecretHistory, StoredSecret,
+    StoredVersion, WriteHistory, DEFAULT_KEEP_VERSIONS,
+};
+use std::time::Duration;
+
+/// How long history is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retention {
+    /// Previous versions kept per secret (0: only the current one).
+    pub keep_versions: i64,
+    /// How long a deleted secret can be undeleted (zero: purged at once).
+    pub keep_deleted: Duration,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            keep_versions: DEFAULT_KEEP_VERSIONS,
+            keep_deleted: DEFAULT_KEEP_DELETED,
+        }
+    }
+}
+
+pub const DEFAULT_KEEP_DELETED: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// A consumer seen this recently still counts as holding what it received:
+/// destroying that version needs `force`.
+pub const HELD_WITHIN: Duration = Duration::from_secs(600);
+
+/// Consumers not seen for this long are forgotten by the purge job.
+pub const FORGET_CONSUMERS_AFTER: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// A secret's versions and who holds them.
+pub struct Versions {
+    pub history: SecretHistory,
+    pub consumers: Vec<Consumer>,
+}
+
+fn micros(d: Duration) -> Micros {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
+
+impl Service {
+    /// How long a deleted secret can be undeleted, in microseconds.
+    pub fn keep_deleted_micros(&self) -> Micros {
+        micros(self.limits.history.keep_deleted)
+    }
+
+    /// Who a write is recorded as: the key, and the user behind it.
+    pub(crate) fn write_history(&self, p: &Principal, destroy_previous: bool) -> WriteHistory {
+        WriteHistory {
+            actor: Actor {
+                key_prefix: Some(p.key_prefix.clone()),
+                user_id: p.user_id().map(str::to_owned).or(p.created_by.clone()),
+            },
+            keep_versions: self.limits.history.keep_versions,
+            destroy_previous,
+        }
+    }
+
+    /// How a deletion made now by `p` is recorded.
+    pub(crate) fn deletion(&self, p: &Principal) -> Deletion {
+        Deletion {
+            at: now_micros(),
+            by: Some(p.key_prefix.clone()),
+            keep: !self.limits.history.keep_deleted.is_zero(),
+            max_kept: self.limits.quotas.secrets_per_team,
+        }
+    }
+
+    /// The live secret named `name` in the team, with its grant.
+    async fn current_secret(
+        &self,
+        p: &Principal,
+        team: TeamRef<'_>,
+        name: &str,
+        action: TeamAction,
+    ) -> ServiceResult<(TeamAccess, StoredSecret)> {
+        let name = self.parse_secret_name(name)?;
+        let access = self.team_access(p, team, action).await?;
+        let stored = self
+            .store
+            .latest_secret(&access, name.canonical())
+            .await?
+            .ok_or_else(|| {
+                ServiceError::NotFound(format!(
+                    "no secret named {:?} in team {:?}",
+                    name.as_str(),
+                    access.team_name()
+                ))
+            })?;
+        Ok((access, stored))
+    }
+
+    /// A secret's versions, newest first, and which consumers hold them.
+    pub async fn secret_versions(
+        &self,
+        p: &Principal,
+        team: TeamRef<'_>,
+        name: &str,
+    ) -> ServiceResult<Versions> {
+        let name = self.parse_secret_name(name)?;
+        let access = self.team_access(p, team, TeamAction::ReadSecrets).await?;
+        let history = self
+            .store
+            .secret_history(&access, name.canonical())
+            .await?
+            .ok_or_else(|| {
+                ServiceError::NotFound(format!("no secret named {:?}", name.as_str()))
+            })?;
+        let consumers = self
+            .store
+            .secret_consumers(&access, &history.record.id)
+            .await?;
+        Ok(Versions { history, consumers })
+    }
+
+    /// Who received which version of a secret.
+    pub async fn secret_consumers(
+        &self,
+        p: &Principal,
+        team: TeamRef<'_>,
+        name: &str,
+    ) -> ServiceResult<(SecretRecord, Vec<Consumer>)> {
+        let (access, stored) = self
+            .current_secret(p, team, name, TeamAction::ReadSecrets)
+            .await?;
+        let consumers = self
+            .store
+            .secret_consumers(&access, &stored.record.id)
+            .await?;
+        Ok((stored.record, consumers))
+    }
+
+    /// Makes an earlier version the current one, as a new version: the value
+    /// is opened and sealed again here and never leaves the server.
+    pub async fn restore_version(
+        &self,
+        p: &Principal,
+        team: TeamRef<'_>,
+        name: &str,
+        version: i64,
+    ) -> ServiceResult<SecretRecord> {
+        let (access, current) = self
+            .current_secret(p, team, name, TeamAction::ManageHistory)
+            .await?;
+        let r = &current.record;
+        let (version_id, ciphertext) =
+            match self.store.stored_version(&access, &r.id, version).await? {
+                Some(StoredVersion::Sealed {
+                    version_id,
+                    ciphertext,
+                }) => (version_id, ciphertext),
+                Some(StoredVersion::Current) => {
+                    return Err(ServiceError::Conflict(format!(
+                        "version {version} is already the current version"
+                    )))
+                }
+                Some(StoredVersion::Destroyed) => {
+                    return Err(ServiceError::Conflict(format!(
+                        "version {version} was destroyed; it cannot be restored"
+                    )))
+                }
+                None => {
+                    return Err(ServiceError::NotFound(format!(
+                        "secret {:?} has no version {version}",
+                        r.name
+                    )))
+                }
+            };
+        let place = SecretPlace {
+            org_id: &r.org_id,
+            team_id: &r.team_id,
+            secret_id: &r.id,
+            version,
+            version_id: version_id.as_deref(),
+        };
+        let value = Envelope::new(&self.keyring)
+            .open(place, &ciphertext)
+            .map_err(|e| {
+                ServiceError::Internal(format!(
+                    "secret {} version {version} failed to open: {e}",
+                    r.id
+                ))
+            })?;
+        let name = self.parse_secret_name(&r.name)?;
+        let history = self.write_history(p, false);
+        let written = self
+            .write_value(&access, &name, &r.id, true, &value, history)
+            .await?;
+        Ok(written)
+    }
+
+    /// Removes one previous version's ciphertext for good (its metadata
+    /// stays). Refused without `force` while a consumer seen within
+    /// [`HELD_WITHIN`] still holds it.
+    pub async fn destroy_version(
+        &self,
+        p: &Principal,
+        team: TeamRef<'_>,
+        name: &str,
+        version: i64,
+        force: bool,
+    ) -> ServiceResult<SecretRecord> {
+        let (access, current) = self
+            .current_secret(p, team, name, TeamAction::ManageHistory)
+            .await?;
+        let r = current.record;
+        if version == r.version {
+            return Err(current_version_refused(version));
+        }
+        if !force {
+            // What this node has seen but not yet written counts too.
+            self.flush_consumers().await?;
+            let since = now_micros() - micros(HELD_WITHIN);
+            let holders = self
+                .store
+                .secret_consumers(&access, &r.id)
+                .await?
+                .into_iter()
+                .filter(|c| c.version == version && c.last_seen_at >= since)
+                .count();
+            if holders > 0 {
+                return Err(ServiceError::Conflict(format!(
+                    "version {version} is still held by {holders} consumer(s) seen in the last {} minutes; \
+                     destroy it with force=true to go ahead anyway",
+                    HELD_WITHIN.as_secs() / 60
+                )));
+            }
+        }
+        match self
+            .store
+            .destroy_version(&access, &r.id, version, now_micros())
+            .await?
+        {
+            Destroyed::Now | Destroyed::Already => Ok(r),
+            Destroyed::Current => Err(current_version_refused(version)),
+            Destroyed::Missing => Err(ServiceError::NotFound(format!(
+                "secret {:?} has no version {version}",
+                r.name
+            ))),
+        }
+    }
+
+    /// The team's deleted secrets that can still be undeleted.
+    pub async fn deleted_secrets(
+        &self,
+        p: &Principal,
+        team: TeamRef<'_>,
+    ) -> ServiceResult<Vec<DeletedSecret>> {
+        let access = self.team_access(p, team, TeamAction::ReadSecrets).await?;
+        Ok(self.store.deleted_secrets(&access).await?)
+    }
+
+    /// The deleted secret `name` names: the one with id `id` when given,
+    /// else the most recently deleted of that name.
+    async fn find_deleted(
+        &self,
+        access: &TeamAccess,
+        name: &str,
+        id: Option<&str>,
+    ) -> ServiceResult<DeletedSecret> {
+        let name = self.parse_secret_name(name)?;
+        self.store
+            .deleted_secrets(access)
+            .await?
+            .into_iter()
+            .find(|d| {
+                d.record.canonical_name == name.canonical() && id.is_none_or(|id| d.record.id == id)
+            })
+            .ok_or_else(|| {
+                ServiceError::NotFound(format!(
+                    "no deleted secret named {:?} in team {:?}",
+                    name.as_str(),
+                    access.team_name()
+                ))
+            })
+    }
+
+    /// Makes a deleted secret live again (its id, versions and value).
+    pub async fn undelete_secret(
+        &self,
+        p: &Principal,
+        team: TeamRef<'_>,
+        name: &str,
+        id: Option<&str>,
+    ) -> ServiceResult<SecretRecord> {
+        let access = self.team_access(p, team, TeamAction::ManageHistory).await?;
+        let deleted = self.find_deleted(&access, name, id).await?;
+        let write = self
+            .store
+            .undelete_secret(
+                &access,
+                &deleted.record.id,
+                self.limits.quotas.secrets_per_team,
+            )
+            .await?;
+        self.notifier.publish(access.team_id(), write.revision);
+        Ok(write.record)
+    }
+
+    /// Removes a deleted secret and its versions now.
+    pub async fn purge_deleted_secret(
+        &self,
+        p: &Principal,
+        team: TeamRef<'_>,
+        name: &str,
+        id: Option<&str>,
+    ) -> ServiceResult<DeletedSecret> {
+        let access = self.team_access(p, team, TeamAction::ManageHistory).await?;
+        let deleted = self.find_deleted(&access, name, id).await?;
+        if !self
+            .store
+            .purge_deleted_secret(&access, &deleted.record.id)
+            .await?
+        {
+            return Err(ServiceError::NotFound(
+                "the deleted secret was purged meanwhile".into(),
+            ));
+        }
+        Ok(deleted)
+    }
+
+    /// The purge job: removes secrets deleted longer ago than the retention
+    /// window as of `now`, and forgets long-gone consumers. `now` is the
+    /// caller's clock (the job passes the time; tests pass a later one).
+    pub async fn purge_expired(&self, now: Micros) -> ServiceResult<u64> {
+        let deleted_before = now - micros(self.limits.history.keep_deleted);
+        let seen_before = now - micros(FORGET_CONSUMERS_AFTER);
+        let purged = self
+            .store
+            .purge_expired(deleted_before, seen_before)
+            .await?;
+        if purged > 0 {
+            tracing::info!(purged, "purged deleted secrets past their retention");
+        }
+        Ok(purged)
+    }
+}
+
+fn current_version_refused(version: i64) -> ServiceError {
+    ServiceError::Conflict(format!(
+        "version {version} is the current version; write a new value (with destroy_previous) \
+         or delete the secret instead"
+    ))
+}
