@@ -21,15 +21,31 @@ use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
 
 /// Removes what the store keeps about a secret besides its row: its previous
-/// versions and who received them.
-pub(super) fn forget_secret(c: &Connection, secret_id: &str) -> StoreResult<()> {
-    for sql in [
-        "DELETE FROM secret_versions WHERE secret_id = ?1",
-        "DELETE FROM consumer_versions WHERE secret_id = ?1",
-    ] {
-        c.prepare_cached(sql)?.execute([secret_id])?;
-    }
+/// versions (found by team, name and id: the table's clustering) and who
+/// received them.
+pub(super) fn forget_secret(
+    c: &Connection,
+    team_id: &str,
+    canonical: &str,
+    secret_id: &str,
+) -> StoreResult<()> {
+    c.prepare_cached(
+        "DELETE FROM secret_versions WHERE team_id = ?1 AND canonical_name = ?2 AND secret_id = ?3",
+    )?
+    .execute([team_id, canonical, secret_id])?;
+    c.prepare_cached("DELETE FROM consumer_versions WHERE secret_id = ?1")?
+        .execute([secret_id])?;
     Ok(())
+}
+
+/// The current version and canonical name of the team's live secret
+/// `secret_id`.
+fn live(c: &Connection, team_id: &str, secret_id: &str) -> StoreResult<Option<(i64, String)>> {
+    Ok(c.prepare_cached(
+        "SELECT version, canonical_name FROM secrets WHERE team_id = ?1 AND id = ?2",
+    )?
+    .query_row([team_id, secret_id], |r| Ok((r.get(0)?, r.get(1)?)))
+    .optional()?)
 }
 
 #[async_trait]
@@ -63,9 +79,11 @@ impl HistoryStore for SqliteStore {
                 let mut versions = vec![current];
                 let mut st = tx.prepare_cached(&format!(
                     "SELECT {VERSION_COLUMNS} FROM secret_versions
-                     WHERE secret_id = ?1 ORDER BY version DESC"
+                     WHERE team_id = ?1 AND canonical_name = ?2 AND secret_id = ?3
+                     ORDER BY version DESC"
                 ))?;
-                for v in st.query_map([&record.id], |r| version_row(r))? {
+                let key = [team.team_id(), canonical, &record.id];
+                for v in st.query_map(key, |r| version_row(r))? {
                     versions.push(v?);
                 }
                 drop(st);
@@ -84,23 +102,21 @@ impl HistoryStore for SqliteStore {
     ) -> StoreResult<Option<StoredVersion>> {
         self.readers
             .read(|c| {
-                let current: Option<i64> = c
-                    .prepare_cached("SELECT version FROM secrets WHERE team_id = ?1 AND id = ?2")?
-                    .query_row([team.team_id(), secret_id], |r| r.get(0))
-                    .optional()?;
-                match current {
+                let canonical = match live(c, team.team_id(), secret_id)? {
                     None => return Ok(None),
-                    Some(v) if v == version => return Ok(Some(StoredVersion::Current)),
-                    Some(_) => {}
-                }
+                    Some((v, _)) if v == version => return Ok(Some(StoredVersion::Current)),
+                    Some((_, canonical)) => canonical,
+                };
                 let found: Option<(Option<String>, Option<Vec<u8>>)> = c
                     .prepare_cached(
                         "SELECT version_id, ciphertext FROM secret_versions
-                         WHERE secret_id = ?1 AND version = ?2 AND team_id = ?3",
+                         WHERE team_id = ?1 AND canonical_name = ?2 AND secret_id = ?3
+                           AND version = ?4",
                     )?
-                    .query_row(params![secret_id, version, team.team_id()], |r| {
-                        Ok((r.get(0)?, r.get(1)?))
-                    })
+                    .query_row(
+                        params![team.team_id(), canonical, secret_id, version],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
                     .optional()?;
                 Ok(found.map(|(version_id, ciphertext)| match ciphertext {
                     Some(ciphertext) => StoredVersion::Sealed {
@@ -124,30 +140,28 @@ impl HistoryStore for SqliteStore {
         let (team_id, secret_id) = (team.team_id().to_owned(), secret_id.to_owned());
         self.writer
             .write(move |c| {
-                let current: Option<i64> = c
-                    .prepare_cached("SELECT version FROM secrets WHERE team_id = ?1 AND id = ?2")?
-                    .query_row([&team_id, &secret_id], |r| r.get(0))
-                    .optional()?;
-                match current {
+                let canonical = match live(c, &team_id, &secret_id)? {
                     None => return Ok(Destroyed::Missing),
-                    Some(v) if v == version => return Ok(Destroyed::Current),
-                    Some(_) => {}
-                }
+                    Some((v, _)) if v == version => return Ok(Destroyed::Current),
+                    Some((_, canonical)) => canonical,
+                };
+                let key = params![team_id, canonical, secret_id, version];
                 let destroyed = c
                     .prepare_cached(
-                        "UPDATE secret_versions SET destroyed_at = ?4, kek_id = NULL, ciphertext = NULL
-                         WHERE secret_id = ?1 AND version = ?2 AND team_id = ?3
-                           AND ciphertext IS NOT NULL",
+                        "UPDATE secret_versions SET destroyed_at = ?5, kek_id = NULL, ciphertext = NULL
+                         WHERE team_id = ?1 AND canonical_name = ?2 AND secret_id = ?3
+                           AND version = ?4 AND ciphertext IS NOT NULL",
                     )?
-                    .execute(params![secret_id, version, team_id, now])?;
+                    .execute(params![team_id, canonical, secret_id, version, now])?;
                 if destroyed > 0 {
                     return Ok(Destroyed::Now);
                 }
                 let exists = c
                     .prepare_cached(
-                        "SELECT 1 FROM secret_versions WHERE secret_id = ?1 AND version = ?2",
+                        "SELECT 1 FROM secret_versions
+                         WHERE team_id = ?1 AND canonical_name = ?2 AND secret_id = ?3 AND version = ?4",
                     )?
-                    .exists(params![secret_id, version])?;
+                    .exists(key)?;
                 Ok(if exists {
                     Destroyed::Already
                 } else {
@@ -234,13 +248,20 @@ impl HistoryStore for SqliteStore {
         let (team_id, secret_id) = (team.team_id().to_owned(), secret_id.to_owned());
         self.writer
             .write(move |c| {
-                let purged = c
-                    .prepare_cached("DELETE FROM deleted_secrets WHERE id = ?1 AND team_id = ?2")?
-                    .execute([&secret_id, &team_id])?;
-                if purged > 0 {
-                    forget_secret(c, &secret_id)?;
+                let purged: Option<String> = c
+                    .prepare_cached(
+                        "DELETE FROM deleted_secrets WHERE id = ?1 AND team_id = ?2
+                         RETURNING canonical_name",
+                    )?
+                    .query_row([&secret_id, &team_id], |r| r.get(0))
+                    .optional()?;
+                match purged {
+                    Some(canonical) => {
+                        forget_secret(c, &team_id, &canonical, &secret_id)?;
+                        Ok(true)
+                    }
+                    None => Ok(false),
                 }
-                Ok(purged > 0)
             })
             .await
     }
@@ -249,17 +270,16 @@ impl HistoryStore for SqliteStore {
     async fn purge_expired(&self, deleted_before: Micros, seen_before: Micros) -> StoreResult<u64> {
         self.writer
             .write(move |c| {
-                for sql in [
-                    "DELETE FROM secret_versions WHERE secret_id IN
-                         (SELECT id FROM deleted_secrets WHERE deleted_at < ?1)",
-                    "DELETE FROM consumer_versions WHERE secret_id IN
-                         (SELECT id FROM deleted_secrets WHERE deleted_at < ?1)",
-                ] {
-                    c.prepare_cached(sql)?.execute([deleted_before])?;
+                let purged: Vec<(String, String, String)> = c
+                    .prepare_cached(
+                        "DELETE FROM deleted_secrets WHERE deleted_at < ?1
+                         RETURNING team_id, canonical_name, id",
+                    )?
+                    .query_map([deleted_before], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                    .collect::<Result<_, _>>()?;
+                for (team_id, canonical, id) in &purged {
+                    forget_secret(c, team_id, canonical, id)?;
                 }
-                let purged = c
-                    .prepare_cached("DELETE FROM deleted_secrets WHERE deleted_at < ?1")?
-                    .execute([deleted_before])?;
                 for sql in [
                     "DELETE FROM consumer_versions WHERE (key_prefix, instance) IN
                          (SELECT key_prefix, instance FROM consumers WHERE last_seen_at < ?1)",
@@ -267,7 +287,7 @@ impl HistoryStore for SqliteStore {
                 ] {
                     c.prepare_cached(sql)?.execute([seen_before])?;
                 }
-                Ok(purged as u64)
+                Ok(purged.len() as u64)
             })
             .await
     }

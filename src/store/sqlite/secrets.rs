@@ -168,20 +168,22 @@ impl SecretStore for SqliteStore {
                         .optional()?;
                     let Some(found) = found else { return Ok(None) };
                     if how.keep {
-                        let evicted: Vec<String> = c
+                        let evicted: Vec<(String, String)> = c
                             .prepare_cached(
                                 "DELETE FROM deleted_secrets WHERE team_id = ?1 AND id IN (
                                      SELECT id FROM deleted_secrets WHERE team_id = ?1
                                      ORDER BY deleted_at DESC, id DESC LIMIT -1 OFFSET ?2)
-                                 RETURNING id",
+                                 RETURNING canonical_name, id",
                             )?
-                            .query_map(params![team_id, how.max_kept], |r| r.get(0))?
+                            .query_map(params![team_id, how.max_kept], |r| {
+                                Ok((r.get(0)?, r.get(1)?))
+                            })?
                             .collect::<Result<_, _>>()?;
-                        for id in evicted {
-                            forget_secret(c, &id)?;
+                        for (canonical, id) in evicted {
+                            forget_secret(c, team_id, &canonical, &id)?;
                         }
                     } else {
-                        forget_secret(c, &found.record.id)?;
+                        forget_secret(c, team_id, &canonical, &found.record.id)?;
                     }
                     c.prepare_cached(
                         "UPDATE teams SET secret_count = secret_count - 1 WHERE id = ?1",

@@ -9,39 +9,49 @@ ALTER TABLE secrets ADD COLUMN actor_user TEXT;
 ALTER TABLE secrets ADD COLUMN keep_versions INTEGER NOT NULL DEFAULT 10;
 ALTER TABLE secrets ADD COLUMN destroy_previous INTEGER NOT NULL DEFAULT 0;
 -- A secret's previous versions. A destroyed version keeps its metadata;
--- its key id and ciphertext are NULL.
+-- its key id and ciphertext are NULL. Rows are appended in the order they
+-- are written (a rowid table), found through the index by team, name, id
+-- and version. Measured with upsert-64 (10,000 secrets, 10 versions each):
+-- clustered by secret id, each update dirtied a page of its own for its
+-- row, and commits wrote about ten times the pages; clustered by team and
+-- name, still each secret's page of versions; appended, a batch's new rows
+-- share a few pages and only the small index entries scatter.
 CREATE TABLE secret_versions (
-    secret_id    TEXT NOT NULL,
-    version      INTEGER NOT NULL,
-    org_id       TEXT NOT NULL,
-    team_id      TEXT NOT NULL,
-    version_id   TEXT,
-    written_at   INTEGER NOT NULL,
-    actor_key    TEXT,
-    actor_user   TEXT,
-    destroyed_at INTEGER,
-    kek_id       TEXT,
-    ciphertext   BLOB,
-    PRIMARY KEY (secret_id, version)
-) WITHOUT ROWID;
-CREATE INDEX secret_versions_team ON secret_versions (team_id);
+    team_id        TEXT NOT NULL,
+    canonical_name TEXT NOT NULL,
+    secret_id      TEXT NOT NULL,
+    version        INTEGER NOT NULL,
+    org_id         TEXT NOT NULL,
+    version_id     TEXT,
+    written_at     INTEGER NOT NULL,
+    actor_key      TEXT,
+    actor_user     TEXT,
+    destroyed_at   INTEGER,
+    kek_id         TEXT,
+    ciphertext     BLOB
+);
+CREATE UNIQUE INDEX secret_versions_key
+    ON secret_versions (team_id, canonical_name, secret_id, version);
 CREATE TRIGGER secrets_keep_previous AFTER UPDATE OF ciphertext ON secrets
 BEGIN
-    INSERT INTO secret_versions (secret_id, version, org_id, team_id, version_id, written_at,
-                                 actor_key, actor_user, destroyed_at, kek_id, ciphertext)
-    SELECT OLD.id, OLD.version, OLD.org_id, OLD.team_id, OLD.version_id, OLD.updated_at,
-           OLD.actor_key, OLD.actor_user,
+    INSERT INTO secret_versions (team_id, canonical_name, secret_id, version, org_id, version_id,
+                                 written_at, actor_key, actor_user, destroyed_at, kek_id, ciphertext)
+    SELECT OLD.team_id, OLD.canonical_name, OLD.id, OLD.version, OLD.org_id, OLD.version_id,
+           OLD.updated_at, OLD.actor_key, OLD.actor_user,
            CASE WHEN NEW.destroy_previous THEN NEW.updated_at END,
            CASE WHEN NEW.destroy_previous THEN NULL ELSE OLD.kek_id END,
            CASE WHEN NEW.destroy_previous THEN NULL ELSE OLD.ciphertext END
     WHERE NEW.keep_versions > 0;
-    DELETE FROM secret_versions WHERE secret_id = NEW.id AND version < NEW.version - NEW.keep_versions;
+    DELETE FROM secret_versions
+    WHERE team_id = NEW.team_id AND canonical_name = NEW.canonical_name AND secret_id = NEW.id
+      AND version < NEW.version - NEW.keep_versions;
 END;
 CREATE TRIGGER secrets_destroy_previous AFTER UPDATE OF ciphertext ON secrets
 WHEN NEW.destroy_previous
 BEGIN
     UPDATE secret_versions SET destroyed_at = NEW.updated_at, kek_id = NULL, ciphertext = NULL
-    WHERE secret_id = NEW.id AND ciphertext IS NOT NULL;
+    WHERE team_id = NEW.team_id AND canonical_name = NEW.canonical_name AND secret_id = NEW.id
+      AND ciphertext IS NOT NULL;
 END;
 -- Deleted secrets, kept for the retention window (then purged with their
 -- versions). Their names are free: a new secret of the same name is a new
