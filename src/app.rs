@@ -84,7 +84,16 @@ pub async fn service_from_parts(
     let fingerprints = bootstrap::load_fingerprinter(store.as_ref(), &keyring)
         .await
         .context("loading the fingerprint key")?;
-    Ok(Service::new(store, keyring, fingerprints, limits))
+    let audit_key = bootstrap::load_audit_key(store.as_ref(), &keyring)
+        .await
+        .context("loading the audit key")?;
+    Ok(Service::new(
+        store,
+        keyring,
+        fingerprints,
+        Arc::new(audit_key),
+        limits,
+    ))
 }
 
 /// The router plus the shared state (for flushing on shutdown), with the

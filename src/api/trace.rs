@@ -3,7 +3,7 @@
 //! the concrete path, which holds secret names), the method, a request id,
 //! and the caller's key prefix once it is known. The same layer records the
 //! request's metrics (one layer instead of two: each costs a boxed future
-//! per request).
+//! per request), and sets the request's context for the audit log.
 
 use axum::extract::{MatchedPath, Request};
 use axum::http::HeaderValue;
@@ -43,7 +43,16 @@ pub async fn observe(req: Request, next: Next) -> Response {
         request_id = %id,
         key_prefix = tracing::field::Empty,
     );
-    let mut resp = next.run(req).instrument(span.clone()).await;
+    // The audit log records the request's id and client with each event.
+    let context = crate::service::audit::RequestContext {
+        request_id: Some(id.clone()),
+        client: req
+            .extensions()
+            .get::<crate::net::ClientAddr>()
+            .map(|c| c.0.to_string()),
+    };
+    let serve = crate::service::audit::within(context, next.run(req));
+    let mut resp = serve.instrument(span.clone()).await;
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert(REQUEST_ID, v);
     }

@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod agent;
+pub mod audit;
 pub mod init;
 pub mod migrate;
 pub mod org;
@@ -75,6 +76,11 @@ pub enum Command {
         #[command(subcommand)]
         command: secrets::SecretCommand,
     },
+    /// The audit log: verify its chains, export it.
+    Audit {
+        #[command(subcommand)]
+        command: audit::AuditCommand,
+    },
     /// Keep a directory equal to a workload key's secrets, one file per name.
     Agent(agent::AgentArgs),
     /// Run a command with a workload key's secrets in its environment.
@@ -124,6 +130,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Members { remote, command } => admin::members(&remote, command).await,
         Command::Keys { remote, command } => admin::keys(&remote, command).await,
         Command::Secrets { remote, command } => secrets::secrets(&remote, command).await,
+        Command::Audit { command } => audit::run(command).await,
         Command::Agent(args) => agent::run(args).await,
         Command::Run(args) => run::run(args).await,
     }

@@ -48,6 +48,45 @@ pub async fn load_fingerprinter(
     Ok(Fingerprinter::unwrap(keyring, &stored)?)
 }
 
+/// The `purpose` under which the audit chain key is stored, wrapped by the
+/// master key (like the fingerprint key: re-wrapped, never regenerated, when
+/// the master key rotates).
+pub const AUDIT_KEY_PURPOSE: &str = "audit-chain";
+
+fn audit_key_aad(kek_id: &str) -> Vec<u8> {
+    format!("tessera/wrapped-key/{AUDIT_KEY_PURPOSE}/v1/{kek_id}").into_bytes()
+}
+
+/// Loads the audit chain key, creating it on a store that has none (nodes
+/// starting together keep whichever was stored first).
+pub async fn load_audit_key(
+    store: &dyn Store,
+    keyring: &Keyring,
+) -> Result<crate::audit::chain::ChainKey, BootstrapError> {
+    use crate::audit::chain::ChainKey;
+    if store.wrapped_key(AUDIT_KEY_PURPOSE).await?.is_none() {
+        let key = ChainKey::generate();
+        let wrapped = keyring
+            .wrap(key.as_bytes(), &audit_key_aad(keyring.kek_id()))
+            .map_err(|_| StoreError::internal("the audit key could not be wrapped"))?;
+        store
+            .insert_wrapped_key(AUDIT_KEY_PURPOSE, keyring.kek_id(), wrapped, now_micros())
+            .await?;
+    }
+    let (_, stored) = store
+        .wrapped_key(AUDIT_KEY_PURPOSE)
+        .await?
+        .ok_or_else(|| StoreError::internal("the audit key did not persist"))?;
+    let bytes = keyring
+        .unwrap(&stored, &audit_key_aad(keyring.kek_id()))
+        .ok_or_else(|| StoreError::internal("the audit key does not open under this master key"))?;
+    let bytes: [u8; 32] = bytes
+        .as_slice()
+        .try_into()
+        .map_err(|_| StoreError::internal("the stored audit key is malformed"))?;
+    Ok(ChainKey::from_bytes(bytes))
+}
+
 /// Refuses a master key that does not match the data; records a new store's
 /// first key. Never writes under a key the database does not know when the
 /// database already holds one.

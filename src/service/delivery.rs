@@ -5,6 +5,7 @@
 //! ciphertexts anew (no plaintext is kept between requests), and every read
 //! that returns values is recorded by [`Service::record_read`].
 
+use super::audit::Target;
 use super::consumers::Received;
 use super::{Service, ServiceError, ServiceResult, TeamRef};
 use crate::domain::access::{authorize_delivery, delivery_access, DeliveryAccess, Principal};
@@ -76,7 +77,8 @@ impl Service {
     pub async fn deliver(&self, p: &Principal, ctx: &ReadContext) -> ServiceResult<Delivery> {
         let grant = self.delivery_grant(p).await?;
         let delivery = self.open_snapshot(&grant, None).await?;
-        self.record_read(p, &grant, &delivery.secrets, Some(delivery.revision), ctx);
+        self.record_read(p, &grant, &delivery.secrets, Some(delivery.revision), ctx)
+            .await?;
         Ok(delivery)
     }
 
@@ -180,7 +182,8 @@ impl Service {
             .await?
             .ok_or_else(not_found)?;
         let secret = self.open_stored(&stored)?;
-        self.record_read(p, &grant, std::slice::from_ref(&secret), None, ctx);
+        self.record_read(p, &grant, std::slice::from_ref(&secret), None, ctx)
+            .await?;
         Ok(secret)
     }
 
@@ -204,7 +207,8 @@ impl Service {
         let current = self.store.team_revision(grant.team()).await?;
         if current != held {
             let delivery = self.open_snapshot(&grant, Some(current)).await?;
-            self.record_read(&p, &grant, &delivery.secrets, Some(delivery.revision), ctx);
+            self.record_read(&p, &grant, &delivery.secrets, Some(delivery.revision), ctx)
+                .await?;
             return Ok(Poll::Changed(Arc::new(delivery)));
         }
         // It still holds what it received: seen now, holding the same.
@@ -243,7 +247,8 @@ impl Service {
         let delivery = self
             .shared_delivery(&grant, &p.key_prefix, woken_at)
             .await?;
-        self.record_read(&p, &grant, &delivery.secrets, Some(delivery.revision), ctx);
+        self.record_read(&p, &grant, &delivery.secrets, Some(delivery.revision), ctx)
+            .await?;
         Ok(Poll::Changed(delivery))
     }
 
@@ -275,15 +280,16 @@ impl Service {
     }
 
     /// The record of one read that returned values: who, which names and
-    /// versions, when, from where. Never a value or a fingerprint.
-    pub fn record_read(
+    /// versions, when, from where. Never a value or a fingerprint. Its audit
+    /// event is durable before this returns: no value is sent unrecorded.
+    pub async fn record_read(
         &self,
         p: &Principal,
         grant: &DeliveryAccess,
         secrets: &[DeliveredSecret],
         revision: Option<i64>,
         ctx: &ReadContext,
-    ) {
+    ) -> ServiceResult<()> {
         let team_id = grant.team().team_id();
         self.consumers.received(
             &consumer(p, grant, ctx, revision),
@@ -300,6 +306,29 @@ impl Service {
             instance = ctx.instance.as_deref().unwrap_or("-"),
             "runtime read"
         );
+        // A scope's read names the team revision it returned (which fixes
+        // every name and version in the key's scope); one secret's, its
+        // version.
+        let (target, mut detail) = match (secrets, revision) {
+            ([one], None) => (
+                Target::secret(&one.id, &one.name),
+                serde_json::json!({ "version": one.version }),
+            ),
+            (_, revision) => (
+                Target {
+                    id: None,
+                    name: None,
+                },
+                serde_json::json!({ "revision": revision, "secrets": secrets.len() }),
+            ),
+        };
+        if let Some(instance) = &ctx.instance {
+            detail["instance"] = instance.as_str().into();
+        }
+        let detail = Some(detail.to_string());
+        let event = self.event(p, "secrets.read", Some(grant.team()), target, detail);
+        self.store.append_audit(vec![event]).await?;
+        Ok(())
     }
 
     /// Applies what another node changed (see [`crate::store::Store::listen`]).

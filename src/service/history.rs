@@ -2,6 +2,8 @@
 //! value leaving the server, destroyed one by one), deleted secrets kept for
 //! a retention window, and who holds which version.
 
+use super::audit::Target;
+use super::secrets::ValueWrite;
 use super::{Service, ServiceError, ServiceResult, TeamRef};
 use crate::crypto::{Envelope, SecretPlace};
 use crate::domain::access::{Principal, TeamAccess, TeamAction};
@@ -68,13 +70,22 @@ impl Service {
         }
     }
 
-    /// How a deletion made now by `p` is recorded.
-    pub(crate) fn deletion(&self, p: &Principal) -> Deletion {
+    /// How a deletion of `name` made now by `p` is recorded.
+    pub(crate) fn deletion(&self, p: &Principal, access: &TeamAccess, name: &str) -> Deletion {
+        let keep = !self.limits.history.keep_deleted.is_zero();
+        let detail = serde_json::json!({ "kept": keep }).to_string();
         Deletion {
             at: now_micros(),
             by: Some(p.key_prefix.clone()),
-            keep: !self.limits.history.keep_deleted.is_zero(),
+            keep,
             max_kept: self.limits.quotas.secrets_per_team,
+            audit: self.event(
+                p,
+                "secret.delete",
+                Some(access),
+                Target::named(name),
+                Some(detail),
+            ),
         }
     }
 
@@ -194,11 +205,14 @@ impl Service {
                 ))
             })?;
         let name = self.parse_secret_name(&r.name)?;
-        let history = self.write_history(p, false);
-        let written = self
-            .write_value(&access, &name, &r.id, true, &value, history)
-            .await?;
-        Ok(written)
+        let write = ValueWrite {
+            p,
+            access: &access,
+            name: &name,
+            destroy_previous: false,
+            restored_from: Some(version),
+        };
+        self.write_value(&write, &r.id, &value).await
     }
 
     /// Removes one previous version's ciphertext for good (its metadata
@@ -240,7 +254,17 @@ impl Service {
         }
         match self
             .store
-            .destroy_version(&access, &r.id, version, now_micros())
+            .destroy_version(&access, &r.id, version, now_micros(), {
+                let detail = serde_json::json!({ "version": version, "forced": force });
+                let target = Target::secret(&r.id, &r.name);
+                self.event(
+                    p,
+                    "secret.version.destroy",
+                    Some(&access),
+                    target,
+                    Some(detail.to_string()),
+                )
+            })
             .await?
         {
             Destroyed::Now | Destroyed::Already => Ok(r),
@@ -303,6 +327,13 @@ impl Service {
                 &access,
                 &deleted.record.id,
                 self.limits.quotas.secrets_per_team,
+                self.event(
+                    p,
+                    "secret.undelete",
+                    Some(&access),
+                    Target::named(name),
+                    None,
+                ),
             )
             .await?;
         self.notifier.publish(access.team_id(), write.revision);
@@ -321,7 +352,17 @@ impl Service {
         let deleted = self.find_deleted(&access, name, id).await?;
         if !self
             .store
-            .purge_deleted_secret(&access, &deleted.record.id)
+            .purge_deleted_secret(
+                &access,
+                &deleted.record.id,
+                self.event(
+                    p,
+                    "secret.purge",
+                    Some(&access),
+                    Target::secret(&deleted.record.id, &deleted.record.name),
+                    None,
+                ),
+            )
             .await?
         {
             return Err(ServiceError::NotFound(
@@ -339,7 +380,11 @@ impl Service {
         let seen_before = now - micros(FORGET_CONSUMERS_AFTER);
         let purged = self
             .store
-            .purge_expired(deleted_before, seen_before)
+            .purge_expired(
+                deleted_before,
+                seen_before,
+                self.system_event("secrets.purge_expired"),
+            )
             .await?;
         if purged > 0 {
             tracing::info!(purged, "purged deleted secrets past their retention");

@@ -3,6 +3,7 @@
 //! the store. Errors are [`ServiceError`], mapped to HTTP in one place
 //! (`api::error`).
 
+pub mod audit;
 pub mod auth;
 pub mod bootstrap;
 pub mod cache;
@@ -143,6 +144,8 @@ impl Default for Quotas {
 pub struct Service {
     store: DynStore,
     keyring: Arc<Keyring>,
+    /// The audit chain key (also installed in the store, which links).
+    audit_key: Arc<crate::audit::chain::ChainKey>,
     limits: Limits,
     auth_cache: auth::PrincipalCache,
     /// Teams by id, and each organization's default team by org id.
@@ -192,11 +195,14 @@ impl Service {
         store: DynStore,
         keyring: Arc<Keyring>,
         fingerprints: Fingerprinter,
+        audit_key: Arc<crate::audit::chain::ChainKey>,
         limits: Limits,
     ) -> Self {
+        store.install_audit_key(audit_key.clone());
         Self {
             store,
             keyring,
+            audit_key,
             limits,
             auth_cache: auth::PrincipalCache::new(auth::PRINCIPAL_TTL),
             team_cache: cache::TtlCache::new(auth::PRINCIPAL_TTL),

@@ -1,5 +1,6 @@
 //! Secrets: upsert, list, delete. Values go in; only metadata comes out.
 
+use super::audit::Target;
 use super::{Service, ServiceError, ServiceResult, TeamRef};
 use crate::crypto::{Envelope, SecretPlace};
 use crate::domain::access::{
@@ -11,7 +12,7 @@ use crate::domain::secret_name::SecretName;
 use crate::domain::secret_value::SecretValue;
 use crate::domain::time::now_micros;
 use crate::domain::types::{ListedSecret, SecretRecord};
-use crate::store::{DynStore, SealedWrite, StoreError, StoredSecret, WriteHistory};
+use crate::store::{DynStore, SealedWrite, StoreError, StoredSecret};
 use std::sync::Arc;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -42,6 +43,17 @@ pub const BULK_PAGES_AT_ONCE: usize = 1;
 pub struct Page {
     pub entries: Vec<ListedSecret>,
     _bulk: Option<OwnedSemaphorePermit>,
+}
+
+/// A write of a value: who, where, and what it does to earlier versions.
+#[derive(Clone, Copy)]
+pub(crate) struct ValueWrite<'a> {
+    pub p: &'a Principal,
+    pub access: &'a TeamAccess,
+    pub name: &'a SecretName,
+    pub destroy_previous: bool,
+    /// The version whose value this write restores.
+    pub restored_from: Option<i64>,
 }
 
 /// Where a listing reads from, in order.
@@ -155,7 +167,13 @@ impl Service {
         self.check_value(&value)?;
         let access = self.team_access(p, team, TeamAction::WriteSecrets).await?;
         let key = (access.team_id().to_owned(), name.canonical().to_owned());
-        let history = self.write_history(p, destroy_previous);
+        let write = ValueWrite {
+            p,
+            access: &access,
+            name: &name,
+            destroy_previous,
+            restored_from: None,
+        };
         // Writes flow one way: the value is sealed here, for the secret's id
         // and a new version id, and the store only stores it. Which id: the
         // one remembered, else the one read, else a new one; if the store
@@ -170,7 +188,7 @@ impl Service {
             let exists = existing.is_some();
             let secret_id = existing.unwrap_or_else(new_id);
             let written = self
-                .seal_and_write(&access, &name, &secret_id, exists, &value, history.clone())
+                .seal_and_write(&write, &secret_id, exists, &value)
                 .await?;
             if let Some(record) = written {
                 return Ok(record);
@@ -179,18 +197,15 @@ impl Service {
         Err(StoreError::Stale.into())
     }
 
-    /// Writes `value` to the secret `secret_id` (which `exists` or is to be
-    /// created) as its next version; `None` when that no longer holds.
+    /// Writes `value` to the existing secret `secret_id` as its next version;
+    /// a conflict when it no longer exists with that id.
     pub(crate) async fn write_value(
         &self,
-        access: &TeamAccess,
-        name: &SecretName,
+        w: &ValueWrite<'_>,
         secret_id: &str,
-        exists: bool,
         value: &SecretValue,
-        history: WriteHistory,
     ) -> ServiceResult<SecretRecord> {
-        self.seal_and_write(access, name, secret_id, exists, value, history)
+        self.seal_and_write(w, secret_id, true, value)
             .await?
             .ok_or_else(|| ServiceError::Conflict("the secret changed concurrently; retry".into()))
     }
@@ -200,14 +215,37 @@ impl Service {
     /// the store found the secret's identity changed.
     async fn seal_and_write(
         &self,
-        access: &TeamAccess,
-        name: &SecretName,
+        w: &ValueWrite<'_>,
         secret_id: &str,
         exists: bool,
         value: &SecretValue,
-        history: WriteHistory,
     ) -> ServiceResult<Option<SecretRecord>> {
+        let ValueWrite {
+            p,
+            access,
+            name,
+            destroy_previous,
+            restored_from,
+        } = *w;
         let version_id = new_id();
+        let mut detail = serde_json::json!({ "version_id": version_id });
+        if destroy_previous {
+            detail["destroy_previous"] = true.into();
+        }
+        let action = match restored_from {
+            Some(from) => {
+                detail["restored_from"] = from.into();
+                "secret.version.restore"
+            }
+            None => "secret.write",
+        };
+        let audit = self.event(
+            p,
+            action,
+            Some(access),
+            Target::secret(secret_id, name.as_str()),
+            Some(detail.to_string()),
+        );
         let sealed = Envelope::new(&self.keyring)
             .seal(
                 SecretPlace {
@@ -229,7 +267,8 @@ impl Service {
             kek_id: sealed.kek_id,
             ciphertext: sealed.ciphertext,
             now: now_micros(),
-            history,
+            history: self.write_history(p, destroy_previous),
+            audit,
         };
         let quota = self.limits.quotas.secrets_per_team;
         match self.store.upsert_secret(access, write, quota).await {
@@ -312,7 +351,11 @@ impl Service {
         let access = self.team_access(p, team, TeamAction::WriteSecrets).await?;
         let write = self
             .store
-            .delete_secret(&access, name.canonical(), &self.deletion(p))
+            .delete_secret(
+                &access,
+                name.canonical(),
+                &self.deletion(p, &access, name.as_str()),
+            )
             .await?
             .ok_or_else(|| {
                 ServiceError::NotFound(format!(

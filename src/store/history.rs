@@ -7,6 +7,7 @@
 use super::row::Row;
 use super::secrets::SecretWrite;
 use super::StoreResult;
+use crate::audit::event::AuditEvent;
 use crate::domain::access::TeamAccess;
 use crate::domain::time::Micros;
 use crate::domain::types::SecretRecord;
@@ -57,6 +58,8 @@ pub struct Deletion {
     /// Deleted secrets the team keeps at most: beyond it, the oldest are
     /// purged by this deletion.
     pub max_kept: i64,
+    /// The deletion's audit event (the store adds the secret's id).
+    pub audit: AuditEvent,
 }
 
 /// One version of a secret, as metadata.
@@ -235,6 +238,7 @@ pub trait HistoryStore {
         secret_id: &str,
         version: i64,
         now: Micros,
+        event: AuditEvent,
     ) -> StoreResult<Destroyed>;
     /// The team's deleted secrets not yet purged, most recently deleted
     /// first.
@@ -248,14 +252,27 @@ pub trait HistoryStore {
         team: &TeamAccess,
         secret_id: &str,
         max_secrets: i64,
+        event: AuditEvent,
     ) -> StoreResult<SecretWrite>;
     /// Removes one deleted secret and its versions now; whether there was
     /// one.
-    async fn purge_deleted_secret(&self, team: &TeamAccess, secret_id: &str) -> StoreResult<bool>;
+    async fn purge_deleted_secret(
+        &self,
+        team: &TeamAccess,
+        secret_id: &str,
+        event: AuditEvent,
+    ) -> StoreResult<bool>;
     /// Removes every secret deleted before `deleted_before`, with its
     /// versions, and forgets consumers last seen before `seen_before`; how
     /// many secrets. A maintenance job: no grant.
-    async fn purge_expired(&self, deleted_before: Micros, seen_before: Micros) -> StoreResult<u64>;
+    /// `event` is recorded (with the count in its detail) when any secret
+    /// was purged.
+    async fn purge_expired(
+        &self,
+        deleted_before: Micros,
+        seen_before: Micros,
+        event: AuditEvent,
+    ) -> StoreResult<u64>;
     /// Records what the delivery routes saw (they authorized each read).
     async fn record_consumers(&self, seen: Vec<ConsumerSeen>) -> StoreResult<()>;
     /// Who received a version of the team's secret `secret_id`, by version

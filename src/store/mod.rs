@@ -27,6 +27,7 @@
 pub mod postgres;
 pub mod sqlite;
 
+mod audit;
 mod error;
 mod history;
 mod identity;
@@ -35,6 +36,7 @@ mod keys;
 mod row;
 mod secrets;
 
+pub use audit::AuditStore;
 pub use error::{StoreError, StoreResult};
 pub use history::{
     Actor, Consumer, ConsumerSeen, DeletedSecret, Deletion, Destroyed, HistoryStore, SecretHistory,
@@ -71,7 +73,15 @@ pub type EventSink = tokio::sync::mpsc::UnboundedSender<StoreEvent>;
 /// Every aggregate, as the service holds the store.
 #[async_trait]
 pub trait Store:
-    KeyringStore + IdentityStore + KeyStore + SecretStore + HistoryStore + Send + Sync + 'static
+    KeyringStore
+    + IdentityStore
+    + KeyStore
+    + SecretStore
+    + HistoryStore
+    + AuditStore
+    + Send
+    + Sync
+    + 'static
 {
     /// The backend's name, for logs and metrics.
     fn backend(&self) -> &'static str;
@@ -103,6 +113,7 @@ macro_rules! schema_steps {
             (5, include_str!("migrations/0005_version_ids.sql")),
             (6, include_str!("migrations/0006_team_counters.sql")),
             (7, include_str!("migrations/0007_history.sql")),
+            (8, include_str!("migrations/0008_audit.sql")),
         ]
     };
 }

@@ -4,6 +4,7 @@
 use super::history::{Deletion, WriteHistory};
 use super::row::Row;
 use super::StoreResult;
+use crate::audit::event::AuditEvent;
 use crate::domain::access::{AllTeamsAccess, DeliveryAccess, OrgAccess, TeamAccess};
 use crate::domain::time::Micros;
 use crate::domain::types::{ListedSecret, SecretRecord, Team};
@@ -65,6 +66,8 @@ pub struct SealedWrite {
     pub now: Micros,
     /// Who writes, and what becomes of the version this one replaces.
     pub history: WriteHistory,
+    /// The write's audit event, appended in its transaction.
+    pub audit: AuditEvent,
 }
 
 impl SealedWrite {

@@ -9,6 +9,7 @@ mod common;
 mod workload;
 
 mod agent;
+mod audit;
 mod auth;
 mod binary;
 mod bounds;

@@ -119,6 +119,7 @@ async fn writes_racing_a_team_delete_answer_404(app: TestApp) {
         ciphertext: vec![0u8; 64],
         now: 0,
         history: Default::default(),
+        audit: crate::conformance::event("secret.write"),
     };
     match app.store.upsert_secret(&access, write, 1_000).await {
         Err(StoreError::NotFound(m)) => assert_eq!(m, "team not found"),

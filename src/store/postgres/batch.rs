@@ -16,12 +16,16 @@
 //! statement updates a row once, so a second update of the same secret
 //! waits for the next batch.
 
+use super::audit::{commit, AuditChains};
 use super::error::is_contention;
 use super::held::HeldConnection;
 use super::{ask, bounded, Asked, EVENTS_CHANNEL};
+use crate::audit::event::AuditEvent;
 use crate::store::{StoreError, StoreResult, WriteHistory};
+use sqlx::Connection;
 use sqlx::PgPool;
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use tokio::sync::mpsc;
 
 /// Updates per statement, at most.
@@ -41,6 +45,8 @@ pub struct Update {
     pub kek_id: String,
     pub ciphertext: Vec<u8>,
     pub history: WriteHistory,
+    /// Recorded, in the batch's transaction, when the update applies.
+    pub audit: AuditEvent,
 }
 
 /// What an applied update left: the stored name, `created_at`, the new
@@ -62,11 +68,11 @@ pub struct Batcher {
 }
 
 impl Batcher {
-    pub fn start(pool: PgPool) -> Self {
+    pub fn start(pool: PgPool, audit: Arc<AuditChains>) -> Self {
         let (tx, rx) = mpsc::channel::<Queued>(4 * MAX_BATCH);
         let rx = std::sync::Arc::new(tokio::sync::Mutex::new(rx));
         for _ in 0..WORKERS {
-            let (pool, rx) = (pool.clone(), rx.clone());
+            let (pool, rx, audit) = (pool.clone(), rx.clone(), audit.clone());
             tokio::spawn(async move {
                 let mut conn = HeldConnection::new(pool);
                 let mut carried = Vec::new();
@@ -83,7 +89,7 @@ impl Batcher {
                     } else {
                         std::mem::take(&mut carried)
                     };
-                    run(&mut conn, one_per_secret(pending, &mut carried)).await;
+                    run(&mut conn, &audit, one_per_secret(pending, &mut carried)).await;
                 }
             });
         }
@@ -111,7 +117,7 @@ fn one_per_secret(pending: Vec<Queued>, carried: &mut Vec<Queued>) -> Vec<Queued
     batch
 }
 
-async fn run(conn: &mut HeldConnection, mut batch: Vec<Queued>) {
+async fn run(conn: &mut HeldConnection, audit: &AuditChains, mut batch: Vec<Queued>) {
     // A stable order keeps two batches from locking rows in opposite orders.
     batch.sort_by(|(a, _), (b, _)| {
         (&a.team_id, &a.canonical_name).cmp(&(&b.team_id, &b.canonical_name))
@@ -120,7 +126,7 @@ async fn run(conn: &mut HeldConnection, mut batch: Vec<Queued>) {
     let cols = Columns::of(&batch);
     let mut attempt = 0;
     let result = loop {
-        let sent = send(conn, &cols).await;
+        let sent = send(conn, audit, &batch, &cols).await;
         conn.done(matches!(sent, Ok(Ok(_))));
         match sent {
             Err(Retry(e)) if attempt < RETRIES => {
@@ -148,9 +154,17 @@ struct Retry(sqlx::Error);
 
 type Rows = HashMap<(String, String), Applied>;
 
-async fn send(conn: &mut HeldConnection, cols: &Columns) -> Result<StoreResult<Rows>, Retry> {
+/// Sends the batch in one transaction: the update, then the audit events
+/// of the updates that applied.
+async fn send(
+    conn: &mut HeldConnection,
+    audit: &AuditChains,
+    batch: &[Queued],
+    cols: &Columns,
+) -> Result<StoreResult<Rows>, Retry> {
     let sent = bounded(async {
-        Ok(sqlx::query_as::<_, (String, String, String, i64, i64, i64)>(
+        let mut tx = conn.get().await?.begin().await?;
+        let updated = sqlx::query_as::<_, (String, String, String, i64, i64, i64)>(
             "WITH w AS (
                 UPDATE secrets AS s
                 SET version = s.version + 1, updated_at = u.updated_at, version_id = u.version_id,
@@ -185,25 +199,37 @@ async fn send(conn: &mut HeldConnection, cols: &Columns) -> Result<StoreResult<R
         .bind(&cols.actor_user)
         .bind(&cols.keep_versions)
         .bind(&cols.destroy_previous)
-        .fetch_all(conn.get().await?)
-        .await)
-    })
-    .await;
-    match sent {
-        Ok(Ok(rows)) => Ok(Ok(rows
-            .into_iter()
-            .map(|(team, name_key, name, created_at, version, revision)| {
-                (
-                    (team, name_key),
-                    Applied {
+        .fetch_all(&mut *tx)
+        .await;
+        let rows: Rows = match updated {
+            Ok(rows) => rows
+                .into_iter()
+                .map(|(team, name_key, name, created_at, version, revision)| {
+                    let applied = Applied {
                         name,
                         created_at,
                         version,
                         revision,
-                    },
-                )
-            })
-            .collect())),
+                    };
+                    ((team, name_key), applied)
+                })
+                .collect(),
+            Err(e) => return Ok(Err(e)),
+        };
+        // In the batch's order: the order the chain records them in.
+        let events = batch
+            .iter()
+            .filter(|(u, _)| rows.contains_key(&(u.team_id.clone(), u.canonical_name.clone())))
+            .map(|(u, _)| u.audit.clone())
+            .collect();
+        let mut slot = audit.slot().await;
+        let head = audit.append(&mut tx, &slot, events).await?;
+        commit(tx, &mut slot, head).await?;
+        Ok(Ok(rows))
+    })
+    .await;
+    match sent {
+        Ok(Ok(rows)) => Ok(Ok(rows)),
         Ok(Err(e)) if is_contention(&e) => Err(Retry(e)),
         Ok(Err(e)) => Ok(Err(e.into())),
         Err(e) => Ok(Err(e)),

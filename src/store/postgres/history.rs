@@ -3,10 +3,13 @@
 //! statement that replaces them, batched updates included; this file reads
 //! them, destroys and purges them, and moves deleted secrets.
 
+use super::audit::commit;
 use super::secrets::bump_revision;
 use super::{bounded, PostgresStore};
+use crate::audit::event::AuditEvent;
 use crate::domain::access::TeamAccess;
 use crate::domain::time::Micros;
+use crate::store::audit::{about_secret, purge_event};
 use crate::store::history::{
     consumer_row, current_version, deleted_row, version_row, CONSUMER_COLUMNS, DELETED_COLUMNS,
     KEPT_ON_DELETE, NAME_TAKEN, VERSION_COLUMNS,
@@ -131,6 +134,7 @@ impl HistoryStore for PostgresStore {
         secret_id: &str,
         version: i64,
         now: Micros,
+        event: AuditEvent,
     ) -> StoreResult<Destroyed> {
         bounded(async {
             let mut tx = self.pool.begin().await?;
@@ -163,12 +167,19 @@ impl HistoryStore for PostgresStore {
             .bind(now)
             .fetch_optional(&mut *tx)
             .await?;
-            tx.commit().await?;
-            Ok(match previous {
+            let destroyed = match previous {
                 Some(true) => Destroyed::Now,
                 Some(false) => Destroyed::Already,
                 None => Destroyed::Missing,
-            })
+            };
+            let events = match destroyed {
+                Destroyed::Now => vec![event],
+                _ => Vec::new(),
+            };
+            let mut slot = self.audit.slot().await;
+            let head = self.audit.append(&mut tx, &slot, events).await?;
+            commit(tx, &mut slot, head).await?;
+            Ok(destroyed)
         })
         .await
     }
@@ -191,6 +202,7 @@ impl HistoryStore for PostgresStore {
         team: &TeamAccess,
         secret_id: &str,
         max_secrets: i64,
+        event: AuditEvent,
     ) -> StoreResult<SecretWrite> {
         bounded(async {
             let mut tx = self.pool.begin().await?;
@@ -226,14 +238,22 @@ impl HistoryStore for PostgresStore {
             };
             let record = stored_row(team, &row)?.record;
             let revision = bump_revision(&mut tx, team.team_id(), 1, max_secrets).await?;
-            tx.commit().await?;
+            let mut slot = self.audit.slot().await;
+            let events = vec![about_secret(event, &record)];
+            let head = self.audit.append(&mut tx, &slot, events).await?;
+            commit(tx, &mut slot, head).await?;
             Ok(SecretWrite { record, revision })
         })
         .await
     }
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
-    async fn purge_deleted_secret(&self, team: &TeamAccess, secret_id: &str) -> StoreResult<bool> {
+    async fn purge_deleted_secret(
+        &self,
+        team: &TeamAccess,
+        secret_id: &str,
+        event: AuditEvent,
+    ) -> StoreResult<bool> {
         bounded(async {
             let mut tx = self.pool.begin().await?;
             let purged = sqlx::query("DELETE FROM deleted_secrets WHERE id = $1 AND team_id = $2")
@@ -242,17 +262,27 @@ impl HistoryStore for PostgresStore {
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
-            if purged > 0 {
+            let events = if purged > 0 {
                 forget_secret(&mut tx, secret_id).await?;
-            }
-            tx.commit().await?;
+                vec![event]
+            } else {
+                Vec::new()
+            };
+            let mut slot = self.audit.slot().await;
+            let head = self.audit.append(&mut tx, &slot, events).await?;
+            commit(tx, &mut slot, head).await?;
             Ok(purged > 0)
         })
         .await
     }
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
-    async fn purge_expired(&self, deleted_before: Micros, seen_before: Micros) -> StoreResult<u64> {
+    async fn purge_expired(
+        &self,
+        deleted_before: Micros,
+        seen_before: Micros,
+        event: AuditEvent,
+    ) -> StoreResult<u64> {
         bounded(async {
             let mut tx = self.pool.begin().await?;
             let purged: Vec<String> = sqlx::query_scalar(
@@ -274,8 +304,14 @@ impl HistoryStore for PostgresStore {
             ] {
                 sqlx::query(sql).bind(seen_before).execute(&mut *tx).await?;
             }
-            tx.commit().await?;
-            Ok(purged.len() as u64)
+            let n = purged.len() as u64;
+            let mut slot = self.audit.slot().await;
+            let head = self
+                .audit
+                .append(&mut tx, &slot, purge_event(event, n))
+                .await?;
+            commit(tx, &mut slot, head).await?;
+            Ok(n)
         })
         .await
     }

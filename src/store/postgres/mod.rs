@@ -6,6 +6,7 @@
 //! stops answering, requests fail fast with `Unavailable` (HTTP 503) instead
 //! of hanging, and the pool reconnects by itself when the database comes back.
 
+mod audit;
 mod batch;
 mod error;
 mod held;
@@ -59,6 +60,10 @@ pub struct PostgresStore {
     /// Where the listener for other nodes' changes connects.
     listen_url: String,
     batcher: batch::Batcher,
+    /// This node's audit chains, and the task that appends events of
+    /// their own (runtime reads) in batches.
+    audit: std::sync::Arc<audit::AuditChains>,
+    appender: audit::Appender,
     revisions: revisions::RevisionReader,
     /// The connection large page reads go through (see [`Self::all_sized`]).
     bulk: tokio::sync::Mutex<held::HeldConnection>,
@@ -239,8 +244,11 @@ impl PostgresStore {
                 if url.contains('?') { '&' } else { '?' }
             )
         };
+        let audit = std::sync::Arc::new(audit::AuditChains::new());
         let store = Self {
-            batcher: batch::Batcher::start(pool.clone()),
+            batcher: batch::Batcher::start(pool.clone(), audit.clone()),
+            appender: audit::Appender::start(pool.clone(), audit.clone()),
+            audit,
             revisions: revisions::RevisionReader::start(pool.clone()),
             bulk: tokio::sync::Mutex::new(held::HeldConnection::new(pool.clone())),
             pool,

@@ -3,12 +3,14 @@
 //! that also moves the team's revision and counts it against the quota
 //! (both in `team_counters`, see migration 0006).
 
+use super::audit::commit;
 use super::batch::Update;
 use super::error::is_contention;
 use super::history::forget_secret;
 use super::{bounded, PostgresStore, EVENTS_CHANNEL};
 use crate::domain::access::{AllTeamsAccess, DeliveryAccess, OrgAccess, TeamAccess};
 use crate::domain::types::{ListedSecret, Team};
+use crate::store::audit::about_secret;
 use crate::store::history::KEPT_ON_DELETE;
 use crate::store::identity::{team_row, TEAM_COLUMNS, TEAM_GONE};
 use crate::store::row::{qualified, Row as _};
@@ -103,7 +105,12 @@ impl PostgresStore {
         // Last, so the team's counters are locked only for the commit. Over the
         // quota, nothing is committed.
         let revision = bump_revision(&mut tx, team.team_id(), 1, max_secrets).await?;
-        tx.commit().await?;
+        let mut slot = self.audit.slot().await;
+        let head = self
+            .audit
+            .append(&mut tx, &slot, vec![w.audit.clone()])
+            .await?;
+        commit(tx, &mut slot, head).await?;
         Ok(Some(revision))
     }
 }
@@ -155,6 +162,7 @@ impl SecretStore for PostgresStore {
                     kek_id: w.kek_id.clone(),
                     ciphertext: w.ciphertext.clone(),
                     history: w.history.clone(),
+                    audit: w.audit.clone(),
                 })
                 .await?
                 .ok_or(StoreError::Stale)?;
@@ -236,7 +244,10 @@ impl SecretStore for PostgresStore {
                 forget_secret(&mut tx, &record.id).await?;
             }
             let revision = bump_revision(&mut tx, team.team_id(), -1, 0).await?;
-            tx.commit().await?;
+            let event = about_secret(how.audit.clone(), &record);
+            let mut slot = self.audit.slot().await;
+            let head = self.audit.append(&mut tx, &slot, vec![event]).await?;
+            commit(tx, &mut slot, head).await?;
             Ok(Some(SecretWrite { record, revision }))
         })
         .await

@@ -4,8 +4,10 @@
 
 use super::writer::in_savepoint;
 use super::SqliteStore;
+use crate::audit::event::AuditEvent;
 use crate::domain::access::TeamAccess;
 use crate::domain::time::Micros;
+use crate::store::audit::{about_secret, purge_event};
 use crate::store::history::{
     consumer_row, current_version, deleted_row, version_row, CONSUMER_COLUMNS, DELETED_COLUMNS,
     KEPT_ON_DELETE, NAME_TAKEN, VERSION_COLUMNS,
@@ -136,10 +138,16 @@ impl HistoryStore for SqliteStore {
         secret_id: &str,
         version: i64,
         now: Micros,
+        event: AuditEvent,
     ) -> StoreResult<Destroyed> {
         let (team_id, secret_id) = (team.team_id().to_owned(), secret_id.to_owned());
+        // Recorded when a ciphertext was destroyed now.
+        let audit = move |d: &Destroyed| match d {
+            Destroyed::Now => vec![event],
+            _ => Vec::new(),
+        };
         self.writer
-            .write(move |c| {
+            .write_audited(move |c| {
                 let canonical = match live(c, &team_id, &secret_id)? {
                     None => return Ok(Destroyed::Missing),
                     Some((v, _)) if v == version => return Ok(Destroyed::Current),
@@ -167,7 +175,7 @@ impl HistoryStore for SqliteStore {
                 } else {
                     Destroyed::Missing
                 })
-            })
+            }, audit)
             .await
     }
 
@@ -188,55 +196,60 @@ impl HistoryStore for SqliteStore {
         team: &TeamAccess,
         secret_id: &str,
         max_secrets: i64,
+        event: AuditEvent,
     ) -> StoreResult<SecretWrite> {
         let (access, secret_id) = (team.clone(), secret_id.to_owned());
         let restored = self
             .writer
-            .write_team_change(team.team_id().to_owned(), move |c| {
-                in_savepoint(c, |c| {
-                    let team_id = access.team_id();
-                    let deleted = c
-                        .prepare_cached(
-                            "SELECT 1 FROM deleted_secrets WHERE id = ?1 AND team_id = ?2",
-                        )?
-                        .exists([&secret_id, team_id])?;
-                    if !deleted {
-                        return Err(StoreError::NotFound("no such deleted secret".into()));
-                    }
-                    let moved = c
-                        .prepare_cached(&format!(
-                            "INSERT INTO secrets ({KEPT_ON_DELETE})
+            .write_team_change(
+                team.team_id().to_owned(),
+                move |c| {
+                    in_savepoint(c, |c| {
+                        let team_id = access.team_id();
+                        let deleted = c
+                            .prepare_cached(
+                                "SELECT 1 FROM deleted_secrets WHERE id = ?1 AND team_id = ?2",
+                            )?
+                            .exists([&secret_id, team_id])?;
+                        if !deleted {
+                            return Err(StoreError::NotFound("no such deleted secret".into()));
+                        }
+                        let moved = c
+                            .prepare_cached(&format!(
+                                "INSERT INTO secrets ({KEPT_ON_DELETE})
                              SELECT {KEPT_ON_DELETE} FROM deleted_secrets WHERE id = ?1
                              ON CONFLICT (team_id, canonical_name) DO NOTHING"
-                        ))?
-                        .execute([&secret_id])
-                        .map_err(|e| StoreError::from(e).gone_as(TEAM_GONE))?;
-                    if moved == 0 {
-                        return Err(StoreError::Conflict(NAME_TAKEN.into()));
-                    }
-                    let counted = c
-                        .prepare_cached(
-                            "UPDATE teams SET secret_count = secret_count + 1
+                            ))?
+                            .execute([&secret_id])
+                            .map_err(|e| StoreError::from(e).gone_as(TEAM_GONE))?;
+                        if moved == 0 {
+                            return Err(StoreError::Conflict(NAME_TAKEN.into()));
+                        }
+                        let counted = c
+                            .prepare_cached(
+                                "UPDATE teams SET secret_count = secret_count + 1
                              WHERE id = ?1 AND secret_count < ?2",
-                        )?
-                        .execute(params![team_id, max_secrets])?;
-                    if counted == 0 {
-                        return Err(StoreError::QuotaExceeded {
-                            quota: SECRETS_QUOTA,
-                            limit: max_secrets,
-                        });
-                    }
-                    c.prepare_cached("DELETE FROM deleted_secrets WHERE id = ?1")?
-                        .execute([&secret_id])?;
-                    let record = c
-                        .prepare_cached(&format!(
-                            "SELECT {STORED_COLUMNS} FROM secrets WHERE id = ?1"
-                        ))?
-                        .query_row([&secret_id], |r| stored_row(&access, r))?
-                        .record;
-                    Ok(Some(record))
-                })
-            })
+                            )?
+                            .execute(params![team_id, max_secrets])?;
+                        if counted == 0 {
+                            return Err(StoreError::QuotaExceeded {
+                                quota: SECRETS_QUOTA,
+                                limit: max_secrets,
+                            });
+                        }
+                        c.prepare_cached("DELETE FROM deleted_secrets WHERE id = ?1")?
+                            .execute([&secret_id])?;
+                        let record = c
+                            .prepare_cached(&format!(
+                                "SELECT {STORED_COLUMNS} FROM secrets WHERE id = ?1"
+                            ))?
+                            .query_row([&secret_id], |r| stored_row(&access, r))?
+                            .record;
+                        Ok(Some(record))
+                    })
+                },
+                move |record| vec![about_secret(event, record)],
+            )
             .await?;
         let (record, revision) =
             restored.ok_or_else(|| StoreError::internal("an undelete changed nothing"))?;
@@ -244,51 +257,69 @@ impl HistoryStore for SqliteStore {
     }
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
-    async fn purge_deleted_secret(&self, team: &TeamAccess, secret_id: &str) -> StoreResult<bool> {
+    async fn purge_deleted_secret(
+        &self,
+        team: &TeamAccess,
+        secret_id: &str,
+        event: AuditEvent,
+    ) -> StoreResult<bool> {
         let (team_id, secret_id) = (team.team_id().to_owned(), secret_id.to_owned());
+        let audit = move |purged: &bool| if *purged { vec![event] } else { Vec::new() };
         self.writer
-            .write(move |c| {
-                let purged: Option<String> = c
-                    .prepare_cached(
-                        "DELETE FROM deleted_secrets WHERE id = ?1 AND team_id = ?2
+            .write_audited(
+                move |c| {
+                    let purged: Option<String> = c
+                        .prepare_cached(
+                            "DELETE FROM deleted_secrets WHERE id = ?1 AND team_id = ?2
                          RETURNING canonical_name",
-                    )?
-                    .query_row([&secret_id, &team_id], |r| r.get(0))
-                    .optional()?;
-                match purged {
-                    Some(canonical) => {
-                        forget_secret(c, &team_id, &canonical, &secret_id)?;
-                        Ok(true)
+                        )?
+                        .query_row([&secret_id, &team_id], |r| r.get(0))
+                        .optional()?;
+                    match purged {
+                        Some(canonical) => {
+                            forget_secret(c, &team_id, &canonical, &secret_id)?;
+                            Ok(true)
+                        }
+                        None => Ok(false),
                     }
-                    None => Ok(false),
-                }
-            })
+                },
+                audit,
+            )
             .await
     }
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
-    async fn purge_expired(&self, deleted_before: Micros, seen_before: Micros) -> StoreResult<u64> {
+    async fn purge_expired(
+        &self,
+        deleted_before: Micros,
+        seen_before: Micros,
+        event: AuditEvent,
+    ) -> StoreResult<u64> {
+        let audit = move |n: &u64| purge_event(event, *n);
         self.writer
-            .write(move |c| {
-                let purged: Vec<(String, String, String)> = c
-                    .prepare_cached(
-                        "DELETE FROM deleted_secrets WHERE deleted_at < ?1
+            .write_audited(
+                move |c| {
+                    let purged: Vec<(String, String, String)> = c
+                        .prepare_cached(
+                            "DELETE FROM deleted_secrets WHERE deleted_at < ?1
                          RETURNING team_id, canonical_name, id",
-                    )?
-                    .query_map([deleted_before], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-                    .collect::<Result<_, _>>()?;
-                for (team_id, canonical, id) in &purged {
-                    forget_secret(c, team_id, canonical, id)?;
-                }
-                for sql in [
-                    "DELETE FROM consumer_versions WHERE (key_prefix, instance) IN
+                        )?
+                        .query_map([deleted_before], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                        .collect::<Result<_, _>>()?;
+                    for (team_id, canonical, id) in &purged {
+                        forget_secret(c, team_id, canonical, id)?;
+                    }
+                    for sql in [
+                        "DELETE FROM consumer_versions WHERE (key_prefix, instance) IN
                          (SELECT key_prefix, instance FROM consumers WHERE last_seen_at < ?1)",
-                    "DELETE FROM consumers WHERE last_seen_at < ?1",
-                ] {
-                    c.prepare_cached(sql)?.execute([seen_before])?;
-                }
-                Ok(purged.len() as u64)
-            })
+                        "DELETE FROM consumers WHERE last_seen_at < ?1",
+                    ] {
+                        c.prepare_cached(sql)?.execute([seen_before])?;
+                    }
+                    Ok(purged.len() as u64)
+                },
+                audit,
+            )
             .await
     }
 

@@ -2,6 +2,7 @@
 //! `writer.rs`), a pool of readers that never wait for it, and a
 //! checkpointer. Each aggregate's statements live in a file of their own.
 
+mod audit;
 mod checkpointer;
 mod error;
 mod history;
@@ -35,6 +36,8 @@ const RECOVERED_FREE_BYTES: u64 = 1 << 20;
 
 pub struct SqliteStore {
     writer: Writer,
+    /// The audit chain key, shared with the writer thread.
+    audit: Arc<super::audit::AuditKey>,
     readers: Arc<Readers>,
     /// Whether writes fail; then readiness probes with a write.
     health: Arc<writer::Health>,
@@ -164,9 +167,11 @@ impl SqliteStore {
             .map(|_| read_only())
             .collect::<Result<_, _>>()?;
         let health = Arc::new(writer::Health::default());
+        let audit = Arc::new(super::audit::AuditKey::default());
         Ok(Self {
             dir,
-            writer: Writer::start(write_conn, wal, health.clone())?,
+            writer: Writer::start(write_conn, wal, health.clone(), audit.clone())?,
+            audit,
             readers: Readers::new(readers, bulk),
             health,
             _checkpointer: checkpointer::Checkpointer::start(checkpoint_conn)?,

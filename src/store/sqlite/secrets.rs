@@ -7,6 +7,7 @@ use super::writer::in_savepoint;
 use super::SqliteStore;
 use crate::domain::access::{AllTeamsAccess, DeliveryAccess, OrgAccess, TeamAccess};
 use crate::domain::types::{ListedSecret, Team};
+use crate::store::audit::about_secret;
 use crate::store::history::KEPT_ON_DELETE;
 use crate::store::identity::{team_row, TEAM_COLUMNS, TEAM_GONE};
 use crate::store::secrets::{listed_row, stored_row, SECRETS_QUOTA, STORED_COLUMNS};
@@ -120,18 +121,23 @@ impl SecretStore for SqliteStore {
         max_secrets: i64,
     ) -> StoreResult<SecretWrite> {
         let access = team.clone();
+        let event = write.audit.clone();
         let (record, revision) = self
             .writer
-            .write_team_change(team.team_id().to_owned(), move |c| {
-                let (org_id, team_id) = (access.org_id(), access.team_id());
-                let done = if write.exists {
-                    update(c, team_id, &write)?
-                } else {
-                    insert(c, org_id, team_id, &write, max_secrets)?
-                };
-                let (name, created_at, version) = done.ok_or(StoreError::Stale)?;
-                Ok(Some(write.record(&access, name, created_at, version)))
-            })
+            .write_team_change(
+                team.team_id().to_owned(),
+                move |c| {
+                    let (org_id, team_id) = (access.org_id(), access.team_id());
+                    let done = if write.exists {
+                        update(c, team_id, &write)?
+                    } else {
+                        insert(c, org_id, team_id, &write, max_secrets)?
+                    };
+                    let (name, created_at, version) = done.ok_or(StoreError::Stale)?;
+                    Ok(Some(write.record(&access, name, created_at, version)))
+                },
+                move |_| vec![event],
+            )
             .await?
             .ok_or_else(|| StoreError::internal("a committed secret write changed nothing"))?;
         Ok(SecretWrite { record, revision })
@@ -145,53 +151,58 @@ impl SecretStore for SqliteStore {
         how: &Deletion,
     ) -> StoreResult<Option<SecretWrite>> {
         let (access, canonical, how) = (team.clone(), canonical.to_owned(), how.clone());
+        let event = how.audit.clone();
         // A job that finds nothing changes nothing, the revision included.
         let deleted = self
             .writer
-            .write_team_change(team.team_id().to_owned(), move |c| {
-                in_savepoint(c, |c| {
-                    let team_id = access.team_id();
-                    if how.keep {
-                        c.prepare_cached(&format!(
+            .write_team_change(
+                team.team_id().to_owned(),
+                move |c| {
+                    in_savepoint(c, |c| {
+                        let team_id = access.team_id();
+                        if how.keep {
+                            c.prepare_cached(&format!(
                             "INSERT INTO deleted_secrets ({KEPT_ON_DELETE}, deleted_at, deleted_by)
                              SELECT {KEPT_ON_DELETE}, ?3, ?4 FROM secrets
                              WHERE team_id = ?1 AND canonical_name = ?2"
                         ))?
-                        .execute(params![team_id, canonical, how.at, how.by])?;
-                    }
-                    let found = c
-                        .prepare_cached(&format!(
-                            "DELETE FROM secrets WHERE team_id = ?1 AND canonical_name = ?2
+                            .execute(params![team_id, canonical, how.at, how.by])?;
+                        }
+                        let found = c
+                            .prepare_cached(&format!(
+                                "DELETE FROM secrets WHERE team_id = ?1 AND canonical_name = ?2
                              RETURNING {STORED_COLUMNS}"
-                        ))?
-                        .query_row([team_id, &canonical], |r| stored_row(&access, r))
-                        .optional()?;
-                    let Some(found) = found else { return Ok(None) };
-                    if how.keep {
-                        let evicted: Vec<(String, String)> = c
-                            .prepare_cached(
-                                "DELETE FROM deleted_secrets WHERE team_id = ?1 AND id IN (
+                            ))?
+                            .query_row([team_id, &canonical], |r| stored_row(&access, r))
+                            .optional()?;
+                        let Some(found) = found else { return Ok(None) };
+                        if how.keep {
+                            let evicted: Vec<(String, String)> = c
+                                .prepare_cached(
+                                    "DELETE FROM deleted_secrets WHERE team_id = ?1 AND id IN (
                                      SELECT id FROM deleted_secrets WHERE team_id = ?1
                                      ORDER BY deleted_at DESC, id DESC LIMIT -1 OFFSET ?2)
                                  RETURNING canonical_name, id",
-                            )?
-                            .query_map(params![team_id, how.max_kept], |r| {
-                                Ok((r.get(0)?, r.get(1)?))
-                            })?
-                            .collect::<Result<_, _>>()?;
-                        for (canonical, id) in evicted {
-                            forget_secret(c, team_id, &canonical, &id)?;
+                                )?
+                                .query_map(params![team_id, how.max_kept], |r| {
+                                    Ok((r.get(0)?, r.get(1)?))
+                                })?
+                                .collect::<Result<_, _>>()?;
+                            for (canonical, id) in evicted {
+                                forget_secret(c, team_id, &canonical, &id)?;
+                            }
+                        } else {
+                            forget_secret(c, team_id, &canonical, &found.record.id)?;
                         }
-                    } else {
-                        forget_secret(c, team_id, &canonical, &found.record.id)?;
-                    }
-                    c.prepare_cached(
-                        "UPDATE teams SET secret_count = secret_count - 1 WHERE id = ?1",
-                    )?
-                    .execute([team_id])?;
-                    Ok(Some(found.record))
-                })
-            })
+                        c.prepare_cached(
+                            "UPDATE teams SET secret_count = secret_count - 1 WHERE id = ?1",
+                        )?
+                        .execute([team_id])?;
+                        Ok(Some(found.record))
+                    })
+                },
+                move |record| vec![about_secret(event, record)],
+            )
             .await?;
         Ok(deleted.map(|(record, revision)| SecretWrite { record, revision }))
     }

@@ -42,9 +42,12 @@
 //! the team, and just before the commit each marked team's revision is
 //! bumped, inside the same transaction.
 
+use super::super::audit::{seq_col, AuditKey, ChainSlot};
 use super::super::identity::TEAM_GONE;
 use super::super::{StoreError, StoreResult};
+use crate::audit::event::AuditEvent;
 use rusqlite::Connection;
+use rusqlite::OptionalExtension;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -71,8 +74,13 @@ type Revisions = HashMap<String, i64>;
 type Completion = Box<dyn FnOnce(StoreResult<()>, &Revisions) + Send>;
 /// The callers of one committed batch, waiting for the WAL to be synced.
 type Committed = (Vec<Completion>, Arc<Revisions>);
-/// Teams whose secrets the jobs of a batch changed.
-type Touched = Vec<String>;
+/// What the jobs of a batch leave for its end: the teams whose secrets they
+/// changed, and the audit events of the jobs that succeeded.
+#[derive(Default)]
+struct Touched {
+    teams: Vec<String>,
+    events: Vec<AuditEvent>,
+}
 /// Runs on the writer (or, given `None`, is skipped); returns how to answer
 /// the caller once the batch's fate is known, and the job's own error if it
 /// ran and failed.
@@ -132,6 +140,7 @@ impl Writer {
         conn: Connection,
         wal: std::fs::File,
         health: Arc<Health>,
+        audit: Arc<AuditKey>,
     ) -> std::io::Result<Self> {
         // Durability comes from the syncer's fdatasync, before any answer.
         conn.execute_batch("PRAGMA synchronous = NORMAL")
@@ -146,7 +155,7 @@ impl Writer {
             .spawn(move || sync_loop(&wal, &sync_rx, &sync_health))?;
         std::thread::Builder::new()
             .name("tessera-sqlite-writer".into())
-            .spawn(move || run(conn, rx, &sync_tx, &counter, &health))?;
+            .spawn(move || run(conn, rx, &sync_tx, &counter, &health, &audit))?;
         Ok(Self { tx, commits })
     }
 
@@ -163,9 +172,28 @@ impl Writer {
         R: Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<R> + Send + 'static,
     {
-        self.submit(None, |_| false, move |conn| in_savepoint(conn, f))
+        self.write_audited(f, |_| Vec::new()).await
+    }
+
+    /// Like [`Writer::write`]; when `f` succeeds, the events `audit` makes
+    /// of its result are appended to the audit log in the same transaction
+    /// (if they cannot be, the whole batch fails).
+    pub async fn write_audited<R, F, A>(&self, f: F, audit: A) -> StoreResult<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<R> + Send + 'static,
+        A: FnOnce(&R) -> Vec<AuditEvent> + Send + 'static,
+    {
+        self.submit(None, |_| false, move |conn| in_savepoint(conn, f), audit)
             .await
             .map(|(r, _)| r)
+    }
+
+    /// Appends events that record no change of their own, durably.
+    pub async fn append_audit(&self, events: Vec<AuditEvent>) -> StoreResult<()> {
+        self.submit(None, |_| false, |_| Ok(()), move |_| events)
+            .await
+            .map(|_| ())
     }
 
     /// Runs one statement in the next batch, without a savepoint: SQLite
@@ -177,28 +205,37 @@ impl Writer {
         P: rusqlite::Params + Send + 'static,
     {
         let job = move |c: &Connection| Ok(c.prepare_cached(sql)?.execute(params)?);
-        self.submit(None, |_| false, job).await.map(|(n, _)| n)
+        self.submit(None, |_| false, job, |_| Vec::new())
+            .await
+            .map(|(n, _)| n)
     }
 
     /// Runs `f` in the next batch for a change to `team_id`'s secrets, without
     /// a savepoint (as [`Writer::execute`]: `f` modifies the database with at
     /// most one statement, as its last step, or takes a savepoint itself).
     /// A job that changed something returns `Some`: the team's revision moves
-    /// in the same transaction, and the revision it moved to is returned with
-    /// the result. A job that changed nothing returns `None`, and the revision
-    /// stays. `NotFound` when another job of the same batch deleted the team:
-    /// its row is gone, and with it what this job wrote, as if the deletion
-    /// had come first.
-    pub async fn write_team_change<R, F>(
+    /// in the same transaction, the events `audit` makes of the result are
+    /// appended to the audit log in it, and the revision it moved to is
+    /// returned with the result. A job that changed nothing returns `None`,
+    /// and the revision stays. `NotFound` when another job of the same batch
+    /// deleted the team: its row is gone, and with it what this job wrote,
+    /// as if the deletion had come first.
+    pub async fn write_team_change<R, F, A>(
         &self,
         team_id: String,
         f: F,
+        audit: A,
     ) -> StoreResult<Option<(R, i64)>>
     where
         R: Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<Option<R>> + Send + 'static,
+        A: FnOnce(&R) -> Vec<AuditEvent> + Send + 'static,
     {
-        match self.submit(Some(team_id), Option::is_some, f).await? {
+        let audit = move |r: &Option<R>| r.as_ref().map(audit).unwrap_or_default();
+        match self
+            .submit(Some(team_id), Option::is_some, f, audit)
+            .await?
+        {
             (None, _) => Ok(None),
             (Some(r), Some(revision)) => Ok(Some((r, revision))),
             (Some(_), None) => Err(StoreError::NotFound(TEAM_GONE.into())),
@@ -206,25 +243,31 @@ impl Writer {
     }
 
     /// Queues `f`; when it succeeds with a result `changed` accepts, `team`
-    /// is marked for a revision move.
-    async fn submit<R, F>(
+    /// is marked for a revision move; when it succeeds, `audit`'s events
+    /// are appended at the batch's end.
+    async fn submit<R, F, A>(
         &self,
         team: Option<String>,
         changed: fn(&R) -> bool,
         f: F,
+        audit: A,
     ) -> StoreResult<(R, Option<i64>)>
     where
         R: Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<R> + Send + 'static,
+        A: FnOnce(&R) -> Vec<AuditEvent> + Send + 'static,
     {
         metrics::counter!("tessera_store_calls_total", "backend" => "sqlite").increment(1);
         let (done_tx, done_rx) = oneshot::channel::<StoreResult<(R, Option<i64>)>>();
         let job: Job = Box::new(move |conn: Option<&Connection>, touched: &mut Touched| {
             let outcome = conn.map(f);
-            if let (Some(Ok(r)), Some(t)) = (&outcome, &team) {
-                if changed(r) && !touched.contains(t) {
-                    touched.push(t.clone());
+            if let Some(Ok(r)) = &outcome {
+                if let Some(t) = &team {
+                    if changed(r) && !touched.teams.contains(t) {
+                        touched.teams.push(t.clone());
+                    }
                 }
+                touched.events.extend(audit(r));
             }
             let failure = outcome.as_ref().and_then(|o| o.as_ref().err().cloned());
             let done: Completion =
@@ -281,7 +324,9 @@ fn run(
     sync: &std::sync::mpsc::Sender<Committed>,
     commits: &AtomicU64,
     health: &Health,
+    audit: &AuditKey,
 ) {
+    let mut chain = ChainSlot::new("sqlite", 0);
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     let mut next_truncate = Instant::now() + TRUNCATE_EVERY;
     while let Some(first) = rx.blocking_recv() {
@@ -296,10 +341,22 @@ fn run(
         let mut completions: Vec<Completion> = Vec::with_capacity(batch.len());
         let mut out_of_space = None;
         let commit = match conn.execute_batch("BEGIN IMMEDIATE") {
-            Ok(()) => run_batch(&conn, &mut batch, &mut completions, &mut out_of_space),
+            Ok(()) => {
+                let audit = Audit {
+                    key: audit,
+                    chain: &mut chain,
+                };
+                run_batch(
+                    &conn,
+                    &mut batch,
+                    &mut completions,
+                    &mut out_of_space,
+                    audit,
+                )
+            }
             Err(e) => {
                 // Nothing runs; every caller hears why.
-                let mut none = Touched::new();
+                let mut none = Touched::default();
                 completions.extend(batch.drain(..).map(|job| job(None, &mut none).0));
                 Err(StoreError::from(e))
             }
@@ -363,9 +420,10 @@ fn run_batch(
     batch: &mut Vec<Job>,
     completions: &mut Vec<Completion>,
     out_of_space: &mut Option<StoreError>,
+    audit: Audit<'_>,
 ) -> StoreResult<Revisions> {
     let mut aborted: Option<StoreError> = None;
-    let mut touched = Touched::new();
+    let mut touched = Touched::default();
     for job in batch.drain(..) {
         if aborted.is_some() {
             completions.push(job(None, &mut touched).0);
@@ -386,19 +444,100 @@ fn run_batch(
     if let Some(e) = aborted {
         return Err(e);
     }
-    bump_revisions(conn, &touched)
-        .and_then(|revisions| {
+    let Audit { key, chain } = audit;
+    let events = std::mem::take(&mut touched.events);
+    let appended = if events.is_empty() {
+        Ok(None)
+    } else {
+        append_events(conn, key, chain, events)
+            .map(Some)
+            .map_err(audit_failed)
+    };
+    appended
+        .and_then(|head| bump_revisions(conn, &touched.teams).map(|r| (r, head)))
+        .and_then(|(revisions, head)| {
             conn.execute_batch("COMMIT")
-                .map(|()| revisions)
+                .map(|()| (revisions, head))
                 .map_err(StoreError::from)
         })
+        .map(|(revisions, head)| {
+            if let Some(head) = head {
+                chain.committed(head);
+            }
+            revisions
+        })
         .inspect_err(|_| {
+            chain.forget();
             let _ = conn.execute_batch("ROLLBACK");
         })
 }
 
+/// Why the batch failed when its events could not be recorded (the
+/// detail goes to the log; callers hear that the change was refused).
+fn audit_failed(e: StoreError) -> StoreError {
+    tracing::error!(error = %e, "the audit log could not record a batch; refusing it");
+    StoreError::unavailable("the audit log could not record the change; nothing was changed")
+}
+
+/// The audit log as the writer appends to it: the key, and its chain.
+struct Audit<'a> {
+    key: &'a AuditKey,
+    chain: &'a mut ChainSlot,
+}
+
+/// Links `events` to the writer's chain and inserts them in the open
+/// transaction; the head they lead to (the chain keeps its own until the
+/// commit). Any failure fails the batch: no change goes unrecorded.
+fn append_events(
+    conn: &Connection,
+    key: &AuditKey,
+    chain: &ChainSlot,
+    events: Vec<AuditEvent>,
+) -> StoreResult<crate::audit::chain::ChainHead> {
+    let key = key.get()?;
+    let head = match chain.known_head() {
+        Some(head) => head.clone(),
+        None => {
+            let last = conn
+                .prepare_cached(
+                    "SELECT seq, mac FROM audit_events WHERE chain = ?1 ORDER BY seq DESC LIMIT 1",
+                )?
+                .query_row([chain.id()], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            chain.head_from(last)?
+        }
+    };
+    let (linked, head) = chain.link(key, head, events)?;
+    let mut insert = conn.prepare_cached(&format!(
+        "INSERT INTO audit_events ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+        super::super::audit::EVENT_COLUMNS
+    ))?;
+    for s in &linked {
+        let e = &s.event;
+        insert.execute(rusqlite::params![
+            e.chain,
+            seq_col(e.seq)?,
+            e.time,
+            e.actor_key,
+            e.actor_type,
+            e.actor_user,
+            e.org_id,
+            e.team_id,
+            e.action,
+            e.target_id,
+            e.target_name,
+            e.result,
+            e.request_id,
+            e.client,
+            e.detail,
+            &s.mac[..],
+        ])?;
+    }
+    Ok(head)
+}
+
 /// Moves each touched team's revision by one, inside the batch's transaction.
-fn bump_revisions(conn: &Connection, touched: &Touched) -> StoreResult<Revisions> {
+fn bump_revisions(conn: &Connection, touched: &[String]) -> StoreResult<Revisions> {
     let mut revisions = Revisions::with_capacity(touched.len());
     if touched.is_empty() {
         return Ok(revisions);
@@ -479,7 +618,8 @@ mod tests {
         .unwrap();
         let wal = std::fs::File::open(dir.path().join("w.db-wal")).unwrap();
         let health = Arc::new(Health::default());
-        (Writer::start(conn, wal, health).unwrap(), path)
+        let audit = Arc::new(AuditKey::default());
+        (Writer::start(conn, wal, health, audit).unwrap(), path)
     }
 
     /// Jobs that queue while the writer is busy share one commit, and a job

@@ -4,8 +4,8 @@
 //! received which version.
 
 use super::{
-    assert_err, conflict, create_secret, deleted, not_found, quota, sealed, tick, update_secret,
-    Org,
+    assert_err, conflict, create_secret, deleted, event, not_found, quota, sealed, tick,
+    update_secret, Org,
 };
 use tessera::domain::ids::new_id;
 use tessera::store::{
@@ -146,24 +146,39 @@ async fn destroy_one_version(store: DynStore) {
     let id = store.secret_id(&team, "cert").await.unwrap().unwrap();
     let now = tick();
     assert_eq!(
-        store.destroy_version(&team, &id, 2, now).await.unwrap(),
+        store
+            .destroy_version(&team, &id, 2, now, event("v"))
+            .await
+            .unwrap(),
         Destroyed::Now
     );
     assert_eq!(
-        store.destroy_version(&team, &id, 2, tick()).await.unwrap(),
+        store
+            .destroy_version(&team, &id, 2, tick(), event("v"))
+            .await
+            .unwrap(),
         Destroyed::Already
     );
     assert_eq!(
-        store.destroy_version(&team, &id, 3, now).await.unwrap(),
+        store
+            .destroy_version(&team, &id, 3, now, event("v"))
+            .await
+            .unwrap(),
         Destroyed::Current
     );
     assert_eq!(
-        store.destroy_version(&team, &id, 9, now).await.unwrap(),
+        store
+            .destroy_version(&team, &id, 9, now, event("v"))
+            .await
+            .unwrap(),
         Destroyed::Missing
     );
     let other = acme.team(&acme.new_team(&*store, "other").await);
     assert_eq!(
-        store.destroy_version(&other, &id, 1, now).await.unwrap(),
+        store
+            .destroy_version(&other, &id, 1, now, event("v"))
+            .await
+            .unwrap(),
         Destroyed::Missing
     );
     let h = store.secret_history(&team, "cert").await.unwrap().unwrap();
@@ -206,7 +221,9 @@ async fn deleted_secrets_round_trip(store: DynStore) {
     let second = create_secret(&*store, &team, "hook").await.record;
     assert_ne!(second.id, first.id);
     assert_err(
-        store.undelete_secret(&team, &first.id, 10).await,
+        store
+            .undelete_secret(&team, &first.id, 10, event("u"))
+            .await,
         conflict("a secret with this name exists again; delete or rename it first"),
     );
     assert_eq!(store.deleted_secrets(&team).await.unwrap().len(), 1);
@@ -215,14 +232,19 @@ async fn deleted_secrets_round_trip(store: DynStore) {
         .await
         .unwrap();
     let before = store.team_revision(&team).await.unwrap();
-    let back = store.undelete_secret(&team, &first.id, 10).await.unwrap();
+    let back = store
+        .undelete_secret(&team, &first.id, 10, event("u"))
+        .await
+        .unwrap();
     assert_eq!(back.record.id, first.id);
     assert_eq!(back.record.version, 2);
     assert!(back.revision > before);
     let h = store.secret_history(&team, "hook").await.unwrap().unwrap();
     assert_eq!(h.versions.len(), 2);
     assert_err(
-        store.undelete_secret(&team, &first.id, 10).await,
+        store
+            .undelete_secret(&team, &first.id, 10, event("u"))
+            .await,
         not_found("no such deleted secret"),
     );
     // Full team: the second "hook" cannot come back while the first lives.
@@ -232,13 +254,13 @@ async fn deleted_secrets_round_trip(store: DynStore) {
     store.delete_secret(&other, "b", &deleted()).await.unwrap();
     create_secret(&*store, &other, "c").await;
     assert_err(
-        store.undelete_secret(&other, &b.id, 2).await,
+        store.undelete_secret(&other, &b.id, 2, event("u")).await,
         quota("secrets per team", 2),
     );
     assert_eq!(store.deleted_secrets(&other).await.unwrap().len(), 1);
     // Another team cannot undelete it.
     assert_err(
-        store.undelete_secret(&team, &b.id, 10).await,
+        store.undelete_secret(&team, &b.id, 10, event("u")).await,
         not_found("no such deleted secret"),
     );
 }
@@ -256,6 +278,7 @@ async fn purges_remove_secrets_and_versions(store: DynStore) {
         by: None,
         keep: false,
         max_kept: 1_000,
+        audit: event("secret.delete"),
     };
     store.delete_secret(&team, "a", &removed).await.unwrap();
     assert!(store.deleted_secrets(&team).await.unwrap().is_empty());
@@ -271,7 +294,7 @@ async fn purges_remove_secrets_and_versions(store: DynStore) {
     create_secret(&*store, &team, "new").await;
     let cutoff = tick();
     store.delete_secret(&team, "new", &deleted()).await.unwrap();
-    assert_eq!(store.purge_expired(cutoff, 0).await.unwrap(), 1);
+    assert_eq!(store.purge_expired(cutoff, 0, event("x")).await.unwrap(), 1);
     let left: Vec<String> = store
         .deleted_secrets(&team)
         .await
@@ -284,8 +307,14 @@ async fn purges_remove_secrets_and_versions(store: DynStore) {
         .record
         .id
         .clone();
-    assert!(store.purge_deleted_secret(&team, &new_id_).await.unwrap());
-    assert!(!store.purge_deleted_secret(&team, &new_id_).await.unwrap());
+    assert!(store
+        .purge_deleted_secret(&team, &new_id_, event("p"))
+        .await
+        .unwrap());
+    assert!(!store
+        .purge_deleted_secret(&team, &new_id_, event("p"))
+        .await
+        .unwrap());
     assert!(store.deleted_secrets(&team).await.unwrap().is_empty());
 }
 
@@ -313,11 +342,14 @@ async fn the_oldest_deleted_secrets_make_room(store: DynStore) {
         .collect();
     assert_eq!(left, vec!["c", "b"]);
     assert_err(
-        store.undelete_secret(&team, &ids[0], 10).await,
+        store.undelete_secret(&team, &ids[0], 10, event("u")).await,
         not_found("no such deleted secret"),
     );
     // The ones kept come back with their versions.
-    store.undelete_secret(&team, &ids[1], 10).await.unwrap();
+    store
+        .undelete_secret(&team, &ids[1], 10, event("u"))
+        .await
+        .unwrap();
     let h = store.secret_history(&team, "b").await.unwrap().unwrap();
     assert_eq!(h.versions.len(), 2);
 }
@@ -370,7 +402,7 @@ async fn consumers_record_the_latest_version(store: DynStore) {
         .await
         .unwrap()
         .is_empty());
-    store.purge_expired(0, t3).await.unwrap();
+    store.purge_expired(0, t3, event("x")).await.unwrap();
     let c = store.secret_consumers(&team, &s.id).await.unwrap();
     assert_eq!(c.len(), 1);
     assert_eq!(c[0].instance, "a");

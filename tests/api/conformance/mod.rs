@@ -72,6 +72,10 @@ pub async fn open(backend: crate::common::Backend) -> Option<(crate::common::Sto
     let store = tessera::store::open(&storage.database_url())
         .await
         .expect("open store");
+    // Writes are refused until the audit log can record them.
+    store.install_audit_key(std::sync::Arc::new(
+        tessera::audit::chain::ChainKey::generate(),
+    ));
     Some((storage, store))
 }
 
@@ -237,6 +241,28 @@ pub fn sealed(name: &str, secret_id: &str, exists: bool) -> SealedWrite {
         kek_id: "kek-1".to_owned(),
         now: tick(),
         history: Default::default(),
+        audit: event("secret.write"),
+    }
+}
+
+/// An audit event as the service drafts one (the store links it).
+pub fn event(action: &str) -> tessera::audit::event::AuditEvent {
+    tessera::audit::event::AuditEvent {
+        chain: String::new(),
+        seq: 0,
+        time: tick(),
+        actor_key: Some("actor001".into()),
+        actor_type: Some("PERSONAL".into()),
+        actor_user: None,
+        org_id: None,
+        team_id: None,
+        action: action.into(),
+        target_id: None,
+        target_name: None,
+        result: "ok".into(),
+        request_id: None,
+        client: None,
+        detail: None,
     }
 }
 
@@ -248,6 +274,7 @@ pub fn deleted() -> tessera::store::Deletion {
         by: Some("deleter1".into()),
         keep: true,
         max_kept: 1_000,
+        audit: event("secret.delete"),
     }
 }
 

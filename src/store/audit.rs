@@ -1,0 +1,180 @@
+//! The audit aggregate: events appended to MAC-linked chains (see
+//! `crate::audit`) in the transaction of the change they record, and read
+//! back chain by chain for verification and export.
+//!
+//! Each engine appends to chains of its own: SQLite's one writer thread to
+//! one chain per process; PostgreSQL to a few chain slots per node, each
+//! held by one transaction at a time, so no write waits on another node's or
+//! on one shared row. A slot's head is advanced only once its transaction
+//! has committed; after a failed or uncertain commit it is read again from
+//! the table, so the chain never skips or repeats a seq.
+
+use super::row::Row;
+use super::{StoreError, StoreResult};
+use crate::audit::chain::{ChainHead, ChainKey, Chainer, StoredEvent};
+use crate::audit::event::AuditEvent;
+use crate::domain::types::SecretRecord;
+use async_trait::async_trait;
+use std::sync::{Arc, OnceLock};
+
+pub(crate) const EVENT_COLUMNS: &str = "chain, seq, time, actor_key, actor_type, actor_user, \
+     org_id, team_id, action, target_id, target_name, result, request_id, client, detail, mac";
+
+/// An event as stored ([`EVENT_COLUMNS`]).
+pub(crate) fn event_row<R: Row>(r: &R) -> Result<StoredEvent, R::Error> {
+    let seq: i64 = r.col(1)?;
+    let mac: Vec<u8> = r.col(15)?;
+    Ok(StoredEvent {
+        event: AuditEvent {
+            chain: r.col(0)?,
+            // Stored from a u64 that fits (seqs count from 1); a negative
+            // one can only be an edit, and fails verification as seq 0.
+            seq: u64::try_from(seq).unwrap_or(0),
+            time: r.col(2)?,
+            actor_key: r.col(3)?,
+            actor_type: r.col(4)?,
+            actor_user: r.col(5)?,
+            org_id: r.col(6)?,
+            team_id: r.col(7)?,
+            action: r.col(8)?,
+            target_id: r.col(9)?,
+            target_name: r.col(10)?,
+            result: r.col(11)?,
+            request_id: r.col(12)?,
+            client: r.col(13)?,
+            detail: r.col(14)?,
+        },
+        // A MAC of another length can only be an edit: it fails to verify.
+        mac: mac.try_into().unwrap_or([0; 32]),
+    })
+}
+
+/// `e` naming the secret it is about (its id, learnt by the store).
+pub(crate) fn about_secret(mut e: AuditEvent, record: &SecretRecord) -> AuditEvent {
+    e.target_id = Some(record.id.clone());
+    e.target_name = Some(record.name.clone());
+    e
+}
+
+/// The purge job's event, when it purged `n` secrets (none otherwise).
+pub(crate) fn purge_event(mut e: AuditEvent, n: u64) -> Vec<AuditEvent> {
+    if n == 0 {
+        return Vec::new();
+    }
+    e.detail = Some(format!("{{\"purged\":{n}}}"));
+    vec![e]
+}
+
+/// A seq as stored (both engines store 64-bit signed integers).
+pub(crate) fn seq_col(seq: u64) -> StoreResult<i64> {
+    i64::try_from(seq).map_err(|_| StoreError::internal("an audit chain ran out of seqs"))
+}
+
+/// The chain key, installed once the master key has unwrapped it. Until
+/// then every audited write fails: nothing is written unrecorded.
+#[derive(Default)]
+pub struct AuditKey(OnceLock<Arc<ChainKey>>);
+
+impl AuditKey {
+    pub fn install(&self, key: Arc<ChainKey>) {
+        let _ = self.0.set(key);
+    }
+
+    pub fn get(&self) -> StoreResult<&ChainKey> {
+        self.0
+            .get()
+            .map(|k| &**k)
+            .ok_or_else(|| StoreError::unavailable("the audit log is not ready"))
+    }
+}
+
+/// One chain a writer appends to.
+pub(crate) struct ChainSlot {
+    id: String,
+    /// The last committed link; `None` when it must be read from the table
+    /// (at first use, and after a commit that failed or may have failed).
+    head: Option<ChainHead>,
+}
+
+impl ChainSlot {
+    /// A new chain for this process: `engine-<random>-<n>`, never reused,
+    /// so no other writer ever appends to it.
+    pub(crate) fn new(engine: &str, n: usize) -> Self {
+        Self {
+            id: format!("{engine}-{}-{n}", crate::domain::ids::random_base62(10)),
+            head: None,
+        }
+    }
+
+    pub(crate) fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The head to continue from, when known without a read.
+    pub(crate) fn known_head(&self) -> Option<&ChainHead> {
+        self.head.as_ref()
+    }
+
+    /// Links `events` after `head` (the known head, or the one just read:
+    /// `(seq, mac)` of the chain's last stored event, `None` when empty).
+    /// Returns the linked events and the head they lead to; the slot keeps
+    /// its head until [`ChainSlot::committed`].
+    pub(crate) fn link(
+        &self,
+        key: &ChainKey,
+        head: ChainHead,
+        events: Vec<AuditEvent>,
+    ) -> StoreResult<(Vec<StoredEvent>, ChainHead)> {
+        let mut chainer = Chainer::new(key, head);
+        let linked = events
+            .into_iter()
+            .map(|e| chainer.append(e))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| StoreError::internal(e.to_string()))?;
+        Ok((linked, chainer.head().clone()))
+    }
+
+    /// The head read from the table: `(seq, mac)` of the last event.
+    pub(crate) fn head_from(&self, last: Option<(i64, Vec<u8>)>) -> StoreResult<ChainHead> {
+        Ok(match last {
+            None => ChainHead::genesis(&self.id),
+            Some((seq, mac)) => ChainHead {
+                chain: self.id.clone(),
+                seq: u64::try_from(seq)
+                    .map_err(|_| StoreError::internal("an audit chain's seq is negative"))?,
+                mac: mac
+                    .try_into()
+                    .map_err(|_| StoreError::internal("an audit chain's MAC is malformed"))?,
+            },
+        })
+    }
+
+    /// The transaction that wrote up to `head` committed.
+    pub(crate) fn committed(&mut self, head: ChainHead) {
+        self.head = Some(head);
+    }
+
+    /// The transaction failed, or its outcome is unknown: read the head
+    /// again before the next append.
+    pub(crate) fn forget(&mut self) {
+        self.head = None;
+    }
+}
+
+#[async_trait]
+pub trait AuditStore {
+    /// Installs the chain key (after the master key has unwrapped it).
+    fn install_audit_key(&self, key: Arc<ChainKey>);
+    /// Appends events that record no change of their own (runtime reads,
+    /// failed authentications), durably, in one transaction.
+    async fn append_audit(&self, events: Vec<AuditEvent>) -> StoreResult<()>;
+    /// Every chain's id, in order.
+    async fn audit_chains(&self) -> StoreResult<Vec<String>>;
+    /// Up to `limit` events of `chain` after seq `after`, by seq.
+    async fn audit_events(
+        &self,
+        chain: &str,
+        after: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<StoredEvent>>;
+}

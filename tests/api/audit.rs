@@ -1,0 +1,323 @@
+//! The audit log on both engines: each change to a secret and each runtime
+//! read is one chained event, written with the change (a failing audit
+//! write refuses the change, leaving nothing half-written); an untouched
+//! log verifies, and an edited, deleted, swapped or forged event is found
+//! and named, through the service and through `tessera audit verify`.
+
+use crate::common::{canary, run_cli, Backend, TestApp};
+use reqwest::Method;
+use serde_json::json;
+use tessera::audit::chain::StoredEvent;
+use tessera::service::audit::Verified;
+
+async fn all_events(app: &TestApp) -> Vec<StoredEvent> {
+    let mut out = Vec::new();
+    for chain in app.store.audit_chains().await.unwrap() {
+        out.extend(app.store.audit_events(&chain, 0, 100_000).await.unwrap());
+    }
+    out.sort_by_key(|e| e.event.time);
+    out
+}
+
+/// Runs SQL on the test's database (to tamper with it, or to make audit
+/// writes fail).
+async fn sql(app: &TestApp, statement: &str) {
+    let url = app.storage.database_url();
+    match tessera::store::sqlite_path(&url) {
+        Some(path) => {
+            let conn = rusqlite::Connection::open(path).unwrap();
+            conn.busy_timeout(std::time::Duration::from_secs(5))
+                .unwrap();
+            conn.execute_batch(statement).unwrap();
+        }
+        None => {
+            let pool = sqlx::PgPool::connect(&url).await.unwrap();
+            sqlx::raw_sql(statement).execute(&pool).await.unwrap();
+        }
+    }
+}
+
+async fn reader(app: &TestApp, team: &str) -> String {
+    app.post(
+        &format!("/v1/teams/{team}/api_keys"),
+        json!({"type": "WORKSPACE_READ_SECRETS", "name": canary("reader")}),
+    )
+    .await
+    .ok()["api_key"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn changes_and_reads_are_chained_events(app: TestApp) {
+    let team = app.default_team_id().await;
+    let (v1, v2) = (canary("v1"), canary("v2"));
+    let secrets = format!("/v1/teams/{team}/secrets");
+    app.post(&secrets, json!({"name": "db-url", "value": v1}))
+        .await
+        .ok();
+    app.post(&secrets, json!({"name": "db-url", "value": v2}))
+        .await
+        .ok();
+    app.post(&format!("{secrets}/db-url/versions/1/restore"), json!({}))
+        .await
+        .ok();
+    app.delete(&format!("{secrets}/db-url/versions/2"))
+        .await
+        .ok();
+    let key = reader(&app, &team).await;
+    let r = app
+        .as_key(&key, Method::GET, "/runtime/v1/secrets/db-url", None)
+        .await
+        .ok();
+    assert_eq!(r["value"], v1.as_str());
+    app.delete(&format!("{secrets}/db-url")).await.ok();
+    app.post(
+        &format!("/v1/teams/{team}/deleted_secrets/db-url/restore"),
+        json!({}),
+    )
+    .await
+    .ok();
+
+    let events = all_events(&app).await;
+    let actions: Vec<&str> = events.iter().map(|e| e.event.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        vec![
+            "secret.write",
+            "secret.write",
+            "secret.version.restore",
+            "secret.version.destroy",
+            "secrets.read",
+            "secret.delete",
+            "secret.undelete",
+        ]
+    );
+    let admin_prefix = app.admin_key.split('.').next().unwrap();
+    let first = &events[0].event;
+    assert_eq!(first.actor_key.as_deref(), Some(admin_prefix));
+    assert_eq!(first.actor_type.as_deref(), Some("PERSONAL"));
+    assert!(first.actor_user.is_some());
+    assert_eq!(first.team_id.as_deref(), Some(team.as_str()));
+    assert_eq!(first.target_name.as_deref(), Some("db-url"));
+    assert!(first.target_id.is_some());
+    assert_eq!(first.result, "ok");
+    assert!(first.request_id.as_deref().is_some_and(|id| !id.is_empty()));
+    assert!(first
+        .client
+        .as_deref()
+        .is_some_and(|c| c.starts_with("127.0.0.1")));
+    let read = &events[4].event;
+    assert_eq!(
+        read.actor_key.as_deref(),
+        Some(key.split('.').next().unwrap())
+    );
+    assert_eq!(read.actor_type.as_deref(), Some("WORKSPACE_READ_SECRETS"));
+    assert_eq!(read.detail.as_deref(), Some(r#"{"version":3}"#));
+    // The delete names the secret's id, learnt by the store.
+    assert_eq!(events[5].event.target_id, first.target_id);
+    // Never a value, never a key secret.
+    let text = format!("{events:?}");
+    for never in [
+        v1.as_str(),
+        v2.as_str(),
+        key.as_str(),
+        app.admin_key.as_str(),
+    ] {
+        assert!(
+            !text.contains(never),
+            "a value or key leaked into the audit log"
+        );
+    }
+    match app.service().verify_audit().await.unwrap() {
+        Verified::Intact { events, .. } => assert_eq!(events, 7),
+        Verified::Broken(b) => panic!("an untouched log is broken: {b}"),
+    }
+}
+
+/// When the audit log cannot be written, the change is refused and nothing
+/// of it is written.
+async fn a_change_that_cannot_be_recorded_is_refused(app: TestApp) {
+    let team = app.default_team_id().await;
+    let secrets = format!("/v1/teams/{team}/secrets");
+    app.post(&secrets, json!({"name": "kept", "value": "before"}))
+        .await
+        .ok();
+    let block = if app.storage.pg.is_some() {
+        "CREATE FUNCTION refuse_audit() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN RAISE EXCEPTION 'audit blocked'; END $$;
+         CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_events
+             FOR EACH ROW EXECUTE FUNCTION refuse_audit();"
+    } else {
+        "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_events
+         BEGIN SELECT RAISE(ABORT, 'audit blocked'); END;"
+    };
+    sql(&app, block).await;
+    let before = all_events(&app).await.len();
+    let update = app
+        .post(&secrets, json!({"name": "kept", "value": "after"}))
+        .await;
+    update.err(503, "UNAVAILABLE");
+    let create = app
+        .post(&secrets, json!({"name": "new-one", "value": "x"}))
+        .await;
+    create.err(503, "UNAVAILABLE");
+    let delete = app.delete(&format!("{secrets}/kept")).await;
+    delete.err(503, "UNAVAILABLE");
+    let key = reader(&app, &team).await;
+    let read = app
+        .as_key(&key, Method::GET, "/runtime/v1/secrets/kept", None)
+        .await;
+    assert_eq!(read.status, 503, "a value left unrecorded: {}", read.text);
+    assert!(!read.text.contains("before"));
+    let unblock = if app.storage.pg.is_some() {
+        "DROP TRIGGER refuse_audit ON audit_events"
+    } else {
+        "DROP TRIGGER refuse_audit"
+    };
+    sql(&app, unblock).await;
+    // Nothing of the refused changes was written.
+    assert_eq!(app.reveal(&app.admin_key, &team, "kept").await, "before");
+    let listed = app.get(&secrets).await.ok();
+    assert!(!listed.to_string().contains("new-one"));
+    assert_eq!(all_events(&app).await.len(), before);
+    // And writes resume, on a chain that still verifies.
+    app.post(&secrets, json!({"name": "kept", "value": "after"}))
+        .await
+        .ok();
+    assert!(matches!(
+        app.service().verify_audit().await.unwrap(),
+        Verified::Intact { .. }
+    ));
+}
+
+/// Where verification finds the log broken (seq 0: intact), and why.
+async fn broken_at(app: &TestApp) -> (u64, String) {
+    match app.service().verify_audit().await.unwrap() {
+        Verified::Broken(b) => (b.seq, b.to_string()),
+        Verified::Intact { .. } => (0, "intact".to_owned()),
+    }
+}
+
+/// Editing, deleting, swapping or forging an event is found, and the
+/// first broken link is named.
+async fn tampering_is_found_and_named(app: TestApp) {
+    let team = app.default_team_id().await;
+    for i in 0..6 {
+        app.post(
+            &format!("/v1/teams/{team}/secrets"),
+            json!({"name": format!("s{i}"), "value": "v"}),
+        )
+        .await
+        .ok();
+    }
+    let events = all_events(&app).await;
+    assert_eq!(events.len(), 6);
+    let chain = events[0].event.chain.clone();
+    assert!(events.iter().all(|e| e.event.chain == chain));
+    let copy = "CREATE TABLE audit_backup AS SELECT * FROM audit_events";
+    let restore = "DELETE FROM audit_events; INSERT INTO audit_events SELECT * FROM audit_backup";
+    sql(&app, copy).await;
+    let cases = [
+        // One byte of one field.
+        (
+            format!(
+                "UPDATE audit_events SET target_name = 's9' WHERE chain = '{chain}' AND seq = 3"
+            ),
+            3,
+        ),
+        // A deleted event.
+        (
+            format!("DELETE FROM audit_events WHERE chain = '{chain}' AND seq = 2"),
+            2,
+        ),
+        // Two events swapped (each one's content and MAC under the other's seq).
+        (
+            format!(
+                "UPDATE audit_events SET (time, actor_key, actor_type, actor_user, org_id, team_id,
+                     action, target_id, target_name, result, request_id, client, detail, mac) =
+                     (SELECT time, actor_key, actor_type, actor_user, org_id, team_id, action,
+                             target_id, target_name, result, request_id, client, detail, mac
+                      FROM audit_backup b
+                      WHERE b.chain = audit_events.chain AND b.seq = 9 - audit_events.seq)
+                 WHERE chain = '{chain}' AND seq IN (4, 5)"
+            ),
+            4,
+        ),
+        // A forged event appended with a made-up MAC.
+        (
+            format!(
+                "INSERT INTO audit_events (chain, seq, time, action, result, mac)
+                 SELECT chain, 7, time, 'secret.delete', 'ok', mac FROM audit_events
+                 WHERE chain = '{chain}' AND seq = 6"
+            ),
+            7,
+        ),
+    ];
+    for (tamper, seq) in cases {
+        sql(&app, &tamper).await;
+        let (at, message) = broken_at(&app).await;
+        assert_eq!(at, seq, "{tamper}: {message}");
+        assert!(message.contains(&chain), "{message}");
+        sql(&app, restore).await;
+        assert_eq!(broken_at(&app).await.1, "intact");
+    }
+}
+
+crate::app_tests!(
+    changes_and_reads_are_chained_events,
+    a_change_that_cannot_be_recorded_is_refused,
+    tampering_is_found_and_named,
+);
+
+/// `tessera audit verify` against a server's data directory: exit 0 on an
+/// untouched log, 1 naming the first broken link after an edit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_verify_command_names_the_broken_link() {
+    let storage = crate::common::Storage::new(Backend::Sqlite).await.unwrap();
+    let data = storage.dir.path().join("data");
+    let server = crate::common::ServerProcess::start(&data, &[], &[]).unwrap();
+    let key = std::fs::read_to_string(data.join("admin.key"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let http = reqwest::Client::new();
+    for i in 0..3 {
+        let r = http
+            .post(format!("{}/v1/secrets", server.url))
+            .bearer_auth(&key)
+            .json(&json!({"name": format!("s{i}"), "value": "v"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    assert_eq!(server.terminate(), Some(0));
+    let dir = data.to_str().unwrap();
+    let out = run_cli(&["audit", "verify", "--data-dir", dir], &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("intact: 3 events in 1 chains"), "{stdout}");
+
+    let conn = rusqlite::Connection::open(data.join("tessera.db")).unwrap();
+    conn.execute("UPDATE audit_events SET time = time + 1 WHERE seq = 2", [])
+        .unwrap();
+    drop(conn);
+    let out = run_cli(&["audit", "verify", "--data-dir", dir], &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("seq 2"), "{stderr}");
+
+    let out = run_cli(&["audit", "export", "--data-dir", dir], &[]);
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[0]["event"]["action"], "secret.write");
+    assert_eq!(lines[0]["mac"].as_str().unwrap().len(), 64);
+}
