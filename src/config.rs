@@ -34,6 +34,11 @@ pub struct StoreArgs {
 
     #[command(flatten)]
     pub history: HistoryArgs,
+
+    /// Record every change and runtime read in the audit log (`on`), or
+    /// not (`off`: only to measure what the log costs).
+    #[arg(long, env = "TESSERA_AUDIT_LOG", default_value = "on", value_parser = ["on", "off"])]
+    pub audit_log: String,
 }
 
 /// How long history is kept (see `service::history`).
@@ -132,6 +137,7 @@ impl StoreArgs {
             max_value_bytes: self.max_value_bytes,
             quotas: self.quotas.quotas(),
             history: self.history.retention(),
+            audit_log: self.audit_log == "on",
         }
     }
 }

@@ -326,8 +326,10 @@ impl Service {
             detail["instance"] = instance.as_str().into();
         }
         let detail = Some(detail.to_string());
-        let event = self.event(p, "secrets.read", Some(grant.team()), target, detail);
-        self.store.append_audit(vec![event]).await?;
+        if self.limits.audit_log {
+            let event = self.event(p, "secrets.read", Some(grant.team()), target, detail);
+            self.store.append_audit(vec![event]).await?;
+        }
         Ok(())
     }
 

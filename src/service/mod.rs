@@ -101,6 +101,9 @@ pub struct Limits {
     pub max_value_bytes: usize,
     pub quotas: Quotas,
     pub history: history::Retention,
+    /// Whether changes and reads are recorded in the audit log (off only to
+    /// measure what it costs).
+    pub audit_log: bool,
 }
 
 impl Default for Limits {
@@ -109,6 +112,7 @@ impl Default for Limits {
             max_value_bytes: crate::domain::secret_value::DEFAULT_MAX_VALUE_BYTES,
             quotas: Quotas::default(),
             history: history::Retention::default(),
+            audit_log: true,
         }
     }
 }
@@ -198,7 +202,7 @@ impl Service {
         audit_key: Arc<crate::audit::chain::ChainKey>,
         limits: Limits,
     ) -> Self {
-        store.install_audit_key(audit_key.clone());
+        store.install_audit_key(limits.audit_log.then(|| audit_key.clone()));
         Self {
             store,
             keyring,

@@ -70,21 +70,23 @@ pub(crate) fn seq_col(seq: u64) -> StoreResult<i64> {
     i64::try_from(seq).map_err(|_| StoreError::internal("an audit chain ran out of seqs"))
 }
 
-/// The chain key, installed once the master key has unwrapped it. Until
-/// then every audited write fails: nothing is written unrecorded.
+/// The chain key, installed once the master key has unwrapped it (or the
+/// log switched off, for measuring what it costs). Until then every audited
+/// write fails: nothing is written unrecorded.
 #[derive(Default)]
-pub struct AuditKey(OnceLock<Arc<ChainKey>>);
+pub struct AuditKey(OnceLock<Option<Arc<ChainKey>>>);
 
 impl AuditKey {
-    pub fn install(&self, key: Arc<ChainKey>) {
+    pub fn install(&self, key: Option<Arc<ChainKey>>) {
         let _ = self.0.set(key);
     }
 
-    pub fn get(&self) -> StoreResult<&ChainKey> {
-        self.0
-            .get()
-            .map(|k| &**k)
-            .ok_or_else(|| StoreError::unavailable("the audit log is not ready"))
+    /// The key; `None` when the log is switched off.
+    pub fn get(&self) -> StoreResult<Option<&ChainKey>> {
+        match self.0.get() {
+            Some(key) => Ok(key.as_deref()),
+            None => Err(StoreError::unavailable("the audit log is not ready")),
+        }
     }
 }
 
@@ -163,8 +165,9 @@ impl ChainSlot {
 
 #[async_trait]
 pub trait AuditStore {
-    /// Installs the chain key (after the master key has unwrapped it).
-    fn install_audit_key(&self, key: Arc<ChainKey>);
+    /// Installs the chain key (after the master key has unwrapped it);
+    /// `None` switches the log off.
+    fn install_audit_key(&self, key: Option<Arc<ChainKey>>);
     /// Appends events that record no change of their own (runtime reads,
     /// failed authentications), durably, in one transaction.
     async fn append_audit(&self, events: Vec<AuditEvent>) -> StoreResult<()>;

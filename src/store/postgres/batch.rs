@@ -16,11 +16,12 @@
 //! statement updates a row once, so a second update of the same secret
 //! waits for the next batch.
 
-use super::audit::{commit, AuditChains};
+use super::audit::{commit, AuditChains, EventColumns};
 use super::error::is_contention;
 use super::held::HeldConnection;
 use super::{ask, bounded, Asked, EVENTS_CHANNEL};
 use crate::audit::event::AuditEvent;
+use crate::store::audit::EVENT_COLUMNS;
 use crate::store::{StoreError, StoreResult, WriteHistory};
 use sqlx::Connection;
 use sqlx::PgPool;
@@ -154,39 +155,31 @@ struct Retry(sqlx::Error);
 
 type Rows = HashMap<(String, String), Applied>;
 
-/// Sends the batch in one transaction: the update, then the audit events
-/// of the updates that applied.
-async fn send(
-    conn: &mut HeldConnection,
-    audit: &AuditChains,
-    batch: &[Queued],
-    cols: &Columns,
-) -> Result<StoreResult<Rows>, Retry> {
-    let sent = bounded(async {
-        let mut tx = conn.get().await?.begin().await?;
-        let updated = sqlx::query_as::<_, (String, String, String, i64, i64, i64)>(
-            "WITH w AS (
-                UPDATE secrets AS s
-                SET version = s.version + 1, updated_at = u.updated_at, version_id = u.version_id,
-                    kek_id = u.kek_id, ciphertext = u.ciphertext, actor_key = u.actor_key,
-                    actor_user = u.actor_user, keep_versions = u.keep_versions,
-                    destroy_previous = u.destroy_previous
-                FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::bytea[],
-                            $9::text[], $10::text[], $11::bigint[], $12::boolean[])
-                     AS u(team_id, canonical_name, id, updated_at, version_id, kek_id, ciphertext,
-                          actor_key, actor_user, keep_versions, destroy_previous)
-                WHERE s.team_id = u.team_id AND s.canonical_name = u.canonical_name AND s.id = u.id
-                RETURNING s.team_id, s.canonical_name, s.name, s.created_at, s.version
-             ), t AS (
-                UPDATE team_counters SET revision = revision + 1
-                WHERE team_id IN (SELECT team_id FROM w) RETURNING team_id, revision
-             ), n AS (
-                SELECT pg_notify($8, 'r ' || t.team_id || ' ' || t.revision) FROM t
-             )
-             SELECT w.team_id, w.canonical_name, w.name, w.created_at, w.version,
-                    t.revision + 0 * (SELECT COUNT(*) FROM n)
-             FROM w JOIN t ON t.team_id = w.team_id",
-        )
+/// The update of every secret in a batch, and of their teams' revisions,
+/// with a notification to the other nodes. Returns each applied update's
+/// `team_id, canonical_name, name, created_at, version, revision`.
+const UPDATE: &str = "WITH w AS (
+        UPDATE secrets AS s
+        SET version = s.version + 1, updated_at = u.updated_at, version_id = u.version_id,
+            kek_id = u.kek_id, ciphertext = u.ciphertext, actor_key = u.actor_key,
+            actor_user = u.actor_user, keep_versions = u.keep_versions,
+            destroy_previous = u.destroy_previous
+        FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::bytea[],
+                    $9::text[], $10::text[], $11::bigint[], $12::boolean[])
+             AS u(team_id, canonical_name, id, updated_at, version_id, kek_id, ciphertext,
+                  actor_key, actor_user, keep_versions, destroy_previous)
+        WHERE s.team_id = u.team_id AND s.canonical_name = u.canonical_name AND s.id = u.id
+        RETURNING s.team_id, s.canonical_name, s.name, s.created_at, s.version
+     ), t AS (
+        UPDATE team_counters SET revision = revision + 1
+        WHERE team_id IN (SELECT team_id FROM w) RETURNING team_id, revision
+     ), n AS (
+        SELECT pg_notify($8, 'r ' || t.team_id || ' ' || t.revision) FROM t
+     )";
+
+/// Binds the update's 12 parameters.
+fn bind_update<'q>(query: super::Query<'q>, cols: &'q Columns) -> super::Query<'q> {
+    query
         .bind(&cols.team_id)
         .bind(&cols.canonical_name)
         .bind(&cols.id)
@@ -199,33 +192,97 @@ async fn send(
         .bind(&cols.actor_user)
         .bind(&cols.keep_versions)
         .bind(&cols.destroy_previous)
-        .fetch_all(&mut *tx)
-        .await;
-        let rows: Rows = match updated {
-            Ok(rows) => rows
-                .into_iter()
-                .map(|(team, name_key, name, created_at, version, revision)| {
-                    let applied = Applied {
-                        name,
-                        created_at,
-                        version,
-                        revision,
-                    };
-                    ((team, name_key), applied)
-                })
-                .collect(),
-            Err(e) => return Ok(Err(e)),
-        };
-        // In the batch's order: the order the chain records them in.
-        let events = batch
-            .iter()
-            .filter(|(u, _)| rows.contains_key(&(u.team_id.clone(), u.canonical_name.clone())))
-            .map(|(u, _)| u.audit.clone())
-            .collect();
+}
+
+/// The applied updates, by (team, canonical name).
+fn applied(updated: Vec<sqlx::postgres::PgRow>) -> Result<Rows, sqlx::Error> {
+    use sqlx::Row as _;
+    updated
+        .iter()
+        .map(|r| {
+            let applied = Applied {
+                name: r.try_get(2)?,
+                created_at: r.try_get(3)?,
+                version: r.try_get(4)?,
+                revision: r.try_get(5)?,
+            };
+            Ok(((r.try_get(0)?, r.try_get(1)?), applied))
+        })
+        .collect()
+}
+
+/// PostgreSQL's division by zero: what the one-statement path raises when
+/// not every update applied.
+fn not_all_applied(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|c| c == "22012")
+}
+
+/// Sends the batch. Almost always every update applies, so the audit
+/// events of all of them are linked in advance and written by the same
+/// statement as the updates: one round trip, one commit. That statement
+/// fails, changing nothing, when some update did not apply (its secret was
+/// deleted or re-created meanwhile); the batch then goes again in a
+/// transaction that records only the updates that applied.
+async fn send(
+    conn: &mut HeldConnection,
+    audit: &AuditChains,
+    batch: &[Queued],
+    cols: &Columns,
+) -> Result<StoreResult<Rows>, Retry> {
+    let sent = bounded(async {
+        let c = conn.get().await?;
         let mut slot = audit.slot().await;
-        let head = audit.append(&mut tx, &slot, events).await?;
-        commit(tx, &mut slot, head).await?;
-        Ok(Ok(rows))
+        let all: Vec<AuditEvent> = batch.iter().map(|(u, _)| u.audit.clone()).collect();
+        let Some((linked, head)) = audit.link(c, &slot, all).await? else {
+            // The audit log is off: the update alone.
+            let sql = format!(
+                "{UPDATE} SELECT w.team_id, w.canonical_name, w.name, w.created_at, w.version,
+                        t.revision + 0 * (SELECT COUNT(*) FROM n)
+                 FROM w JOIN t ON t.team_id = w.team_id"
+            );
+            let updated = bind_update(sqlx::query(&sql), cols).fetch_all(c).await;
+            return Ok(updated.and_then(applied));
+        };
+        let events = EventColumns::of(&linked)?;
+        let sql = format!(
+            "{UPDATE}, ok AS (
+                SELECT COUNT(*) = $13 AS everything FROM w
+             ), ev AS (
+                INSERT INTO audit_events ({EVENT_COLUMNS}) {}
+                WHERE (SELECT everything FROM ok) RETURNING 1
+             )
+             SELECT w.team_id, w.canonical_name, w.name, w.created_at, w.version,
+                    t.revision + 0 * (SELECT COUNT(*) FROM n) + 0 * (SELECT COUNT(*) FROM ev)
+                    + 0 * (1 / (SELECT CASE WHEN everything THEN 1 ELSE 0 END FROM ok))
+             FROM w JOIN t ON t.team_id = w.team_id",
+            events.select(14)
+        );
+        let query = bind_update(sqlx::query(&sql), cols).bind(batch.len() as i64);
+        match events.bind(query).fetch_all(&mut *c).await {
+            Ok(updated) if updated.len() == batch.len() => {
+                slot.committed(head);
+                Ok(applied(updated))
+            }
+            // None applied: nothing was written, the events included.
+            Ok(updated) => Ok(applied(updated)),
+            // The database refused the statement, so nothing of it was
+            // written: some update did not apply, or another error that the
+            // transaction below tells apart (an audit write that fails is
+            // then refused as such).
+            Err(e) if e.as_database_error().is_some() => {
+                if !not_all_applied(&e) {
+                    tracing::debug!(error = %e, "a batch's one statement failed; sending it in a transaction");
+                }
+                in_transaction(c, audit, &mut slot, batch, cols).await
+            }
+            Err(e) => {
+                // The statement may or may not have committed.
+                slot.forget();
+                Ok(Err(e))
+            }
+        }
     })
     .await;
     match sent {
@@ -234,6 +291,40 @@ async fn send(
         Ok(Err(e)) => Ok(Err(e.into())),
         Err(e) => Ok(Err(e)),
     }
+}
+
+/// The batch in a transaction: the update, then the events of the updates
+/// that applied.
+async fn in_transaction(
+    c: &mut sqlx::PgConnection,
+    audit: &AuditChains,
+    slot: &mut super::super::audit::ChainSlot,
+    batch: &[Queued],
+    cols: &Columns,
+) -> StoreResult<Result<Rows, sqlx::Error>> {
+    let mut tx = c.begin().await?;
+    let sql = format!(
+        "{UPDATE} SELECT w.team_id, w.canonical_name, w.name, w.created_at, w.version,
+                t.revision + 0 * (SELECT COUNT(*) FROM n)
+         FROM w JOIN t ON t.team_id = w.team_id"
+    );
+    let rows = match bind_update(sqlx::query(&sql), cols)
+        .fetch_all(&mut *tx)
+        .await
+        .and_then(applied)
+    {
+        Ok(rows) => rows,
+        Err(e) => return Ok(Err(e)),
+    };
+    // In the batch's order: the order the chain records them in.
+    let events = batch
+        .iter()
+        .filter(|(u, _)| rows.contains_key(&(u.team_id.clone(), u.canonical_name.clone())))
+        .map(|(u, _)| u.audit.clone())
+        .collect();
+    let head = audit.append(&mut tx, slot, events).await?;
+    commit(tx, slot, head).await?;
+    Ok(Ok(rows))
 }
 
 /// The batch as one array per column.

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 #[async_trait]
 impl AuditStore for SqliteStore {
-    fn install_audit_key(&self, key: Arc<ChainKey>) {
+    fn install_audit_key(&self, key: Option<Arc<ChainKey>>) {
         self.audit.install(key);
     }
 

@@ -73,9 +73,9 @@ pub async fn open(backend: crate::common::Backend) -> Option<(crate::common::Sto
         .await
         .expect("open store");
     // Writes are refused until the audit log can record them.
-    store.install_audit_key(std::sync::Arc::new(
+    store.install_audit_key(Some(std::sync::Arc::new(
         tessera::audit::chain::ChainKey::generate(),
-    ));
+    )));
     Some((storage, store))
 }
 
