@@ -44,7 +44,7 @@ impl<'a> Target<'a> {
         }
     }
 
-    pub fn secret(id: &'a str, name: &'a str) -> Self {
+    pub fn of(id: &'a str, name: &'a str) -> Self {
         Self {
             id: Some(id),
             name: Some(name),
@@ -85,23 +85,28 @@ impl Service {
 
     /// An event of the server itself (a scheduled job).
     pub(crate) fn system_event(&self, action: &str) -> AuditEvent {
-        AuditEvent {
-            chain: String::new(),
-            seq: 0,
-            time: now_micros(),
-            actor_key: None,
-            actor_type: Some("SYSTEM".to_owned()),
-            actor_user: None,
-            org_id: None,
-            team_id: None,
-            action: action.to_owned(),
-            target_id: None,
-            target_name: None,
-            result: "ok".to_owned(),
-            request_id: None,
-            client: None,
-            detail: None,
-        }
+        system_event(action)
+    }
+}
+
+/// An event of the server or an operator's local command (no API key).
+pub(crate) fn system_event(action: &str) -> AuditEvent {
+    AuditEvent {
+        chain: String::new(),
+        seq: 0,
+        time: now_micros(),
+        actor_key: None,
+        actor_type: Some("SYSTEM".to_owned()),
+        actor_user: None,
+        org_id: None,
+        team_id: None,
+        action: action.to_owned(),
+        target_id: None,
+        target_name: None,
+        result: "ok".to_owned(),
+        request_id: None,
+        client: None,
+        detail: None,
     }
 }
 

@@ -311,7 +311,7 @@ impl Service {
         // version.
         let (target, mut detail) = match (secrets, revision) {
             ([one], None) => (
-                Target::secret(&one.id, &one.name),
+                Target::of(&one.id, &one.name),
                 serde_json::json!({ "version": one.version }),
             ),
             (_, revision) => (

@@ -256,7 +256,7 @@ impl Service {
             .store
             .destroy_version(&access, &r.id, version, now_micros(), {
                 let detail = serde_json::json!({ "version": version, "forced": force });
-                let target = Target::secret(&r.id, &r.name);
+                let target = Target::of(&r.id, &r.name);
                 self.event(
                     p,
                     "secret.version.destroy",
@@ -359,7 +359,7 @@ impl Service {
                     p,
                     "secret.purge",
                     Some(&access),
-                    Target::secret(&deleted.record.id, &deleted.record.name),
+                    Target::of(&deleted.record.id, &deleted.record.name),
                     None,
                 ),
             )

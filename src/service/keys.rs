@@ -1,5 +1,6 @@
 //! API keys: create, list, revoke.
 
+use super::audit::Target;
 use super::{Service, ServiceError, ServiceResult, TeamRef};
 use crate::domain::access::{
     authorize_new_key, authorize_org, authorize_revocation, can_see_key, key_scope, KeyTarget,
@@ -150,7 +151,18 @@ impl Service {
         } else {
             self.limits.quotas.keys_per_team
         };
-        match self.store.insert_api_key(grant, record, max).await {
+        let detail = serde_json::json!({ "key_type": record.key_type.to_string() });
+        let event = self.event(
+            p,
+            "api_key.create",
+            None,
+            Target {
+                id: Some(&record.prefix),
+                name: record.name.as_deref(),
+            },
+            Some(detail.to_string()),
+        );
+        match self.store.insert_api_key(grant, record, max, event).await {
             Ok(_) => Ok(token),
             // The issue asks for a 400 that says why: the name is taken.
             Err(StoreError::Conflict(m)) => Err(ServiceError::Invalid(m)),
@@ -198,7 +210,12 @@ impl Service {
             .await?
             .ok_or_else(not_found)?;
         let grant = authorize_revocation(p, &key)?;
-        if !self.store.delete_api_key(&grant).await? {
+        let target = Target {
+            id: Some(&key.prefix),
+            name: key.name.as_deref(),
+        };
+        let event = self.event(p, "api_key.revoke", None, target, None);
+        if !self.store.delete_api_key(&grant, event).await? {
             return Err(not_found());
         }
         self.identity_changed();

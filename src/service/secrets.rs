@@ -243,7 +243,7 @@ impl Service {
             p,
             action,
             Some(access),
-            Target::secret(secret_id, name.as_str()),
+            Target::of(secret_id, name.as_str()),
             Some(detail.to_string()),
         );
         let sealed = Envelope::new(&self.keyring)

@@ -1,6 +1,7 @@
 //! Creating, renaming and deleting teams, and their memberships (extensions:
 //! Baseten does these in its web UI).
 
+use super::audit::Target;
 use super::{Service, ServiceError, ServiceResult, TeamRef};
 use crate::domain::access::{authorize_org, authorize_team, OrgAction, Principal, TeamAction};
 use crate::domain::ids::new_id;
@@ -23,10 +24,15 @@ impl Service {
             name: check_team_name(name)?,
             created_at: now_micros(),
         };
-        Ok(self
-            .store
-            .create_team(&org, team, self.limits.quotas.teams_per_org)
-            .await?)
+        let event = self.event(
+            p,
+            "team.create",
+            None,
+            Target::of(&team.id, &team.name),
+            None,
+        );
+        let max = self.limits.quotas.teams_per_org;
+        Ok(self.store.create_team(&org, team, max, event).await?)
     }
 
     pub async fn rename_team(
@@ -39,7 +45,9 @@ impl Service {
             .team_access(p, TeamRef::Id(team_id), TeamAction::AdministerTeam)
             .await?;
         let name = check_team_name(name)?;
-        self.store.rename_team(&access, &name).await?;
+        let target = Target::of(access.team_id(), &name);
+        let event = self.event(p, "team.rename", Some(&access), target, None);
+        self.store.rename_team(&access, &name, event).await?;
         self.identity_changed();
         self.load_team(p, TeamRef::Id(team_id)).await
     }
@@ -59,7 +67,10 @@ impl Service {
                 "the default team cannot be deleted".into(),
             ));
         }
-        match self.store.delete_team(&access, cascade).await? {
+        let detail = serde_json::json!({ "cascade": cascade }).to_string();
+        let target = Target::of(&team.id, &team.name);
+        let event = self.event(p, "team.delete", Some(&access), target, Some(detail));
+        match self.store.delete_team(&access, cascade, event).await? {
             TeamDeletion::Deleted { secrets } => {
                 self.identity_changed();
                 Ok((team, secrets))
@@ -93,7 +104,12 @@ impl Service {
             .team_access(p, TeamRef::Id(team_id), TeamAction::AdministerTeam)
             .await?;
         let user = self.get_user(p, user_id).await?;
-        self.store.set_member(&access, &user.id, role).await?;
+        let detail = serde_json::json!({ "role": role.as_str() }).to_string();
+        let target = Target::of(&user.id, user.email.as_deref().unwrap_or_default());
+        let event = self.event(p, "member.set", Some(&access), target, Some(detail));
+        self.store
+            .set_member(&access, &user.id, role, event)
+            .await?;
         self.identity_changed();
         Ok(user)
     }
@@ -111,7 +127,12 @@ impl Service {
                 "every user belongs to the default team; delete the user instead".into(),
             ));
         }
-        if !self.store.remove_member(&access, user_id).await? {
+        let target = Target {
+            id: Some(user_id),
+            name: None,
+        };
+        let event = self.event(p, "member.remove", Some(&access), target, None);
+        if !self.store.remove_member(&access, user_id, event).await? {
             return Err(ServiceError::NotFound(
                 "the user is not a member of this team".into(),
             ));

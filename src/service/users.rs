@@ -1,5 +1,6 @@
 //! The user directory, and users as an org admin manages them (extension).
 
+use super::audit::Target;
 use super::{Service, ServiceError, ServiceResult};
 use crate::domain::access::{authorize_org, OrgAction, Principal};
 use crate::domain::ids::{is_base62, new_id};
@@ -87,10 +88,10 @@ impl Service {
             role,
             created_at: now_micros(),
         };
-        Ok(self
-            .store
-            .create_user(&org, user, self.limits.quotas.users_per_org)
-            .await?)
+        let target = Target::of(&user.id, user.email.as_deref().unwrap_or_default());
+        let event = self.event(p, "user.create", None, target, None);
+        let max = self.limits.quotas.users_per_org;
+        Ok(self.store.create_user(&org, user, max, event).await?)
     }
 
     pub async fn delete_user(&self, p: &Principal, user_id: &str) -> ServiceResult<User> {
@@ -101,7 +102,9 @@ impl Service {
             ));
         }
         let user = self.get_user(p, user_id).await?;
-        if !self.store.delete_user(&org, user_id).await? {
+        let target = Target::of(&user.id, user.email.as_deref().unwrap_or_default());
+        let event = self.event(p, "user.delete", None, target, None);
+        if !self.store.delete_user(&org, user_id, event).await? {
             return Err(ServiceError::NotFound("user not found".into()));
         }
         self.identity_changed();

@@ -56,6 +56,41 @@ pub(crate) fn about_secret(mut e: AuditEvent, record: &SecretRecord) -> AuditEve
     e
 }
 
+/// `e`, whatever the change's result.
+pub(crate) fn always<R>(e: AuditEvent) -> impl FnOnce(&R) -> Vec<AuditEvent> + Send + 'static {
+    move |_| vec![e]
+}
+
+/// `e`, when the change happened (`true`, or rows changed).
+pub(crate) fn if_changed<R: Changed>(
+    e: AuditEvent,
+) -> impl FnOnce(&R) -> Vec<AuditEvent> + Send + 'static {
+    move |r| if r.changed() { vec![e] } else { Vec::new() }
+}
+
+/// Whether a store call's result says it changed something.
+pub(crate) trait Changed {
+    fn changed(&self) -> bool;
+}
+
+impl Changed for bool {
+    fn changed(&self) -> bool {
+        *self
+    }
+}
+
+impl Changed for usize {
+    fn changed(&self) -> bool {
+        *self > 0
+    }
+}
+
+impl Changed for u64 {
+    fn changed(&self) -> bool {
+        *self > 0
+    }
+}
+
 /// The purge job's event, when it purged `n` secrets (none otherwise).
 pub(crate) fn purge_event(mut e: AuditEvent, n: u64) -> Vec<AuditEvent> {
     if n == 0 {

@@ -2,6 +2,7 @@
 
 use super::row::Row;
 use super::{StoreError, StoreResult};
+use crate::audit::event::AuditEvent;
 use crate::domain::access::{OrgAccess, TeamAccess};
 use crate::domain::time::Micros;
 use crate::domain::types::{ApiKeyRecord, Membership, OrgRole, Organization, Team, TeamRole, User};
@@ -182,10 +183,14 @@ pub trait IdentityStore {
     async fn default_team(&self, org_id: &str) -> StoreResult<Team>;
 
     // --- bootstrap ------------------------------------------------------------
+    // Every method that changes something takes the audit event recording
+    // it, written in the same transaction (and only when it changed
+    // something).
     async fn organization_count(&self) -> StoreResult<i64>;
     /// Creates an organization with its default team, admin user and key.
     /// `Conflict` when an organization of that name exists.
-    async fn create_organization(&self, new: NewOrganization) -> StoreResult<()>;
+    async fn create_organization(&self, new: NewOrganization, event: AuditEvent)
+        -> StoreResult<()>;
 
     // --- the organization a grant covers -----------------------------------------
     async fn organization(&self, org: &OrgAccess) -> StoreResult<Organization>;
@@ -197,11 +202,22 @@ pub trait IdentityStore {
         org: &OrgAccess,
         team: NewTeam,
         max_teams: i64,
+        event: AuditEvent,
     ) -> StoreResult<Team>;
-    async fn rename_team(&self, team: &TeamAccess, name: &str) -> StoreResult<()>;
+    async fn rename_team(
+        &self,
+        team: &TeamAccess,
+        name: &str,
+        event: AuditEvent,
+    ) -> StoreResult<()>;
     /// Deletes the team with its memberships and team-bound keys; its
     /// secrets too when `cascade`, otherwise refuses while it has any.
-    async fn delete_team(&self, team: &TeamAccess, cascade: bool) -> StoreResult<TeamDeletion>;
+    async fn delete_team(
+        &self,
+        team: &TeamAccess,
+        cascade: bool,
+        event: AuditEvent,
+    ) -> StoreResult<TeamDeletion>;
     async fn list_users(&self, org: &OrgAccess, query: UserQuery) -> StoreResult<Vec<User>>;
     /// The user with this id in the grant's organization only.
     async fn find_user(&self, org: &OrgAccess, user_id: &str) -> StoreResult<Option<User>>;
@@ -213,15 +229,31 @@ pub trait IdentityStore {
         org: &OrgAccess,
         user: NewUser,
         max_users: i64,
+        event: AuditEvent,
     ) -> StoreResult<User>;
     /// Deletes the user with its personal keys, its memberships and every
     /// workspace key it created (directly, or through a key it created), in
     /// one transaction. Personal keys it minted for other users stay.
-    async fn delete_user(&self, org: &OrgAccess, user_id: &str) -> StoreResult<bool>;
+    async fn delete_user(
+        &self,
+        org: &OrgAccess,
+        user_id: &str,
+        event: AuditEvent,
+    ) -> StoreResult<bool>;
     async fn list_members(&self, team: &TeamAccess) -> StoreResult<Vec<(User, TeamRole)>>;
     /// Adds a user of the team's organization to the team or changes its
     /// role; `NotFound` when there is no such user there.
-    async fn set_member(&self, team: &TeamAccess, user_id: &str, role: TeamRole)
-        -> StoreResult<()>;
-    async fn remove_member(&self, team: &TeamAccess, user_id: &str) -> StoreResult<bool>;
+    async fn set_member(
+        &self,
+        team: &TeamAccess,
+        user_id: &str,
+        role: TeamRole,
+        event: AuditEvent,
+    ) -> StoreResult<()>;
+    async fn remove_member(
+        &self,
+        team: &TeamAccess,
+        user_id: &str,
+        event: AuditEvent,
+    ) -> StoreResult<bool>;
 }

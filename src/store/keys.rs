@@ -4,6 +4,7 @@
 use super::identity::{user_at, TEAM_GONE, USER_COLUMNS, USER_GONE};
 use super::row::{qualified, width, Row};
 use super::{json_list, StoreError, StoreResult};
+use crate::audit::event::AuditEvent;
 use crate::domain::access::{KeyGrant, KeyRevocation, OrgAccess};
 use crate::domain::time::Micros;
 use crate::domain::types::{ApiKeyRecord, KeyType, User};
@@ -130,10 +131,11 @@ pub trait KeyStore {
         grant: &KeyGrant,
         key: NewApiKey,
         max_keys: i64,
+        event: AuditEvent,
     ) -> StoreResult<ApiKeyRecord>;
     async fn list_api_keys(&self, org: &OrgAccess) -> StoreResult<Vec<KeyListing>>;
     /// Deletes the key the grant names; `false` when it is already gone.
-    async fn delete_api_key(&self, grant: &KeyRevocation) -> StoreResult<bool>;
+    async fn delete_api_key(&self, grant: &KeyRevocation, event: AuditEvent) -> StoreResult<bool>;
     /// Records when keys were last used (batched by the caller): each key
     /// keeps the latest of its recorded time and the times given; unknown
     /// prefixes are ignored.

@@ -79,7 +79,11 @@ async fn changes_and_reads_are_chained_events(app: TestApp) {
     .await
     .ok();
 
-    let events = all_events(&app).await;
+    let all = all_events(&app).await;
+    let events: Vec<&StoredEvent> = all
+        .iter()
+        .filter(|e| e.event.action.starts_with("secret"))
+        .collect();
     let actions: Vec<&str> = events.iter().map(|e| e.event.action.as_str()).collect();
     assert_eq!(
         actions,
@@ -130,9 +134,85 @@ async fn changes_and_reads_are_chained_events(app: TestApp) {
         );
     }
     match app.service().verify_audit().await.unwrap() {
-        Verified::Intact { events, .. } => assert_eq!(events, 7),
+        Verified::Intact { events, .. } => assert_eq!(events as usize, all.len()),
         Verified::Broken(b) => panic!("an untouched log is broken: {b}"),
     }
+}
+
+/// Teams, users, memberships and API keys: one event per change, with who
+/// did it and to what.
+async fn identity_and_key_changes_are_events(app: TestApp) {
+    let before = all_events(&app).await.len();
+    let team = app.post("/v1/teams", json!({"name": "ml"})).await.ok()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.request(
+        Method::PATCH,
+        &format!("/v1/teams/{team}"),
+        Some(&app.admin_key),
+        Some(json!({"name": "ml-prod"})),
+    )
+    .await
+    .ok();
+    let user = app.new_user(json!({"email": "ana@example.com"})).await;
+    app.request(
+        Method::PUT,
+        &format!("/v1/teams/{team}/members/{user}"),
+        Some(&app.admin_key),
+        Some(json!({"role": "ADMIN"})),
+    )
+    .await
+    .ok();
+    app.delete(&format!("/v1/teams/{team}/members/{user}"))
+        .await
+        .ok();
+    let key = app
+        .post(
+            &format!("/v1/teams/{team}/api_keys"),
+            json!({"type": "WORKSPACE_INVOKE", "name": "ci"}),
+        )
+        .await
+        .ok()["api_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let prefix = key.split('.').next().unwrap().to_owned();
+    app.delete(&format!("/v1/api_keys/{prefix}")).await.ok();
+    app.delete(&format!("/v1/users/{user}")).await.ok();
+    app.delete(&format!("/v1/teams/{team}")).await.ok();
+
+    let events = all_events(&app).await;
+    let mine: Vec<(&str, Option<&str>)> = events[before..]
+        .iter()
+        .map(|e| (e.event.action.as_str(), e.event.target_id.as_deref()))
+        .collect();
+    assert_eq!(
+        mine,
+        vec![
+            ("team.create", Some(team.as_str())),
+            ("team.rename", Some(team.as_str())),
+            ("user.create", Some(user.as_str())),
+            ("member.set", Some(user.as_str())),
+            ("member.remove", Some(user.as_str())),
+            ("api_key.create", Some(prefix.as_str())),
+            ("api_key.revoke", Some(prefix.as_str())),
+            ("user.delete", Some(user.as_str())),
+            ("team.delete", Some(team.as_str())),
+        ]
+    );
+    assert_eq!(
+        events[before + 1].event.target_name.as_deref(),
+        Some("ml-prod")
+    );
+    assert!(!format!("{events:?}").contains(&key), "a key secret leaked");
+    // The organization itself, created by the operator's bootstrap.
+    assert_eq!(events[0].event.action, "organization.create");
+    assert_eq!(events[0].event.actor_type.as_deref(), Some("SYSTEM"));
+    assert!(matches!(
+        app.service().verify_audit().await.unwrap(),
+        Verified::Intact { .. }
+    ));
 }
 
 /// When the audit log cannot be written, the change is refused and nothing
@@ -152,6 +232,7 @@ async fn a_change_that_cannot_be_recorded_is_refused(app: TestApp) {
         "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_events
          BEGIN SELECT RAISE(ABORT, 'audit blocked'); END;"
     };
+    let key = reader(&app, &team).await;
     sql(&app, block).await;
     let before = all_events(&app).await.len();
     let update = app
@@ -164,7 +245,6 @@ async fn a_change_that_cannot_be_recorded_is_refused(app: TestApp) {
     create.err(503, "UNAVAILABLE");
     let delete = app.delete(&format!("{secrets}/kept")).await;
     delete.err(503, "UNAVAILABLE");
-    let key = reader(&app, &team).await;
     let read = app
         .as_key(&key, Method::GET, "/runtime/v1/secrets/kept", None)
         .await;
@@ -212,7 +292,8 @@ async fn tampering_is_found_and_named(app: TestApp) {
         .ok();
     }
     let events = all_events(&app).await;
-    assert_eq!(events.len(), 6);
+    // The organization's creation, then the six writes.
+    assert_eq!(events.len(), 7);
     let chain = events[0].event.chain.clone();
     assert!(events.iter().all(|e| e.event.chain == chain));
     let copy = "CREATE TABLE audit_backup AS SELECT * FROM audit_events";
@@ -248,10 +329,10 @@ async fn tampering_is_found_and_named(app: TestApp) {
         (
             format!(
                 "INSERT INTO audit_events (chain, seq, time, action, result, mac)
-                 SELECT chain, 7, time, 'secret.delete', 'ok', mac FROM audit_events
-                 WHERE chain = '{chain}' AND seq = 6"
+                 SELECT chain, 8, time, 'secret.delete', 'ok', mac FROM audit_events
+                 WHERE chain = '{chain}' AND seq = 7"
             ),
-            7,
+            8,
         ),
     ];
     for (tamper, seq) in cases {
@@ -266,6 +347,7 @@ async fn tampering_is_found_and_named(app: TestApp) {
 
 crate::app_tests!(
     changes_and_reads_are_chained_events,
+    identity_and_key_changes_are_events,
     a_change_that_cannot_be_recorded_is_refused,
     tampering_is_found_and_named,
 );
@@ -301,7 +383,8 @@ async fn the_verify_command_names_the_broken_link() {
         "{stdout} {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains("intact: 3 events in 1 chains"), "{stdout}");
+    // The organization's creation at first start, then the three writes.
+    assert!(stdout.contains("intact: 4 events in 1 chains"), "{stdout}");
 
     let conn = rusqlite::Connection::open(data.join("tessera.db")).unwrap();
     conn.execute("UPDATE audit_events SET time = time + 1 WHERE seq = 2", [])
@@ -317,7 +400,8 @@ async fn the_verify_command_names_the_broken_link() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(lines.len(), 3);
-    assert_eq!(lines[0]["event"]["action"], "secret.write");
-    assert_eq!(lines[0]["mac"].as_str().unwrap().len(), 64);
+    assert_eq!(lines.len(), 4);
+    assert_eq!(lines[0]["event"]["action"], "organization.create");
+    assert_eq!(lines[1]["event"]["action"], "secret.write");
+    assert_eq!(lines[1]["mac"].as_str().unwrap().len(), 64);
 }

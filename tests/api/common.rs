@@ -252,13 +252,14 @@ impl TestAppBuilder {
         bootstrap::check_master_key(store.as_ref(), &keyring)
             .await
             .expect("key check");
-        let token = bootstrap::create_organization(store.as_ref(), "acme")
-            .await
-            .expect("create org");
         let service =
             tessera::app::service_from_parts(store.clone(), keyring.clone(), limits.clone())
                 .await
                 .expect("service");
+        // After the service: it installs the audit key every write needs.
+        let token = bootstrap::create_organization(store.as_ref(), "acme")
+            .await
+            .expect("create org");
         // One service: the router's, shared with the test's own calls.
         let (router, state) = tessera::app::build(service);
         let shutdown = state.shutdown.clone();

@@ -129,11 +129,24 @@ async fn writes_racing_a_team_delete_answer_404(app: TestApp) {
         authorize_new_key(&p, KeyType::WorkspaceManageAll, KeyTarget::Team(&record)).unwrap();
     let mut key = key_record(p.user_id().unwrap());
     key.key_type = KeyType::WorkspaceManageAll;
-    match app.store.insert_api_key(&grant, key, 1_000).await {
+    match app
+        .store
+        .insert_api_key(&grant, key, 1_000, crate::conformance::event("x"))
+        .await
+    {
         Err(StoreError::NotFound(m)) => assert_eq!(m, "team not found"),
         other => panic!("expected NotFound, got {other:?}"),
     }
-    match app.store.set_member(&access, &user, TeamRole::Member).await {
+    match app
+        .store
+        .set_member(
+            &access,
+            &user,
+            TeamRole::Member,
+            crate::conformance::event("x"),
+        )
+        .await
+    {
         Err(StoreError::NotFound(m)) => assert_ours(&m),
         other => panic!("expected NotFound, got {other:?}"),
     }
@@ -235,7 +248,12 @@ async fn minting_a_key_for_a_user_being_deleted_answers_404(app: TestApp) {
     app.delete(&format!("/v1/users/{user_id}")).await.ok();
     match app
         .store
-        .insert_api_key(&grant, key_record(p.user_id().unwrap()), 1_000)
+        .insert_api_key(
+            &grant,
+            key_record(p.user_id().unwrap()),
+            1_000,
+            crate::conformance::event("x"),
+        )
         .await
     {
         Err(StoreError::NotFound(m)) => assert_eq!(m, "user not found"),

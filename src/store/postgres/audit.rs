@@ -284,6 +284,36 @@ pub(super) async fn commit(
     }
 }
 
+impl PostgresStore {
+    /// Commits `tx` with `events` recorded in it.
+    pub(super) async fn commit_recorded(
+        &self,
+        mut tx: Transaction<'_, Postgres>,
+        events: Vec<AuditEvent>,
+    ) -> StoreResult<()> {
+        let mut slot = self.audit.slot().await;
+        let head = self.audit.append(&mut tx, &slot, events).await?;
+        commit(tx, &mut slot, head).await
+    }
+
+    /// One statement, and `event` when it changed rows, in one transaction;
+    /// how many rows it changed.
+    pub(super) async fn execute_recorded(
+        &self,
+        query: super::Query<'_>,
+        event: AuditEvent,
+    ) -> StoreResult<u64> {
+        bounded(async {
+            let mut tx = self.pool.begin().await?;
+            let n = query.execute(&mut *tx).await?.rows_affected();
+            let events = if n > 0 { vec![event] } else { Vec::new() };
+            self.commit_recorded(tx, events).await?;
+            Ok(n)
+        })
+        .await
+    }
+}
+
 #[async_trait]
 impl AuditStore for PostgresStore {
     fn install_audit_key(&self, key: Option<Arc<ChainKey>>) {

@@ -3,6 +3,7 @@
 
 use super::keys::insert_key;
 use super::{bounded, notify_identity_changed, PostgresStore};
+use crate::audit::event::AuditEvent;
 use crate::domain::access::{OrgAccess, TeamAccess};
 use crate::domain::names::email_key;
 use crate::domain::types::{Membership, Organization, Team, TeamRole, User};
@@ -116,7 +117,11 @@ impl IdentityStore for PostgresStore {
     }
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
-    async fn create_organization(&self, new: NewOrganization) -> StoreResult<()> {
+    async fn create_organization(
+        &self,
+        new: NewOrganization,
+        event: AuditEvent,
+    ) -> StoreResult<()> {
         bounded(async {
             let mut tx = self.pool.begin().await?;
             sqlx::query("INSERT INTO organizations (id, name, created_at) VALUES ($1, $2, $3)")
@@ -136,7 +141,7 @@ impl IdentityStore for PostgresStore {
             .execute(&mut *tx)
             .await?;
             insert_key(&mut tx, &new.admin_key, &format!("user:{}", new.admin.id)).await?;
-            tx.commit().await?;
+            self.commit_recorded(tx, vec![event]).await?;
             Ok(())
         })
         .await
@@ -164,6 +169,7 @@ impl IdentityStore for PostgresStore {
         org: &OrgAccess,
         new: NewTeam,
         max_teams: i64,
+        event: AuditEvent,
     ) -> StoreResult<Team> {
         let team = new.in_org(org);
         bounded(async {
@@ -171,24 +177,34 @@ impl IdentityStore for PostgresStore {
             let (org, count) = (&team.org_id, "SELECT COUNT(*) FROM teams WHERE org_id = $1");
             within_quota(&mut tx, org, count, org, TEAMS_QUOTA, max_teams).await?;
             insert_team(&mut tx, &team).await?;
-            tx.commit().await?;
+            self.commit_recorded(tx, vec![event]).await?;
             Ok(team)
         })
         .await
     }
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
-    async fn rename_team(&self, team: &TeamAccess, name: &str) -> StoreResult<()> {
+    async fn rename_team(
+        &self,
+        team: &TeamAccess,
+        name: &str,
+        event: AuditEvent,
+    ) -> StoreResult<()> {
         let query = sqlx::query("UPDATE teams SET name = $2 WHERE id = $1");
         let query = query.bind(team.team_id()).bind(name);
-        self.execute(query)
+        self.execute_recorded(query, event)
             .await
             .map_err(|e| e.conflict_as(TEAM_NAME_TAKEN))?;
         Ok(())
     }
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
-    async fn delete_team(&self, team: &TeamAccess, cascade: bool) -> StoreResult<TeamDeletion> {
+    async fn delete_team(
+        &self,
+        team: &TeamAccess,
+        cascade: bool,
+        event: AuditEvent,
+    ) -> StoreResult<TeamDeletion> {
         bounded(async {
             let mut tx = self.pool.begin().await?;
             // The team's row first: once it is ours, no creation of a secret
@@ -230,7 +246,7 @@ impl IdentityStore for PostgresStore {
                     .await?;
             }
             notify_identity_changed(&mut tx).await?;
-            tx.commit().await?;
+            self.commit_recorded(tx, vec![event]).await?;
             Ok(TeamDeletion::Deleted { secrets })
         })
         .await
@@ -261,6 +277,7 @@ impl IdentityStore for PostgresStore {
         org: &OrgAccess,
         new: NewUser,
         max_users: i64,
+        event: AuditEvent,
     ) -> StoreResult<User> {
         let user = new.in_org(org);
         bounded(async {
@@ -276,14 +293,19 @@ impl IdentityStore for PostgresStore {
             .bind(&user.id)
             .execute(&mut *tx)
             .await?;
-            tx.commit().await?;
+            self.commit_recorded(tx, vec![event]).await?;
             Ok(user)
         })
         .await
     }
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
-    async fn delete_user(&self, org: &OrgAccess, user_id: &str) -> StoreResult<bool> {
+    async fn delete_user(
+        &self,
+        org: &OrgAccess,
+        user_id: &str,
+        event: AuditEvent,
+    ) -> StoreResult<bool> {
         bounded(async {
             let mut tx = self.pool.begin().await?;
             let found =
@@ -310,7 +332,7 @@ impl IdentityStore for PostgresStore {
                 sqlx::query(sql).bind(user_id).execute(&mut *tx).await?;
             }
             notify_identity_changed(&mut tx).await?;
-            tx.commit().await?;
+            self.commit_recorded(tx, vec![event]).await?;
             Ok(true)
         })
         .await
@@ -333,6 +355,7 @@ impl IdentityStore for PostgresStore {
         team: &TeamAccess,
         user_id: &str,
         role: TeamRole,
+        event: AuditEvent,
     ) -> StoreResult<()> {
         // Only a user of the team's organization: otherwise nothing is
         // inserted and the user is not found.
@@ -343,7 +366,7 @@ impl IdentityStore for PostgresStore {
         );
         let query = query.bind(team.team_id()).bind(user_id);
         let changed = self
-            .execute(query.bind(role.as_str()).bind(team.org_id()))
+            .execute_recorded(query.bind(role.as_str()).bind(team.org_id()), event)
             .await;
         if changed.map_err(|e| e.gone_as(TEAM_GONE))? == 0 {
             return Err(StoreError::NotFound(USER_GONE.into()));
@@ -352,11 +375,14 @@ impl IdentityStore for PostgresStore {
     }
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
-    async fn remove_member(&self, team: &TeamAccess, user_id: &str) -> StoreResult<bool> {
+    async fn remove_member(
+        &self,
+        team: &TeamAccess,
+        user_id: &str,
+        event: AuditEvent,
+    ) -> StoreResult<bool> {
         let query = sqlx::query("DELETE FROM team_members WHERE team_id = $1 AND user_id = $2");
-        Ok(self
-            .execute(query.bind(team.team_id()).bind(user_id))
-            .await?
-            > 0)
+        let query = query.bind(team.team_id()).bind(user_id);
+        Ok(self.execute_recorded(query, event).await? > 0)
     }
 }

@@ -2,6 +2,7 @@
 
 use super::identity::within_quota;
 use super::{bounded, notify_identity_changed, PostgresStore};
+use crate::audit::event::AuditEvent;
 use crate::domain::access::{KeyGrant, KeyRevocation, OrgAccess};
 use crate::domain::time::Micros;
 use crate::domain::types::ApiKeyRecord;
@@ -66,6 +67,7 @@ impl KeyStore for PostgresStore {
         grant: &KeyGrant,
         new: NewApiKey,
         max_keys: i64,
+        event: AuditEvent,
     ) -> StoreResult<ApiKeyRecord> {
         let key = new.record(grant);
         bounded(async {
@@ -89,7 +91,7 @@ impl KeyStore for PostgresStore {
             let quota = key_quota_name(scope);
             within_quota(&mut tx, &key.org_id, count, scope, quota, max_keys).await?;
             insert_key(&mut tx, &key, scope).await?;
-            tx.commit().await?;
+            self.commit_recorded(tx, vec![event]).await?;
             Ok(key)
         })
         .await
@@ -109,7 +111,7 @@ impl KeyStore for PostgresStore {
     }
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
-    async fn delete_api_key(&self, grant: &KeyRevocation) -> StoreResult<bool> {
+    async fn delete_api_key(&self, grant: &KeyRevocation, event: AuditEvent) -> StoreResult<bool> {
         bounded(async {
             let mut tx = self.pool.begin().await?;
             let deleted = sqlx::query("DELETE FROM api_keys WHERE org_id = $1 AND prefix = $2")
@@ -119,11 +121,14 @@ impl KeyStore for PostgresStore {
                 .await?
                 .rows_affected()
                 > 0;
-            if deleted {
+            let events = if deleted {
                 // Other nodes end this key's long polls at once.
                 notify_identity_changed(&mut tx).await?;
-            }
-            tx.commit().await?;
+                vec![event]
+            } else {
+                Vec::new()
+            };
+            self.commit_recorded(tx, events).await?;
             Ok(deleted)
         })
         .await

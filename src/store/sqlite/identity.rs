@@ -3,9 +3,11 @@
 
 use super::keys::insert_key;
 use super::{within_quota, SqliteStore};
+use crate::audit::event::AuditEvent;
 use crate::domain::access::{OrgAccess, TeamAccess};
 use crate::domain::names::email_key;
 use crate::domain::types::{Membership, Organization, Team, TeamRole, User};
+use crate::store::audit::{always, if_changed};
 use crate::store::identity::{
     member_row, membership_row, org_name_taken, org_row, team_row, user_row, EMAIL_TAKEN,
     ORG_COLUMNS, TEAMS_QUOTA, TEAM_COLUMNS, TEAM_GONE, TEAM_NAME_TAKEN, USERS_QUOTA, USER_COLUMNS,
@@ -95,19 +97,26 @@ impl IdentityStore for SqliteStore {
     }
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
-    async fn create_organization(&self, new: NewOrganization) -> StoreResult<()> {
+    async fn create_organization(
+        &self,
+        new: NewOrganization,
+        event: AuditEvent,
+    ) -> StoreResult<()> {
         self.writer
-            .write(move |c| {
-                c.execute(
-                    "INSERT INTO organizations (id, name, created_at) VALUES (?1, ?2, ?3)",
-                    params![new.org.id, new.org.name, new.org.created_at],
-                )
-                .map_err(|e| org_name_taken(e.into(), &new.org))?;
-                insert_team(c, &new.default_team)?;
-                insert_user(c, &new.admin)?;
-                set_member(c, &new.default_team.id, &new.admin.id, TeamRole::Admin)?;
-                insert_key(c, &new.admin_key, &format!("user:{}", new.admin.id))
-            })
+            .write_audited(
+                move |c| {
+                    c.execute(
+                        "INSERT INTO organizations (id, name, created_at) VALUES (?1, ?2, ?3)",
+                        params![new.org.id, new.org.name, new.org.created_at],
+                    )
+                    .map_err(|e| org_name_taken(e.into(), &new.org))?;
+                    insert_team(c, &new.default_team)?;
+                    insert_user(c, &new.admin)?;
+                    set_member(c, &new.default_team.id, &new.admin.id, TeamRole::Admin)?;
+                    insert_key(c, &new.admin_key, &format!("user:{}", new.admin.id))
+                },
+                always(event),
+            )
             .await
     }
 
@@ -133,60 +142,81 @@ impl IdentityStore for SqliteStore {
         org: &OrgAccess,
         new: NewTeam,
         max_teams: i64,
+        event: AuditEvent,
     ) -> StoreResult<Team> {
         let team = new.in_org(org);
         self.writer
-            .write(move |c| {
-                let count = "SELECT COUNT(*) FROM teams WHERE org_id = ?1";
-                within_quota(c, count, &team.org_id, TEAMS_QUOTA, max_teams)?;
-                insert_team(c, &team)?;
-                Ok(team)
-            })
+            .write_audited(
+                move |c| {
+                    let count = "SELECT COUNT(*) FROM teams WHERE org_id = ?1";
+                    within_quota(c, count, &team.org_id, TEAMS_QUOTA, max_teams)?;
+                    insert_team(c, &team)?;
+                    Ok(team)
+                },
+                always(event),
+            )
             .await
     }
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
-    async fn rename_team(&self, team: &TeamAccess, name: &str) -> StoreResult<()> {
+    async fn rename_team(
+        &self,
+        team: &TeamAccess,
+        name: &str,
+        event: AuditEvent,
+    ) -> StoreResult<()> {
         let sql = "UPDATE teams SET name = ?2 WHERE id = ?1";
         let params = (team.team_id().to_owned(), name.to_owned());
         self.writer
-            .execute(sql, params)
+            .execute_audited(sql, params, if_changed(event))
             .await
             .map_err(|e| e.conflict_as(TEAM_NAME_TAKEN))?;
         Ok(())
     }
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
-    async fn delete_team(&self, team: &TeamAccess, cascade: bool) -> StoreResult<TeamDeletion> {
+    async fn delete_team(
+        &self,
+        team: &TeamAccess,
+        cascade: bool,
+        event: AuditEvent,
+    ) -> StoreResult<TeamDeletion> {
         let id = team.team_id().to_owned();
+        let audit = move |d: &TeamDeletion| match d {
+            TeamDeletion::Deleted { .. } => vec![event],
+            _ => Vec::new(),
+        };
         self.writer
-            .write(move |c| {
-                let secrets = c
-                    .query_row("SELECT secret_count FROM teams WHERE id = ?1", [&id], |r| {
-                        r.get(0)
-                    })
-                    .optional()?;
-                let secrets = match TeamDeletion::allowed(secrets, cascade) {
-                    Ok(secrets) => secrets,
-                    Err(refused) => return Ok(refused),
-                };
-                for sql in [
-                    // Its history first (found through its secrets' ids).
-                    "DELETE FROM consumer_versions WHERE secret_id IN
+            .write_audited(
+                move |c| {
+                    let secrets = c
+                        .query_row("SELECT secret_count FROM teams WHERE id = ?1", [&id], |r| {
+                            r.get(0)
+                        })
+                        .optional()?;
+                    let secrets = match TeamDeletion::allowed(secrets, cascade) {
+                        Ok(secrets) => secrets,
+                        Err(refused) => return Ok(refused),
+                    };
+                    for sql in [
+                        // Its history first (found through its secrets' ids).
+                        "DELETE FROM consumer_versions WHERE secret_id IN
                          (SELECT id FROM secrets WHERE team_id = ?1
                           UNION ALL SELECT id FROM deleted_secrets WHERE team_id = ?1)",
-                    "DELETE FROM consumers WHERE team_id = ?1",
-                    "DELETE FROM secret_versions WHERE team_id = ?1",
-                    "DELETE FROM deleted_secrets WHERE team_id = ?1",
-                    "DELETE FROM secrets WHERE team_id = ?1",
-                    "DELETE FROM team_members WHERE team_id = ?1",
-                    "DELETE FROM api_keys WHERE team_id = ?1",
-                    "DELETE FROM teams WHERE id = ?1",
-                ] {
-                    c.execute(sql, [&id])?;
-                }
-                Ok(TeamDeletion::Deleted { secrets })
-            })
+                        "DELETE FROM consumers WHERE team_id = ?1",
+                        "DELETE FROM secret_versions WHERE team_id = ?1",
+                        "DELETE FROM deleted_secrets WHERE team_id = ?1",
+                        "DELETE FROM secrets WHERE team_id = ?1",
+                        "DELETE FROM team_members WHERE team_id = ?1",
+                        "DELETE FROM api_keys WHERE team_id = ?1",
+                        "DELETE FROM teams WHERE id = ?1",
+                    ] {
+                        c.execute(sql, [&id])?;
+                    }
+                    Ok(TeamDeletion::Deleted { secrets })
+                },
+                audit,
+            )
             .await
     }
 
@@ -215,29 +245,38 @@ impl IdentityStore for SqliteStore {
         org: &OrgAccess,
         new: NewUser,
         max_users: i64,
+        event: AuditEvent,
     ) -> StoreResult<User> {
         let user = new.in_org(org);
         self.writer
-            .write(move |c| {
-                let count = "SELECT COUNT(*) FROM users WHERE org_id = ?1";
-                within_quota(c, count, &user.org_id, USERS_QUOTA, max_users)?;
-                insert_user(c, &user)?;
-                let default_team: String = c.query_row(
-                    "SELECT id FROM teams WHERE org_id = ?1 AND is_default = 1",
-                    [&user.org_id],
-                    |r| r.get(0),
-                )?;
-                set_member(c, &default_team, &user.id, TeamRole::Member)?;
-                Ok(user)
-            })
+            .write_audited(
+                move |c| {
+                    let count = "SELECT COUNT(*) FROM users WHERE org_id = ?1";
+                    within_quota(c, count, &user.org_id, USERS_QUOTA, max_users)?;
+                    insert_user(c, &user)?;
+                    let default_team: String = c.query_row(
+                        "SELECT id FROM teams WHERE org_id = ?1 AND is_default = 1",
+                        [&user.org_id],
+                        |r| r.get(0),
+                    )?;
+                    set_member(c, &default_team, &user.id, TeamRole::Member)?;
+                    Ok(user)
+                },
+                always(event),
+            )
             .await
     }
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
-    async fn delete_user(&self, org: &OrgAccess, user_id: &str) -> StoreResult<bool> {
+    async fn delete_user(
+        &self,
+        org: &OrgAccess,
+        user_id: &str,
+        event: AuditEvent,
+    ) -> StoreResult<bool> {
         let (org_id, user_id) = (org.org_id().to_owned(), user_id.to_owned());
         self.writer
-            .write(move |c| {
+            .write_audited(move |c| {
                 let exists: bool = c.query_row(
                     "SELECT EXISTS (SELECT 1 FROM users WHERE id = ?1 AND org_id = ?2)",
                     params![user_id, org_id],
@@ -258,7 +297,7 @@ impl IdentityStore for SqliteStore {
                     c.execute(sql, [&user_id])?;
                 }
                 Ok(true)
-            })
+            }, if_changed(event))
             .await
     }
 
@@ -280,6 +319,7 @@ impl IdentityStore for SqliteStore {
         team: &TeamAccess,
         user_id: &str,
         role: TeamRole,
+        event: AuditEvent,
     ) -> StoreResult<()> {
         // Only a user of the team's organization: otherwise nothing is
         // inserted and the user is not found.
@@ -288,7 +328,10 @@ impl IdentityStore for SqliteStore {
                    ON CONFLICT (team_id, user_id) DO UPDATE SET role = excluded.role";
         let (team_id, org_id) = (team.team_id().to_owned(), team.org_id().to_owned());
         let params = (team_id, user_id.to_owned(), role.as_str(), org_id);
-        let changed = self.writer.execute(sql, params).await;
+        let changed = self
+            .writer
+            .execute_audited(sql, params, if_changed(event))
+            .await;
         if changed.map_err(|e| e.gone_as(TEAM_GONE))? == 0 {
             return Err(StoreError::NotFound(USER_GONE.into()));
         }
@@ -296,9 +339,15 @@ impl IdentityStore for SqliteStore {
     }
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
-    async fn remove_member(&self, team: &TeamAccess, user_id: &str) -> StoreResult<bool> {
+    async fn remove_member(
+        &self,
+        team: &TeamAccess,
+        user_id: &str,
+        event: AuditEvent,
+    ) -> StoreResult<bool> {
         let sql = "DELETE FROM team_members WHERE team_id = ?1 AND user_id = ?2";
         let params = (team.team_id().to_owned(), user_id.to_owned());
-        Ok(self.writer.execute(sql, params).await? > 0)
+        let removed = self.writer.execute_audited(sql, params, if_changed(event));
+        Ok(removed.await? > 0)
     }
 }

@@ -1,9 +1,11 @@
 //! The API-key aggregate on SQLite.
 
 use super::{within_quota, SqliteStore};
+use crate::audit::event::AuditEvent;
 use crate::domain::access::{KeyGrant, KeyRevocation, OrgAccess};
 use crate::domain::time::Micros;
 use crate::domain::types::ApiKeyRecord;
+use crate::store::audit::{always, if_changed};
 use crate::store::keys::{
     insert_failed, key_quota_name, key_row, listing_columns, listing_row, CREATOR_GONE, KEY_COLUMNS,
 };
@@ -62,26 +64,30 @@ impl KeyStore for SqliteStore {
         grant: &KeyGrant,
         new: NewApiKey,
         max_keys: i64,
+        event: AuditEvent,
     ) -> StoreResult<ApiKeyRecord> {
         let key = new.record(grant);
         let scope = grant.name_scope().to_owned();
         self.writer
-            .write(move |c| {
-                // A key whose creator was deleted meanwhile must not outlive
-                // it (see `delete_user`).
-                if let Some(creator) = &key.created_by {
-                    let exists: bool = c
-                        .prepare_cached("SELECT EXISTS (SELECT 1 FROM users WHERE id = ?1)")?
-                        .query_row([creator], |r| r.get(0))?;
-                    if !exists {
-                        return Err(StoreError::NotFound(CREATOR_GONE.into()));
+            .write_audited(
+                move |c| {
+                    // A key whose creator was deleted meanwhile must not outlive
+                    // it (see `delete_user`).
+                    if let Some(creator) = &key.created_by {
+                        let exists: bool = c
+                            .prepare_cached("SELECT EXISTS (SELECT 1 FROM users WHERE id = ?1)")?
+                            .query_row([creator], |r| r.get(0))?;
+                        if !exists {
+                            return Err(StoreError::NotFound(CREATOR_GONE.into()));
+                        }
                     }
-                }
-                let count = "SELECT COUNT(*) FROM api_keys WHERE name_scope = ?1";
-                within_quota(c, count, &scope, key_quota_name(&scope), max_keys)?;
-                insert_key(c, &key, &scope)?;
-                Ok(key)
-            })
+                    let count = "SELECT COUNT(*) FROM api_keys WHERE name_scope = ?1";
+                    within_quota(c, count, &scope, key_quota_name(&scope), max_keys)?;
+                    insert_key(c, &key, &scope)?;
+                    Ok(key)
+                },
+                always(event),
+            )
             .await
     }
 
@@ -100,10 +106,11 @@ impl KeyStore for SqliteStore {
     }
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
-    async fn delete_api_key(&self, grant: &KeyRevocation) -> StoreResult<bool> {
+    async fn delete_api_key(&self, grant: &KeyRevocation, event: AuditEvent) -> StoreResult<bool> {
         let sql = "DELETE FROM api_keys WHERE org_id = ?1 AND prefix = ?2";
         let params = (grant.org_id().to_owned(), grant.prefix().to_owned());
-        Ok(self.writer.execute(sql, params).await? > 0)
+        let deleted = self.writer.execute_audited(sql, params, if_changed(event));
+        Ok(deleted.await? > 0)
     }
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]

@@ -224,8 +224,23 @@ impl Writer {
     where
         P: rusqlite::Params + Send + 'static,
     {
+        self.execute_audited(sql, params, |_| Vec::new()).await
+    }
+
+    /// Like [`Writer::execute`], with the events `audit` makes of the number
+    /// of rows changed appended in the same transaction.
+    pub async fn execute_audited<P, A>(
+        &self,
+        sql: &'static str,
+        params: P,
+        audit: A,
+    ) -> StoreResult<usize>
+    where
+        P: rusqlite::Params + Send + 'static,
+        A: FnOnce(&usize) -> Vec<AuditEvent> + Send + 'static,
+    {
         let job = move |c: &Connection| Ok(c.prepare_cached(sql)?.execute(params)?);
-        self.submit(None, |_| false, job, |_| Vec::new(), Answer::AfterSync)
+        self.submit(None, |_| false, job, audit, Answer::AfterSync)
             .await
             .map(|(n, _)| n)
     }

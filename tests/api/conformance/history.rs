@@ -417,7 +417,10 @@ async fn team_deletion_removes_history(store: DynStore) {
     update_secret(&*store, &team, "x").await;
     create_secret(&*store, &team, "y").await;
     store.delete_secret(&team, "y", &deleted()).await.unwrap();
-    store.delete_team(&team, true).await.unwrap();
+    store
+        .delete_team(&team, true, crate::conformance::event("x"))
+        .await
+        .unwrap();
     assert!(store.deleted_secrets(&team).await.unwrap().is_empty());
 }
 

@@ -46,7 +46,9 @@ async fn organization_bootstrap(store: DynStore) {
 
     let again = new_organization("acme");
     assert_err(
-        store.create_organization(again.clone()).await,
+        store
+            .create_organization(again.clone(), crate::conformance::event("x"))
+            .await,
         conflict("an organization named \"acme\" already exists"),
     );
     assert_eq!(store.organization_count().await.unwrap(), 1);
@@ -79,7 +81,12 @@ async fn teams_names_quota_order_rename(store: DynStore) {
     let acme = Org::create(&*store, "acme").await;
     let other = Org::create(&*store, "other").await;
     let alpha = store
-        .create_team(&acme.grant(), new_team("alpha"), 10)
+        .create_team(
+            &acme.grant(),
+            new_team("alpha"),
+            10,
+            crate::conformance::event("x"),
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -92,7 +99,12 @@ async fn teams_names_quota_order_rename(store: DynStore) {
     );
     assert_err(
         store
-            .create_team(&acme.grant(), new_team("alpha"), 10)
+            .create_team(
+                &acme.grant(),
+                new_team("alpha"),
+                10,
+                crate::conformance::event("x"),
+            )
             .await,
         conflict(TEAM_NAME_TAKEN),
     );
@@ -114,16 +126,28 @@ async fn teams_names_quota_order_rename(store: DynStore) {
 
     // Five teams now: a quota of five refuses a sixth, six allows it.
     assert_err(
-        store.create_team(&acme.grant(), new_team("sixth"), 5).await,
+        store
+            .create_team(
+                &acme.grant(),
+                new_team("sixth"),
+                5,
+                crate::conformance::event("x"),
+            )
+            .await,
         quota("teams per organization", 5),
     );
     store
-        .create_team(&acme.grant(), new_team("sixth"), 6)
+        .create_team(
+            &acme.grant(),
+            new_team("sixth"),
+            6,
+            crate::conformance::event("x"),
+        )
         .await
         .unwrap();
 
     store
-        .rename_team(&acme.team(&alpha), "omega")
+        .rename_team(&acme.team(&alpha), "omega", crate::conformance::event("x"))
         .await
         .unwrap();
     assert_eq!(
@@ -131,7 +155,9 @@ async fn teams_names_quota_order_rename(store: DynStore) {
         "omega"
     );
     assert_err(
-        store.rename_team(&acme.team(&alpha), "zeta").await,
+        store
+            .rename_team(&acme.team(&alpha), "zeta", crate::conformance::event("x"))
+            .await,
         conflict(TEAM_NAME_TAKEN),
     );
     // The old name is free again.
@@ -149,7 +175,12 @@ async fn delete_team_with_and_without_cascade(store: DynStore) {
     create_secret(&*store, &grant, "B").await;
     let user = acme.new_user(&*store, "u@example.com").await;
     store
-        .set_member(&grant, &user.id, TeamRole::Member)
+        .set_member(
+            &grant,
+            &user.id,
+            TeamRole::Member,
+            crate::conformance::event("x"),
+        )
         .await
         .unwrap();
     let key = store
@@ -161,19 +192,26 @@ async fn delete_team_with_and_without_cascade(store: DynStore) {
                 Some(&acme.admin.id),
             ),
             10,
+            crate::conformance::event("x"),
         )
         .await
         .unwrap();
 
     assert_eq!(
-        store.delete_team(&grant, false).await.unwrap(),
+        store
+            .delete_team(&grant, false, crate::conformance::event("x"))
+            .await
+            .unwrap(),
         TeamDeletion::HasSecrets(2)
     );
     assert!(store.find_team(&team.id).await.unwrap().is_some());
     assert!(store.latest_secret(&grant, "A").await.unwrap().is_some());
 
     assert_eq!(
-        store.delete_team(&grant, true).await.unwrap(),
+        store
+            .delete_team(&grant, true, crate::conformance::event("x"))
+            .await
+            .unwrap(),
         TeamDeletion::Deleted { secrets: 2 }
     );
     assert_eq!(store.find_team(&team.id).await.unwrap(), None);
@@ -192,14 +230,20 @@ async fn delete_team_with_and_without_cascade(store: DynStore) {
         .unwrap()
         .is_empty());
     assert_eq!(
-        store.delete_team(&grant, true).await.unwrap(),
+        store
+            .delete_team(&grant, true, crate::conformance::event("x"))
+            .await
+            .unwrap(),
         TeamDeletion::NotFound
     );
 
     // A team without secrets goes without cascading.
     let empty = acme.new_team(&*store, "empty").await;
     assert_eq!(
-        store.delete_team(&acme.team(&empty), false).await.unwrap(),
+        store
+            .delete_team(&acme.team(&empty), false, crate::conformance::event("x"))
+            .await
+            .unwrap(),
         TeamDeletion::Deleted { secrets: 0 }
     );
     // The name is free again.
@@ -214,7 +258,12 @@ async fn users_emails_quota_directory(store: DynStore) {
     let acme = Org::create(&*store, "acme").await;
     let other = Org::create(&*store, "other").await;
     let ann = store
-        .create_user(&acme.grant(), new_user(Some("Ann@Example.com")), 10)
+        .create_user(
+            &acme.grant(),
+            new_user(Some("Ann@Example.com")),
+            10,
+            crate::conformance::event("x"),
+        )
         .await
         .unwrap();
     assert_eq!(ann.org_id, acme.org.id);
@@ -237,14 +286,24 @@ async fn users_emails_quota_directory(store: DynStore) {
     );
     assert_err(
         store
-            .create_user(&acme.grant(), new_user(Some("ann@example.COM")), 10)
+            .create_user(
+                &acme.grant(),
+                new_user(Some("ann@example.COM")),
+                10,
+                crate::conformance::event("x"),
+            )
             .await,
         conflict(EMAIL_TAKEN),
     );
     other.new_user(&*store, "ann@example.com").await;
     for _ in 0..2 {
         store
-            .create_user(&acme.grant(), new_user(None), 10)
+            .create_user(
+                &acme.grant(),
+                new_user(None),
+                10,
+                crate::conformance::event("x"),
+            )
             .await
             .unwrap();
     }
@@ -252,7 +311,14 @@ async fn users_emails_quota_directory(store: DynStore) {
 
     // admin, ann, two without email, bob: five.
     assert_err(
-        store.create_user(&acme.grant(), new_user(None), 5).await,
+        store
+            .create_user(
+                &acme.grant(),
+                new_user(None),
+                5,
+                crate::conformance::event("x"),
+            )
+            .await,
         quota("users per organization", 5),
     );
 
@@ -317,15 +383,30 @@ async fn memberships_set_change_remove(store: DynStore) {
     let outsider = other.new_user(&*store, "out@example.com").await;
 
     store
-        .set_member(&grant, &u1.id, TeamRole::Member)
+        .set_member(
+            &grant,
+            &u1.id,
+            TeamRole::Member,
+            crate::conformance::event("x"),
+        )
         .await
         .unwrap();
     store
-        .set_member(&grant, &u2.id, TeamRole::Member)
+        .set_member(
+            &grant,
+            &u2.id,
+            TeamRole::Member,
+            crate::conformance::event("x"),
+        )
         .await
         .unwrap();
     store
-        .set_member(&grant, &u1.id, TeamRole::Admin)
+        .set_member(
+            &grant,
+            &u1.id,
+            TeamRole::Admin,
+            crate::conformance::event("x"),
+        )
         .await
         .unwrap();
     let mut expected = vec![
@@ -350,26 +431,57 @@ async fn memberships_set_change_remove(store: DynStore) {
     assert_eq!(of_u1, want);
 
     assert_err(
-        store.set_member(&grant, "nope", TeamRole::Member).await,
+        store
+            .set_member(
+                &grant,
+                "nope",
+                TeamRole::Member,
+                crate::conformance::event("x"),
+            )
+            .await,
         not_found("user not found"),
     );
     assert_err(
         store
-            .set_member(&grant, &outsider.id, TeamRole::Member)
+            .set_member(
+                &grant,
+                &outsider.id,
+                TeamRole::Member,
+                crate::conformance::event("x"),
+            )
             .await,
         not_found("user not found"),
     );
-    assert!(store.remove_member(&grant, &u2.id).await.unwrap());
-    assert!(!store.remove_member(&grant, &u2.id).await.unwrap());
-    assert!(!store.remove_member(&grant, "nope").await.unwrap());
+    assert!(store
+        .remove_member(&grant, &u2.id, crate::conformance::event("x"))
+        .await
+        .unwrap());
+    assert!(!store
+        .remove_member(&grant, &u2.id, crate::conformance::event("x"))
+        .await
+        .unwrap());
+    assert!(!store
+        .remove_member(&grant, "nope", crate::conformance::event("x"))
+        .await
+        .unwrap());
     assert_eq!(
         store.list_members(&grant).await.unwrap(),
         vec![(u1.clone(), TeamRole::Admin)]
     );
 
-    store.delete_team(&grant, false).await.unwrap();
+    store
+        .delete_team(&grant, false, crate::conformance::event("x"))
+        .await
+        .unwrap();
     assert_err(
-        store.set_member(&grant, &u2.id, TeamRole::Member).await,
+        store
+            .set_member(
+                &grant,
+                &u2.id,
+                TeamRole::Member,
+                crate::conformance::event("x"),
+            )
+            .await,
         not_found("team not found"),
     );
 }
@@ -384,7 +496,12 @@ async fn delete_user_and_its_keys(store: DynStore) {
     let user = acme.new_user(&*store, "u@example.com").await;
     let team = acme.new_team(&*store, "t").await;
     store
-        .set_member(&acme.team(&team), &user.id, TeamRole::Admin)
+        .set_member(
+            &acme.team(&team),
+            &user.id,
+            TeamRole::Admin,
+            crate::conformance::event("x"),
+        )
         .await
         .unwrap();
     let personal = KeyTarget::Personal { owner: &user };
@@ -395,7 +512,12 @@ async fn delete_user_and_its_keys(store: DynStore) {
             acme.key_grant(key_type, target),
             new_key(key_type, None, Some(creator)),
         );
-        async move { store.insert_api_key(&grant, key, 100).await.unwrap() }
+        async move {
+            store
+                .insert_api_key(&grant, key, 100, crate::conformance::event("x"))
+                .await
+                .unwrap()
+        }
     };
     let own = insert(personal, KeyType::Personal, &user.id).await;
     let minted_by_admin = insert(personal, KeyType::Personal, &acme.admin.id).await;
@@ -413,10 +535,16 @@ async fn delete_user_and_its_keys(store: DynStore) {
     )
     .await;
 
-    assert!(!store.delete_user(&other.grant(), &user.id).await.unwrap());
+    assert!(!store
+        .delete_user(&other.grant(), &user.id, crate::conformance::event("x"))
+        .await
+        .unwrap());
     assert!(store.principal_user(&user.id).await.unwrap().is_some());
 
-    assert!(store.delete_user(&acme.grant(), &user.id).await.unwrap());
+    assert!(store
+        .delete_user(&acme.grant(), &user.id, crate::conformance::event("x"))
+        .await
+        .unwrap());
     assert_eq!(store.principal_user(&user.id).await.unwrap(), None);
     assert_eq!(
         store.find_user(&acme.grant(), &user.id).await.unwrap(),
@@ -437,7 +565,10 @@ async fn delete_user_and_its_keys(store: DynStore) {
             Some(kept.clone())
         );
     }
-    assert!(!store.delete_user(&acme.grant(), &user.id).await.unwrap());
+    assert!(!store
+        .delete_user(&acme.grant(), &user.id, crate::conformance::event("x"))
+        .await
+        .unwrap());
     // The email is free again.
     acme.new_user(&*store, "u@example.com").await;
 }

@@ -25,6 +25,7 @@ async fn insert_and_find(store: DynStore) {
             ),
             new_key(KeyType::Personal, Some("laptop"), Some(&acme.admin.id)),
             10,
+            crate::conformance::event("x"),
         )
         .await
         .unwrap();
@@ -40,6 +41,7 @@ async fn insert_and_find(store: DynStore) {
             &acme.key_grant(KeyType::WorkspaceReadSecrets, KeyTarget::Team(&team)),
             reader,
             10,
+            crate::conformance::event("x"),
         )
         .await
         .unwrap();
@@ -53,6 +55,7 @@ async fn insert_and_find(store: DynStore) {
             &acme.key_grant(KeyType::WorkspaceInvoke, KeyTarget::Team(&team)),
             invoke,
             10,
+            crate::conformance::event("x"),
         )
         .await
         .unwrap();
@@ -61,6 +64,7 @@ async fn insert_and_find(store: DynStore) {
             &acme.key_grant(KeyType::WorkspaceManageApiKeys, KeyTarget::Org),
             new_key(KeyType::WorkspaceManageApiKeys, Some("ops"), None),
             10,
+            crate::conformance::event("x"),
         )
         .await
         .unwrap();
@@ -126,27 +130,47 @@ async fn names_unique_per_scope(store: DynStore) {
     for (key_type, target) in scopes {
         let grant = acme.key_grant(key_type, target);
         let first = store
-            .insert_api_key(&grant, new_key(key_type, Some("ci"), None), 100)
+            .insert_api_key(
+                &grant,
+                new_key(key_type, Some("ci"), None),
+                100,
+                crate::conformance::event("x"),
+            )
             .await
             .unwrap();
         assert_err(
             store
-                .insert_api_key(&grant, new_key(key_type, Some("ci"), None), 100)
+                .insert_api_key(
+                    &grant,
+                    new_key(key_type, Some("ci"), None),
+                    100,
+                    crate::conformance::event("x"),
+                )
                 .await,
             conflict(NAME_TAKEN),
         );
         for _ in 0..2 {
             store
-                .insert_api_key(&grant, new_key(key_type, None, None), 100)
+                .insert_api_key(
+                    &grant,
+                    new_key(key_type, None, None),
+                    100,
+                    crate::conformance::event("x"),
+                )
                 .await
                 .unwrap();
         }
         assert!(store
-            .delete_api_key(&acme.revocation(&first))
+            .delete_api_key(&acme.revocation(&first), crate::conformance::event("x"))
             .await
             .unwrap());
         store
-            .insert_api_key(&grant, new_key(key_type, Some("ci"), None), 100)
+            .insert_api_key(
+                &grant,
+                new_key(key_type, Some("ci"), None),
+                100,
+                crate::conformance::event("x"),
+            )
             .await
             .unwrap();
     }
@@ -180,23 +204,38 @@ async fn quota_per_scope(store: DynStore) {
         for _ in 0..2 {
             keys.push(
                 store
-                    .insert_api_key(&grant, new_key(key_type, None, None), 2)
+                    .insert_api_key(
+                        &grant,
+                        new_key(key_type, None, None),
+                        2,
+                        crate::conformance::event("x"),
+                    )
                     .await
                     .unwrap(),
             );
         }
         assert_err(
             store
-                .insert_api_key(&grant, new_key(key_type, None, None), 2)
+                .insert_api_key(
+                    &grant,
+                    new_key(key_type, None, None),
+                    2,
+                    crate::conformance::event("x"),
+                )
                 .await,
             quota(name, 2),
         );
         store
-            .delete_api_key(&acme.revocation(&keys[0]))
+            .delete_api_key(&acme.revocation(&keys[0]), crate::conformance::event("x"))
             .await
             .unwrap();
         store
-            .insert_api_key(&grant, new_key(key_type, None, None), 2)
+            .insert_api_key(
+                &grant,
+                new_key(key_type, None, None),
+                2,
+                crate::conformance::event("x"),
+            )
             .await
             .unwrap();
     }
@@ -212,21 +251,33 @@ async fn insert_refused_when_referents_are_gone(store: DynStore) {
 
     let team_grant = acme.key_grant(KeyType::WorkspaceInvoke, KeyTarget::Team(&team));
     let owner_grant = acme.key_grant(KeyType::Personal, KeyTarget::Personal { owner: &user });
-    store.delete_team(&acme.team(&team), true).await.unwrap();
+    store
+        .delete_team(&acme.team(&team), true, crate::conformance::event("x"))
+        .await
+        .unwrap();
     assert_err(
         store
             .insert_api_key(
                 &team_grant,
                 new_key(KeyType::WorkspaceInvoke, None, admin),
                 10,
+                crate::conformance::event("x"),
             )
             .await,
         not_found("team not found"),
     );
-    store.delete_user(&acme.grant(), &user.id).await.unwrap();
+    store
+        .delete_user(&acme.grant(), &user.id, crate::conformance::event("x"))
+        .await
+        .unwrap();
     assert_err(
         store
-            .insert_api_key(&owner_grant, new_key(KeyType::Personal, None, admin), 10)
+            .insert_api_key(
+                &owner_grant,
+                new_key(KeyType::Personal, None, admin),
+                10,
+                crate::conformance::event("x"),
+            )
             .await,
         not_found("user not found"),
     );
@@ -237,6 +288,7 @@ async fn insert_refused_when_referents_are_gone(store: DynStore) {
                 &org_grant,
                 new_key(KeyType::WorkspaceManageApiKeys, None, Some(&user.id)),
                 10,
+                crate::conformance::event("x"),
             )
             .await,
         not_found("the user creating this key no longer exists"),
@@ -263,7 +315,12 @@ async fn list_order_and_details(store: DynStore) {
         key.created_at = same_instant;
         inserted.push(
             store
-                .insert_api_key(&acme.key_grant(key_type, target), key, 10)
+                .insert_api_key(
+                    &acme.key_grant(key_type, target),
+                    key,
+                    10,
+                    crate::conformance::event("x"),
+                )
                 .await
                 .unwrap(),
         );
@@ -288,9 +345,15 @@ async fn delete_key(store: DynStore) {
     let key = acme.new_invoke_key(&*store).await;
     let kept = acme.new_invoke_key(&*store).await;
     let revocation = acme.revocation(&key);
-    assert!(store.delete_api_key(&revocation).await.unwrap());
+    assert!(store
+        .delete_api_key(&revocation, crate::conformance::event("x"))
+        .await
+        .unwrap());
     assert_eq!(store.find_api_key(&key.prefix).await.unwrap(), None);
-    assert!(!store.delete_api_key(&revocation).await.unwrap());
+    assert!(!store
+        .delete_api_key(&revocation, crate::conformance::event("x"))
+        .await
+        .unwrap());
     assert_eq!(store.find_api_key(&kept.prefix).await.unwrap(), Some(kept));
 }
 

@@ -99,7 +99,10 @@ impl Org {
     /// user and the admin's personal key).
     pub async fn create(store: &dyn Store, name: &str) -> Self {
         let new = new_organization(name);
-        store.create_organization(new.clone()).await.unwrap();
+        store
+            .create_organization(new.clone(), crate::conformance::event("x"))
+            .await
+            .unwrap();
         Self {
             org: new.org,
             default_team: new.default_team,
@@ -166,7 +169,12 @@ impl Org {
 
     pub async fn new_team(&self, store: &dyn Store, name: &str) -> Team {
         store
-            .create_team(&self.grant(), new_team(name), 1_000)
+            .create_team(
+                &self.grant(),
+                new_team(name),
+                1_000,
+                crate::conformance::event("x"),
+            )
             .await
             .unwrap()
     }
@@ -178,14 +186,24 @@ impl Org {
             KeyTarget::Team(&self.default_team),
         );
         store
-            .insert_api_key(&grant, new_key(KeyType::WorkspaceInvoke, None, None), 10)
+            .insert_api_key(
+                &grant,
+                new_key(KeyType::WorkspaceInvoke, None, None),
+                10,
+                crate::conformance::event("x"),
+            )
             .await
             .unwrap()
     }
 
     pub async fn new_user(&self, store: &dyn Store, email: &str) -> User {
         store
-            .create_user(&self.grant(), new_user(Some(email)), 1_000)
+            .create_user(
+                &self.grant(),
+                new_user(Some(email)),
+                1_000,
+                crate::conformance::event("x"),
+            )
             .await
             .unwrap()
     }

@@ -176,7 +176,11 @@ async fn identity_names_unique_under_race(store: DynStore) {
     let (won, lost) = split(
         race(|_| {
             let (store, org) = (store.clone(), org.clone());
-            async move { store.create_team(&org, new_team("dup"), 100).await }
+            async move {
+                store
+                    .create_team(&org, new_team("dup"), 100, crate::conformance::event("x"))
+                    .await
+            }
         })
         .await,
     );
@@ -191,7 +195,12 @@ async fn identity_names_unique_under_race(store: DynStore) {
             let (store, org) = (store.clone(), org.clone());
             async move {
                 store
-                    .create_user(&org, new_user(Some("dup@example.com")), 100)
+                    .create_user(
+                        &org,
+                        new_user(Some("dup@example.com")),
+                        100,
+                        crate::conformance::event("x"),
+                    )
                     .await
             }
         })
@@ -213,6 +222,7 @@ async fn identity_names_unique_under_race(store: DynStore) {
                         &grant,
                         new_key(KeyType::WorkspaceInvoke, Some("dup"), None),
                         100,
+                        crate::conformance::event("x"),
                     )
                     .await
             }
@@ -235,7 +245,16 @@ async fn identity_quotas_hold_under_race(store: DynStore) {
     let (won, lost) = split(
         race(|i| {
             let (store, org) = (store.clone(), org.clone());
-            async move { store.create_team(&org, new_team(&format!("t{i}")), 3).await }
+            async move {
+                store
+                    .create_team(
+                        &org,
+                        new_team(&format!("t{i}")),
+                        3,
+                        crate::conformance::event("x"),
+                    )
+                    .await
+            }
         })
         .await,
     );
@@ -245,7 +264,11 @@ async fn identity_quotas_hold_under_race(store: DynStore) {
     let (won, lost) = split(
         race(|_| {
             let (store, org) = (store.clone(), org.clone());
-            async move { store.create_user(&org, new_user(None), 3).await }
+            async move {
+                store
+                    .create_user(&org, new_user(None), 3, crate::conformance::event("x"))
+                    .await
+            }
         })
         .await,
     );
@@ -262,6 +285,7 @@ async fn identity_quotas_hold_under_race(store: DynStore) {
                         &grant,
                         new_key(KeyType::WorkspaceManageApiKeys, None, None),
                         3,
+                        crate::conformance::event("x"),
                     )
                     .await
             }
@@ -289,12 +313,20 @@ async fn additions_racing_team_deletion(store: DynStore) {
             let user_id = user.id.clone();
             async move {
                 match i {
-                    0 => match store.delete_team(&access, true).await? {
+                    0 => match store
+                        .delete_team(&access, true, crate::conformance::event("x"))
+                        .await?
+                    {
                         TeamDeletion::Deleted { secrets } => Ok(Some(secrets)),
                         other => panic!("{other:?}"),
                     },
                     1 => store
-                        .set_member(&access, &user_id, TeamRole::Member)
+                        .set_member(
+                            &access,
+                            &user_id,
+                            TeamRole::Member,
+                            crate::conformance::event("x"),
+                        )
                         .await
                         .map(|_| None),
                     2 | 3 => store
@@ -302,6 +334,7 @@ async fn additions_racing_team_deletion(store: DynStore) {
                             &key_grant,
                             new_key(KeyType::WorkspaceInvoke, None, None),
                             100,
+                            crate::conformance::event("x"),
                         )
                         .await
                         .map(|_| None),
@@ -350,11 +383,18 @@ async fn keys_racing_creator_deletion(store: DynStore) {
             let user_id = user.id.clone();
             async move {
                 if i == 0 {
-                    assert!(store.delete_user(&org, &user_id).await?);
+                    assert!(
+                        store
+                            .delete_user(&org, &user_id, crate::conformance::event("x"))
+                            .await?
+                    );
                     return Ok(());
                 }
                 let key = new_key(KeyType::WorkspaceInvoke, None, Some(&user_id));
-                store.insert_api_key(&grant, key, 100).await.map(|_| ())
+                store
+                    .insert_api_key(&grant, key, 100, crate::conformance::event("x"))
+                    .await
+                    .map(|_| ())
             }
         })
         .await;

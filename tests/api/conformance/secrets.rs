@@ -436,7 +436,10 @@ async fn deleted_team_is_not_found(store: DynStore) {
     let ids = vec![kept.id.clone(), "nope".into(), doomed.id.clone()];
     assert_eq!(sorted_revisions(&*store, ids.clone()).await, expected);
 
-    store.delete_team(&access, true).await.unwrap();
+    store
+        .delete_team(&access, true, crate::conformance::event("x"))
+        .await
+        .unwrap();
     assert_err(
         store.team_revision(&access).await,
         not_found("team not found"),
