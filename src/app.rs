@@ -200,6 +200,24 @@ fn spawn_throttle_sweeper(state: std::sync::Weak<AppState>) {
             tick.tick().await;
             let Some(state) = state.upgrade() else { break };
             state.throttles.sweep();
+            if let Err(e) = record_auth_failures(&state).await {
+                tracing::warn!(error = %e, "could not record failed authentications in the audit log");
+            }
         }
     });
+}
+
+/// Writes the failed-authentication summaries logged since the last call to
+/// the audit log (one event per log line: bounded per minute whatever the
+/// number of failures). Also called by tests.
+pub async fn record_auth_failures(state: &AppState) -> Result<(), crate::service::ServiceError> {
+    let summaries = state.throttles.take_auth_failure_summaries();
+    if summaries.is_empty() {
+        return Ok(());
+    }
+    let failures = summaries
+        .into_iter()
+        .map(|s| (s.client.map(|a| a.to_string()), s.failures, s.reasons))
+        .collect();
+    state.service.record_auth_failures(failures).await
 }

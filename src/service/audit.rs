@@ -110,6 +110,33 @@ pub(crate) fn system_event(action: &str) -> AuditEvent {
     }
 }
 
+impl Service {
+    /// Records failed authentications, already summed up per client
+    /// address and interval: `(client, failures, reasons)`.
+    pub async fn record_auth_failures(
+        &self,
+        summaries: Vec<(Option<String>, u64, String)>,
+    ) -> ServiceResult<()> {
+        if !self.limits.audit_log {
+            return Ok(());
+        }
+        let events = summaries
+            .into_iter()
+            .map(|(client, failures, reasons)| {
+                let mut e = system_event("auth.failed");
+                e.actor_type = None;
+                e.result = "denied".to_owned();
+                e.client = Some(client.unwrap_or_else(|| "other".to_owned()));
+                e.detail = Some(
+                    serde_json::json!({ "failures": failures, "reasons": reasons }).to_string(),
+                );
+                e
+            })
+            .collect();
+        Ok(self.store.append_audit(events).await?)
+    }
+}
+
 /// Events read and checked at a time.
 const VERIFY_PAGE: usize = 10_000;
 

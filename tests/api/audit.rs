@@ -215,6 +215,52 @@ async fn identity_and_key_changes_are_events(app: TestApp) {
     ));
 }
 
+/// Thousands of requests with bad keys leave a bounded number of events
+/// (one per address and minute, as the log lines), and a good key still
+/// works.
+async fn bad_keys_leave_a_bounded_number_of_events(app: TestApp) {
+    const REQUESTS: usize = 10_000;
+    let url = format!("{}/v1/secrets", app.url);
+    let mut tasks = tokio::task::JoinSet::new();
+    for t in 0..16 {
+        let (http, url) = (app.http.clone(), url.clone());
+        tasks.spawn(async move {
+            for i in (t..REQUESTS).step_by(16) {
+                let bad = format!("Bearer nokey{i:05}.{}", "x".repeat(43));
+                let r = http
+                    .get(&url)
+                    .header("Authorization", bad)
+                    .send()
+                    .await
+                    .unwrap();
+                assert!(matches!(r.status().as_u16(), 401 | 429), "{}", r.status());
+            }
+        });
+    }
+    while let Some(t) = tasks.join_next().await {
+        t.unwrap();
+    }
+    tessera::app::record_auth_failures(&app.state)
+        .await
+        .unwrap();
+    let failed: Vec<StoredEvent> = all_events(&app)
+        .await
+        .into_iter()
+        .filter(|e| e.event.action == "auth.failed")
+        .collect();
+    assert!(
+        (1..=2).contains(&failed.len()),
+        "{REQUESTS} failures left {} events",
+        failed.len()
+    );
+    let e = &failed[0].event;
+    assert_eq!(e.result, "denied");
+    assert_eq!(e.client.as_deref(), Some("127.0.0.1"));
+    assert!(e.detail.as_deref().is_some_and(|d| d.contains("failures")));
+    assert!(!format!("{failed:?}").contains("nokey"), "a key leaked");
+    app.get("/v1/secrets").await.ok();
+}
+
 /// When the audit log cannot be written, the change is refused and nothing
 /// of it is written.
 async fn a_change_that_cannot_be_recorded_is_refused(app: TestApp) {
@@ -348,6 +394,7 @@ async fn tampering_is_found_and_named(app: TestApp) {
 crate::app_tests!(
     changes_and_reads_are_chained_events,
     identity_and_key_changes_are_events,
+    bad_keys_leave_a_bounded_number_of_events,
     a_change_that_cannot_be_recorded_is_refused,
     tampering_is_found_and_named,
 );

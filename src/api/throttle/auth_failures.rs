@@ -13,6 +13,10 @@
 //!   touches the budget.
 //! - Memory is bounded: at most [`MAX_TRACKED_ADDRESSES`] addresses are
 //!   tracked; when full, addresses not tracked share one overflow entry.
+//! - Each log line is also an audit event ([`AuthFailures::take_summaries`],
+//!   written by the app's sweeper, never on the request's path), so the
+//!   audit log gets at most [`MAX_LINES_PER_INTERVAL`] + 1 of them a minute
+//!   however many requests fail.
 
 use super::rate::{Rate, TokenBucket};
 use crate::net::client_addr::limit_key;
@@ -81,7 +85,19 @@ impl Entry {
     }
 }
 
+/// What one log line said: failures from one address (`None`: addresses
+/// not tracked, or beyond the interval's line budget) since its last line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailureSummary {
+    pub client: Option<IpAddr>,
+    pub failures: u64,
+    /// `reason=count` pairs.
+    pub reasons: String,
+}
+
 struct Inner {
+    /// Summaries not yet handed to the audit log (at most one per line).
+    summaries: Vec<FailureSummary>,
     by_addr: HashMap<IpAddr, Entry>,
     /// Addresses that found the map full, or requests without an address.
     overflow: Entry,
@@ -103,6 +119,7 @@ impl AuthFailures {
         Self {
             budget,
             inner: Mutex::new(Inner {
+                summaries: Vec::new(),
                 by_addr: HashMap::new(),
                 overflow: Entry::new(budget, now),
                 window_start: now,
@@ -167,6 +184,12 @@ impl AuthFailures {
         retry
     }
 
+    /// The summaries logged since the last call, for the audit log.
+    pub fn take_summaries(&self) -> Vec<FailureSummary> {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        std::mem::take(&mut inner.summaries)
+    }
+
     /// Logs what has piled up since each address's last line and forgets
     /// addresses that have gone quiet. Runs periodically.
     pub fn sweep(&self) {
@@ -213,6 +236,11 @@ impl Inner {
                 "authentication failures from more addresses than the log shows \
                  (at most {MAX_LINES_PER_INTERVAL} lines a minute; see tessera_auth_failures_total)"
             );
+            self.summaries.push(FailureSummary {
+                client: None,
+                failures: 0,
+                reasons: format!("addresses_not_shown={}", self.suppressed),
+            });
         }
         self.window_start = now;
         self.lines = 0;
@@ -225,6 +253,11 @@ impl Inner {
             return;
         }
         self.lines += 1;
+        self.summaries.push(FailureSummary {
+            client: addr,
+            failures,
+            reasons: reasons.to_owned(),
+        });
         let client = addr.map_or_else(|| "other".to_owned(), |a| a.to_string());
         tracing::warn!(
             %client,

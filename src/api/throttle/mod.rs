@@ -70,6 +70,11 @@ impl Throttles {
         self.auth_failures.sweep();
         self.key_rates.sweep();
     }
+
+    /// Failed-authentication summaries logged since the last call.
+    pub fn take_auth_failure_summaries(&self) -> Vec<auth_failures::FailureSummary> {
+        self.auth_failures.take_summaries()
+    }
 }
 
 fn rate_limited(message: &str, retry_after: u64) -> ApiError {
