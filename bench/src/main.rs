@@ -7,6 +7,7 @@
 // which is what a benchmark should do.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod audit_verify;
 mod ceiling;
 mod client;
 mod config;
@@ -49,6 +50,8 @@ enum Command {
     /// Good, bad and slow clients together for N minutes against the
     /// release binary (loopback only); reports errors, latency and RSS drift.
     Soak(soak::SoakArgs),
+    /// Time `tessera audit verify` over a log of N events (default 1,000,000).
+    AuditVerify(audit_verify::AuditVerifyArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -58,6 +61,11 @@ fn main() -> anyhow::Result<()> {
             .enable_all()
             .build()?
             .block_on(ceiling::serve(listen)),
+        Command::AuditVerify(args) => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?
+            .block_on(audit_verify::run(args)),
         Command::Soak(args) => {
             let code = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
