@@ -19,7 +19,13 @@
 //! What changes: another request may read a committed write in the short
 //! window before its fsync completes. A process crash loses nothing (the
 //! data is in the OS's page cache); after a power failure such a write, never
-//! acknowledged to its writer, can be gone.
+//! acknowledged to its writer, can be gone. The one exception to "answered
+//! after the fsync": audit events that record no change of their own
+//! (runtime reads) are answered at their commit ([`Writer::append_audit`]).
+//!
+//! Audit: the events of a batch's successful jobs are linked into the
+//! writer's chain and inserted just before its commit, in its transaction;
+//! if they cannot be, the whole batch fails and nothing of it is written.
 //!
 //! Remanence: when SQLite restarts the WAL from its beginning it overwrites
 //! old frames but leaves those past the end of the new ones, with old page
