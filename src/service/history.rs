@@ -5,7 +5,6 @@
 use super::audit::Target;
 use super::secrets::ValueWrite;
 use super::{Service, ServiceError, ServiceResult, TeamRef};
-use crate::crypto::{Envelope, SecretPlace};
 use crate::domain::access::{Principal, TeamAccess, TeamAction};
 use crate::domain::time::{now_micros, Micros};
 use crate::domain::types::SecretRecord;
@@ -90,7 +89,7 @@ impl Service {
     }
 
     /// The live secret named `name` in the team, with its grant.
-    async fn current_secret(
+    pub(crate) async fn current_secret(
         &self,
         p: &Principal,
         team: TeamRef<'_>,
@@ -189,21 +188,7 @@ impl Service {
                     )))
                 }
             };
-        let place = SecretPlace {
-            org_id: &r.org_id,
-            team_id: &r.team_id,
-            secret_id: &r.id,
-            version,
-            version_id: version_id.as_deref(),
-        };
-        let value = Envelope::new(&self.keyring)
-            .open(place, &ciphertext)
-            .map_err(|e| {
-                ServiceError::Internal(format!(
-                    "secret {} version {version} failed to open: {e}",
-                    r.id
-                ))
-            })?;
+        let value = self.open_version(r, version, version_id.as_deref(), &ciphertext)?;
         let name = self.parse_secret_name(&r.name)?;
         let write = ValueWrite {
             p,

@@ -179,7 +179,8 @@ impl Service {
         // one remembered, else the one read, else a new one; if the store
         // finds that no longer true (the secret was created, deleted or
         // re-created meanwhile) it changes nothing and the id is read again.
-        let mut known = self.secret_ids.get(&key).as_deref().cloned();
+        let remembered = self.secret_ids.get(&key);
+        let mut known = remembered.as_deref().cloned();
         for _ in 0..WRITE_ATTEMPTS {
             let existing = match known.take() {
                 Some(id) => Some(id),
@@ -191,6 +192,9 @@ impl Service {
                 .seal_and_write(&write, &secret_id, exists, &value)
                 .await?;
             if let Some(record) = written {
+                if remembered.as_deref() != Some(&record.id) {
+                    self.secret_ids.put(key, Arc::new(record.id.clone()));
+                }
                 return Ok(record);
             }
         }
@@ -273,10 +277,6 @@ impl Service {
         let quota = self.limits.quotas.secrets_per_team;
         match self.store.upsert_secret(access, write, quota).await {
             Ok(write) => {
-                let key = (access.team_id().to_owned(), name.canonical().to_owned());
-                if self.secret_ids.get(&key).as_deref() != Some(&write.record.id) {
-                    self.secret_ids.put(key, Arc::new(write.record.id.clone()));
-                }
                 // Durable now: wake this team's waiting workloads.
                 self.notifier.publish(access.team_id(), write.revision);
                 metrics::counter!("tessera_secret_writes_total").increment(1);
@@ -379,30 +379,45 @@ impl Service {
         team: TeamRef<'_>,
         name: &str,
     ) -> ServiceResult<SecretValue> {
-        let name = self.parse_secret_name(name)?;
-        let access = self.team_access(p, team, TeamAction::ReadSecrets).await?;
-        let stored = self
-            .store
-            .latest_secret(&access, name.canonical())
-            .await?
-            .ok_or_else(|| {
-                ServiceError::NotFound(format!("no secret named {:?}", name.as_str()))
-            })?;
+        let (_, stored) = self
+            .current_secret(p, team, name, TeamAction::ReadSecrets)
+            .await?;
         self.open_value(&stored)
     }
 
     /// Opens a stored version (format 1 or 2).
     pub(crate) fn open_value(&self, stored: &StoredSecret) -> ServiceResult<SecretValue> {
         let r = &stored.record;
+        self.open_version(
+            r,
+            r.version,
+            stored.version_id.as_deref(),
+            &stored.ciphertext,
+        )
+    }
+
+    /// Opens version `version` (sealed for `version_id`) of the secret `r`.
+    pub(crate) fn open_version(
+        &self,
+        r: &SecretRecord,
+        version: i64,
+        version_id: Option<&str>,
+        ciphertext: &[u8],
+    ) -> ServiceResult<SecretValue> {
         let place = SecretPlace {
             org_id: &r.org_id,
             team_id: &r.team_id,
             secret_id: &r.id,
-            version: r.version,
-            version_id: stored.version_id.as_deref(),
+            version,
+            version_id,
         };
         Envelope::new(&self.keyring)
-            .open(place, &stored.ciphertext)
-            .map_err(|e| ServiceError::Internal(format!("secret {} failed to open: {e}", r.id)))
+            .open(place, ciphertext)
+            .map_err(|e| {
+                ServiceError::Internal(format!(
+                    "secret {} version {version} failed to open: {e}",
+                    r.id
+                ))
+            })
     }
 }

@@ -85,12 +85,6 @@ impl Changed for usize {
     }
 }
 
-impl Changed for u64 {
-    fn changed(&self) -> bool {
-        *self > 0
-    }
-}
-
 /// The purge job's event, when it purged `n` secrets (none otherwise).
 pub(crate) fn purge_event(mut e: AuditEvent, n: u64) -> Vec<AuditEvent> {
     if n == 0 {

@@ -170,22 +170,13 @@ pub(crate) fn current_version<R: Row>(r: &R, at: usize) -> Result<VersionRecord,
     })
 }
 
+/// Starts with the columns `record_row` reads.
 pub(crate) const DELETED_COLUMNS: &str =
     "id, name, canonical_name, created_at, updated_at, version, deleted_at, deleted_by";
 
 pub(crate) fn deleted_row<R: Row>(team: &TeamAccess, r: &R) -> Result<DeletedSecret, R::Error> {
     Ok(DeletedSecret {
-        record: SecretRecord {
-            id: r.col(0)?,
-            org_id: team.org_id().to_owned(),
-            team_id: team.team_id().to_owned(),
-            team_name: team.team_name().to_owned(),
-            name: r.col(1)?,
-            canonical_name: r.col(2)?,
-            created_at: r.col(3)?,
-            updated_at: r.col(4)?,
-            version: r.col(5)?,
-        },
+        record: super::secrets::record_row(team, r)?,
         deleted_at: r.col(6)?,
         deleted_by: r.col(7)?,
     })

@@ -15,20 +15,27 @@ pub(crate) const SECRETS_QUOTA: &str = "secrets per team";
 pub(crate) const STORED_COLUMNS: &str =
     "id, name, canonical_name, created_at, updated_at, version, version_id, ciphertext";
 
+/// A secret of `team` from the first six of [`STORED_COLUMNS`] (`id, name,
+/// canonical_name, created_at, updated_at, version`), which the deleted
+/// secrets' columns start with too.
+pub(crate) fn record_row<R: Row>(team: &TeamAccess, r: &R) -> Result<SecretRecord, R::Error> {
+    Ok(SecretRecord {
+        id: r.col(0)?,
+        org_id: team.org_id().to_owned(),
+        team_id: team.team_id().to_owned(),
+        team_name: team.team_name().to_owned(),
+        name: r.col(1)?,
+        canonical_name: r.col(2)?,
+        created_at: r.col(3)?,
+        updated_at: r.col(4)?,
+        version: r.col(5)?,
+    })
+}
+
 /// A secret of `team` as stored (its [`STORED_COLUMNS`]).
 pub(crate) fn stored_row<R: Row>(team: &TeamAccess, r: &R) -> Result<StoredSecret, R::Error> {
     Ok(StoredSecret {
-        record: SecretRecord {
-            id: r.col(0)?,
-            org_id: team.org_id().to_owned(),
-            team_id: team.team_id().to_owned(),
-            team_name: team.team_name().to_owned(),
-            name: r.col(1)?,
-            canonical_name: r.col(2)?,
-            created_at: r.col(3)?,
-            updated_at: r.col(4)?,
-            version: r.col(5)?,
-        },
+        record: record_row(team, r)?,
         version_id: r.col(6)?,
         ciphertext: r.col(7)?,
     })

@@ -37,18 +37,6 @@ async fn sql(app: &TestApp, statement: &str) {
     }
 }
 
-async fn reader(app: &TestApp, team: &str) -> String {
-    app.post(
-        &format!("/v1/teams/{team}/api_keys"),
-        json!({"type": "WORKSPACE_READ_SECRETS", "name": canary("reader")}),
-    )
-    .await
-    .ok()["api_key"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
 async fn changes_and_reads_are_chained_events(app: TestApp) {
     let team = app.default_team_id().await;
     let (v1, v2) = (canary("v1"), canary("v2"));
@@ -65,7 +53,7 @@ async fn changes_and_reads_are_chained_events(app: TestApp) {
     app.delete(&format!("{secrets}/db-url/versions/2"))
         .await
         .ok();
-    let key = reader(&app, &team).await;
+    let key = app.reader_key(&team).await;
     let r = app
         .as_key(&key, Method::GET, "/runtime/v1/secrets/db-url", None)
         .await
@@ -278,7 +266,7 @@ async fn a_change_that_cannot_be_recorded_is_refused(app: TestApp) {
         "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_events
          BEGIN SELECT RAISE(ABORT, 'audit blocked'); END;"
     };
-    let key = reader(&app, &team).await;
+    let key = app.reader_key(&team).await;
     sql(&app, block).await;
     let before = all_events(&app).await.len();
     let update = app

@@ -372,6 +372,18 @@ impl TestApp {
             .to_owned()
     }
 
+    /// A new WORKSPACE_READ_SECRETS key of `team` (as the admin).
+    pub async fn reader_key(&self, team: &str) -> String {
+        let name = canary("reader");
+        let body = serde_json::json!({"type": "WORKSPACE_READ_SECRETS", "name": name});
+        self.post(&format!("/v1/teams/{team}/api_keys"), body)
+            .await
+            .ok()["api_key"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
     /// Opens a secret's latest value through the service (never via HTTP).
     pub async fn reveal(&self, key: &str, team_id: &str, name: &str) -> String {
         let p = self

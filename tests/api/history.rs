@@ -33,19 +33,6 @@ fn numbers(v: &Value) -> Vec<i64> {
         .collect()
 }
 
-/// A WORKSPACE_READ_SECRETS key for `team`.
-async fn reader(app: &TestApp, team: &str) -> String {
-    app.post(
-        &format!("/v1/teams/{team}/api_keys"),
-        json!({"type": "WORKSPACE_READ_SECRETS", "name": canary("reader")}),
-    )
-    .await
-    .ok()["api_key"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
 /// One runtime read of `name` as agent instance `instance`.
 async fn fetch_as(app: &TestApp, key: &str, instance: &str, name: &str) -> Resp {
     let r = app
@@ -99,7 +86,7 @@ async fn restoring_makes_an_earlier_value_current_again(app: TestApp) {
     let (old, new) = (canary("old"), canary("new"));
     put(&app, &team, "token", &old).await;
     put(&app, &team, "token", &new).await;
-    let key = reader(&app, &team).await;
+    let key = app.reader_key(&team).await;
     assert_eq!(
         fetch_as(&app, &key, "a1", "token").await.ok()["value"],
         new.as_str()
@@ -259,7 +246,7 @@ async fn destroying_one_version_keeps_its_metadata(app: TestApp) {
 
 async fn consumers_show_who_holds_which_version(app: TestApp) {
     let team = app.default_team_id().await;
-    let key = reader(&app, &team).await;
+    let key = app.reader_key(&team).await;
     put(&app, &team, "api-token", "first").await;
     assert_eq!(
         fetch_as(&app, &key, "host-a", "api-token").await.ok()["version"],
@@ -406,7 +393,7 @@ async fn workload_keys_and_members_cannot_rewrite_history(app: TestApp) {
     let team = app.default_team_id().await;
     put(&app, &team, "s", "1").await;
     put(&app, &team, "s", "2").await;
-    let key = reader(&app, &team).await;
+    let key = app.reader_key(&team).await;
     for (method, path) in [
         (Method::GET, format!("/v1/teams/{team}/secrets/s/versions")),
         (

@@ -7,7 +7,7 @@ use super::SqliteStore;
 use crate::audit::event::AuditEvent;
 use crate::domain::access::TeamAccess;
 use crate::domain::time::Micros;
-use crate::store::audit::{about_secret, purge_event};
+use crate::store::audit::{about_secret, if_changed, purge_event};
 use crate::store::history::{
     consumer_row, current_version, deleted_row, version_row, CONSUMER_COLUMNS, DELETED_COLUMNS,
     KEPT_ON_DELETE, NAME_TAKEN, VERSION_COLUMNS,
@@ -264,7 +264,6 @@ impl HistoryStore for SqliteStore {
         event: AuditEvent,
     ) -> StoreResult<bool> {
         let (team_id, secret_id) = (team.team_id().to_owned(), secret_id.to_owned());
-        let audit = move |purged: &bool| if *purged { vec![event] } else { Vec::new() };
         self.writer
             .write_audited(
                 move |c| {
@@ -283,7 +282,7 @@ impl HistoryStore for SqliteStore {
                         None => Ok(false),
                     }
                 },
-                audit,
+                if_changed(event),
             )
             .await
     }
