@@ -84,14 +84,21 @@ pub async fn service_from_parts(
     let fingerprints = bootstrap::load_fingerprinter(store.as_ref(), &keyring)
         .await
         .context("loading the fingerprint key")?;
-    let audit_key = bootstrap::load_audit_key(store.as_ref(), &keyring)
+    let chain = bootstrap::load_audit_key(store.as_ref(), &keyring)
         .await
         .context("loading the audit key")?;
+    let signer = bootstrap::load_checkpoint_signer(store.as_ref(), &keyring)
+        .await
+        .context("loading the audit checkpoint key")?;
+    let audit_keys = crate::service::audit_log::AuditKeys {
+        chain: Arc::new(chain),
+        signer: Arc::new(signer),
+    };
     Ok(Service::new(
         store,
         keyring,
         fingerprints,
-        Arc::new(audit_key),
+        audit_keys,
         limits,
     ))
 }
@@ -173,8 +180,9 @@ fn spawn_usage_flusher(state: std::sync::Weak<AppState>) {
 /// How often the purge job looks for deleted secrets past their retention.
 const PURGE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// Runs the purge job (see `Service::purge_expired`) until the app is
-/// dropped. Every node runs it; purging twice is harmless.
+/// Runs the purge job (see `Service::purge_expired`) and the audit log's
+/// pruning (`Service::prune_audit`) until the app is dropped. Every node
+/// runs them; running either twice is harmless.
 fn spawn_purger(state: std::sync::Weak<AppState>) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(PURGE_EVERY);
@@ -185,6 +193,9 @@ fn spawn_purger(state: std::sync::Weak<AppState>) {
             let now = crate::domain::time::now_micros();
             if let Err(e) = state.service.purge_expired(now).await {
                 tracing::warn!(error = %e, "the purge of deleted secrets failed; will retry");
+            }
+            if let Err(e) = state.service.prune_audit(now).await {
+                tracing::warn!(error = %e, "the pruning of old audit events failed; will retry");
             }
         }
     });

@@ -39,6 +39,11 @@ pub struct StoreArgs {
     /// not (`off`: only to measure what the log costs).
     #[arg(long, env = "TESSERA_AUDIT_LOG", default_value = "on", value_parser = ["on", "off"])]
     pub audit_log: String,
+
+    /// Days audit events are kept before the prune job removes them behind
+    /// a signed checkpoint (0 keeps them for ever).
+    #[arg(long, env = "TESSERA_AUDIT_RETENTION_DAYS", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=36500))]
+    pub audit_retention_days: u64,
 }
 
 /// How long history is kept (see `service::history`).
@@ -138,6 +143,8 @@ impl StoreArgs {
             quotas: self.quotas.quotas(),
             history: self.history.retention(),
             audit_log: self.audit_log == "on",
+            audit_retention: (self.audit_retention_days > 0)
+                .then(|| std::time::Duration::from_secs(self.audit_retention_days * 24 * 3600)),
         }
     }
 }
@@ -154,4 +161,24 @@ pub struct ServeArgs {
     /// Timeouts, connection limits, TLS, throttling (see `crate::net`).
     #[command(flatten)]
     pub net: crate::net::args::NetArgs,
+
+    #[command(flatten)]
+    pub checkpoints: CheckpointArgs,
+}
+
+/// Where signed checkpoints of the audit log's chain heads are exported.
+#[derive(Debug, Clone, Args)]
+pub struct CheckpointArgs {
+    /// Append a signed checkpoint of each audit chain that changed to this
+    /// file (JSON Lines) at every interval. Keep it, or ship it, where the
+    /// server cannot rewrite it.
+    #[arg(long, env = "TESSERA_AUDIT_CHECKPOINT_FILE")]
+    pub audit_checkpoint_file: Option<PathBuf>,
+    /// Also write them to standard output (for a log shipper; the server's
+    /// logs go to standard error).
+    #[arg(long, env = "TESSERA_AUDIT_CHECKPOINT_STDOUT")]
+    pub audit_checkpoint_stdout: bool,
+    /// Seconds between two exports.
+    #[arg(long, env = "TESSERA_AUDIT_CHECKPOINT_INTERVAL", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86400))]
+    pub audit_checkpoint_interval: u64,
 }

@@ -1,6 +1,7 @@
 //! HTTP only: routing, extraction, error mapping, metrics. Handlers are thin
 //! and call the service layer.
 
+pub mod audit;
 pub mod directory;
 pub mod error;
 pub mod extract;
@@ -184,6 +185,7 @@ fn api_router() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(history::list_deleted))
         .routes(routes!(history::undelete))
         .routes(routes!(history::purge_deleted))
+        .routes(routes!(audit::list_audit_events))
         .routes(routes!(teams::list_teams, team_admin::create_team))
         .routes(routes!(
             teams::get_team,

@@ -216,6 +216,8 @@ pub enum BreakKind {
     Truncated { last: u64 },
     #[error("its MAC is not the one the signed checkpoint holds (the log was rewritten)")]
     Rewritten,
+    #[error("the signed checkpoint that stands for its pruned events does not hold: {0}")]
+    BadAnchor(String),
 }
 
 /// Verifies `events`, in ascending seq order, from `start`, and returns the

@@ -1,17 +1,43 @@
-//! `tessera audit verify|export`: operator commands run beside the store
+//! `tessera audit verify|export|public-key|checkpoint`: operator commands run beside the store
 //! (with its data directory or database URL and the master key, which
 //! unwraps the chain key), not over the API.
 
+use crate::audit::checkpoint::{
+    verify_checkpoint, Checkpoint, CheckpointPublicKey, SignedCheckpoint,
+};
 use crate::config::StoreArgs;
-use crate::service::audit::Verified;
+use crate::service::audit_log::Verified;
+use anyhow::Context;
 use clap::Subcommand;
-use std::io::Write;
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
     /// Check every chain of the audit log, link by link; exit 1 naming the
     /// first broken link.
     Verify {
+        /// Also prove that the log still extends every signed checkpoint in
+        /// this file (JSON Lines, as the server exports them): neither
+        /// rewritten nor truncated since.
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
+        /// The key that signed the checkpoints (`ed25519:...`, as `tessera
+        /// audit public-key` prints it), kept apart from the server. Default:
+        /// the key the store holds, which proves less (see docs/security.md).
+        #[arg(long, env = "TESSERA_AUDIT_PUBLIC_KEY")]
+        public_key: Option<String>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Print the public key that verifies this store's audit checkpoints.
+    PublicKey {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Print a signed checkpoint of every audit chain's head now (JSON
+    /// Lines), as the server exports them.
+    Checkpoint {
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -29,11 +55,33 @@ pub enum AuditCommand {
 
 pub async fn run(cmd: AuditCommand) -> anyhow::Result<()> {
     match cmd {
-        AuditCommand::Verify { store } => {
+        AuditCommand::Verify {
+            checkpoint,
+            public_key,
+            store,
+        } => {
             let service = crate::app::open_service(&store).await?;
-            match service.verify_audit().await? {
-                Verified::Intact { chains, events } => {
+            let public_key = match public_key {
+                Some(text) => CheckpointPublicKey::parse(&text)?,
+                None => service.audit_public_key().clone(),
+            };
+            let checkpoints = match &checkpoint {
+                Some(path) => read_checkpoints(path, &public_key)?,
+                None => Vec::new(),
+            };
+            match service.verify_audit(&public_key, &checkpoints).await? {
+                Verified::Intact {
+                    chains,
+                    events,
+                    proved,
+                    pruned,
+                } => {
                     println!("audit log intact: {events} events in {chains} chains");
+                    if checkpoint.is_some() {
+                        println!(
+                            "extends {proved} signed checkpoints ({pruned} more of events pruned since)"
+                        );
+                    }
                     Ok(())
                 }
                 Verified::Broken(broken) => Err(super::Exit {
@@ -42,6 +90,19 @@ pub async fn run(cmd: AuditCommand) -> anyhow::Result<()> {
                 }
                 .into()),
             }
+        }
+        AuditCommand::PublicKey { store } => {
+            let service = crate::app::open_service(&store).await?;
+            println!("{}", service.audit_public_key());
+            Ok(())
+        }
+        AuditCommand::Checkpoint { store } => {
+            let service = crate::app::open_service(&store).await?;
+            let now = crate::domain::time::now_micros();
+            for signed in service.sign_audit_heads(now).await? {
+                println!("{}", signed.to_json_line()?);
+            }
+            Ok(())
         }
         AuditCommand::Export { since, store } => {
             let since = match since {
@@ -67,4 +128,33 @@ pub async fn run(cmd: AuditCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// The checkpoints of `path`, each verified against `public_key`; an error
+/// naming the first line that is not a checkpoint that key signed.
+fn read_checkpoints(
+    path: &Path,
+    public_key: &CheckpointPublicKey,
+) -> anyhow::Result<Vec<Checkpoint>> {
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut checkpoints = Vec::new();
+    for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let line = line.with_context(|| format!("reading {}", path.display()))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let checked = SignedCheckpoint::from_json_line(&line)
+            .and_then(|signed| verify_checkpoint(public_key, &signed));
+        match checked {
+            Ok(c) => checkpoints.push(c),
+            Err(e) => {
+                return Err(super::Exit {
+                    code: 1,
+                    message: Some(format!("{}, line {}: {e}", path.display(), n + 1)),
+                }
+                .into())
+            }
+        }
+    }
+    Ok(checkpoints)
 }

@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod agent;
 pub mod audit;
+pub mod checkpoint_export;
 pub mod init;
 pub mod migrate;
 pub mod org;

@@ -10,6 +10,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let Started { service, lock } = start_up(&args.store).await?;
     let backend = service.backend();
     let (router, state) = crate::app::build_with(service, args.net.throttle_settings());
+    let exporter = start_checkpoint_export(&args, &state);
     // Before "listening": whoever waits for that line may signal at once.
     crate::net::shutdown::cancel_on_signal(state.shutdown.clone());
     tracing::info!(addr = %listener.local_addr()?, backend, "listening");
@@ -26,11 +27,45 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let Err(e) = state.service.flush_consumers().await {
         tracing::warn!(error = %e, "could not record the last deliveries' consumers");
     }
+    if let Some((stop, exporter)) = exporter {
+        stop.cancel();
+        let _ = exporter.await;
+    }
     tracing::info!("stopped");
     // The store closes before its lock is released.
     drop(state);
     drop(lock);
     Ok(())
+}
+
+/// Starts exporting signed audit checkpoints, if asked to; the token that
+/// stops it (after a last export) and its task.
+fn start_checkpoint_export(
+    args: &ServeArgs,
+    state: &std::sync::Arc<crate::api::AppState>,
+) -> Option<(
+    tokio_util::sync::CancellationToken,
+    tokio::task::JoinHandle<()>,
+)> {
+    let public_key = state.service.audit_public_key().to_text();
+    let Some(export) = super::checkpoint_export::CheckpointExport::new(&args.checkpoints) else {
+        tracing::warn!(
+            public_key,
+            "audit checkpoints are not exported (--audit-checkpoint-file, --audit-checkpoint-stdout): \
+             whoever holds both the database and the master key could rewrite the audit log undetected"
+        );
+        return None;
+    };
+    tracing::info!(public_key, "exporting signed audit checkpoints");
+    let stop = tokio_util::sync::CancellationToken::new();
+    let interval = std::time::Duration::from_secs(args.checkpoints.audit_checkpoint_interval);
+    let task = tokio::spawn(super::checkpoint_export::run(
+        export,
+        std::sync::Arc::downgrade(state),
+        interval,
+        stop.clone(),
+    ));
+    Some((stop, task))
 }
 
 /// Binds the listening socket first, before anything touches the data

@@ -87,6 +87,8 @@ pub enum OrgAction {
     AdministerOrg,
     /// Creating one's own personal keys.
     ManageOwnKeys,
+    /// Reading the organization's audit log (org admins only).
+    ReadAudit,
     /// Finding an object of the caller's organization by id, before deciding
     /// what the caller may do with it (every key type: an unknown id is 404
     /// for everyone, and another organization's is indistinguishable from it).
@@ -286,7 +288,7 @@ pub fn authorize_org(p: &Principal, action: OrgAction) -> Result<OrgAccess, Deni
         OrgAction::ManageOrgKeys => {
             p.is_org_admin() || p.key_type == KeyType::WorkspaceManageApiKeys
         }
-        OrgAction::AdministerOrg => p.is_org_admin(),
+        OrgAction::AdministerOrg | OrgAction::ReadAudit => p.is_org_admin(),
         OrgAction::ManageOwnKeys => p.key_type == KeyType::Personal,
         OrgAction::Lookup => true,
     };
@@ -295,6 +297,7 @@ pub fn authorize_org(p: &Principal, action: OrgAction) -> Result<OrgAccess, Deni
             OrgAction::ManageOrgKeys => "manage organization-wide API keys",
             OrgAction::ListSecrets => "read secrets",
             OrgAction::AdministerOrg => "administer the organization (org admins only)",
+            OrgAction::ReadAudit => "read the organization's audit log (org admins only)",
             OrgAction::ManageOwnKeys => "create personal keys (only a user's personal key can)",
             _ => "do this",
         };

@@ -5,7 +5,6 @@
 //! links each event into a chain in the transaction of the change.
 
 use super::{Service, ServiceResult};
-use crate::audit::chain::{verify_chain, Broken, ChainStart, StoredEvent};
 use crate::audit::event::AuditEvent;
 use crate::domain::access::{Principal, TeamAccess};
 use crate::domain::time::now_micros;
@@ -134,67 +133,5 @@ impl Service {
             })
             .collect();
         Ok(self.store.append_audit(events).await?)
-    }
-}
-
-/// Events read and checked at a time.
-const VERIFY_PAGE: usize = 10_000;
-
-/// What `tessera audit verify` found.
-#[derive(Debug)]
-pub enum Verified {
-    /// Every chain's every link holds.
-    Intact { chains: usize, events: u64 },
-    /// The first broken link.
-    Broken(Broken),
-}
-
-impl Service {
-    /// Checks every chain of the audit log, link by link, a page at a time
-    /// (constant memory whatever the log's length).
-    pub async fn verify_audit(&self) -> ServiceResult<Verified> {
-        let chains = self.store.audit_chains().await?;
-        let mut events = 0u64;
-        for chain in &chains {
-            let mut start = ChainStart::genesis(chain.clone());
-            let mut after = 0;
-            loop {
-                let page = self.store.audit_events(chain, after, VERIFY_PAGE).await?;
-                let Some(last) = page.last() else { break };
-                after = last.event.seq;
-                events += page.len() as u64;
-                match verify_chain(&self.audit_key, start, &page) {
-                    Ok(head) => start = ChainStart::Checkpoint(head),
-                    Err(broken) => return Ok(Verified::Broken(broken)),
-                }
-            }
-        }
-        Ok(Verified::Intact {
-            chains: chains.len(),
-            events,
-        })
-    }
-
-    /// Every event at or after `since` (microseconds), chain by chain in
-    /// seq order, handed to `out` a page at a time.
-    pub async fn export_audit(
-        &self,
-        since: i64,
-        mut out: impl FnMut(&StoredEvent) -> std::io::Result<()>,
-    ) -> ServiceResult<u64> {
-        let mut n = 0;
-        for chain in self.store.audit_chains().await? {
-            let mut after = 0;
-            loop {
-                let page = self.store.audit_events(&chain, after, VERIFY_PAGE).await?;
-                let Some(last) = page.last() else { break };
-                after = last.event.seq;
-                for e in page.iter().filter(|e| e.event.time >= since) {
-                    out(e).map_err(|e| super::ServiceError::Internal(e.to_string()))?;
-                    n += 1;
-                }
-            }
-        }
-        Ok(n)
     }
 }

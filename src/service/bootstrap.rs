@@ -53,38 +53,74 @@ pub async fn load_fingerprinter(
 /// the master key rotates).
 pub const AUDIT_KEY_PURPOSE: &str = "audit-chain";
 
-fn audit_key_aad(kek_id: &str) -> Vec<u8> {
-    format!("tessera/wrapped-key/{AUDIT_KEY_PURPOSE}/v1/{kek_id}").into_bytes()
+/// The `purpose` under which the seed of the key that signs audit
+/// checkpoints is stored, wrapped by the master key like the chain key.
+pub const CHECKPOINT_KEY_PURPOSE: &str = "audit-checkpoint";
+
+fn wrapped_key_aad(purpose: &str, kek_id: &str) -> Vec<u8> {
+    format!("tessera/wrapped-key/{purpose}/v1/{kek_id}").into_bytes()
 }
 
-/// Loads the audit chain key, creating it on a store that has none (nodes
-/// starting together keep whichever was stored first).
+/// Loads the 32-byte key stored for `purpose`, creating it with `generate`
+/// on a store that has none (nodes starting together on a new database keep
+/// whichever key was stored first).
+async fn load_wrapped_secret(
+    store: &dyn Store,
+    keyring: &Keyring,
+    purpose: &str,
+    generate: impl FnOnce() -> zeroize::Zeroizing<[u8; 32]>,
+) -> Result<zeroize::Zeroizing<[u8; 32]>, BootstrapError> {
+    let aad = wrapped_key_aad(purpose, keyring.kek_id());
+    if store.wrapped_key(purpose).await?.is_none() {
+        let wrapped = keyring
+            .wrap(generate().as_ref(), &aad)
+            .map_err(|_| StoreError::internal(format!("the {purpose} key could not be wrapped")))?;
+        store
+            .insert_wrapped_key(purpose, keyring.kek_id(), wrapped, now_micros())
+            .await?;
+    }
+    let (_, stored) = store
+        .wrapped_key(purpose)
+        .await?
+        .ok_or_else(|| StoreError::internal(format!("the {purpose} key did not persist")))?;
+    let bytes = keyring.unwrap(&stored, &aad).ok_or_else(|| {
+        StoreError::internal(format!(
+            "the {purpose} key does not open under this master key"
+        ))
+    })?;
+    let bytes: [u8; 32] = bytes
+        .as_slice()
+        .try_into()
+        .map_err(|_| StoreError::internal(format!("the stored {purpose} key is malformed")))?;
+    Ok(zeroize::Zeroizing::new(bytes))
+}
+
+/// Loads the audit chain key, creating it on a store that has none.
 pub async fn load_audit_key(
     store: &dyn Store,
     keyring: &Keyring,
 ) -> Result<crate::audit::chain::ChainKey, BootstrapError> {
     use crate::audit::chain::ChainKey;
-    if store.wrapped_key(AUDIT_KEY_PURPOSE).await?.is_none() {
-        let key = ChainKey::generate();
-        let wrapped = keyring
-            .wrap(key.as_bytes(), &audit_key_aad(keyring.kek_id()))
-            .map_err(|_| StoreError::internal("the audit key could not be wrapped"))?;
-        store
-            .insert_wrapped_key(AUDIT_KEY_PURPOSE, keyring.kek_id(), wrapped, now_micros())
-            .await?;
-    }
-    let (_, stored) = store
-        .wrapped_key(AUDIT_KEY_PURPOSE)
-        .await?
-        .ok_or_else(|| StoreError::internal("the audit key did not persist"))?;
-    let bytes = keyring
-        .unwrap(&stored, &audit_key_aad(keyring.kek_id()))
-        .ok_or_else(|| StoreError::internal("the audit key does not open under this master key"))?;
-    let bytes: [u8; 32] = bytes
-        .as_slice()
-        .try_into()
-        .map_err(|_| StoreError::internal("the stored audit key is malformed"))?;
-    Ok(ChainKey::from_bytes(bytes))
+    let bytes = load_wrapped_secret(store, keyring, AUDIT_KEY_PURPOSE, || {
+        zeroize::Zeroizing::new(*ChainKey::generate().as_bytes())
+    })
+    .await?;
+    Ok(ChainKey::from_bytes(*bytes))
+}
+
+/// Loads the key that signs audit checkpoints, creating it on a store that
+/// has none. Kept apart from the chain key: the checkpoints it signs leave
+/// the database, and only its public half is needed to check them.
+pub async fn load_checkpoint_signer(
+    store: &dyn Store,
+    keyring: &Keyring,
+) -> Result<crate::audit::checkpoint::CheckpointSigner, BootstrapError> {
+    use crate::audit::checkpoint::CheckpointSigner;
+    let seed = load_wrapped_secret(store, keyring, CHECKPOINT_KEY_PURPOSE, || {
+        CheckpointSigner::generate().to_seed()
+    })
+    .await?;
+    Ok(CheckpointSigner::from_seed(&seed))
 }
 
 /// Refuses a master key that does not match the data; records a new store's

@@ -4,6 +4,7 @@
 //! (`api::error`).
 
 pub mod audit;
+pub mod audit_log;
 pub mod auth;
 pub mod bootstrap;
 pub mod cache;
@@ -104,6 +105,9 @@ pub struct Limits {
     /// Whether changes and reads are recorded in the audit log (off only to
     /// measure what it costs).
     pub audit_log: bool,
+    /// How long audit events are kept before the prune job removes them
+    /// (`None`: for ever).
+    pub audit_retention: Option<std::time::Duration>,
 }
 
 impl Default for Limits {
@@ -113,6 +117,7 @@ impl Default for Limits {
             quotas: Quotas::default(),
             history: history::Retention::default(),
             audit_log: true,
+            audit_retention: None,
         }
     }
 }
@@ -150,6 +155,9 @@ pub struct Service {
     keyring: Arc<Keyring>,
     /// The audit chain key (also installed in the store, which links).
     audit_key: Arc<crate::audit::chain::ChainKey>,
+    /// Signs checkpoints of the audit chains' heads (exported, and standing
+    /// for pruned prefixes).
+    audit_signer: Arc<crate::audit::checkpoint::CheckpointSigner>,
     limits: Limits,
     auth_cache: auth::PrincipalCache,
     /// Teams by id, and each organization's default team by org id.
@@ -199,14 +207,15 @@ impl Service {
         store: DynStore,
         keyring: Arc<Keyring>,
         fingerprints: Fingerprinter,
-        audit_key: Arc<crate::audit::chain::ChainKey>,
+        audit_keys: audit_log::AuditKeys,
         limits: Limits,
     ) -> Self {
-        store.install_audit_key(limits.audit_log.then(|| audit_key.clone()));
+        store.install_audit_key(limits.audit_log.then(|| audit_keys.chain.clone()));
         Self {
             store,
             keyring,
-            audit_key,
+            audit_key: audit_keys.chain,
+            audit_signer: audit_keys.signer,
             limits,
             auth_cache: auth::PrincipalCache::new(auth::PRINCIPAL_TTL),
             team_cache: cache::TtlCache::new(auth::PRINCIPAL_TTL),

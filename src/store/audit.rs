@@ -13,12 +13,37 @@ use super::row::Row;
 use super::{StoreError, StoreResult};
 use crate::audit::chain::{ChainHead, ChainKey, Chainer, StoredEvent};
 use crate::audit::event::AuditEvent;
+use crate::domain::time::Micros;
 use crate::domain::types::SecretRecord;
 use async_trait::async_trait;
 use std::sync::{Arc, OnceLock};
 
 pub(crate) const EVENT_COLUMNS: &str = "chain, seq, time, actor_key, actor_type, actor_user, \
      org_id, team_id, action, target_id, target_name, result, request_id, client, detail, mac";
+
+/// `c(chain)`: every chain's id, found by skipping from one chain to the
+/// next through the primary key (a few lookups per chain, where `DISTINCT`
+/// would read every event).
+const CHAINS: &str = "WITH RECURSIVE c(chain) AS (
+        SELECT min(chain) FROM audit_events
+        UNION ALL
+        SELECT (SELECT min(chain) FROM audit_events WHERE chain > c.chain) FROM c
+        WHERE c.chain IS NOT NULL)";
+
+/// Every chain's id, in order (both engines).
+pub(crate) fn chains_sql() -> String {
+    format!("{CHAINS} SELECT chain FROM c WHERE chain IS NOT NULL ORDER BY chain")
+}
+
+/// Every chain's last event as `chain, seq, mac`, by chain (both engines).
+pub(crate) fn heads_sql() -> String {
+    format!(
+        "{CHAINS} SELECT e.chain, e.seq, e.mac FROM c JOIN audit_events e
+           ON e.chain = c.chain
+          AND e.seq = (SELECT max(seq) FROM audit_events WHERE chain = c.chain)
+         ORDER BY e.chain"
+    )
+}
 
 /// An event as stored ([`EVENT_COLUMNS`]).
 pub(crate) fn event_row<R: Row>(r: &R) -> Result<StoredEvent, R::Error> {
@@ -45,6 +70,18 @@ pub(crate) fn event_row<R: Row>(r: &R) -> Result<StoredEvent, R::Error> {
             detail: r.col(14)?,
         },
         // A MAC of another length can only be an edit: it fails to verify.
+        mac: mac.try_into().unwrap_or([0; 32]),
+    })
+}
+
+/// A chain's head from `chain, seq, mac`.
+pub(crate) fn head_row<R: Row>(r: &R) -> Result<ChainHead, R::Error> {
+    let seq: i64 = r.col(1)?;
+    let mac: Vec<u8> = r.col(2)?;
+    Ok(ChainHead {
+        chain: r.col(0)?,
+        // As in `event_row`: anything else is an edit, which fails to verify.
+        seq: u64::try_from(seq).unwrap_or(0),
         mac: mac.try_into().unwrap_or([0; 32]),
     })
 }
@@ -209,4 +246,100 @@ pub trait AuditStore {
         after: u64,
         limit: usize,
     ) -> StoreResult<Vec<StoredEvent>>;
+    /// Every chain's last event, as a head, by chain.
+    async fn audit_heads(&self) -> StoreResult<Vec<ChainHead>>;
+    /// The signed checkpoints (JSON lines) that stand for pruned prefixes:
+    /// `(chain, checkpoint)`, by chain.
+    async fn audit_anchors(&self) -> StoreResult<Vec<(String, String)>>;
+    /// Where pruning `chain` may end: the event before its first one at or
+    /// after `before` (or before its last one: the last one stays, so that
+    /// appending continues from it). Reads from the chain's start, which
+    /// pruning keeps near `before`.
+    async fn audit_prune_point(
+        &self,
+        chain: &str,
+        before: Micros,
+    ) -> StoreResult<Option<ChainHead>>;
+    /// Deletes `chain`'s events up to `seq` and stores `anchor`, the signed
+    /// checkpoint of the event at `seq`, in their place (unless a later one
+    /// is there already), with `event`, in one transaction; how many events
+    /// were deleted.
+    async fn prune_audit(
+        &self,
+        chain: &str,
+        seq: u64,
+        anchor: String,
+        event: AuditEvent,
+    ) -> StoreResult<u64>;
+    /// One page of an organization's events, newest first.
+    async fn query_audit(&self, query: &AuditQuery) -> StoreResult<Vec<StoredEvent>>;
+}
+
+/// Which of an organization's events to read (`None`: any).
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    pub org_id: String,
+    /// A key prefix or a user id.
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    /// A target's id or name.
+    pub target: Option<String>,
+    /// At or after (microseconds).
+    pub since: Option<Micros>,
+    /// Before (microseconds).
+    pub until: Option<Micros>,
+    /// Only events older than this one, in the listing's order (time,
+    /// chain, seq): where the previous page ended.
+    pub after: Option<(Micros, String, u64)>,
+    pub limit: usize,
+}
+
+/// The pruning event: chain `chain` pruned through `seq`.
+pub(crate) fn prune_event(mut e: AuditEvent, chain: &str, seq: u64) -> AuditEvent {
+    e.target_id = Some(chain.to_owned());
+    e.detail = Some(format!("{{\"through_seq\":{seq}}}"));
+    e
+}
+
+/// The query of [`AuditQuery`], with `param(n, pg_type)` naming the n-th
+/// parameter: org, actor, action, target, since, until, the cursor's time,
+/// chain and seq, and the limit.
+pub(crate) fn audit_query_sql(param: impl Fn(usize, &str) -> String) -> String {
+    let [org, actor, action, target, since, until, at, chain, seq, limit] = [
+        (1, "text"),
+        (2, "text"),
+        (3, "text"),
+        (4, "text"),
+        (5, "bigint"),
+        (6, "bigint"),
+        (7, "bigint"),
+        (8, "text"),
+        (9, "bigint"),
+        (10, "bigint"),
+    ]
+    .map(|(n, ty)| param(n, ty));
+    format!(
+        "SELECT {EVENT_COLUMNS} FROM audit_events
+         WHERE org_id = {org}
+           AND ({actor} IS NULL OR actor_key = {actor} OR actor_user = {actor})
+           AND ({action} IS NULL OR action = {action})
+           AND ({target} IS NULL OR target_id = {target} OR target_name = {target})
+           AND ({since} IS NULL OR time >= {since})
+           AND ({until} IS NULL OR time < {until})
+           AND ({at} IS NULL OR (time, chain, seq) < ({at}, {chain}, {seq}))
+         ORDER BY time DESC, chain DESC, seq DESC
+         LIMIT {limit}"
+    )
+}
+
+impl AuditQuery {
+    /// The cursor's parts, as bound (`None` when there is no cursor).
+    pub(crate) fn cursor_params(
+        &self,
+    ) -> StoreResult<(Option<Micros>, Option<String>, Option<i64>)> {
+        Ok(match &self.after {
+            None => (None, None, None),
+            Some((time, chain, seq)) => (Some(*time), Some(chain.clone()), Some(seq_col(*seq)?)),
+        })
+    }
 }

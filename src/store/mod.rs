@@ -36,7 +36,7 @@ mod keys;
 mod row;
 mod secrets;
 
-pub use audit::AuditStore;
+pub use audit::{AuditQuery, AuditStore};
 pub use error::{StoreError, StoreResult};
 pub use history::{
     Actor, Consumer, ConsumerSeen, DeletedSecret, Deletion, Destroyed, HistoryStore, SecretHistory,
@@ -114,6 +114,7 @@ macro_rules! schema_steps {
             (6, include_str!("migrations/0006_team_counters.sql")),
             (7, include_str!("migrations/0007_history.sql")),
             (8, include_str!("migrations/0008_audit.sql")),
+            (9, include_str!("migrations/0009_audit_anchors.sql")),
         ]
     };
 }

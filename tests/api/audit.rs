@@ -8,9 +8,9 @@ use crate::common::{canary, run_cli, Backend, TestApp};
 use reqwest::Method;
 use serde_json::json;
 use tessera::audit::chain::StoredEvent;
-use tessera::service::audit::Verified;
+use tessera::service::audit_log::Verified;
 
-async fn all_events(app: &TestApp) -> Vec<StoredEvent> {
+pub(crate) async fn all_events(app: &TestApp) -> Vec<StoredEvent> {
     let mut out = Vec::new();
     for chain in app.store.audit_chains().await.unwrap() {
         out.extend(app.store.audit_events(&chain, 0, 100_000).await.unwrap());
@@ -19,9 +19,21 @@ async fn all_events(app: &TestApp) -> Vec<StoredEvent> {
     out
 }
 
+/// Verifies the log with the store's own public key, against `checkpoints`.
+pub(crate) async fn verify(
+    app: &TestApp,
+    checkpoints: &[tessera::audit::checkpoint::Checkpoint],
+) -> Verified {
+    let service = app.service();
+    service
+        .verify_audit(service.audit_public_key(), checkpoints)
+        .await
+        .unwrap()
+}
+
 /// Runs SQL on the test's database (to tamper with it, or to make audit
 /// writes fail).
-async fn sql(app: &TestApp, statement: &str) {
+pub(crate) async fn sql(app: &TestApp, statement: &str) {
     let url = app.storage.database_url();
     match tessera::store::sqlite_path(&url) {
         Some(path) => {
@@ -121,7 +133,7 @@ async fn changes_and_reads_are_chained_events(app: TestApp) {
             "a value or key leaked into the audit log"
         );
     }
-    match app.service().verify_audit().await.unwrap() {
+    match verify(&app, &[]).await {
         Verified::Intact { events, .. } => assert_eq!(events as usize, all.len()),
         Verified::Broken(b) => panic!("an untouched log is broken: {b}"),
     }
@@ -197,17 +209,14 @@ async fn identity_and_key_changes_are_events(app: TestApp) {
     // The organization itself, created by the operator's bootstrap.
     assert_eq!(events[0].event.action, "organization.create");
     assert_eq!(events[0].event.actor_type.as_deref(), Some("SYSTEM"));
-    assert!(matches!(
-        app.service().verify_audit().await.unwrap(),
-        Verified::Intact { .. }
-    ));
+    assert!(matches!(verify(&app, &[]).await, Verified::Intact { .. }));
 }
 
-/// Thousands of requests with bad keys leave a bounded number of events
+/// 100,000 requests with bad keys leave a bounded number of events
 /// (one per address and minute, as the log lines), and a good key still
 /// works.
 async fn bad_keys_leave_a_bounded_number_of_events(app: TestApp) {
-    const REQUESTS: usize = 10_000;
+    const REQUESTS: usize = 100_000;
     let url = format!("{}/v1/secrets", app.url);
     let mut tasks = tokio::task::JoinSet::new();
     for t in 0..16 {
@@ -299,15 +308,12 @@ async fn a_change_that_cannot_be_recorded_is_refused(app: TestApp) {
     app.post(&secrets, json!({"name": "kept", "value": "after"}))
         .await
         .ok();
-    assert!(matches!(
-        app.service().verify_audit().await.unwrap(),
-        Verified::Intact { .. }
-    ));
+    assert!(matches!(verify(&app, &[]).await, Verified::Intact { .. }));
 }
 
 /// Where verification finds the log broken (seq 0: intact), and why.
 async fn broken_at(app: &TestApp) -> (u64, String) {
-    match app.service().verify_audit().await.unwrap() {
+    match verify(app, &[]).await {
         Verified::Broken(b) => (b.seq, b.to_string()),
         Verified::Intact { .. } => (0, "intact".to_owned()),
     }
@@ -379,7 +385,110 @@ async fn tampering_is_found_and_named(app: TestApp) {
     }
 }
 
+/// Org admins page through their organization's events, newest first,
+/// with filters; another organization's events never show; bad parameters
+/// are 400s that say what was wrong.
+async fn org_admins_page_through_their_events(app: TestApp) {
+    let team = app.default_team_id().await;
+    let value = canary("paged");
+    for i in 0..5 {
+        app.post(
+            &format!("/v1/teams/{team}/secrets"),
+            json!({"name": format!("s{i}"), "value": value}),
+        )
+        .await
+        .ok();
+    }
+    let other = app.new_org("globex").await;
+    app.as_key(
+        &other,
+        Method::POST,
+        "/v1/secrets",
+        Some(json!({"name": "theirs", "value": "x"})),
+    )
+    .await
+    .ok();
+    let prefix = app.admin_key.split('.').next().unwrap();
+    let all = all_events(&app).await;
+    let org = all
+        .iter()
+        .find(|e| e.event.actor_key.as_deref() == Some(prefix))
+        .and_then(|e| e.event.org_id.clone());
+    let ours: Vec<&StoredEvent> = all.iter().filter(|e| e.event.org_id == org).collect();
+
+    // Every page of two, following the cursors.
+    let mut seen = Vec::new();
+    let mut path = "/v1/audit_events?limit=2".to_owned();
+    loop {
+        let page = app.get(&path).await.ok();
+        let events = page["events"].as_array().unwrap().clone();
+        assert!(events.len() <= 2);
+        seen.extend(events);
+        match page["next_cursor"].as_str() {
+            Some(c) => path = format!("/v1/audit_events?limit=2&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), ours.len(), "{seen:?}");
+    let times: Vec<&str> = seen.iter().map(|e| e["time"].as_str().unwrap()).collect();
+    assert!(
+        times.windows(2).all(|w| w[0] >= w[1]),
+        "not newest first: {times:?}"
+    );
+    let text = serde_json::to_string(&seen).unwrap();
+    assert!(
+        !text.contains("theirs"),
+        "another organization's event showed"
+    );
+    assert!(!text.contains(&value), "a value leaked");
+    assert_eq!(seen.last().unwrap()["action"], "organization.create");
+
+    // Filters.
+    let app = &app;
+    let listed = |q: &str| {
+        let path = format!("/v1/audit_events?{q}");
+        async move {
+            app.get(&path).await.ok()["events"]
+                .as_array()
+                .unwrap()
+                .clone()
+        }
+    };
+    assert_eq!(listed("action=secret.write").await.len(), 5);
+    let one = listed("target=s3").await;
+    assert_eq!(one.len(), 1);
+    assert_eq!(one[0]["target_name"], "s3");
+    let by_admin = listed(&format!("actor={prefix}")).await;
+    assert_eq!(by_admin.len(), 5);
+    assert!(by_admin.iter().all(|e| e["actor_key_prefix"] == prefix));
+    assert!(listed("since=2999-01-01T00:00:00Z").await.is_empty());
+    assert!(listed("until=2000-01-01T00:00:00Z").await.is_empty());
+    assert_eq!(
+        listed("since=2000-01-01T00:00:00Z&action=secret.write&limit=1")
+            .await
+            .len(),
+        1
+    );
+
+    for (q, says) in [
+        ("limit=0", "limit"),
+        ("limit=1001", "limit"),
+        ("limit=x", "limit"),
+        ("since=yesterday", "since"),
+        ("until=2026-13-01T00:00:00Z", "until"),
+        ("cursor=%21%21", "cursor"),
+        ("cursor=OTk6OTk5OTk5OTk5OTk5OTk5OTk5OTk6Yw", "cursor"),
+    ] {
+        let message = app
+            .get(&format!("/v1/audit_events?{q}"))
+            .await
+            .err(400, "INVALID_REQUEST");
+        assert!(message.contains(says), "{q}: {message}");
+    }
+}
+
 crate::app_tests!(
+    org_admins_page_through_their_events,
     changes_and_reads_are_chained_events,
     identity_and_key_changes_are_events,
     bad_keys_leave_a_bounded_number_of_events,
@@ -388,12 +497,30 @@ crate::app_tests!(
 );
 
 /// `tessera audit verify` against a server's data directory: exit 0 on an
-/// untouched log, 1 naming the first broken link after an edit.
+/// untouched log, 1 naming the first broken link after an edit; the
+/// server's exported checkpoints, checked with the public key alone, prove
+/// the log was not cut short since (which verifies on its own).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_verify_command_names_the_broken_link() {
     let storage = crate::common::Storage::new(Backend::Sqlite).await.unwrap();
     let data = storage.dir.path().join("data");
-    let server = crate::common::ServerProcess::start(&data, &[], &[]).unwrap();
+    let exported = storage.dir.path().join("checkpoints.jsonl");
+    let exported = exported.to_str().unwrap();
+    let (mut serve, log) = crate::common::ServerProcess::command(
+        &data,
+        &[
+            "--audit-checkpoint-file",
+            exported,
+            "--audit-checkpoint-stdout",
+            "--audit-checkpoint-interval",
+            "1",
+        ],
+        &[],
+    );
+    let shipped = storage.dir.path().join("stdout");
+    serve.stdout(std::fs::File::create(&shipped).unwrap());
+    let server = crate::common::ServerProcess::launch(serve, log).unwrap();
+    server.wait_ready().unwrap();
     let key = std::fs::read_to_string(data.join("admin.key"))
         .unwrap()
         .trim()
@@ -409,26 +536,71 @@ async fn the_verify_command_names_the_broken_link() {
             .unwrap();
         assert_eq!(r.status(), 200);
     }
+    // Stopping exports the last heads.
     assert_eq!(server.terminate(), Some(0));
     let dir = data.to_str().unwrap();
-    let out = run_cli(&["audit", "verify", "--data-dir", dir], &[]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let ok = |out: &std::process::Output| {
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{stdout} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    };
+    let failed = |out: &std::process::Output| {
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        stderr
+    };
+    let stdout = ok(&run_cli(&["audit", "verify", "--data-dir", dir], &[]));
     // The organization's creation at first start, then the three writes.
     assert!(stdout.contains("intact: 4 events in 1 chains"), "{stdout}");
 
-    let conn = rusqlite::Connection::open(data.join("tessera.db")).unwrap();
-    conn.execute("UPDATE audit_events SET time = time + 1 WHERE seq = 2", [])
+    let lines = std::fs::read_to_string(exported).unwrap();
+    let n = lines.lines().count();
+    assert!(
+        n >= 1 && lines.lines().last().unwrap().contains("\"seq\":4"),
+        "{lines}"
+    );
+    // The same lines on standard output, for a log shipper.
+    assert_eq!(std::fs::read_to_string(&shipped).unwrap(), lines);
+    let public_key = ok(&run_cli(&["audit", "public-key", "--data-dir", dir], &[]));
+    let public_key = public_key.trim();
+    assert!(public_key.starts_with("ed25519:"), "{public_key}");
+    let with_checkpoints = [
+        "audit",
+        "verify",
+        "--data-dir",
+        dir,
+        "--checkpoint",
+        exported,
+        "--public-key",
+        public_key,
+    ];
+    let stdout = ok(&run_cli(&with_checkpoints, &[]));
+    assert!(
+        stdout.contains(&format!("extends {n} signed checkpoints")),
+        "{stdout}"
+    );
+    // Checkpoints another key signed prove nothing.
+    let stranger = tessera::audit::checkpoint::CheckpointSigner::generate();
+    let stranger = stranger.public_key().to_text();
+    let mut other_key = with_checkpoints;
+    other_key[7] = &stranger;
+    let stderr = failed(&run_cli(&other_key, &[]));
+    assert!(
+        stderr.contains("line 1") && stderr.contains("signer"),
+        "{stderr}"
+    );
+
+    let db = || rusqlite::Connection::open(data.join("tessera.db")).unwrap();
+    db().execute("UPDATE audit_events SET time = time + 1 WHERE seq = 2", [])
         .unwrap();
-    drop(conn);
-    let out = run_cli(&["audit", "verify", "--data-dir", dir], &[]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let stderr = failed(&run_cli(&["audit", "verify", "--data-dir", dir], &[]));
     assert!(stderr.contains("seq 2"), "{stderr}");
+    db().execute("UPDATE audit_events SET time = time - 1 WHERE seq = 2", [])
+        .unwrap();
 
     let out = run_cli(&["audit", "export", "--data-dir", dir], &[]);
     let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
@@ -439,4 +611,14 @@ async fn the_verify_command_names_the_broken_link() {
     assert_eq!(lines[0]["event"]["action"], "organization.create");
     assert_eq!(lines[1]["event"]["action"], "secret.write");
     assert_eq!(lines[1]["mac"].as_str().unwrap().len(), 64);
+
+    // The last event cut off: the rest verifies, the checkpoint does not.
+    db().execute("DELETE FROM audit_events WHERE seq = 4", [])
+        .unwrap();
+    ok(&run_cli(&["audit", "verify", "--data-dir", dir], &[]));
+    let stderr = failed(&run_cli(&with_checkpoints, &[]));
+    assert!(
+        stderr.contains("seq 4") && stderr.contains("truncated"),
+        "{stderr}"
+    );
 }

@@ -575,7 +575,7 @@ impl ServerProcess {
         assert!(status.success());
     }
 
-    fn wait_ready(&self) -> Result<(), String> {
+    pub fn wait_ready(&self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Ok(code) = blocking_status(&format!("{}/readyz", self.url)) {

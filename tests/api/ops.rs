@@ -58,6 +58,7 @@ pub const ROUTES: &[(&str, &str)] = &[
         "delete",
         "/v1/teams/{team_id}/deleted_secrets/{secret_name}",
     ),
+    ("get", "/v1/audit_events"),
 ];
 
 async fn health_and_readiness(app: TestApp) {

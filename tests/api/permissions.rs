@@ -87,6 +87,7 @@ POST   /v1/api_keys#personal              -        200   200    200     200     
 POST   /v1/api_keys#manage_keys           -        200   403    403     403      403   200    403    403     403   403
 GET    /v1/users                          -        200   200    200     200      200   200    403    403     403   403
 POST   /v1/users                          -        200   403    403     403      403   403    403    403     403   403
+GET    /v1/audit_events                   -        200   403    403     403      403   403    403    403     403   403
 GET    /runtime/v1/secrets                -        403   403    403     403      403   403    403    403     403    200
 GET    /runtime/v1/secrets/seed           -        403   403    403     403      403   403    403    403     403    200
 POST   /v1/teams/{T}/api_keys#WORKSPACE_MANAGE_ALL    own      200   200    403     403      200   403    403    403     403    403

@@ -6,7 +6,11 @@
 use super::{ask, bounded, Asked, PostgresStore};
 use crate::audit::chain::{ChainHead, ChainKey, StoredEvent};
 use crate::audit::event::AuditEvent;
-use crate::store::audit::{event_row, seq_col, AuditKey, ChainSlot, EVENT_COLUMNS};
+use crate::domain::time::Micros;
+use crate::store::audit::{
+    audit_query_sql, chains_sql, event_row, head_row, heads_sql, prune_event, seq_col, AuditKey,
+    AuditQuery, ChainSlot, EVENT_COLUMNS,
+};
 use crate::store::{AuditStore, StoreError, StoreResult};
 use async_trait::async_trait;
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
@@ -327,8 +331,9 @@ impl AuditStore for PostgresStore {
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn audit_chains(&self) -> StoreResult<Vec<String>> {
-        let query = sqlx::query("SELECT DISTINCT chain FROM audit_events ORDER BY chain");
-        self.all(query, |r| crate::store::row::Row::col(r, 0)).await
+        let sql = chains_sql();
+        self.all(sqlx::query(&sql), |r| crate::store::row::Row::col(r, 0))
+            .await
     }
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
@@ -346,6 +351,94 @@ impl AuditStore for PostgresStore {
             .bind(chain)
             .bind(seq_col(after)?)
             .bind(limit as i64);
+        self.all(query, event_row).await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
+    async fn audit_heads(&self) -> StoreResult<Vec<ChainHead>> {
+        let sql = heads_sql();
+        self.all(sqlx::query(&sql), head_row).await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
+    async fn audit_anchors(&self) -> StoreResult<Vec<(String, String)>> {
+        let query = sqlx::query("SELECT chain, checkpoint FROM audit_anchors ORDER BY chain");
+        self.all(query, |r| {
+            use crate::store::row::Row;
+            Ok((r.col(0)?, r.col(1)?))
+        })
+        .await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
+    async fn audit_prune_point(
+        &self,
+        chain: &str,
+        before: Micros,
+    ) -> StoreResult<Option<ChainHead>> {
+        let query = sqlx::query(
+            "SELECT chain, seq, mac FROM audit_events
+             WHERE chain = $1 AND seq < coalesce(
+                 (SELECT seq FROM audit_events WHERE chain = $1 AND time >= $2
+                  ORDER BY seq LIMIT 1),
+                 (SELECT max(seq) FROM audit_events WHERE chain = $1))
+             ORDER BY seq DESC LIMIT 1",
+        )
+        .bind(chain)
+        .bind(before);
+        self.optional(query, head_row).await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
+    async fn prune_audit(
+        &self,
+        chain: &str,
+        seq: u64,
+        anchor: String,
+        event: AuditEvent,
+    ) -> StoreResult<u64> {
+        let event = prune_event(event, chain, seq);
+        let seq = seq_col(seq)?;
+        bounded(async {
+            let mut tx = self.pool.begin().await?;
+            sqlx::query(
+                "INSERT INTO audit_anchors (chain, seq, checkpoint) VALUES ($1, $2, $3)
+                 ON CONFLICT (chain) DO UPDATE SET seq = excluded.seq,
+                     checkpoint = excluded.checkpoint
+                 WHERE excluded.seq > audit_anchors.seq",
+            )
+            .bind(chain)
+            .bind(seq)
+            .bind(&anchor)
+            .execute(&mut *tx)
+            .await?;
+            let deleted = sqlx::query("DELETE FROM audit_events WHERE chain = $1 AND seq <= $2")
+                .bind(chain)
+                .bind(seq)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            self.commit_recorded(tx, vec![event]).await?;
+            Ok(deleted)
+        })
+        .await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
+    async fn query_audit(&self, q: &AuditQuery) -> StoreResult<Vec<StoredEvent>> {
+        let sql = audit_query_sql(|n, ty| format!("${n}::{ty}"));
+        let (at, chain, seq) = q.cursor_params()?;
+        let query = sqlx::query(&sql)
+            .bind(&q.org_id)
+            .bind(&q.actor)
+            .bind(&q.action)
+            .bind(&q.target)
+            .bind(q.since)
+            .bind(q.until)
+            .bind(at)
+            .bind(chain)
+            .bind(seq)
+            .bind(q.limit as i64);
         self.all(query, event_row).await
     }
 }

@@ -3,9 +3,13 @@
 //! they are installed for and read back.
 
 use super::SqliteStore;
-use crate::audit::chain::{ChainKey, StoredEvent};
+use crate::audit::chain::{ChainHead, ChainKey, StoredEvent};
 use crate::audit::event::AuditEvent;
-use crate::store::audit::{event_row, seq_col, EVENT_COLUMNS};
+use crate::domain::time::Micros;
+use crate::store::audit::{
+    always, audit_query_sql, chains_sql, event_row, head_row, heads_sql, prune_event, seq_col,
+    AuditQuery, EVENT_COLUMNS,
+};
 use crate::store::{AuditStore, StoreResult};
 use async_trait::async_trait;
 use std::sync::Arc;
@@ -23,8 +27,7 @@ impl AuditStore for SqliteStore {
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn audit_chains(&self) -> StoreResult<Vec<String>> {
-        let sql = "SELECT DISTINCT chain FROM audit_events ORDER BY chain";
-        self.readers.all(sql, [], |r| r.get(0)).await
+        self.readers.all(&chains_sql(), [], |r| r.get(0)).await
     }
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
@@ -39,6 +42,85 @@ impl AuditStore for SqliteStore {
              ORDER BY seq LIMIT ?3"
         );
         let params = (chain.to_owned(), seq_col(after)?, limit as i64);
+        self.readers.all(&sql, params, |r| event_row(r)).await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
+    async fn audit_heads(&self) -> StoreResult<Vec<ChainHead>> {
+        self.readers.all(&heads_sql(), [], |r| head_row(r)).await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
+    async fn audit_anchors(&self) -> StoreResult<Vec<(String, String)>> {
+        let sql = "SELECT chain, checkpoint FROM audit_anchors ORDER BY chain";
+        self.readers
+            .all(sql, [], |r| Ok((r.get(0)?, r.get(1)?)))
+            .await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
+    async fn audit_prune_point(
+        &self,
+        chain: &str,
+        before: Micros,
+    ) -> StoreResult<Option<ChainHead>> {
+        let sql = "SELECT chain, seq, mac FROM audit_events
+                   WHERE chain = ?1 AND seq < coalesce(
+                       (SELECT seq FROM audit_events WHERE chain = ?1 AND time >= ?2
+                        ORDER BY seq LIMIT 1),
+                       (SELECT max(seq) FROM audit_events WHERE chain = ?1))
+                   ORDER BY seq DESC LIMIT 1";
+        self.readers
+            .optional(sql, (chain, before), |r| head_row(r))
+            .await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
+    async fn prune_audit(
+        &self,
+        chain: &str,
+        seq: u64,
+        anchor: String,
+        event: AuditEvent,
+    ) -> StoreResult<u64> {
+        let (chain, seq) = (chain.to_owned(), seq_col(seq)?);
+        let event = prune_event(event, &chain, u64::try_from(seq).unwrap_or(0));
+        self.writer
+            .write_audited(
+                move |c| {
+                    c.prepare_cached(
+                        "INSERT INTO audit_anchors (chain, seq, checkpoint) VALUES (?1, ?2, ?3)
+                         ON CONFLICT (chain) DO UPDATE SET seq = excluded.seq,
+                             checkpoint = excluded.checkpoint
+                         WHERE excluded.seq > audit_anchors.seq",
+                    )?
+                    .execute((&chain, seq, &anchor))?;
+                    let deleted = c
+                        .prepare_cached("DELETE FROM audit_events WHERE chain = ?1 AND seq <= ?2")?
+                        .execute((&chain, seq))?;
+                    Ok(deleted as u64)
+                },
+                always(event),
+            )
+            .await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
+    async fn query_audit(&self, q: &AuditQuery) -> StoreResult<Vec<StoredEvent>> {
+        let sql = audit_query_sql(|n, _| format!("?{n}"));
+        let (at, chain, seq) = q.cursor_params()?;
+        let params = (
+            &q.org_id,
+            &q.actor,
+            &q.action,
+            &q.target,
+            q.since,
+            q.until,
+            at,
+            chain,
+            seq,
+            q.limit as i64,
+        );
         self.readers.all(&sql, params, |r| event_row(r)).await
     }
 }

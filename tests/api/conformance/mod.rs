@@ -10,6 +10,7 @@
 //! admin (or a delivery key) would have and asks for grants the way the
 //! service does. Nothing is added to the library for the tests.
 
+mod audit;
 mod events;
 mod history;
 mod identity;

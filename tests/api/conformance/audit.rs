@@ -1,0 +1,197 @@
+//! The audit aggregate: events appended on their own, read back chain by
+//! chain in seq order; every chain's head; pruning a chain's prefix behind
+//! a stored checkpoint (a later one replaces an earlier one, never the
+//! reverse; the last event always stays); an organization's events newest
+//! first, filtered and paged.
+
+use super::event;
+use tessera::audit::chain::ChainHead;
+use tessera::audit::event::AuditEvent;
+use tessera::store::{AuditQuery, DynStore};
+
+fn org_event(action: &str, org: &str, time: i64, target: &str) -> AuditEvent {
+    let mut e = event(action);
+    e.org_id = Some(org.into());
+    e.time = time;
+    e.target_name = Some(target.into());
+    e
+}
+
+/// The one chain the test's events went to.
+async fn only_chain(store: &DynStore) -> String {
+    let chains = store.audit_chains().await.unwrap();
+    assert_eq!(chains.len(), 1, "{chains:?}");
+    chains[0].clone()
+}
+
+async fn appended_events_read_back_in_order(store: DynStore) {
+    assert!(store.audit_chains().await.unwrap().is_empty());
+    assert!(store.audit_heads().await.unwrap().is_empty());
+    let events: Vec<AuditEvent> = (0..5).map(|i| event(&format!("a.{i}"))).collect();
+    store.append_audit(events).await.unwrap();
+    let chain = only_chain(&store).await;
+    let all = store.audit_events(&chain, 0, 100).await.unwrap();
+    let seqs: Vec<u64> = all.iter().map(|e| e.event.seq).collect();
+    assert_eq!(seqs, [1, 2, 3, 4, 5]);
+    assert_eq!(all[2].event.action, "a.2");
+    // Paging: after a seq, at most `limit`.
+    let page = store.audit_events(&chain, 2, 2).await.unwrap();
+    let seqs: Vec<u64> = page.iter().map(|e| e.event.seq).collect();
+    assert_eq!(seqs, [3, 4]);
+    assert!(store
+        .audit_events("no-such-chain", 0, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let heads = store.audit_heads().await.unwrap();
+    assert_eq!(
+        heads,
+        [ChainHead {
+            chain: chain.clone(),
+            seq: 5,
+            mac: all[4].mac
+        }]
+    );
+}
+
+async fn pruning_keeps_the_last_event_and_the_latest_anchor(store: DynStore) {
+    let events: Vec<AuditEvent> = (0..6)
+        .map(|i| org_event("a", "org1", 1_000 + i, "t"))
+        .collect();
+    store.append_audit(events).await.unwrap();
+    let chain = only_chain(&store).await;
+    // Before the first event's time: nothing to prune.
+    assert_eq!(store.audit_prune_point(&chain, 1_000).await.unwrap(), None);
+    // Up to the event before the first at or after the time.
+    let point = store
+        .audit_prune_point(&chain, 1_003)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(point.seq, 3);
+    // Whatever the time, the last event stays.
+    let last = store
+        .audit_prune_point(&chain, i64::MAX)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(last.seq, 5);
+    assert_eq!(
+        store
+            .audit_prune_point("no-such-chain", i64::MAX)
+            .await
+            .unwrap(),
+        None
+    );
+
+    let deleted = store
+        .prune_audit(&chain, 3, "anchor-3".into(), event("audit.prune"))
+        .await
+        .unwrap();
+    assert_eq!(deleted, 3);
+    assert_eq!(
+        store.audit_anchors().await.unwrap(),
+        [(chain.clone(), "anchor-3".to_owned())]
+    );
+    let left: Vec<u64> = store
+        .audit_events(&chain, 0, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.event.seq)
+        .collect();
+    // The pruning is an event of its own, in the same chain (one writer).
+    assert_eq!(left, [4, 5, 6, 7]);
+    // An earlier anchor never replaces a later one (two nodes pruning at
+    // once); a later one does.
+    assert_eq!(
+        store
+            .prune_audit(&chain, 2, "anchor-2".into(), event("audit.prune"))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(store.audit_anchors().await.unwrap()[0].1, "anchor-3");
+    store
+        .prune_audit(&chain, 5, "anchor-5".into(), event("audit.prune"))
+        .await
+        .unwrap();
+    assert_eq!(store.audit_anchors().await.unwrap()[0].1, "anchor-5");
+}
+
+async fn an_organizations_events_newest_first(store: DynStore) {
+    let mut events = Vec::new();
+    for i in 0..6 {
+        let mut e = org_event("secret.write", "org1", 10 + i, &format!("s{i}"));
+        e.actor_user = Some(if i % 2 == 0 { "u-even" } else { "u-odd" }.into());
+        events.push(e);
+    }
+    events.push(org_event("secret.write", "org2", 12, "s2"));
+    // Two events at the same time: the seq decides.
+    events.push(org_event("team.create", "org1", 15, "t1"));
+    store.append_audit(events).await.unwrap();
+    let query = |f: &dyn Fn(&mut AuditQuery)| {
+        let mut q = AuditQuery {
+            org_id: "org1".into(),
+            limit: 100,
+            ..Default::default()
+        };
+        f(&mut q);
+        q
+    };
+    let names = |events: &[tessera::audit::chain::StoredEvent]| -> Vec<String> {
+        events
+            .iter()
+            .map(|e| e.event.target_name.clone().unwrap_or_default())
+            .collect()
+    };
+    let all = store.query_audit(&query(&|_| {})).await.unwrap();
+    assert_eq!(names(&all), ["t1", "s5", "s4", "s3", "s2", "s1", "s0"]);
+    let by = |f: &dyn Fn(&mut AuditQuery)| {
+        let q = query(f);
+        let store = store.clone();
+        async move { names(&store.query_audit(&q).await.unwrap()) }
+    };
+    assert_eq!(by(&|q| q.action = Some("team.create".into())).await, ["t1"]);
+    assert_eq!(by(&|q| q.target = Some("s2".into())).await, ["s2"]);
+    assert_eq!(
+        by(&|q| q.actor = Some("u-odd".into())).await,
+        ["s5", "s3", "s1"]
+    );
+    assert_eq!(by(&|q| q.actor = Some("actor001".into())).await.len(), 7);
+    assert_eq!(
+        by(&|q| {
+            q.since = Some(12);
+            q.until = Some(15);
+        })
+        .await,
+        ["s4", "s3", "s2"]
+    );
+    assert!(by(&|q| q.org_id = "org3".into()).await.is_empty());
+    // Pages: each starts after the last event of the one before.
+    let mut pages = Vec::new();
+    let mut after = None;
+    loop {
+        let q = query(&|q| q.limit = 3);
+        let page = store
+            .query_audit(&AuditQuery {
+                after: after.clone(),
+                ..q
+            })
+            .await
+            .unwrap();
+        let Some(last) = page.last() else { break };
+        after = Some((last.event.time, last.event.chain.clone(), last.event.seq));
+        pages.push(names(&page));
+    }
+    assert_eq!(
+        pages,
+        [vec!["t1", "s5", "s4"], vec!["s3", "s2", "s1"], vec!["s0"]]
+    );
+}
+
+crate::store_tests!(
+    appended_events_read_back_in_order,
+    pruning_keeps_the_last_event_and_the_latest_anchor,
+    an_organizations_events_newest_first,
+);
