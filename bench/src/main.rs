@@ -7,6 +7,7 @@
 // which is what a benchmark should do.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod audit_cost;
 mod audit_verify;
 mod ceiling;
 mod client;
@@ -52,6 +53,9 @@ enum Command {
     Soak(soak::SoakArgs),
     /// Time `tessera audit verify` over a log of N events (default 1,000,000).
     AuditVerify(audit_verify::AuditVerifyArgs),
+    /// upsert-64 and fetch-100 with the audit log on against off, the same
+    /// build side by side, on both engines.
+    AuditCost(audit_cost::AuditCostArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -61,6 +65,11 @@ fn main() -> anyhow::Result<()> {
             .enable_all()
             .build()?
             .block_on(ceiling::serve(listen)),
+        Command::AuditCost(args) => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?
+            .block_on(audit_cost::run(args)),
         Command::AuditVerify(args) => tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()

@@ -17,8 +17,11 @@ pub struct Schema {
 
 impl Schema {
     pub async fn create(admin_url: &str) -> anyhow::Result<Self> {
+        // A run may create several (one per target): a counter tells them apart.
+        static CREATED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = CREATED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let stamp = chrono::Utc::now().format("%Y%m%d%H%M%S");
-        let name = format!("tessera_bench_{stamp}_{}", std::process::id());
+        let name = format!("tessera_bench_{stamp}_{}_{n}", std::process::id());
         psql(admin_url, &format!("CREATE SCHEMA {name}")).await?;
         Ok(Schema {
             admin_url: admin_url.to_string(),

@@ -29,6 +29,7 @@ pub mod sqlite;
 
 mod audit;
 mod error;
+mod event_batcher;
 mod history;
 mod identity;
 mod keyring;

@@ -63,6 +63,16 @@ impl Tessera {
         work_dir: &Path,
         database_url: Option<String>,
     ) -> anyhow::Result<Self> {
+        Self::start_with(bin, work_dir, database_url, &[]).await
+    }
+
+    /// Like [`Tessera::start`], with `extra` flags for `serve`.
+    pub async fn start_with(
+        bin: &Path,
+        work_dir: &Path,
+        database_url: Option<String>,
+        extra: &[&str],
+    ) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("tessera-")
             .tempdir_in(work_dir)?;
@@ -76,7 +86,8 @@ impl Tessera {
         )
         .await?;
         let addr = free_addr()?;
-        let serve_flags = serve_flags(bin).await;
+        let mut serve_flags = serve_flags(bin).await;
+        serve_flags.extend(extra.iter().map(|f| f.to_string()));
         let proc = spawn_serve(bin, dir.path(), database_url.as_deref(), addr, &serve_flags)?;
         let mut tessera = Tessera {
             addr,

@@ -63,7 +63,7 @@ pub struct PostgresStore {
     /// This node's audit chains, and the task that appends events of
     /// their own (runtime reads) in batches.
     audit: std::sync::Arc<audit::AuditChains>,
-    appender: audit::Appender,
+    appender: crate::store::event_batcher::EventBatcher,
     revisions: revisions::RevisionReader,
     /// The connection large page reads go through (see [`Self::all_sized`]).
     bulk: tokio::sync::Mutex<held::HeldConnection>,
@@ -247,7 +247,7 @@ impl PostgresStore {
         let audit = std::sync::Arc::new(audit::AuditChains::new());
         let store = Self {
             batcher: batch::Batcher::start(pool.clone(), audit.clone()),
-            appender: audit::Appender::start(pool.clone(), audit.clone()),
+            appender: audit::appender(pool.clone(), audit.clone()),
             audit,
             revisions: revisions::RevisionReader::start(pool.clone()),
             bulk: tokio::sync::Mutex::new(held::HeldConnection::new(pool.clone())),

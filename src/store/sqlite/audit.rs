@@ -22,7 +22,7 @@ impl AuditStore for SqliteStore {
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn append_audit(&self, events: Vec<AuditEvent>) -> StoreResult<()> {
-        self.writer.append_audit(events).await
+        self.reads.append(events).await
     }
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]

@@ -36,6 +36,8 @@ const RECOVERED_FREE_BYTES: u64 = 1 << 20;
 
 pub struct SqliteStore {
     writer: Writer,
+    /// Appends read events in batches, through the writer.
+    reads: super::event_batcher::EventBatcher,
     /// The audit chain key, shared with the writer thread.
     audit: Arc<super::audit::AuditKey>,
     readers: Arc<Readers>,
@@ -168,9 +170,17 @@ impl SqliteStore {
             .collect::<Result<_, _>>()?;
         let health = Arc::new(writer::Health::default());
         let audit = Arc::new(super::audit::AuditKey::default());
+        let writer = Writer::start(write_conn, wal, health.clone(), audit.clone())?;
+        let appender = writer.clone();
+        // One task: the one writer commits one batch at a time anyway.
+        let reads = super::event_batcher::EventBatcher::start(1, move |events| {
+            let writer = appender.clone();
+            async move { writer.append_audit(events).await }
+        });
         Ok(Self {
             dir,
-            writer: Writer::start(write_conn, wal, health.clone(), audit.clone())?,
+            writer,
+            reads,
             audit,
             readers: Readers::new(readers, bulk),
             health,
