@@ -44,15 +44,10 @@ impl CheckpointExport {
         if heads.is_empty() {
             return Ok(0);
         }
-        if let Some(path) = &self.file {
-            let mut file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .with_context(|| format!("opening {}", path.display()))?;
-            file.write_all(lines.as_bytes())
-                .and_then(|()| file.sync_data())
-                .with_context(|| format!("writing {}", path.display()))?;
+        if let Some(path) = self.file.clone() {
+            // Off the async workers: the append waits for its fsync.
+            let text = lines.clone();
+            tokio::task::spawn_blocking(move || append_synced(&path, &text)).await??;
         }
         if self.stdout {
             let mut out = std::io::stdout().lock();
@@ -62,6 +57,18 @@ impl CheckpointExport {
         self.exported.extend(heads);
         Ok(n)
     }
+}
+
+/// Appends `text` to `path` and waits until it is on disk.
+fn append_synced(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    file.write_all(text.as_bytes())
+        .and_then(|()| file.sync_data())
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// Exports every `interval` until `stop` is cancelled, then once more (so

@@ -185,10 +185,13 @@ impl ChainSlot {
 
     /// Links `events` after `head` (the known head, or the one just read:
     /// `(seq, mac)` of the chain's last stored event, `None` when empty).
-    /// Returns the linked events and the head they lead to; the slot keeps
-    /// its head until [`ChainSlot::committed`].
+    /// Returns the linked events and the head they lead to. From here until
+    /// [`ChainSlot::committed`] the slot's head is in doubt, and forgotten:
+    /// a caller dropped on its way (a request whose client went away while
+    /// its commit was in flight) leaves a slot that reads its head from the
+    /// table again, rather than one that hands out the same seq twice.
     pub(crate) fn link(
-        &self,
+        &mut self,
         key: &ChainKey,
         head: ChainHead,
         events: Vec<AuditEvent>,
@@ -199,6 +202,7 @@ impl ChainSlot {
             .map(|e| chainer.append(e))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| StoreError::internal(e.to_string()))?;
+        self.head = None;
         Ok((linked, chainer.head().clone()))
     }
 

@@ -58,7 +58,7 @@ impl AuditChains {
     pub(super) async fn append(
         &self,
         tx: &mut PgConnection,
-        slot: &ChainSlot,
+        slot: &mut ChainSlot,
         events: Vec<AuditEvent>,
     ) -> StoreResult<Option<ChainHead>> {
         let Some((linked, head)) = self.link(tx, slot, events).await? else {
@@ -82,7 +82,7 @@ impl AuditChains {
     pub(super) async fn link(
         &self,
         conn: &mut PgConnection,
-        slot: &ChainSlot,
+        slot: &mut ChainSlot,
         events: Vec<AuditEvent>,
     ) -> StoreResult<Option<(Vec<StoredEvent>, ChainHead)>> {
         let Some(key) = self.key.get()? else {
@@ -230,7 +230,7 @@ async fn append_alone(
     bounded(async {
         let mut conn = pool.acquire().await?;
         let mut slot = chains.slot().await;
-        let Some((linked, head)) = chains.link(&mut conn, &slot, events).await? else {
+        let Some((linked, head)) = chains.link(&mut conn, &mut slot, events).await? else {
             return Ok(());
         };
         let cols = EventColumns::of(&linked)?;
@@ -284,7 +284,7 @@ impl PostgresStore {
         events: Vec<AuditEvent>,
     ) -> StoreResult<()> {
         let mut slot = self.audit.slot().await;
-        let head = self.audit.append(&mut tx, &slot, events).await?;
+        let head = self.audit.append(&mut tx, &mut slot, events).await?;
         commit(tx, &mut slot, head).await
     }
 

@@ -235,7 +235,7 @@ async fn send(
         let c = conn.get().await?;
         let mut slot = audit.slot().await;
         let all: Vec<AuditEvent> = batch.iter().map(|(u, _)| u.audit.clone()).collect();
-        let Some((linked, head)) = audit.link(c, &slot, all).await? else {
+        let Some((linked, head)) = audit.link(c, &mut slot, all).await? else {
             // The audit log is off: the update alone.
             let sql = format!(
                 "{UPDATE} SELECT w.team_id, w.canonical_name, w.name, w.created_at, w.version,

@@ -177,7 +177,7 @@ impl HistoryStore for PostgresStore {
                 _ => Vec::new(),
             };
             let mut slot = self.audit.slot().await;
-            let head = self.audit.append(&mut tx, &slot, events).await?;
+            let head = self.audit.append(&mut tx, &mut slot, events).await?;
             commit(tx, &mut slot, head).await?;
             Ok(destroyed)
         })
@@ -240,7 +240,7 @@ impl HistoryStore for PostgresStore {
             let revision = bump_revision(&mut tx, team.team_id(), 1, max_secrets).await?;
             let mut slot = self.audit.slot().await;
             let events = vec![about_secret(event, &record)];
-            let head = self.audit.append(&mut tx, &slot, events).await?;
+            let head = self.audit.append(&mut tx, &mut slot, events).await?;
             commit(tx, &mut slot, head).await?;
             Ok(SecretWrite { record, revision })
         })
@@ -269,7 +269,7 @@ impl HistoryStore for PostgresStore {
                 Vec::new()
             };
             let mut slot = self.audit.slot().await;
-            let head = self.audit.append(&mut tx, &slot, events).await?;
+            let head = self.audit.append(&mut tx, &mut slot, events).await?;
             commit(tx, &mut slot, head).await?;
             Ok(purged > 0)
         })
@@ -308,7 +308,7 @@ impl HistoryStore for PostgresStore {
             let mut slot = self.audit.slot().await;
             let head = self
                 .audit
-                .append(&mut tx, &slot, purge_event(event, n))
+                .append(&mut tx, &mut slot, purge_event(event, n))
                 .await?;
             commit(tx, &mut slot, head).await?;
             Ok(n)

@@ -108,7 +108,7 @@ impl PostgresStore {
         let mut slot = self.audit.slot().await;
         let head = self
             .audit
-            .append(&mut tx, &slot, vec![w.audit.clone()])
+            .append(&mut tx, &mut slot, vec![w.audit.clone()])
             .await?;
         commit(tx, &mut slot, head).await?;
         Ok(Some(revision))
@@ -246,7 +246,7 @@ impl SecretStore for PostgresStore {
             let revision = bump_revision(&mut tx, team.team_id(), -1, 0).await?;
             let event = about_secret(how.audit.clone(), &record);
             let mut slot = self.audit.slot().await;
-            let head = self.audit.append(&mut tx, &slot, vec![event]).await?;
+            let head = self.audit.append(&mut tx, &mut slot, vec![event]).await?;
             commit(tx, &mut slot, head).await?;
             Ok(Some(SecretWrite { record, revision }))
         })

@@ -537,12 +537,12 @@ struct Audit<'a> {
 }
 
 /// Links `events` to the writer's chain and inserts them in the open
-/// transaction; the head they lead to (the chain keeps its own until the
-/// commit). Any failure fails the batch: no change goes unrecorded.
+/// transaction; the head they lead to (the chain's own is in doubt until
+/// the commit). Any failure fails the batch: no change goes unrecorded.
 fn append_events(
     conn: &Connection,
     key: &AuditKey,
-    chain: &ChainSlot,
+    chain: &mut ChainSlot,
     events: Vec<AuditEvent>,
 ) -> StoreResult<Option<crate::audit::chain::ChainHead>> {
     let Some(key) = key.get()? else {

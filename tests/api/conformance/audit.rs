@@ -190,7 +190,32 @@ async fn an_organizations_events_newest_first(store: DynStore) {
     );
 }
 
+/// A write whose caller goes away mid-flight (a client that disconnects
+/// while its request's commit is on its way) leaves every chain usable: the
+/// next writes get fresh seqs, none is refused as a repeated one. Each
+/// abandoned write is cut at a different point, from before its first
+/// statement to after its commit was sent.
+async fn writes_abandoned_mid_commit_leave_the_chain_usable(store: DynStore) {
+    let acme = super::Org::create(&*store, "acme").await;
+    let team = acme.default_access();
+    for i in 0..300u64 {
+        let budget = std::time::Duration::from_micros(20 + (i * 37) % 3_000);
+        let write = store.upsert_secret(
+            &team,
+            super::sealed(&format!("c{i}"), &tessera::domain::ids::new_id(), false),
+            1_000,
+        );
+        if let Ok(done) = tokio::time::timeout(budget, write).await {
+            done.unwrap();
+        }
+    }
+    for i in 0..50 {
+        super::create_secret(&*store, &team, &format!("after{i}")).await;
+    }
+}
+
 crate::store_tests!(
+    writes_abandoned_mid_commit_leave_the_chain_usable,
     appended_events_read_back_in_order,
     pruning_keeps_the_last_event_and_the_latest_anchor,
     an_organizations_events_newest_first,
