@@ -565,6 +565,12 @@ async fn the_verify_command_names_the_broken_link() {
     );
     // The same lines on standard output, for a log shipper.
     assert_eq!(std::fs::read_to_string(&shipped).unwrap(), lines);
+    // And on demand, beside the store: the head now is the last one exported.
+    let now = ok(&run_cli(&["audit", "checkpoint", "--data-dir", dir], &[]));
+    let signed = tessera::audit::checkpoint::SignedCheckpoint::from_json_line(now.trim()).unwrap();
+    let last = lines.lines().last().unwrap();
+    let last_exported = tessera::audit::checkpoint::SignedCheckpoint::from_json_line(last).unwrap();
+    assert_eq!(signed.checkpoint.head(), last_exported.checkpoint.head());
     let public_key = ok(&run_cli(&["audit", "public-key", "--data-dir", dir], &[]));
     let public_key = public_key.trim();
     assert!(public_key.starts_with("ed25519:"), "{public_key}");
