@@ -8,7 +8,7 @@ use super::views::Timestamp;
 use super::AppState;
 use crate::audit::chain::StoredEvent;
 use crate::domain::time::Micros;
-use crate::service::audit_log::AuditFilter;
+use crate::store::AuditFilter;
 use axum::extract::State;
 use axum::Json;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -121,9 +121,8 @@ pub async fn list_audit_events(
         since: q.since.as_deref().map(|t| time("since", t)).transpose()?,
         until: q.until.as_deref().map(|t| time("until", t)).transpose()?,
         after: q.cursor.as_deref().map(decode_cursor).transpose()?,
-        limit,
     };
-    let page = state.service.audit_page(&caller.0, filter).await?;
+    let page = state.service.audit_page(&caller.0, &filter, limit).await?;
     Ok(Json(AuditEventsView {
         events: page.events.into_iter().map(Into::into).collect(),
         next_cursor: page.next.map(|c| encode_cursor(&c)),

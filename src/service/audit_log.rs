@@ -11,7 +11,7 @@ use crate::audit::checkpoint::{
 };
 use crate::domain::access::{authorize_org, OrgAction, Principal};
 use crate::domain::time::Micros;
-use crate::store::AuditQuery;
+use crate::store::AuditFilter;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
@@ -218,23 +218,20 @@ impl Service {
         Ok(pruned)
     }
 
-    /// One page of the caller's organization's events, newest first (org
-    /// admins only).
-    pub async fn audit_page(&self, p: &Principal, filter: AuditFilter) -> ServiceResult<AuditPage> {
+    /// One page of at most `limit` of the caller's organization's events,
+    /// newest first (org admins only).
+    pub async fn audit_page(
+        &self,
+        p: &Principal,
+        filter: &AuditFilter,
+        limit: usize,
+    ) -> ServiceResult<AuditPage> {
         let org = authorize_org(p, OrgAction::ReadAudit)?;
-        let limit = filter.limit;
-        let query = AuditQuery {
-            org_id: org.org_id().to_owned(),
-            actor: filter.actor,
-            action: filter.action,
-            target: filter.target,
-            since: filter.since,
-            until: filter.until,
-            after: filter.after,
-            // One more than asked: whether a next page exists.
-            limit: limit + 1,
-        };
-        let mut events = self.store.query_audit(&query).await?;
+        // One more than asked: whether a next page exists.
+        let mut events = self
+            .store
+            .query_audit(org.org_id(), filter, limit + 1)
+            .await?;
         let more = events.len() > limit;
         events.truncate(limit);
         let next = more
@@ -259,21 +256,6 @@ fn anchor_of(
         return Err(bad(format!("it names chain {}", checkpoint.chain)));
     }
     Ok(checkpoint)
-}
-
-/// Which events of the organization to list (`None`: any).
-#[derive(Debug, Default)]
-pub struct AuditFilter {
-    /// A key prefix or a user id.
-    pub actor: Option<String>,
-    pub action: Option<String>,
-    /// A target's id or name.
-    pub target: Option<String>,
-    pub since: Option<Micros>,
-    pub until: Option<Micros>,
-    /// Where the previous page ended: (time, chain, seq).
-    pub after: Option<(Micros, String, u64)>,
-    pub limit: usize,
 }
 
 /// One page of events, and where the next one starts (if there is one).

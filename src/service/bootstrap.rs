@@ -71,18 +71,22 @@ async fn load_wrapped_secret(
     generate: impl FnOnce() -> zeroize::Zeroizing<[u8; 32]>,
 ) -> Result<zeroize::Zeroizing<[u8; 32]>, BootstrapError> {
     let aad = wrapped_key_aad(purpose, keyring.kek_id());
-    if store.wrapped_key(purpose).await?.is_none() {
-        let wrapped = keyring
-            .wrap(generate().as_ref(), &aad)
-            .map_err(|_| StoreError::internal(format!("the {purpose} key could not be wrapped")))?;
-        store
-            .insert_wrapped_key(purpose, keyring.kek_id(), wrapped, now_micros())
-            .await?;
-    }
-    let (_, stored) = store
-        .wrapped_key(purpose)
-        .await?
-        .ok_or_else(|| StoreError::internal(format!("the {purpose} key did not persist")))?;
+    let stored = match store.wrapped_key(purpose).await? {
+        Some((_, stored)) => stored,
+        None => {
+            let wrapped = keyring.wrap(generate().as_ref(), &aad).map_err(|_| {
+                StoreError::internal(format!("the {purpose} key could not be wrapped"))
+            })?;
+            store
+                .insert_wrapped_key(purpose, keyring.kek_id(), wrapped, now_micros())
+                .await?;
+            // Read back: another node may have stored its key first.
+            let (_, stored) = store.wrapped_key(purpose).await?.ok_or_else(|| {
+                StoreError::internal(format!("the {purpose} key did not persist"))
+            })?;
+            stored
+        }
+    };
     let bytes = keyring.unwrap(&stored, &aad).ok_or_else(|| {
         StoreError::internal(format!(
             "the {purpose} key does not open under this master key"

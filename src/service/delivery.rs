@@ -306,6 +306,9 @@ impl Service {
             instance = ctx.instance.as_deref().unwrap_or("-"),
             "runtime read"
         );
+        if !self.limits.audit_log {
+            return Ok(());
+        }
         // A scope's read names the team revision it returned (which fixes
         // every name and version in the key's scope); one secret's, its
         // version.
@@ -326,10 +329,8 @@ impl Service {
             detail["instance"] = instance.as_str().into();
         }
         let detail = Some(detail.to_string());
-        if self.limits.audit_log {
-            let event = self.event(p, "secrets.read", Some(grant.team()), target, detail);
-            self.store.append_audit(vec![event]).await?;
-        }
+        let event = self.event(p, "secrets.read", Some(grant.team()), target, detail);
+        self.store.append_audit(vec![event]).await?;
         Ok(())
     }
 

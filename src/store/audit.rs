@@ -275,14 +275,19 @@ pub trait AuditStore {
         anchor: String,
         event: AuditEvent,
     ) -> StoreResult<u64>;
-    /// One page of an organization's events, newest first.
-    async fn query_audit(&self, query: &AuditQuery) -> StoreResult<Vec<StoredEvent>>;
+    /// Up to `limit` of `org_id`'s events that `filter` selects, newest
+    /// first.
+    async fn query_audit(
+        &self,
+        org_id: &str,
+        filter: &AuditFilter,
+        limit: usize,
+    ) -> StoreResult<Vec<StoredEvent>>;
 }
 
 /// Which of an organization's events to read (`None`: any).
 #[derive(Debug, Clone, Default)]
-pub struct AuditQuery {
-    pub org_id: String,
+pub struct AuditFilter {
     /// A key prefix or a user id.
     pub actor: Option<String>,
     pub action: Option<String>,
@@ -295,7 +300,35 @@ pub struct AuditQuery {
     /// Only events older than this one, in the listing's order (time,
     /// chain, seq): where the previous page ended.
     pub after: Option<(Micros, String, u64)>,
-    pub limit: usize,
+}
+
+/// [`AuditStore::audit_prune_point`]'s query, `param(n)` naming the n-th
+/// parameter: the chain, and the time.
+pub(crate) fn prune_point_sql(param: impl Fn(usize) -> String) -> String {
+    let (chain, before) = (param(1), param(2));
+    format!(
+        "SELECT chain, seq, mac FROM audit_events
+         WHERE chain = {chain} AND seq < coalesce(
+             (SELECT seq FROM audit_events WHERE chain = {chain} AND time >= {before}
+              ORDER BY seq LIMIT 1),
+             (SELECT max(seq) FROM audit_events WHERE chain = {chain}))
+         ORDER BY seq DESC LIMIT 1"
+    )
+}
+
+/// Stores a chain's anchor unless a later one is there (the chain, seq and
+/// checkpoint as the 1st to 3rd parameters), then deletes the events it
+/// stands for: the two statements of [`AuditStore::prune_audit`].
+pub(crate) fn prune_sql(param: impl Fn(usize) -> String) -> [String; 2] {
+    let (chain, seq, checkpoint) = (param(1), param(2), param(3));
+    [
+        format!(
+            "INSERT INTO audit_anchors (chain, seq, checkpoint) VALUES ({chain}, {seq}, {checkpoint})
+             ON CONFLICT (chain) DO UPDATE SET seq = excluded.seq, checkpoint = excluded.checkpoint
+             WHERE excluded.seq > audit_anchors.seq"
+        ),
+        format!("DELETE FROM audit_events WHERE chain = {chain} AND seq <= {seq}"),
+    ]
 }
 
 /// The pruning event: chain `chain` pruned through `seq`.
@@ -305,7 +338,7 @@ pub(crate) fn prune_event(mut e: AuditEvent, chain: &str, seq: u64) -> AuditEven
     e
 }
 
-/// The query of [`AuditQuery`], with `param(n, pg_type)` naming the n-th
+/// The query of [`AuditStore::query_audit`], with `param(n, pg_type)` naming the n-th
 /// parameter: org, actor, action, target, since, until, the cursor's time,
 /// chain and seq, and the limit.
 pub(crate) fn audit_query_sql(param: impl Fn(usize, &str) -> String) -> String {
@@ -336,7 +369,7 @@ pub(crate) fn audit_query_sql(param: impl Fn(usize, &str) -> String) -> String {
     )
 }
 
-impl AuditQuery {
+impl AuditFilter {
     /// The cursor's parts, as bound (`None` when there is no cursor).
     pub(crate) fn cursor_params(
         &self,

@@ -37,7 +37,7 @@ mod keys;
 mod row;
 mod secrets;
 
-pub use audit::{AuditQuery, AuditStore};
+pub use audit::{AuditFilter, AuditStore};
 pub use error::{StoreError, StoreResult};
 pub use history::{
     Actor, Consumer, ConsumerSeen, DeletedSecret, Deletion, Destroyed, HistoryStore, SecretHistory,

@@ -8,8 +8,8 @@ use crate::audit::chain::{ChainHead, ChainKey, StoredEvent};
 use crate::audit::event::AuditEvent;
 use crate::domain::time::Micros;
 use crate::store::audit::{
-    audit_query_sql, chains_sql, event_row, head_row, heads_sql, prune_event, seq_col, AuditKey,
-    AuditQuery, ChainSlot, EVENT_COLUMNS,
+    audit_query_sql, chains_sql, event_row, head_row, heads_sql, prune_event, prune_point_sql,
+    prune_sql, seq_col, AuditFilter, AuditKey, ChainSlot, EVENT_COLUMNS,
 };
 use crate::store::event_batcher::EventBatcher;
 use crate::store::{AuditStore, StoreError, StoreResult};
@@ -364,16 +364,8 @@ impl AuditStore for PostgresStore {
         chain: &str,
         before: Micros,
     ) -> StoreResult<Option<ChainHead>> {
-        let query = sqlx::query(
-            "SELECT chain, seq, mac FROM audit_events
-             WHERE chain = $1 AND seq < coalesce(
-                 (SELECT seq FROM audit_events WHERE chain = $1 AND time >= $2
-                  ORDER BY seq LIMIT 1),
-                 (SELECT max(seq) FROM audit_events WHERE chain = $1))
-             ORDER BY seq DESC LIMIT 1",
-        )
-        .bind(chain)
-        .bind(before);
+        let sql = prune_point_sql(|n| format!("${n}"));
+        let query = sqlx::query(&sql).bind(chain).bind(before);
         self.optional(query, head_row).await
     }
 
@@ -389,18 +381,14 @@ impl AuditStore for PostgresStore {
         let seq = seq_col(seq)?;
         bounded(async {
             let mut tx = self.pool.begin().await?;
-            sqlx::query(
-                "INSERT INTO audit_anchors (chain, seq, checkpoint) VALUES ($1, $2, $3)
-                 ON CONFLICT (chain) DO UPDATE SET seq = excluded.seq,
-                     checkpoint = excluded.checkpoint
-                 WHERE excluded.seq > audit_anchors.seq",
-            )
-            .bind(chain)
-            .bind(seq)
-            .bind(&anchor)
-            .execute(&mut *tx)
-            .await?;
-            let deleted = sqlx::query("DELETE FROM audit_events WHERE chain = $1 AND seq <= $2")
+            let [anchor_sql, delete_sql] = prune_sql(|n| format!("${n}"));
+            sqlx::query(&anchor_sql)
+                .bind(chain)
+                .bind(seq)
+                .bind(&anchor)
+                .execute(&mut *tx)
+                .await?;
+            let deleted = sqlx::query(&delete_sql)
                 .bind(chain)
                 .bind(seq)
                 .execute(&mut *tx)
@@ -413,11 +401,16 @@ impl AuditStore for PostgresStore {
     }
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
-    async fn query_audit(&self, q: &AuditQuery) -> StoreResult<Vec<StoredEvent>> {
+    async fn query_audit(
+        &self,
+        org_id: &str,
+        q: &AuditFilter,
+        limit: usize,
+    ) -> StoreResult<Vec<StoredEvent>> {
         let sql = audit_query_sql(|n, ty| format!("${n}::{ty}"));
         let (at, chain, seq) = q.cursor_params()?;
         let query = sqlx::query(&sql)
-            .bind(&q.org_id)
+            .bind(org_id)
             .bind(&q.actor)
             .bind(&q.action)
             .bind(&q.target)
@@ -426,7 +419,7 @@ impl AuditStore for PostgresStore {
             .bind(at)
             .bind(chain)
             .bind(seq)
-            .bind(q.limit as i64);
+            .bind(limit as i64);
         self.all(query, event_row).await
     }
 }

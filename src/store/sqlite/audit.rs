@@ -7,8 +7,8 @@ use crate::audit::chain::{ChainHead, ChainKey, StoredEvent};
 use crate::audit::event::AuditEvent;
 use crate::domain::time::Micros;
 use crate::store::audit::{
-    always, audit_query_sql, chains_sql, event_row, head_row, heads_sql, prune_event, seq_col,
-    AuditQuery, EVENT_COLUMNS,
+    always, audit_query_sql, chains_sql, event_row, head_row, heads_sql, prune_event,
+    prune_point_sql, prune_sql, seq_col, AuditFilter, EVENT_COLUMNS,
 };
 use crate::store::{AuditStore, StoreResult};
 use async_trait::async_trait;
@@ -64,14 +64,9 @@ impl AuditStore for SqliteStore {
         chain: &str,
         before: Micros,
     ) -> StoreResult<Option<ChainHead>> {
-        let sql = "SELECT chain, seq, mac FROM audit_events
-                   WHERE chain = ?1 AND seq < coalesce(
-                       (SELECT seq FROM audit_events WHERE chain = ?1 AND time >= ?2
-                        ORDER BY seq LIMIT 1),
-                       (SELECT max(seq) FROM audit_events WHERE chain = ?1))
-                   ORDER BY seq DESC LIMIT 1";
+        let sql = prune_point_sql(|n| format!("?{n}"));
         self.readers
-            .optional(sql, (chain, before), |r| head_row(r))
+            .optional(&sql, (chain, before), |r| head_row(r))
             .await
     }
 
@@ -88,16 +83,10 @@ impl AuditStore for SqliteStore {
         self.writer
             .write_audited(
                 move |c| {
-                    c.prepare_cached(
-                        "INSERT INTO audit_anchors (chain, seq, checkpoint) VALUES (?1, ?2, ?3)
-                         ON CONFLICT (chain) DO UPDATE SET seq = excluded.seq,
-                             checkpoint = excluded.checkpoint
-                         WHERE excluded.seq > audit_anchors.seq",
-                    )?
-                    .execute((&chain, seq, &anchor))?;
-                    let deleted = c
-                        .prepare_cached("DELETE FROM audit_events WHERE chain = ?1 AND seq <= ?2")?
-                        .execute((&chain, seq))?;
+                    let [anchor_sql, delete_sql] = prune_sql(|n| format!("?{n}"));
+                    c.prepare_cached(&anchor_sql)?
+                        .execute((&chain, seq, &anchor))?;
+                    let deleted = c.prepare_cached(&delete_sql)?.execute((&chain, seq))?;
                     Ok(deleted as u64)
                 },
                 always(event),
@@ -106,11 +95,16 @@ impl AuditStore for SqliteStore {
     }
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
-    async fn query_audit(&self, q: &AuditQuery) -> StoreResult<Vec<StoredEvent>> {
+    async fn query_audit(
+        &self,
+        org_id: &str,
+        q: &AuditFilter,
+        limit: usize,
+    ) -> StoreResult<Vec<StoredEvent>> {
         let sql = audit_query_sql(|n, _| format!("?{n}"));
         let (at, chain, seq) = q.cursor_params()?;
         let params = (
-            &q.org_id,
+            org_id,
             &q.actor,
             &q.action,
             &q.target,
@@ -119,7 +113,7 @@ impl AuditStore for SqliteStore {
             at,
             chain,
             seq,
-            q.limit as i64,
+            limit as i64,
         );
         self.readers.all(&sql, params, |r| event_row(r)).await
     }

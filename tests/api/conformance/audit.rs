@@ -7,7 +7,7 @@
 use super::event;
 use tessera::audit::chain::ChainHead;
 use tessera::audit::event::AuditEvent;
-use tessera::store::{AuditQuery, DynStore};
+use tessera::store::{AuditFilter, DynStore};
 
 fn org_event(action: &str, org: &str, time: i64, target: &str) -> AuditEvent {
     let mut e = event(action);
@@ -130,27 +130,22 @@ async fn an_organizations_events_newest_first(store: DynStore) {
     // Two events at the same time: the seq decides.
     events.push(org_event("team.create", "org1", 15, "t1"));
     store.append_audit(events).await.unwrap();
-    let query = |f: &dyn Fn(&mut AuditQuery)| {
-        let mut q = AuditQuery {
-            org_id: "org1".into(),
-            limit: 100,
-            ..Default::default()
-        };
-        f(&mut q);
-        q
-    };
     let names = |events: &[tessera::audit::chain::StoredEvent]| -> Vec<String> {
         events
             .iter()
             .map(|e| e.event.target_name.clone().unwrap_or_default())
             .collect()
     };
-    let all = store.query_audit(&query(&|_| {})).await.unwrap();
+    let all = store
+        .query_audit("org1", &AuditFilter::default(), 100)
+        .await
+        .unwrap();
     assert_eq!(names(&all), ["t1", "s5", "s4", "s3", "s2", "s1", "s0"]);
-    let by = |f: &dyn Fn(&mut AuditQuery)| {
-        let q = query(f);
+    let by = |f: &dyn Fn(&mut AuditFilter)| {
+        let mut q = AuditFilter::default();
+        f(&mut q);
         let store = store.clone();
-        async move { names(&store.query_audit(&q).await.unwrap()) }
+        async move { names(&store.query_audit("org1", &q, 100).await.unwrap()) }
     };
     assert_eq!(by(&|q| q.action = Some("team.create".into())).await, ["t1"]);
     assert_eq!(by(&|q| q.target = Some("s2".into())).await, ["s2"]);
@@ -167,19 +162,21 @@ async fn an_organizations_events_newest_first(store: DynStore) {
         .await,
         ["s4", "s3", "s2"]
     );
-    assert!(by(&|q| q.org_id = "org3".into()).await.is_empty());
+    let any = AuditFilter::default();
+    assert!(store
+        .query_audit("org3", &any, 100)
+        .await
+        .unwrap()
+        .is_empty());
     // Pages: each starts after the last event of the one before.
     let mut pages = Vec::new();
     let mut after = None;
     loop {
-        let q = query(&|q| q.limit = 3);
-        let page = store
-            .query_audit(&AuditQuery {
-                after: after.clone(),
-                ..q
-            })
-            .await
-            .unwrap();
+        let q = AuditFilter {
+            after: after.clone(),
+            ..Default::default()
+        };
+        let page = store.query_audit("org1", &q, 3).await.unwrap();
         let Some(last) = page.last() else { break };
         after = Some((last.event.time, last.event.chain.clone(), last.event.seq));
         pages.push(names(&page));
