@@ -196,7 +196,8 @@ crate::storage_tests!(
 );
 
 /// The cross-team listing costs the same few queries whatever the number of
-/// teams (it once made one query per team).
+/// teams (it once made one query per team). Flaky before it took the fewest
+/// of several measurements: a background flush landed in the one window.
 async fn listing_costs_do_not_grow_with_teams(storage: Storage) {
     let data = storage.dir.path().join("data");
     let (server, admin) = storage.serve(&data);
@@ -223,9 +224,16 @@ async fn listing_costs_do_not_grow_with_teams(storage: Storage) {
             .await;
         }
         list().await; // warm the key cache
-        let before = store_calls(&server).await;
-        list().await;
-        costs.push(store_calls(&server).await - before);
+                      // The fewest calls over a few listings: the server's background
+                      // work (the once-a-second flush of key usage, say) may land in any
+                      // one measurement, never in all of them.
+        let mut fewest = f64::INFINITY;
+        for _ in 0..5 {
+            let before = store_calls(&server).await;
+            list().await;
+            fewest = fewest.min(store_calls(&server).await - before);
+        }
+        costs.push(fewest);
     }
     assert!(
         costs[1] <= costs[0] + 1.0,
