@@ -228,7 +228,10 @@ pub fn router(state: Arc<AppState>) -> Router {
     let (router, doc) = split();
     let _ = state.openapi.set(doc.to_pretty_json().unwrap_or_default());
     router
-        .route_layer(axum::middleware::from_fn(trace::observe))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            trace::observe,
+        ))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

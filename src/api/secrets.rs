@@ -59,7 +59,7 @@ async fn listing(mut pages: SecretPages, keep: Option<Keep>) -> ApiResult<Respon
             Ok(Some(page)) => {
                 let mut chunk = Vec::with_capacity(page.entries.len() * 160);
                 write_entries(&mut chunk, &page.entries, &mut first);
-                // Rendered: the page's bulk permit goes back now.
+                // Rendered: the page's turn in the lane ends now.
                 drop(page);
                 Bytes::from(chunk)
             }

@@ -5,10 +5,12 @@
 //! request's metrics (one layer instead of two: each costs a boxed future
 //! per request), and sets the request's context for the audit log.
 
-use axum::extract::{MatchedPath, Request};
+use super::AppState;
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::Response;
+use std::sync::Arc;
 use std::time::Instant;
 use tracing::Instrument;
 
@@ -30,8 +32,9 @@ fn request_id(req: &Request) -> String {
         .unwrap_or_else(|| crate::domain::ids::random_base62(16))
 }
 
-pub async fn observe(req: Request, next: Next) -> Response {
+pub async fn observe(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let start = Instant::now();
+    let _in_flight = state.service.request_in_flight();
     let id = request_id(&req);
     let method = req.method().clone();
     let route = req.extensions().get::<MatchedPath>().cloned();

@@ -7,6 +7,7 @@ pub mod audit;
 pub mod audit_log;
 pub mod auth;
 pub mod bootstrap;
+pub mod bulk_lane;
 pub mod cache;
 pub mod consumers;
 pub mod delivery;
@@ -182,9 +183,8 @@ pub struct Service {
     /// Deliveries being built for waiters woken together, by (key prefix,
     /// revision they were woken at).
     building: std::sync::Mutex<std::collections::HashMap<(String, i64), SharedBuild>>,
-    /// Pages of large listings being read and rendered, node-wide (see
-    /// `secrets::BULK_PAGES_AT_ONCE`).
-    bulk_pages: Arc<tokio::sync::Semaphore>,
+    /// The lane of large listings' later pages, node-wide.
+    bulk_pages: Arc<bulk_lane::BulkLane>,
 }
 
 type SharedBuild = std::sync::Weak<tokio::sync::OnceCell<Arc<delivery::Delivery>>>;
@@ -231,8 +231,14 @@ impl Service {
                 delivery::MAX_KEPT_SNAPSHOTS,
             ),
             building: Default::default(),
-            bulk_pages: Arc::new(tokio::sync::Semaphore::new(secrets::BULK_PAGES_AT_ONCE)),
+            bulk_pages: Default::default(),
         }
+    }
+
+    /// Counts a request as being handled until the guard is dropped (large
+    /// listings give way while any is; see `bulk_lane.rs`).
+    pub fn request_in_flight(&self) -> bulk_lane::InFlight {
+        self.bulk_pages.request()
     }
 
     /// The store's backend, for readiness and logs.

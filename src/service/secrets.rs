@@ -1,6 +1,7 @@
 //! Secrets: upsert, list, delete. Values go in; only metadata comes out.
 
 use super::audit::Target;
+use super::bulk_lane::{BulkLane, BulkTurn};
 use super::{Service, ServiceError, ServiceResult, TeamRef};
 use crate::crypto::{Envelope, SecretPlace};
 use crate::domain::access::{
@@ -14,7 +15,6 @@ use crate::domain::time::now_micros;
 use crate::domain::types::{ListedSecret, SecretRecord};
 use crate::store::{DynStore, SealedWrite, StoreError, StoredSecret};
 use std::sync::Arc;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Times a write is sealed again because the secret's identity changed
 /// under it (each time someone else created or deleted the same name).
@@ -28,21 +28,13 @@ pub const FIRST_PAGE: usize = crate::store::INLINE_ROWS;
 /// snapshot, however many secrets it lists.
 pub const NEXT_PAGE: usize = 512;
 
-/// Later pages (of listings larger than one first page) read and rendered at
-/// once on a node, whatever the number of such listings. Measured with eight
-/// clients listing a team of 10,000 secrets: unbounded, their pages took
-/// both cores of a 2-core machine (the decoding and rendering on the
-/// runtime's workers, and on PostgreSQL as many scans in the database), and
-/// another team's small listing waited 25-70x its idle p99. One at a time
-/// leaves the rest of the machine to everyone else; large listings share it.
-pub const BULK_PAGES_AT_ONCE: usize = 1;
-
-/// A page of a listing. A later page holds its bulk permit until the caller
-/// drops it, after rendering (not after sending: a client slow to read must
-/// not hold up every other large listing).
+/// A page of a listing. A later page holds its turn in the node's lane of
+/// large pages until the caller drops it, after rendering (not after
+/// sending: a client slow to read must not hold up every other large
+/// listing).
 pub struct Page {
     pub entries: Vec<ListedSecret>,
-    _bulk: Option<OwnedSemaphorePermit>,
+    _bulk: Option<BulkTurn>,
 }
 
 /// A write of a value: who, where, and what it does to earlier versions.
@@ -73,7 +65,7 @@ pub struct SecretPages {
     current: usize,
     after: (String, String),
     pages: usize,
-    bulk: Arc<Semaphore>,
+    bulk: Arc<BulkLane>,
 }
 
 /// What a team listing shows: the team's revision and the team name printed
@@ -97,10 +89,10 @@ impl SecretPages {
         let (limit, bulk) = if self.pages == 0 {
             (FIRST_PAGE, None)
         } else {
-            let permit = self.bulk.clone().acquire_owned().await.map_err(|_| {
+            let turn = self.bulk.enter().await.ok_or_else(|| {
                 ServiceError::from(StoreError::unavailable("the server is stopping"))
             })?;
-            (NEXT_PAGE, Some(permit))
+            (NEXT_PAGE, Some(turn))
         };
         while let Some(segment) = self.segments.get(self.current) {
             let page = match segment {
