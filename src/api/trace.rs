@@ -34,7 +34,10 @@ fn request_id(req: &Request) -> String {
 
 pub async fn observe(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let start = Instant::now();
-    let _in_flight = state.service.request_in_flight();
+    // Large listings give way to requests being handled; a long-poll
+    // waiter, idle until something changes, does not count.
+    let _in_flight =
+        (!crate::net::timeout::is_long_poll(&req)).then(|| state.service.request_in_flight());
     let id = request_id(&req);
     let method = req.method().clone();
     let route = req.extensions().get::<MatchedPath>().cloned();

@@ -1,28 +1,21 @@
 //! The lane that later pages of large listings take: one page at a time per
-//! node, and, while other requests are being served, a rest after each page
-//! twice as long as the page kept the lane busy.
+//! node, first come first served, and, while other requests are being
+//! handled, a rest after each page twice as long as the page kept the lane
+//! busy.
 //!
 //! Why rest: on a 2-core machine a page's work (the database's scan, the
 //! decoding and rendering) competes for the same cores as every small
 //! request. One page at a time already keeps large listings from taking
-//! both cores; resting leaves the lane idle two thirds of the time while
-//! anyone else is waiting, so a small request that arrives during a burst of
-//! large listings waits for at most about one page's work, not for a queue
-//! of them. Large listings pay with throughput under contention (measured in
-//! docs/performance.md); a large listing on an otherwise idle server never
-//! rests, and none waits longer than the others ahead of it.
+//! both cores; resting leaves the lane idle at least two thirds of the time
+//! while anyone else is being served. Large listings pay with throughput
+//! under contention (measured in docs/performance.md); a large listing on an
+//! otherwise idle server never rests.
 
-use std::sync::atomic::{AtomicIsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Mutex, OwnedMutexGuard};
 use tokio::time::Instant;
-
-/// Pages read and rendered at once on a node. Measured with eight clients
-/// listing a team of 10,000 secrets: unbounded, their pages took both cores
-/// of a 2-core machine, and another team's small listing waited 25-70x its
-/// idle p99.
-const PAGES_AT_ONCE: usize = 1;
 
 /// Rest after a page, as a multiple of the time it kept the lane busy, when
 /// other requests are in flight. Measured on PostgreSQL with eight clients
@@ -35,37 +28,33 @@ const REST: u32 = 2;
 /// The longest rest after one page, however long the page took.
 const MAX_REST: Duration = Duration::from_millis(100);
 
+/// One per node. Measured with eight clients listing a team of 10,000
+/// secrets: with their pages unbounded, they took both cores of a 2-core
+/// machine and another team's small listing waited 25-70x its idle p99.
 #[derive(Debug)]
 pub struct BulkLane {
-    permits: Arc<Semaphore>,
-    /// When the lane may start its next page.
-    rested_at: Arc<Mutex<Instant>>,
-    /// Requests being handled now, less those idle in a long poll (see
-    /// [`BulkLane::request`]; signed, so that a wait not counted as a
-    /// request, outside HTTP, only lowers it for as long as it lasts).
-    in_flight: Arc<AtomicIsize>,
+    /// The lane itself (held by one page at a time; tokio's mutex queues
+    /// waiters in order), guarding when the next page may start.
+    next_start: Arc<Mutex<Instant>>,
+    /// Requests being handled now (see [`BulkLane::request`]).
+    in_flight: Arc<AtomicUsize>,
 }
 
 /// The lane, held while one page is read and rendered.
 pub struct BulkTurn {
-    _permit: OwnedSemaphorePermit,
+    next_start: OwnedMutexGuard<Instant>,
     started: Instant,
-    rested_at: Arc<Mutex<Instant>>,
-    in_flight: Arc<AtomicIsize>,
+    in_flight: Arc<AtomicUsize>,
 }
 
 /// A request counted as in flight until dropped.
-pub struct InFlight(Arc<AtomicIsize>);
-
-/// A request not counted while it waits (a long poll), until dropped.
-pub struct Idle(Arc<AtomicIsize>);
+pub struct InFlight(Arc<AtomicUsize>);
 
 impl Default for BulkLane {
     fn default() -> Self {
         Self {
-            permits: Arc::new(Semaphore::new(PAGES_AT_ONCE)),
-            rested_at: Arc::new(Mutex::new(Instant::now())),
-            in_flight: Arc::new(AtomicIsize::new(0)),
+            next_start: Arc::new(Mutex::new(Instant::now())),
+            in_flight: Arc::new(AtomicUsize::new(0)),
         }
     }
 }
@@ -79,36 +68,21 @@ impl BulkLane {
         InFlight(self.in_flight.clone())
     }
 
-    /// Stops counting the current request while the guard lives: a long-poll
-    /// waiter uses no resources a large listing would take from it.
-    pub fn idle(&self) -> Idle {
-        self.in_flight.fetch_sub(1, Ordering::Relaxed);
-        Idle(self.in_flight.clone())
-    }
-
-    /// Waits for the lane and its rest; `None` once the server is stopping.
-    pub async fn enter(&self) -> Option<BulkTurn> {
-        let permit = self.permits.clone().acquire_owned().await.ok()?;
-        let rested_at = *self.rested_at.lock().unwrap_or_else(|e| e.into_inner());
-        tokio::time::sleep_until(rested_at).await;
-        Some(BulkTurn {
-            _permit: permit,
+    /// Waits for the lane and for the rest after the page before.
+    pub async fn enter(&self) -> BulkTurn {
+        let next_start = self.next_start.clone().lock_owned().await;
+        tokio::time::sleep_until(*next_start).await;
+        BulkTurn {
+            next_start,
             started: Instant::now(),
-            rested_at: self.rested_at.clone(),
             in_flight: self.in_flight.clone(),
-        })
+        }
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-impl Drop for Idle {
-    fn drop(&mut self) {
-        self.0.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -120,7 +94,8 @@ impl Drop for BulkTurn {
         } else {
             Duration::ZERO
         };
-        *self.rested_at.lock().unwrap_or_else(|e| e.into_inner()) = now + rest;
+        // Set before the guard (a field) unlocks the lane.
+        *self.next_start = now + rest;
     }
 }
 
@@ -131,11 +106,11 @@ mod tests {
     /// How long the lane makes the next page wait after a page that kept
     /// it busy for `busy` (on the paused clock).
     async fn rest_after(lane: &BulkLane, busy: Duration) -> Duration {
-        let turn = lane.enter().await.expect("lane open");
+        let turn = lane.enter().await;
         tokio::time::advance(busy).await;
         drop(turn);
         let before = Instant::now();
-        drop(lane.enter().await.expect("lane open"));
+        drop(lane.enter().await);
         Instant::now() - before
     }
 
@@ -155,19 +130,6 @@ mod tests {
             rest_after(&lane, Duration::from_secs(1)).await,
             MAX_REST,
             "capped however long the page took"
-        );
-
-        let waiting = lane.idle();
-        assert_eq!(
-            rest_after(&lane, page).await,
-            Duration::ZERO,
-            "a long-poll waiter does not count"
-        );
-        drop(waiting);
-        assert_eq!(
-            rest_after(&lane, page).await,
-            page * REST,
-            "its request again"
         );
         drop(request);
         assert_eq!(rest_after(&lane, page).await, Duration::ZERO, "alone again");

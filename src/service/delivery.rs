@@ -215,8 +215,6 @@ impl Service {
         self.consumers.seen(&consumer(&p, &grant, ctx, None));
         let deadline = tokio::time::Instant::now() + wait.min(MAX_WAIT);
         let mut woken_at = held;
-        // A waiter is idle: large listings need not give way to it.
-        let idle = self.bulk_pages.idle();
         loop {
             if self.notifier.is_shutting_down() {
                 return Ok(Poll::Unchanged { revision: held });
@@ -243,7 +241,6 @@ impl Service {
                 _ = sub.shutdown.changed() => return Ok(Poll::Unchanged { revision: held }),
             }
         }
-        drop(idle);
         // A change: answer for the key as it stands now.
         let p = self.authenticate(authorization).await?;
         let grant = self.delivery_grant(&p).await?;

@@ -7,7 +7,7 @@ pub mod audit;
 pub mod audit_log;
 pub mod auth;
 pub mod bootstrap;
-pub mod bulk_lane;
+mod bulk_lane;
 pub mod cache;
 pub mod consumers;
 pub mod delivery;

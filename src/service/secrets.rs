@@ -89,10 +89,7 @@ impl SecretPages {
         let (limit, bulk) = if self.pages == 0 {
             (FIRST_PAGE, None)
         } else {
-            let turn = self.bulk.enter().await.ok_or_else(|| {
-                ServiceError::from(StoreError::unavailable("the server is stopping"))
-            })?;
-            (NEXT_PAGE, Some(turn))
+            (NEXT_PAGE, Some(self.bulk.enter().await))
         };
         while let Some(segment) = self.segments.get(self.current) {
             let page = match segment {
