@@ -39,8 +39,8 @@ pub fn handle() -> PrometheusHandle {
 /// How often recorded histogram samples are folded into their buckets.
 pub const UPKEEP_EVERY: Duration = Duration::from_secs(1);
 
-/// The recorder keeps every histogram sample (8 bytes each: one per request,
-/// per SQLite batch, per fsync) until it is drained, which a scrape of
+/// The recorder keeps every histogram sample (about 16 bytes each: one per
+/// request, per SQLite batch, per fsync) until it is drained, which a scrape of
 /// `/metrics` does and nothing else: without a scraper the process grew by
 /// megabytes a minute under load (seen as RSS climbing run after run in the
 /// benchmark). A thread of its own drains them, independent of any runtime
