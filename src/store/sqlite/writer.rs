@@ -554,8 +554,12 @@ fn end_batch(
                     Answer::AfterSync => after_sync.push(done),
                 }
             }
+            // Busy before it can receive, so that its "idle" always comes
+            // after this.
             ends.syncer_idle.store(false, Ordering::Release);
             if let Err(std::sync::mpsc::SendError(lost)) = ends.sync.send((after_sync, revisions)) {
+                // Gone: nothing will ever be synced; later batches fail here too.
+                ends.syncer_idle.store(true, Ordering::Release);
                 let e = StoreError::internal("the SQLite sync thread has stopped");
                 fail_all(lost.0, &e);
             }
@@ -728,6 +732,27 @@ struct Syncer {
     wake: mpsc::WeakSender<Msg>,
 }
 
+impl Syncer {
+    /// Tells the writer that nothing is being synced: flag first, then
+    /// wake (the writer reads the flag after every message; when its queue
+    /// is full the wake is dropped, and it reads the flag soon anyway).
+    fn idle(&self) {
+        self.idle.store(true, Ordering::Release);
+        if let Some(writer) = self.wake.upgrade() {
+            let _ = writer.try_send(Msg::SyncerIdle);
+        }
+    }
+}
+
+impl Drop for Syncer {
+    /// Should the syncer ever stop (it panicked), the writer must not hold
+    /// its open batch waiting for it: it commits, and its callers hear that
+    /// the sync thread has stopped.
+    fn drop(&mut self) {
+        self.idle();
+    }
+}
+
 /// Makes committed batches durable, then answers their callers. Each fsync
 /// covers every batch that was committed before it started; with nothing
 /// left to sync it tells the writer, which then commits what it holds.
@@ -766,13 +791,7 @@ fn sync_loop(mut syncer: Syncer, rx: &std::sync::mpsc::Receiver<Committed>, heal
             Ok(more) => Some(more),
             Err(std::sync::mpsc::TryRecvError::Disconnected) => None,
             Err(std::sync::mpsc::TryRecvError::Empty) => {
-                // Flag first, then wake: the writer reads the flag after
-                // every message. A full queue needs no wake: the writer
-                // reads the flag again after each of its messages.
-                syncer.idle.store(true, Ordering::Release);
-                if let Some(writer) = syncer.wake.upgrade() {
-                    let _ = writer.try_send(Msg::SyncerIdle);
-                }
+                syncer.idle();
                 rx.recv().ok()
             }
         };
@@ -856,6 +875,29 @@ mod tests {
             .unwrap();
         let want: Vec<i64> = (0..20).filter(|i| *i != 7).collect();
         assert_eq!(rows, want, "job 7's first insert was rolled back with it");
+    }
+
+    /// Should the sync thread die, writes fail at once instead of waiting in
+    /// a batch that the writer holds for a syncer that will never be idle.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn writes_fail_promptly_when_the_sync_thread_is_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = Connection::open(dir.path().join("w.db")).unwrap();
+        conn.execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (x INTEGER);")
+            .unwrap();
+        let sync: SyncFn = Box::new(|| panic!("the test's fsync fails hard"));
+        let health = Arc::new(Health::default());
+        let writer = Writer::start_with(conn, sync, health, Arc::new(AuditKey::default())).unwrap();
+        for x in 0..3i64 {
+            let write = writer.write(move |c| Ok(c.execute("INSERT INTO t (x) VALUES (?1)", [x])?));
+            let outcome = tokio::time::timeout(Duration::from_secs(10), write)
+                .await
+                .unwrap_or_else(|_| panic!("write {x} waited for a sync thread that is gone"));
+            assert!(
+                outcome.is_err(),
+                "write {x} was acknowledged without an fsync"
+            );
+        }
     }
 
     /// A syncer whose fsyncs the test lets through one at a time; it says
