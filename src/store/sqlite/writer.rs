@@ -20,11 +20,12 @@
 //! syncer has nothing left to do, when it holds [`MAX_BATCH`] jobs, or at
 //! once when one of its callers is answered at the commit (below). A commit
 //! made earlier would not be synced any sooner, since the syncer is busy;
-//! waiting lets one commit and one fsync serve every job that arrived during
-//! the previous fsync. Each commit has fixed costs (BEGIN and COMMIT, the
-//! team revisions, and above all the last pages of the audit log and of
-//! the version history, rewritten into the WAL by every commit), so they
-//! are shared by more jobs. Measured with upsert-64 on two cores (2 s
+//! what a caller may wait longer is the commit itself, which now follows
+//! the previous fsync instead of overlapping it. In exchange one commit and
+//! one fsync serve every job that arrived during the previous fsync. Each commit has fixed costs (BEGIN and COMMIT, the
+//! team revisions, the last pages of the audit log and of the version
+//! history, which every commit writes into the WAL again), so they are
+//! shared by more jobs. Measured with upsert-64 on two cores (2 s
 //! windows): 17 jobs per commit instead of 10, one commit per fsync instead
 //! of 1.8, 6.9 KiB written to disk per upsert instead of 8.7; throughput
 //! stayed within the benchmark's noise (see docs/performance.md).
@@ -479,30 +480,22 @@ impl OpenBatch {
     }
 }
 
-/// The writer's loop. Jobs run as they arrive, in a transaction kept open
-/// while the syncer is busy; it commits when the syncer has nothing to do
-/// (or it is full, or one of its callers is answered at the commit). So
-/// every fsync covers one commit, and however fast jobs trickle in, each
-/// commit shares its fixed costs (BEGIN, COMMIT, rewriting the same last
-/// pages of the audit log and the teams' revisions) among all the jobs
-/// that came in during one fsync, without making any caller wait longer:
-/// a job committed earlier would still have waited for the fsync under way.
+/// The writer's loop: jobs run as they arrive, and the open batch commits
+/// when it is [`OpenBatch::ready`] (see "When to commit" above).
 fn run(conn: &Connection, mut rx: mpsc::Receiver<Msg>, ends: &BatchEnds, audit: &AuditKey) {
     let mut chain = ChainSlot::new("sqlite", 0);
     let mut open: Option<OpenBatch> = None;
     let mut next_truncate = Instant::now() + TRUNCATE_EVERY;
-    loop {
-        let Some(msg) = rx.blocking_recv() else { break };
-        let mut next = Some(msg);
-        while let Some(msg) = next.take() {
+    while let Some(first) = rx.blocking_recv() {
+        // Everything queued now, up to a full batch.
+        let mut next = Some(first);
+        while let Some(msg) = next {
             if let Msg::Job(job) = msg {
                 open.get_or_insert_with(|| OpenBatch::begin(conn))
                     .run(conn, job);
             }
-            if open.as_ref().is_some_and(|b| b.len() >= MAX_BATCH) {
-                break;
-            }
-            next = rx.try_recv().ok();
+            let full = open.as_ref().is_some_and(|b| b.len() >= MAX_BATCH);
+            next = if full { None } else { rx.try_recv().ok() };
         }
         let idle = ends.syncer_idle.load(Ordering::Acquire);
         if let Some(batch) = open.take_if(|b| b.ready(idle)) {
