@@ -86,6 +86,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Reader {
         Ok(Reader(crate::service::delivery::ReadContext {
             client,
             instance,
+            holds: None,
         }))
     }
 }

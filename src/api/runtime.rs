@@ -11,7 +11,7 @@ use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{Caller, PathParams, QueryParams, Reader};
 use super::views::Timestamp;
 use super::AppState;
-use crate::service::delivery::{DeliveredSecret, Delivery, Poll, MAX_WAIT};
+use crate::service::delivery::{DeliveredSecret, Delivery, Holds, Poll, HOLDS_HEADER, MAX_WAIT};
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
@@ -68,7 +68,8 @@ pub struct WaitQuery {
 /// previous answer) and `wait`, a long poll: answers as soon as the team
 /// changes, or 304 after the wait.
 #[utoipa::path(get, path = "/runtime/v1/secrets", tag = "runtime", params(WaitQuery,
-        ("If-None-Match" = Option<String>, Header, description = "The ETag the client holds, e.g. \"17\"")),
+        ("If-None-Match" = Option<String>, Header, description = "The ETag the client holds, e.g. \"17\""),
+        ("X-Tessera-Holds" = Option<String>, Header, description = "What the client holds, for the consumers view: `none`, or the ETag of an answer it applied in full. Without it, what is sent counts as held")),
     responses((status = 200, body = RuntimeSecretsView, headers(("ETag" = String))),
               (status = 304, description = "Unchanged within the wait", headers(("ETag" = String))),
               (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
@@ -76,7 +77,7 @@ pub async fn fetch_secrets(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     caller: Caller,
-    Reader(ctx): Reader,
+    Reader(mut ctx): Reader,
     QueryParams(q): QueryParams<WaitQuery>,
 ) -> ApiResult<Response> {
     let wait = Duration::from_secs(q.wait.unwrap_or(0));
@@ -87,6 +88,7 @@ pub async fn fetch_secrets(
         )));
     }
     let held = held_revision(&headers)?;
+    ctx.holds = holds(&headers)?;
     let service = &state.service;
     let delivery = match held {
         None => Arc::new(service.deliver(&caller.0, &ctx).await?),
@@ -135,16 +137,37 @@ fn held_revision(headers: &HeaderMap) -> ApiResult<Option<i64>> {
             "If-None-Match must be the ETag of an earlier answer, like \"17\" (one value, no lists or *)",
         )
     };
+    revision_in(v, bad).map(Some)
+}
+
+/// What the client says it holds ([`HOLDS_HEADER`]): `none` or an ETag.
+fn holds(headers: &HeaderMap) -> ApiResult<Option<Holds>> {
+    let Some(v) = headers.get(HOLDS_HEADER) else {
+        return Ok(None);
+    };
+    if v.as_bytes().eq_ignore_ascii_case(b"none") {
+        return Ok(Some(Holds::Nothing));
+    }
+    let bad = || {
+        ApiError::invalid(format!(
+            "{HOLDS_HEADER} must be `none` or the ETag of an answer the client applied, like \"17\""
+        ))
+    };
+    revision_in(v, bad).map(|r| Some(Holds::Revision(r)))
+}
+
+/// The revision in one ETag.
+fn revision_in(v: &HeaderValue, bad: impl Fn() -> ApiError) -> ApiResult<i64> {
     let text = v.to_str().map_err(|_| bad())?.trim();
     let text = text.strip_prefix("W/").unwrap_or(text);
     let inner = text
         .strip_prefix('"')
         .and_then(|t| t.strip_suffix('"'))
-        .ok_or_else(bad)?;
+        .ok_or_else(&bad)?;
     if inner.is_empty() || !inner.bytes().all(|b| b.is_ascii_digit()) {
         return Err(bad());
     }
-    inner.parse().map(Some).map_err(|_| bad())
+    inner.parse().map_err(|_| bad())
 }
 
 fn etag(revision: i64) -> HeaderValue {
@@ -259,6 +282,20 @@ mod tests {
         for v in ["*", "17", "\"\"", "\"-1\"", "\"1\", \"2\"", "\"x\""] {
             h.insert(IF_NONE_MATCH, HeaderValue::from_static(v));
             assert!(held_revision(&h).is_err(), "{v}");
+        }
+    }
+
+    #[test]
+    fn holds_is_none_or_one_etag() {
+        let mut h = HeaderMap::new();
+        assert_eq!(holds(&h).unwrap(), None);
+        for (v, want) in [("none", Holds::Nothing), ("\"5\"", Holds::Revision(5))] {
+            h.insert(HOLDS_HEADER, HeaderValue::from_static(v));
+            assert_eq!(holds(&h).unwrap(), Some(want), "{v}");
+        }
+        for v in ["", "5", "all", "\"5\", \"6\""] {
+            h.insert(HOLDS_HEADER, HeaderValue::from_static(v));
+            assert!(holds(&h).is_err(), "{v}");
         }
     }
 

@@ -3,8 +3,11 @@
 pub mod admin;
 pub mod agent;
 pub mod audit;
+pub mod backoff;
 pub mod checkpoint_export;
+pub mod health;
 pub mod init;
+pub mod link;
 pub mod migrate;
 pub mod org;
 pub mod remote;
@@ -13,6 +16,7 @@ pub mod runtime_client;
 pub mod secret_history;
 pub mod secrets;
 pub mod serve;
+pub mod signals;
 
 use crate::config::{ServeArgs, StoreArgs};
 use clap::{Parser, Subcommand};

@@ -1,7 +1,8 @@
 //! The client side of the runtime API (`/runtime/v1/…`), shared by
 //! `tessera agent` and `tessera run`: where the key comes from, one fetch of
-//! every value (plain or as a long poll), how failures are classified, and the
-//! retry backoff.
+//! every value (plain or as a long poll), what the client tells the server
+//! it holds, and how failures are classified. (How long to wait between
+//! attempts: [`super::link`] and [`super::backoff`].)
 //!
 //! Values are held in [`SecretValue`]s (zeroized on drop, redacted in
 //! `Debug`); no error or log line built here contains one.
@@ -11,7 +12,6 @@ use crate::domain::secret_name::{canonicalize, SecretName};
 use crate::domain::secret_value::SecretValue;
 use anyhow::{bail, Context};
 use clap::Args;
-use rand::Rng;
 use reqwest::header::{HeaderValue, AUTHORIZATION, ETAG, IF_NONE_MATCH, RETRY_AFTER};
 use reqwest::StatusCode;
 use serde::{Deserialize, Deserializer};
@@ -23,6 +23,22 @@ use zeroize::Zeroizing;
 
 /// The header that identifies a consumer instance on every runtime request.
 pub const INSTANCE_HEADER: &str = crate::service::consumers::INSTANCE_HEADER;
+
+/// The header in which a client says what it holds (see [`Holds`]).
+pub const HOLDS_HEADER: &str = crate::service::delivery::HOLDS_HEADER;
+
+/// What a client tells the server it holds, for the consumers view
+/// ("who holds which version").
+#[derive(Debug, Clone, Copy)]
+pub enum Holds<'a> {
+    /// Nothing said: the server counts what it sends as held (`tessera
+    /// run`, which hands the values to the command it execs at once).
+    AsSent,
+    /// Nothing new: the server records only that this client asked.
+    Nothing,
+    /// Everything the answer with this `ETag` carried, applied in full.
+    Revision(&'a HeaderValue),
+}
 
 /// How long a long poll asks the server to wait (the server allows 60).
 pub const LONG_POLL_WAIT: Duration = Duration::from_secs(55);
@@ -131,6 +147,23 @@ pub struct Snapshot {
     pub refused: Vec<String>,
 }
 
+impl Snapshot {
+    /// When the key can read no secret at all, a warning that says so
+    /// (usually the key was made for another team than the one the
+    /// secrets were written to).
+    pub fn empty_scope_warning(&self, key_prefix: &str) -> Option<String> {
+        if !self.secrets.is_empty() || !self.refused.is_empty() {
+            return None;
+        }
+        Some(format!(
+            "the key {key_prefix} can read no secret at all: its team holds none, or none of the \
+             names the key is narrowed to. Check that the secrets were written to the team the key \
+             was made for (`tessera keys list` shows each key's team; `tessera secrets list` shows \
+             each secret's)"
+        ))
+    }
+}
+
 /// The answer to a fetch.
 #[derive(Debug)]
 pub enum Fetched {
@@ -178,6 +211,7 @@ pub struct RuntimeClient {
     base: String,
     authorization: HeaderValue,
     instance: HeaderValue,
+    key_prefix: String,
 }
 
 impl RuntimeClient {
@@ -196,6 +230,15 @@ impl RuntimeClient {
             None => crate::domain::ids::random_base62(16),
         };
         let instance = HeaderValue::from_str(&id).context("--instance-id")?;
+        // The prefix identifies the key in listings and logs (never the
+        // secret part).
+        let key_prefix = key
+            .split('.')
+            .next()
+            .unwrap_or("")
+            .chars()
+            .take(16)
+            .collect();
         let base = args.url.trim_end_matches('/').to_owned();
         reqwest::Url::parse(&base).with_context(|| format!("invalid server URL {base:?}"))?;
         Ok(Self {
@@ -203,7 +246,13 @@ impl RuntimeClient {
             base,
             authorization,
             instance,
+            key_prefix,
         })
+    }
+
+    /// The key's prefix (the part shown in key listings).
+    pub fn key_prefix(&self) -> &str {
+        &self.key_prefix
     }
 
     pub fn base_url(&self) -> &str {
@@ -216,10 +265,21 @@ impl RuntimeClient {
     }
 
     /// Every value in the key's scope. With `held` (the `ETag` of an earlier
-    /// answer) this is a long poll of up to `wait`.
+    /// answer) this is a long poll of up to `wait`. What is sent counts as
+    /// held ([`Holds::AsSent`]).
     pub async fn fetch_all(
         &self,
         held: Option<&HeaderValue>,
+        wait: Duration,
+    ) -> Result<Fetched, FetchError> {
+        self.fetch(held, Holds::AsSent, wait).await
+    }
+
+    /// [`Self::fetch_all`], saying what the client holds.
+    pub async fn fetch(
+        &self,
+        held: Option<&HeaderValue>,
+        holds: Holds<'_>,
         wait: Duration,
     ) -> Result<Fetched, FetchError> {
         let (url, timeout) = match held {
@@ -237,6 +297,11 @@ impl RuntimeClient {
             .header(INSTANCE_HEADER, self.instance.clone());
         if let Some(etag) = held {
             req = req.header(IF_NONE_MATCH, etag.clone());
+        }
+        match holds {
+            Holds::AsSent => {}
+            Holds::Nothing => req = req.header(HOLDS_HEADER, HeaderValue::from_static("none")),
+            Holds::Revision(etag) => req = req.header(HOLDS_HEADER, etag.clone()),
         }
         let resp = req.send().await.map_err(|e| unavailable(&self.base, &e))?;
         let status = resp.status();
@@ -275,15 +340,36 @@ fn unavailable(base: &str, e: &reqwest::Error) -> FetchError {
         detail = s.to_string();
         source = s.source();
     }
-    let message = if detail.is_empty() {
+    let mut message = if detail.is_empty() {
         format!("{base}: {what}")
     } else {
         format!("{base}: {what} ({detail})")
     };
+    if base.starts_with("http://") && not_http(e) {
+        message.push_str(
+            "; the server did not answer in HTTP: if it now serves HTTPS, use an https:// URL \
+             (with --ca-file for a private CA)",
+        );
+    }
     FetchError::Unavailable {
         message,
         retry_after: None,
     }
+}
+
+/// Whether the answer could not be parsed as HTTP at all (what a TLS
+/// server's alert looks like to a plain-HTTP client).
+fn not_http(e: &reqwest::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if s.downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_parse)
+        {
+            return true;
+        }
+        source = s.source();
+    }
+    false
 }
 
 /// Reads a body into a buffer that is wiped when dropped.
@@ -391,89 +477,9 @@ impl WireSnapshot {
     }
 }
 
-/// Capped exponential backoff with jitter: each delay is drawn from the
-/// upper half of the current step (so retries never bunch at zero), and
-/// the step doubles up to the cap.
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    base: Duration,
-    cap: Duration,
-    step: Duration,
-}
-
-impl Backoff {
-    pub fn new(base: Duration, cap: Duration) -> Self {
-        Self {
-            base,
-            cap,
-            step: base,
-        }
-    }
-
-    /// 100 ms doubling to 30 s.
-    pub fn standard() -> Self {
-        Self::new(Duration::from_millis(100), Duration::from_secs(30))
-    }
-
-    pub fn reset(&mut self) {
-        self.step = self.base;
-    }
-
-    pub fn next_delay(&mut self) -> Duration {
-        let step = self.step;
-        self.step = (step * 2).min(self.cap);
-        let half = step / 2;
-        let jitter = rand::thread_rng().gen_range(0..=half.as_millis() as u64);
-        half + Duration::from_millis(jitter)
-    }
-}
-
-/// SIGTERM and SIGINT as one stream.
-pub struct StopSignals {
-    term: tokio::signal::unix::Signal,
-    int: tokio::signal::unix::Signal,
-}
-
-impl StopSignals {
-    pub fn new() -> anyhow::Result<Self> {
-        use tokio::signal::unix::{signal, SignalKind};
-        Ok(Self {
-            term: signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
-            int: signal(SignalKind::interrupt()).context("cannot handle SIGINT")?,
-        })
-    }
-
-    /// Waits for the next SIGTERM or SIGINT and says which.
-    pub async fn recv(&mut self) -> nix::sys::signal::Signal {
-        use nix::sys::signal::Signal;
-        tokio::select! {
-            _ = self.term.recv() => Signal::SIGTERM,
-            _ = self.int.recv() => Signal::SIGINT,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_doubles_to_the_cap_with_jitter_in_the_upper_half() {
-        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(30));
-        let mut step = Duration::from_millis(100);
-        for _ in 0..20 {
-            let d = b.next_delay();
-            assert!(
-                d >= step / 2 && d <= step,
-                "{d:?} outside [{:?}, {step:?}]",
-                step / 2
-            );
-            step = (step * 2).min(Duration::from_secs(30));
-        }
-        assert_eq!(step, Duration::from_secs(30));
-        b.reset();
-        assert!(b.next_delay() <= Duration::from_millis(100));
-    }
 
     #[test]
     fn unsafe_names_are_left_out() {

@@ -90,6 +90,16 @@ impl ConsumerRecorder {
         }
     }
 
+    /// Whether `r`'s consumer was last recorded holding `r`'s revision in
+    /// full (then there is nothing new to record but the sighting).
+    pub fn holds_revision(&self, r: &Received<'_>) -> bool {
+        let Ok(state) = self.state.lock() else {
+            return false;
+        };
+        let key = (r.key_prefix.to_owned(), r.instance.to_owned());
+        r.revision.is_some() && state.revisions.get(&key) == r.revision.as_ref()
+    }
+
     /// Records that a consumer asked (a long poll that found no change).
     pub fn seen(&self, r: &Received<'_>) {
         let Ok(mut state) = self.state.lock() else {

@@ -27,6 +27,22 @@ pub(super) const MAX_KEPT_SNAPSHOTS: usize = 128;
 /// The longest a long poll may wait.
 pub const MAX_WAIT: Duration = Duration::from_secs(60);
 
+/// The request header in which a client says what it holds (`none`, or the
+/// `ETag` of an answer it applied in full), so that the consumers view shows
+/// what a workload really holds rather than what it was sent.
+pub const HOLDS_HEADER: &str = "x-tessera-holds";
+
+/// What a client says it holds ([`HOLDS_HEADER`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Holds {
+    /// Nothing new since it last said: record only that it asked.
+    Nothing,
+    /// Everything this revision of its scope held. Recorded when it is the
+    /// current revision (the one whose versions the server knows); an older
+    /// claim leaves the consumer's last recorded versions as they are.
+    Revision(i64),
+}
+
 /// Who is reading, for the record.
 #[derive(Debug, Clone, Default)]
 pub struct ReadContext {
@@ -35,6 +51,9 @@ pub struct ReadContext {
     /// The agent instance the client named (`X-Tessera-Agent`), so that
     /// several agents sharing a key are told apart.
     pub instance: Option<String>,
+    /// What the client says it holds. Absent: what it is sent counts as
+    /// held (a client that uses the values at once, like `tessera run`).
+    pub holds: Option<Holds>,
 }
 
 /// One secret as a workload receives it.
@@ -79,6 +98,12 @@ impl Service {
         let delivery = self.open_snapshot(&grant, None).await?;
         self.record_read(p, &grant, &delivery.secrets, Some(delivery.revision), ctx)
             .await?;
+        if ctx.holds == Some(Holds::Revision(delivery.revision)) {
+            self.consumers.received(
+                &consumer(p, &grant, ctx, Some(delivery.revision)),
+                delivery.secrets.iter().map(|s| (s.id.as_str(), s.version)),
+            );
+        }
         Ok(delivery)
     }
 
@@ -205,6 +230,7 @@ impl Service {
         // the two still wakes this waiter.
         let mut sub = self.notifier.subscribe(grant.team().team_id());
         let current = self.store.team_revision(grant.team()).await?;
+        self.note_held(&p, &grant, ctx, current).await?;
         if current != held {
             let delivery = self.open_snapshot(&grant, Some(current)).await?;
             self.record_read(&p, &grant, &delivery.secrets, Some(delivery.revision), ctx)
@@ -252,6 +278,36 @@ impl Service {
         Ok(Poll::Changed(delivery))
     }
 
+    /// Records what a client says it holds ([`Holds::Revision`]) when that
+    /// is the current revision: its versions are those of the team's
+    /// current snapshot (read only when this consumer was not already
+    /// known to hold it).
+    async fn note_held(
+        &self,
+        p: &Principal,
+        grant: &DeliveryAccess,
+        ctx: &ReadContext,
+        current: i64,
+    ) -> ServiceResult<()> {
+        if ctx.holds != Some(Holds::Revision(current)) {
+            return Ok(());
+        }
+        let holder = consumer(p, grant, ctx, Some(current));
+        if self.consumers.holds_revision(&holder) {
+            return Ok(());
+        }
+        let snapshot = self.sealed_snapshot(grant, Some(current)).await?;
+        self.consumers.received(
+            &holder,
+            snapshot
+                .secrets
+                .iter()
+                .filter(|s| grant.allows(&s.record.canonical_name))
+                .map(|s| (s.record.id.as_str(), s.record.version)),
+        );
+        Ok(())
+    }
+
     fn open_stored(&self, stored: &StoredSecret) -> ServiceResult<DeliveredSecret> {
         let value = self.open_value(stored)?;
         let r = &stored.record;
@@ -291,10 +347,14 @@ impl Service {
         ctx: &ReadContext,
     ) -> ServiceResult<()> {
         let team_id = grant.team().team_id();
-        self.consumers.received(
-            &consumer(p, grant, ctx, revision),
-            secrets.iter().map(|s| (s.id.as_str(), s.version)),
-        );
+        let reader = consumer(p, grant, ctx, revision);
+        if ctx.holds.is_some() {
+            // It says what it holds once it has applied it (see `note_held`).
+            self.consumers.seen(&reader);
+        } else {
+            self.consumers
+                .received(&reader, secrets.iter().map(|s| (s.id.as_str(), s.version)));
+        }
         metrics::counter!("tessera_runtime_reads_total", "team" => team_id.to_owned()).increment(1);
         tracing::info!(
             target: "tessera::audit",

@@ -108,7 +108,15 @@ async fn agent_mirrors_values_and_follows_changes(storage: Storage) {
         names
     };
     eventually("no other file remains", || {
-        listing() == [MANIFEST, "big_one", "multi-line", "multi_line", "notes.txt"]
+        listing()
+            == [
+                MANIFEST,
+                ".tessera-agent.status",
+                "big_one",
+                "multi-line",
+                "multi_line",
+                "notes.txt",
+            ]
     });
 
     // --on-change ran after the first sync, the update and the delete.

@@ -494,7 +494,7 @@ impl ServerProcess {
         Self::command_on("127.0.0.1:0", data_dir, extra, envs, None)
     }
 
-    fn command_on(
+    pub fn command_on(
         listen: &str,
         data_dir: &Path,
         extra: &[&str],

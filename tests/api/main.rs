@@ -9,6 +9,8 @@ mod common;
 mod workload;
 
 mod agent;
+mod agent_dir;
+mod agent_health;
 mod audit;
 mod audit_checkpoints;
 mod auth;

@@ -2,34 +2,44 @@
 //! secrets, one file per name, following the runtime API's long poll.
 //!
 //! The directory is the one place where values rest in plaintext, by
-//! design; everything else the agent writes (the manifest, its log) holds
-//! names and versions only. See docs/delivery.md for the contract.
+//! design; everything else the agent writes (the manifest, the status file,
+//! its log) holds names and versions only. See docs/delivery.md for the
+//! contract.
 
 pub mod files;
 pub mod manifest;
 pub mod sync;
 
+use super::health::{self, Health, DEFAULT_MAX_AGE};
+use super::link::Link;
 use super::runtime_client::{
-    Backoff, FetchError, Fetched, RuntimeArgs, RuntimeClient, StopSignals, EARLY_ANSWER,
-    LONG_POLL_WAIT,
+    FetchError, Fetched, Holds, RuntimeArgs, RuntimeClient, Snapshot, EARLY_ANSWER, LONG_POLL_WAIT,
 };
+use super::signals::StopSignals;
 use anyhow::{bail, Context};
-use clap::Args;
-use files::{resolve_group, Access, SecretsDir};
+use clap::{Args, Subcommand};
+use files::{resolve_group, Access, SecretsDir, STATUS_FILE};
 use manifest::Manifest;
+use reqwest::header::HeaderValue;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 #[derive(Debug, Args)]
+#[command(subcommand_negates_reqs = true)]
 pub struct AgentArgs {
+    #[command(subcommand)]
+    pub command: Option<AgentCommand>,
+
     #[command(flatten)]
     pub runtime: RuntimeArgs,
 
     /// The directory to keep equal to the key's secrets (created if
-    /// missing; mode 0700, or 0750 with --group).
-    #[arg(long, value_name = "DIR")]
-    pub dir: PathBuf,
+    /// missing; mode 0700, or 0750 with --group). Refused when it is a
+    /// symbolic link, or exists and is not the agent's user's or may be
+    /// written by others.
+    #[arg(long, value_name = "DIR", required = true)]
+    pub dir: Option<PathBuf>,
 
     /// Share the files with this group (name or id): directory 0750 and
     /// files 0640 owned by that group, for a workload running as another
@@ -37,8 +47,8 @@ pub struct AgentArgs {
     #[arg(long, value_name = "GROUP")]
     pub group: Option<String>,
 
-    /// Write the files once and exit: 0 when they are written, non-zero
-    /// otherwise (for init containers).
+    /// Write the files once and exit: 0 when every secret's files hold its
+    /// value, non-zero otherwise (for init containers).
     #[arg(long)]
     pub once: bool,
 
@@ -53,23 +63,54 @@ pub struct AgentArgs {
     pub wipe_on_revoke: bool,
 }
 
-/// Health, for logging each change of state once rather than per retry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Health {
-    Good,
-    Unreachable,
-    CannotWrite,
+#[derive(Debug, Subcommand)]
+pub enum AgentCommand {
+    /// Check the agent keeping DIR (for a liveness or readiness probe):
+    /// exit 0 when its last round with the server ended within --max-age
+    /// and every secret's files hold its value, 1 otherwise.
+    Status(StatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The directory the agent keeps.
+    #[arg(long, value_name = "DIR")]
+    pub dir: PathBuf,
+
+    /// The oldest last round that still counts as healthy (`90s`, `2m`).
+    #[arg(long, value_name = "DURATION", default_value = DEFAULT_MAX_AGE,
+          value_parser = crate::net::args::parse_duration)]
+    pub max_age: Duration,
+}
+
+/// `tessera agent status`.
+fn status(args: &StatusArgs) -> anyhow::Result<()> {
+    let path = args.dir.join(STATUS_FILE);
+    health::check(
+        health::read_file(&path),
+        &path.display().to_string(),
+        args.max_age,
+    )
 }
 
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
+    if let Some(AgentCommand::Status(s)) = &args.command {
+        return status(s);
+    }
+    let Some(dir_path) = args.dir.clone() else {
+        bail!("--dir is required");
+    };
     let client = RuntimeClient::new(&args.runtime)?;
     let access = match &args.group {
         Some(g) => Access::shared_with_group(resolve_group(g)?),
         None => Access::private(),
     };
-    let dir = SecretsDir::open(&args.dir, access)?;
+    let dir = SecretsDir::open(&dir_path, access)?;
     if let Some(warning) = dir.memory_fs_warning() {
         tracing::warn!("{warning}");
+    }
+    if let Some(note) = dir.parent_note() {
+        tracing::info!("{note}");
     }
     let stale = dir
         .remove_stale_temporaries()
@@ -80,123 +121,231 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
             "removed temporary files left by an earlier run"
         );
     }
-    let mut manifest = Manifest::load(&dir)?;
-    let mut signals = StopSignals::new()?;
+    let manifest = Manifest::load(&dir)?;
+    let signals = StopSignals::new()?;
     tracing::info!(
         dir = %dir.path().display(),
         server = client.base_url(),
         instance = client.instance_id(),
         "agent started"
     );
+    let mut agent = Agent {
+        args,
+        client,
+        dir,
+        manifest,
+        signals,
+        has_applied: false,
+        refused_seen: BTreeSet::new(),
+        empty_warned: false,
+    };
+    if agent.args.once {
+        agent.once().await
+    } else {
+        agent.follow().await
+    }
+}
 
-    let mut held = None;
-    let mut backoff = Backoff::standard();
-    let mut health = Health::Good;
-    let mut has_applied = false;
-    let mut foreign = BTreeSet::new();
-    let mut refused_seen = BTreeSet::new();
-    loop {
-        let asked = std::time::Instant::now();
-        let result = tokio::select! {
-            r = client.fetch_all(held.as_ref(), LONG_POLL_WAIT) => r,
-            sig = signals.recv() => {
-                tracing::info!(signal = %sig, "stopping");
-                return Ok(());
+struct Agent {
+    args: AgentArgs,
+    client: RuntimeClient,
+    dir: SecretsDir,
+    manifest: Manifest,
+    signals: StopSignals,
+    has_applied: bool,
+    refused_seen: BTreeSet<String>,
+    empty_warned: bool,
+}
+
+/// How applying one snapshot went.
+enum Outcome {
+    /// Every secret's files hold its value.
+    Complete,
+    /// Not in full; why.
+    Incomplete(String),
+}
+
+impl Agent {
+    /// Warnings about what the server sent (names refused on the client,
+    /// a scope with no secret), then the files.
+    async fn apply(&mut self, snapshot: &Snapshot, run_hook_after: bool) -> Outcome {
+        for name in &snapshot.refused {
+            if self.refused_seen.insert(name.clone()) {
+                tracing::warn!(secret = ?name, "skipping a secret whose name is not a safe file name");
             }
+        }
+        match snapshot.empty_scope_warning(self.client.key_prefix()) {
+            Some(w) if !self.empty_warned => {
+                tracing::warn!("{w}");
+                self.empty_warned = true;
+            }
+            Some(_) => {}
+            None => self.empty_warned = false,
+        }
+        let applied = match sync::apply(&self.dir, &mut self.manifest, snapshot) {
+            Ok(a) => a,
+            Err(e) => return Outcome::Incomplete(format!("cannot update the files: {e:#}")),
         };
-        let delay = match result {
-            Ok(Fetched::Unchanged) => {
-                if health == Health::Unreachable {
-                    tracing::info!("reconnected");
-                    health = Health::Good;
-                }
-                if asked.elapsed() >= EARLY_ANSWER {
-                    backoff.reset();
-                    continue;
-                }
-                // "Unchanged" long before the wait ended: the server is
-                // stopping. Do not spin on it.
-                backoff.next_delay()
+        log_applied(
+            &applied,
+            snapshot.revision,
+            !self.has_applied && applied.is_complete(),
+        );
+        self.has_applied = true;
+        if let (true, false, Some(cmd)) = (run_hook_after, applied.is_empty(), &self.args.on_change)
+        {
+            run_hook(cmd, &self.dir, &applied).await;
+        }
+        match applied.blocked_message(self.dir.path()) {
+            None => Outcome::Complete,
+            Some(why) => Outcome::Incomplete(why),
+        }
+    }
+
+    /// `--once`: fetch and write, then tell the server what is now held
+    /// (a conditional request that answers 304 when nothing moved meanwhile;
+    /// if something did, that is applied too, a few times at most).
+    async fn once(&mut self) -> anyhow::Result<()> {
+        let mut held: Option<HeaderValue> = None;
+        for _ in 0..4 {
+            let holds = held.as_ref().map_or(Holds::Nothing, Holds::Revision);
+            match self
+                .client
+                .fetch(held.as_ref(), holds, Duration::ZERO)
+                .await
+            {
+                Ok(Fetched::Unchanged) => return Ok(()),
+                Ok(Fetched::Changed(snapshot)) => match self.apply(&snapshot, false).await {
+                    Outcome::Complete => held = snapshot.etag,
+                    Outcome::Incomplete(why) => bail!("{why}"),
+                },
+                Err(e) => return Err(self.fatal(e, "cannot fetch the secrets")),
             }
-            Ok(Fetched::Changed(snapshot)) => {
-                if health == Health::Unreachable {
-                    tracing::info!("reconnected");
-                    health = Health::Good;
-                }
-                for name in &snapshot.refused {
-                    if refused_seen.insert(name.clone()) {
-                        tracing::warn!(secret = ?name, "skipping a secret whose name is not a safe file name");
+        }
+        // Still moving after several rounds: what is written is current
+        // as of the last answer.
+        Ok(())
+    }
+
+    /// The error that ends the agent for a fetch error (with
+    /// `--wipe-on-revoke`, after removing its files on a 401).
+    fn fatal(&mut self, e: FetchError, context: &str) -> anyhow::Error {
+        match e {
+            FetchError::Unauthorized(m) => {
+                let kept = if self.args.wipe_on_revoke {
+                    match sync::wipe(&self.dir, &mut self.manifest) {
+                        Ok(n) => format!("removed the {n} files it wrote (--wipe-on-revoke)"),
+                        Err(e) => format!("could not remove its files: {e:#}"),
                     }
-                }
-                match sync::apply(&dir, &mut manifest, &snapshot, &mut foreign) {
-                    Ok(applied) => {
-                        if health == Health::CannotWrite {
-                            tracing::info!("files written again");
-                            health = Health::Good;
-                        }
-                        log_applied(&applied, snapshot.revision, !has_applied);
-                        has_applied = true;
-                        held = snapshot.etag;
-                        if args.once {
-                            return Ok(());
-                        }
-                        if let (false, Some(cmd)) = (applied.is_empty(), &args.on_change) {
-                            run_hook(cmd, &dir, &applied).await;
-                        }
-                        backoff.reset();
-                        continue;
-                    }
-                    Err(e) if args.once => return Err(e),
-                    Err(e) => {
-                        if health != Health::CannotWrite {
-                            tracing::error!(
-                                error = format!("{e:#}"),
-                                "cannot update the files; keeping what is there and retrying"
-                            );
-                            health = Health::CannotWrite;
-                        }
-                        // Fetch everything again next time.
-                        held = None;
-                        backoff.next_delay()
-                    }
-                }
-            }
-            Err(FetchError::Unauthorized(m)) => {
-                let kept = if args.wipe_on_revoke {
-                    let n = sync::wipe(&dir, &mut manifest)?;
-                    format!("removed the {n} files it wrote (--wipe-on-revoke)")
                 } else {
                     "the files are kept (--wipe-on-revoke would remove them)".to_owned()
                 };
-                bail!("the server refused the API key ({m}); {kept}");
+                anyhow::anyhow!("the server refused the API key ({m}); {kept}")
             }
-            Err(e @ (FetchError::Forbidden(_) | FetchError::Rejected(_))) => bail!(e),
-            Err(FetchError::Unavailable {
-                message,
-                retry_after,
-            }) => {
-                if args.once {
-                    bail!("cannot fetch the secrets: {message}");
+            FetchError::Unavailable { message, .. } => anyhow::anyhow!("{context}: {message}"),
+            e => anyhow::anyhow!(e),
+        }
+    }
+
+    /// Follows the long poll until stopped.
+    async fn follow(&mut self) -> anyhow::Result<()> {
+        let mut health = Health::new("agent");
+        let mut status_failed = false;
+        let result = self.follow_with(&mut health, &mut status_failed).await;
+        health.stopped();
+        if let Err(e) = &result {
+            health.failing(&format!("{e:#}"));
+        }
+        let dir = &self.dir;
+        health::save(&mut health, &mut status_failed, |b| dir.write_status(b));
+        result
+    }
+
+    async fn follow_with(
+        &mut self,
+        health: &mut Health,
+        status_failed: &mut bool,
+    ) -> anyhow::Result<()> {
+        // `held`: the ETag of the last answer applied in full, which is
+        // both what the next long poll waits past and what the agent tells
+        // the server it holds.
+        let mut held: Option<HeaderValue> = None;
+        let mut link = Link::new("keeping the last good files");
+        // Retries after an answer that could not be applied in full.
+        let mut write_backoff = super::backoff::Backoff::new();
+        let mut failing: Option<String> = None;
+        loop {
+            let dir = &self.dir;
+            health::save(health, status_failed, |b| dir.write_status(b));
+            let asked = Instant::now();
+            let holds = held.as_ref().map_or(Holds::Nothing, Holds::Revision);
+            let result = tokio::select! {
+                r = self.client.fetch(held.as_ref(), holds, LONG_POLL_WAIT) => r,
+                sig = self.signals.recv() => {
+                    tracing::info!(signal = %sig, "stopping");
+                    return Ok(());
                 }
-                if health != Health::Unreachable {
-                    let what = if has_applied {
-                        "server unreachable; keeping last good files and retrying"
-                    } else {
-                        "server unreachable; retrying"
-                    };
-                    tracing::warn!(error = %message, "{what}");
-                    health = Health::Unreachable;
+            };
+            if result.is_ok() {
+                link.answered();
+                health.round();
+                if !self.dir.still_in_place() {
+                    bail!(
+                        "{} no longer names the directory the agent opened: it was moved or replaced \
+                         (by someone who may write to its parent). Stopping; the files stay in the \
+                         directory the agent had open",
+                        self.dir.path().display()
+                    );
                 }
-                backoff
-                    .next_delay()
-                    .max(retry_after.unwrap_or(Duration::ZERO))
             }
-        };
-        tokio::select! {
-            () = tokio::time::sleep(delay) => {}
-            sig = signals.recv() => {
-                tracing::info!(signal = %sig, "stopping");
-                return Ok(());
+            let delay = match result {
+                Ok(Fetched::Unchanged) if asked.elapsed() >= EARLY_ANSWER => continue,
+                // "Unchanged" long before the wait ended: the server is
+                // stopping. Do not spin on it.
+                Ok(Fetched::Unchanged) => link.answered_early(),
+                Ok(Fetched::Changed(snapshot)) => {
+                    match self.apply(&snapshot, true).await {
+                        Outcome::Complete => {
+                            if failing.take().is_some() {
+                                tracing::info!("every secret's files hold its value again");
+                            }
+                            health.applied(snapshot.revision, snapshot.secrets.len());
+                            write_backoff.reset();
+                            held = snapshot.etag;
+                            continue;
+                        }
+                        Outcome::Incomplete(why) => {
+                            if failing.as_deref() != Some(why.as_str()) {
+                                tracing::error!(
+                                    "{why}; retrying (the files that could be written were)"
+                                );
+                            }
+                            health.failing(&why);
+                            failing = Some(why);
+                            // Fetch everything again next time, and do not
+                            // tell the server this was applied.
+                            held = None;
+                            write_backoff.next_delay(Duration::MAX, super::backoff::uniform)
+                        }
+                    }
+                }
+                Err(FetchError::Unavailable {
+                    message,
+                    retry_after,
+                }) => {
+                    health.unreachable(&message);
+                    link.failed(&message, retry_after)
+                }
+                Err(e) => return Err(self.fatal(e, "cannot fetch the secrets")),
+            };
+            let dir = &self.dir;
+            health::save(health, status_failed, |b| dir.write_status(b));
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                sig = self.signals.recv() => {
+                    tracing::info!(signal = %sig, "stopping");
+                    return Ok(());
+                }
             }
         }
     }

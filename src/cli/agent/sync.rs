@@ -13,11 +13,41 @@ pub struct Applied {
     pub written: Vec<(String, String, i64)>,
     /// Files removed: (file, secret it held).
     pub removed: Vec<(String, String)>,
+    /// Files that could not be written because a file the agent did not
+    /// create holds the name: (file, secret). The snapshot is then not
+    /// applied in full: whatever that file holds is not the secret's value.
+    pub blocked: Vec<(String, String)>,
 }
 
 impl Applied {
+    /// Nothing written or removed.
     pub fn is_empty(&self) -> bool {
         self.written.is_empty() && self.removed.is_empty()
+    }
+
+    /// Every file of every secret holds its value.
+    pub fn is_complete(&self) -> bool {
+        self.blocked.is_empty()
+    }
+
+    /// Why the snapshot is not applied in full, and the fix; `None` when it is.
+    pub fn blocked_message(&self, dir: &std::path::Path) -> Option<String> {
+        if self.blocked.is_empty() {
+            return None;
+        }
+        let files: Vec<String> = self
+            .blocked
+            .iter()
+            .map(|(file, secret)| format!("{file} (secret {secret:?})"))
+            .collect();
+        Some(format!(
+            "cannot write {} in {}: a file the agent did not create is in the way, so the workload \
+             would read whatever it holds instead of the secret's value. The agent rewrites only the \
+             files its manifest lists; if these are stale copies (an earlier agent's files after its \
+             manifest was lost), remove them and the agent writes them at its next attempt",
+            files.join(", "),
+            dir.display()
+        ))
     }
 
     /// The secrets (stored spellings) whose files changed, each once.
@@ -43,14 +73,12 @@ pub fn file_names(s: &RuntimeSecret) -> Vec<&str> {
 }
 
 /// Writes what changed, removes what the agent wrote and the snapshot no
-/// longer has, and never touches a file the manifest does not list.
-/// `foreign` collects names held by someone else's file (each reported once
-/// by the caller).
+/// longer has, and never touches a file the manifest does not list (a name
+/// held by such a file is reported in [`Applied::blocked`]).
 pub fn apply(
     dir: &SecretsDir,
     manifest: &mut Manifest,
     snapshot: &Snapshot,
-    foreign: &mut BTreeSet<String>,
 ) -> anyhow::Result<Applied> {
     let mut desired: BTreeMap<&str, &RuntimeSecret> = BTreeMap::new();
     for s in &snapshot.secrets {
@@ -67,10 +95,11 @@ pub fn apply(
         }
     }
 
+    let mut applied = Applied::default();
     // Claim new names first, and record the claim before writing, so the
     // manifest always lists every file the agent may have created.
     let mut claimed = false;
-    for file in desired.keys() {
+    for (file, s) in &desired {
         if manifest.owns(file) {
             continue;
         }
@@ -78,12 +107,7 @@ pub fn apply(
             .exists(file)
             .with_context(|| format!("cannot inspect {file}"))?
         {
-            if foreign.insert((*file).to_owned()) {
-                tracing::warn!(
-                    file,
-                    "not writing this secret file: a file of that name exists and was not created by the agent"
-                );
-            }
+            applied.blocked.push(((*file).to_owned(), s.name.clone()));
             continue;
         }
         manifest.files.insert(
@@ -99,7 +123,6 @@ pub fn apply(
         manifest.save(dir)?;
     }
 
-    let mut applied = Applied::default();
     let mut manifest_changed = false;
     for (file, s) in &desired {
         let Some(entry) = manifest.files.get_mut(*file) else {
@@ -208,13 +231,11 @@ mod tests {
         std::fs::write(tmp.path().join("mine_not"), b"foreign").unwrap();
         std::fs::write(tmp.path().join("b_c"), b"foreign too").unwrap();
         let mut m = Manifest::load(&dir).unwrap();
-        let mut foreign = BTreeSet::new();
 
         let a = apply(
             &dir,
             &mut m,
             &snapshot(vec![secret("hf-token", "v1\n", 1), secret("b.c", "x", 1)]),
-            &mut foreign,
         )
         .unwrap();
         assert_eq!(a.written.len(), 3, "{a:?}");
@@ -226,26 +247,29 @@ mod tests {
             std::fs::read(tmp.path().join("b_c")).unwrap(),
             b"foreign too"
         );
-        assert!(foreign.contains("b_c"));
+        // ...and the snapshot is not applied in full: the caller must not
+        // report it as held.
+        assert_eq!(a.blocked, vec![("b_c".to_owned(), "b.c".to_owned())]);
+        assert!(!a.is_complete());
+        let why = a.blocked_message(tmp.path()).unwrap();
+        assert!(
+            why.contains("b_c (secret \"b.c\")") && why.contains("remove them"),
+            "{why}"
+        );
 
         // Same values: nothing rewritten.
         let again = apply(
             &dir,
             &mut m,
             &snapshot(vec![secret("hf-token", "v1\n", 1), secret("b.c", "x", 1)]),
-            &mut foreign,
         )
         .unwrap();
         assert!(again.is_empty(), "{again:?}");
+        assert!(!again.is_complete(), "still blocked");
 
         // A delete removes only the agent's files.
-        let gone = apply(
-            &dir,
-            &mut m,
-            &snapshot(vec![secret("hf-token", "v2", 2)]),
-            &mut foreign,
-        )
-        .unwrap();
+        let gone = apply(&dir, &mut m, &snapshot(vec![secret("hf-token", "v2", 2)])).unwrap();
+        assert!(gone.is_complete());
         assert_eq!(gone.removed, vec![("b.c".to_owned(), "b.c".to_owned())]);
         assert_eq!(gone.secrets(), vec!["b.c", "hf-token"]);
         assert!(!tmp.path().join("b.c").exists());

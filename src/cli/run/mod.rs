@@ -8,10 +8,12 @@
 
 pub mod env;
 
+use super::health::{self, Health, StatusFileArgs};
+use super::link::Link;
 use super::runtime_client::{
-    Backoff, FetchError, Fetched, RuntimeArgs, RuntimeClient, Snapshot, StopSignals, EARLY_ANSWER,
-    LONG_POLL_WAIT,
+    FetchError, Fetched, Holds, RuntimeArgs, RuntimeClient, Snapshot, EARLY_ANSWER, LONG_POLL_WAIT,
 };
+use super::signals::StopSignals;
 use super::Exit;
 use anyhow::{bail, Context};
 use clap::Args;
@@ -25,7 +27,11 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 #[derive(Debug, Args)]
+#[command(subcommand_negates_reqs = true)]
 pub struct RunArgs {
+    #[command(subcommand)]
+    pub check: Option<RunCommand>,
+
     #[command(flatten)]
     pub runtime: RuntimeArgs,
 
@@ -49,18 +55,37 @@ pub struct RunArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = 10)]
     pub grace: u64,
 
+    /// With --watch: keep a status file for `tessera run status`,
+    /// rewritten after every round with the server.
+    #[arg(long, value_name = "FILE", requires = "watch")]
+    pub status_file: Option<std::path::PathBuf>,
+
     /// The command and its arguments, after `--`.
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<OsString>,
 }
 
+#[derive(Debug, clap::Subcommand)]
+pub enum RunCommand {
+    /// Check a `run --watch` supervisor through its --status-file (for a
+    /// probe): exit 0 when its last round with the server ended within
+    /// --max-age and the command runs with the current values, 1 otherwise.
+    Status(StatusFileArgs),
+}
+
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    if let Some(RunCommand::Status(s)) = &args.check {
+        return s.check();
+    }
     let client = RuntimeClient::new(&args.runtime)?;
     let snapshot = match client.fetch_all(None, Duration::ZERO).await {
         Ok(Fetched::Changed(s)) => s,
         Ok(Fetched::Unchanged) => bail!("the server answered 304 to an unconditional request"),
         Err(e) => bail!("cannot fetch the secrets, so the command was not started: {e}"),
     };
+    if let Some(w) = snapshot.empty_scope_warning(client.key_prefix()) {
+        tracing::warn!("{w}");
+    }
     let plan = plan(&args, &snapshot)?;
     if args.watch {
         supervise(&args, &client, snapshot, plan).await
@@ -200,13 +225,24 @@ async fn supervise(
     let mut signals = StopSignals::new()?;
     let grace = Duration::from_secs(args.grace);
     let mut held = snapshot.etag.clone();
+    // The ETag of the values the command runs with: what this supervisor
+    // tells the server it holds.
+    let mut running = snapshot.etag.clone();
     let mut child = spawn(&args.command, &plan)?;
     tracing::info!(secrets = %names(&snapshot), pid = child.id(), "started the command");
-    let mut backoff = Backoff::standard();
+    let mut link = Link::new("the command keeps its values");
+    let mut health = Health::new("run --watch");
+    health.round();
+    health.applied(snapshot.revision, snapshot.secrets.len());
+    let mut status_failed = false;
     let mut retry_at: Option<Instant> = None;
-    let mut unreachable = false;
     let mut watching = true;
     loop {
+        if let Some(path) = &args.status_file {
+            health::save(&mut health, &mut status_failed, |b| {
+                health::write_file(path, b)
+            });
+        }
         let poll = async {
             if !watching {
                 return std::future::pending().await;
@@ -215,8 +251,9 @@ async fn supervise(
                 tokio::time::sleep_until(t).await;
             }
             let asked = Instant::now();
+            let holds = running.as_ref().map_or(Holds::Nothing, Holds::Revision);
             (
-                client.fetch_all(held.as_ref(), LONG_POLL_WAIT).await,
+                client.fetch(held.as_ref(), holds, LONG_POLL_WAIT).await,
                 asked.elapsed(),
             )
         };
@@ -224,6 +261,7 @@ async fn supervise(
             status = child.wait() => {
                 let status = status.context("cannot wait for the command")?;
                 tracing::info!(%status, "the command exited");
+                stopped(&mut health, args, &mut status_failed);
                 return exit_with(status);
             }
             sig = signals.recv() => {
@@ -236,55 +274,63 @@ async fn supervise(
                 retry_at = None;
                 match result {
                     Ok(fetched) => {
-                        if unreachable {
-                            tracing::info!("reconnected");
-                            unreachable = false;
-                        }
+                        link.answered();
+                        health.round();
                         let Fetched::Changed(snap) = fetched else {
                             if took < EARLY_ANSWER {
                                 // The server is stopping: do not spin on it.
-                                retry_at = Some(Instant::now() + backoff.next_delay());
-                            } else {
-                                backoff.reset();
+                                retry_at = Some(Instant::now() + link.answered_early());
                             }
                             continue;
                         };
-                        backoff.reset();
                         held = snap.etag.clone();
+                        if let Some(w) = snap.empty_scope_warning(client.key_prefix()) {
+                            tracing::warn!("{w}");
+                        }
                         let next = match self::plan(args, &snap) {
                             Ok(p) => p,
                             Err(e) => {
                                 tracing::error!(error = format!("{e:#}"), "new secrets cannot be applied; the command keeps its current values");
+                                health.failing(&format!("new secrets cannot be applied: {e:#}"));
                                 continue;
                             }
                         };
+                        health.applied(snap.revision, snap.secrets.len());
                         if next.same_as(&plan) {
+                            running = snap.etag.clone();
                             continue;
                         }
                         tracing::info!(secrets = %names(&snap), "secrets changed; restarting the command");
                         let (status, stop) = stop_child(&mut child, grace, &mut signals).await?;
                         if stop {
                             tracing::info!(%status, "the command exited");
+                            stopped(&mut health, args, &mut status_failed);
                             return exit_with(status);
                         }
                         plan = next;
                         child = spawn(&args.command, &plan)?;
+                        running = snap.etag.clone();
                         tracing::info!(pid = child.id(), "restarted the command");
                     }
                     Err(FetchError::Unavailable { message, retry_after }) => {
-                        if !unreachable {
-                            tracing::warn!(error = %message, "server unreachable; the command keeps its values; retrying");
-                            unreachable = true;
-                        }
-                        let delay = backoff.next_delay().max(retry_after.unwrap_or(Duration::ZERO));
-                        retry_at = Some(Instant::now() + delay);
+                        health.unreachable(&message);
+                        retry_at = Some(Instant::now() + link.failed(&message, retry_after));
                     }
                     Err(e) => {
                         tracing::error!(error = %e, "no longer watching for changes; the command keeps running with the values it has");
+                        health.failing(&format!("no longer watching for changes: {e}"));
                         watching = false;
                     }
                 }
             }
         }
+    }
+}
+
+/// The supervisor is ending: its status says so.
+fn stopped(health: &mut Health, args: &RunArgs, failed_before: &mut bool) {
+    if let Some(path) = &args.status_file {
+        health.stopped();
+        health::save(health, failed_before, |b| health::write_file(path, b));
     }
 }
