@@ -37,6 +37,7 @@ mod ops;
 mod permissions;
 mod races;
 mod rawhttp;
+mod readme_delivery;
 mod remanence;
 mod run;
 mod sdk;
