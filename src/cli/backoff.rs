@@ -107,6 +107,7 @@ mod tests {
         assert_eq!(b.step(Duration::from_secs(5)), FLOOR);
         assert_eq!(b.step(Duration::from_secs(60)), Duration::from_secs(6));
         assert_eq!(b.step(Duration::from_secs(200)), Duration::from_secs(20));
+        assert_eq!(b.step(Duration::from_secs(300)), CAP);
         assert_eq!(b.step(Duration::from_secs(3600)), CAP);
         // The first attempts stay short whatever the age.
         b.reset();

@@ -328,6 +328,93 @@ async fn run_watch_keeps_warning_when_its_server_moved_to_tls() {
     assert_no_values(&sup.log_text(), &[&v]);
 }
 
+/// `run --watch` tells the server it holds what the command runs with, and
+/// its status follows: values it cannot apply (a NUL byte, which no
+/// environment variable can hold) make it unhealthy and are not reported as
+/// held; a revoked key (no more watching) and the end of the supervisor too.
+async fn run_watch_status_and_holds_follow_what_the_command_runs_with(storage: Storage) {
+    let env = Env::start(storage);
+    let team = env.default_team().await;
+    let (v1, v3) = (canary("v1"), canary("v3"));
+    let v2 = canary("v2");
+    let bad = format!("{v2}\u{0}tail");
+    env.put("x", &v1).await;
+    let key = env.read_key(&team, None).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let status_file = tmp.path().join("run.status");
+    let check = || {
+        run_with_stdin(
+            &[
+                "run",
+                "status",
+                "--status-file",
+                status_file.to_str().unwrap(),
+            ],
+            &[],
+            b"",
+        )
+    };
+    let mut sup = Background::spawn(
+        &[
+            "run",
+            "--watch",
+            "--instance-id",
+            "sup",
+            "--status-file",
+            status_file.to_str().unwrap(),
+            "--",
+            "sleep",
+            "600",
+        ],
+        &[("TESSERA_URL", &env.url), ("TESSERA_API_KEY", &key)],
+        &tmp.path().join("run.log"),
+    );
+    eventually("healthy", || check().status.success());
+    consumers_until(&env, &team, "x", "sup holds version 1", |c| {
+        c.iter().any(|(i, v, _)| i == "sup" && *v == 1)
+    })
+    .await;
+
+    env.put("x", &bad).await;
+    let after = chrono::Utc::now();
+    eventually("unhealthy: the new value cannot be applied", || {
+        let c = check();
+        c.status.code() == Some(1) && stderr(&c).contains("new secrets cannot be applied")
+    });
+    let c = consumers_until(&env, &team, "x", "a sighting after the write", |c| {
+        c.iter().any(|(i, _, seen)| i == "sup" && *seen >= after)
+    })
+    .await;
+    let held: Vec<i64> = c
+        .iter()
+        .filter(|(i, ..)| i == "sup")
+        .map(|(_, v, _)| *v)
+        .collect();
+    assert_eq!(held, [1], "the command still runs with version 1: {c:?}");
+
+    env.put("x", &v3).await;
+    eventually("healthy again", || check().status.success());
+    consumers_until(&env, &team, "x", "sup holds version 3", |c| {
+        c.iter().any(|(i, v, _)| i == "sup" && *v == 3)
+    })
+    .await;
+
+    env.revoke(&key).await;
+    eventually("unhealthy: no longer watching", || {
+        let c = check();
+        c.status.code() == Some(1) && stderr(&c).contains("no longer watching")
+    });
+    assert!(sup.is_running(), "the command keeps running");
+    sup.signal(nix::sys::signal::Signal::SIGTERM);
+    sup.wait_exit();
+    assert!(stderr(&check()).contains("unhealthy: stopped"));
+    assert_no_values(&sup.log_text(), &[&v1, &v2, &v3]);
+    assert_no_values(
+        &std::fs::read_to_string(&status_file).unwrap(),
+        &[&v1, &v2, &v3],
+    );
+}
+
 /// Stumble 1: a key whose scope holds no secret (made for another team
 /// than the one written to, or narrowed to names that do not exist) makes
 /// the agent and `tessera run` say so, instead of a quiet `written=0`.
@@ -481,6 +568,7 @@ async fn consumers_record_what_a_client_says_it_holds(app: TestApp) {
 crate::storage_tests!(
     agent_fails_and_reports_nothing_new_while_a_file_is_stale,
     agent_comes_back_promptly_and_its_probe_tells,
+    run_watch_status_and_holds_follow_what_the_command_runs_with,
     an_empty_scope_is_called_out,
 );
 
