@@ -228,7 +228,10 @@ pub fn verdict(status: &Status, now: Micros, max_age: Duration) -> Result<String
     };
     let ago = |at: &str| age(at).map_or_else(|| at.to_owned(), |d| format!("{} ago", human(d)));
     if let Some(at) = &status.stopped_at {
-        return Err(format!("stopped {}", ago(at)));
+        return Err(match &status.failing {
+            Some(p) => format!("stopped {}: {}", ago(at), p.error),
+            None => format!("stopped {}", ago(at)),
+        });
     }
     if let Some(p) = &status.failing {
         return Err(format!(
@@ -356,7 +359,11 @@ mod tests {
         assert!(e.contains("cannot write hf_token"), "{e}");
 
         s.stopped_at = Some(rfc3339(now));
-        assert!(verdict(&s, now, max).unwrap_err().starts_with("stopped"));
+        let e = verdict(&s, now, max).unwrap_err();
+        assert!(
+            e.starts_with("stopped 0 s ago: cannot write hf_token"),
+            "{e}"
+        );
     }
 
     #[test]

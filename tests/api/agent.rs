@@ -346,6 +346,18 @@ async fn agent_exits_on_revocation_keeping_or_wiping_files(storage: Storage) {
     assert_eq!(status.code(), Some(1), "{:?}", status.signal());
     assert!(agent.log_text().contains("refused the API key"));
     assert!(has(&kept, "token", v.as_bytes()));
+    // Its probe says why it stopped.
+    let probe = crate::workload::run_with_stdin(
+        &["agent", "status", "--dir", kept.to_str().unwrap()],
+        &[],
+        b"",
+    );
+    assert_eq!(probe.status.code(), Some(1));
+    let why = String::from_utf8_lossy(&probe.stderr);
+    assert!(
+        why.contains("unhealthy: stopped") && why.contains("refused the API key"),
+        "{why}"
+    );
 
     // --wipe-on-revoke: removes its own files only.
     let key = env.read_key(&team, None).await;

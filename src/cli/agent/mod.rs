@@ -191,7 +191,7 @@ impl Agent {
             snapshot.revision,
             !self.has_applied && applied.is_complete(),
         );
-        self.has_applied = true;
+        self.has_applied |= applied.is_complete();
         if let (true, false, Some(cmd)) = (run_hook_after, applied.is_empty(), &self.args.on_change)
         {
             run_hook(cmd, &self.dir, &applied).await;
