@@ -10,6 +10,7 @@ use crate::audit::checkpoint::{
     extends, verify_checkpoint, Checkpoint, CheckpointPublicKey, CheckpointSigner, SignedCheckpoint,
 };
 use crate::domain::access::{authorize_org, OrgAction, Principal};
+use crate::domain::audit_action::AuditAction;
 use crate::domain::time::Micros;
 use crate::store::AuditFilter;
 use std::collections::{BTreeMap, BTreeSet};
@@ -209,7 +210,7 @@ impl Service {
                 .sign(&head, now)
                 .to_json_line()
                 .map_err(|e| ServiceError::Internal(e.to_string()))?;
-            let event = system_event("audit.prune");
+            let event = system_event(AuditAction::AuditPrune);
             pruned += self
                 .store
                 .prune_audit(&chain, head.seq, anchor, event)

@@ -9,6 +9,7 @@ use super::audit::Target;
 use super::consumers::Received;
 use super::{Service, ServiceError, ServiceResult, TeamRef};
 use crate::domain::access::{authorize_delivery, delivery_access, DeliveryAccess, Principal};
+use crate::domain::audit_action::AuditAction;
 use crate::domain::secret_value::SecretValue;
 use crate::domain::time::Micros;
 use crate::store::{Snapshot, StoreEvent, StoredSecret};
@@ -298,7 +299,7 @@ impl Service {
         metrics::counter!("tessera_runtime_reads_total", "team" => team_id.to_owned()).increment(1);
         tracing::info!(
             target: "tessera::audit",
-            action = "secrets.read",
+            action = AuditAction::SecretsRead.as_str(),
             key_prefix = %p.key_prefix,
             team_id,
             secrets = %NamesAndVersions(secrets),
@@ -329,7 +330,13 @@ impl Service {
             detail["instance"] = instance.as_str().into();
         }
         let detail = Some(detail.to_string());
-        let event = self.event(p, "secrets.read", Some(grant.team()), target, detail);
+        let event = self.event(
+            p,
+            AuditAction::SecretsRead,
+            Some(grant.team()),
+            target,
+            detail,
+        );
         self.store.append_audit(vec![event]).await?;
         Ok(())
     }

@@ -6,6 +6,7 @@ use super::audit::Target;
 use super::secrets::ValueWrite;
 use super::{Service, ServiceError, ServiceResult, TeamRef};
 use crate::domain::access::{Principal, TeamAccess, TeamAction};
+use crate::domain::audit_action::AuditAction;
 use crate::domain::time::{now_micros, Micros};
 use crate::domain::types::SecretRecord;
 use crate::store::{
@@ -80,7 +81,7 @@ impl Service {
             max_kept: self.limits.quotas.secrets_per_team,
             audit: self.event(
                 p,
-                "secret.delete",
+                AuditAction::SecretDelete,
                 Some(access),
                 Target::named(name),
                 Some(detail),
@@ -244,7 +245,7 @@ impl Service {
                 let target = Target::of(&r.id, &r.name);
                 self.event(
                     p,
-                    "secret.version.destroy",
+                    AuditAction::SecretVersionDestroy,
                     Some(&access),
                     target,
                     Some(detail.to_string()),
@@ -314,7 +315,7 @@ impl Service {
                 self.limits.quotas.secrets_per_team,
                 self.event(
                     p,
-                    "secret.undelete",
+                    AuditAction::SecretUndelete,
                     Some(&access),
                     Target::named(name),
                     None,
@@ -342,7 +343,7 @@ impl Service {
                 &deleted.record.id,
                 self.event(
                     p,
-                    "secret.purge",
+                    AuditAction::SecretPurge,
                     Some(&access),
                     Target::of(&deleted.record.id, &deleted.record.name),
                     None,
@@ -368,7 +369,7 @@ impl Service {
             .purge_expired(
                 deleted_before,
                 seen_before,
-                self.system_event("secrets.purge_expired"),
+                self.system_event(AuditAction::SecretsPurgeExpired),
             )
             .await?;
         if purged > 0 {

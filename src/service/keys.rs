@@ -6,6 +6,7 @@ use crate::domain::access::{
     authorize_new_key, authorize_org, authorize_revocation, can_see_key, key_scope, KeyTarget,
     OrgAction, Principal,
 };
+use crate::domain::audit_action::AuditAction;
 use crate::domain::key_token::NewKeyToken;
 use crate::domain::secret_name::SecretName;
 use crate::domain::time::now_micros;
@@ -154,7 +155,7 @@ impl Service {
         let detail = serde_json::json!({ "key_type": record.key_type.to_string() });
         let event = self.event(
             p,
-            "api_key.create",
+            AuditAction::ApiKeyCreate,
             None,
             Target {
                 id: Some(&record.prefix),
@@ -214,7 +215,7 @@ impl Service {
             id: Some(&key.prefix),
             name: key.name.as_deref(),
         };
-        let event = self.event(p, "api_key.revoke", None, target, None);
+        let event = self.event(p, AuditAction::ApiKeyRevoke, None, target, None);
         if !self.store.delete_api_key(&grant, event).await? {
             return Err(not_found());
         }

@@ -4,6 +4,7 @@
 use super::audit::Target;
 use super::{Service, ServiceError, ServiceResult, TeamRef};
 use crate::domain::access::{authorize_org, authorize_team, OrgAction, Principal, TeamAction};
+use crate::domain::audit_action::AuditAction;
 use crate::domain::ids::new_id;
 use crate::domain::time::now_micros;
 use crate::domain::types::{Team, TeamRole, User};
@@ -26,7 +27,7 @@ impl Service {
         };
         let event = self.event(
             p,
-            "team.create",
+            AuditAction::TeamCreate,
             None,
             Target::of(&team.id, &team.name),
             None,
@@ -46,7 +47,7 @@ impl Service {
             .await?;
         let name = check_team_name(name)?;
         let target = Target::of(access.team_id(), &name);
-        let event = self.event(p, "team.rename", Some(&access), target, None);
+        let event = self.event(p, AuditAction::TeamRename, Some(&access), target, None);
         self.store.rename_team(&access, &name, event).await?;
         self.identity_changed();
         self.load_team(p, TeamRef::Id(team_id)).await
@@ -69,7 +70,13 @@ impl Service {
         }
         let detail = serde_json::json!({ "cascade": cascade }).to_string();
         let target = Target::of(&team.id, &team.name);
-        let event = self.event(p, "team.delete", Some(&access), target, Some(detail));
+        let event = self.event(
+            p,
+            AuditAction::TeamDelete,
+            Some(&access),
+            target,
+            Some(detail),
+        );
         match self.store.delete_team(&access, cascade, event).await? {
             TeamDeletion::Deleted { secrets } => {
                 self.identity_changed();
@@ -106,7 +113,13 @@ impl Service {
         let user = self.get_user(p, user_id).await?;
         let detail = serde_json::json!({ "role": role.as_str() }).to_string();
         let target = Target::of(&user.id, user.email.as_deref().unwrap_or_default());
-        let event = self.event(p, "member.set", Some(&access), target, Some(detail));
+        let event = self.event(
+            p,
+            AuditAction::MemberSet,
+            Some(&access),
+            target,
+            Some(detail),
+        );
         self.store
             .set_member(&access, &user.id, role, event)
             .await?;
@@ -131,7 +144,7 @@ impl Service {
             id: Some(user_id),
             name: None,
         };
-        let event = self.event(p, "member.remove", Some(&access), target, None);
+        let event = self.event(p, AuditAction::MemberRemove, Some(&access), target, None);
         if !self.store.remove_member(&access, user_id, event).await? {
             return Err(ServiceError::NotFound(
                 "the user is not a member of this team".into(),

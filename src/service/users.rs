@@ -3,6 +3,7 @@
 use super::audit::Target;
 use super::{Service, ServiceError, ServiceResult};
 use crate::domain::access::{authorize_org, OrgAction, Principal};
+use crate::domain::audit_action::AuditAction;
 use crate::domain::ids::{is_base62, new_id};
 use crate::domain::names;
 use crate::domain::time::now_micros;
@@ -89,7 +90,7 @@ impl Service {
             created_at: now_micros(),
         };
         let target = Target::of(&user.id, user.email.as_deref().unwrap_or_default());
-        let event = self.event(p, "user.create", None, target, None);
+        let event = self.event(p, AuditAction::UserCreate, None, target, None);
         let max = self.limits.quotas.users_per_org;
         Ok(self.store.create_user(&org, user, max, event).await?)
     }
@@ -103,7 +104,7 @@ impl Service {
         }
         let user = self.get_user(p, user_id).await?;
         let target = Target::of(&user.id, user.email.as_deref().unwrap_or_default());
-        let event = self.event(p, "user.delete", None, target, None);
+        let event = self.event(p, AuditAction::UserDelete, None, target, None);
         if !self.store.delete_user(&org, user_id, event).await? {
             return Err(ServiceError::NotFound("user not found".into()));
         }

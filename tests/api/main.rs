@@ -10,6 +10,7 @@ mod workload;
 
 mod agent;
 mod audit;
+mod audit_actions;
 mod audit_checkpoints;
 mod auth;
 mod binary;
