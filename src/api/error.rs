@@ -1,7 +1,13 @@
-//! The one place errors become HTTP responses.
+//! The one place an error's status, code and body are decided.
 //!
 //! Every error is `{"code": "...", "message": "..."}` with a stable code. A
-//! 500 never says what went wrong inside; the detail goes to the log.
+//! 500 never says what went wrong inside; the detail goes to the log. Two
+//! callers outside the router write what this module decides: `net/`
+//! answers connections beyond its caps and handlers past their timeout with
+//! an [`ApiError`], and `net/error_head.rs` puts [`unparsable_request_body`]
+//! in place of the empty body of hyper's own answers to requests it cannot
+//! parse (it only frames those bytes). No other file builds an error body
+//! (`tests/docs` checks that).
 
 use crate::service::ServiceError;
 use axum::http::{header, HeaderValue, StatusCode};
@@ -126,10 +132,10 @@ impl From<ServiceError> for ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+impl ApiError {
+    fn into_body(self) -> ErrorBody {
         let rate_limited = self.code == ErrorCode::RateLimited;
-        let body = ErrorBody {
+        ErrorBody {
             code: self.code.as_str(),
             error: rate_limited.then(|| self.message.clone()),
             retry_after: if rate_limited {
@@ -138,9 +144,33 @@ impl IntoResponse for ApiError {
                 None
             },
             message: self.message,
-        };
+        }
+    }
+}
+
+/// The body for hyper's own answer to a request it could not parse, by the
+/// status hyper chose (400, 414 or 431; `None` for any other). The code is
+/// `INVALID_REQUEST` for all three: the status says which limit was hit.
+pub fn unparsable_request_body(status: u16) -> Option<String> {
+    let message = match status {
+        400 => {
+            "malformed HTTP request: the request line, a header or the message framing could not be parsed"
+        }
+        414 => "request URI too long",
+        431 => {
+            "request headers too large (at most 100 headers and 80 KiB for the request line and headers together)"
+        }
+        _ => return None,
+    };
+    serde_json::to_string(&ApiError::invalid(message).into_body()).ok()
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.code.status();
+        let body = self.into_body();
         let retry_after = body.retry_after;
-        let mut resp = (self.code.status(), Json(body)).into_response();
+        let mut resp = (status, Json(body)).into_response();
         if let Some(secs) = retry_after {
             if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
                 resp.headers_mut().insert(header::RETRY_AFTER, v);

@@ -4,7 +4,7 @@
 use super::AppState;
 use crate::store::StoreError;
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
@@ -34,10 +34,7 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
                 StoreError::StorageFull { .. } => super::error::STORAGE_FULL,
                 _ => "the store is not reachable",
             };
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({"code": "UNAVAILABLE", "message": message})),
-            )
+            super::error::ApiError::new(super::error::ErrorCode::Unavailable, message)
                 .into_response()
         }
     }
