@@ -115,12 +115,12 @@ pub enum KeyCommand {
     Revoke { prefix: String },
 }
 
-/// Prints a newly created key: alone on its line in text mode so scripts can
-/// capture it.
+/// Prints a newly created key: alone on its line in text and id modes so
+/// scripts can capture it (its prefix is the part before the dot).
 fn print_key(remote: &Remote, v: &Value) {
     match remote.output {
         Output::Json => println!("{v}"),
-        Output::Text => println!("{}", v["api_key"].as_str().unwrap_or_default()),
+        Output::Text | Output::Id => println!("{}", v["api_key"].as_str().unwrap_or_default()),
     }
 }
 

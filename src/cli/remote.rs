@@ -8,8 +8,15 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum Output {
+    /// A table.
     Text,
+    /// The server's JSON answer.
     Json,
+    /// Only the identifier the next command takes (a team's or user's id,
+    /// a key's prefix, a secret's name), one per line, for
+    /// `team=$(tessera teams create ml --output id)`. A new key is printed
+    /// whole, as in text: it is shown only once.
+    Id,
 }
 
 /// How to reach the server.
@@ -152,17 +159,21 @@ impl Remote {
         Ok(value)
     }
 
-    /// Prints a response: JSON as is, or the chosen fields as a table.
+    /// Prints a response: JSON as is, the chosen fields as a table, or the
+    /// first of them (the identifier) alone.
     pub fn print_list(&self, value: &Value, items: &Value, columns: &[&str]) {
+        let rows = items.as_array().map(Vec::as_slice).unwrap_or_default();
         match self.output {
             Output::Json => println!(
                 "{}",
                 serde_json::to_string_pretty(value).unwrap_or_default()
             ),
-            Output::Text => print_table(
-                items.as_array().map(Vec::as_slice).unwrap_or_default(),
-                columns,
-            ),
+            Output::Text => print_table(rows, columns),
+            Output::Id => {
+                for row in rows {
+                    println!("{}", cell(&row[columns.first().copied().unwrap_or("id")]));
+                }
+            }
         }
     }
 

@@ -115,4 +115,84 @@ async fn operator_creates_team_user_membership_and_key(storage: Storage) {
     assert!(!ok && stderr.contains("TESSERA_API_KEY"), "{stderr}");
 }
 
-crate::storage_tests!(operator_creates_team_user_membership_and_key);
+/// `--output id` prints what the next command takes, one per line, so a
+/// script (and the README) captures ids instead of copying them by hand.
+async fn output_id_prints_what_the_next_command_takes(storage: Storage) {
+    let data = storage.dir.path().join("ids");
+    let (server, admin) = storage.serve(&data);
+    let url = server.url.clone();
+    let id = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--output", "id"]);
+        let (ok, stdout, stderr) = cli(&url, &admin, &all);
+        assert!(ok, "{args:?}: {stderr}");
+        stdout
+    };
+    let team = id(&["teams", "create", "ml"]);
+    let team = team.trim_end_matches('\n');
+    assert!(
+        !team.is_empty() && !team.contains(char::is_whitespace),
+        "{team:?}"
+    );
+    let team_json = json(&url, &admin, &["teams", "list"]);
+    let teams: Vec<&str> = team_json["teams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    assert!(teams.contains(&team), "{teams:?}");
+    // A list: one id per line, no header.
+    let listed = id(&["teams", "list"]);
+    let mut listed: Vec<&str> = listed.lines().collect();
+    listed.sort();
+    let mut expected = teams.clone();
+    expected.sort();
+    assert_eq!(listed, expected);
+
+    let user = id(&["users", "create", "ana@example.com"]);
+    let user = user.trim_end_matches('\n');
+    id(&["members", "add", team, user, "--role", "ADMIN"]);
+    let members = json(&url, &admin, &["members", "list", team]);
+    assert_eq!(members["members"][0]["user_id"], user);
+
+    // A new key is printed whole (it is shown only once); its prefix is
+    // what `keys list --output id` shows and `keys revoke` takes.
+    let key = id(&[
+        "keys",
+        "create",
+        "--type",
+        "WORKSPACE_MANAGE_ALL",
+        "--team",
+        team,
+    ]);
+    let key = key.trim_end_matches('\n');
+    let (prefix, secret) = key.split_once('.').expect("a whole key");
+    assert!(!secret.is_empty());
+    assert!(id(&["keys", "list"]).lines().any(|l| l == prefix));
+    assert_eq!(id(&["keys", "revoke", prefix]).trim(), prefix);
+
+    let secret_name = {
+        let out = std::process::Command::new(crate::common::BIN)
+            .args(["secrets", "set", "hf-token", "--output", "id"])
+            .env("TESSERA_URL", &url)
+            .env("TESSERA_API_KEY", &admin)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                use std::io::Write;
+                c.stdin.take().unwrap().write_all(b"v")?;
+                c.wait_with_output()
+            })
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert_eq!(secret_name, "hf-token\n");
+}
+
+crate::storage_tests!(
+    operator_creates_team_user_membership_and_key,
+    output_id_prints_what_the_next_command_takes
+);
