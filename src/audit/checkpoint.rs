@@ -668,7 +668,7 @@ mod tests {
 
         // The first event after the pruned prefix edited.
         let mut edited = pruned.to_vec();
-        edited[0].event.action = "secrets.read".to_owned();
+        edited[0].event.action = "secret.read".to_owned();
         assert_eq!(
             verify_chain(&key(), ChainStart::Checkpoint(start.head()), &edited),
             Err(Broken {

@@ -20,7 +20,7 @@ pub fn event(n: u64) -> AuditEvent {
         actor_user: Some(format!("user-{n}")),
         org_id: Some("org-1".to_owned()),
         team_id: Some("team-1".to_owned()),
-        action: "secret.write".to_owned(),
+        action: "secret.upsert".to_owned(),
         target_id: Some(format!("sec-{n}")),
         target_name: Some(format!("DB_PASSWORD_{n}")),
         result: "ok".to_owned(),

@@ -5,9 +5,18 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
-/// `--flag` → the variable it reads (`[env: NAME]`), per command path
-/// (`serve`, `secrets set`, …).
-pub type Options = BTreeMap<String, Option<String>>;
+/// What `--help` says of one option.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Opt {
+    /// The variable it reads (`[env: NAME]`).
+    pub env: Option<String>,
+    /// Its default (`[default: VALUE]`).
+    pub default: Option<String>,
+}
+
+/// `--flag` → what help says of it, per command path (`serve`,
+/// `secrets set`, …).
+pub type Options = BTreeMap<String, Opt>;
 
 fn help(bin: &Path, path: &[String]) -> String {
     let out = Command::new(bin)
@@ -47,36 +56,40 @@ fn subcommands(text: &str) -> Vec<String> {
     names
 }
 
-/// The options a help text lists, with their variables.
+/// The text after `[tag: ` in `chunk`, up to its `]`.
+fn bracketed<'a>(chunk: &'a str, tag: &str) -> Option<&'a str> {
+    let rest = chunk.split(&format!("[{tag}: ")).nth(1)?;
+    rest.split(']').next()
+}
+
+/// The options a help text lists, with their variables and defaults.
 pub fn options(text: &str) -> Options {
     let mut options = Options::new();
     let mut current: Option<String> = None;
-    let record = |flag: &Option<String>, chunk: &str, options: &mut Options| {
-        if let Some(f) = flag {
-            if let Some(env) = chunk.split("[env: ").nth(1) {
-                let name: String = env
-                    .chars()
-                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                    .collect();
-                options.insert(f.clone(), Some(name));
-            }
-        }
-    };
     for line in text.lines() {
         let t = line.trim_start();
         if line.starts_with(' ') && t.starts_with('-') {
-            let long = t
+            current = t
                 .split(|c: char| c.is_whitespace() || c == ',' || c == '=' || c == '<' || c == '[')
                 .find(|w| w.starts_with("--"))
                 .map(str::to_owned);
-            if let Some(f) = &long {
-                options.entry(f.clone()).or_insert(None);
-            }
-            current = long;
         } else if !line.starts_with(' ') {
             current = None;
         }
-        record(&current, line, &mut options);
+        let Some(flag) = &current else { continue };
+        let opt = options.entry(flag.clone()).or_default();
+        if let Some(env) = bracketed(line, "env") {
+            opt.env = Some(
+                env.trim_end_matches('=')
+                    .split('=')
+                    .next()
+                    .unwrap_or("")
+                    .to_owned(),
+            );
+        }
+        if let Some(default) = bracketed(line, "default") {
+            opt.default = Some(default.to_owned());
+        }
     }
     options.remove("--help");
     options.remove("--version");
@@ -105,9 +118,11 @@ mod tests {
     fn reads_clap_help() {
         let text = "Usage: tessera serve [OPTIONS]\n\nOptions:\n      --listen <LISTEN>\n          Address [env: TESSERA_LISTEN=] [default: 127.0.0.1:8000]\n      --api-key <API_KEY>    A key [env: TESSERA_API_KEY]\n      --once                 Once\n  -h, --help\n          Print help\n";
         let o = super::options(text);
-        assert_eq!(o["--listen"].as_deref(), Some("TESSERA_LISTEN"));
-        assert_eq!(o["--api-key"].as_deref(), Some("TESSERA_API_KEY"));
-        assert_eq!(o["--once"], None);
+        assert_eq!(o["--listen"].env.as_deref(), Some("TESSERA_LISTEN"));
+        assert_eq!(o["--listen"].default.as_deref(), Some("127.0.0.1:8000"));
+        assert_eq!(o["--api-key"].env.as_deref(), Some("TESSERA_API_KEY"));
+        assert_eq!(o["--api-key"].default, None);
+        assert_eq!(o["--once"], super::Opt::default());
         assert!(!o.contains_key("--help"));
         let cmds = super::subcommands("Commands:\n  serve  Run\n  help   Print\n\nOptions:\n");
         assert_eq!(cmds, vec!["serve"]);

@@ -126,9 +126,13 @@ fn tables_name_only_flags_and_variables_that_exist() {
     let commands = help::collect(Path::new(common::BIN));
     // Every option of any command, with the variables it reads.
     let mut any: BTreeMap<&str, BTreeSet<Option<&str>>> = BTreeMap::new();
+    let mut defaults: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
     for options in commands.values() {
-        for (flag, env) in options {
-            any.entry(flag).or_default().insert(env.as_deref());
+        for (flag, opt) in options {
+            any.entry(flag).or_default().insert(opt.env.as_deref());
+            if let Some(d) = &opt.default {
+                defaults.entry(flag).or_default().insert(d);
+            }
         }
     }
     let source: String = sources().into_iter().map(|(_, t)| t).collect();
@@ -138,6 +142,7 @@ fn tables_name_only_flags_and_variables_that_exist() {
         for table in &doc.tables {
             let flag_cols = table.columns(&["flag", "flags", "setting"]);
             let env_cols = table.columns(&["environment", "setting"]);
+            let default_cols = table.columns(&["default"]);
             let mut listed = BTreeSet::new();
             for (line, cells) in &table.rows {
                 let at = format!("{}:{line}", doc.name);
@@ -163,6 +168,25 @@ fn tables_name_only_flags_and_variables_that_exist() {
                         problems.push(format!(
                             "{at}: `{f}` is not an option of any tessera command"
                         ));
+                    }
+                }
+                // A row of one flag whose default column shows a value in
+                // code shows the default `--help` gives (prose such as
+                // "64 KiB" is left to the reader).
+                if let ([f], [d]) = (flags.as_slice(), default_cols.as_slice()) {
+                    let shown = cells.get(*d).map(|c| code_spans(c)).unwrap_or_default();
+                    if let (Some(given), false) = (defaults.get(f.as_str()), shown.is_empty()) {
+                        checked += 1;
+                        if !given.iter().any(|g| shown.contains(g)) {
+                            problems.push(format!(
+                                "{at}: the default of `{f}` is {} in `--help`, not {shown:?}",
+                                given
+                                    .iter()
+                                    .map(|g| format!("`{g}`"))
+                                    .collect::<Vec<_>>()
+                                    .join(" or ")
+                            ));
+                        }
                     }
                 }
                 for e in &envs {
