@@ -58,7 +58,7 @@ pub struct AppState {
     ),
     modifiers(&BearerAuth),
     security(("BearerAuth" = [])),
-    components(schemas(error::ErrorBody)),
+    components(schemas(error::ErrorBody, error::ConcernedKeyView)),
 )]
 struct ApiDoc;
 

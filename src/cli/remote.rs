@@ -93,6 +93,24 @@ pub fn http_client_with(
     Ok(builder.build()?)
 }
 
+/// A request the server answered with an error: its status, the line
+/// printed for it, and the JSON body (for commands that explain it in their
+/// own terms).
+#[derive(Debug)]
+pub struct Refused {
+    pub status: u16,
+    pub message: String,
+    pub body: Value,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Refused {}
+
 pub struct Remote {
     http: reqwest::Client,
     base: String,
@@ -147,7 +165,12 @@ impl Remote {
         if !status.is_success() {
             let code = value["code"].as_str().unwrap_or("ERROR");
             let message = value["message"].as_str().unwrap_or(text.as_str());
-            bail!("{code} ({}): {message}", status.as_u16());
+            return Err(Refused {
+                status: status.as_u16(),
+                message: format!("{code} ({}): {message}", status.as_u16()),
+                body: value,
+            }
+            .into());
         }
         Ok(value)
     }

@@ -43,9 +43,11 @@ pub use history::{
     Actor, Consumer, ConsumerSeen, DeletedSecret, Deletion, Destroyed, HistoryStore, SecretHistory,
     StoredVersion, VersionRecord, WriteHistory, DEFAULT_KEEP_VERSIONS,
 };
-pub use identity::{IdentityStore, NewOrganization, NewTeam, NewUser, TeamDeletion, UserQuery};
+pub use identity::{
+    AuthorityOutcome, IdentityStore, NewOrganization, NewTeam, NewUser, TeamDeletion, UserQuery,
+};
 pub use keyring::KeyringStore;
-pub use keys::{KeyListing, KeyStore, NewApiKey};
+pub use keys::{KeyListing, KeyStore, NewApiKey, AUTHORITY_GONE};
 pub use secrets::{SealedWrite, SecretStore, SecretWrite, Snapshot, StoredSecret};
 
 use async_trait::async_trait;

@@ -12,6 +12,7 @@ mod agent;
 mod audit;
 mod audit_checkpoints;
 mod auth;
+mod authority;
 mod binary;
 mod bounds;
 mod cli_admin;
