@@ -123,6 +123,10 @@ pub trait KeyStore {
     /// The key with this prefix, in any organization: authentication starts
     /// here, before anyone is known.
     async fn find_api_key(&self, prefix: &str) -> StoreResult<Option<ApiKeyRecord>>;
+    /// The hash of the secret part of a key with this prefix that was
+    /// revoked (or deleted with its user or team), if one was: such a key
+    /// is recognised, and refused as revoked rather than as a bad key.
+    async fn revoked_key_hash(&self, prefix: &str) -> StoreResult<Option<Vec<u8>>>;
     /// The key with this prefix in the grant's organization only.
     async fn org_api_key(&self, org: &OrgAccess, prefix: &str)
         -> StoreResult<Option<ApiKeyRecord>>;

@@ -13,7 +13,7 @@ use crate::store::keys::{
 };
 use crate::store::{to_json_list, KeyListing, KeyStore, NewApiKey, StoreError, StoreResult};
 use async_trait::async_trait;
-use sqlx::PgConnection;
+use sqlx::{PgConnection, Row as _};
 
 /// Inserts a key row (organization bootstrap and key creation).
 pub async fn insert_key(
@@ -50,6 +50,13 @@ impl KeyStore for PostgresStore {
     async fn find_api_key(&self, prefix: &str) -> StoreResult<Option<ApiKeyRecord>> {
         let sql = format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE prefix = $1");
         self.optional(sqlx::query(&sql).bind(prefix), key_row).await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
+    async fn revoked_key_hash(&self, prefix: &str) -> StoreResult<Option<Vec<u8>>> {
+        let sql = "SELECT secret_hash FROM revoked_api_keys WHERE prefix = $1";
+        self.optional(sqlx::query(sql).bind(prefix), |r| r.try_get(0))
+            .await
     }
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]

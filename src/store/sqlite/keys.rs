@@ -49,6 +49,12 @@ impl KeyStore for SqliteStore {
     }
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
+    async fn revoked_key_hash(&self, prefix: &str) -> StoreResult<Option<Vec<u8>>> {
+        let sql = "SELECT secret_hash FROM revoked_api_keys WHERE prefix = ?1";
+        self.readers.optional(sql, [prefix], |r| r.get(0)).await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn org_api_key(
         &self,
         org: &OrgAccess,
