@@ -93,7 +93,7 @@ async fn auth_failures_are_counted_logged_once_and_throttled_without_touching_va
     let other = client_from("127.0.0.2");
     assert_eq!(get(&other, &url, Some(&unknown), &[]).await.0, 401);
 
-    let metrics = reqwest::get(format!("{url}/metrics"))
+    let metrics = reqwest::get(format!("{}/metrics", server.metrics_url()))
         .await
         .unwrap()
         .text()
