@@ -111,6 +111,24 @@ impl std::fmt::Display for Refused {
 
 impl std::error::Error for Refused {}
 
+/// What to do about a TLS failure whose cause the error chain names only
+/// by rustls's identifier.
+pub fn tls_hint(chain: &str) -> Option<&'static str> {
+    if chain.contains("CaUsedAsEndEntity") {
+        // `openssl req -x509` makes a CA certificate (basicConstraints
+        // CA:TRUE); TLS clients refuse one as a server's own certificate,
+        // even when it is the very certificate they were told to trust.
+        return Some(
+            "The server presents a CA certificate (basicConstraints CA:TRUE, as `openssl req -x509` \
+             makes by default) as its own: clients refuse that even with --ca-file. Serve a leaf \
+             certificate instead: either one made with `-addext basicConstraints=critical,CA:FALSE` \
+             (and trust that file with --ca-file), or a CA that signs a leaf (serve the leaf, trust the \
+             CA with --ca-file). See docs/operations.md, TLS",
+        );
+    }
+    None
+}
+
 pub struct Remote {
     http: reqwest::Client,
     base: String,
@@ -157,7 +175,10 @@ impl Remote {
                 chain.push_str(&s.to_string());
                 source = s.source();
             }
-            anyhow::anyhow!("cannot reach {}: {chain}", self.base)
+            let hint = tls_hint(&chain)
+                .map(|h| format!(". {h}"))
+                .unwrap_or_default();
+            anyhow::anyhow!("cannot reach {}: {chain}{hint}", self.base)
         })?;
         let status = resp.status();
         let text = resp.text().await?;
