@@ -136,6 +136,8 @@ struct Started {
 /// when something goes there: the SQLite database, a generated master key, or
 /// the admin key of a new store.
 async fn start_up(args: &StoreArgs) -> anyhow::Result<Started> {
+    // Every refusal that can be known now, before anything changes.
+    super::preflight::check(args).await?;
     let lock = match args.sqlite_path() {
         Some(db) => {
             if args.sqlite_in_data_dir() {

@@ -139,6 +139,25 @@ pub fn sqlite_path(database_url: &str) -> Option<std::path::PathBuf> {
     Some(path.split('?').next().unwrap_or(path).into())
 }
 
+/// What start-up decides on before it changes anything: the master keys a
+/// store records (id, check value) and how many organizations it holds.
+#[derive(Debug, Clone, Default)]
+pub struct Peek {
+    pub keks: Vec<(String, Vec<u8>)>,
+    pub organizations: i64,
+}
+
+/// Reads [`Peek`] from the store a database URL names without creating,
+/// migrating or writing anything (start-up's checks, `cli::preflight`);
+/// `None` when nothing is there yet (no database file, no tables).
+pub async fn peek(database_url: &str) -> anyhow::Result<Option<Peek>> {
+    if let Some(path) = sqlite_path(database_url) {
+        sqlite::peek(&path)
+    } else {
+        postgres::peek(database_url).await
+    }
+}
+
 /// Opens the store a database URL names, running migrations.
 pub async fn open(database_url: &str) -> anyhow::Result<DynStore> {
     if let Some(path) = sqlite_path(database_url) {
