@@ -22,6 +22,7 @@ mod conformance;
 mod delivery;
 mod delivery_binary;
 mod diskfull;
+mod docs_backups;
 mod durability;
 mod errors;
 mod eso;
