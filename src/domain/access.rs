@@ -704,3 +704,99 @@ pub enum KeyHandover {
     /// them) answer for them.
     TransferTo(String),
 }
+
+#[cfg(test)]
+mod answerer_tests {
+    use super::*;
+
+    fn user(id: &str, role: OrgRole) -> User {
+        User {
+            id: id.into(),
+            org_id: "o".into(),
+            email: None,
+            name: None,
+            role,
+            created_at: 0,
+        }
+    }
+
+    fn key(prefix: &str, key_type: KeyType, team: Option<&str>, by: &str) -> ApiKeyRecord {
+        ApiKeyRecord {
+            prefix: prefix.into(),
+            org_id: "o".into(),
+            key_type,
+            name: None,
+            secret_hash: Vec::new(),
+            user_id: (key_type == KeyType::Personal).then(|| by.to_owned()),
+            team_id: team.map(str::to_owned),
+            model_ids: None,
+            secret_names: None,
+            created_by: Some(by.into()),
+            created_at: 0,
+            last_used_at: None,
+        }
+    }
+
+    fn admin_of(team: &str) -> Membership {
+        Membership {
+            team_id: team.into(),
+            role: TeamRole::Admin,
+        }
+    }
+
+    fn prefixes(keys: Vec<&ApiKeyRecord>) -> Vec<&str> {
+        keys.iter().map(|k| k.prefix.as_str()).collect()
+    }
+
+    #[test]
+    fn only_the_keys_whose_authority_goes_are_concerned() {
+        let ana = user("ana", OrgRole::Member);
+        let ms = vec![admin_of("t1"), admin_of("t2")];
+        let keys = vec![
+            key("read1", KeyType::WorkspaceReadSecrets, Some("t1"), "ana"),
+            key("all2", KeyType::WorkspaceManageAll, Some("t2"), "ana"),
+            key("own", KeyType::Personal, None, "ana"),
+            key("bobs", KeyType::WorkspaceManageAll, Some("t1"), "bob"),
+        ];
+        let demote = AuthorityChange::SetTeamRole {
+            team_id: "t1",
+            role: TeamRole::Member,
+        };
+        assert_eq!(
+            prefixes(keys_beyond_authority(&ana, &ms, demote, &keys)),
+            ["read1"]
+        );
+        let leave = AuthorityChange::LeaveTeam { team_id: "t2" };
+        assert_eq!(
+            prefixes(keys_beyond_authority(&ana, &ms, leave, &keys)),
+            ["all2"]
+        );
+        let gone = AuthorityChange::DeleteUser;
+        assert_eq!(
+            prefixes(keys_beyond_authority(&ana, &ms, gone, &keys)),
+            ["read1", "all2"]
+        );
+        let promote = AuthorityChange::SetTeamRole {
+            team_id: "t3",
+            role: TeamRole::Admin,
+        };
+        assert!(keys_beyond_authority(&ana, &ms, promote, &keys).is_empty());
+        // An org admin answers for any key whatever their team roles.
+        let root = user("ana", OrgRole::Admin);
+        assert!(keys_beyond_authority(&root, &ms, demote, &keys).is_empty());
+    }
+
+    #[test]
+    fn a_successor_must_be_able_to_issue_the_key() {
+        let k = key("read1", KeyType::WorkspaceReadSecrets, Some("t1"), "ana");
+        let org_key = key("mak", KeyType::WorkspaceManageApiKeys, None, "ana");
+        let bob = user("bob", OrgRole::Member);
+        assert!(!may_answer_for(&bob, &[], &k));
+        assert!(may_answer_for(&bob, &[admin_of("t1")], &k));
+        assert!(!may_answer_for(&bob, &[admin_of("t1")], &org_key));
+        assert!(may_answer_for(&user("root", OrgRole::Admin), &[], &org_key));
+        let mut elsewhere = user("eve", OrgRole::Admin);
+        elsewhere.org_id = "other".into();
+        assert!(!may_answer_for(&elsewhere, &[], &k));
+    }
+}
