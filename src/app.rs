@@ -65,7 +65,13 @@ async fn refuse_new_key_for_existing_data(
         return Ok(());
     }
     let ids: Vec<&str> = keks.iter().map(|k| k.kek_id.as_str()).collect();
-    anyhow::bail!(
+    Err(missing_key_for_existing_data(path, &ids))
+}
+
+/// The refusal when the default key file is missing for a store that holds
+/// data sealed under the key ids `ids`.
+pub fn missing_key_for_existing_data(path: &std::path::Path, ids: &[&str]) -> anyhow::Error {
+    anyhow::anyhow!(
         "the master key file {path} is missing, but this store already holds data sealed under master key {ids}. \
          Put that key file back (or point --master-key-file or TESSERA_MASTER_KEY at the key). \
          No new key was generated: it could not open the data that is there.",

@@ -164,6 +164,44 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub checkpoints: CheckpointArgs,
+
+    /// Where Prometheus metrics (`GET /metrics`) are served: an address of
+    /// their own, apart from the API, loopback by default; `off` serves
+    /// none. They are not on the API's listener. With the default, a port
+    /// already in use is a warning (the server runs without metrics); an
+    /// address given here that cannot be bound stops the start.
+    #[arg(long, env = "TESSERA_METRICS_LISTEN", default_value = DEFAULT_METRICS_LISTEN)]
+    pub metrics_listen: MetricsListen,
+}
+
+/// The metrics listener's default address: loopback only.
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9464";
+
+/// `--metrics-listen`: an address, or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricsListen {
+    Off,
+    At(SocketAddr),
+}
+
+impl std::str::FromStr for MetricsListen {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.eq_ignore_ascii_case("off") {
+            return Ok(Self::Off);
+        }
+        s.parse()
+            .map(Self::At)
+            .map_err(|_| format!("expected an address such as 127.0.0.1:9464, or off; got {s:?}"))
+    }
+}
+
+impl MetricsListen {
+    /// Whether this is the default address (not chosen by the operator).
+    pub fn is_default(&self) -> bool {
+        DEFAULT_METRICS_LISTEN.parse().ok() == Some(*self)
+    }
 }
 
 /// Where signed checkpoints of the audit log's chain heads are exported.
@@ -181,4 +219,19 @@ pub struct CheckpointArgs {
     /// Seconds between two exports.
     #[arg(long, env = "TESSERA_AUDIT_CHECKPOINT_INTERVAL", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86400))]
     pub audit_checkpoint_interval: u64,
+}
+
+#[cfg(test)]
+mod metrics_listen_tests {
+    use super::*;
+
+    #[test]
+    fn metrics_are_on_loopback_by_default_and_can_be_turned_off() {
+        let MetricsListen::At(addr) = DEFAULT_METRICS_LISTEN.parse().unwrap() else {
+            panic!("metrics are on by default");
+        };
+        assert!(addr.ip().is_loopback());
+        assert_eq!("off".parse::<MetricsListen>().unwrap(), MetricsListen::Off);
+        assert!("nonsense".parse::<MetricsListen>().is_err());
+    }
 }

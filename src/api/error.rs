@@ -73,6 +73,18 @@ pub struct ApiError {
     pub message: String,
     /// Seconds, for 429.
     pub retry_after: Option<u64>,
+    /// The keys a refused change concerns (409).
+    pub keys: Option<Vec<ConcernedKeyView>>,
+}
+
+/// A key a refused change concerns: what identifies it, never its secret.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ConcernedKeyView {
+    pub prefix: String,
+    #[serde(rename = "type")]
+    pub key_type: String,
+    pub name: Option<String>,
+    pub team_id: Option<String>,
 }
 
 /// The error body every route returns.
@@ -88,6 +100,10 @@ pub struct ErrorBody {
     /// Rate limiting only: seconds to wait before retrying.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_after: Option<u64>,
+    /// A change refused because API keys would outlive the authority of
+    /// the person who answers for them (409): those keys.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keys: Option<Vec<ConcernedKeyView>>,
 }
 
 impl ApiError {
@@ -96,6 +112,7 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after: None,
+            keys: None,
         }
     }
 
@@ -113,6 +130,19 @@ impl From<ServiceError> for ApiError {
             ServiceError::NotFound(m) => Self::new(ErrorCode::NotFound, m),
             ServiceError::Conflict(m) => Self::new(ErrorCode::Conflict, m),
             ServiceError::QuotaExceeded(m) => Self::new(ErrorCode::QuotaExceeded, m),
+            ServiceError::KeysConcerned { message, keys } => Self {
+                keys: Some(
+                    keys.into_iter()
+                        .map(|k| ConcernedKeyView {
+                            prefix: k.prefix,
+                            key_type: k.key_type,
+                            name: k.name,
+                            team_id: k.team_id,
+                        })
+                        .collect(),
+                ),
+                ..Self::new(ErrorCode::Conflict, message)
+            },
             ServiceError::Unavailable(detail) => {
                 tracing::warn!(%detail, "store unavailable");
                 Self::new(
@@ -144,6 +174,7 @@ impl ApiError {
                 None
             },
             message: self.message,
+            keys: self.keys,
         }
     }
 }

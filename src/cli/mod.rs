@@ -7,6 +7,7 @@ pub mod checkpoint_export;
 pub mod init;
 pub mod migrate;
 pub mod org;
+pub mod preflight;
 pub mod remote;
 pub mod run;
 pub mod runtime_client;

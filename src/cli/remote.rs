@@ -100,6 +100,42 @@ pub fn http_client_with(
     Ok(builder.build()?)
 }
 
+/// A request the server answered with an error: its status, the line
+/// printed for it, and the JSON body (for commands that explain it in their
+/// own terms).
+#[derive(Debug)]
+pub struct Refused {
+    pub status: u16,
+    pub message: String,
+    pub body: Value,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Refused {}
+
+/// What to do about a TLS failure whose cause the error chain names only
+/// by rustls's identifier.
+pub fn tls_hint(chain: &str) -> Option<&'static str> {
+    if chain.contains("CaUsedAsEndEntity") {
+        // `openssl req -x509` makes a CA certificate (basicConstraints
+        // CA:TRUE); TLS clients refuse one as a server's own certificate,
+        // even when it is the very certificate they were told to trust.
+        return Some(
+            "The server presents a CA certificate (basicConstraints CA:TRUE, as `openssl req -x509` \
+             makes by default) as its own: clients refuse that even with --ca-file. Serve a leaf \
+             certificate instead: either one made with `-addext basicConstraints=critical,CA:FALSE` \
+             (and trust that file with --ca-file), or a CA that signs a leaf (serve the leaf, trust the \
+             CA with --ca-file). See docs/operations.md, TLS",
+        );
+    }
+    None
+}
+
 pub struct Remote {
     http: reqwest::Client,
     base: String,
@@ -146,7 +182,10 @@ impl Remote {
                 chain.push_str(&s.to_string());
                 source = s.source();
             }
-            anyhow::anyhow!("cannot reach {}: {chain}", self.base)
+            let hint = tls_hint(&chain)
+                .map(|h| format!(". {h}"))
+                .unwrap_or_default();
+            anyhow::anyhow!("cannot reach {}: {chain}{hint}", self.base)
         })?;
         let status = resp.status();
         let text = resp.text().await?;
@@ -154,7 +193,12 @@ impl Remote {
         if !status.is_success() {
             let code = value["code"].as_str().unwrap_or("ERROR");
             let message = value["message"].as_str().unwrap_or(text.as_str());
-            bail!("{code} ({}): {message}", status.as_u16());
+            return Err(Refused {
+                status: status.as_u16(),
+                message: format!("{code} ({}): {message}", status.as_u16()),
+                body: value,
+            }
+            .into());
         }
         Ok(value)
     }

@@ -275,10 +275,13 @@ fn unavailable(base: &str, e: &reqwest::Error) -> FetchError {
         detail = s.to_string();
         source = s.source();
     }
+    let hint = super::remote::tls_hint(&detail)
+        .map(|h| format!(". {h}"))
+        .unwrap_or_default();
     let message = if detail.is_empty() {
         format!("{base}: {what}")
     } else {
-        format!("{base}: {what} ({detail})")
+        format!("{base}: {what} ({detail}){hint}")
     };
     FetchError::Unavailable {
         message,

@@ -1,4 +1,4 @@
-use crate::config::{ServeArgs, StoreArgs};
+use crate::config::{MetricsListen, ServeArgs, StoreArgs};
 use crate::datadir::DatabaseLock;
 use crate::service::Service;
 use crate::store::StoreError;
@@ -7,10 +7,12 @@ use std::net::SocketAddr;
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let listener = bind(args.listen).await?;
+    let metrics_listener = bind_metrics(args.metrics_listen).await?;
     let Started { service, lock } = start_up(&args.store).await?;
     let backend = service.backend();
     let (router, state) = crate::app::build_with(service, args.net.throttle_settings());
     let exporter = start_checkpoint_export(&args, &state);
+    let metrics = metrics_listener.map(|l| serve_metrics(l, &state));
     // Before "listening": whoever waits for that line may signal at once.
     crate::net::shutdown::cancel_on_signal(state.shutdown.clone());
     tracing::info!(addr = %listener.local_addr()?, backend, "listening");
@@ -30,6 +32,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let Some((stop, exporter)) = exporter {
         stop.cancel();
         let _ = exporter.await;
+    }
+    if let Some(metrics) = metrics {
+        let _ = metrics.await;
     }
     tracing::info!("stopped");
     // The store closes before its lock is released.
@@ -77,6 +82,47 @@ async fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
         .with_context(|| format!("binding {addr}"))
 }
 
+/// Binds the metrics listener (before anything touches the data directory,
+/// like the API's). An address the operator chose must bind; the default's
+/// port may be taken (another server on this machine), which only costs
+/// the metrics: a warning says so.
+async fn bind_metrics(at: MetricsListen) -> anyhow::Result<Option<tokio::net::TcpListener>> {
+    let MetricsListen::At(addr) = at else {
+        return Ok(None);
+    };
+    match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => Ok(Some(l)),
+        Err(e) if at.is_default() => {
+            tracing::warn!(
+                %addr,
+                error = %e,
+                "metrics are not served: the default metrics address is taken; \
+                 choose one with --metrics-listen (or off)"
+            );
+            Ok(None)
+        }
+        Err(e) => Err(e).with_context(|| format!("binding the metrics listener {addr}")),
+    }
+}
+
+/// Serves `GET /metrics` on its own listener until shutdown.
+fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    state: &std::sync::Arc<crate::api::AppState>,
+) -> tokio::task::JoinHandle<()> {
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "serving metrics at /metrics");
+    }
+    let router = crate::api::metrics_router(state.clone());
+    let shutdown = state.shutdown.clone();
+    tokio::spawn(async move {
+        let config = crate::net::NetConfig::default();
+        if let Err(e) = crate::net::serve(listener, router, config, shutdown).await {
+            tracing::warn!(error = %e, "the metrics listener stopped");
+        }
+    })
+}
+
 /// What start-up hands to the serving code: the service, and the lock on a
 /// SQLite database, held until the server stops.
 struct Started {
@@ -90,6 +136,8 @@ struct Started {
 /// when something goes there: the SQLite database, a generated master key, or
 /// the admin key of a new store.
 async fn start_up(args: &StoreArgs) -> anyhow::Result<Started> {
+    // Every refusal that can be known now, before anything changes.
+    super::preflight::check(args).await?;
     let lock = match args.sqlite_path() {
         Some(db) => {
             if args.sqlite_in_data_dir() {

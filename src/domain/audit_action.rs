@@ -62,6 +62,9 @@ actions! {
     ApiKeyCreate => "api_key.create",
     /// An API key was revoked.
     ApiKeyRevoke => "api_key.revoke",
+    /// A key answered for by one person is handed over to another (a change
+    /// took the first one's authority away).
+    ApiKeyHandover => "api_key.handover",
     /// An organization was created.
     OrganizationCreate => "organization.create",
     /// Failed authentications from one client address, summed up.

@@ -11,7 +11,7 @@ use crate::domain::key_token::NewKeyToken;
 use crate::domain::secret_name::SecretName;
 use crate::domain::time::now_micros;
 use crate::domain::types::KeyType;
-use crate::store::{KeyListing, NewApiKey, StoreError};
+use crate::store::{KeyListing, NewApiKey, StoreError, AUTHORITY_GONE};
 
 /// What a client asked for when creating a key.
 #[derive(Debug, Clone)]
@@ -165,6 +165,8 @@ impl Service {
         );
         match self.store.insert_api_key(grant, record, max, event).await {
             Ok(_) => Ok(token),
+            // The creator lost the role that allowed this key meanwhile.
+            Err(StoreError::Conflict(m)) if m == AUTHORITY_GONE => Err(ServiceError::Forbidden(m)),
             // The issue asks for a 400 that says why: the name is taken.
             Err(StoreError::Conflict(m)) => Err(ServiceError::Invalid(m)),
             Err(e) => Err(e.into()),

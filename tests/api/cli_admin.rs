@@ -192,7 +192,164 @@ async fn output_id_prints_what_the_next_command_takes(storage: Storage) {
     assert_eq!(secret_name, "hf-token\n");
 }
 
+/// Issue 25, stumbles 5 and 2: `keys create --secret-name` narrows a read
+/// key (it needed curl), and `secrets versions` shows who wrote each
+/// version in its table (it showed only in `--output json`).
+async fn narrowed_keys_and_version_writers_from_the_cli(storage: Storage) {
+    let data = storage.dir.path().join("narrow");
+    let (server, admin) = storage.serve(&data);
+    let url = server.url.clone();
+    let http = reqwest::Client::new();
+    for (name, value) in [("hf-token", "v1"), ("db-url", "v1"), ("hf-token", "v2")] {
+        let r = http
+            .post(format!("{url}/v1/secrets"))
+            .bearer_auth(&admin)
+            .json(&serde_json::json!({"name": name, "value": value}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let teams = json(&url, &admin, &["teams", "list"]);
+    let team = teams["teams"][0]["id"].as_str().unwrap().to_owned();
+    let (ok, stdout, stderr) = cli(
+        &url,
+        &admin,
+        &[
+            "keys",
+            "create",
+            "--type",
+            "WORKSPACE_READ_SECRETS",
+            "--team",
+            &team,
+            "--secret-name",
+            "hf_token",
+        ],
+    );
+    assert!(ok, "{stderr}");
+    let reader = stdout.trim().to_owned();
+    let fetched: Value = http
+        .get(format!("{url}/runtime/v1/secrets"))
+        .bearer_auth(&reader)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let names: Vec<&str> = fetched["secrets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["hf-token"], "{fetched}");
+
+    // Who wrote each version: the admin's email (or id) and key prefix.
+    let me: Value = http
+        .get(format!("{url}/v1/users/me"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let who = me["email"]
+        .as_str()
+        .or(me["user_id"].as_str())
+        .unwrap()
+        .to_owned();
+    let prefix = admin.split('.').next().unwrap();
+    let (ok, table, stderr) = cli(&url, &admin, &["secrets", "versions", "hf-token"]);
+    assert!(ok, "{stderr}");
+    let mut lines = table.lines();
+    assert!(lines.next().unwrap().contains("WRITTEN_BY"), "{table}");
+    let rows: Vec<&str> = lines.collect();
+    assert_eq!(rows.len(), 2, "{table}");
+    for row in rows {
+        assert!(row.contains(&format!("{who} (key {prefix})")), "{table}");
+    }
+}
+
+/// Issue 24, finding 7 from the CLI: a demotion that would leave keys behind
+/// is refused naming the keys and the CLI's flags; `--transfer-keys-to` and
+/// `--revoke-keys` say what to do with them.
+async fn the_cli_says_what_to_do_with_keys_a_change_leaves_behind(storage: Storage) {
+    let data = storage.dir.path().join("handover");
+    let (server, admin) = storage.serve(&data);
+    let url = server.url.clone();
+    let team = json(&url, &admin, &["teams", "create", "ml"]);
+    let team = team["id"].as_str().unwrap().to_owned();
+    let user = |email: &str| {
+        let u = json(&url, &admin, &["users", "create", email]);
+        let id = u["user_id"].as_str().unwrap().to_owned();
+        json(
+            &url,
+            &admin,
+            &["members", "add", &team, &id, "--role", "ADMIN"],
+        );
+        id
+    };
+    let (ana, bob) = (user("ana@example.com"), user("bob@example.com"));
+    let (ok, ana_key, _) = cli(&url, &admin, &["keys", "mint", &ana]);
+    assert!(ok);
+    let (ok, key, stderr) = cli(
+        &url,
+        ana_key.trim(),
+        &[
+            "keys",
+            "create",
+            "--type",
+            "WORKSPACE_MANAGE_ALL",
+            "--team",
+            &team,
+        ],
+    );
+    assert!(ok, "{stderr}");
+    let prefix = key.split('.').next().unwrap().to_owned();
+
+    let (ok, _, stderr) = cli(
+        &url,
+        &admin,
+        &["members", "add", &team, &ana, "--role", "MEMBER"],
+    );
+    assert!(!ok);
+    for needed in [
+        "CONFLICT",
+        prefix.as_str(),
+        "--revoke-keys",
+        "--transfer-keys-to",
+    ] {
+        assert!(stderr.contains(needed), "no {needed:?} in: {stderr}");
+    }
+    assert!(
+        !stderr.contains("revoke_keys=true"),
+        "API terms in a CLI message: {stderr}"
+    );
+    let args = [
+        "members",
+        "add",
+        &team,
+        &ana,
+        "--role",
+        "MEMBER",
+        "--transfer-keys-to",
+        &bob,
+    ];
+    json(&url, &admin, &args);
+    let (ok, _, _) = cli(&url, key.trim(), &["teams", "list"]);
+    assert!(ok, "the key works, answered for by bob");
+    let (ok, _, stderr) = cli(&url, &admin, &["users", "delete", &bob]);
+    assert!(!ok && stderr.contains(&prefix), "{stderr}");
+    json(&url, &admin, &["users", "delete", &bob, "--revoke-keys"]);
+    let (ok, _, stderr) = cli(&url, key.trim(), &["teams", "list"]);
+    assert!(!ok && stderr.contains("UNAUTHORIZED"), "{stderr}");
+}
+
 crate::storage_tests!(
     operator_creates_team_user_membership_and_key,
-    output_id_prints_what_the_next_command_takes
+    output_id_prints_what_the_next_command_takes,
+    narrowed_keys_and_version_writers_from_the_cli,
+    the_cli_says_what_to_do_with_keys_a_change_leaves_behind
 );

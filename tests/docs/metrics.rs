@@ -16,7 +16,7 @@ pub fn metrics_serve_args() -> Vec<String> {
 }
 
 pub fn metrics_url(server: &ServerProcess) -> String {
-    format!("{}/metrics", server.url)
+    format!("{}/metrics", server.metrics_url())
 }
 
 /// Flags that make the rarer metrics easy to provoke.
