@@ -3,8 +3,8 @@
 use super::row::Row;
 use super::{StoreError, StoreResult};
 use crate::audit::event::AuditEvent;
-use crate::domain::audit_action::AuditAction;
 use crate::domain::access::{KeyHandover, OrgAccess, TeamAccess};
+use crate::domain::audit_action::AuditAction;
 use crate::domain::time::Micros;
 use crate::domain::types::{ApiKeyRecord, Membership, OrgRole, Organization, Team, TeamRole, User};
 use async_trait::async_trait;

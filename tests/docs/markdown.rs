@@ -26,19 +26,23 @@ pub enum Reason {
     NeedsKubernetes,
     NeedsSystemd,
     NeedsCloud,
+    NeedsOwnHost,
     Synopsis,
+    TestedElsewhere,
     PendingFix,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 8] = [
+    pub const ALL: [Reason; 10] = [
         Reason::HarnessProvides,
         Reason::Slow,
         Reason::NeedsRoot,
         Reason::NeedsKubernetes,
         Reason::NeedsSystemd,
         Reason::NeedsCloud,
+        Reason::NeedsOwnHost,
         Reason::Synopsis,
+        Reason::TestedElsewhere,
         Reason::PendingFix,
     ];
 
@@ -50,7 +54,9 @@ impl Reason {
             Reason::NeedsKubernetes => "needs-kubernetes",
             Reason::NeedsSystemd => "needs-systemd",
             Reason::NeedsCloud => "needs-cloud",
+            Reason::NeedsOwnHost => "needs-own-host",
             Reason::Synopsis => "synopsis",
+            Reason::TestedElsewhere => "tested-elsewhere",
             Reason::PendingFix => "pending-fix",
         }
     }
@@ -67,8 +73,14 @@ impl Reason {
             Reason::NeedsKubernetes => "needs a Kubernetes cluster",
             Reason::NeedsSystemd => "needs systemd",
             Reason::NeedsCloud => "needs a cloud account",
+            Reason::NeedsOwnHost => {
+                "names the reader's own host or DNS name (a TLS server certificate for it)"
+            }
             Reason::Synopsis => {
                 "a usage synopsis ([optional] parts, a|b choices), not a command line"
+            }
+            Reason::TestedElsewhere => {
+                "belongs to a set-up other than the page's; the named test file runs it in that set-up"
             }
             Reason::PendingFix => {
                 "fails today; the change that fixes it is in flight (the marker names it)"
@@ -221,6 +233,15 @@ fn directive(text: &str) -> Result<Directive, String> {
             })?;
             if reason == Reason::PendingFix && note.trim().is_empty() {
                 return Err("pending-fix must name the change that fixes it".into());
+            }
+            if reason == Reason::TestedElsewhere {
+                let test = note.split_whitespace().next().unwrap_or_default();
+                let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(test);
+                if !test.starts_with("tests/") || !path.is_file() {
+                    return Err(format!(
+                        "tested-elsewhere must name the test file that runs the block (tests/...), not {test:?}"
+                    ));
+                }
             }
             Ok(Directive::NotRun {
                 reason,
