@@ -8,6 +8,7 @@ use super::{Service, ServiceError, ServiceResult, TeamRef};
 use crate::domain::access::{Principal, TeamAccess, TeamAction};
 use crate::domain::time::{now_micros, Micros};
 use crate::domain::types::SecretRecord;
+use crate::store::{purge_detail, PurgeReason};
 use crate::store::{
     Actor, Consumer, DeletedSecret, Deletion, Destroyed, SecretHistory, StoredSecret,
     StoredVersion, WriteHistory, DEFAULT_KEEP_VERSIONS,
@@ -345,7 +346,7 @@ impl Service {
                     "secret.purge",
                     Some(&access),
                     Target::of(&deleted.record.id, &deleted.record.name),
-                    None,
+                    Some(purge_detail(PurgeReason::Requested)),
                 ),
             )
             .await?
@@ -368,7 +369,9 @@ impl Service {
             .purge_expired(
                 deleted_before,
                 seen_before,
-                self.system_event("secrets.purge_expired"),
+                // A template: the store records one `secret.purge` per
+                // secret, naming it, its team and organization.
+                self.system_event("secret.purge"),
             )
             .await?;
         if purged > 0 {

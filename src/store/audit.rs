@@ -122,13 +122,78 @@ impl Changed for usize {
     }
 }
 
-/// The purge job's event, when it purged `n` secrets (none otherwise).
-pub(crate) fn purge_event(mut e: AuditEvent, n: u64) -> Vec<AuditEvent> {
-    if n == 0 {
-        return Vec::new();
+/// Why a secret's value and versions were removed for good: the `reason`
+/// of its `secret.purge` event. Every path that removes a secret without
+/// leaving it recoverable among the deleted secrets records one event per
+/// secret with one of these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PurgeReason {
+    /// Purged by a person (`DELETE .../deleted_secrets/{name}`).
+    Requested,
+    /// Deleted longer ago than the retention window (the purge job).
+    Expired,
+    /// Pushed out of the team's full list of deleted secrets by a newer
+    /// deletion.
+    DeletedListFull,
+    /// Deleted with a retention window of 0: never kept.
+    NotKept,
+    /// Its team was deleted.
+    TeamDeleted,
+}
+
+impl PurgeReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Requested => "requested",
+            Self::Expired => "expired",
+            Self::DeletedListFull => "deleted_list_full",
+            Self::NotKept => "not_kept",
+            Self::TeamDeleted => "team_deleted",
+        }
     }
-    e.detail = Some(format!("{{\"purged\":{n}}}"));
-    vec![e]
+}
+
+/// A secret that was purged, as the store found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Purged {
+    pub org_id: String,
+    pub team_id: String,
+    pub id: String,
+    pub name: String,
+}
+
+/// The `secret.purge` event of `purged`, from `template` (who acted, and
+/// the request), for `reason`.
+pub(crate) fn purge_event(
+    template: &AuditEvent,
+    purged: &Purged,
+    reason: PurgeReason,
+) -> AuditEvent {
+    let mut e = template.clone();
+    e.action = "secret.purge".to_owned();
+    e.org_id = Some(purged.org_id.clone());
+    e.team_id = Some(purged.team_id.clone());
+    e.target_id = Some(purged.id.clone());
+    e.target_name = Some(purged.name.clone());
+    e.detail = Some(purge_detail(reason));
+    e
+}
+
+/// The detail of a `secret.purge` event.
+pub fn purge_detail(reason: PurgeReason) -> String {
+    serde_json::json!({ "reason": reason.as_str() }).to_string()
+}
+
+/// One `secret.purge` event per secret in `purged`.
+pub(crate) fn purge_events(
+    template: &AuditEvent,
+    purged: &[Purged],
+    reason: PurgeReason,
+) -> Vec<AuditEvent> {
+    purged
+        .iter()
+        .map(|p| purge_event(template, p, reason))
+        .collect()
 }
 
 /// A seq as stored (both engines store 64-bit signed integers).

@@ -7,6 +7,7 @@ use crate::audit::event::AuditEvent;
 use crate::domain::access::{OrgAccess, TeamAccess};
 use crate::domain::names::email_key;
 use crate::domain::types::{Membership, Organization, Team, TeamRole, User};
+use crate::store::audit::{purge_events, PurgeReason, Purged};
 use crate::store::identity::{
     check_quota, member_row, membership_row, org_name_taken, org_row, team_row, user_row,
     EMAIL_TAKEN, ORG_COLUMNS, TEAMS_QUOTA, TEAM_COLUMNS, TEAM_GONE, TEAM_NAME_TAKEN, USERS_QUOTA,
@@ -227,6 +228,21 @@ impl IdentityStore for PostgresStore {
                 Ok(secrets) => secrets,
                 Err(refused) => return Ok(refused),
             };
+            // Each deleted secret it still kept is purged with it.
+            let purged: Vec<Purged> = sqlx::query_as::<_, (String, String, String, String)>(
+                "SELECT org_id, team_id, id, name FROM deleted_secrets WHERE team_id = $1",
+            )
+            .bind(team.team_id())
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .map(|(org_id, team_id, id, name)| Purged {
+                org_id,
+                team_id,
+                id,
+                name,
+            })
+            .collect();
             for sql in [
                 // Its history first (found through its secrets' ids).
                 "DELETE FROM consumer_versions WHERE secret_id IN
@@ -246,7 +262,9 @@ impl IdentityStore for PostgresStore {
                     .await?;
             }
             notify_identity_changed(&mut tx).await?;
-            self.commit_recorded(tx, vec![event]).await?;
+            let mut events = purge_events(&event, &purged, PurgeReason::TeamDeleted);
+            events.insert(0, event);
+            self.commit_recorded(tx, events).await?;
             Ok(TeamDeletion::Deleted { secrets })
         })
         .await
