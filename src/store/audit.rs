@@ -320,17 +320,9 @@ pub trait AuditStore {
     /// The signed checkpoints (JSON lines) that stand for pruned prefixes:
     /// `(chain, checkpoint)`, by chain.
     async fn audit_anchors(&self) -> StoreResult<Vec<(String, String)>>;
-    /// Where pruning `chain` may end: the event before its first one at or
-    /// after `before` (or before its last one: the last one stays, so that
-    /// appending continues from it). Reads from the chain's start, which
-    /// pruning keeps near `before`.
-    async fn audit_prune_point(
-        &self,
-        chain: &str,
-        before: Micros,
-    ) -> StoreResult<Option<ChainHead>>;
     /// Deletes `chain`'s events up to `seq` and stores `anchor`, the signed
-    /// checkpoint of the event at `seq`, in their place (unless a later one
+    /// pruning anchor of the event at `seq` (shipped before this call), in
+    /// their place (unless a later one
     /// is there already), with `event`, in one transaction; how many events
     /// were deleted.
     async fn prune_audit(
@@ -365,20 +357,6 @@ pub struct AuditFilter {
     /// Only events older than this one, in the listing's order (time,
     /// chain, seq): where the previous page ended.
     pub after: Option<(Micros, String, u64)>,
-}
-
-/// [`AuditStore::audit_prune_point`]'s query, `param(n)` naming the n-th
-/// parameter: the chain, and the time.
-pub(crate) fn prune_point_sql(param: impl Fn(usize) -> String) -> String {
-    let (chain, before) = (param(1), param(2));
-    format!(
-        "SELECT chain, seq, mac FROM audit_events
-         WHERE chain = {chain} AND seq < coalesce(
-             (SELECT seq FROM audit_events WHERE chain = {chain} AND time >= {before}
-              ORDER BY seq LIMIT 1),
-             (SELECT max(seq) FROM audit_events WHERE chain = {chain}))
-         ORDER BY seq DESC LIMIT 1"
-    )
 }
 
 /// Stores a chain's anchor unless a later one is there (the chain, seq and

@@ -11,6 +11,7 @@ mod workload;
 mod agent;
 mod audit;
 mod audit_checkpoints;
+mod audit_pruning;
 mod audit_purges;
 mod auth;
 mod binary;
