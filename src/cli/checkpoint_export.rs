@@ -22,7 +22,7 @@ use crate::config::CheckpointArgs;
 use crate::domain::time::Micros;
 use crate::service::Service;
 use anyhow::Context;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, Seek, Write};
 use std::path::{Path, PathBuf};
 
@@ -35,8 +35,12 @@ pub struct CheckpointExport {
     stdout: bool,
     record: ShippedRecord,
     /// Chains whose log no longer continues what this node shipped, and
-    /// why: neither shipped nor pruned again by this node (said once).
+    /// why: neither shipped nor pruned again by this process (said once;
+    /// a restart checks again).
     stuck: HashMap<String, Broken>,
+    /// Chains pruned by another node before this one shipped anything of
+    /// them: shipped, never pruned here (said once).
+    not_followed: HashSet<String>,
 }
 
 impl CheckpointExport {
@@ -54,6 +58,7 @@ impl CheckpointExport {
             stdout: args.audit_checkpoint_stdout,
             record: ShippedRecord::new(step),
             stuck: HashMap::new(),
+            not_followed: HashSet::new(),
         };
         if let Some(path) = &export.file {
             read_back(path, service, &mut export.record)?;
@@ -68,7 +73,7 @@ impl CheckpointExport {
         let mut lines = Vec::new();
         for head in service.audit_heads().await? {
             let last = self.record.last(&head.chain).cloned();
-            if last.as_ref() == Some(&head) {
+            if last.as_ref() == Some(&head) || self.stuck.contains_key(&head.chain) {
                 continue;
             }
             if let Some(from) = &last {
@@ -77,7 +82,6 @@ impl CheckpointExport {
                     continue;
                 }
             }
-            self.stuck.remove(&head.chain);
             lines.push(service.sign_audit_head(&head, now));
         }
         self.ship(&lines).await?;
@@ -95,7 +99,7 @@ impl CheckpointExport {
         let chains: Vec<String> = self.record.chains().map(str::to_owned).collect();
         let mut pruned = 0;
         for chain in chains {
-            if self.stuck.contains_key(&chain) {
+            if self.stuck.contains_key(&chain) || self.not_followed.contains(&chain) {
                 continue;
             }
             let (Some(last), Some(first)) = (
@@ -117,6 +121,14 @@ impl CheckpointExport {
                     self.ship(std::slice::from_ref(&anchor)).await?;
                     pruned += service.commit_audit_prune(&anchor).await?;
                     self.record.pruned_through(&chain, through.seq);
+                }
+                Err(broken) if matches!(broken.kind, BreakKind::PrunedPast { .. }) => {
+                    tracing::warn!(
+                        chain, seq = broken.seq,
+                        "this node does not prune this audit chain: another node pruned it before \
+                         this node shipped a checkpoint of it (that node's file shows the pruning)"
+                    );
+                    self.not_followed.insert(chain);
                 }
                 Err(broken) => self.stuck_at(broken),
             }
@@ -153,12 +165,9 @@ impl CheckpointExport {
         Ok(())
     }
 
-    /// Says, once per chain and reason, that a chain's log no longer
-    /// continues what this node shipped, and stops shipping and pruning it.
+    /// Says that a chain's log no longer continues what this node shipped,
+    /// and stops shipping and pruning it (so it is said once).
     fn stuck_at(&mut self, broken: Broken) {
-        if self.stuck.get(&broken.chain) == Some(&broken) {
-            return;
-        }
         let (chain, seq) = (broken.chain.clone(), broken.seq);
         match broken.kind {
             BreakKind::PrunedPast { .. } => tracing::warn!(

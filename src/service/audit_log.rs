@@ -39,8 +39,8 @@ pub enum Verified {
         events: u64,
         /// Checkpoints proved against the events.
         proved: usize,
-        /// Checkpoints of events pruned since (the log's own signed
-        /// checkpoint stands for them; nothing is left to compare).
+        /// Shipped lines of events pruned since, behind the chain's stored
+        /// anchor (itself among the shipped lines when lines were given).
         pruned: usize,
     },
     /// The first broken link.
@@ -441,7 +441,7 @@ fn anchor_was_shipped(anchor: &Checkpoint, shipped: &[&Checkpoint]) -> Result<()
         // its anchors): nothing shipped can show it.
         return Err(BreakKind::PrunedUnshipped);
     };
-    if !shipped.iter().any(|c| *c == anchor) {
+    if !shipped.contains(&anchor) {
         return Err(BreakKind::PrunedUnshipped);
     }
     let named = |c: &&&Checkpoint| {
