@@ -26,8 +26,8 @@ use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, Seek, Write};
 use std::path::{Path, PathBuf};
 
-/// Pruning points kept per chain, about: a chain is pruned within
-/// retention / `POINTS` of its due time.
+/// A chain is pruned within retention / `POINTS` of its due time (the
+/// record keeps about two pruning points per such step and chain).
 const POINTS: u128 = 1024;
 
 pub struct CheckpointExport {
@@ -124,7 +124,8 @@ impl CheckpointExport {
                 }
                 Err(broken) if matches!(broken.kind, BreakKind::PrunedPast { .. }) => {
                     tracing::warn!(
-                        chain, seq = broken.seq,
+                        chain,
+                        seq = broken.seq,
                         "this node does not prune this audit chain: another node pruned it before \
                          this node shipped a checkpoint of it (that node's file shows the pruning)"
                     );
