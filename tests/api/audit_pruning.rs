@@ -454,7 +454,31 @@ async fn several_nodes_each_ship_their_own_file(app: TestApp) {
     intact(verify_with(&app, &[&fa, &fb]).await);
 }
 
+/// A crash while a line was being appended leaves it incomplete: the next
+/// start cuts it off (it was never shipped whole, and nothing was pruned
+/// on it), so the file stays one checkpoint per line and verifies.
+async fn a_torn_last_line_is_cut_off_at_start(app: TestApp) {
+    let p = node(&app).await;
+    let path = file(&app, "node.jsonl");
+    write_secrets(&app, 2, "s").await;
+    let t0 = now_micros();
+    exporter(&p, &path).export(&p, t0).await.unwrap();
+    let whole = std::fs::read_to_string(&path).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
+    write!(f, "{}", &whole[..40]).unwrap();
+    drop(f);
+    let mut again = exporter(&p, &path);
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), whole);
+    write_secrets(&app, 2, "t").await;
+    assert_eq!(again.export(&p, t0 + GAP).await.unwrap(), 1);
+    assert_eq!(intact(verify_with(&app, &[&path]).await).0, lines_in(&path));
+}
+
 crate::app_tests!(
+    a_torn_last_line_is_cut_off_at_start,
     pruning_stands_on_shipped_anchors,
     a_forged_anchor_fails_against_the_shipped_files,
     a_rewrite_is_not_pruned_away,
