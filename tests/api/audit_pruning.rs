@@ -35,6 +35,22 @@ async fn node(app: &TestApp) -> Service {
         .unwrap()
 }
 
+/// Another node keeping events for a day: on PostgreSQL with a store (a
+/// pool and chains) of its own, as a second process would have.
+async fn other_node(app: &TestApp) -> Service {
+    let store = match app.storage.pg {
+        Some(_) => tessera::store::open(&app.storage.database_url())
+            .await
+            .unwrap(),
+        None => app.store.clone(),
+    };
+    let mut limits = app.limits.clone();
+    limits.audit_retention = Some(std::time::Duration::from_secs(24 * 3600));
+    tessera::app::service_from_parts(store, app.keyring.clone(), limits)
+        .await
+        .unwrap()
+}
+
 fn file(app: &TestApp, name: &str) -> PathBuf {
     app.storage.dir.path().join(name)
 }
@@ -423,7 +439,7 @@ async fn a_rewrite_is_not_pruned_away(app: TestApp) {
 /// Two nodes, each with its own file, both pruning: verify needs every
 /// node's file, and names the chain and seq when one is missing.
 async fn several_nodes_each_ship_their_own_file(app: TestApp) {
-    let (pa, pb) = (node(&app).await, node(&app).await);
+    let (pa, pb) = (node(&app).await, other_node(&app).await);
     let (fa, fb) = (file(&app, "a.jsonl"), file(&app, "b.jsonl"));
     let (mut a, mut b) = (exporter(&pa, &fa), exporter(&pb, &fb));
     let t0 = now_micros();
