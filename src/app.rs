@@ -186,9 +186,10 @@ fn spawn_usage_flusher(state: std::sync::Weak<AppState>) {
 /// How often the purge job looks for deleted secrets past their retention.
 const PURGE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// Runs the purge job (see `Service::purge_expired`) and the audit log's
-/// pruning (`Service::prune_audit`) until the app is dropped. Every node
-/// runs them; running either twice is harmless.
+/// Runs the purge job (see `Service::purge_expired`) until the app is
+/// dropped. Every node runs it; running it twice is harmless. (The audit
+/// log is pruned by the checkpoint exporter, `cli::checkpoint_export`,
+/// which ships each pruning anchor before the events go.)
 fn spawn_purger(state: std::sync::Weak<AppState>) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(PURGE_EVERY);
@@ -199,9 +200,6 @@ fn spawn_purger(state: std::sync::Weak<AppState>) {
             let now = crate::domain::time::now_micros();
             if let Err(e) = state.service.purge_expired(now).await {
                 tracing::warn!(error = %e, "the purge of deleted secrets failed; will retry");
-            }
-            if let Err(e) = state.service.prune_audit(now).await {
-                tracing::warn!(error = %e, "the pruning of old audit events failed; will retry");
             }
         }
     });

@@ -40,8 +40,9 @@ pub struct StoreArgs {
     #[arg(long, env = "TESSERA_AUDIT_LOG", default_value = "on", value_parser = ["on", "off"])]
     pub audit_log: String,
 
-    /// Days audit events are kept before the prune job removes them behind
-    /// a signed checkpoint (0 keeps them for ever).
+    /// Days audit events are kept before they are pruned behind a signed
+    /// anchor shipped in the checkpoint file first (0 keeps them for ever;
+    /// more needs --audit-checkpoint-file).
     #[arg(long, env = "TESSERA_AUDIT_RETENTION_DAYS", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=36500))]
     pub audit_retention_days: u64,
 }
@@ -208,8 +209,10 @@ impl MetricsListen {
 #[derive(Debug, Clone, Args)]
 pub struct CheckpointArgs {
     /// Append a signed checkpoint of each audit chain that changed to this
-    /// file (JSON Lines) at every interval. Keep it, or ship it, where the
-    /// server cannot rewrite it.
+    /// file (JSON Lines) at every interval, and each pruning anchor before
+    /// its events go. Read back at start (the node's record of what it
+    /// shipped): keep it, and ship its lines where the server cannot
+    /// rewrite them.
     #[arg(long, env = "TESSERA_AUDIT_CHECKPOINT_FILE")]
     pub audit_checkpoint_file: Option<PathBuf>,
     /// Also write them to standard output (for a log shipper; the server's

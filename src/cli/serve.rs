@@ -6,12 +6,13 @@ use anyhow::Context;
 use std::net::SocketAddr;
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    refuse_unshipped_pruning(&args)?;
     let listener = bind(args.listen).await?;
     let metrics_listener = bind_metrics(args.metrics_listen).await?;
     let Started { service, lock } = start_up(&args.store).await?;
     let backend = service.backend();
     let (router, state) = crate::app::build_with(service, args.net.throttle_settings());
-    let exporter = start_checkpoint_export(&args, &state);
+    let exporter = start_checkpoint_export(&args, &state)?;
     let metrics = metrics_listener.map(|l| serve_metrics(l, &state));
     // Before "listening": whoever waits for that line may signal at once.
     crate::net::shutdown::cancel_on_signal(state.shutdown.clone());
@@ -43,23 +44,45 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Starts exporting signed audit checkpoints, if asked to; the token that
-/// stops it (after a last export) and its task.
+/// Refuses to prune the audit log without a checkpoint file: a pruned
+/// prefix is proved only by anchors shipped before the events go, and the
+/// node must read back what it shipped to know where it may prune.
+/// Checked before anything else, so a refused start changes nothing.
+fn refuse_unshipped_pruning(args: &ServeArgs) -> anyhow::Result<()> {
+    if args.store.audit_retention_days > 0 && args.checkpoints.audit_checkpoint_file.is_none() {
+        anyhow::bail!(
+            "--audit-retention-days needs --audit-checkpoint-file: pruned audit events are proved \
+             only by the signed anchors shipped in that file before they are deleted \
+             (add --audit-checkpoint-file PATH, and ship that file where the server cannot \
+             rewrite it; or keep the log for ever with --audit-retention-days 0)"
+        );
+    }
+    Ok(())
+}
+
+/// The token that stops a task and its handle.
+type Stoppable = (
+    tokio_util::sync::CancellationToken,
+    tokio::task::JoinHandle<()>,
+);
+
+/// Starts exporting signed audit checkpoints (and pruning), if asked to;
+/// the token that stops it (after a last export) and its task.
 fn start_checkpoint_export(
     args: &ServeArgs,
     state: &std::sync::Arc<crate::api::AppState>,
-) -> Option<(
-    tokio_util::sync::CancellationToken,
-    tokio::task::JoinHandle<()>,
-)> {
+) -> anyhow::Result<Option<Stoppable>> {
     let public_key = state.service.audit_public_key().to_text();
-    let Some(export) = super::checkpoint_export::CheckpointExport::new(&args.checkpoints) else {
+    let export =
+        super::checkpoint_export::CheckpointExport::open(&args.checkpoints, &state.service)
+            .context("reading back the audit checkpoint file")?;
+    let Some(export) = export else {
         tracing::warn!(
             public_key,
             "audit checkpoints are not exported (--audit-checkpoint-file, --audit-checkpoint-stdout): \
              whoever holds both the database and the master key could rewrite the audit log undetected"
         );
-        return None;
+        return Ok(None);
     };
     tracing::info!(public_key, "exporting signed audit checkpoints");
     let stop = tokio_util::sync::CancellationToken::new();
@@ -70,7 +93,7 @@ fn start_checkpoint_export(
         interval,
         stop.clone(),
     ));
-    Some((stop, task))
+    Ok(Some((stop, task)))
 }
 
 /// Binds the listening socket first, before anything touches the data

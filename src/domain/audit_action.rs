@@ -38,9 +38,13 @@ actions! {
     SecretDelete => "secret.delete",
     /// A deleted secret came back.
     SecretUndelete => "secret.undelete",
-    /// A deleted secret was purged for good by a person.
+    /// A deleted secret was purged for good (the detail's `reason` says
+    /// why: requested by a person, expired, pushed out of a full deleted
+    /// list, deleted with nothing kept, or its team deleted).
     SecretPurge => "secret.purge",
-    /// The purge job removed deleted secrets past their time.
+    /// The purge job's count of expired secrets; recorded only by versions
+    /// before every purge became a `secret.purge` of its own, and kept so
+    /// that older logs can still be filtered on it.
     SecretsPurgeExpired => "secrets.purge_expired",
     /// A workload read values through the runtime API.
     SecretsRead => "secrets.read",

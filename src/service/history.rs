@@ -9,6 +9,7 @@ use crate::domain::access::{Principal, TeamAccess, TeamAction};
 use crate::domain::audit_action::AuditAction;
 use crate::domain::time::{now_micros, Micros};
 use crate::domain::types::SecretRecord;
+use crate::store::{purge_detail, PurgeReason};
 use crate::store::{
     Actor, Consumer, DeletedSecret, Deletion, Destroyed, SecretHistory, StoredSecret,
     StoredVersion, WriteHistory, DEFAULT_KEEP_VERSIONS,
@@ -346,7 +347,7 @@ impl Service {
                     AuditAction::SecretPurge,
                     Some(&access),
                     Target::of(&deleted.record.id, &deleted.record.name),
-                    None,
+                    Some(purge_detail(PurgeReason::Requested)),
                 ),
             )
             .await?
@@ -369,7 +370,9 @@ impl Service {
             .purge_expired(
                 deleted_before,
                 seen_before,
-                self.system_event(AuditAction::SecretsPurgeExpired),
+                // A template: the store records one `secret.purge` per
+                // secret, naming it, its team and organization.
+                self.system_event(AuditAction::SecretPurge),
             )
             .await?;
         if purged > 0 {

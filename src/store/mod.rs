@@ -37,7 +37,7 @@ mod keys;
 mod row;
 mod secrets;
 
-pub use audit::{AuditFilter, AuditStore};
+pub use audit::{purge_detail, AuditFilter, AuditStore, PurgeReason};
 pub use error::{StoreError, StoreResult};
 pub use history::{
     Actor, Consumer, ConsumerSeen, DeletedSecret, Deletion, Destroyed, HistoryStore, SecretHistory,

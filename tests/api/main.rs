@@ -12,6 +12,8 @@ mod agent;
 mod audit;
 mod audit_actions;
 mod audit_checkpoints;
+mod audit_pruning;
+mod audit_purges;
 mod auth;
 mod authority;
 mod binary;

@@ -9,6 +9,7 @@ use crate::domain::access::{
 };
 use crate::domain::names::email_key;
 use crate::domain::types::{ApiKeyRecord, Membership, Organization, Team, TeamRole, User};
+use crate::store::audit::{purge_events, PurgeReason, Purged};
 use crate::store::identity::{
     authority_events, check_quota, handover, member_row, membership_row, org_name_taken, org_row,
     team_row, user_row, AuthorityOutcome, EMAIL_TAKEN, ORG_COLUMNS, TEAMS_QUOTA, TEAM_COLUMNS,
@@ -352,6 +353,21 @@ impl IdentityStore for PostgresStore {
                 Ok(secrets) => secrets,
                 Err(refused) => return Ok(refused),
             };
+            // Each deleted secret it still kept is purged with it.
+            let purged: Vec<Purged> = sqlx::query_as::<_, (String, String, String, String)>(
+                "SELECT org_id, team_id, id, name FROM deleted_secrets WHERE team_id = $1",
+            )
+            .bind(team.team_id())
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .map(|(org_id, team_id, id, name)| Purged {
+                org_id,
+                team_id,
+                id,
+                name,
+            })
+            .collect();
             for sql in [
                 // Its history first (found through its secrets' ids).
                 "DELETE FROM consumer_versions WHERE secret_id IN
@@ -371,7 +387,9 @@ impl IdentityStore for PostgresStore {
                     .await?;
             }
             notify_identity_changed(&mut tx).await?;
-            self.commit_recorded(tx, vec![event]).await?;
+            let mut events = purge_events(&event, &purged, PurgeReason::TeamDeleted);
+            events.insert(0, event);
+            self.commit_recorded(tx, events).await?;
             Ok(TeamDeletion::Deleted { secrets })
         })
         .await

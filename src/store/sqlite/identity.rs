@@ -9,7 +9,7 @@ use crate::domain::access::{
 };
 use crate::domain::names::email_key;
 use crate::domain::types::{ApiKeyRecord, Membership, Organization, Team, TeamRole, User};
-use crate::store::audit::{always, if_changed};
+use crate::store::audit::{always, if_changed, purge_events, PurgeReason, Purged};
 use crate::store::identity::{
     authority_events, handover, member_row, membership_row, org_name_taken, org_row, team_row,
     user_row, AuthorityOutcome, EMAIL_TAKEN, ORG_COLUMNS, TEAMS_QUOTA, TEAM_COLUMNS, TEAM_GONE,
@@ -260,11 +260,18 @@ impl IdentityStore for SqliteStore {
         event: AuditEvent,
     ) -> StoreResult<TeamDeletion> {
         let id = team.team_id().to_owned();
-        let audit = move |d: &TeamDeletion| match d {
-            TeamDeletion::Deleted { .. } => vec![event],
+        // The team's deletion, and the purge of each deleted secret it
+        // still kept (gone with it, though it was recoverable until now).
+        let audit = move |(d, purged): &(TeamDeletion, Vec<Purged>)| match d {
+            TeamDeletion::Deleted { .. } => {
+                let mut events = purge_events(&event, purged, PurgeReason::TeamDeleted);
+                events.insert(0, event);
+                events
+            }
             _ => Vec::new(),
         };
-        self.writer
+        let (deletion, _) = self
+            .writer
             .write_audited(
                 move |c| {
                     let secrets = c
@@ -274,8 +281,21 @@ impl IdentityStore for SqliteStore {
                         .optional()?;
                     let secrets = match TeamDeletion::allowed(secrets, cascade) {
                         Ok(secrets) => secrets,
-                        Err(refused) => return Ok(refused),
+                        Err(refused) => return Ok((refused, Vec::new())),
                     };
+                    let purged: Vec<Purged> = c
+                        .prepare_cached(
+                            "SELECT org_id, team_id, id, name FROM deleted_secrets WHERE team_id = ?1",
+                        )?
+                        .query_map([&id], |r| {
+                            Ok(Purged {
+                                org_id: r.get(0)?,
+                                team_id: r.get(1)?,
+                                id: r.get(2)?,
+                                name: r.get(3)?,
+                            })
+                        })?
+                        .collect::<Result<_, _>>()?;
                     for sql in [
                         // Its history first (found through its secrets' ids).
                         "DELETE FROM consumer_versions WHERE secret_id IN
@@ -291,11 +311,12 @@ impl IdentityStore for SqliteStore {
                     ] {
                         c.execute(sql, [&id])?;
                     }
-                    Ok(TeamDeletion::Deleted { secrets })
+                    Ok((TeamDeletion::Deleted { secrets }, purged))
                 },
                 audit,
             )
-            .await
+            .await?;
+        Ok(deletion)
     }
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
