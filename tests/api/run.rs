@@ -74,12 +74,13 @@ async fn run_passes_values_and_exit_status(storage: Storage) {
         "printenv adds one newline"
     );
 
-    // --plain: upper-cased canonical names only.
+    // --plain VAR=SECRET: the named variable only.
     let out = run(
         &env.url,
         &key,
         &[
             "--plain",
+            "HF_TOKEN=hf.token",
             "--",
             "sh",
             "-c",
@@ -126,11 +127,18 @@ async fn run_refuses_unsafe_ambiguous_or_missing_secrets(storage: Storage) {
     let preload = canary("preload");
     env.put("ld_preload", &preload).await;
 
-    // --plain would set LD_PRELOAD: refused, nothing started.
-    let out = run(&env.url, &key, &with(&["--plain"]), &[]);
+    // Naming LD_PRELOAD is refused, with the reason, before anything is
+    // fetched (a usage error).
+    let out = run(
+        &env.url,
+        &key,
+        &with(&["--plain", "LD_PRELOAD=ld_preload"]),
+        &[],
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
-        !out.status.success() && stderr.contains("LD_PRELOAD"),
+        stderr.contains("LD_PRELOAD is refused: the dynamic loader"),
         "{stderr}"
     );
     assert!(!marker.exists());
@@ -146,23 +154,31 @@ async fn run_refuses_unsafe_ambiguous_or_missing_secrets(storage: Storage) {
     std::fs::remove_file(&marker).unwrap();
     env.delete("ld_preload").await;
 
-    // Two secrets mapping to one variable.
-    env.put("HF_TOKEN", "a").await;
+    // One variable named twice.
     env.put("hf-token", "b").await;
-    let out = run(&env.url, &key, &with(&["--plain"]), &[]);
+    let out = run(
+        &env.url,
+        &key,
+        &with(&["--plain", "HF_TOKEN=hf-token", "--plain", "HF_TOKEN=other"]),
+        &[],
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        !out.status.success() && stderr.contains("both map to the variable HF_TOKEN"),
+        out.status.code() == Some(2) && stderr.contains("HF_TOKEN is named twice"),
         "{stderr}"
     );
     assert!(!marker.exists());
-    env.delete("HF_TOKEN").await;
 
     // A variable already set: an error unless --override.
     let value = canary("hf");
     env.put("hf-token", &value).await;
     let preset = [("HF_TOKEN", "from-the-environment")];
-    let out = run(&env.url, &key, &with(&["--plain"]), &preset);
+    let out = run(
+        &env.url,
+        &key,
+        &with(&["--plain", "HF_TOKEN=hf-token"]),
+        &preset,
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         !out.status.success() && stderr.contains("--override"),
@@ -175,6 +191,7 @@ async fn run_refuses_unsafe_ambiguous_or_missing_secrets(storage: Storage) {
         &key,
         &[
             "--plain",
+            "HF_TOKEN=hf-token",
             "--override",
             "--",
             "sh",
@@ -216,6 +233,155 @@ async fn run_refuses_unsafe_ambiguous_or_missing_secrets(storage: Storage) {
         );
         assert!(!marker.exists());
     }
+}
+
+/// Issue 24, finding 2: a key that may write secrets but not read them
+/// named secrets after variables programs obey (git's configuration, less's
+/// pre-processor); the workload, started with the old `--plain`, ran the
+/// writer's command. Now no bare variable is set unless the person running
+/// the workload named it and its secret.
+async fn run_plain_takes_only_named_pairs(storage: Storage) {
+    use reqwest::Method;
+    use serde_json::json;
+    let env = Env::start(storage);
+    let team = env.default_team().await;
+    let key = env.read_key(&team, None).await;
+    let writer = env.team_key(&team, "WORKSPACE_MANAGE_ALL").await;
+    let tmp = tempfile::tempdir().unwrap();
+    let f = |n: &str| tmp.path().join(n);
+    let repo = f("repo");
+    let status = Command::new("git")
+        .args(["init", "-q"])
+        .arg(&repo)
+        .status()
+        .expect("git is installed");
+    assert!(status.success());
+    std::fs::write(f("page"), "a page\n").unwrap();
+    let (by_git, by_less) = (f("ran-by-git"), f("ran-by-less"));
+    let token = canary("hf");
+    let planted = [
+        ("GIT_CONFIG_COUNT", "1".to_owned()),
+        ("GIT_CONFIG_KEY_0", "core.fsmonitor".to_owned()),
+        (
+            "GIT_CONFIG_VALUE_0",
+            format!("touch {}; false", by_git.display()),
+        ),
+        ("LESSOPEN", format!("|touch {}; cat %s", by_less.display())),
+        ("hf-token", token.clone()),
+    ];
+    for (name, value) in &planted {
+        env.call(
+            &writer,
+            Method::POST,
+            "/v1/secrets",
+            Some(json!({"name": name, "value": value})),
+        )
+        .await
+        .ok();
+    }
+    // The workload: git and less, as a model server's tooling might run
+    // them, then a dump of its environment.
+    let script =
+        r#"git -C "$1" status >/dev/null 2>&1; less "$2" </dev/null >/dev/null 2>&1; env > "$3""#;
+    let workload = |flags: &[&str]| {
+        let mut a: Vec<String> = flags.iter().map(|s| s.to_string()).collect();
+        a.extend(["--", "sh", "-c", script, "sh"].map(String::from));
+        for p in [&repo, &f("page"), &f("env")] {
+            a.push(p.to_str().unwrap().to_owned());
+        }
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        let _ = std::fs::remove_file(f("env"));
+        run(&env.url, &key, &a, &[])
+    };
+    let hijacked = || by_git.exists() || by_less.exists();
+
+    // `--plain` alone, as the workload was started before: refused.
+    let out = workload(&["--plain"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!hijacked(), "the writer's command ran: {stderr}");
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--plain needs VAR=SECRET pairs"),
+        "{stderr}"
+    );
+    assert!(!f("env").exists(), "nothing was started");
+
+    // Named pairs: exactly those variables, nothing the writer chose.
+    let out = workload(&["--plain", "HF_TOKEN=hf-token"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!hijacked());
+    let dumped = text(&f("env"));
+    assert!(dumped.contains(&format!("HF_TOKEN={token}")));
+    for absent in ["GIT_CONFIG", "LESSOPEN", "TRUSS_SECRET_"] {
+        assert!(!dumped.contains(absent), "{absent} reached the workload");
+    }
+
+    // The default names are harmless: TRUSS_SECRET_GIT_CONFIG_COUNT, …
+    let out = workload(&[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!hijacked());
+    assert!(text(&f("env")).contains("TRUSS_SECRET_LESSOPEN="));
+
+    // Naming a variable programs obey is refused with the reason, even by
+    // the person running the workload.
+    for (pair, reason) in [
+        (
+            "GIT_CONFIG_COUNT=GIT_CONFIG_COUNT",
+            "tools run the command it names",
+        ),
+        ("LESSOPEN=lessopen", "tools run the command it names"),
+        ("BASH_ENV=hf-token", "shells run code from it"),
+        ("LD_PRELOAD=hf-token", "the dynamic loader reads it"),
+        ("PYTHONSTARTUP=hf-token", "an interpreter reads it at start"),
+        ("HTTPS_PROXY=hf-token", "where its traffic goes"),
+    ] {
+        let out = workload(&["--plain", "HF_TOKEN=hf-token", "--plain", pair]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{pair}: {stderr}");
+        assert!(stderr.contains(reason), "{pair}: {stderr}");
+        assert!(!f("env").exists() && !hijacked(), "{pair}");
+    }
+
+    // A named secret that does not exist: nothing starts.
+    let out = workload(&["--plain", "HF_TOKEN=hf-token", "--plain", "DB=db-url"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("\"db-url\", which does not exist"),
+        "{stderr}"
+    );
+    assert!(!f("env").exists());
+
+    // The pairs from a file, which only its owner may write.
+    let pairs = f("pairs");
+    std::fs::write(&pairs, "# the model's variables\nHF_TOKEN=hf_token\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&pairs, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let file_flag = ["--plain-file", pairs.to_str().unwrap()];
+    let out = workload(&file_flag);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.code() == Some(2) && stderr.contains("chmod go-w"),
+        "{stderr}"
+    );
+    std::fs::set_permissions(&pairs, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = workload(&file_flag);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text(&f("env")).contains(&format!("HF_TOKEN={token}")));
+    assert!(!hijacked());
+    assert_no_values(&String::from_utf8_lossy(&out.stderr), &[&token]);
 }
 
 /// A child that records the value it was started with in `DIR/seen.<pid>`.
@@ -318,6 +484,7 @@ async fn run_watch_kills_a_child_that_ignores_sigterm(storage: Storage) {
 crate::storage_tests!(
     run_passes_values_and_exit_status,
     run_refuses_unsafe_ambiguous_or_missing_secrets,
+    run_plain_takes_only_named_pairs,
     run_watch_restarts_the_command_with_new_values,
     run_watch_kills_a_child_that_ignores_sigterm,
 );

@@ -7,6 +7,8 @@
 //! exit.
 
 pub mod env;
+pub mod named;
+pub mod refused;
 
 use super::runtime_client::{
     Backoff, FetchError, Fetched, RuntimeArgs, RuntimeClient, Snapshot, StopSignals, EARLY_ANSWER,
@@ -29,10 +31,19 @@ pub struct RunArgs {
     #[command(flatten)]
     pub runtime: RuntimeArgs,
 
-    /// Set the upper-cased canonical name (hf-token → HF_TOKEN) instead of
-    /// TRUSS_SECRET_<name>.
-    #[arg(long)]
-    pub plain: bool,
+    /// Set the bare variable VAR from the secret SECRET (repeatable), and
+    /// pass no TRUSS_SECRET_ variables and no other secret. Only the
+    /// variables named here (or in --plain-file) are set; a secret's name
+    /// alone never chooses one.
+    #[arg(long, value_name = "VAR=SECRET", num_args = 0..=1, default_missing_value = "",
+          action = clap::ArgAction::Append)]
+    pub plain: Vec<String>,
+
+    /// Read VAR=SECRET pairs for --plain from FILE, one a line (`#` starts a
+    /// comment). Refused unless FILE is yours (or root's) and not writable
+    /// by group or others.
+    #[arg(long, value_name = "FILE")]
+    pub plain_file: Option<std::path::PathBuf>,
 
     /// Let a secret replace a variable that is already set in the
     /// environment (without it, that is an error).
@@ -55,15 +66,27 @@ pub struct RunArgs {
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    // Before anything is fetched: a bad --plain list is a usage error.
+    let naming = match named::collect(&args.plain, args.plain_file.as_deref()) {
+        Ok(Some(pairs)) => Naming::Named(pairs),
+        Ok(None) => Naming::Truss,
+        Err(problems) => {
+            return Err(Exit {
+                code: 2,
+                message: Some(format!("the command was not started:\n  {problems}")),
+            }
+            .into())
+        }
+    };
     let client = RuntimeClient::new(&args.runtime)?;
     let snapshot = match client.fetch_all(None, Duration::ZERO).await {
         Ok(Fetched::Changed(s)) => s,
         Ok(Fetched::Unchanged) => bail!("the server answered 304 to an unconditional request"),
         Err(e) => bail!("cannot fetch the secrets, so the command was not started: {e}"),
     };
-    let plan = plan(&args, &snapshot)?;
+    let plan = plan(&args, &naming, &snapshot)?;
     if args.watch {
-        supervise(&args, &client, snapshot, plan).await
+        supervise(&args, &naming, &client, snapshot, plan).await
     } else {
         tracing::debug!(secrets = %names(&snapshot), "starting the command");
         let err = command(&args.command, &plan).exec();
@@ -71,22 +94,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
 }
 
-fn naming(args: &RunArgs) -> Naming {
-    if args.plain {
-        Naming::Plain
-    } else {
-        Naming::Truss
-    }
-}
-
-fn plan(args: &RunArgs, snapshot: &Snapshot) -> anyhow::Result<Plan> {
+fn plan(args: &RunArgs, naming: &Naming, snapshot: &Snapshot) -> anyhow::Result<Plan> {
     if !snapshot.refused.is_empty() {
         bail!(
             "the server sent secrets whose names are not valid ({:?}); the command was not started",
             snapshot.refused
         );
     }
-    env::plan(&snapshot.secrets, naming(args), args.replace, |v| {
+    env::plan(&snapshot.secrets, naming, args.replace, |v| {
         std::env::var_os(v).is_some()
     })
     .map_err(|problems| {
@@ -193,6 +208,7 @@ async fn stop_child(
 /// and exits with the command's status.
 async fn supervise(
     args: &RunArgs,
+    naming: &Naming,
     client: &RuntimeClient,
     snapshot: Snapshot,
     mut plan: Plan,
@@ -251,7 +267,7 @@ async fn supervise(
                         };
                         backoff.reset();
                         held = snap.etag.clone();
-                        let next = match self::plan(args, &snap) {
+                        let next = match self::plan(args, naming, &snap) {
                             Ok(p) => p,
                             Err(e) => {
                                 tracing::error!(error = format!("{e:#}"), "new secrets cannot be applied; the command keeps its current values");
