@@ -384,6 +384,137 @@ async fn run_plain_takes_only_named_pairs(storage: Storage) {
     assert_no_values(&String::from_utf8_lossy(&out.stderr), &[&token]);
 }
 
+/// `/proc/PID/environ` as a process of `uid` reads it (`None`: refused).
+fn environ_as(pid: u32, uid: Option<u32>) -> Option<String> {
+    let path = format!("/proc/{pid}/environ");
+    let bytes = match uid {
+        None => std::fs::read(&path).ok()?,
+        Some(uid) => {
+            use std::os::unix::process::CommandExt;
+            let out = Command::new("cat")
+                .arg(&path)
+                .uid(uid)
+                .gid(uid)
+                .output()
+                .unwrap();
+            out.status.success().then_some(out.stdout)?
+        }
+    };
+    Some(String::from_utf8_lossy(&bytes).replace('\0', "\n"))
+}
+
+/// Issue 24, finding 10: the command never gets the key or where it is,
+/// and the `--watch` supervisor's key cannot be read through `/proc` by
+/// another process of its user.
+async fn run_keeps_the_key_from_the_command_and_from_proc(storage: Storage) {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let env = Env::start(storage);
+    let team = env.default_team().await;
+    env.put("x", &canary("x")).await;
+    let key = env.read_key(&team, None).await;
+    let tmp = tempfile::tempdir().unwrap();
+    // As root, everything below runs as an ordinary user: root reads any
+    // process's environment, so only another user can show the difference.
+    let uid = nix::unistd::geteuid().is_root().then_some(65534u32);
+    let key_file = tmp.path().join("read.key");
+    std::fs::write(&key_file, &key).unwrap();
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    if let Some(uid) = uid {
+        let id = Some(nix::unistd::Uid::from_raw(uid));
+        let gid = Some(nix::unistd::Gid::from_raw(uid));
+        nix::unistd::chown(tmp.path(), id, gid).unwrap();
+        nix::unistd::chown(&key_file, id, gid).unwrap();
+    }
+    let key_path = key_file.to_str().unwrap();
+    let secrets_of = |text: &str| {
+        [key.as_str(), key_path, "TESSERA_API_KEY"]
+            .into_iter()
+            .filter(|s| text.contains(s))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let tessera = |args: &[&str]| {
+        let mut cmd = Command::new(crate::common::BIN);
+        cmd.args(args)
+            .env("TESSERA_URL", &env.url)
+            .env("TESSERA_API_KEY", &key)
+            .env("TESSERA_API_KEY_FILE", &key_file)
+            .stdin(Stdio::null());
+        if let Some(uid) = uid {
+            cmd.uid(uid).gid(uid);
+        }
+        cmd
+    };
+
+    // Without --watch: the exec'd command's own /proc environment.
+    let seen = tmp.path().join("exec-environ");
+    let out = tessera(&[
+        "run",
+        "--",
+        "sh",
+        "-c",
+        r#"cat /proc/$$/environ > "$1""#,
+        "sh",
+        seen.to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let environ = text(&seen);
+    assert!(environ.contains("TRUSS_SECRET_x="), "the values are there");
+    assert_eq!(
+        secrets_of(&environ),
+        Vec::<String>::new(),
+        "the exec'd command"
+    );
+
+    // With --watch: the command and the supervisor.
+    let pid_file = tmp.path().join("child.pid");
+    let log = tmp.path().join("run.log");
+    let file = std::fs::File::create(&log).unwrap();
+    let mut cmd = tessera(&[
+        "run",
+        "--watch",
+        "--",
+        "sh",
+        "-c",
+        r#"echo $$ > "$1.tmp"; mv "$1.tmp" "$1"; exec sleep 600"#,
+        "sh",
+        pid_file.to_str().unwrap(),
+    ]);
+    cmd.stdout(file.try_clone().unwrap()).stderr(file);
+    let mut sup = Background {
+        child: cmd.spawn().unwrap(),
+        log,
+    };
+    eventually("the command started", || pid_file.exists());
+    let child: u32 = text(&pid_file).trim().parse().unwrap();
+    let child_environ = environ_as(child, None).expect("the command's environment");
+    assert!(child_environ.contains("TRUSS_SECRET_x="));
+    assert_eq!(
+        secrets_of(&child_environ),
+        Vec::<String>::new(),
+        "the command"
+    );
+    let supervisor = environ_as(sup.child.id(), uid);
+    assert!(
+        supervisor
+            .as_deref()
+            .map(secrets_of)
+            .unwrap_or_default()
+            .is_empty(),
+        "another process of the supervisor's user read its key from /proc"
+    );
+    // The command, started by the supervisor, is an ordinary process again.
+    assert!(environ_as(child, uid).is_some());
+    assert_eq!(sup.terminate().code(), Some(128 + 15));
+}
+
 /// A child that records the value it was started with in `DIR/seen.<pid>`.
 fn seen_values(dir: &Path) -> Vec<String> {
     let mut v: Vec<(std::time::SystemTime, String)> = std::fs::read_dir(dir)
@@ -485,6 +616,7 @@ crate::storage_tests!(
     run_passes_values_and_exit_status,
     run_refuses_unsafe_ambiguous_or_missing_secrets,
     run_plain_takes_only_named_pairs,
+    run_keeps_the_key_from_the_command_and_from_proc,
     run_watch_restarts_the_command_with_new_values,
     run_watch_kills_a_child_that_ignores_sigterm,
 );

@@ -65,7 +65,12 @@ pub struct RunArgs {
     pub command: Vec<OsString>,
 }
 
+/// The variables that say where `tessera run` finds its key: the command
+/// gets values, never the key or where it is.
+pub const KEY_VARIABLES: &[&str] = &["TESSERA_API_KEY", "TESSERA_API_KEY_FILE"];
+
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    protect_the_key()?;
     // Before anything is fetched: a bad --plain list is a usage error.
     let naming = match named::collect(&args.plain, args.plain_file.as_deref()) {
         Ok(Some(pairs)) => Naming::Named(pairs),
@@ -109,6 +114,17 @@ fn plan(args: &RunArgs, naming: &Naming, snapshot: &Snapshot) -> anyhow::Result<
     })
 }
 
+/// Makes this process non-dumpable: its `/proc/PID/environ` (which keeps
+/// the environment as it was at exec, `TESSERA_API_KEY` included, whatever
+/// is unset later), its memory and `ptrace` become closed to other processes
+/// of the same user (root keeps them). The command started with `exec` or
+/// spawned under `--watch` is dumpable again (exec resets it) and never has
+/// the key in its environment.
+fn protect_the_key() -> anyhow::Result<()> {
+    nix::sys::prctl::set_dumpable(false)
+        .context("cannot make the process non-dumpable (prctl PR_SET_DUMPABLE)")
+}
+
 /// `name@version, …` for the log.
 fn names(s: &Snapshot) -> String {
     s.secrets
@@ -118,11 +134,14 @@ fn names(s: &Snapshot) -> String {
         .join(",")
 }
 
-/// The command with the plan's variables; the child does not inherit the
-/// workload key.
+/// The command with the plan's variables; the child inherits neither the
+/// workload key nor where it is ([`KEY_VARIABLES`]).
 fn command(argv: &[OsString], plan: &Plan) -> std::process::Command {
     let mut cmd = std::process::Command::new(&argv[0]);
-    cmd.args(&argv[1..]).env_remove("TESSERA_API_KEY");
+    cmd.args(&argv[1..]);
+    for var in KEY_VARIABLES {
+        cmd.env_remove(var);
+    }
     for (k, v) in &plan.vars {
         cmd.env(k, v.expose());
     }
