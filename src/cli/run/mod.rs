@@ -6,6 +6,7 @@
 //! A failed fetch never starts the command: it is an error and a non-zero
 //! exit.
 
+pub mod coalesce;
 pub mod env;
 pub mod named;
 pub mod refused;
@@ -17,6 +18,7 @@ use super::runtime_client::{
 use super::Exit;
 use anyhow::{bail, Context};
 use clap::Args;
+use coalesce::Coalescer;
 use env::{Naming, Plan};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
@@ -59,6 +61,12 @@ pub struct RunArgs {
     /// With --watch: seconds between SIGTERM and SIGKILL when restarting.
     #[arg(long, value_name = "SECONDS", default_value_t = 10)]
     pub grace: u64,
+
+    /// With --watch: restart once no further change has come for this long
+    /// (e.g. 1s, 500ms; 0 restarts at once), so a burst of writes is one
+    /// restart; a steady stream still restarts every 10 periods.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = coalesce::parse_quiet)]
+    pub quiet_period: Duration,
 
     /// The command and its arguments, after `--`.
     #[arg(last = true, required = true, value_name = "CMD")]
@@ -223,8 +231,9 @@ async fn stop_child(
 }
 
 /// `--watch`: runs the command, follows the long poll, restarts the
-/// command when what it would receive changes, forwards SIGTERM/SIGINT,
-/// and exits with the command's status.
+/// command (once the changes have been quiet for `--quiet-period`) when what
+/// it would receive changes, forwards SIGTERM/SIGINT, and exits with the
+/// command's status.
 async fn supervise(
     args: &RunArgs,
     naming: &Naming,
@@ -241,6 +250,10 @@ async fn supervise(
     let mut retry_at: Option<Instant> = None;
     let mut unreachable = false;
     let mut watching = true;
+    // The latest values the command does not have yet, and when to restart
+    // it with them.
+    let mut pending: Option<(Plan, String)> = None;
+    let mut coalescer = Coalescer::new(args.quiet_period);
     loop {
         let poll = async {
             if !watching {
@@ -255,6 +268,13 @@ async fn supervise(
                 asked.elapsed(),
             )
         };
+        let due = coalescer.due().filter(|_| watching);
+        let restart = async {
+            match due {
+                Some(t) => tokio::time::sleep_until(t).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             status = child.wait() => {
                 let status = status.context("cannot wait for the command")?;
@@ -266,6 +286,21 @@ async fn supervise(
                 signal_group(&child, sig);
                 // No more restarts: wait for the command to exit.
                 watching = false;
+            }
+            () = restart => {
+                let changes = coalescer.take();
+                let Some((next, secrets)) = pending.take() else {
+                    continue;
+                };
+                tracing::info!(secrets = %secrets, changes, "secrets changed; restarting the command");
+                let (status, stop) = stop_child(&mut child, grace, &mut signals).await?;
+                if stop {
+                    tracing::info!(%status, "the command exited");
+                    return exit_with(status);
+                }
+                plan = next;
+                child = spawn(&args.command, &plan)?;
+                tracing::info!(pid = child.id(), "restarted the command");
             }
             (result, took) = poll => {
                 retry_at = None;
@@ -290,21 +325,23 @@ async fn supervise(
                             Ok(p) => p,
                             Err(e) => {
                                 tracing::error!(error = format!("{e:#}"), "new secrets cannot be applied; the command keeps its current values");
+                                pending = None;
+                                coalescer.cancel();
                                 continue;
                             }
                         };
                         if next.same_as(&plan) {
+                            if pending.take().is_some() {
+                                tracing::info!("secrets are back to what the command has; not restarting");
+                            } else {
+                                tracing::info!(revision = snap.revision, "secrets changed, but not what the command receives; not restarting");
+                            }
+                            coalescer.cancel();
                             continue;
                         }
-                        tracing::info!(secrets = %names(&snap), "secrets changed; restarting the command");
-                        let (status, stop) = stop_child(&mut child, grace, &mut signals).await?;
-                        if stop {
-                            tracing::info!(%status, "the command exited");
-                            return exit_with(status);
-                        }
-                        plan = next;
-                        child = spawn(&args.command, &plan)?;
-                        tracing::info!(pid = child.id(), "restarted the command");
+                        tracing::debug!(secrets = %names(&snap), "secrets changed; restarting once they are quiet");
+                        pending = Some((next, names(&snap)));
+                        coalescer.changed(Instant::now());
                     }
                     Err(FetchError::Unavailable { message, retry_after }) => {
                         if !unreachable {
