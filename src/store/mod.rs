@@ -116,6 +116,7 @@ macro_rules! schema_steps {
             (7, include_str!("migrations/0007_history.sql")),
             (8, include_str!("migrations/0008_audit.sql")),
             (9, include_str!("migrations/0009_audit_anchors.sql")),
+            (13, include_str!("migrations/0013_consumer_kinds.sql")),
         ]
     };
 }

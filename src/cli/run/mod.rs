@@ -16,6 +16,7 @@ use super::runtime_client::{
     LONG_POLL_WAIT,
 };
 use super::Exit;
+use crate::domain::consumer_kind::ConsumerKind;
 use anyhow::{bail, Context};
 use clap::Args;
 use coalesce::Coalescer;
@@ -91,7 +92,15 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             .into())
         }
     };
-    let client = RuntimeClient::new(&args.runtime)?;
+    // A plain run execs and never reports again: the server lists it as
+    // one-shot, which never blocks a destroy. A supervisor reports while
+    // its command lives.
+    let kind = if args.watch {
+        ConsumerKind::Supervisor
+    } else {
+        ConsumerKind::OneShot
+    };
+    let client = RuntimeClient::new(&args.runtime)?.with_kind(kind);
     let snapshot = match client.fetch_all(None, Duration::ZERO).await {
         Ok(Fetched::Changed(s)) => s,
         Ok(Fetched::Unchanged) => bail!("the server answered 304 to an unconditional request"),
