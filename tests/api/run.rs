@@ -279,10 +279,10 @@ async fn run_plain_takes_only_named_pairs(storage: Storage) {
         .await
         .ok();
     }
-    // The workload: git and less, as a model server's tooling might run
-    // them, then a dump of its environment.
-    let script =
-        r#"git -C "$1" status >/dev/null 2>&1; less "$2" </dev/null >/dev/null 2>&1; env > "$3""#;
+    // The workload: git, less and bash, as a model server's tooling might
+    // run them, then a dump of its environment.
+    let script = r#"git -C "$1" status >/dev/null 2>&1; less "$2" </dev/null >/dev/null 2>&1;
+        bash -c true 2>/dev/null; env > "$3""#;
     let workload = |flags: &[&str]| {
         let mut a: Vec<String> = flags.iter().map(|s| s.to_string()).collect();
         a.extend(["--", "sh", "-c", script, "sh"].map(String::from));
@@ -293,7 +293,8 @@ async fn run_plain_takes_only_named_pairs(storage: Storage) {
         let _ = std::fs::remove_file(f("env"));
         run(&env.url, &key, &a, &[])
     };
-    let hijacked = || by_git.exists() || by_less.exists();
+    let by_bash = f("ran-by-bash");
+    let hijacked = || by_git.exists() || by_less.exists() || by_bash.exists();
 
     // `--plain` alone, as the workload was started before: refused.
     let out = workload(&["--plain"]);
@@ -306,6 +307,24 @@ async fn run_plain_takes_only_named_pairs(storage: Storage) {
     );
     assert!(!f("env").exists(), "nothing was started");
 
+    // The writer adds the variables the old refusal list caught, with a
+    // script to source and a library to preload (say in a shared /tmp).
+    let sourced = f("sourced.sh");
+    std::fs::write(&sourced, format!("touch {}\n", by_bash.display())).unwrap();
+    for (name, value) in [
+        ("BASH_ENV", sourced.to_str().unwrap()),
+        ("LD_PRELOAD", "/nonexistent/preload.so"),
+    ] {
+        env.call(
+            &writer,
+            Method::POST,
+            "/v1/secrets",
+            Some(json!({"name": name, "value": value})),
+        )
+        .await
+        .ok();
+    }
+
     // Named pairs: exactly those variables, nothing the writer chose.
     let out = workload(&["--plain", "HF_TOKEN=hf-token"]);
     assert!(
@@ -316,7 +335,13 @@ async fn run_plain_takes_only_named_pairs(storage: Storage) {
     assert!(!hijacked());
     let dumped = text(&f("env"));
     assert!(dumped.contains(&format!("HF_TOKEN={token}")));
-    for absent in ["GIT_CONFIG", "LESSOPEN", "TRUSS_SECRET_"] {
+    for absent in [
+        "GIT_CONFIG",
+        "LESSOPEN",
+        "BASH_ENV",
+        "LD_PRELOAD",
+        "TRUSS_SECRET_",
+    ] {
         assert!(!dumped.contains(absent), "{absent} reached the workload");
     }
 
