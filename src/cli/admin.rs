@@ -236,10 +236,11 @@ pub async fn teams(args: &RemoteArgs, cmd: TeamCommand) -> anyhow::Result<()> {
         }
         TeamCommand::Delete { team_id, cascade } => {
             let v = r
-                .call(
+                .call_as(
                     Method::DELETE,
                     &format!("/v1/teams/{}?cascade={cascade}", seg(&team_id)),
                     None,
+                    &[("pass cascade=true", "pass --cascade")],
                 )
                 .await?;
             r.print_one(&v, &["id", "name", "deleted_secrets"]);
@@ -380,7 +381,20 @@ pub async fn keys(args: &RemoteArgs, cmd: KeyCommand) -> anyhow::Result<()> {
                 Some(t) => format!("/v1/teams/{}/api_keys", seg(&t)),
                 None => "/v1/api_keys".to_owned(),
             };
-            let v = r.call(Method::POST, &path, Some(body)).await?;
+            let v = r
+                .call_as(
+                    Method::POST,
+                    &path,
+                    Some(body),
+                    &[
+                        ("model_ids is only allowed", "--model-id is only allowed"),
+                        (
+                            "create them with POST /v1/api_keys",
+                            "create them without --team",
+                        ),
+                    ],
+                )
+                .await?;
             print_key(&r, &v);
         }
         KeyCommand::Mint { user_id, name } => {

@@ -166,6 +166,22 @@ impl Remote {
         path: &str,
         body: Option<Value>,
     ) -> anyhow::Result<Value> {
+        self.call_as(method, path, body, &[]).await
+    }
+
+    /// [`Remote::call`] for a command that sets API parameters from its
+    /// flags: the server words its messages for API callers ("pass
+    /// force=true"), so each `(API wording, CLI wording)` pair is replaced
+    /// in a refusal's message ("pass --force"). The wordings are whole
+    /// phrases, not bare parameter names, so that a secret or key name that
+    /// happens to match is never rewritten.
+    pub async fn call_as(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        cli_words: &[(&str, &str)],
+    ) -> anyhow::Result<Value> {
         let mut req = self
             .http
             .request(method, format!("{}{path}", self.base))
@@ -192,7 +208,13 @@ impl Remote {
         let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
         if !status.is_success() {
             let code = value["code"].as_str().unwrap_or("ERROR");
-            let message = value["message"].as_str().unwrap_or(text.as_str());
+            let mut message = value["message"]
+                .as_str()
+                .unwrap_or(text.as_str())
+                .to_owned();
+            for (api, cli) in cli_words {
+                message = message.replace(api, cli);
+            }
             return Err(Refused {
                 status: status.as_u16(),
                 message: format!("{code} ({}): {message}", status.as_u16()),

@@ -7,6 +7,7 @@
 //! `Debug`); no error or log line built here contains one.
 
 use super::remote::http_client_with;
+use crate::domain::consumer_kind::ConsumerKind;
 use crate::domain::secret_name::{canonicalize, SecretName};
 use crate::domain::secret_value::SecretValue;
 use anyhow::{bail, Context};
@@ -23,6 +24,9 @@ use zeroize::Zeroizing;
 
 /// The header that identifies a consumer instance on every runtime request.
 pub const INSTANCE_HEADER: &str = crate::service::consumers::INSTANCE_HEADER;
+
+/// The header that says what kind of consumer this is.
+pub const KIND_HEADER: &str = crate::service::consumers::KIND_HEADER;
 
 /// How long a long poll asks the server to wait (the server allows 60).
 pub const LONG_POLL_WAIT: Duration = Duration::from_secs(55);
@@ -178,6 +182,7 @@ pub struct RuntimeClient {
     base: String,
     authorization: HeaderValue,
     instance: HeaderValue,
+    kind: ConsumerKind,
 }
 
 impl RuntimeClient {
@@ -203,7 +208,14 @@ impl RuntimeClient {
             base,
             authorization,
             instance,
+            kind: ConsumerKind::Agent,
         })
+    }
+
+    /// Says what kind of consumer this is (an agent unless told).
+    pub fn with_kind(mut self, kind: ConsumerKind) -> Self {
+        self.kind = kind;
+        self
     }
 
     pub fn base_url(&self) -> &str {
@@ -234,7 +246,8 @@ impl RuntimeClient {
             .get(url)
             .timeout(timeout)
             .header(AUTHORIZATION, self.authorization.clone())
-            .header(INSTANCE_HEADER, self.instance.clone());
+            .header(INSTANCE_HEADER, self.instance.clone())
+            .header(KIND_HEADER, self.kind.as_str());
         if let Some(etag) = held {
             req = req.header(IF_NONE_MATCH, etag.clone());
         }

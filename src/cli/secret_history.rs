@@ -38,7 +38,7 @@ pub enum HistoryCommand {
         #[arg(long)]
         team: Option<String>,
         /// Destroy it even though a consumer seen in the last 10 minutes
-        /// still holds it.
+        /// still holds it (one-shot `tessera run`s never block a destroy).
         #[arg(long)]
         force: bool,
     },
@@ -177,7 +177,21 @@ pub async fn run(r: &Remote, cmd: HistoryCommand) -> anyhow::Result<()> {
                 seg(&team),
                 seg(&name)
             );
-            let v = r.call(Method::DELETE, &path, None).await?;
+            let rotate = format!("(tessera secrets set {name} --destroy-previous)");
+            let v = r
+                .call_as(
+                    Method::DELETE,
+                    &path,
+                    None,
+                    &[
+                        ("with force=true", "with --force"),
+                        ("(with destroy_previous)", &rotate),
+                    ],
+                )
+                .await?;
+            if let Some(w) = v["warning"].as_str() {
+                eprintln!("warning: {w}");
+            }
             r.print_one(&v, &["name", "version", "destroyed"]);
         }
         HistoryCommand::Consumers { name, team } => {
@@ -187,9 +201,13 @@ pub async fn run(r: &Remote, cmd: HistoryCommand) -> anyhow::Result<()> {
             if r.is_text() {
                 println!("{}", v["summary"].as_str().unwrap_or_default());
             }
+            if let Some(w) = v["warning"].as_str() {
+                eprintln!("warning: {w}");
+            }
             let columns = [
                 "key_prefix",
                 "instance",
+                "kind",
                 "version",
                 "last_seen_at",
                 "client",

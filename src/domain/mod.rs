@@ -2,6 +2,7 @@
 
 pub mod access;
 pub mod audit_action;
+pub mod consumer_kind;
 pub mod ids;
 pub mod key_token;
 pub mod names;

@@ -36,6 +36,8 @@ pub struct ReadContext {
     /// The agent instance the client named (`X-Tessera-Agent`), so that
     /// several agents sharing a key are told apart.
     pub instance: Option<String>,
+    /// What kind of consumer it says it is (`X-Tessera-Consumer-Kind`).
+    pub kind: crate::domain::consumer_kind::ConsumerKind,
 }
 
 /// One secret as a workload receives it.
@@ -402,6 +404,7 @@ fn consumer<'a>(
         instance: ctx.instance.as_deref().unwrap_or(""),
         team_id: grant.team().team_id(),
         client: ctx.client.as_deref(),
+        kind: ctx.kind,
         at: crate::domain::time::now_micros(),
         revision,
     }

@@ -119,6 +119,7 @@ macro_rules! schema_steps {
             (8, include_str!("migrations/0008_audit.sql")),
             (9, include_str!("migrations/0009_audit_anchors.sql")),
             (12, include_str!("migrations/0012_revoked_keys.sql")),
+            (13, include_str!("migrations/0013_consumer_kinds.sql")),
         ]
     };
 }

@@ -6,15 +6,20 @@
 //! A failed fetch never starts the command: it is an error and a non-zero
 //! exit.
 
+pub mod coalesce;
 pub mod env;
+pub mod named;
+pub mod refused;
 
 use super::runtime_client::{
     Backoff, FetchError, Fetched, RuntimeArgs, RuntimeClient, Snapshot, StopSignals, EARLY_ANSWER,
     LONG_POLL_WAIT,
 };
 use super::Exit;
+use crate::domain::consumer_kind::ConsumerKind;
 use anyhow::{bail, Context};
 use clap::Args;
+use coalesce::Coalescer;
 use env::{Naming, Plan};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
@@ -29,10 +34,19 @@ pub struct RunArgs {
     #[command(flatten)]
     pub runtime: RuntimeArgs,
 
-    /// Set the upper-cased canonical name (hf-token → HF_TOKEN) instead of
-    /// TRUSS_SECRET_<name>.
-    #[arg(long)]
-    pub plain: bool,
+    /// Set the bare variable VAR from the secret SECRET (repeatable), and
+    /// pass no TRUSS_SECRET_ variables and no other secret. Only the
+    /// variables named here (or in --plain-file) are set; a secret's name
+    /// alone never chooses one.
+    #[arg(long, value_name = "VAR=SECRET", num_args = 0..=1, default_missing_value = "",
+          action = clap::ArgAction::Append)]
+    pub plain: Vec<String>,
+
+    /// Read VAR=SECRET pairs for --plain from FILE, one a line (`#` starts a
+    /// comment). Refused unless FILE is yours (or root's) and not writable
+    /// by group or others.
+    #[arg(long, value_name = "FILE")]
+    pub plain_file: Option<std::path::PathBuf>,
 
     /// Let a secret replace a variable that is already set in the
     /// environment (without it, that is an error).
@@ -49,21 +63,52 @@ pub struct RunArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = 10)]
     pub grace: u64,
 
+    /// With --watch: restart once no further change has come for this long
+    /// (e.g. 1s, 500ms; 0 restarts at once), so a burst of writes is one
+    /// restart; a steady stream still restarts every 10 periods.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = coalesce::parse_quiet)]
+    pub quiet_period: Duration,
+
     /// The command and its arguments, after `--`.
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<OsString>,
 }
 
+/// The variables that say where `tessera run` finds its key: the command
+/// gets values, never the key or where it is.
+pub const KEY_VARIABLES: &[&str] = &["TESSERA_API_KEY", "TESSERA_API_KEY_FILE"];
+
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
-    let client = RuntimeClient::new(&args.runtime)?;
+    protect_the_key()?;
+    // Before anything is fetched: a bad --plain list is a usage error.
+    let naming = match named::collect(&args.plain, args.plain_file.as_deref()) {
+        Ok(Some(pairs)) => Naming::Named(pairs),
+        Ok(None) => Naming::Truss,
+        Err(problems) => {
+            return Err(Exit {
+                code: 2,
+                message: Some(format!("the command was not started:\n  {problems}")),
+            }
+            .into())
+        }
+    };
+    // A plain run execs and never reports again: the server lists it as
+    // one-shot, which never blocks a destroy. A supervisor reports while
+    // its command lives.
+    let kind = if args.watch {
+        ConsumerKind::Supervisor
+    } else {
+        ConsumerKind::OneShot
+    };
+    let client = RuntimeClient::new(&args.runtime)?.with_kind(kind);
     let snapshot = match client.fetch_all(None, Duration::ZERO).await {
         Ok(Fetched::Changed(s)) => s,
         Ok(Fetched::Unchanged) => bail!("the server answered 304 to an unconditional request"),
         Err(e) => bail!("cannot fetch the secrets, so the command was not started: {e}"),
     };
-    let plan = plan(&args, &snapshot)?;
+    let plan = plan(&args, &naming, &snapshot)?;
     if args.watch {
-        supervise(&args, &client, snapshot, plan).await
+        supervise(&args, &naming, &client, snapshot, plan).await
     } else {
         tracing::debug!(secrets = %names(&snapshot), "starting the command");
         let err = command(&args.command, &plan).exec();
@@ -71,27 +116,30 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
 }
 
-fn naming(args: &RunArgs) -> Naming {
-    if args.plain {
-        Naming::Plain
-    } else {
-        Naming::Truss
-    }
-}
-
-fn plan(args: &RunArgs, snapshot: &Snapshot) -> anyhow::Result<Plan> {
+fn plan(args: &RunArgs, naming: &Naming, snapshot: &Snapshot) -> anyhow::Result<Plan> {
     if !snapshot.refused.is_empty() {
         bail!(
             "the server sent secrets whose names are not valid ({:?}); the command was not started",
             snapshot.refused
         );
     }
-    env::plan(&snapshot.secrets, naming(args), args.replace, |v| {
+    env::plan(&snapshot.secrets, naming, args.replace, |v| {
         std::env::var_os(v).is_some()
     })
     .map_err(|problems| {
         anyhow::anyhow!("the command was not started:\n  {}", problems.join("\n  "))
     })
+}
+
+/// Makes this process non-dumpable: its `/proc/PID/environ` (which keeps
+/// the environment as it was at exec, `TESSERA_API_KEY` included, whatever
+/// is unset later), its memory and `ptrace` become closed to other processes
+/// of the same user (root keeps them). The command started with `exec` or
+/// spawned under `--watch` is dumpable again (exec resets it) and never has
+/// the key in its environment.
+fn protect_the_key() -> anyhow::Result<()> {
+    nix::sys::prctl::set_dumpable(false)
+        .context("cannot make the process non-dumpable (prctl PR_SET_DUMPABLE)")
 }
 
 /// `name@version, …` for the log.
@@ -103,11 +151,14 @@ fn names(s: &Snapshot) -> String {
         .join(",")
 }
 
-/// The command with the plan's variables; the child does not inherit the
-/// workload key.
+/// The command with the plan's variables; the child inherits neither the
+/// workload key nor where it is ([`KEY_VARIABLES`]).
 fn command(argv: &[OsString], plan: &Plan) -> std::process::Command {
     let mut cmd = std::process::Command::new(&argv[0]);
-    cmd.args(&argv[1..]).env_remove("TESSERA_API_KEY");
+    cmd.args(&argv[1..]);
+    for var in KEY_VARIABLES {
+        cmd.env_remove(var);
+    }
     for (k, v) in &plan.vars {
         cmd.env(k, v.expose());
     }
@@ -189,10 +240,12 @@ async fn stop_child(
 }
 
 /// `--watch`: runs the command, follows the long poll, restarts the
-/// command when what it would receive changes, forwards SIGTERM/SIGINT,
-/// and exits with the command's status.
+/// command (once the changes have been quiet for `--quiet-period`) when what
+/// it would receive changes, forwards SIGTERM/SIGINT, and exits with the
+/// command's status.
 async fn supervise(
     args: &RunArgs,
+    naming: &Naming,
     client: &RuntimeClient,
     snapshot: Snapshot,
     mut plan: Plan,
@@ -206,6 +259,10 @@ async fn supervise(
     let mut retry_at: Option<Instant> = None;
     let mut unreachable = false;
     let mut watching = true;
+    // The latest values the command does not have yet, and when to restart
+    // it with them.
+    let mut pending: Option<(Plan, String)> = None;
+    let mut coalescer = Coalescer::new(args.quiet_period);
     loop {
         let poll = async {
             if !watching {
@@ -220,6 +277,13 @@ async fn supervise(
                 asked.elapsed(),
             )
         };
+        let due = coalescer.due().filter(|_| watching);
+        let restart = async {
+            match due {
+                Some(t) => tokio::time::sleep_until(t).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             status = child.wait() => {
                 let status = status.context("cannot wait for the command")?;
@@ -231,6 +295,21 @@ async fn supervise(
                 signal_group(&child, sig);
                 // No more restarts: wait for the command to exit.
                 watching = false;
+            }
+            () = restart => {
+                let changes = coalescer.take();
+                let Some((next, secrets)) = pending.take() else {
+                    continue;
+                };
+                tracing::info!(secrets = %secrets, changes, "secrets changed; restarting the command");
+                let (status, stop) = stop_child(&mut child, grace, &mut signals).await?;
+                if stop {
+                    tracing::info!(%status, "the command exited");
+                    return exit_with(status);
+                }
+                plan = next;
+                child = spawn(&args.command, &plan)?;
+                tracing::info!(pid = child.id(), "restarted the command");
             }
             (result, took) = poll => {
                 retry_at = None;
@@ -251,25 +330,27 @@ async fn supervise(
                         };
                         backoff.reset();
                         held = snap.etag.clone();
-                        let next = match self::plan(args, &snap) {
+                        let next = match self::plan(args, naming, &snap) {
                             Ok(p) => p,
                             Err(e) => {
                                 tracing::error!(error = format!("{e:#}"), "new secrets cannot be applied; the command keeps its current values");
+                                pending = None;
+                                coalescer.cancel();
                                 continue;
                             }
                         };
                         if next.same_as(&plan) {
+                            if pending.take().is_some() {
+                                tracing::info!("secrets are back to what the command has; not restarting");
+                            } else {
+                                tracing::info!(revision = snap.revision, "secrets changed, but not what the command receives; not restarting");
+                            }
+                            coalescer.cancel();
                             continue;
                         }
-                        tracing::info!(secrets = %names(&snap), "secrets changed; restarting the command");
-                        let (status, stop) = stop_child(&mut child, grace, &mut signals).await?;
-                        if stop {
-                            tracing::info!(%status, "the command exited");
-                            return exit_with(status);
-                        }
-                        plan = next;
-                        child = spawn(&args.command, &plan)?;
-                        tracing::info!(pid = child.id(), "restarted the command");
+                        tracing::debug!(secrets = %names(&snap), "secrets changed; restarting once they are quiet");
+                        pending = Some((next, names(&snap)));
+                        coalescer.changed(Instant::now());
                     }
                     Err(FetchError::Unavailable { message, retry_after }) => {
                         if !unreachable {

@@ -329,8 +329,8 @@ impl HistoryStore for PostgresStore {
         // A stable order keeps two nodes' flushes from locking rows in
         // opposite orders.
         seen.sort_by(|a, b| (&a.key_prefix, &a.instance).cmp(&(&b.key_prefix, &b.instance)));
-        let (mut prefix, mut instance, mut team, mut client, mut at) =
-            (vec![], vec![], vec![], vec![], vec![]);
+        let (mut prefix, mut instance, mut team, mut client, mut at, mut kind) =
+            (vec![], vec![], vec![], vec![], vec![], vec![]);
         let (mut v_secret, mut v_prefix, mut v_instance, mut v_version, mut v_at) =
             (vec![], vec![], vec![], vec![], vec![]);
         for s in seen {
@@ -348,21 +348,26 @@ impl HistoryStore for PostgresStore {
             team.push(s.team_id);
             client.push(s.client);
             at.push(s.seen_at);
+            kind.push(s.kind.as_str());
         }
         bounded(async {
             let mut tx = self.pool.begin().await?;
             sqlx::query(
-                "INSERT INTO consumers (key_prefix, instance, team_id, client, last_seen_at)
-                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[])
+                "INSERT INTO consumers (key_prefix, instance, team_id, client, last_seen_at, kind)
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[],
+                                      $6::text[])
                  ON CONFLICT (key_prefix, instance) DO UPDATE SET team_id = excluded.team_id,
                      client = excluded.client,
-                     last_seen_at = GREATEST(consumers.last_seen_at, excluded.last_seen_at)",
+                     last_seen_at = GREATEST(consumers.last_seen_at, excluded.last_seen_at),
+                     kind = CASE WHEN excluded.last_seen_at >= consumers.last_seen_at
+                                 THEN excluded.kind ELSE consumers.kind END",
             )
             .bind(&prefix)
             .bind(&instance)
             .bind(&team)
             .bind(&client)
             .bind(&at)
+            .bind(&kind)
             .execute(&mut *tx)
             .await?;
             sqlx::query(

@@ -339,11 +339,13 @@ impl HistoryStore for SqliteStore {
         self.writer
             .write(move |c| {
                 let mut consumer = c.prepare_cached(
-                    "INSERT INTO consumers (key_prefix, instance, team_id, client, last_seen_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5)
+                    "INSERT INTO consumers (key_prefix, instance, team_id, client, last_seen_at, kind)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                      ON CONFLICT (key_prefix, instance) DO UPDATE SET team_id = excluded.team_id,
                          client = excluded.client,
-                         last_seen_at = max(last_seen_at, excluded.last_seen_at)",
+                         last_seen_at = max(last_seen_at, excluded.last_seen_at),
+                         kind = CASE WHEN excluded.last_seen_at >= last_seen_at
+                                     THEN excluded.kind ELSE kind END",
                 )?;
                 let mut version = c.prepare_cached(
                     "INSERT INTO consumer_versions (secret_id, key_prefix, instance, version, received_at)
@@ -358,7 +360,8 @@ impl HistoryStore for SqliteStore {
                         s.instance,
                         s.team_id,
                         s.client,
-                        s.seen_at
+                        s.seen_at,
+                        s.kind.as_str()
                     ])?;
                     for (secret_id, v, at) in &s.received {
                         version.execute(params![secret_id, s.key_prefix, s.instance, v, at])?;
