@@ -65,7 +65,13 @@ async fn refuse_new_key_for_existing_data(
         return Ok(());
     }
     let ids: Vec<&str> = keks.iter().map(|k| k.kek_id.as_str()).collect();
-    anyhow::bail!(
+    Err(missing_key_for_existing_data(path, &ids))
+}
+
+/// The refusal when the default key file is missing for a store that holds
+/// data sealed under the key ids `ids`.
+pub fn missing_key_for_existing_data(path: &std::path::Path, ids: &[&str]) -> anyhow::Error {
+    anyhow::anyhow!(
         "the master key file {path} is missing, but this store already holds data sealed under master key {ids}. \
          Put that key file back (or point --master-key-file or TESSERA_MASTER_KEY at the key). \
          No new key was generated: it could not open the data that is there.",
@@ -180,9 +186,10 @@ fn spawn_usage_flusher(state: std::sync::Weak<AppState>) {
 /// How often the purge job looks for deleted secrets past their retention.
 const PURGE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// Runs the purge job (see `Service::purge_expired`) and the audit log's
-/// pruning (`Service::prune_audit`) until the app is dropped. Every node
-/// runs them; running either twice is harmless.
+/// Runs the purge job (see `Service::purge_expired`) until the app is
+/// dropped. Every node runs it; running it twice is harmless. (The audit
+/// log is pruned by the checkpoint exporter, `cli::checkpoint_export`,
+/// which ships each pruning anchor before the events go.)
 fn spawn_purger(state: std::sync::Weak<AppState>) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(PURGE_EVERY);
@@ -193,9 +200,6 @@ fn spawn_purger(state: std::sync::Weak<AppState>) {
             let now = crate::domain::time::now_micros();
             if let Err(e) = state.service.purge_expired(now).await {
                 tracing::warn!(error = %e, "the purge of deleted secrets failed; will retry");
-            }
-            if let Err(e) = state.service.prune_audit(now).await {
-                tracing::warn!(error = %e, "the pruning of old audit events failed; will retry");
             }
         }
     });

@@ -40,8 +40,9 @@ pub struct StoreArgs {
     #[arg(long, env = "TESSERA_AUDIT_LOG", default_value = "on", value_parser = ["on", "off"])]
     pub audit_log: String,
 
-    /// Days audit events are kept before the prune job removes them behind
-    /// a signed checkpoint (0 keeps them for ever).
+    /// Days audit events are kept before they are pruned behind a signed
+    /// anchor shipped in the checkpoint file first (0 keeps them for ever;
+    /// more needs --audit-checkpoint-file).
     #[arg(long, env = "TESSERA_AUDIT_RETENTION_DAYS", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=36500))]
     pub audit_retention_days: u64,
 }
@@ -164,14 +165,54 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub checkpoints: CheckpointArgs,
+
+    /// Where Prometheus metrics (`GET /metrics`) are served: an address of
+    /// their own, apart from the API, loopback by default; `off` serves
+    /// none. They are not on the API's listener. With the default, a port
+    /// already in use is a warning (the server runs without metrics); an
+    /// address given here that cannot be bound stops the start.
+    #[arg(long, env = "TESSERA_METRICS_LISTEN", default_value = DEFAULT_METRICS_LISTEN)]
+    pub metrics_listen: MetricsListen,
+}
+
+/// The metrics listener's default address: loopback only.
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9464";
+
+/// `--metrics-listen`: an address, or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricsListen {
+    Off,
+    At(SocketAddr),
+}
+
+impl std::str::FromStr for MetricsListen {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.eq_ignore_ascii_case("off") {
+            return Ok(Self::Off);
+        }
+        s.parse()
+            .map(Self::At)
+            .map_err(|_| format!("expected an address such as 127.0.0.1:9464, or off; got {s:?}"))
+    }
+}
+
+impl MetricsListen {
+    /// Whether this is the default address (not chosen by the operator).
+    pub fn is_default(&self) -> bool {
+        DEFAULT_METRICS_LISTEN.parse().ok() == Some(*self)
+    }
 }
 
 /// Where signed checkpoints of the audit log's chain heads are exported.
 #[derive(Debug, Clone, Args)]
 pub struct CheckpointArgs {
     /// Append a signed checkpoint of each audit chain that changed to this
-    /// file (JSON Lines) at every interval. Keep it, or ship it, where the
-    /// server cannot rewrite it.
+    /// file (JSON Lines) at every interval, and each pruning anchor before
+    /// its events go. Read back at start (the node's record of what it
+    /// shipped): keep it, and ship its lines where the server cannot
+    /// rewrite them.
     #[arg(long, env = "TESSERA_AUDIT_CHECKPOINT_FILE")]
     pub audit_checkpoint_file: Option<PathBuf>,
     /// Also write them to standard output (for a log shipper; the server's
@@ -181,4 +222,19 @@ pub struct CheckpointArgs {
     /// Seconds between two exports.
     #[arg(long, env = "TESSERA_AUDIT_CHECKPOINT_INTERVAL", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86400))]
     pub audit_checkpoint_interval: u64,
+}
+
+#[cfg(test)]
+mod metrics_listen_tests {
+    use super::*;
+
+    #[test]
+    fn metrics_are_on_loopback_by_default_and_can_be_turned_off() {
+        let MetricsListen::At(addr) = DEFAULT_METRICS_LISTEN.parse().unwrap() else {
+            panic!("metrics are on by default");
+        };
+        assert!(addr.ip().is_loopback());
+        assert_eq!("off".parse::<MetricsListen>().unwrap(), MetricsListen::Off);
+        assert!("nonsense".parse::<MetricsListen>().is_err());
+    }
 }

@@ -54,11 +54,14 @@ pub fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Makes sure the data directory exists and only its owner can reach it.
-pub fn ensure_data_dir(dir: &Path) -> anyhow::Result<()> {
+/// What [`ensure_data_dir`] will find: refuses, changing nothing, a data
+/// directory it would refuse (not a directory; reachable by others and
+/// holding files that are not Tessera's). Start-up checks this before it
+/// changes anything (`cli::preflight`).
+pub fn check_data_dir(dir: &Path) -> anyhow::Result<()> {
     let meta = match std::fs::metadata(dir) {
         Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return create_private_dir(dir),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => {
             return Err(e).with_context(|| format!("reading data directory {}", dir.display()))
         }
@@ -80,6 +83,25 @@ pub fn ensure_data_dir(dir: &Path) -> anyhow::Result<()> {
                     names = foreign.join(", ")
                 );
             }
+        }
+    }
+    Ok(())
+}
+
+/// Makes sure the data directory exists and only its owner can reach it.
+pub fn ensure_data_dir(dir: &Path) -> anyhow::Result<()> {
+    check_data_dir(dir)?;
+    let meta = match std::fs::metadata(dir) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return create_private_dir(dir),
+        Err(e) => {
+            return Err(e).with_context(|| format!("reading data directory {}", dir.display()))
+        }
+    };
+    #[cfg(unix)]
+    {
+        let mode = mode_of(&meta);
+        if mode & 0o077 != 0 {
             set_mode(dir, 0o700).with_context(|| {
                 format!(
                     "the data directory {} can be reached by other users (mode {mode:04o}) and could not be made private",
@@ -190,6 +212,67 @@ pub fn lock_path(db: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// Refuses, changing nothing, a SQLite database that another server holds
+/// (its lock file exists and is locked) or whose files this process cannot
+/// write (a read-only mount, an immutable file, another owner). Start-up
+/// checks this before it changes anything (`cli::preflight`); taking the
+/// lock ([`lock_database`]) and a test write still decide in the end.
+pub fn check_database(db: &Path) -> anyhow::Result<()> {
+    let path = lock_path(db);
+    if let Ok(file) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+    {
+        match fs4::FileExt::try_lock(&file) {
+            Ok(()) => {
+                let _ = fs4::FileExt::unlock(&file);
+            }
+            Err(fs4::TryLockError::WouldBlock) => return Err(held_by_another(db, &path)),
+            Err(fs4::TryLockError::Error(_)) => {}
+        }
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = db.as_os_str().to_owned();
+        name.push(suffix);
+        let file = PathBuf::from(name);
+        if !file.exists() {
+            continue;
+        }
+        // Opening for writing, without creating or truncating, changes
+        // nothing; it fails where a write would.
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&file)
+            .with_context(|| {
+                format!(
+                    "cannot write the SQLite database {} (is its file system read-only, or {} immutable or another user's?)",
+                    db.display(),
+                    file.display()
+                )
+            })?;
+    }
+    Ok(())
+}
+
+/// The refusal when another server holds the database's lock.
+fn held_by_another(db: &Path, lock: &Path) -> anyhow::Error {
+    let holder = std::fs::read_to_string(lock).unwrap_or_default();
+    let holder = holder.trim();
+    let by = if holder.is_empty() {
+        String::new()
+    } else {
+        format!(" (process {holder})")
+    };
+    anyhow::anyhow!(
+        "another Tessera server{by} is already using the SQLite database {db}: it holds the lock {lock}. \
+         Stop it first, or give this server its own --data-dir",
+        db = db.display(),
+        lock = lock.display()
+    )
+}
+
 /// Takes the lock of the SQLite database at `db`, or explains who holds it.
 pub fn lock_database(db: &Path) -> anyhow::Result<DatabaseLock> {
     let path = lock_path(db);
@@ -209,21 +292,7 @@ pub fn lock_database(db: &Path) -> anyhow::Result<DatabaseLock> {
     restrict_file(&path)?;
     match fs4::FileExt::try_lock(&file) {
         Ok(()) => {}
-        Err(fs4::TryLockError::WouldBlock) => {
-            let holder = std::fs::read_to_string(&path).unwrap_or_default();
-            let holder = holder.trim();
-            let by = if holder.is_empty() {
-                String::new()
-            } else {
-                format!(" (process {holder})")
-            };
-            bail!(
-                "another Tessera server{by} is already using the SQLite database {db}: it holds the lock {lock}. \
-                 Stop it first, or give this server its own --data-dir",
-                db = db.display(),
-                lock = path.display()
-            );
-        }
+        Err(fs4::TryLockError::WouldBlock) => return Err(held_by_another(db, &path)),
         Err(fs4::TryLockError::Error(e)) => {
             return Err(e).with_context(|| format!("locking {}", path.display()))
         }

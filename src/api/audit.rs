@@ -7,6 +7,7 @@ use super::extract::{Caller, QueryParams};
 use super::views::Timestamp;
 use super::AppState;
 use crate::audit::chain::StoredEvent;
+use crate::domain::audit_action::AuditAction;
 use crate::domain::time::Micros;
 use crate::store::AuditFilter;
 use axum::extract::State;
@@ -25,7 +26,9 @@ const MAX_LIMIT: usize = 1000;
 pub struct AuditEventsQuery {
     /// Only events of this actor: an API key's prefix or a user's id.
     actor: Option<String>,
-    /// Only events of this action, e.g. `secret.upsert`.
+    /// Only events of this action (one of [`AuditAction::ALL`]; any other
+    /// name is refused with 400, since no event could match it).
+    #[param(schema_with = action_schema)]
     action: Option<String>,
     /// Only events about this target: an id or a name.
     target: Option<String>,
@@ -52,7 +55,8 @@ pub struct AuditEventView {
     pub actor_key_type: Option<String>,
     pub actor_user_id: Option<String>,
     pub team_id: Option<String>,
-    /// What was done, e.g. `secret.upsert`, `secret.read`, `team.create`.
+    /// What was done: one of [`AuditAction::ALL`].
+    #[schema(schema_with = action_schema)]
     pub action: String,
     pub target_id: Option<String>,
     pub target_name: Option<String>,
@@ -116,7 +120,11 @@ pub async fn list_audit_events(
     }
     let filter = AuditFilter {
         actor: q.actor.filter(|s| !s.is_empty()),
-        action: q.action.filter(|s| !s.is_empty()),
+        action: q
+            .action
+            .filter(|s| !s.is_empty())
+            .map(|a| known_action(&a).map(|_| a))
+            .transpose()?,
         target: q.target.filter(|s| !s.is_empty()),
         since: q.since.as_deref().map(|t| time("since", t)).transpose()?,
         until: q.until.as_deref().map(|t| time("until", t)).transpose()?,
@@ -127,6 +135,26 @@ pub async fn list_audit_events(
         events: page.events.into_iter().map(Into::into).collect(),
         next_cursor: page.next.map(|c| encode_cursor(&c)),
     }))
+}
+
+/// The `action` schema of `/openapi.json`: the names the log records, taken
+/// from the list the code records them with.
+fn action_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .description(Some("An audit action: what was done."))
+        .enum_values(Some(AuditAction::ALL.iter().map(|a| a.as_str())))
+        .examples([AuditAction::SecretWrite.as_str()])
+        .build()
+}
+
+fn known_action(name: &str) -> Result<AuditAction, ApiError> {
+    AuditAction::from_name(name).ok_or_else(|| {
+        ApiError::invalid(format!(
+            "action {name:?} is not an audit action; the actions are: {}",
+            AuditAction::names()
+        ))
+    })
 }
 
 fn time(field: &str, text: &str) -> Result<Micros, ApiError> {

@@ -1,7 +1,13 @@
-//! The one place errors become HTTP responses.
+//! The one place an error's status, code and body are decided.
 //!
 //! Every error is `{"code": "...", "message": "..."}` with a stable code. A
-//! 500 never says what went wrong inside; the detail goes to the log.
+//! 500 never says what went wrong inside; the detail goes to the log. Two
+//! callers outside the router write what this module decides: `net/`
+//! answers connections beyond its caps and handlers past their timeout with
+//! an [`ApiError`], and `net/error_head.rs` puts [`unparsable_request_body`]
+//! in place of the empty body of hyper's own answers to requests it cannot
+//! parse (it only frames those bytes). No other file builds an error body
+//! (`tests/docs` checks that).
 
 use crate::service::ServiceError;
 use axum::http::{header, HeaderValue, StatusCode};
@@ -67,6 +73,18 @@ pub struct ApiError {
     pub message: String,
     /// Seconds, for 429.
     pub retry_after: Option<u64>,
+    /// The keys a refused change concerns (409).
+    pub keys: Option<Vec<ConcernedKeyView>>,
+}
+
+/// A key a refused change concerns: what identifies it, never its secret.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ConcernedKeyView {
+    pub prefix: String,
+    #[serde(rename = "type")]
+    pub key_type: String,
+    pub name: Option<String>,
+    pub team_id: Option<String>,
 }
 
 /// The error body every route returns.
@@ -82,6 +100,10 @@ pub struct ErrorBody {
     /// Rate limiting only: seconds to wait before retrying.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_after: Option<u64>,
+    /// A change refused because API keys would outlive the authority of
+    /// the person who answers for them (409): those keys.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keys: Option<Vec<ConcernedKeyView>>,
 }
 
 impl ApiError {
@@ -90,6 +112,7 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after: None,
+            keys: None,
         }
     }
 
@@ -107,6 +130,19 @@ impl From<ServiceError> for ApiError {
             ServiceError::NotFound(m) => Self::new(ErrorCode::NotFound, m),
             ServiceError::Conflict(m) => Self::new(ErrorCode::Conflict, m),
             ServiceError::QuotaExceeded(m) => Self::new(ErrorCode::QuotaExceeded, m),
+            ServiceError::KeysConcerned { message, keys } => Self {
+                keys: Some(
+                    keys.into_iter()
+                        .map(|k| ConcernedKeyView {
+                            prefix: k.prefix,
+                            key_type: k.key_type,
+                            name: k.name,
+                            team_id: k.team_id,
+                        })
+                        .collect(),
+                ),
+                ..Self::new(ErrorCode::Conflict, message)
+            },
             ServiceError::Unavailable(detail) => {
                 tracing::warn!(%detail, "store unavailable");
                 Self::new(
@@ -126,10 +162,10 @@ impl From<ServiceError> for ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+impl ApiError {
+    fn into_body(self) -> ErrorBody {
         let rate_limited = self.code == ErrorCode::RateLimited;
-        let body = ErrorBody {
+        ErrorBody {
             code: self.code.as_str(),
             error: rate_limited.then(|| self.message.clone()),
             retry_after: if rate_limited {
@@ -138,9 +174,34 @@ impl IntoResponse for ApiError {
                 None
             },
             message: self.message,
-        };
+            keys: self.keys,
+        }
+    }
+}
+
+/// The body for hyper's own answer to a request it could not parse, by the
+/// status hyper chose (400, 414 or 431; `None` for any other). The code is
+/// `INVALID_REQUEST` for all three: the status says which limit was hit.
+pub fn unparsable_request_body(status: u16) -> Option<String> {
+    let message = match status {
+        400 => {
+            "malformed HTTP request: the request line, a header or the message framing could not be parsed"
+        }
+        414 => "request URI too long",
+        431 => {
+            "request headers too large (at most 100 headers and 80 KiB for the request line and headers together)"
+        }
+        _ => return None,
+    };
+    serde_json::to_string(&ApiError::invalid(message).into_body()).ok()
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.code.status();
+        let body = self.into_body();
         let retry_after = body.retry_after;
-        let mut resp = (self.code.status(), Json(body)).into_response();
+        let mut resp = (status, Json(body)).into_response();
         if let Some(secs) = retry_after {
             if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
                 resp.headers_mut().insert(header::RETRY_AFTER, v);

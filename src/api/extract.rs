@@ -62,15 +62,20 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
     }
 }
 
-/// Who is reading on a delivery route: the client's address, and the agent
-/// instance it names in the `X-Tessera-Agent` header (400 when malformed).
+/// Who is reading on a delivery route: the client's address, the agent
+/// instance it names in the `X-Tessera-Agent` header and the kind of
+/// consumer it says it is in `X-Tessera-Consumer-Kind` (400 when either is
+/// malformed).
 pub struct Reader(pub crate::service::delivery::ReadContext);
 
 impl<S: Send + Sync> FromRequestParts<S> for Reader {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        use crate::service::consumers::{valid_instance, INSTANCE_HEADER, MAX_INSTANCE_CHARS};
+        use crate::domain::consumer_kind::ConsumerKind;
+        use crate::service::consumers::{
+            valid_instance, INSTANCE_HEADER, KIND_HEADER, MAX_INSTANCE_CHARS,
+        };
         let Ok(ClientAddress(client)) = ClientAddress::from_request_parts(parts, state).await;
         let instance = match parts.headers.get(INSTANCE_HEADER) {
             None => None,
@@ -83,9 +88,24 @@ impl<S: Send + Sync> FromRequestParts<S> for Reader {
                 }
             },
         };
+        let kind = match parts.headers.get(KIND_HEADER) {
+            None => ConsumerKind::Unspecified,
+            Some(v) => match v.to_str().ok().and_then(ConsumerKind::parse) {
+                Some(k) if ConsumerKind::DECLARED.contains(&k) => k,
+                _ => {
+                    let allowed: Vec<&str> =
+                        ConsumerKind::DECLARED.iter().map(|k| k.as_str()).collect();
+                    return Err(ApiError::invalid(format!(
+                        "the {KIND_HEADER} header must be one of {}",
+                        allowed.join(", ")
+                    )));
+                }
+            },
+        };
         Ok(Reader(crate::service::delivery::ReadContext {
             client,
             instance,
+            kind,
             holds: None,
         }))
     }

@@ -29,7 +29,7 @@ pub async fn list_versions(
 ) -> ApiResult<Json<SecretVersionsView>> {
     let versions = state
         .service
-        .secret_versions(&caller.0, TeamRef::Id(&team_id), &name)
+        .secret_versions(&caller.0, TeamRef::Id(&team_id), &name, now_micros())
         .await?;
     Ok(Json((&versions).into()))
 }
@@ -56,7 +56,7 @@ pub async fn restore_version(
 #[derive(Deserialize, utoipa::IntoParams)]
 pub struct DestroyQuery {
     /// Destroy it even though a consumer seen in the last 10 minutes still
-    /// holds it (otherwise: 409).
+    /// holds it (otherwise: 409). One-shot runs never block a destroy.
     force: Option<bool>,
 }
 
@@ -72,7 +72,7 @@ pub async fn destroy_version(
     PathParams((team_id, name, version)): PathParams<(String, String, i64)>,
     QueryParams(q): QueryParams<DestroyQuery>,
 ) -> ApiResult<Json<DestroyedVersionView>> {
-    let record = state
+    let destroyed = state
         .service
         .destroy_version(
             &caller.0,
@@ -82,11 +82,7 @@ pub async fn destroy_version(
             q.force.unwrap_or(false),
         )
         .await?;
-    Ok(Json(DestroyedVersionView {
-        name: record.name,
-        version,
-        destroyed: true,
-    }))
+    Ok(Json(DestroyedVersionView::new(&destroyed, version)))
 }
 
 /// Who holds which version of a secret: each workload key and agent
@@ -100,15 +96,12 @@ pub async fn list_consumers(
     caller: Caller,
     PathParams((team_id, name)): PathParams<(String, String)>,
 ) -> ApiResult<Json<SecretConsumersView>> {
+    let now = now_micros();
     let (record, consumers) = state
         .service
-        .secret_consumers(&caller.0, TeamRef::Id(&team_id), &name)
+        .secret_consumers(&caller.0, TeamRef::Id(&team_id), &name, now)
         .await?;
-    Ok(Json(SecretConsumersView::new(
-        &record,
-        &consumers,
-        now_micros(),
-    )))
+    Ok(Json(SecretConsumersView::new(&record, &consumers, now)))
 }
 
 /// List the team's deleted secrets that can still be undeleted.

@@ -4,7 +4,7 @@
 use super::views::Timestamp;
 use crate::domain::time::Micros;
 use crate::domain::types::SecretRecord;
-use crate::service::history::Versions;
+use crate::service::history::{DestroyedVersion, Versions, ONE_SHOT_LISTED_FOR};
 use crate::store::{Actor, Consumer, DeletedSecret, VersionRecord};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -34,6 +34,12 @@ pub struct ConsumerView {
     /// The agent instance (`X-Tessera-Agent` header); empty when the
     /// client sent none.
     pub instance: String,
+    /// What it said it is (`X-Tessera-Consumer-Kind`): `agent`,
+    /// `supervisor` (`tessera run --watch`), `one-shot` (`tessera run`,
+    /// which execs and never reports again: listed for 10 minutes after it
+    /// was last seen and never blocking a destroy) or `unspecified`.
+    #[schema(example = "agent")]
+    pub kind: &'static str,
     /// The client's address when it was last seen.
     pub client: Option<String>,
     /// The version of this secret it last received.
@@ -49,6 +55,7 @@ impl From<&Consumer> for ConsumerView {
         Self {
             key_prefix: c.key_prefix.clone(),
             instance: c.instance.clone(),
+            kind: c.kind.as_str(),
             client: c.client.clone(),
             version: c.version,
             received_at: Timestamp(c.received_at),
@@ -131,6 +138,9 @@ pub struct SecretConsumersView {
     /// Newest version first.
     pub by_version: Vec<VersionCountView>,
     pub consumers: Vec<ConsumerView>,
+    /// Present when one-shot runs are listed: what they hold is a guess.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
 }
 
 impl SecretConsumersView {
@@ -152,10 +162,28 @@ impl SecretConsumersView {
             team_name: record.team_name.clone(),
             current_version: record.version,
             summary: summary(consumers, &by_version, now),
+            warning: one_shot_warning(consumers),
             by_version,
             consumers: consumers.iter().map(ConsumerView::from).collect(),
         }
     }
+}
+
+fn one_shot_warning(consumers: &[Consumer]) -> Option<String> {
+    let n = consumers
+        .iter()
+        .filter(|c| !c.kind.reports_while_alive())
+        .count();
+    (n > 0).then(|| {
+        format!(
+            "{n} of these {} one-shot run{} (`tessera run` without --watch): each received its \
+             version once and execed; nothing reports when its command ends, so it is listed \
+             for {} minutes after it was last seen and does not block a destroy",
+            if n == 1 { "is a" } else { "are" },
+            plural(n),
+            ONE_SHOT_LISTED_FOR.as_secs() / 60
+        )
+    })
 }
 
 fn summary(consumers: &[Consumer], by_version: &[VersionCountView], now: Micros) -> String {
@@ -168,9 +196,18 @@ fn summary(consumers: &[Consumer], by_version: &[VersionCountView], now: Micros)
         .map(|v| format!("{} on version {}", v.consumers, v.version))
         .collect();
     let ago = (now - last).max(0) / 1_000_000;
+    let one_shot = consumers
+        .iter()
+        .filter(|c| !c.kind.reports_while_alive())
+        .count();
+    let kinds = match one_shot {
+        0 => String::new(),
+        n if n == consumers.len() => format!(" (one-shot run{})", plural(n)),
+        n => format!(" ({n} of them one-shot run{})", plural(n)),
+    };
     format!(
-        "{n} consumer{}: {}, last seen {ago} s ago",
-        if n == 1 { "" } else { "s" },
+        "{n} consumer{}{kinds}: {}, last seen {ago} s ago",
+        plural(n),
         parts.join(", ")
     )
 }
@@ -205,6 +242,38 @@ pub struct DestroyedVersionView {
     pub name: String,
     pub version: i64,
     pub destroyed: bool,
+    /// Present when one-shot runs seen in the last 10 minutes had received
+    /// this version: they do not block a destroy, but their commands may
+    /// still be running with its value.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
+}
+
+impl DestroyedVersionView {
+    pub fn new(d: &DestroyedVersion, version: i64) -> Self {
+        let n = d.one_shot_holders;
+        Self {
+            name: d.record.name.clone(),
+            version,
+            destroyed: true,
+            warning: (n > 0).then(|| {
+                format!(
+                    "{n} one-shot run{} received version {version} in the last {} minutes; \
+                     nothing reports when their commands end, so they may still be using it",
+                    plural(n),
+                    ONE_SHOT_LISTED_FOR.as_secs() / 60
+                )
+            }),
+        }
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
 }
 
 /// A deleted secret that can still be undeleted.

@@ -58,7 +58,7 @@ pub struct AppState {
     ),
     modifiers(&BearerAuth),
     security(("BearerAuth" = [])),
-    components(schemas(error::ErrorBody)),
+    components(schemas(error::ErrorBody, error::ConcernedKeyView)),
 )]
 struct ApiDoc;
 
@@ -206,7 +206,6 @@ fn api_router() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(runtime::fetch_secret))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
-        .routes(routes!(ops::metrics))
         .routes(routes!(ops::openapi))
 }
 
@@ -238,6 +237,17 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             panic_response,
         ))
+        .with_state(state)
+}
+
+/// The metrics listener's router: `GET /metrics` and nothing else. It is
+/// served on an address of its own (`--metrics-listen`, loopback by
+/// default), never on the API's listener, so reaching the API's port says
+/// nothing about the server's traffic.
+pub fn metrics_router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/metrics", axum::routing::get(ops::metrics))
+        .fallback(|| async { ApiError::new(ErrorCode::NotFound, "only /metrics is served here") })
         .with_state(state)
 }
 

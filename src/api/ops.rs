@@ -4,7 +4,7 @@
 use super::AppState;
 use crate::store::StoreError;
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
@@ -34,18 +34,15 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
                 StoreError::StorageFull { .. } => super::error::STORAGE_FULL,
                 _ => "the store is not reachable",
             };
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({"code": "UNAVAILABLE", "message": message})),
-            )
+            super::error::ApiError::new(super::error::ErrorCode::Unavailable, message)
                 .into_response()
         }
     }
 }
 
-/// Prometheus metrics (text format). Labels carry route templates and status
-/// codes, never secret names or values.
-#[utoipa::path(get, path = "/metrics", tag = "operations", security(()), responses((status = 200, description = "Prometheus text")))]
+/// Prometheus metrics (text format), on the metrics listener only. Labels
+/// carry route templates, methods, status codes and a few fixed sets (never
+/// a secret's name or value, nor anything whose values grow with tenants).
 pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

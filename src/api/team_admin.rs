@@ -2,6 +2,7 @@
 
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{Body, Caller, PathParams, QueryParams};
+use super::users::KeyHandoverQuery;
 use super::views::{
     MemberView, MembersView, MembershipRequest, TeamNameRequest, TeamTombstoneView, TeamView,
 };
@@ -101,15 +102,18 @@ pub async fn list_members(
 
 /// Extension: add a user to a team or change its role (team or org admins).
 /// Body: `role` (`ADMIN` or `MEMBER`, default `MEMBER`). Answers the
-/// membership: the user with its role in this team.
+/// membership: the user with its role in this team. A demotion from team
+/// admin of a user who answers for keys of this team needs `revoke_keys` or
+/// `transfer_keys_to` (otherwise 409, listing the keys).
 #[utoipa::path(put, path = "/v1/teams/{team_id}/members/{user_id}", tag = "extensions", request_body = MembershipRequest,
-    params(("team_id" = String, Path), ("user_id" = String, Path)),
+    params(("team_id" = String, Path), ("user_id" = String, Path), KeyHandoverQuery),
     responses((status = 200, body = MemberView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn set_member(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     PathParams((team_id, user_id)): PathParams<(String, String)>,
+    QueryParams(q): QueryParams<KeyHandoverQuery>,
     Body(body): Body<MembershipRequest>,
 ) -> ApiResult<Json<MemberView>> {
     let role = match body.role.as_deref() {
@@ -118,9 +122,10 @@ pub async fn set_member(
             ApiError::invalid(format!("unknown role {r:?}; expected ADMIN or MEMBER"))
         })?,
     };
+    let keys = q.handover()?;
     let user = state
         .service
-        .set_member(&caller.0, &team_id, &user_id, role)
+        .set_member(&caller.0, &team_id, &user_id, role, keys)
         .await?;
     Ok(Json(MemberView {
         user_id: user.id,
@@ -131,19 +136,22 @@ pub async fn set_member(
 }
 
 /// Extension: remove a user from a team (team or org admins; not from the
-/// default team).
+/// default team). A user who answers for keys of this team needs
+/// `revoke_keys` or `transfer_keys_to` (otherwise 409, listing the keys).
 #[utoipa::path(delete, path = "/v1/teams/{team_id}/members/{user_id}", tag = "extensions",
-    params(("team_id" = String, Path), ("user_id" = String, Path)),
+    params(("team_id" = String, Path), ("user_id" = String, Path), KeyHandoverQuery),
     responses((status = 200, description = "Removed"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn remove_member(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     PathParams((team_id, user_id)): PathParams<(String, String)>,
+    QueryParams(q): QueryParams<KeyHandoverQuery>,
 ) -> ApiResult<Json<serde_json::Value>> {
+    let keys = q.handover()?;
     state
         .service
-        .remove_member(&caller.0, &team_id, &user_id)
+        .remove_member(&caller.0, &team_id, &user_id, keys)
         .await?;
     Ok(Json(
         serde_json::json!({"team_id": team_id, "user_id": user_id}),

@@ -7,6 +7,7 @@ use super::views::{
     UserTombstoneView, UserView, UsersView,
 };
 use super::AppState;
+use crate::domain::access::KeyHandover;
 use crate::domain::types::OrgRole;
 use crate::service::users::DEFAULT_PAGE;
 use axum::extract::State;
@@ -71,6 +72,36 @@ pub async fn get_user(
     Ok(Json(UserView::new(user, Some(org.name))))
 }
 
+/// What to do with the API keys a user answers for when a change takes
+/// away the authority they were issued under (a demotion, a removal from a
+/// team, the deletion of the user). Without either, such a change is
+/// refused with 409 listing the keys.
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct KeyHandoverQuery {
+    /// `true`: revoke those keys with the change (on every node within a
+    /// second).
+    revoke_keys: Option<bool>,
+    /// A user of the organization who may issue those keys (an org admin,
+    /// or an admin of their team) answers for them from now on.
+    transfer_keys_to: Option<String>,
+}
+
+impl KeyHandoverQuery {
+    pub fn handover(self) -> ApiResult<KeyHandover> {
+        match (self.revoke_keys.unwrap_or(false), self.transfer_keys_to) {
+            (true, Some(_)) => Err(ApiError::invalid(
+                "revoke_keys and transfer_keys_to exclude each other: choose one",
+            )),
+            (true, None) => Ok(KeyHandover::Revoke),
+            (false, Some(to)) if to.trim().is_empty() => {
+                Err(ApiError::invalid("transfer_keys_to must name a user id"))
+            }
+            (false, Some(to)) => Ok(KeyHandover::TransferTo(to)),
+            (false, None) => Ok(KeyHandover::Refuse),
+        }
+    }
+}
+
 fn parse_org_role(raw: Option<String>) -> ApiResult<OrgRole> {
     match raw.as_deref() {
         None => Ok(OrgRole::Member),
@@ -99,16 +130,21 @@ pub async fn create_user(
     Ok(Json(user.into()))
 }
 
-/// Extension: delete a user with its personal keys and memberships (org admins).
-#[utoipa::path(delete, path = "/v1/users/{user_id}", tag = "extensions", params(("user_id" = String, Path)),
+/// Extension: delete a user with its personal keys and memberships (org
+/// admins). The workspace keys the user created are revoked or handed over
+/// as the query says; without `revoke_keys` or `transfer_keys_to`, a user
+/// who answers for any is kept (409 listing them).
+#[utoipa::path(delete, path = "/v1/users/{user_id}", tag = "extensions", params(("user_id" = String, Path), KeyHandoverQuery),
     responses((status = 200, body = UserTombstoneView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn delete_user(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     PathParams(user_id): PathParams<String>,
+    QueryParams(q): QueryParams<KeyHandoverQuery>,
 ) -> ApiResult<Json<UserTombstoneView>> {
-    let user = state.service.delete_user(&caller.0, &user_id).await?;
+    let keys = q.handover()?;
+    let user = state.service.delete_user(&caller.0, &user_id, keys).await?;
     Ok(Json(UserTombstoneView { user_id: user.id }))
 }
 

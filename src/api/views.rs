@@ -244,6 +244,11 @@ pub struct ApiKeyInfoView {
     /// Personal keys only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub owner: Option<ApiKeyOwnerView>,
+    /// Extension, every key type but personal keys: the id of the user who
+    /// answers for the key (its creator, or whom it was handed over to); the
+    /// key lives only as long as that user may issue it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub answered_by: Option<String>,
 }
 
 impl From<KeyListing> for ApiKeyInfoView {
@@ -256,6 +261,7 @@ impl From<KeyListing> for ApiKeyInfoView {
             }),
             _ => None,
         };
+        let answered_by = crate::domain::access::answerer(&k.key).map(str::to_owned);
         Self {
             prefix: k.key.prefix,
             name: k.key.name,
@@ -265,6 +271,7 @@ impl From<KeyListing> for ApiKeyInfoView {
             team_name: k.team_name,
             created_at: rfc3339(k.key.created_at),
             last_used_at: k.key.last_used_at.map(rfc3339),
+            answered_by,
             owner,
         }
     }

@@ -218,6 +218,12 @@ pub enum BreakKind {
     Rewritten,
     #[error("the signed checkpoint that stands for its pruned events does not hold: {0}")]
     BadAnchor(String),
+    #[error("its events up to here were pruned, and no shipped checkpoint file holds the pruning anchor that stands for them")]
+    PrunedUnshipped,
+    #[error("its pruning anchor names the checkpoint at seq {checked} it was checked against, and no shipped checkpoint file holds that checkpoint")]
+    AnchorBasisUnshipped { checked: u64 },
+    #[error("its events after the checkpoint shipped here were pruned through seq {through}, by another node or a forger")]
+    PrunedPast { through: u64 },
 }
 
 /// Verifies `events`, in ascending seq order, from `start`, and returns the

@@ -30,6 +30,9 @@ use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 const CHECKPOINT_TAG: &[u8] = b"tessera/audit/checkpoint/v1\0";
+/// A pruning anchor's signatures: never valid as a plain checkpoint's, nor
+/// the other way round.
+const ANCHOR_TAG: &[u8] = b"tessera/audit/prune-anchor/v1\0";
 const PUBLIC_KEY_PREFIX: &str = "ed25519:";
 
 /// A chain's head at a moment, as a signer vouches for it.
@@ -45,6 +48,34 @@ pub struct Checkpoint {
     pub time: i64,
     /// The signing key's id (`CheckpointPublicKey::id`).
     pub signer: String,
+    /// Present on a pruning anchor only: this line allows the chain's
+    /// events up to `seq` to be deleted, and names the checkpoint the node
+    /// last shipped, which it checked the log against before signing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prune: Option<PruneBasis>,
+}
+
+/// What a pruning anchor was checked against: the checkpoint of the same
+/// chain that the node signing it had last shipped (at or after the
+/// anchor's seq).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PruneBasis {
+    pub checked_seq: u64,
+    /// The MAC that checkpoint holds (hex in JSON).
+    #[serde(with = "mac_hex")]
+    pub checked_mac: ChainMac,
+}
+
+impl PruneBasis {
+    /// The checked checkpoint's head, in the anchor's chain.
+    pub fn head(&self, chain: &str) -> ChainHead {
+        ChainHead {
+            chain: chain.to_owned(),
+            seq: self.checked_seq,
+            mac: self.checked_mac,
+        }
+    }
 }
 
 impl Checkpoint {
@@ -65,14 +96,27 @@ impl Checkpoint {
             out.extend_from_slice(&(s.len() as u64).to_be_bytes());
             out.extend_from_slice(s.as_bytes());
         }
-        let mut out = Vec::with_capacity(CHECKPOINT_TAG.len() + 80 + self.chain.len());
-        out.extend_from_slice(CHECKPOINT_TAG);
+        let mut out = Vec::with_capacity(ANCHOR_TAG.len() + 120 + self.chain.len());
+        let tag = match self.prune {
+            None => CHECKPOINT_TAG,
+            Some(_) => ANCHOR_TAG,
+        };
+        out.extend_from_slice(tag);
         text(&mut out, &self.chain);
         out.extend_from_slice(&self.seq.to_be_bytes());
         out.extend_from_slice(&self.mac);
         out.extend_from_slice(&self.time.to_be_bytes());
         text(&mut out, &self.signer);
+        if let Some(basis) = &self.prune {
+            out.extend_from_slice(&basis.checked_seq.to_be_bytes());
+            out.extend_from_slice(&basis.checked_mac);
+        }
         out
+    }
+
+    /// Whether this is a pruning anchor.
+    pub fn is_anchor(&self) -> bool {
+        self.prune.is_some()
     }
 }
 
@@ -214,12 +258,38 @@ impl CheckpointSigner {
     /// A signed checkpoint of `head` at `time` (microseconds since the Unix
     /// epoch).
     pub fn sign(&self, head: &ChainHead, time: i64) -> SignedCheckpoint {
+        self.sign_checkpoint(head, time, None)
+    }
+
+    /// A pruning anchor at `head`: the chain's events up to it may go,
+    /// after the log was checked against `checked`, the checkpoint of that
+    /// chain last shipped.
+    pub fn sign_anchor(
+        &self,
+        head: &ChainHead,
+        time: i64,
+        checked: &ChainHead,
+    ) -> SignedCheckpoint {
+        let basis = PruneBasis {
+            checked_seq: checked.seq,
+            checked_mac: checked.mac,
+        };
+        self.sign_checkpoint(head, time, Some(basis))
+    }
+
+    fn sign_checkpoint(
+        &self,
+        head: &ChainHead,
+        time: i64,
+        prune: Option<PruneBasis>,
+    ) -> SignedCheckpoint {
         let checkpoint = Checkpoint {
             chain: head.chain.clone(),
             seq: head.seq,
             mac: head.mac,
             time,
             signer: self.public.id.clone(),
+            prune,
         };
         let signature: Signature = self.key.sign(&checkpoint.signed_bytes());
         SignedCheckpoint {
@@ -440,6 +510,38 @@ mod tests {
             verify_checkpoint(s.public_key(), &edited),
             Err(CheckpointError::BadSignature)
         ));
+    }
+
+    #[test]
+    fn an_anchor_is_signed_apart_from_a_checkpoint() {
+        let s = signer();
+        let events = chain_of(&key(), 10);
+        let anchor = s.sign_anchor(&head_at(&events, 4), TIME, &head_at(&events, 9));
+        let line = anchor.to_json_line().unwrap();
+        assert!(line.contains("\"prune\":{\"checked_seq\":9"), "{line}");
+        let back = SignedCheckpoint::from_json_line(&line).unwrap();
+        let checked = verify_checkpoint(s.public_key(), &back).unwrap();
+        assert!(checked.is_anchor());
+        assert_eq!(checked.prune.unwrap().head(CHAIN), head_at(&events, 9));
+        // A plain checkpoint's line does not say `prune`, as before.
+        let plain = s.sign(&head_at(&events, 4), TIME).to_json_line().unwrap();
+        assert!(!plain.contains("prune"), "{plain}");
+        // Passing an anchor off as a checkpoint, or the other way round,
+        // or changing what it was checked against, breaks the signature.
+        let mut stripped = anchor.clone();
+        stripped.checkpoint.prune = None;
+        let mut dressed = s.sign(&head_at(&events, 4), TIME);
+        dressed.checkpoint.prune = anchor.checkpoint.prune.clone();
+        let mut moved = anchor.clone();
+        if let Some(basis) = moved.checkpoint.prune.as_mut() {
+            basis.checked_seq = 10;
+        }
+        for edited in [stripped, dressed, moved] {
+            assert!(matches!(
+                verify_checkpoint(s.public_key(), &edited),
+                Err(CheckpointError::BadSignature)
+            ));
+        }
     }
 
     #[test]

@@ -36,7 +36,9 @@ pub struct AuditEvent {
     pub actor_user: Option<String>,
     pub org_id: Option<String>,
     pub team_id: Option<String>,
-    /// What was done, e.g. `secret.upsert`.
+    /// What was done: the name of a
+    /// [`AuditAction`](crate::domain::audit_action::AuditAction), e.g.
+    /// `secret.write`.
     pub action: String,
     pub target_id: Option<String>,
     pub target_name: Option<String>,

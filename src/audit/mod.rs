@@ -5,11 +5,15 @@
 //! * `event`: an event and its canonical bytes.
 //! * `chain`: linking events one by one, and verifying a stored chain.
 //! * `checkpoint`: signing a chain's head, and proving a log still extends
-//!   a signed head (against rewriting with the MAC key, and truncation).
+//!   a signed head (against rewriting with the MAC key, and truncation);
+//!   pruning anchors, the checkpoints that allow a chain's prefix to go.
+//! * `record`: what a node shipped, chain by chain: whether a chain moved,
+//!   what the log must still extend, where it may be pruned.
 
 pub mod chain;
 pub mod checkpoint;
 pub mod event;
+pub mod record;
 
 #[cfg(test)]
 mod testutil;

@@ -47,6 +47,77 @@ pub enum TeamCommand {
     },
 }
 
+/// What to do with the API keys a user answers for when a change takes away
+/// the authority they were issued under. Without either flag such a change
+/// is refused, listing the keys.
+#[derive(Debug, Clone, clap::Args)]
+pub struct HandoverArgs {
+    /// Revoke the keys the user answers for that would outlive their
+    /// authority (on every node within a second).
+    #[arg(long, conflicts_with = "transfer_keys_to")]
+    revoke_keys: bool,
+    /// Make this user (an org admin, or an admin of the keys' team) answer
+    /// for those keys instead.
+    #[arg(long, value_name = "USER_ID")]
+    transfer_keys_to: Option<String>,
+}
+
+impl HandoverArgs {
+    /// The query string the API takes for these flags ("" for none).
+    fn query(&self) -> String {
+        match (&self.transfer_keys_to, self.revoke_keys) {
+            (Some(to), _) => format!("?transfer_keys_to={}", seg(to)),
+            (None, true) => "?revoke_keys=true".to_owned(),
+            (None, false) => String::new(),
+        }
+    }
+}
+
+/// A refusal for keys that would outlive their answerer's authority, told in
+/// the CLI's terms: the keys, and the flags that say what to do with them.
+fn explain_handover(e: anyhow::Error) -> anyhow::Error {
+    let Some(refused) = e.downcast_ref::<super::remote::Refused>() else {
+        return e;
+    };
+    let Some(keys) = refused.body["keys"].as_array() else {
+        return e;
+    };
+    let listed: Vec<String> = keys
+        .iter()
+        .map(|k| {
+            let team = k["team_id"]
+                .as_str()
+                .map(|t| format!(", team {t}"))
+                .unwrap_or_default();
+            format!(
+                "  {} ({}{team}){}",
+                k["prefix"].as_str().unwrap_or("?"),
+                k["type"].as_str().unwrap_or("?"),
+                k["name"]
+                    .as_str()
+                    .map(|n| format!(" {n:?}"))
+                    .unwrap_or_default()
+            )
+        })
+        .collect();
+    let transfer_refused = refused.body["message"]
+        .as_str()
+        .is_some_and(|m| m.starts_with("the user named by transfer_keys_to"));
+    let what = if transfer_refused {
+        "the user named by --transfer-keys-to may not issue these keys, so cannot answer for them \
+         (an org admin may answer for any key, a team admin for the team's keys):"
+    } else {
+        "refused: no key outlives the authority of the person who answers for it, and this change \
+         would take that authority away for these keys:"
+    };
+    anyhow::anyhow!(
+        "CONFLICT ({}): {what}\n{}\nPass --revoke-keys to revoke them, or --transfer-keys-to USER_ID to make \
+         another user (an org admin, or an admin of their team) answer for them.",
+        refused.status,
+        listed.join("\n")
+    )
+}
+
 #[derive(Debug, Subcommand)]
 pub enum UserCommand {
     /// List users (all pages).
@@ -63,8 +134,13 @@ pub enum UserCommand {
         #[arg(long, default_value = "MEMBER")]
         role: String,
     },
-    /// Delete a user with its personal keys.
-    Delete { user_id: String },
+    /// Delete a user with its personal keys (and, as the flags say, the
+    /// keys it created).
+    Delete {
+        user_id: String,
+        #[command(flatten)]
+        keys: HandoverArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -78,9 +154,16 @@ pub enum MemberCommand {
         /// ADMIN or MEMBER.
         #[arg(long, default_value = "MEMBER")]
         role: String,
+        #[command(flatten)]
+        keys: HandoverArgs,
     },
     /// Remove a user from a team.
-    Remove { team_id: String, user_id: String },
+    Remove {
+        team_id: String,
+        user_id: String,
+        #[command(flatten)]
+        keys: HandoverArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -104,6 +187,10 @@ pub enum KeyCommand {
         /// Model scope (WORKSPACE_INVOKE, WORKSPACE_EXPORT_METRICS); repeatable.
         #[arg(long = "model-id")]
         model_ids: Vec<String>,
+        /// Narrow a WORKSPACE_READ_SECRETS key to this secret name; repeatable
+        /// (without it the key reads every secret of its team).
+        #[arg(long = "secret-name")]
+        secret_names: Vec<String>,
     },
     /// Mint a personal key for a user (org admins); prints it as the only line.
     Mint {
@@ -115,12 +202,12 @@ pub enum KeyCommand {
     Revoke { prefix: String },
 }
 
-/// Prints a newly created key: alone on its line in text mode so scripts can
-/// capture it.
+/// Prints a newly created key: alone on its line in text and id modes so
+/// scripts can capture it (its prefix is the part before the dot).
 fn print_key(remote: &Remote, v: &Value) {
     match remote.output {
         Output::Json => println!("{v}"),
-        Output::Text => println!("{}", v["api_key"].as_str().unwrap_or_default()),
+        Output::Text | Output::Id => println!("{}", v["api_key"].as_str().unwrap_or_default()),
     }
 }
 
@@ -149,10 +236,11 @@ pub async fn teams(args: &RemoteArgs, cmd: TeamCommand) -> anyhow::Result<()> {
         }
         TeamCommand::Delete { team_id, cascade } => {
             let v = r
-                .call(
+                .call_as(
                     Method::DELETE,
                     &format!("/v1/teams/{}?cascade={cascade}", seg(&team_id)),
                     None,
+                    &[("pass cascade=true", "pass --cascade")],
                 )
                 .await?;
             r.print_one(&v, &["id", "name", "deleted_secrets"]);
@@ -197,14 +285,15 @@ pub async fn users(args: &RemoteArgs, cmd: UserCommand) -> anyhow::Result<()> {
                 .await?;
             r.print_one(&v, USER_COLUMNS);
         }
-        UserCommand::Delete { user_id } => {
+        UserCommand::Delete { user_id, keys } => {
             let v = r
                 .call(
                     Method::DELETE,
-                    &format!("/v1/users/{}", seg(&user_id)),
+                    &format!("/v1/users/{}{}", seg(&user_id), keys.query()),
                     None,
                 )
-                .await?;
+                .await
+                .map_err(explain_handover)?;
             r.print_one(&v, &["user_id"]);
         }
     }
@@ -228,16 +317,35 @@ pub async fn members(args: &RemoteArgs, cmd: MemberCommand) -> anyhow::Result<()
             team_id,
             user_id,
             role,
+            keys,
         } => {
-            let path = format!("/v1/teams/{}/members/{}", seg(&team_id), seg(&user_id));
+            let path = format!(
+                "/v1/teams/{}/members/{}{}",
+                seg(&team_id),
+                seg(&user_id),
+                keys.query()
+            );
             let v = r
                 .call(Method::PUT, &path, Some(json!({"role": role})))
-                .await?;
+                .await
+                .map_err(explain_handover)?;
             r.print_one(&v, USER_COLUMNS);
         }
-        MemberCommand::Remove { team_id, user_id } => {
-            let path = format!("/v1/teams/{}/members/{}", seg(&team_id), seg(&user_id));
-            let v = r.call(Method::DELETE, &path, None).await?;
+        MemberCommand::Remove {
+            team_id,
+            user_id,
+            keys,
+        } => {
+            let path = format!(
+                "/v1/teams/{}/members/{}{}",
+                seg(&team_id),
+                seg(&user_id),
+                keys.query()
+            );
+            let v = r
+                .call(Method::DELETE, &path, None)
+                .await
+                .map_err(explain_handover)?;
             r.print_one(&v, &["team_id", "user_id"]);
         }
     }
@@ -260,16 +368,33 @@ pub async fn keys(args: &RemoteArgs, cmd: KeyCommand) -> anyhow::Result<()> {
             name,
             team,
             model_ids,
+            secret_names,
         } => {
             let mut body = json!({"type": key_type, "name": name});
             if !model_ids.is_empty() {
                 body["model_ids"] = json!(model_ids);
             }
+            if !secret_names.is_empty() {
+                body["secret_names"] = json!(secret_names);
+            }
             let path = match team {
                 Some(t) => format!("/v1/teams/{}/api_keys", seg(&t)),
                 None => "/v1/api_keys".to_owned(),
             };
-            let v = r.call(Method::POST, &path, Some(body)).await?;
+            let v = r
+                .call_as(
+                    Method::POST,
+                    &path,
+                    Some(body),
+                    &[
+                        ("model_ids is only allowed", "--model-id is only allowed"),
+                        (
+                            "create them with POST /v1/api_keys",
+                            "create them without --team",
+                        ),
+                    ],
+                )
+                .await?;
             print_key(&r, &v);
         }
         KeyCommand::Mint { user_id, name } => {

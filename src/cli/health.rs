@@ -96,6 +96,13 @@ impl Health {
         self.status.failing = None;
     }
 
+    /// What was received can be applied, and will be later (`run --watch`
+    /// waiting for quiet before its restart): no longer failing, while
+    /// `revision` stays what is applied.
+    pub fn applicable(&mut self) {
+        self.status.failing = None;
+    }
+
     pub fn unreachable(&mut self, error: &str) {
         let since = match &self.status.unreachable {
             Some(p) => p.since.clone(),

@@ -10,6 +10,7 @@ pub mod init;
 pub mod link;
 pub mod migrate;
 pub mod org;
+pub mod preflight;
 pub mod remote;
 pub mod run;
 pub mod runtime_client;

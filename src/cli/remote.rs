@@ -8,8 +8,15 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum Output {
+    /// A table.
     Text,
+    /// The server's JSON answer.
     Json,
+    /// Only the identifier the next command takes (a team's or user's id,
+    /// a key's prefix, a secret's name), one per line, for
+    /// `team=$(tessera teams create ml --output id)`. A new key is printed
+    /// whole, as in text: it is shown only once.
+    Id,
 }
 
 /// How to reach the server.
@@ -93,6 +100,42 @@ pub fn http_client_with(
     Ok(builder.build()?)
 }
 
+/// A request the server answered with an error: its status, the line
+/// printed for it, and the JSON body (for commands that explain it in their
+/// own terms).
+#[derive(Debug)]
+pub struct Refused {
+    pub status: u16,
+    pub message: String,
+    pub body: Value,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Refused {}
+
+/// What to do about a TLS failure whose cause the error chain names only
+/// by rustls's identifier.
+pub fn tls_hint(chain: &str) -> Option<&'static str> {
+    if chain.contains("CaUsedAsEndEntity") {
+        // `openssl req -x509` makes a CA certificate (basicConstraints
+        // CA:TRUE); TLS clients refuse one as a server's own certificate,
+        // even when it is the very certificate they were told to trust.
+        return Some(
+            "The server presents a CA certificate (basicConstraints CA:TRUE, as `openssl req -x509` \
+             makes by default) as its own: clients refuse that even with --ca-file. Serve a leaf \
+             certificate instead: either one made with `-addext basicConstraints=critical,CA:FALSE` \
+             (and trust that file with --ca-file), or a CA that signs a leaf (serve the leaf, trust the \
+             CA with --ca-file). See docs/operations.md, TLS",
+        );
+    }
+    None
+}
+
 pub struct Remote {
     http: reqwest::Client,
     base: String,
@@ -123,6 +166,22 @@ impl Remote {
         path: &str,
         body: Option<Value>,
     ) -> anyhow::Result<Value> {
+        self.call_as(method, path, body, &[]).await
+    }
+
+    /// [`Remote::call`] for a command that sets API parameters from its
+    /// flags: the server words its messages for API callers ("pass
+    /// force=true"), so each `(API wording, CLI wording)` pair is replaced
+    /// in a refusal's message ("pass --force"). The wordings are whole
+    /// phrases, not bare parameter names, so that a secret or key name that
+    /// happens to match is never rewritten.
+    pub async fn call_as(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        cli_words: &[(&str, &str)],
+    ) -> anyhow::Result<Value> {
         let mut req = self
             .http
             .request(method, format!("{}{path}", self.base))
@@ -139,30 +198,48 @@ impl Remote {
                 chain.push_str(&s.to_string());
                 source = s.source();
             }
-            anyhow::anyhow!("cannot reach {}: {chain}", self.base)
+            let hint = tls_hint(&chain)
+                .map(|h| format!(". {h}"))
+                .unwrap_or_default();
+            anyhow::anyhow!("cannot reach {}: {chain}{hint}", self.base)
         })?;
         let status = resp.status();
         let text = resp.text().await?;
         let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
         if !status.is_success() {
             let code = value["code"].as_str().unwrap_or("ERROR");
-            let message = value["message"].as_str().unwrap_or(text.as_str());
-            bail!("{code} ({}): {message}", status.as_u16());
+            let mut message = value["message"]
+                .as_str()
+                .unwrap_or(text.as_str())
+                .to_owned();
+            for (api, cli) in cli_words {
+                message = message.replace(api, cli);
+            }
+            return Err(Refused {
+                status: status.as_u16(),
+                message: format!("{code} ({}): {message}", status.as_u16()),
+                body: value,
+            }
+            .into());
         }
         Ok(value)
     }
 
-    /// Prints a response: JSON as is, or the chosen fields as a table.
+    /// Prints a response: JSON as is, the chosen fields as a table, or the
+    /// first of them (the identifier) alone.
     pub fn print_list(&self, value: &Value, items: &Value, columns: &[&str]) {
+        let rows = items.as_array().map(Vec::as_slice).unwrap_or_default();
         match self.output {
             Output::Json => println!(
                 "{}",
                 serde_json::to_string_pretty(value).unwrap_or_default()
             ),
-            Output::Text => print_table(
-                items.as_array().map(Vec::as_slice).unwrap_or_default(),
-                columns,
-            ),
+            Output::Text => print_table(rows, columns),
+            Output::Id => {
+                for row in rows {
+                    println!("{}", cell(&row[columns.first().copied().unwrap_or("id")]));
+                }
+            }
         }
     }
 

@@ -8,6 +8,7 @@
 //! `Debug`); no error or log line built here contains one.
 
 use super::remote::http_client_with;
+use crate::domain::consumer_kind::ConsumerKind;
 use crate::domain::secret_name::{canonicalize, SecretName};
 use crate::domain::secret_value::SecretValue;
 use anyhow::{bail, Context};
@@ -38,6 +39,26 @@ pub enum Holds<'a> {
     Nothing,
     /// Everything the answer with this `ETag` carried, applied in full.
     Revision(&'a HeaderValue),
+}
+
+/// The header that says what kind of consumer this is.
+pub const KIND_HEADER: &str = crate::service::consumers::KIND_HEADER;
+
+/// The variables that say where a runtime client finds its key: a command
+/// it starts (`tessera run`'s CMD, the agent's `--on-change`) gets values
+/// or names, never the key or where it is.
+pub const KEY_VARIABLES: &[&str] = &["TESSERA_API_KEY", "TESSERA_API_KEY_FILE"];
+
+/// Makes this process non-dumpable: its `/proc/PID/environ` (which keeps
+/// the environment as it was at exec, `TESSERA_API_KEY` included, whatever
+/// is unset later), its memory and `ptrace` become closed to other processes
+/// of the same user (root keeps them). For `tessera run` and `tessera
+/// agent`, which hold a workload key for as long as they live. A command
+/// they start is dumpable again (exec resets it) and never has the key in
+/// its environment ([`KEY_VARIABLES`]).
+pub fn protect_the_key() -> anyhow::Result<()> {
+    nix::sys::prctl::set_dumpable(false)
+        .context("cannot make the process non-dumpable (prctl PR_SET_DUMPABLE)")
 }
 
 /// How long a long poll asks the server to wait (the server allows 60).
@@ -212,6 +233,7 @@ pub struct RuntimeClient {
     authorization: HeaderValue,
     instance: HeaderValue,
     key_prefix: String,
+    kind: ConsumerKind,
 }
 
 impl RuntimeClient {
@@ -247,7 +269,14 @@ impl RuntimeClient {
             authorization,
             instance,
             key_prefix,
+            kind: ConsumerKind::Agent,
         })
+    }
+
+    /// Says what kind of consumer this is (an agent unless told).
+    pub fn with_kind(mut self, kind: ConsumerKind) -> Self {
+        self.kind = kind;
+        self
     }
 
     /// The key's prefix (the part shown in key listings).
@@ -294,7 +323,8 @@ impl RuntimeClient {
             .get(url)
             .timeout(timeout)
             .header(AUTHORIZATION, self.authorization.clone())
-            .header(INSTANCE_HEADER, self.instance.clone());
+            .header(INSTANCE_HEADER, self.instance.clone())
+            .header(KIND_HEADER, self.kind.as_str());
         if let Some(etag) = held {
             req = req.header(IF_NONE_MATCH, etag.clone());
         }
@@ -340,10 +370,13 @@ fn unavailable(base: &str, e: &reqwest::Error) -> FetchError {
         detail = s.to_string();
         source = s.source();
     }
+    let hint = super::remote::tls_hint(&detail)
+        .map(|h| format!(". {h}"))
+        .unwrap_or_default();
     let mut message = if detail.is_empty() {
         format!("{base}: {what}")
     } else {
-        format!("{base}: {what} ({detail})")
+        format!("{base}: {what} ({detail}){hint}")
     };
     if base.starts_with("http://") && not_http(e) {
         message.push_str(

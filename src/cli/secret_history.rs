@@ -8,6 +8,7 @@ use anyhow::bail;
 use clap::Subcommand;
 use reqwest::Method;
 use serde_json::Value;
+use std::collections::HashMap;
 
 #[derive(Debug, Subcommand)]
 pub enum HistoryCommand {
@@ -37,7 +38,7 @@ pub enum HistoryCommand {
         #[arg(long)]
         team: Option<String>,
         /// Destroy it even though a consumer seen in the last 10 minutes
-        /// still holds it.
+        /// still holds it (one-shot `tessera run`s never block a destroy).
         #[arg(long)]
         force: bool,
     },
@@ -83,20 +84,71 @@ async fn team_id(r: &Remote, team: Option<String>) -> anyhow::Result<String> {
     }
 }
 
+/// The email of each user who wrote one of the listed versions, where the
+/// caller may read the directory (otherwise the table shows the user's id).
+async fn writer_names(r: &Remote, listing: &Value) -> HashMap<String, String> {
+    let mut names = HashMap::new();
+    if !r.is_text() {
+        return names;
+    }
+    let versions = listing["versions"].as_array().map(Vec::as_slice);
+    for version in versions.unwrap_or_default() {
+        let Some(id) = version["created_by"]["user_id"].as_str() else {
+            continue;
+        };
+        if names.contains_key(id) {
+            continue;
+        }
+        let path = format!("/v1/users/{}", seg(id));
+        if let Ok(user) = r.call(Method::GET, &path, None).await {
+            if let Some(email) = user["email"].as_str() {
+                names.insert(id.to_owned(), email.to_owned());
+            }
+        }
+    }
+    names
+}
+
+/// One cell of the WRITTEN_BY column: the user (email when known, else id)
+/// and the key it wrote through, e.g. `ana@example.com (key AbCd1234)`.
+fn written_by(actor: &Value, names: &HashMap<String, String>) -> String {
+    let user = actor["user_id"]
+        .as_str()
+        .map(|id| names.get(id).cloned().unwrap_or_else(|| id.to_owned()));
+    let key = actor["key_prefix"].as_str();
+    match (user, key) {
+        (Some(u), Some(k)) => format!("{u} (key {k})"),
+        (Some(u), None) => u,
+        (None, Some(k)) => format!("key {k}"),
+        (None, None) => "-".to_owned(),
+    }
+}
+
 pub async fn run(r: &Remote, cmd: HistoryCommand) -> anyhow::Result<()> {
     match cmd {
         HistoryCommand::Versions { name, team } => {
             let team = team_id(r, team).await?;
             let path = format!("/v1/teams/{}/secrets/{}/versions", seg(&team), seg(&name));
             let mut v = r.call(Method::GET, &path, None).await?;
-            // The table shows how many consumers hold each version.
+            // The table shows who wrote each version and how many consumers
+            // hold it.
+            let writers = writer_names(r, &v).await;
             if let Some(versions) = v["versions"].as_array_mut() {
                 for version in versions {
                     let held = version["consumers"].as_array().map_or(0, Vec::len);
                     version["held_by"] = Value::from(held);
+                    version["written_by"] =
+                        Value::from(written_by(&version["created_by"], &writers));
                 }
             }
-            let columns = ["version", "created_at", "current", "destroyed", "held_by"];
+            let columns = [
+                "version",
+                "created_at",
+                "written_by",
+                "current",
+                "destroyed",
+                "held_by",
+            ];
             r.print_list(&v, &v["versions"], &columns);
         }
         HistoryCommand::Restore {
@@ -125,7 +177,21 @@ pub async fn run(r: &Remote, cmd: HistoryCommand) -> anyhow::Result<()> {
                 seg(&team),
                 seg(&name)
             );
-            let v = r.call(Method::DELETE, &path, None).await?;
+            let rotate = format!("(tessera secrets set {name} --destroy-previous)");
+            let v = r
+                .call_as(
+                    Method::DELETE,
+                    &path,
+                    None,
+                    &[
+                        ("with force=true", "with --force"),
+                        ("(with destroy_previous)", &rotate),
+                    ],
+                )
+                .await?;
+            if let Some(w) = v["warning"].as_str() {
+                eprintln!("warning: {w}");
+            }
             r.print_one(&v, &["name", "version", "destroyed"]);
         }
         HistoryCommand::Consumers { name, team } => {
@@ -135,9 +201,13 @@ pub async fn run(r: &Remote, cmd: HistoryCommand) -> anyhow::Result<()> {
             if r.is_text() {
                 println!("{}", v["summary"].as_str().unwrap_or_default());
             }
+            if let Some(w) = v["warning"].as_str() {
+                eprintln!("warning: {w}");
+            }
             let columns = [
                 "key_prefix",
                 "instance",
+                "kind",
                 "version",
                 "last_seen_at",
                 "client",

@@ -1,4 +1,4 @@
-use crate::config::{ServeArgs, StoreArgs};
+use crate::config::{MetricsListen, ServeArgs, StoreArgs};
 use crate::datadir::DatabaseLock;
 use crate::service::Service;
 use crate::store::StoreError;
@@ -6,11 +6,14 @@ use anyhow::Context;
 use std::net::SocketAddr;
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    refuse_unshipped_pruning(&args)?;
     let listener = bind(args.listen).await?;
+    let metrics_listener = bind_metrics(args.metrics_listen).await?;
     let Started { service, lock } = start_up(&args.store).await?;
     let backend = service.backend();
     let (router, state) = crate::app::build_with(service, args.net.throttle_settings());
-    let exporter = start_checkpoint_export(&args, &state);
+    let exporter = start_checkpoint_export(&args, &state)?;
+    let metrics = metrics_listener.map(|l| serve_metrics(l, &state));
     // Before "listening": whoever waits for that line may signal at once.
     crate::net::shutdown::cancel_on_signal(state.shutdown.clone());
     tracing::info!(addr = %listener.local_addr()?, backend, "listening");
@@ -31,6 +34,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         stop.cancel();
         let _ = exporter.await;
     }
+    if let Some(metrics) = metrics {
+        let _ = metrics.await;
+    }
     tracing::info!("stopped");
     // The store closes before its lock is released.
     drop(state);
@@ -38,23 +44,45 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Starts exporting signed audit checkpoints, if asked to; the token that
-/// stops it (after a last export) and its task.
+/// Refuses to prune the audit log without a checkpoint file: a pruned
+/// prefix is proved only by anchors shipped before the events go, and the
+/// node must read back what it shipped to know where it may prune.
+/// Checked before anything else, so a refused start changes nothing.
+fn refuse_unshipped_pruning(args: &ServeArgs) -> anyhow::Result<()> {
+    if args.store.audit_retention_days > 0 && args.checkpoints.audit_checkpoint_file.is_none() {
+        anyhow::bail!(
+            "--audit-retention-days needs --audit-checkpoint-file: pruned audit events are proved \
+             only by the signed anchors shipped in that file before they are deleted \
+             (add --audit-checkpoint-file PATH, and ship that file where the server cannot \
+             rewrite it; or keep the log for ever with --audit-retention-days 0)"
+        );
+    }
+    Ok(())
+}
+
+/// The token that stops a task and its handle.
+type Stoppable = (
+    tokio_util::sync::CancellationToken,
+    tokio::task::JoinHandle<()>,
+);
+
+/// Starts exporting signed audit checkpoints (and pruning), if asked to;
+/// the token that stops it (after a last export) and its task.
 fn start_checkpoint_export(
     args: &ServeArgs,
     state: &std::sync::Arc<crate::api::AppState>,
-) -> Option<(
-    tokio_util::sync::CancellationToken,
-    tokio::task::JoinHandle<()>,
-)> {
+) -> anyhow::Result<Option<Stoppable>> {
     let public_key = state.service.audit_public_key().to_text();
-    let Some(export) = super::checkpoint_export::CheckpointExport::new(&args.checkpoints) else {
+    let export =
+        super::checkpoint_export::CheckpointExport::open(&args.checkpoints, &state.service)
+            .context("reading back the audit checkpoint file")?;
+    let Some(export) = export else {
         tracing::warn!(
             public_key,
             "audit checkpoints are not exported (--audit-checkpoint-file, --audit-checkpoint-stdout): \
              whoever holds both the database and the master key could rewrite the audit log undetected"
         );
-        return None;
+        return Ok(None);
     };
     tracing::info!(public_key, "exporting signed audit checkpoints");
     let stop = tokio_util::sync::CancellationToken::new();
@@ -65,7 +93,7 @@ fn start_checkpoint_export(
         interval,
         stop.clone(),
     ));
-    Some((stop, task))
+    Ok(Some((stop, task)))
 }
 
 /// Binds the listening socket first, before anything touches the data
@@ -75,6 +103,47 @@ async fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
     tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding {addr}"))
+}
+
+/// Binds the metrics listener (before anything touches the data directory,
+/// like the API's). An address the operator chose must bind; the default's
+/// port may be taken (another server on this machine), which only costs
+/// the metrics: a warning says so.
+async fn bind_metrics(at: MetricsListen) -> anyhow::Result<Option<tokio::net::TcpListener>> {
+    let MetricsListen::At(addr) = at else {
+        return Ok(None);
+    };
+    match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => Ok(Some(l)),
+        Err(e) if at.is_default() => {
+            tracing::warn!(
+                %addr,
+                error = %e,
+                "metrics are not served: the default metrics address is taken; \
+                 choose one with --metrics-listen (or off)"
+            );
+            Ok(None)
+        }
+        Err(e) => Err(e).with_context(|| format!("binding the metrics listener {addr}")),
+    }
+}
+
+/// Serves `GET /metrics` on its own listener until shutdown.
+fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    state: &std::sync::Arc<crate::api::AppState>,
+) -> tokio::task::JoinHandle<()> {
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "serving metrics at /metrics");
+    }
+    let router = crate::api::metrics_router(state.clone());
+    let shutdown = state.shutdown.clone();
+    tokio::spawn(async move {
+        let config = crate::net::NetConfig::default();
+        if let Err(e) = crate::net::serve(listener, router, config, shutdown).await {
+            tracing::warn!(error = %e, "the metrics listener stopped");
+        }
+    })
 }
 
 /// What start-up hands to the serving code: the service, and the lock on a
@@ -90,6 +159,8 @@ struct Started {
 /// when something goes there: the SQLite database, a generated master key, or
 /// the admin key of a new store.
 async fn start_up(args: &StoreArgs) -> anyhow::Result<Started> {
+    // Every refusal that can be known now, before anything changes.
+    super::preflight::check(args).await?;
     let lock = match args.sqlite_path() {
         Some(db) => {
             if args.sqlite_in_data_dir() {

@@ -591,3 +591,212 @@ pub fn delivery_access(p: &Principal, team: &Team) -> Result<DeliveryAccess, Den
         names: p.secret_names.clone(),
     })
 }
+
+// --- who answers for a key ----------------------------------------------------
+//
+// No key outlives the authority of the person who answers for it. A personal
+// key acts as its owner, so its owner answers for it simply by being that
+// user (it goes when the user is deleted). Every other key is answered for by
+// the user who created it (through their personal key, or through a workspace
+// key they created: `created_by` names the user either way), and only while
+// that user could still issue it with their own personal key: by the issuing
+// rule above ([`may_issue`]), an org admin for any key, a team admin for the
+// keys of the teams they administer, and nobody else. A change that would
+// take that away is refused unless it says what to do with such keys
+// ([`KeyHandover`]).
+
+/// The user who answers for a key: its creator, for every key type but
+/// personal keys (whose owner answers for them by being that user).
+pub fn answerer(key: &ApiKeyRecord) -> Option<&str> {
+    match key.key_type {
+        KeyType::Personal => None,
+        _ => key.created_by.as_deref(),
+    }
+}
+
+/// A person as the issuing rule sees them: their personal key's powers.
+fn as_person(user: &User, memberships: &[Membership]) -> Principal {
+    Principal {
+        org_id: user.org_id.clone(),
+        key_prefix: String::new(),
+        key_type: KeyType::Personal,
+        user: Some(user.clone()),
+        memberships: memberships.to_vec(),
+        bound_team_id: None,
+        created_by: None,
+        secret_names: None,
+    }
+}
+
+/// Whether `user`, with `memberships`, may answer for `key`: whether their
+/// own personal key could issue it.
+pub fn may_answer_for(user: &User, memberships: &[Membership], key: &ApiKeyRecord) -> bool {
+    user.org_id == key.org_id
+        && may_issue(&as_person(user, memberships), key.key_type, key_scope(key))
+}
+
+/// A change that may take authority away from a person.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthorityChange<'a> {
+    /// Adding to a team, or changing the role in it (a demotion from team
+    /// admin takes authority away).
+    SetTeamRole { team_id: &'a str, role: TeamRole },
+    /// Removal from a team.
+    LeaveTeam { team_id: &'a str },
+    /// Deletion of the user.
+    DeleteUser,
+}
+
+impl AuthorityChange<'_> {
+    /// The memberships after the change; `None` when the user is gone.
+    fn apply(&self, memberships: &[Membership]) -> Option<Vec<Membership>> {
+        let others = |team: &str| {
+            memberships
+                .iter()
+                .filter(|m| m.team_id != team)
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        match *self {
+            AuthorityChange::SetTeamRole { team_id, role } => {
+                let mut after = others(team_id);
+                after.push(Membership {
+                    team_id: team_id.to_owned(),
+                    role,
+                });
+                Some(after)
+            }
+            AuthorityChange::LeaveTeam { team_id } => Some(others(team_id)),
+            AuthorityChange::DeleteUser => None,
+        }
+    }
+}
+
+/// The keys among `keys` that `user` answers for and would no longer have
+/// the authority to answer for after `change`.
+pub fn keys_beyond_authority<'k>(
+    user: &User,
+    memberships: &[Membership],
+    change: AuthorityChange<'_>,
+    keys: &'k [ApiKeyRecord],
+) -> Vec<&'k ApiKeyRecord> {
+    let after = change.apply(memberships);
+    keys.iter()
+        .filter(|k| answerer(k) == Some(user.id.as_str()))
+        .filter(|k| match &after {
+            None => true,
+            Some(after) => !may_answer_for(user, after, k),
+        })
+        .collect()
+}
+
+/// What a change that takes authority away does with the keys that would
+/// outlive it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum KeyHandover {
+    /// Refuse the change while there are any (the default: a person's
+    /// automation does not stop, or go on, unnoticed).
+    #[default]
+    Refuse,
+    /// Revoke them in the same transaction as the change.
+    Revoke,
+    /// Make this user (of the same organization, who may issue every one of
+    /// them) answer for them.
+    TransferTo(String),
+}
+
+#[cfg(test)]
+mod answerer_tests {
+    use super::*;
+
+    fn user(id: &str, role: OrgRole) -> User {
+        User {
+            id: id.into(),
+            org_id: "o".into(),
+            email: None,
+            name: None,
+            role,
+            created_at: 0,
+        }
+    }
+
+    fn key(prefix: &str, key_type: KeyType, team: Option<&str>, by: &str) -> ApiKeyRecord {
+        ApiKeyRecord {
+            prefix: prefix.into(),
+            org_id: "o".into(),
+            key_type,
+            name: None,
+            secret_hash: Vec::new(),
+            user_id: (key_type == KeyType::Personal).then(|| by.to_owned()),
+            team_id: team.map(str::to_owned),
+            model_ids: None,
+            secret_names: None,
+            created_by: Some(by.into()),
+            created_at: 0,
+            last_used_at: None,
+        }
+    }
+
+    fn admin_of(team: &str) -> Membership {
+        Membership {
+            team_id: team.into(),
+            role: TeamRole::Admin,
+        }
+    }
+
+    fn prefixes(keys: Vec<&ApiKeyRecord>) -> Vec<&str> {
+        keys.iter().map(|k| k.prefix.as_str()).collect()
+    }
+
+    #[test]
+    fn only_the_keys_whose_authority_goes_are_concerned() {
+        let ana = user("ana", OrgRole::Member);
+        let ms = vec![admin_of("t1"), admin_of("t2")];
+        let keys = vec![
+            key("read1", KeyType::WorkspaceReadSecrets, Some("t1"), "ana"),
+            key("all2", KeyType::WorkspaceManageAll, Some("t2"), "ana"),
+            key("own", KeyType::Personal, None, "ana"),
+            key("bobs", KeyType::WorkspaceManageAll, Some("t1"), "bob"),
+        ];
+        let demote = AuthorityChange::SetTeamRole {
+            team_id: "t1",
+            role: TeamRole::Member,
+        };
+        assert_eq!(
+            prefixes(keys_beyond_authority(&ana, &ms, demote, &keys)),
+            ["read1"]
+        );
+        let leave = AuthorityChange::LeaveTeam { team_id: "t2" };
+        assert_eq!(
+            prefixes(keys_beyond_authority(&ana, &ms, leave, &keys)),
+            ["all2"]
+        );
+        let gone = AuthorityChange::DeleteUser;
+        assert_eq!(
+            prefixes(keys_beyond_authority(&ana, &ms, gone, &keys)),
+            ["read1", "all2"]
+        );
+        let promote = AuthorityChange::SetTeamRole {
+            team_id: "t3",
+            role: TeamRole::Admin,
+        };
+        assert!(keys_beyond_authority(&ana, &ms, promote, &keys).is_empty());
+        // An org admin answers for any key whatever their team roles.
+        let root = user("ana", OrgRole::Admin);
+        assert!(keys_beyond_authority(&root, &ms, demote, &keys).is_empty());
+    }
+
+    #[test]
+    fn a_successor_must_be_able_to_issue_the_key() {
+        let k = key("read1", KeyType::WorkspaceReadSecrets, Some("t1"), "ana");
+        let org_key = key("mak", KeyType::WorkspaceManageApiKeys, None, "ana");
+        let bob = user("bob", OrgRole::Member);
+        assert!(!may_answer_for(&bob, &[], &k));
+        assert!(may_answer_for(&bob, &[admin_of("t1")], &k));
+        assert!(!may_answer_for(&bob, &[admin_of("t1")], &org_key));
+        assert!(may_answer_for(&user("root", OrgRole::Admin), &[], &org_key));
+        let mut elsewhere = user("eve", OrgRole::Admin);
+        elsewhere.org_id = "other".into();
+        assert!(!may_answer_for(&elsewhere, &[], &k));
+    }
+}

@@ -7,7 +7,8 @@
 //! sits between hyper and the socket and recognizes exactly that write: one
 //! whole response head, with one of those three status lines and
 //! `content-length: 0`, at the start of a write. It replaces it with the same
-//! status carrying our `{"code","message"}` body. Nothing is parsed from the
+//! status carrying the body `api/error.rs` gives it (the one place error
+//! bodies are decided; this file only frames it). Nothing is parsed from the
 //! client: only hyper's own output is inspected, and every other write passes
 //! through untouched.
 //!
@@ -40,35 +41,24 @@ impl<T> JsonErrorHeads<T> {
     }
 }
 
-/// The statuses hyper answers on its own, with our message for each.
-fn message_for(status_line: &[u8]) -> Option<(&'static str, &'static str)> {
-    const CASES: [(&[u8], &str, &str); 3] = [
-        (
-            b"HTTP/1.1 400 ",
-            "400 Bad Request",
-            "malformed HTTP request: the request line, a header or the message framing could not be parsed",
-        ),
-        (
-            b"HTTP/1.1 414 ",
-            "414 URI Too Long",
-            "request URI too long",
-        ),
-        (
-            b"HTTP/1.1 431 ",
-            "431 Request Header Fields Too Large",
-            "request headers too large (at most 100 headers and 80 KiB for the request line and headers together)",
-        ),
+/// The statuses hyper answers on its own: the status line's start, its
+/// code and its reason phrase.
+fn status_of(status_line: &[u8]) -> Option<(u16, &'static str)> {
+    const CASES: [(&[u8], u16, &str); 3] = [
+        (b"HTTP/1.1 400 ", 400, "400 Bad Request"),
+        (b"HTTP/1.1 414 ", 414, "414 URI Too Long"),
+        (b"HTTP/1.1 431 ", 431, "431 Request Header Fields Too Large"),
     ];
     CASES
         .iter()
         .find(|(prefix, _, _)| status_line.starts_with(prefix))
-        .map(|(_, status, message)| (*status, *message))
+        .map(|(_, code, status)| (*code, *status))
 }
 
 /// Returns the replacement for `buf` when it is exactly one of hyper's
 /// bodiless error heads.
 pub(crate) fn rewrite(buf: &[u8]) -> Option<Vec<u8>> {
-    let (status, message) = message_for(buf)?;
+    let (code, status) = status_of(buf)?;
     // Exactly one complete head and nothing after it.
     let end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
     if end + 4 != buf.len() {
@@ -91,7 +81,8 @@ pub(crate) fn rewrite(buf: &[u8]) -> Option<Vec<u8>> {
     if !bodiless {
         return None;
     }
-    let body = serde_json::json!({"code": "INVALID_REQUEST", "message": message}).to_string();
+    // What the body says is decided where every other error's is.
+    let body = crate::api::error::unparsable_request_body(code)?;
     let mut out = format!(
         "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n",
         body.len()

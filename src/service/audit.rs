@@ -7,6 +7,7 @@
 use super::{Service, ServiceResult};
 use crate::audit::event::AuditEvent;
 use crate::domain::access::{Principal, TeamAccess};
+use crate::domain::audit_action::AuditAction;
 use crate::domain::time::now_micros;
 
 /// The request being served, as far as the audit log cares.
@@ -57,7 +58,7 @@ impl Service {
     pub(crate) fn event(
         &self,
         p: &Principal,
-        action: &str,
+        action: AuditAction,
         team: Option<&TeamAccess>,
         target: Target<'_>,
         detail: Option<String>,
@@ -72,7 +73,7 @@ impl Service {
             actor_user: p.user_id().map(str::to_owned).or(p.created_by.clone()),
             org_id: Some(p.org_id.clone()),
             team_id: team.map(|t| t.team_id().to_owned()),
-            action: action.to_owned(),
+            action: action.as_str().to_owned(),
             target_id: target.id.map(str::to_owned),
             target_name: target.name.map(str::to_owned),
             result: "ok".to_owned(),
@@ -83,13 +84,13 @@ impl Service {
     }
 
     /// An event of the server itself (a scheduled job).
-    pub(crate) fn system_event(&self, action: &str) -> AuditEvent {
+    pub(crate) fn system_event(&self, action: AuditAction) -> AuditEvent {
         system_event(action)
     }
 }
 
 /// An event of the server or an operator's local command (no API key).
-pub(crate) fn system_event(action: &str) -> AuditEvent {
+pub(crate) fn system_event(action: AuditAction) -> AuditEvent {
     AuditEvent {
         chain: String::new(),
         seq: 0,
@@ -99,7 +100,7 @@ pub(crate) fn system_event(action: &str) -> AuditEvent {
         actor_user: None,
         org_id: None,
         team_id: None,
-        action: action.to_owned(),
+        action: action.as_str().to_owned(),
         target_id: None,
         target_name: None,
         result: "ok".to_owned(),
@@ -122,7 +123,7 @@ impl Service {
         let events = summaries
             .into_iter()
             .map(|(client, failures, reasons)| {
-                let mut e = system_event("auth.failed");
+                let mut e = system_event(AuditAction::AuthFailed);
                 e.actor_type = None;
                 e.result = "denied".to_owned();
                 e.client = Some(client.unwrap_or_else(|| "other".to_owned()));

@@ -42,10 +42,13 @@ pub enum AuthFailure {
     WrongSecret,
     /// A personal key whose user no longer exists.
     UnknownUser,
+    /// A key the server issued and revoked (or deleted with its user or
+    /// team): prefix and secret match what was revoked.
+    RevokedKey,
 }
 
 impl AuthFailure {
-    pub const ALL: [AuthFailure; 7] = [
+    pub const ALL: [AuthFailure; 8] = [
         AuthFailure::Missing,
         AuthFailure::MalformedHeader,
         AuthFailure::UnsupportedScheme,
@@ -53,6 +56,7 @@ impl AuthFailure {
         AuthFailure::UnknownKey,
         AuthFailure::WrongSecret,
         AuthFailure::UnknownUser,
+        AuthFailure::RevokedKey,
     ];
 
     /// The metric and log label.
@@ -65,7 +69,17 @@ impl AuthFailure {
             AuthFailure::UnknownKey => "unknown_key",
             AuthFailure::WrongSecret => "wrong_secret",
             AuthFailure::UnknownUser => "unknown_user",
+            AuthFailure::RevokedKey => "revoked_key",
         }
+    }
+
+    /// Whether the credential is one the server issued (its secret matched
+    /// a key it knows, live once or still): refused, but never counted
+    /// against the client address's budget of bad credentials, so a
+    /// workload whose key was revoked hears 401 (and can act on it) even
+    /// while another client on its address sends bad keys.
+    pub fn recognised(self) -> bool {
+        matches!(self, AuthFailure::RevokedKey | AuthFailure::UnknownUser)
     }
 
     /// What the client is told (the same for an unknown key and a wrong
@@ -84,7 +98,8 @@ impl AuthFailure {
             AuthFailure::MalformedKey
             | AuthFailure::UnknownKey
             | AuthFailure::WrongSecret
-            | AuthFailure::UnknownUser => INVALID_KEY,
+            | AuthFailure::UnknownUser
+            | AuthFailure::RevokedKey => INVALID_KEY,
         }
     }
 }
@@ -134,6 +149,15 @@ fn token_from_header(header: Option<&str>) -> Result<&str, AuthFailure> {
 const INVALID_KEY: &str = "invalid or revoked API key";
 
 impl Service {
+    /// Why a key without a live row is refused: revoked, when it is one the
+    /// server revoked (same prefix, same secret), else unknown.
+    async fn unknown_key(&self, presented: &PresentedToken<'_>) -> Result<AuthFailure, AuthError> {
+        Ok(match self.store.revoked_key_hash(presented.prefix).await? {
+            Some(hash) if presented.matches(&hash) => AuthFailure::RevokedKey,
+            _ => AuthFailure::UnknownKey,
+        })
+    }
+
     pub async fn authenticate(&self, header: Option<&str>) -> ServiceResult<Arc<Principal>> {
         Ok(self.authenticate_detailed(header).await?)
     }
@@ -155,11 +179,9 @@ impl Service {
                 Err(Refused(AuthFailure::WrongSecret))
             };
         }
-        let key = self
-            .store
-            .find_api_key(presented.prefix)
-            .await?
-            .ok_or(Refused(AuthFailure::UnknownKey))?;
+        let Some(key) = self.store.find_api_key(presented.prefix).await? else {
+            return Err(Refused(self.unknown_key(&presented).await?));
+        };
         if !presented.matches(&key.secret_hash) {
             return Err(Refused(AuthFailure::WrongSecret));
         }

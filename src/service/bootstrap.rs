@@ -169,7 +169,8 @@ async fn verify(store: &dyn Store, keyring: &Keyring) -> Result<bool, BootstrapE
 pub async fn create_organization(store: &dyn Store, name: &str) -> Result<NewKeyToken, StoreError> {
     let token = NewKeyToken::generate();
     let new = new_organization(name, now_micros(), &token.prefix, token.secret_hash.clone());
-    let mut event = super::audit::system_event("organization.create");
+    let mut event =
+        super::audit::system_event(crate::domain::audit_action::AuditAction::OrganizationCreate);
     event.org_id = Some(new.org.id.clone());
     event.target_id = Some(new.org.id.clone());
     event.target_name = Some(new.org.name.clone());

@@ -3,6 +3,7 @@
 //! once a second (with the API key uses), like `usage.rs`.
 
 use super::{Service, ServiceResult};
+use crate::domain::consumer_kind::ConsumerKind;
 use crate::domain::time::Micros;
 use crate::store::ConsumerSeen;
 use std::collections::HashMap;
@@ -24,6 +25,10 @@ pub const MAX_INSTANCE_CHARS: usize = 128;
 /// that two agents sharing a key are told apart.
 pub const INSTANCE_HEADER: &str = "x-tessera-agent";
 
+/// The request header in which `tessera agent` and `tessera run` say what
+/// kind of consumer they are (`agent`, `supervisor`, `one-shot`).
+pub const KIND_HEADER: &str = "x-tessera-consumer-kind";
+
 /// Whether `id` is an acceptable instance id.
 pub fn valid_instance(id: &str) -> bool {
     !id.is_empty() && id.len() <= MAX_INSTANCE_CHARS && id.bytes().all(|b| b.is_ascii_graphic())
@@ -34,6 +39,7 @@ type ConsumerKey = (String, String);
 #[derive(Default)]
 struct Pending {
     team_id: String,
+    kind: ConsumerKind,
     client: Option<String>,
     seen_at: Micros,
     /// Secret id -> (version, received at).
@@ -54,6 +60,7 @@ pub struct Received<'a> {
     pub instance: &'a str,
     pub team_id: &'a str,
     pub client: Option<&'a str>,
+    pub kind: ConsumerKind,
     pub at: Micros,
     /// The team revision of a full delivery (`None` for one secret).
     pub revision: Option<i64>,
@@ -119,6 +126,7 @@ impl ConsumerRecorder {
                 key_prefix,
                 instance,
                 team_id: p.team_id,
+                kind: p.kind,
                 client: p.client,
                 seen_at: p.seen_at,
                 received: p
@@ -138,6 +146,7 @@ impl ConsumerRecorder {
                 instance: &s.instance,
                 team_id: &s.team_id,
                 client: s.client.as_deref(),
+                kind: s.kind,
                 at: s.seen_at,
                 revision: None,
             };
@@ -167,6 +176,7 @@ fn pending_for<'p>(
     }
     let entry = pending.entry(key).or_default();
     entry.team_id = r.team_id.to_owned();
+    entry.kind = r.kind;
     if r.client.is_some() {
         entry.client = r.client.map(str::to_owned);
     }
@@ -200,6 +210,7 @@ mod tests {
             instance: "host-a",
             team_id: "t1",
             client: Some("127.0.0.1"),
+            kind: ConsumerKind::Agent,
             at,
             revision,
         }

@@ -9,6 +9,7 @@ use super::audit::Target;
 use super::consumers::Received;
 use super::{Service, ServiceError, ServiceResult, TeamRef};
 use crate::domain::access::{authorize_delivery, delivery_access, DeliveryAccess, Principal};
+use crate::domain::audit_action::AuditAction;
 use crate::domain::secret_value::SecretValue;
 use crate::domain::time::Micros;
 use crate::store::{Snapshot, StoreEvent, StoredSecret};
@@ -51,6 +52,8 @@ pub struct ReadContext {
     /// The agent instance the client named (`X-Tessera-Agent`), so that
     /// several agents sharing a key are told apart.
     pub instance: Option<String>,
+    /// What kind of consumer it says it is (`X-Tessera-Consumer-Kind`).
+    pub kind: crate::domain::consumer_kind::ConsumerKind,
     /// What the client says it holds. Absent: what it is sent counts as
     /// held (a client that uses the values at once, like `tessera run`).
     pub holds: Option<Holds>,
@@ -355,10 +358,11 @@ impl Service {
             self.consumers
                 .received(&reader, secrets.iter().map(|s| (s.id.as_str(), s.version)));
         }
-        metrics::counter!("tessera_runtime_reads_total", "team" => team_id.to_owned()).increment(1);
+        // No team label: its values would grow with tenants, and show them.
+        metrics::counter!("tessera_runtime_reads_total").increment(1);
         tracing::info!(
             target: "tessera::audit",
-            action = "secrets.read",
+            action = AuditAction::SecretsRead.as_str(),
             key_prefix = %p.key_prefix,
             team_id,
             secrets = %NamesAndVersions(secrets),
@@ -389,7 +393,13 @@ impl Service {
             detail["instance"] = instance.as_str().into();
         }
         let detail = Some(detail.to_string());
-        let event = self.event(p, "secrets.read", Some(grant.team()), target, detail);
+        let event = self.event(
+            p,
+            AuditAction::SecretsRead,
+            Some(grant.team()),
+            target,
+            detail,
+        );
         self.store.append_audit(vec![event]).await?;
         Ok(())
     }
@@ -454,6 +464,7 @@ fn consumer<'a>(
         instance: ctx.instance.as_deref().unwrap_or(""),
         team_id: grant.team().team_id(),
         client: ctx.client.as_deref(),
+        kind: ctx.kind,
         at: crate::domain::time::now_micros(),
         revision,
     }

@@ -6,8 +6,10 @@ use super::audit::Target;
 use super::secrets::ValueWrite;
 use super::{Service, ServiceError, ServiceResult, TeamRef};
 use crate::domain::access::{Principal, TeamAccess, TeamAction};
+use crate::domain::audit_action::AuditAction;
 use crate::domain::time::{now_micros, Micros};
 use crate::domain::types::SecretRecord;
+use crate::store::{purge_detail, PurgeReason};
 use crate::store::{
     Actor, Consumer, DeletedSecret, Deletion, Destroyed, SecretHistory, StoredSecret,
     StoredVersion, WriteHistory, DEFAULT_KEEP_VERSIONS,
@@ -38,6 +40,12 @@ pub const DEFAULT_KEEP_DELETED: Duration = Duration::from_secs(7 * 24 * 3600);
 /// destroying that version needs `force`.
 pub const HELD_WITHIN: Duration = Duration::from_secs(600);
 
+/// A one-shot consumer (a plain `tessera run`, which execs its command and
+/// never reports again) is listed this long after it was last seen, with a
+/// warning, and then left out: nobody can tell when its command ended. It
+/// never blocks a destroy.
+pub const ONE_SHOT_LISTED_FOR: Duration = HELD_WITHIN;
+
 /// Consumers not seen for this long are forgotten by the purge job.
 pub const FORGET_CONSUMERS_AFTER: Duration = Duration::from_secs(30 * 24 * 3600);
 
@@ -45,6 +53,23 @@ pub const FORGET_CONSUMERS_AFTER: Duration = Duration::from_secs(30 * 24 * 3600)
 pub struct Versions {
     pub history: SecretHistory,
     pub consumers: Vec<Consumer>,
+}
+
+/// The consumers worth listing as of `now`: every one that reports while
+/// it lives, and one-shot runs seen within [`ONE_SHOT_LISTED_FOR`].
+fn listed(consumers: Vec<Consumer>, now: Micros) -> Vec<Consumer> {
+    let since = now - micros(ONE_SHOT_LISTED_FOR);
+    consumers
+        .into_iter()
+        .filter(|c| c.kind.reports_while_alive() || c.last_seen_at >= since)
+        .collect()
+}
+
+/// What a destroy leaves to warn about: one-shot runs seen within the
+/// window that last received the destroyed version.
+pub struct DestroyedVersion {
+    pub record: SecretRecord,
+    pub one_shot_holders: usize,
 }
 
 fn micros(d: Duration) -> Micros {
@@ -80,7 +105,7 @@ impl Service {
             max_kept: self.limits.quotas.secrets_per_team,
             audit: self.event(
                 p,
-                "secret.delete",
+                AuditAction::SecretDelete,
                 Some(access),
                 Target::named(name),
                 Some(detail),
@@ -112,12 +137,14 @@ impl Service {
         Ok((access, stored))
     }
 
-    /// A secret's versions, newest first, and which consumers hold them.
+    /// A secret's versions, newest first, and which consumers hold them
+    /// (as listed at `now`).
     pub async fn secret_versions(
         &self,
         p: &Principal,
         team: TeamRef<'_>,
         name: &str,
+        now: Micros,
     ) -> ServiceResult<Versions> {
         let name = self.parse_secret_name(name)?;
         let access = self.team_access(p, team, TeamAction::ReadSecrets).await?;
@@ -132,15 +159,19 @@ impl Service {
             .store
             .secret_consumers(&access, &history.record.id)
             .await?;
-        Ok(Versions { history, consumers })
+        Ok(Versions {
+            history,
+            consumers: listed(consumers, now),
+        })
     }
 
-    /// Who received which version of a secret.
+    /// Who received which version of a secret (as listed at `now`).
     pub async fn secret_consumers(
         &self,
         p: &Principal,
         team: TeamRef<'_>,
         name: &str,
+        now: Micros,
     ) -> ServiceResult<(SecretRecord, Vec<Consumer>)> {
         let (access, stored) = self
             .current_secret(p, team, name, TeamAction::ReadSecrets)
@@ -149,7 +180,7 @@ impl Service {
             .store
             .secret_consumers(&access, &stored.record.id)
             .await?;
-        Ok((stored.record, consumers))
+        Ok((stored.record, listed(consumers, now)))
     }
 
     /// Makes an earlier version the current one, as a new version: the value
@@ -201,8 +232,9 @@ impl Service {
     }
 
     /// Removes one previous version's ciphertext for good (its metadata
-    /// stays). Refused without `force` while a consumer seen within
-    /// [`HELD_WITHIN`] still holds it.
+    /// stays). Refused without `force` while a consumer that reports while
+    /// it lives, seen within [`HELD_WITHIN`], still holds it; one-shot runs
+    /// seen within the window are counted for a warning instead.
     pub async fn destroy_version(
         &self,
         p: &Principal,
@@ -210,7 +242,7 @@ impl Service {
         name: &str,
         version: i64,
         force: bool,
-    ) -> ServiceResult<SecretRecord> {
+    ) -> ServiceResult<DestroyedVersion> {
         let (access, current) = self
             .current_secret(p, team, name, TeamAction::ManageHistory)
             .await?;
@@ -218,17 +250,18 @@ impl Service {
         if version == r.version {
             return Err(current_version_refused(version));
         }
+        // What this node has seen but not yet written counts too.
+        self.flush_consumers().await?;
+        let since = now_micros() - micros(HELD_WITHIN);
+        let (reporting, one_shot): (Vec<Consumer>, Vec<Consumer>) = self
+            .store
+            .secret_consumers(&access, &r.id)
+            .await?
+            .into_iter()
+            .filter(|c| c.version == version && c.last_seen_at >= since)
+            .partition(|c| c.kind.reports_while_alive());
         if !force {
-            // What this node has seen but not yet written counts too.
-            self.flush_consumers().await?;
-            let since = now_micros() - micros(HELD_WITHIN);
-            let holders = self
-                .store
-                .secret_consumers(&access, &r.id)
-                .await?
-                .into_iter()
-                .filter(|c| c.version == version && c.last_seen_at >= since)
-                .count();
+            let holders = reporting.len();
             if holders > 0 {
                 return Err(ServiceError::Conflict(format!(
                     "version {version} is still held by {holders} consumer(s) seen in the last {} minutes; \
@@ -244,7 +277,7 @@ impl Service {
                 let target = Target::of(&r.id, &r.name);
                 self.event(
                     p,
-                    "secret.version.destroy",
+                    AuditAction::SecretVersionDestroy,
                     Some(&access),
                     target,
                     Some(detail.to_string()),
@@ -252,7 +285,10 @@ impl Service {
             })
             .await?
         {
-            Destroyed::Now | Destroyed::Already => Ok(r),
+            Destroyed::Now | Destroyed::Already => Ok(DestroyedVersion {
+                record: r,
+                one_shot_holders: one_shot.len(),
+            }),
             Destroyed::Current => Err(current_version_refused(version)),
             Destroyed::Missing => Err(ServiceError::NotFound(format!(
                 "secret {:?} has no version {version}",
@@ -314,7 +350,7 @@ impl Service {
                 self.limits.quotas.secrets_per_team,
                 self.event(
                     p,
-                    "secret.undelete",
+                    AuditAction::SecretUndelete,
                     Some(&access),
                     Target::named(name),
                     None,
@@ -342,10 +378,10 @@ impl Service {
                 &deleted.record.id,
                 self.event(
                     p,
-                    "secret.purge",
+                    AuditAction::SecretPurge,
                     Some(&access),
                     Target::of(&deleted.record.id, &deleted.record.name),
-                    None,
+                    Some(purge_detail(PurgeReason::Requested)),
                 ),
             )
             .await?
@@ -368,7 +404,9 @@ impl Service {
             .purge_expired(
                 deleted_before,
                 seen_before,
-                self.system_event("secrets.purge_expired"),
+                // A template: the store records one `secret.purge` per
+                // secret, naming it, its team and organization.
+                self.system_event(AuditAction::SecretPurge),
             )
             .await?;
         if purged > 0 {

@@ -6,11 +6,12 @@ use crate::domain::access::{
     authorize_new_key, authorize_org, authorize_revocation, can_see_key, key_scope, KeyTarget,
     OrgAction, Principal,
 };
+use crate::domain::audit_action::AuditAction;
 use crate::domain::key_token::NewKeyToken;
 use crate::domain::secret_name::SecretName;
 use crate::domain::time::now_micros;
 use crate::domain::types::KeyType;
-use crate::store::{KeyListing, NewApiKey, StoreError};
+use crate::store::{KeyListing, NewApiKey, StoreError, AUTHORITY_GONE};
 
 /// What a client asked for when creating a key.
 #[derive(Debug, Clone)]
@@ -154,7 +155,7 @@ impl Service {
         let detail = serde_json::json!({ "key_type": record.key_type.to_string() });
         let event = self.event(
             p,
-            "api_key.create",
+            AuditAction::ApiKeyCreate,
             None,
             Target {
                 id: Some(&record.prefix),
@@ -164,6 +165,8 @@ impl Service {
         );
         match self.store.insert_api_key(grant, record, max, event).await {
             Ok(_) => Ok(token),
+            // The creator lost the role that allowed this key meanwhile.
+            Err(StoreError::Conflict(m)) if m == AUTHORITY_GONE => Err(ServiceError::Forbidden(m)),
             // The issue asks for a 400 that says why: the name is taken.
             Err(StoreError::Conflict(m)) => Err(ServiceError::Invalid(m)),
             Err(e) => Err(e.into()),
@@ -214,7 +217,7 @@ impl Service {
             id: Some(&key.prefix),
             name: key.name.as_deref(),
         };
-        let event = self.event(p, "api_key.revoke", None, target, None);
+        let event = self.event(p, AuditAction::ApiKeyRevoke, None, target, None);
         if !self.store.delete_api_key(&grant, event).await? {
             return Err(not_found());
         }

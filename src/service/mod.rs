@@ -6,6 +6,7 @@
 pub mod audit;
 pub mod audit_log;
 pub mod auth;
+mod authority;
 pub mod bootstrap;
 mod bulk_lane;
 pub mod cache;
@@ -42,6 +43,13 @@ pub enum ServiceError {
     Conflict(String),
     #[error("{0}")]
     QuotaExceeded(String),
+    /// A change refused for the keys it would leave without an answerer
+    /// (409, with the keys listed).
+    #[error("{message}")]
+    KeysConcerned {
+        message: String,
+        keys: Vec<ConcernedKey>,
+    },
     #[error("{0}")]
     Unavailable(String),
     /// The disk holding the data is full. Details go to the log only.
@@ -53,6 +61,16 @@ pub enum ServiceError {
 }
 
 pub type ServiceResult<T> = Result<T, ServiceError>;
+
+/// A key named in [`ServiceError::KeysConcerned`]: what identifies it, never
+/// its secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConcernedKey {
+    pub prefix: String,
+    pub key_type: String,
+    pub name: Option<String>,
+    pub team_id: Option<String>,
+}
 
 impl From<StoreError> for ServiceError {
     fn from(e: StoreError) -> Self {

@@ -8,6 +8,7 @@ use crate::domain::access::{
     authorize_all_teams, authorize_org, authorize_team, AllTeamsAccess, OrgAction, Principal,
     TeamAccess, TeamAction,
 };
+use crate::domain::audit_action::AuditAction;
 use crate::domain::ids::new_id;
 use crate::domain::secret_name::SecretName;
 use crate::domain::secret_value::SecretValue;
@@ -228,9 +229,9 @@ impl Service {
         let action = match restored_from {
             Some(from) => {
                 detail["restored_from"] = from.into();
-                "secret.version.restore"
+                AuditAction::SecretVersionRestore
             }
-            None => "secret.write",
+            None => AuditAction::SecretWrite,
         };
         let audit = self.event(
             p,

@@ -3,7 +3,10 @@
 
 use super::audit::Target;
 use super::{Service, ServiceError, ServiceResult, TeamRef};
-use crate::domain::access::{authorize_org, authorize_team, OrgAction, Principal, TeamAction};
+use crate::domain::access::{
+    authorize_org, authorize_team, KeyHandover, OrgAction, Principal, TeamAction,
+};
+use crate::domain::audit_action::AuditAction;
 use crate::domain::ids::new_id;
 use crate::domain::time::now_micros;
 use crate::domain::types::{Team, TeamRole, User};
@@ -26,7 +29,7 @@ impl Service {
         };
         let event = self.event(
             p,
-            "team.create",
+            AuditAction::TeamCreate,
             None,
             Target::of(&team.id, &team.name),
             None,
@@ -46,7 +49,7 @@ impl Service {
             .await?;
         let name = check_team_name(name)?;
         let target = Target::of(access.team_id(), &name);
-        let event = self.event(p, "team.rename", Some(&access), target, None);
+        let event = self.event(p, AuditAction::TeamRename, Some(&access), target, None);
         self.store.rename_team(&access, &name, event).await?;
         self.identity_changed();
         self.load_team(p, TeamRef::Id(team_id)).await
@@ -69,7 +72,13 @@ impl Service {
         }
         let detail = serde_json::json!({ "cascade": cascade }).to_string();
         let target = Target::of(&team.id, &team.name);
-        let event = self.event(p, "team.delete", Some(&access), target, Some(detail));
+        let event = self.event(
+            p,
+            AuditAction::TeamDelete,
+            Some(&access),
+            target,
+            Some(detail),
+        );
         match self.store.delete_team(&access, cascade, event).await? {
             TeamDeletion::Deleted { secrets } => {
                 self.identity_changed();
@@ -93,32 +102,48 @@ impl Service {
         Ok(self.store.list_members(&access).await?)
     }
 
+    /// Adds a user to a team or changes its role. A demotion from team
+    /// admin deals with the keys the user answers for in this team as
+    /// `keys` says (refused, 409, when they exist and `keys` is
+    /// [`KeyHandover::Refuse`]).
     pub async fn set_member(
         &self,
         p: &Principal,
         team_id: &str,
         user_id: &str,
         role: TeamRole,
+        keys: KeyHandover,
     ) -> ServiceResult<User> {
         let access = self
             .team_access(p, TeamRef::Id(team_id), TeamAction::AdministerTeam)
             .await?;
+        super::authority::check_handover(&keys, user_id)?;
         let user = self.get_user(p, user_id).await?;
         let detail = serde_json::json!({ "role": role.as_str() }).to_string();
         let target = Target::of(&user.id, user.email.as_deref().unwrap_or_default());
-        let event = self.event(p, "member.set", Some(&access), target, Some(detail));
-        self.store
-            .set_member(&access, &user.id, role, event)
+        let event = self.event(
+            p,
+            AuditAction::MemberSet,
+            Some(&access),
+            target,
+            Some(detail),
+        );
+        let outcome = self
+            .store
+            .set_member(&access, &user.id, role, keys, event)
             .await?;
-        self.identity_changed();
+        self.authority_changed(outcome, "user not found")?;
         Ok(user)
     }
 
+    /// Removes a user from a team, dealing with the keys it answers for in
+    /// this team as `keys` says (see [`Service::set_member`]).
     pub async fn remove_member(
         &self,
         p: &Principal,
         team_id: &str,
         user_id: &str,
+        keys: KeyHandover,
     ) -> ServiceResult<()> {
         let team = self.load_team(p, TeamRef::Id(team_id)).await?;
         let access = authorize_team(p, &team, TeamAction::AdministerTeam)?;
@@ -127,17 +152,16 @@ impl Service {
                 "every user belongs to the default team; delete the user instead".into(),
             ));
         }
+        super::authority::check_handover(&keys, user_id)?;
         let target = Target {
             id: Some(user_id),
             name: None,
         };
-        let event = self.event(p, "member.remove", Some(&access), target, None);
-        if !self.store.remove_member(&access, user_id, event).await? {
-            return Err(ServiceError::NotFound(
-                "the user is not a member of this team".into(),
-            ));
-        }
-        self.identity_changed();
-        Ok(())
+        let event = self.event(p, AuditAction::MemberRemove, Some(&access), target, None);
+        let outcome = self
+            .store
+            .remove_member(&access, user_id, keys, event)
+            .await?;
+        self.authority_changed(outcome, "the user is not a member of this team")
     }
 }

@@ -2,7 +2,8 @@
 
 use super::audit::Target;
 use super::{Service, ServiceError, ServiceResult};
-use crate::domain::access::{authorize_org, OrgAction, Principal};
+use crate::domain::access::{authorize_org, KeyHandover, OrgAction, Principal};
+use crate::domain::audit_action::AuditAction;
 use crate::domain::ids::{is_base62, new_id};
 use crate::domain::names;
 use crate::domain::time::now_micros;
@@ -89,25 +90,32 @@ impl Service {
             created_at: now_micros(),
         };
         let target = Target::of(&user.id, user.email.as_deref().unwrap_or_default());
-        let event = self.event(p, "user.create", None, target, None);
+        let event = self.event(p, AuditAction::UserCreate, None, target, None);
         let max = self.limits.quotas.users_per_org;
         Ok(self.store.create_user(&org, user, max, event).await?)
     }
 
-    pub async fn delete_user(&self, p: &Principal, user_id: &str) -> ServiceResult<User> {
+    /// Deletes a user (org admins). The keys it answers for are revoked or
+    /// handed over as `keys` says; with [`KeyHandover::Refuse`] and such
+    /// keys, the deletion is refused (409, listing them).
+    pub async fn delete_user(
+        &self,
+        p: &Principal,
+        user_id: &str,
+        keys: KeyHandover,
+    ) -> ServiceResult<User> {
         let org = authorize_org(p, OrgAction::AdministerOrg)?;
         if p.user_id() == Some(user_id) {
             return Err(ServiceError::Invalid(
                 "you cannot delete your own user".into(),
             ));
         }
+        super::authority::check_handover(&keys, user_id)?;
         let user = self.get_user(p, user_id).await?;
         let target = Target::of(&user.id, user.email.as_deref().unwrap_or_default());
-        let event = self.event(p, "user.delete", None, target, None);
-        if !self.store.delete_user(&org, user_id, event).await? {
-            return Err(ServiceError::NotFound("user not found".into()));
-        }
-        self.identity_changed();
+        let event = self.event(p, AuditAction::UserDelete, None, target, None);
+        let outcome = self.store.delete_user(&org, user_id, keys, event).await?;
+        self.authority_changed(outcome, "user not found")?;
         Ok(user)
     }
 }

@@ -13,6 +13,7 @@ use super::row::Row;
 use super::{StoreError, StoreResult};
 use crate::audit::chain::{ChainHead, ChainKey, Chainer, StoredEvent};
 use crate::audit::event::AuditEvent;
+use crate::domain::audit_action::AuditAction;
 use crate::domain::time::Micros;
 use crate::domain::types::SecretRecord;
 use async_trait::async_trait;
@@ -122,13 +123,78 @@ impl Changed for usize {
     }
 }
 
-/// The purge job's event, when it purged `n` secrets (none otherwise).
-pub(crate) fn purge_event(mut e: AuditEvent, n: u64) -> Vec<AuditEvent> {
-    if n == 0 {
-        return Vec::new();
+/// Why a secret's value and versions were removed for good: the `reason`
+/// of its `secret.purge` event. Every path that removes a secret without
+/// leaving it recoverable among the deleted secrets records one event per
+/// secret with one of these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PurgeReason {
+    /// Purged by a person (`DELETE .../deleted_secrets/{name}`).
+    Requested,
+    /// Deleted longer ago than the retention window (the purge job).
+    Expired,
+    /// Pushed out of the team's full list of deleted secrets by a newer
+    /// deletion.
+    DeletedListFull,
+    /// Deleted with a retention window of 0: never kept.
+    NotKept,
+    /// Its team was deleted.
+    TeamDeleted,
+}
+
+impl PurgeReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Requested => "requested",
+            Self::Expired => "expired",
+            Self::DeletedListFull => "deleted_list_full",
+            Self::NotKept => "not_kept",
+            Self::TeamDeleted => "team_deleted",
+        }
     }
-    e.detail = Some(format!("{{\"purged\":{n}}}"));
-    vec![e]
+}
+
+/// A secret that was purged, as the store found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Purged {
+    pub org_id: String,
+    pub team_id: String,
+    pub id: String,
+    pub name: String,
+}
+
+/// The `secret.purge` event of `purged`, from `template` (who acted, and
+/// the request), for `reason`.
+pub(crate) fn purge_event(
+    template: &AuditEvent,
+    purged: &Purged,
+    reason: PurgeReason,
+) -> AuditEvent {
+    let mut e = template.clone();
+    e.action = AuditAction::SecretPurge.as_str().to_owned();
+    e.org_id = Some(purged.org_id.clone());
+    e.team_id = Some(purged.team_id.clone());
+    e.target_id = Some(purged.id.clone());
+    e.target_name = Some(purged.name.clone());
+    e.detail = Some(purge_detail(reason));
+    e
+}
+
+/// The detail of a `secret.purge` event.
+pub fn purge_detail(reason: PurgeReason) -> String {
+    serde_json::json!({ "reason": reason.as_str() }).to_string()
+}
+
+/// One `secret.purge` event per secret in `purged`.
+pub(crate) fn purge_events(
+    template: &AuditEvent,
+    purged: &[Purged],
+    reason: PurgeReason,
+) -> Vec<AuditEvent> {
+    purged
+        .iter()
+        .map(|p| purge_event(template, p, reason))
+        .collect()
 }
 
 /// A seq as stored (both engines store 64-bit signed integers).
@@ -255,17 +321,9 @@ pub trait AuditStore {
     /// The signed checkpoints (JSON lines) that stand for pruned prefixes:
     /// `(chain, checkpoint)`, by chain.
     async fn audit_anchors(&self) -> StoreResult<Vec<(String, String)>>;
-    /// Where pruning `chain` may end: the event before its first one at or
-    /// after `before` (or before its last one: the last one stays, so that
-    /// appending continues from it). Reads from the chain's start, which
-    /// pruning keeps near `before`.
-    async fn audit_prune_point(
-        &self,
-        chain: &str,
-        before: Micros,
-    ) -> StoreResult<Option<ChainHead>>;
     /// Deletes `chain`'s events up to `seq` and stores `anchor`, the signed
-    /// checkpoint of the event at `seq`, in their place (unless a later one
+    /// pruning anchor of the event at `seq` (shipped before this call), in
+    /// their place (unless a later one
     /// is there already), with `event`, in one transaction; how many events
     /// were deleted.
     async fn prune_audit(
@@ -300,20 +358,6 @@ pub struct AuditFilter {
     /// Only events older than this one, in the listing's order (time,
     /// chain, seq): where the previous page ended.
     pub after: Option<(Micros, String, u64)>,
-}
-
-/// [`AuditStore::audit_prune_point`]'s query, `param(n)` naming the n-th
-/// parameter: the chain, and the time.
-pub(crate) fn prune_point_sql(param: impl Fn(usize) -> String) -> String {
-    let (chain, before) = (param(1), param(2));
-    format!(
-        "SELECT chain, seq, mac FROM audit_events
-         WHERE chain = {chain} AND seq < coalesce(
-             (SELECT seq FROM audit_events WHERE chain = {chain} AND time >= {before}
-              ORDER BY seq LIMIT 1),
-             (SELECT max(seq) FROM audit_events WHERE chain = {chain}))
-         ORDER BY seq DESC LIMIT 1"
-    )
 }
 
 /// Stores a chain's anchor unless a later one is there (the chain, seq and

@@ -9,6 +9,7 @@ use super::secrets::SecretWrite;
 use super::StoreResult;
 use crate::audit::event::AuditEvent;
 use crate::domain::access::TeamAccess;
+use crate::domain::consumer_kind::ConsumerKind;
 use crate::domain::time::Micros;
 use crate::domain::types::SecretRecord;
 use async_trait::async_trait;
@@ -122,6 +123,8 @@ pub struct ConsumerSeen {
     pub key_prefix: String,
     pub instance: String,
     pub team_id: String,
+    /// As last declared.
+    pub kind: ConsumerKind,
     pub client: Option<String>,
     pub seen_at: Micros,
     /// (secret id, version, received at).
@@ -133,6 +136,7 @@ pub struct ConsumerSeen {
 pub struct Consumer {
     pub key_prefix: String,
     pub instance: String,
+    pub kind: ConsumerKind,
     pub client: Option<String>,
     pub version: i64,
     pub received_at: Micros,
@@ -183,7 +187,7 @@ pub(crate) fn deleted_row<R: Row>(team: &TeamAccess, r: &R) -> Result<DeletedSec
 }
 
 pub(crate) const CONSUMER_COLUMNS: &str = "c.key_prefix, c.instance, c.client, v.version, \
-     v.received_at, c.last_seen_at";
+     v.received_at, c.last_seen_at, c.kind";
 
 pub(crate) fn consumer_row<R: Row>(r: &R) -> Result<Consumer, R::Error> {
     Ok(Consumer {
@@ -193,6 +197,7 @@ pub(crate) fn consumer_row<R: Row>(r: &R) -> Result<Consumer, R::Error> {
         version: r.col(3)?,
         received_at: r.col(4)?,
         last_seen_at: r.col(5)?,
+        kind: r.parse(6)?,
     })
 }
 

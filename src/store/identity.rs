@@ -3,7 +3,8 @@
 use super::row::Row;
 use super::{StoreError, StoreResult};
 use crate::audit::event::AuditEvent;
-use crate::domain::access::{OrgAccess, TeamAccess};
+use crate::domain::access::{KeyHandover, OrgAccess, TeamAccess};
+use crate::domain::audit_action::AuditAction;
 use crate::domain::time::Micros;
 use crate::domain::types::{ApiKeyRecord, Membership, OrgRole, Organization, Team, TeamRole, User};
 use async_trait::async_trait;
@@ -172,6 +173,127 @@ impl TeamDeletion {
     }
 }
 
+/// What a change that may take authority away from a person did (no key
+/// outlives the authority of the person who answers for it; see
+/// `domain::access::keys_beyond_authority`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthorityOutcome {
+    /// Changed; with it, these keys were revoked, or handed over to
+    /// `successor`.
+    Done {
+        revoked: Vec<ApiKeyRecord>,
+        handed_over: Vec<ApiKeyRecord>,
+        successor: Option<String>,
+    },
+    /// Nothing changed: no such user in the organization (for a removal: not
+    /// a member of the team).
+    NotFound,
+    /// Nothing changed: these keys would outlive their answerer's authority
+    /// and the request did not say what to do with them.
+    KeysConcerned(Vec<ApiKeyRecord>),
+    /// Nothing changed: the user named to answer for the keys may not issue
+    /// these of them.
+    SuccessorMayNot(Vec<ApiKeyRecord>),
+    /// Nothing changed: the user named to answer for the keys is not a user
+    /// of the organization.
+    SuccessorNotFound,
+}
+
+/// What to do, once the keys a change concerns are known: keys to revoke
+/// and keys to hand over, or the refusal.
+pub(crate) struct Handover {
+    pub revoke: Vec<ApiKeyRecord>,
+    pub hand_over: Vec<ApiKeyRecord>,
+    pub successor: Option<String>,
+}
+
+/// Decides what happens to the keys a change concerns (`concerned`), given
+/// what the request asked and, for a transfer, the successor as the store
+/// found them (user and memberships; `None`: not in the organization).
+pub(crate) fn handover(
+    concerned: Vec<ApiKeyRecord>,
+    asked: &KeyHandover,
+    successor: Option<(User, Vec<Membership>)>,
+) -> Result<Handover, AuthorityOutcome> {
+    if concerned.is_empty() {
+        return Ok(Handover {
+            revoke: Vec::new(),
+            hand_over: Vec::new(),
+            successor: None,
+        });
+    }
+    match asked {
+        KeyHandover::Refuse => Err(AuthorityOutcome::KeysConcerned(concerned)),
+        KeyHandover::Revoke => Ok(Handover {
+            revoke: concerned,
+            hand_over: Vec::new(),
+            successor: None,
+        }),
+        KeyHandover::TransferTo(_) => {
+            let Some((user, memberships)) = successor else {
+                return Err(AuthorityOutcome::SuccessorNotFound);
+            };
+            let refused: Vec<ApiKeyRecord> = concerned
+                .iter()
+                .filter(|k| !crate::domain::access::may_answer_for(&user, &memberships, k))
+                .cloned()
+                .collect();
+            if !refused.is_empty() {
+                return Err(AuthorityOutcome::SuccessorMayNot(refused));
+            }
+            Ok(Handover {
+                revoke: Vec::new(),
+                hand_over: concerned,
+                successor: Some(user.id),
+            })
+        }
+    }
+}
+
+/// The events of an authority change: the change's own (`event`, drafted by
+/// the service), then one per key it revoked (`api_key.revoke`) or handed
+/// over (`api_key.handover`), by the same actor in the same request.
+pub(crate) fn authority_events(event: AuditEvent, outcome: &AuthorityOutcome) -> Vec<AuditEvent> {
+    let AuthorityOutcome::Done {
+        revoked,
+        handed_over,
+        successor,
+    } = outcome
+    else {
+        return Vec::new();
+    };
+    let per_key = |action: &str, key: &ApiKeyRecord, detail: serde_json::Value| {
+        let mut e = event.clone();
+        e.action = action.to_owned();
+        e.team_id = key.team_id.clone();
+        e.target_id = Some(key.prefix.clone());
+        e.target_name = key.name.clone();
+        e.detail = Some(detail.to_string());
+        e
+    };
+    let because = event.action.clone();
+    let mut events = Vec::with_capacity(1 + revoked.len() + handed_over.len());
+    for key in revoked {
+        let detail = serde_json::json!({
+            "key_type": key.key_type.to_string(),
+            "because": because,
+            "answered_by": key.created_by,
+        });
+        events.push(per_key(AuditAction::ApiKeyRevoke.as_str(), key, detail));
+    }
+    for key in handed_over {
+        let detail = serde_json::json!({
+            "key_type": key.key_type.to_string(),
+            "because": because,
+            "from": key.created_by,
+            "to": successor,
+        });
+        events.push(per_key(AuditAction::ApiKeyHandover.as_str(), key, detail));
+    }
+    events.insert(0, event);
+    events
+}
+
 #[async_trait]
 pub trait IdentityStore {
     // --- what principals are built from and decided on ---------------------
@@ -231,29 +353,39 @@ pub trait IdentityStore {
         max_users: i64,
         event: AuditEvent,
     ) -> StoreResult<User>;
-    /// Deletes the user with its personal keys, its memberships and every
-    /// workspace key it created (directly, or through a key it created), in
-    /// one transaction. Personal keys it minted for other users stay.
+    /// Deletes the user with its personal keys and its memberships, in one
+    /// transaction. The keys it answers for (every other key it created,
+    /// directly or through a key it created) are revoked or handed over as
+    /// `keys` says, in the same transaction; with [`KeyHandover::Refuse`]
+    /// and such keys, nothing changes. Personal keys it minted for other
+    /// users act as those users, and stay.
     async fn delete_user(
         &self,
         org: &OrgAccess,
         user_id: &str,
+        keys: KeyHandover,
         event: AuditEvent,
-    ) -> StoreResult<bool>;
+    ) -> StoreResult<AuthorityOutcome>;
     async fn list_members(&self, team: &TeamAccess) -> StoreResult<Vec<(User, TeamRole)>>;
     /// Adds a user of the team's organization to the team or changes its
-    /// role; `NotFound` when there is no such user there.
+    /// role ([`AuthorityOutcome::NotFound`] when there is no such user
+    /// there). A demotion deals with the keys the user answers for as
+    /// `keys` says (see [`IdentityStore::delete_user`]).
     async fn set_member(
         &self,
         team: &TeamAccess,
         user_id: &str,
         role: TeamRole,
+        keys: KeyHandover,
         event: AuditEvent,
-    ) -> StoreResult<()>;
+    ) -> StoreResult<AuthorityOutcome>;
+    /// Removes a user from the team, dealing with the keys it answers for
+    /// as `keys` says (see [`IdentityStore::delete_user`]).
     async fn remove_member(
         &self,
         team: &TeamAccess,
         user_id: &str,
+        keys: KeyHandover,
         event: AuditEvent,
-    ) -> StoreResult<bool>;
+    ) -> StoreResult<AuthorityOutcome>;
 }

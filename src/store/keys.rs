@@ -11,6 +11,10 @@ use crate::domain::types::{ApiKeyRecord, KeyType, User};
 use async_trait::async_trait;
 
 pub(crate) const CREATOR_GONE: &str = "the user creating this key no longer exists";
+/// The creator lost the role that let them issue the key while it was being
+/// created (the service answers it 403).
+pub const AUTHORITY_GONE: &str =
+    "the user creating this key no longer holds the role that lets them issue it";
 
 /// The quota a key's name scope (`user:…`, `team:…`, `org:…`) counts against.
 pub(crate) fn key_quota_name(name_scope: &str) -> &'static str {
@@ -119,10 +123,15 @@ pub trait KeyStore {
     /// The key with this prefix, in any organization: authentication starts
     /// here, before anyone is known.
     async fn find_api_key(&self, prefix: &str) -> StoreResult<Option<ApiKeyRecord>>;
+    /// The hash of the secret part of a key with this prefix that was
+    /// revoked (or deleted with its user or team), if one was: such a key
+    /// is recognised, and refused as revoked rather than as a bad key.
+    async fn revoked_key_hash(&self, prefix: &str) -> StoreResult<Option<Vec<u8>>>;
     /// The key with this prefix in the grant's organization only.
     async fn org_api_key(&self, org: &OrgAccess, prefix: &str)
         -> StoreResult<Option<ApiKeyRecord>>;
-    /// `Conflict` when a live key of the same scope has the same name;
+    /// `Conflict` when a live key of the same scope has the same name, or
+    /// ([`AUTHORITY_GONE`]) when the user creating it may no longer issue it;
     /// `QuotaExceeded` when the scope (a user, a team, the organization) has
     /// `max_keys` live keys already; `NotFound` when its team, its owner or
     /// the user creating it is gone.

@@ -37,15 +37,17 @@ mod keys;
 mod row;
 mod secrets;
 
-pub use audit::{AuditFilter, AuditStore};
+pub use audit::{purge_detail, AuditFilter, AuditStore, PurgeReason};
 pub use error::{StoreError, StoreResult};
 pub use history::{
     Actor, Consumer, ConsumerSeen, DeletedSecret, Deletion, Destroyed, HistoryStore, SecretHistory,
     StoredVersion, VersionRecord, WriteHistory, DEFAULT_KEEP_VERSIONS,
 };
-pub use identity::{IdentityStore, NewOrganization, NewTeam, NewUser, TeamDeletion, UserQuery};
+pub use identity::{
+    AuthorityOutcome, IdentityStore, NewOrganization, NewTeam, NewUser, TeamDeletion, UserQuery,
+};
 pub use keyring::KeyringStore;
-pub use keys::{KeyListing, KeyStore, NewApiKey};
+pub use keys::{KeyListing, KeyStore, NewApiKey, AUTHORITY_GONE};
 pub use secrets::{SealedWrite, SecretStore, SecretWrite, Snapshot, StoredSecret};
 
 use async_trait::async_trait;
@@ -116,6 +118,8 @@ macro_rules! schema_steps {
             (7, include_str!("migrations/0007_history.sql")),
             (8, include_str!("migrations/0008_audit.sql")),
             (9, include_str!("migrations/0009_audit_anchors.sql")),
+            (12, include_str!("migrations/0012_revoked_keys.sql")),
+            (13, include_str!("migrations/0013_consumer_kinds.sql")),
         ]
     };
 }
@@ -134,6 +138,25 @@ pub(crate) fn to_json_list(list: &Option<Vec<String>>) -> Option<String> {
 pub fn sqlite_path(database_url: &str) -> Option<std::path::PathBuf> {
     let path = database_url.strip_prefix("sqlite://")?;
     Some(path.split('?').next().unwrap_or(path).into())
+}
+
+/// What start-up decides on before it changes anything: the master keys a
+/// store records (id, check value) and how many organizations it holds.
+#[derive(Debug, Clone, Default)]
+pub struct Peek {
+    pub keks: Vec<(String, Vec<u8>)>,
+    pub organizations: i64,
+}
+
+/// Reads [`Peek`] from the store a database URL names without creating,
+/// migrating or writing anything (start-up's checks, `cli::preflight`);
+/// `None` when nothing is there yet (no database file, no tables).
+pub async fn peek(database_url: &str) -> anyhow::Result<Option<Peek>> {
+    if let Some(path) = sqlite_path(database_url) {
+        sqlite::peek(&path)
+    } else {
+        postgres::peek(database_url).await
+    }
 }
 
 /// Opens the store a database URL names, running migrations.

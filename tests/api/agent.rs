@@ -433,10 +433,96 @@ fn agent_identifies_itself_and_once_fails_on_5xx() {
     );
 }
 
+/// The agent holds its key for as long as it runs: like `tessera run`
+/// (issue 24 finding 10), it makes itself non-dumpable, so another process
+/// of its user cannot read the key from its `/proc/PID/environ`; and its
+/// `--on-change` command gets neither the key nor where it is.
+async fn agent_keeps_its_key_from_proc_and_from_its_hook(storage: Storage) {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let env = Env::start(storage);
+    let team = env.default_team().await;
+    let value = canary("x");
+    env.put("x", &value).await;
+    let key = env.read_key(&team, None).await;
+    let tmp = tempfile::tempdir().unwrap();
+    // As root, the agent runs as an ordinary user: root reads any
+    // process's environment, so only another user can show the difference.
+    let uid = nix::unistd::geteuid().is_root().then_some(65534u32);
+    let key_file = tmp.path().join("read.key");
+    std::fs::write(&key_file, &key).unwrap();
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    if let Some(uid) = uid {
+        let id = Some(nix::unistd::Uid::from_raw(uid));
+        let gid = Some(nix::unistd::Gid::from_raw(uid));
+        nix::unistd::chown(tmp.path(), id, gid).unwrap();
+        nix::unistd::chown(&key_file, id, gid).unwrap();
+    }
+    let key_path = key_file.to_str().unwrap();
+    let secrets_of = |text: &str| {
+        [key.as_str(), key_path, "TESSERA_API_KEY"]
+            .into_iter()
+            .filter(|s| text.contains(s))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let dir = tmp.path().join("secrets");
+    let hook_environ = tmp.path().join("hook-environ");
+    let hook = format!(
+        r#"cat /proc/$$/environ > "{0}.tmp"; mv "{0}.tmp" "{0}""#,
+        hook_environ.display()
+    );
+    let log = tmp.path().join("agent.log");
+    let file = std::fs::File::create(&log).unwrap();
+    let mut cmd = std::process::Command::new(crate::common::BIN);
+    cmd.args([
+        "agent",
+        "--dir",
+        dir.to_str().unwrap(),
+        "--on-change",
+        &hook,
+    ])
+    .env("TESSERA_LOG", "info")
+    .env("TESSERA_URL", &env.url)
+    .env("TESSERA_API_KEY", &key)
+    .env("TESSERA_API_KEY_FILE", &key_file)
+    .stdin(std::process::Stdio::null())
+    .stdout(file.try_clone().unwrap())
+    .stderr(file);
+    if let Some(uid) = uid {
+        cmd.uid(uid).gid(uid);
+    }
+    let mut agent = Background {
+        child: cmd.spawn().unwrap(),
+        log,
+    };
+    eventually("the first sync and its hook", || {
+        has(&dir, "x", value.as_bytes()) && hook_environ.exists()
+    });
+    let hook_env = std::fs::read_to_string(&hook_environ)
+        .unwrap()
+        .replace('\0', "\n");
+    assert!(hook_env.contains("TESSERA_AGENT_DIR="), "{hook_env}");
+    assert_eq!(secrets_of(&hook_env), Vec::<String>::new(), "the hook");
+    let agent_env = crate::run::environ_as(agent.child.id(), uid);
+    assert!(
+        agent_env
+            .as_deref()
+            .map(secrets_of)
+            .unwrap_or_default()
+            .is_empty(),
+        "another process of the agent's user read its key from /proc"
+    );
+    assert!(agent.is_running(), "{}", agent.log_text());
+    assert_eq!(agent.terminate().code(), Some(0));
+    assert_no_values(&agent.log_text(), &[&value, &key]);
+}
+
 crate::storage_tests!(
     agent_mirrors_values_and_follows_changes,
     agent_restart_catches_up_on_deletes_and_keeps_foreign_files,
     agent_once_scope_modes_and_exit_codes,
     agent_rides_out_a_server_restart,
     agent_exits_on_revocation_keeping_or_wiping_files,
+    agent_keeps_its_key_from_proc_and_from_its_hook,
 );

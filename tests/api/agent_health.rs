@@ -420,6 +420,127 @@ async fn run_watch_status_and_holds_follow_what_the_command_runs_with(storage: S
     );
 }
 
+/// `--watch` coalescing (a change waits out `--quiet-period` before the
+/// restart that applies it) together with `X-Tessera-Holds`: a change that
+/// is only pending is not what the command runs with, so the consumers view
+/// and the status file keep the command's version until the restart, then
+/// follow it. Checked over the whole pending window: whatever is read
+/// before the supervisor has logged its restart must still show version 1.
+async fn run_watch_holds_a_coalesced_change_only_once_restarted(storage: Storage) {
+    let env = Env::start(storage);
+    let team = env.default_team().await;
+    let (v1, v2) = (canary("v1"), canary("v2"));
+    env.put("x", &v1).await;
+    let key = env.read_key(&team, None).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let status_file = tmp.path().join("run.status");
+    let status_revision = || -> Option<i64> {
+        let bytes = std::fs::read(&status_file).ok()?;
+        serde_json::from_slice::<Value>(&bytes).ok()?["revision"].as_i64()
+    };
+    // A child that records the value it was started with in `out/seen.<pid>`.
+    let children = || -> Vec<String> {
+        let mut v: Vec<(std::time::SystemTime, String)> = std::fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap())
+            .filter(|e| e.file_name().to_string_lossy().starts_with("seen."))
+            .map(|e| {
+                let text = std::fs::read_to_string(e.path()).unwrap();
+                (e.metadata().unwrap().modified().unwrap(), text)
+            })
+            .collect();
+        v.sort();
+        v.into_iter().map(|(_, s)| s).collect()
+    };
+    let held_by_sup = |c: &[(String, i64, chrono::DateTime<chrono::Utc>)]| -> Vec<i64> {
+        c.iter()
+            .filter(|(i, ..)| i == "sup")
+            .map(|(_, v, _)| *v)
+            .collect()
+    };
+    let script = r#"printf %s "$TRUSS_SECRET_x" > "$1/seen.$$"; exec sleep 600"#;
+    let mut sup = Background::spawn(
+        &[
+            "run",
+            "--watch",
+            "--quiet-period",
+            "5s",
+            "--instance-id",
+            "sup",
+            "--status-file",
+            status_file.to_str().unwrap(),
+            "--",
+            "sh",
+            "-c",
+            script,
+            "sh",
+            out.to_str().unwrap(),
+        ],
+        &[("TESSERA_URL", &env.url), ("TESSERA_API_KEY", &key)],
+        &tmp.path().join("run.log"),
+    );
+    eventually("the first child", || children() == [v1.clone()]);
+    consumers_until(&env, &team, "x", "sup holds version 1", |c| {
+        held_by_sup(c) == [1]
+    })
+    .await;
+    let first = status_revision().expect("a status with a revision");
+
+    let after = chrono::Utc::now();
+    env.put("x", &v2).await;
+    consumers_until(&env, &team, "x", "a sighting after the write", |c| {
+        c.iter().any(|(i, _, seen)| i == "sup" && *seen >= after)
+    })
+    .await;
+    // Pending: read the view and the status, then the log; as long as the
+    // log has no restart, both must still show what the command runs with.
+    let restarted = "restarted the command";
+    let deadline = Instant::now() + crate::workload::DEADLINE;
+    let mut pending_checks = 0;
+    loop {
+        let c = consumers(&env, &team, "x").await;
+        let revision = status_revision();
+        if sup.log_text().contains(restarted) {
+            break;
+        }
+        pending_checks += 1;
+        assert_eq!(
+            held_by_sup(&c),
+            [1],
+            "reported as held before the command runs with it: {c:?}"
+        );
+        assert_eq!(revision, Some(first), "the status is ahead of the command");
+        assert_eq!(
+            children(),
+            std::slice::from_ref(&v1),
+            "restarted without saying so"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "no restart after the quiet period"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        pending_checks > 0,
+        "the restart came before the change was seen pending (a 5 s quiet period)"
+    );
+    eventually("a child with the new value", || {
+        children() == [v1.clone(), v2.clone()]
+    });
+    consumers_until(&env, &team, "x", "sup holds version 2", |c| {
+        held_by_sup(c) == [2]
+    })
+    .await;
+    eventually("the status follows the restart", || {
+        status_revision().is_some_and(|r| r > first)
+    });
+    assert_eq!(sup.terminate().code(), Some(128 + 15));
+    assert_no_values(&sup.log_text(), &[&v1, &v2]);
+}
+
 /// Stumble 1: a key whose scope holds no secret (made for another team
 /// than the one written to, or narrowed to names that do not exist) makes
 /// the agent and `tessera run` say so, instead of a quiet `written=0`.
@@ -574,6 +695,7 @@ crate::storage_tests!(
     agent_fails_and_reports_nothing_new_while_a_file_is_stale,
     agent_comes_back_promptly_and_its_probe_tells,
     run_watch_status_and_holds_follow_what_the_command_runs_with,
+    run_watch_holds_a_coalesced_change_only_once_restarted,
     an_empty_scope_is_called_out,
 );
 

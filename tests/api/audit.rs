@@ -19,14 +19,16 @@ pub(crate) async fn all_events(app: &TestApp) -> Vec<StoredEvent> {
     out
 }
 
-/// Verifies the log with the store's own public key, against `checkpoints`.
+/// Verifies the log with the store's own public key, against
+/// `checkpoints` as the shipped lines (none: the log alone).
 pub(crate) async fn verify(
     app: &TestApp,
     checkpoints: &[tessera::audit::checkpoint::Checkpoint],
 ) -> Verified {
     let service = app.service();
+    let shipped = (!checkpoints.is_empty()).then_some(checkpoints);
     service
-        .verify_audit(service.audit_public_key(), checkpoints)
+        .verify_audit(service.audit_public_key(), shipped)
         .await
         .unwrap()
 }
@@ -627,4 +629,196 @@ async fn the_verify_command_names_the_broken_link() {
         stderr.contains("seq 4") && stderr.contains("truncated"),
         "{stderr}"
     );
+}
+
+/// Through the binary: a restart ships no line for a chain that did not
+/// move; retention without a checkpoint file is refused at start; `verify`
+/// takes several `--checkpoint` files; and issue 24's attack (the signing
+/// seed unwrapped with the master key, an anchor forged past the last
+/// shipped checkpoint or for a prefix, the events deleted, one chained to
+/// it) passes a plain `verify` but fails against the shipped file, naming
+/// the chain and seq.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pruning_is_proved_by_the_shipped_files_through_the_binary() {
+    let storage = crate::common::Storage::new(Backend::Sqlite).await.unwrap();
+    let data = storage.dir.path().join("data");
+    let exported = storage.dir.path().join("checkpoints.jsonl");
+    let exported = exported.to_str().unwrap();
+    let args = [
+        "--audit-checkpoint-file",
+        exported,
+        "--audit-checkpoint-interval",
+        "1",
+    ];
+    let server = crate::common::ServerProcess::start(&data, &args, &[]).unwrap();
+    let key = std::fs::read_to_string(data.join("admin.key"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let http = reqwest::Client::new();
+    for i in 0..3 {
+        let r = http
+            .post(format!("{}/v1/secrets", server.url))
+            .bearer_auth(&key)
+            .json(&json!({"name": format!("s{i}"), "value": "v"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    assert_eq!(server.terminate(), Some(0));
+    let lines = || std::fs::read_to_string(exported).unwrap();
+    let shipped = lines();
+    assert!(
+        shipped.lines().last().unwrap().contains("\"seq\":4"),
+        "{shipped}"
+    );
+    // Started and stopped again without a change: no new line.
+    let server = crate::common::ServerProcess::start(&data, &args, &[]).unwrap();
+    assert_eq!(server.terminate(), Some(0));
+    assert_eq!(
+        lines(),
+        shipped,
+        "a restart shipped lines for chains that did not move"
+    );
+
+    // Pruning needs a checkpoint file (standard output alone will not do).
+    for only in [&[][..], &["--audit-checkpoint-stdout"][..]] {
+        let mut refused = vec!["--audit-retention-days", "1"];
+        refused.extend_from_slice(only);
+        let fresh = storage.dir.path().join(format!("refused{}", only.len()));
+        let err = crate::common::ServerProcess::start(&fresh, &refused, &[])
+            .err()
+            .expect("retention without a checkpoint file must be refused");
+        assert!(err.contains("--audit-checkpoint-file"), "{err}");
+        assert!(!fresh.exists(), "a refused start left {}", fresh.display());
+    }
+
+    let dir = data.to_str().unwrap();
+    let public_key =
+        String::from_utf8(run_cli(&["audit", "public-key", "--data-dir", dir], &[]).stdout)
+            .unwrap();
+    let public_key = public_key.trim();
+    let second = storage.dir.path().join("node-b.jsonl");
+    std::fs::write(&second, shipped.lines().next().unwrap().to_owned() + "\n").unwrap();
+    let second = second.to_str().unwrap();
+    let verify_shipped = |files: &[&str]| {
+        let mut a = vec![
+            "audit",
+            "verify",
+            "--data-dir",
+            dir,
+            "--public-key",
+            public_key,
+        ];
+        for f in files {
+            a.extend(["--checkpoint", f]);
+        }
+        run_cli(&a, &[])
+    };
+    let out = verify_shipped(&[exported, second]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let n = shipped.lines().count() + 1;
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&format!("extends {n} signed checkpoints")),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    // The attacker's part: the master key unwraps the signing seed and
+    // the chain key.
+    let master =
+        tessera::crypto::master_key::load(&tessera::crypto::master_key::MasterKeySource::File {
+            path: data.join("master.key"),
+            create: false,
+        })
+        .unwrap();
+    let keyring = tessera::crypto::keyring::Keyring::new(&master);
+    let db_path = data.join("tessera.db");
+    let store = tessera::store::open(&format!("sqlite://{}", db_path.display()))
+        .await
+        .unwrap();
+    let signer = tessera::service::bootstrap::load_checkpoint_signer(store.as_ref(), &keyring)
+        .await
+        .unwrap();
+    let chain_key = tessera::service::bootstrap::load_audit_key(store.as_ref(), &keyring)
+        .await
+        .unwrap();
+    let events = all_events_of(store.as_ref()).await;
+    drop(store);
+    let chain = events[0].event.chain.clone();
+    let db = rusqlite::Connection::open(&db_path).unwrap();
+    db.execute_batch("CREATE TABLE events_backup AS SELECT * FROM audit_events")
+        .unwrap();
+    let restore = "DELETE FROM audit_anchors; DELETE FROM audit_events;
+                   INSERT INTO audit_events SELECT * FROM events_backup";
+    let now = tessera::domain::time::now_micros();
+
+    // Past the last shipped checkpoint (seq 4): an anchor at 9, every event
+    // deleted, one forged event chained to it. Then a prefix: the anchor
+    // at seq 2 with its true MAC, the events up to it deleted.
+    let forged = tessera::audit::chain::ChainHead {
+        chain: chain.clone(),
+        seq: 9,
+        mac: [9; 32],
+    };
+    let prefix = tessera::audit::chain::ChainHead {
+        chain: chain.clone(),
+        seq: 2,
+        mac: events[1].mac,
+    };
+    for (anchor, forge_event) in [(&forged, true), (&prefix, false)] {
+        let line = signer.sign(anchor, now).to_json_line().unwrap();
+        db.execute(
+            "INSERT INTO audit_anchors (chain, seq, checkpoint) VALUES (?1, ?2, ?3)",
+            rusqlite::params![chain, anchor.seq as i64, line],
+        )
+        .unwrap();
+        if forge_event {
+            db.execute("DELETE FROM audit_events", []).unwrap();
+            let mut event = events[0].event.clone();
+            event.seq = 10;
+            let mac = tessera::audit::chain::link(&chain_key, &anchor.mac, &event);
+            db.execute(
+                "INSERT INTO audit_events SELECT chain, 10, time, actor_key, actor_type,
+                 actor_user, org_id, team_id, action, target_id, target_name, result,
+                 request_id, client, detail, ?1 FROM events_backup WHERE seq = 1",
+                [mac.to_vec()],
+            )
+            .unwrap();
+        } else {
+            db.execute("DELETE FROM audit_events WHERE seq <= 2", [])
+                .unwrap();
+        }
+        let plain = run_cli(&["audit", "verify", "--data-dir", dir], &[]);
+        assert!(
+            plain.status.success(),
+            "the chain alone cannot tell: {}",
+            String::from_utf8_lossy(&plain.stderr)
+        );
+        let out = verify_shipped(&[exported, second]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "audit chain {chain} is broken at seq {}",
+                anchor.seq
+            )) && stderr.contains("pruned"),
+            "{stderr}"
+        );
+        db.execute_batch(restore).unwrap();
+    }
+    assert!(verify_shipped(&[exported]).status.success());
+}
+
+async fn all_events_of(store: &dyn tessera::store::Store) -> Vec<StoredEvent> {
+    let mut out = Vec::new();
+    for chain in store.audit_chains().await.unwrap() {
+        out.extend(store.audit_events(&chain, 0, 100_000).await.unwrap());
+    }
+    out
 }

@@ -310,7 +310,7 @@ async fn secret_values_never_leak(storage: Storage) {
         );
     }
     bodies.push_str(
-        &reqwest::get(format!("{url}/metrics"))
+        &reqwest::get(format!("{}/metrics", server.metrics_url()))
             .await
             .unwrap()
             .text()

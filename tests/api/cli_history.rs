@@ -127,4 +127,158 @@ async fn recover_a_secret_and_see_who_holds_it(storage: Storage) {
     assert_no_values(&agent.log_text(), &[&v1, &v2, &v3]);
 }
 
-crate::storage_tests!(recover_a_secret_and_see_who_holds_it);
+/// Issue 25, stumble 3, as a new user met it: six `tessera run -- env`
+/// calls that had exited blocked `secrets destroy`, whose refusal said
+/// `force=true`. One-shot runs are listed as such, with a warning, and do
+/// not block; a consumer that does not say what it is still blocks, and the
+/// CLI's refusals name its own flags.
+async fn one_shot_runs_never_block_destroy_and_refusals_name_flags(storage: Storage) {
+    let env = Env::start(storage);
+    let team = env.default_team().await;
+    let key = env.read_key(&team, None).await;
+    let (v1, v2, v3) = (canary("v1"), canary("v2"), canary("v3"));
+    env.put("db-url", &v1).await;
+    let run_env = [("TESSERA_URL", env.url.as_str()), ("TESSERA_API_KEY", &key)];
+    for _ in 0..6 {
+        let out = run_with_stdin(&["run", "--", "env"], &run_env, b"");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    env.put("db-url", &v2).await;
+    let mut printed = String::new();
+
+    // Listed as one-shot, with a warning (the view is written about once a
+    // second).
+    eventually("six one-shot consumers", || {
+        let v = json(&env, &["secrets", "consumers", "db-url"], &mut printed);
+        v["consumers"].as_array().map_or(0, Vec::len) == 6
+    });
+    let out = run_with_stdin(
+        &["secrets", "consumers", "db-url"],
+        &[("TESSERA_URL", &env.url), ("TESSERA_API_KEY", &env.admin)],
+        b"",
+    );
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    assert!(
+        stdout.starts_with("6 consumers (one-shot runs): 6 on version 1"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("KIND") && stdout.contains("one-shot"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("warning: 6 of these are one-shot runs"),
+        "{stderr}"
+    );
+
+    // They do not block destroying version 1; the CLI passes the warning on.
+    let out = run_with_stdin(
+        &["secrets", "destroy", "db-url", "--version", "1"],
+        &[("TESSERA_URL", &env.url), ("TESSERA_API_KEY", &env.admin)],
+        b"",
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("warning: 6 one-shot runs received version 1"),
+        "{stderr}"
+    );
+
+    // A client that does not say what it is (here curl-like) holds version
+    // 2 and blocks; the refusal names --force, not the API's force=true.
+    let r = env
+        .http
+        .get(format!("{}/runtime/v1/secrets", env.url))
+        .bearer_auth(&key)
+        .header("X-Tessera-Agent", "edge")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    env.put("db-url", &v3).await;
+    let destroy = |version: &str| {
+        let out = run_with_stdin(
+            &["secrets", "destroy", "db-url", "--version", version],
+            &[("TESSERA_URL", &env.url), ("TESSERA_API_KEY", &env.admin)],
+            b"",
+        );
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, stderr) = destroy("2");
+    assert!(!ok, "{stderr}");
+    assert!(
+        stderr.contains("held by 1 consumer") && stderr.contains("with --force to go ahead"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("force=true"), "{stderr}");
+    // The current version: the way out is a CLI command, not an API field.
+    let (ok, stderr) = destroy("3");
+    assert!(!ok);
+    assert!(
+        stderr.contains("(tessera secrets set db-url --destroy-previous)"),
+        "{stderr}"
+    );
+
+    // Team deletion and key creation relay the server's refusals in CLI
+    // terms too.
+    let other = env.create_team("busy").await;
+    env.put_in(&other, "keep", "k").await;
+    let admin = |args: &[&str]| {
+        let out = run_with_stdin(
+            args,
+            &[("TESSERA_URL", &env.url), ("TESSERA_API_KEY", &env.admin)],
+            b"",
+        );
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, stderr) = admin(&["teams", "delete", &other]);
+    assert!(!ok && stderr.contains("pass --cascade"), "{stderr}");
+    assert!(!stderr.contains("cascade=true"), "{stderr}");
+    let (ok, stderr) = admin(&[
+        "keys",
+        "create",
+        "--type",
+        "PERSONAL",
+        "--name",
+        "k",
+        "--model-id",
+        "m1",
+    ]);
+    assert!(
+        !ok && stderr.contains("--model-id is only allowed"),
+        "{stderr}"
+    );
+    let (ok, stderr) = admin(&[
+        "keys",
+        "create",
+        "--type",
+        "WORKSPACE_MANAGE_API_KEYS",
+        "--name",
+        "k",
+        "--team",
+        &other,
+    ]);
+    assert!(
+        !ok && stderr.contains("create them without --team"),
+        "{stderr}"
+    );
+    assert_no_values(&printed, &[&v1, &v2, &v3]);
+}
+
+crate::storage_tests!(
+    recover_a_secret_and_see_who_holds_it,
+    one_shot_runs_never_block_destroy_and_refusals_name_flags,
+);

@@ -153,6 +153,8 @@ impl Storage {
 
 pub struct TestApp {
     pub url: String,
+    /// The metrics listener (`GET /metrics`), apart from the API's.
+    pub metrics_url: String,
     pub admin_key: String,
     pub http: reqwest::Client,
     pub state: Arc<tessera::api::AppState>,
@@ -265,6 +267,20 @@ impl TestAppBuilder {
         let shutdown = state.shutdown.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        // Metrics on a listener of their own, as `tessera serve` has them.
+        let metrics_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let metrics_url = format!("http://{}", metrics_listener.local_addr().unwrap());
+        let metrics_router = tessera::api::metrics_router(state.clone());
+        let metrics_shutdown = state.shutdown.clone();
+        tokio::spawn(async move {
+            let _ = tessera::net::serve(
+                metrics_listener,
+                metrics_router,
+                tessera::net::NetConfig::default(),
+                metrics_shutdown,
+            )
+            .await;
+        });
         // The same network layer as `tessera serve`.
         let server = tokio::spawn(async move {
             tessera::net::serve(
@@ -278,6 +294,7 @@ impl TestAppBuilder {
         });
         Some(TestApp {
             url: format!("http://{addr}"),
+            metrics_url,
             admin_key: token.token().to_owned(),
             http: reqwest::Client::new(),
             state,
@@ -517,8 +534,13 @@ impl ServerProcess {
             .arg("--listen")
             .arg(listen)
             .arg("--data-dir")
-            .arg(data_dir)
-            .args(extra)
+            .arg(data_dir);
+        // Metrics on a port of their own, chosen by the system (the default
+        // port would collide between servers running at once).
+        if !extra.contains(&"--metrics-listen") {
+            cmd.arg("--metrics-listen").arg("127.0.0.1:0");
+        }
+        cmd.args(extra)
             .env_remove("TESSERA_MASTER_KEY")
             .env_remove("TESSERA_DATABASE_URL")
             .env("TESSERA_LOG", "debug,sqlx=warn,hyper=info")
@@ -555,6 +577,18 @@ impl ServerProcess {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Where this server serves `/metrics` (its own listener), from the
+    /// line it logged at start.
+    pub fn metrics_url(&self) -> String {
+        let text = self.log_text();
+        let addr = text
+            .lines()
+            .find_map(|l| l.split("serving metrics at /metrics addr=").nth(1))
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no metrics listener in the log: {text}"));
+        format!("http://{addr}")
     }
 
     /// The listening address.

@@ -45,7 +45,7 @@ async fn reader(server: &ServerProcess, admin: &str) -> String {
 
 /// The sum of `tessera_store_calls_total` in the server's metrics.
 async fn store_calls(server: &ServerProcess) -> f64 {
-    let text = reqwest::get(format!("{}/metrics", server.url))
+    let text = reqwest::get(format!("{}/metrics", server.metrics_url()))
         .await
         .unwrap()
         .text()
@@ -155,7 +155,7 @@ async fn reads_are_recorded_without_values(storage: Storage) {
     let body = to_resp(r).await.ok();
     let fingerprint = body["fingerprint"].as_str().unwrap().to_owned();
     etag_of(&server, &key).await;
-    let metrics = reqwest::get(format!("{}/metrics", server.url))
+    let metrics = reqwest::get(format!("{}/metrics", server.metrics_url()))
         .await
         .unwrap()
         .text()
@@ -163,7 +163,7 @@ async fn reads_are_recorded_without_values(storage: Storage) {
         .unwrap();
     let reads: f64 = metrics
         .lines()
-        .filter(|l| l.starts_with("tessera_runtime_reads_total{"))
+        .filter(|l| l.starts_with("tessera_runtime_reads_total"))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum();
     assert_eq!(reads, 2.0, "{metrics}");
@@ -251,12 +251,12 @@ async fn waiters_woken_together_are_each_recorded(storage: Storage) {
     let reads = |metrics: &str| -> f64 {
         metrics
             .lines()
-            .filter(|l| l.starts_with("tessera_runtime_reads_total{"))
+            .filter(|l| l.starts_with("tessera_runtime_reads_total"))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()
     };
     let metrics = || async {
-        reqwest::get(format!("{}/metrics", server.url))
+        reqwest::get(format!("{}/metrics", server.metrics_url()))
             .await
             .unwrap()
             .text()

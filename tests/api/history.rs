@@ -35,15 +35,26 @@ fn numbers(v: &Value) -> Vec<i64> {
 
 /// One runtime read of `name` as agent instance `instance`.
 async fn fetch_as(app: &TestApp, key: &str, instance: &str, name: &str) -> Resp {
-    let r = app
+    fetch_kind(app, key, instance, None, name).await
+}
+
+/// One runtime read of `name` as `instance`, declaring `kind` if given.
+async fn fetch_kind(
+    app: &TestApp,
+    key: &str,
+    instance: &str,
+    kind: Option<&str>,
+    name: &str,
+) -> Resp {
+    let mut req = app
         .http
         .get(format!("{}/runtime/v1/secrets/{name}", app.url))
         .header("Authorization", format!("Bearer {key}"))
-        .header("X-Tessera-Agent", instance)
-        .send()
-        .await
-        .unwrap();
-    crate::common::to_resp(r).await
+        .header("X-Tessera-Agent", instance);
+    if let Some(k) = kind {
+        req = req.header("X-Tessera-Consumer-Kind", k);
+    }
+    crate::common::to_resp(req.send().await.unwrap()).await
 }
 
 fn prefix(key: &str) -> &str {
@@ -298,6 +309,108 @@ async fn consumers_show_who_holds_which_version(app: TestApp) {
     app.delete(&format!("{path}?force=true")).await.ok();
 }
 
+/// Issue 25, stumble 3: one-shot runs (a plain `tessera run`, which execs
+/// and never reports again) are their own kind: listed with a warning,
+/// never blocking a destroy, and gone from the view 10 minutes after they
+/// were last seen. Agents and supervisors still block.
+async fn one_shot_consumers_warn_expire_and_never_block(app: TestApp) {
+    let team = app.default_team_id().await;
+    let key = app.reader_key(&team).await;
+    put(&app, &team, "hf-token", "first").await;
+    for run in ["run-1", "run-2"] {
+        fetch_kind(&app, &key, run, Some("one-shot"), "hf-token")
+            .await
+            .ok();
+    }
+    put(&app, &team, "hf-token", "second").await;
+    fetch_kind(&app, &key, "edge", Some("supervisor"), "hf-token")
+        .await
+        .ok();
+    let bad = fetch_kind(&app, &key, "x", Some("daemon"), "hf-token").await;
+    let message = bad.err(400, "INVALID_REQUEST");
+    assert!(message.contains("agent, supervisor, one-shot"), "{message}");
+    app.service().flush_consumers().await.unwrap();
+
+    let path = format!("/v1/teams/{team}/secrets/hf-token/consumers");
+    let c = app.get(&path).await.ok();
+    let kinds: Vec<(&str, &str)> = c["consumers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["instance"].as_str().unwrap(), c["kind"].as_str().unwrap()))
+        .collect();
+    assert_eq!(kinds.len(), 3);
+    assert!(kinds.contains(&("edge", "supervisor")) && kinds.contains(&("run-1", "one-shot")));
+    let summary = c["summary"].as_str().unwrap();
+    assert!(
+        summary
+            .starts_with("3 consumers (2 of them one-shot runs): 1 on version 2, 2 on version 1"),
+        "{summary}"
+    );
+    assert!(
+        c["warning"]
+            .as_str()
+            .unwrap()
+            .contains("2 of these are one-shot runs"),
+        "{c}"
+    );
+
+    // The one-shot runs hold version 1: destroying it goes ahead, with a
+    // warning.
+    let destroyed = app
+        .delete(&format!("/v1/teams/{team}/secrets/hf-token/versions/1"))
+        .await
+        .ok();
+    assert_eq!(destroyed["destroyed"], true);
+    assert!(
+        destroyed["warning"]
+            .as_str()
+            .unwrap()
+            .starts_with("2 one-shot runs received version 1"),
+        "{destroyed}"
+    );
+    // The supervisor holds version 2: it still blocks.
+    put(&app, &team, "hf-token", "third").await;
+    let refused = app
+        .delete(&format!("/v1/teams/{team}/secrets/hf-token/versions/2"))
+        .await
+        .err(409, "CONFLICT");
+    assert!(refused.contains("held by 1 consumer"), "{refused}");
+
+    // Eleven minutes on, the one-shot runs are no longer listed; the
+    // supervisor is (it reports while it lives: not hearing from it is
+    // news).
+    let p = app
+        .service()
+        .authenticate(Some(&format!("Bearer {}", app.admin_key)))
+        .await
+        .unwrap();
+    let later = tessera::domain::time::now_micros() + 11 * 60 * 1_000_000;
+    let at = |now| {
+        let p = p.clone();
+        let team = team.clone();
+        let service = app.service();
+        async move {
+            let (_, listed) = service
+                .secret_consumers(&p, tessera::service::TeamRef::Id(&team), "hf-token", now)
+                .await
+                .unwrap();
+            listed
+                .iter()
+                .map(|c| c.instance.clone())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(at(later - 2 * 60 * 1_000_000).await.len(), 3);
+    assert_eq!(at(later).await, vec!["edge".to_owned()]);
+    let versions = app
+        .service()
+        .secret_versions(&p, tessera::service::TeamRef::Id(&team), "hf-token", later)
+        .await
+        .unwrap();
+    assert_eq!(versions.consumers.len(), 1);
+}
+
 async fn deleted_secrets_can_be_undeleted(app: TestApp) {
     let team = app.default_team_id().await;
     let first = put(&app, &team, "webhook", "original").await["id"]
@@ -444,6 +557,7 @@ crate::app_tests!(
     destroy_previous_destroys_every_earlier_value,
     destroying_one_version_keeps_its_metadata,
     consumers_show_who_holds_which_version,
+    one_shot_consumers_warn_expire_and_never_block,
     deleted_secrets_can_be_undeleted,
     the_purge_job_removes_what_outlived_the_window,
     workload_keys_and_members_cannot_rewrite_history,

@@ -129,7 +129,7 @@ async fn connections_beyond_the_cap_get_a_json_503() {
     // The server notices the closes asynchronously: retry until a slot is free.
     let deadline = Instant::now() + Duration::from_secs(5);
     let text = loop {
-        let r = reqwest::get(format!("{}/metrics", server.url))
+        let r = reqwest::get(format!("{}/metrics", server.metrics_url()))
             .await
             .unwrap();
         if r.status() == 200 {
@@ -310,7 +310,7 @@ async fn accept_errors_back_off_and_are_logged_once() {
     }
     // Several failed accepts, but one line per change of state (closing the
     // backlog can make accepting fail once more before it settles).
-    let metrics = reqwest::get(format!("{}/metrics", server.url))
+    let metrics = reqwest::get(format!("{}/metrics", server.metrics_url()))
         .await
         .unwrap()
         .text()
@@ -347,7 +347,7 @@ async fn handler_timeout_answers_json_503() {
     assert!(r.json()["message"].as_str().unwrap().contains("within 1 s"));
     // The rest of that body is not coming: the answer says the connection ends.
     assert!(r.closes(), "{r:?}");
-    let metrics = reqwest::get(format!("{}/metrics", server.url))
+    let metrics = reqwest::get(format!("{}/metrics", server.metrics_url()))
         .await
         .unwrap()
         .text()

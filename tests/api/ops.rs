@@ -35,7 +35,6 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/organizations/me"),
     ("get", "/healthz"),
     ("get", "/readyz"),
-    ("get", "/metrics"),
     ("get", "/openapi.json"),
     ("get", "/runtime/v1/secrets"),
     ("get", "/runtime/v1/secrets/{secret_name}"),
@@ -78,7 +77,7 @@ async fn metrics_use_route_templates_only(app: TestApp) {
     app.delete(&format!("/v1/secrets/{name}")).await.ok();
     let r = app
         .http
-        .get(format!("{}/metrics", app.url))
+        .get(format!("{}/metrics", app.metrics_url))
         .send()
         .await
         .unwrap();
@@ -142,5 +141,50 @@ async fn openapi_lists_every_route_the_router_serves(app: TestApp) {
 crate::app_tests!(
     health_and_readiness,
     metrics_use_route_templates_only,
+    metrics_have_their_own_listener_and_no_tenant_labels,
     openapi_lists_every_route_the_router_serves
 );
+
+/// Issue 24, finding 9: metrics are not on the API's listener (anyone who
+/// can reach the API would read them), and no label names a tenant: the
+/// runtime reads of two teams add up in one series.
+async fn metrics_have_their_own_listener_and_no_tenant_labels(app: TestApp) {
+    app.request(Method::GET, "/metrics", None, None)
+        .await
+        .err(404, "NOT_FOUND");
+    let team = app.default_team_id().await;
+    let other = app.post("/v1/teams", json!({"name": "other"})).await.ok()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for t in [&team, &other] {
+        let key = app.reader_key(t).await;
+        app.as_key(&key, Method::GET, "/runtime/v1/secrets", None)
+            .await
+            .ok();
+    }
+    let text = app
+        .http
+        .get(format!("{}/metrics", app.metrics_url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("tessera_runtime_reads_total "), "{text}");
+    for id in [&team, &other] {
+        assert!(
+            !text.contains(id.as_str()),
+            "a team id in the metrics: {text}"
+        );
+    }
+    // Only /metrics is served there.
+    let r = app
+        .http
+        .get(format!("{}/v1/teams", app.metrics_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}

@@ -13,7 +13,9 @@ use crate::multinode::two_nodes;
 use reqwest::Method;
 use serde_json::json;
 use std::time::{Duration, Instant};
-use tessera::domain::access::{authorize_new_key, authorize_team, KeyTarget, TeamAction};
+use tessera::domain::access::{
+    authorize_new_key, authorize_team, KeyHandover, KeyTarget, TeamAction,
+};
 use tessera::domain::key_token::NewKeyToken;
 use tessera::domain::secret_name::SecretName;
 use tessera::domain::secret_value::SecretValue;
@@ -143,6 +145,7 @@ async fn writes_racing_a_team_delete_answer_404(app: TestApp) {
             &access,
             &user,
             TeamRole::Member,
+            KeyHandover::Refuse,
             crate::conformance::event("x"),
         )
         .await
@@ -345,7 +348,9 @@ async fn keys_created_by_a_deleted_user_are_revoked_with_it(app: TestApp) {
         .await
         .err(403, "FORBIDDEN");
 
-    app.delete(&format!("/v1/users/{uid}")).await.ok();
+    app.delete(&format!("/v1/users/{uid}?revoke_keys=true"))
+        .await
+        .ok();
 
     // Immediately refused on this node.
     secret(hers.clone()).await.err(401, "UNAUTHORIZED");
@@ -568,7 +573,7 @@ async fn keys_of_a_deleted_user_are_refused_on_every_node() {
     c.req(
         0,
         Method::DELETE,
-        &format!("/v1/users/{uid}"),
+        &format!("/v1/users/{uid}?revoke_keys=true"),
         &c.admin_key,
         None,
     )

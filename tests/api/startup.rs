@@ -9,7 +9,7 @@ use serde_json::json;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-fn mode(path: &Path) -> u32 {
+pub(crate) fn mode(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
 }
 
@@ -200,11 +200,104 @@ async fn a_port_in_use_leaves_no_data_directory(storage: Storage) {
     }
 }
 
+/// Names, modes and sizes of what is in `dir` (recursively one level), to
+/// compare before and after a refused start.
+fn snapshot(dir: &Path) -> Vec<(PathBuf, u32, u64)> {
+    if !dir.exists() {
+        return Vec::new();
+    }
+    let mut out = vec![(dir.to_owned(), mode(dir), 0)];
+    for path in files_in(dir) {
+        let meta = std::fs::metadata(&path).unwrap();
+        out.push((
+            path.clone(),
+            mode(&path),
+            if meta.is_dir() { 0 } else { meta.len() },
+        ));
+    }
+    out
+}
+
+/// Issue 25, stumble 9: a refused start changes nothing. A store holding
+/// data, a data directory others can reach (holding only Tessera's files,
+/// which start-up would make private) with a SQLite database file that is
+/// 0644, and a master key that is not the store's: the start is refused for
+/// the key, and the directory, its files and their modes are as they were.
+async fn a_refused_start_changes_nothing(storage: Storage) {
+    let data = storage.dir.path().join("data");
+    let server = start(&storage, &data, &[]).unwrap();
+    assert_eq!(server.terminate(), Some(0));
+    let key_path = data.join("master.key");
+    std::fs::remove_file(&key_path).unwrap();
+    write_private_key(&key_path, &crate::common::rand_key());
+    set_mode(&key_path, 0o400);
+    set_mode(&data, 0o755);
+    if storage.pg.is_none() {
+        set_mode(&data.join("tessera.db"), 0o644);
+        let _ = std::fs::remove_file(data.join("tessera.db.lock"));
+    }
+    let before = snapshot(&data);
+    let err = start(&storage, &data, &[]).err().expect("refused");
+    assert!(err.contains("cannot open this database's data"), "{err}");
+    assert_eq!(
+        snapshot(&data),
+        before,
+        "a refused start changed files: {err}"
+    );
+}
+
+/// The stumble as it was met: `--database-url` names a SQLite database
+/// elsewhere (0644) that holds data, and no master key is given (the
+/// default one, in a data directory that does not exist, is missing).
+/// Refused, naming the key the data needs; the database's directory is as
+/// it was (no mode changed, no lock file), and no data directory appears.
+#[test]
+fn a_database_named_by_url_is_untouched_by_a_refused_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let elsewhere = tmp.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    set_mode(&elsewhere, 0o755);
+    let db = elsewhere.join("tessera.db");
+    let url = format!("sqlite://{}", db.display());
+    let key = tmp.path().join("init.key");
+    write_private_key(&key, &crate::common::rand_key());
+    let out = run_cli(
+        &[
+            "init",
+            "--database-url",
+            &url,
+            "--master-key-file",
+            key.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    set_mode(&db, 0o644);
+    let before = snapshot(&elsewhere);
+    let data = tmp.path().join("data");
+    let err = ServerProcess::start(&data, &["--database-url", &url], &[])
+        .err()
+        .expect("refused");
+    assert!(err.contains("master key file"), "{err}");
+    assert!(err.contains("is missing"), "{err}");
+    assert_eq!(
+        snapshot(&elsewhere),
+        before,
+        "a refused start changed files: {err}"
+    );
+    assert!(!data.exists(), "no data directory was created");
+}
+
 crate::storage_tests!(
     files_are_private_whatever_the_umask,
     a_master_key_file_others_can_read_is_refused,
     a_missing_master_key_is_reported_and_never_replaced,
     a_port_in_use_leaves_no_data_directory,
+    a_refused_start_changes_nothing,
 );
 
 /// A second server on the same SQLite database is refused while the first

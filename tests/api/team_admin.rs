@@ -157,8 +157,10 @@ async fn memberships_grant_and_withdraw_access(app: TestApp) {
     )
     .await
     .err(404, "NOT_FOUND");
-    // Removal withdraws access on the next request.
-    app.request(Method::DELETE, &member_path, Some(&app.admin_key), None)
+    // Removal withdraws access on the next request (revoking the key the
+    // user created as the team's admin).
+    let revoking = format!("{member_path}?revoke_keys=true");
+    app.request(Method::DELETE, &revoking, Some(&app.admin_key), None)
         .await
         .ok();
     app.as_key(&key, Method::GET, &secrets, None)

@@ -93,7 +93,7 @@ async fn auth_failures_are_counted_logged_once_and_throttled_without_touching_va
     let other = client_from("127.0.0.2");
     assert_eq!(get(&other, &url, Some(&unknown), &[]).await.0, 401);
 
-    let metrics = reqwest::get(format!("{url}/metrics"))
+    let metrics = reqwest::get(format!("{}/metrics", server.metrics_url()))
         .await
         .unwrap()
         .text()
@@ -217,3 +217,138 @@ fn bad_limit_flags_are_refused_at_start() {
         assert!(err.contains(flag.trim_start_matches("--")), "{err}");
     }
 }
+
+/// Issue 24, finding 11: a key the server recognises is never throttled as
+/// a bad key. A read key is revoked (by its revocation, and one by its
+/// creator's deletion); while another client on the same address has used
+/// up the address's budget with bad keys, the revoked keys still hear 401
+/// (so an agent can wipe its files), and spend none of the budget.
+async fn revoked_keys_are_never_throttled_as_bad_keys(storage: crate::common::Storage) {
+    let data = storage.dir.path().join("data");
+    let mut args = storage.db_args();
+    args.extend(["--auth-failure-limit".to_owned(), "3/min".to_owned()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let server = ServerProcess::start(&data, &args, &[]).expect("server starts");
+    let admin = std::fs::read_to_string(data.join("admin.key"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let url = server.url.clone();
+    let http = reqwest::Client::new();
+    let call = |method: reqwest::Method, path: String, body: Option<Value>| {
+        let (http, url, admin) = (http.clone(), url.clone(), admin.clone());
+        async move {
+            let mut req = http
+                .request(method, format!("{url}{path}"))
+                .bearer_auth(admin);
+            if let Some(b) = body {
+                req = req.json(&b);
+            }
+            let resp = req.send().await.unwrap();
+            assert_eq!(resp.status(), 200, "{path}");
+            resp.json::<Value>().await.unwrap()
+        }
+    };
+    let teams = call(reqwest::Method::GET, "/v1/teams".into(), None).await;
+    let team = teams["teams"][0]["id"].as_str().unwrap().to_owned();
+    let new_reader = || {
+        call(
+            reqwest::Method::POST,
+            format!("/v1/teams/{team}/api_keys"),
+            Some(serde_json::json!({"type": "WORKSPACE_READ_SECRETS"})),
+        )
+    };
+    let revoked = new_reader().await["api_key"].as_str().unwrap().to_owned();
+    let prefix = revoked.split('.').next().unwrap().to_owned();
+    call(
+        reqwest::Method::DELETE,
+        format!("/v1/api_keys/{prefix}"),
+        None,
+    )
+    .await;
+    // A team admin's read key, revoked with its creator's deletion.
+    let user = call(
+        reqwest::Method::POST,
+        "/v1/users".into(),
+        Some(serde_json::json!({"email": "ana@example.com"})),
+    )
+    .await["user_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    call(
+        reqwest::Method::PUT,
+        format!("/v1/teams/{team}/members/{user}"),
+        Some(serde_json::json!({"role": "ADMIN"})),
+    )
+    .await;
+    let hers = call(
+        reqwest::Method::POST,
+        format!("/v1/users/{user}/api_keys"),
+        Some(serde_json::json!({})),
+    )
+    .await["api_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let with_her = http
+        .post(format!("{url}/v1/teams/{team}/api_keys"))
+        .bearer_auth(&hers)
+        .json(&serde_json::json!({"type": "WORKSPACE_READ_SECRETS"}))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap()["api_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    call(
+        reqwest::Method::DELETE,
+        format!("/v1/users/{user}?revoke_keys=true"),
+        None,
+    )
+    .await;
+
+    let same_address = client_from("127.0.0.1");
+    let runtime = |key: String| {
+        let (http, url) = (same_address.clone(), url.clone());
+        async move {
+            let resp = http
+                .get(format!("{url}/runtime/v1/secrets"))
+                .bearer_auth(key)
+                .send()
+                .await
+                .unwrap();
+            resp.status()
+        }
+    };
+    // The revoked keys, many times over: 401 each time, no budget spent.
+    for _ in 0..10 {
+        assert_eq!(runtime(revoked.clone()).await, 401);
+        assert_eq!(runtime(with_her.clone()).await, 401);
+    }
+    // Another client on the address sends bad keys until it is throttled.
+    let bad = format!("ZZZZZZZZ.{}", "q".repeat(43));
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        statuses.push(runtime(bad.clone()).await.as_u16());
+    }
+    assert_eq!(
+        statuses,
+        vec![401, 401, 401, 429, 429],
+        "the budget is 3 a minute"
+    );
+    // A wrong secret for a revoked key's prefix is a bad key like any other.
+    let guessed = format!("{prefix}.{}", "w".repeat(43));
+    assert_eq!(runtime(guessed).await, 429);
+    // The revoked keys still hear 401, not 429.
+    for _ in 0..10 {
+        assert_eq!(runtime(revoked.clone()).await, 401);
+        assert_eq!(runtime(with_her.clone()).await, 401);
+    }
+    drop(server);
+}
+
+crate::storage_tests!(revoked_keys_are_never_throttled_as_bad_keys);

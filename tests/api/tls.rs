@@ -551,3 +551,116 @@ async fn sighup_swaps_the_certificate_while_a_long_poll_stays_connected() {
     let fresh = connect(&tls_connector(&pki.ca_file()), s.server.addr().port()).await;
     assert_eq!(peer_cert(&fresh), second.der);
 }
+
+/// Makes a self-signed certificate for localhost with `openssl req -x509`
+/// (as docs/operations.md shows), with `extra` arguments; `None` when there
+/// is no `openssl` on this machine.
+fn openssl_self_signed(dir: &Path, name: &str, extra: &[&str]) -> Option<(PathBuf, PathBuf)> {
+    let (cert, key) = (
+        dir.join(format!("{name}.pem")),
+        dir.join(format!("{name}.key")),
+    );
+    let mut cmd = Command::new("openssl");
+    cmd.args([
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-days",
+        "30",
+        "-subj",
+        "/CN=localhost",
+        "-addext",
+        "subjectAltName=DNS:localhost,IP:127.0.0.1",
+    ])
+    .args(extra)
+    .arg("-keyout")
+    .arg(&key)
+    .arg("-out")
+    .arg(&cert);
+    let out = cmd.output().ok()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some((cert, key))
+}
+
+/// Issue 24, finding 15: a certificate from `openssl req -x509` is a CA
+/// certificate (CA:TRUE), which clients refuse as a server's own even with
+/// `--ca-file`. The error says what to do; doing it (a leaf certificate)
+/// works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ca_certificate_served_as_the_server_s_own_is_explained() {
+    let storage = Storage::new(Backend::Sqlite).await.unwrap();
+    let dir = storage.dir.path().to_owned();
+    let Some((ca_cert, ca_key)) = openssl_self_signed(&dir, "ca-as-leaf", &[]) else {
+        announce_skip(
+            "tls::a_ca_certificate_served_as_the_server_s_own_is_explained",
+            "no openssl command",
+        );
+        return;
+    };
+    let start = |cert: &Path, key: &Path| {
+        let data = dir.join("data");
+        let (cmd, log) = ServerProcess::command(
+            &data,
+            &[
+                "--tls-cert",
+                cert.to_str().unwrap(),
+                "--tls-key",
+                key.to_str().unwrap(),
+            ],
+            &[],
+        );
+        let server = ServerProcess::launch(cmd, log).expect("server starts");
+        let admin = std::fs::read_to_string(data.join("admin.key"))
+            .unwrap()
+            .trim()
+            .to_owned();
+        (server, admin)
+    };
+    let list = |server: &ServerProcess, admin: &str, ca: &Path| {
+        let url = format!("https://localhost:{}", server.addr().port());
+        cli(
+            &["teams", "list", "--ca-file", ca.to_str().unwrap()],
+            &[("TESSERA_URL", url.as_str()), ("TESSERA_API_KEY", admin)],
+        )
+    };
+
+    let (server, admin) = start(&ca_cert, &ca_key);
+    let out = list(&server, &admin, &ca_cert);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("CaUsedAsEndEntity"), "{stderr}");
+    for advice in [
+        "leaf certificate",
+        "CA:FALSE",
+        "--ca-file",
+        "docs/operations.md",
+    ] {
+        assert!(stderr.contains(advice), "no {advice:?} in: {stderr}");
+    }
+    drop(server);
+
+    // What the message says: a leaf certificate (here self-signed with
+    // CA:FALSE, trusted as itself).
+    let (leaf_cert, leaf_key) = openssl_self_signed(
+        &dir,
+        "leaf",
+        &["-addext", "basicConstraints=critical,CA:FALSE"],
+    )
+    .unwrap();
+    let (server, admin) = start(&leaf_cert, &leaf_key);
+    let out = list(&server, &admin, &leaf_cert);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop(server);
+}

@@ -164,6 +164,20 @@ impl Env {
         v["api_key"].as_str().unwrap().to_owned()
     }
 
+    /// A team-bound key of another type (e.g. `WORKSPACE_MANAGE_ALL`).
+    pub async fn team_key(&self, team: &str, key_type: &str) -> String {
+        let v = self
+            .call(
+                &self.admin,
+                Method::POST,
+                &format!("/v1/teams/{team}/api_keys"),
+                Some(json!({"type": key_type, "name": "team-key"})),
+            )
+            .await
+            .ok();
+        v["api_key"].as_str().unwrap().to_owned()
+    }
+
     pub async fn revoke(&self, key: &str) {
         let prefix = key.split('.').next().unwrap();
         self.call(

@@ -10,7 +10,8 @@
 //!   `--auth-failure-limit`, default 60/min); past it, failures are answered
 //!   429 with `Retry-After`. Only failures are counted and only failures are
 //!   refused: a request with a valid key is authenticated first and never
-//!   touches the budget.
+//!   touches the budget, and a key the server recognises but refuses (a
+//!   revoked one) neither spends it nor is refused for it.
 //! - Memory is bounded: at most [`MAX_TRACKED_ADDRESSES`] addresses are
 //!   tracked; when full, addresses not tracked share one overflow entry.
 //! - Each log line is also an audit event ([`AuthFailures::take_summaries`],
@@ -170,8 +171,11 @@ impl AuthFailures {
         } else {
             None
         };
+        // A credential the server recognises (a revoked key) is counted
+        // and logged like any failure, but neither spends the address's
+        // budget nor is refused for it: its client is told 401, and acts.
         let retry = match (&mut entry.bucket, budget) {
-            (Some(bucket), Some(rate)) => bucket.take(rate, now).err(),
+            (Some(bucket), Some(rate)) if !reason.recognised() => bucket.take(rate, now).err(),
             _ => None,
         };
         if let Some((failures, reasons)) = line {
@@ -300,6 +304,20 @@ mod tests {
         for _ in 0..100 {
             assert_eq!(off.record(Some(a), AuthFailure::Missing), None);
         }
+    }
+
+    #[test]
+    fn recognised_keys_are_never_throttled_nor_spend_the_budget() {
+        let f = AuthFailures::new(Some("2/min".parse().unwrap()));
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        for _ in 0..100 {
+            assert_eq!(f.record(Some(a), AuthFailure::RevokedKey), None);
+        }
+        assert_eq!(f.record(Some(a), AuthFailure::UnknownKey), None);
+        assert_eq!(f.record(Some(a), AuthFailure::UnknownKey), None);
+        assert!(f.record(Some(a), AuthFailure::UnknownKey).is_some());
+        // Over budget for bad keys, the address's revoked key still is not.
+        assert_eq!(f.record(Some(a), AuthFailure::RevokedKey), None);
     }
 
     #[test]

@@ -47,7 +47,9 @@ impl Throttles {
     }
 
     /// The answer to refused credentials: 401, or 429 once the client's
-    /// address has used up its failure budget.
+    /// address has used up its failure budget. A credential the server
+    /// recognises (a revoked key) is always 401: it is counted and logged,
+    /// but neither spends nor is refused for the address's budget.
     pub fn auth_failed(&self, client: Option<IpAddr>, reason: AuthFailure) -> ApiError {
         match self.auth_failures.record(client, reason) {
             None => ApiError::new(ErrorCode::Unauthorized, reason.message()),

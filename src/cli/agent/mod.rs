@@ -13,7 +13,8 @@ pub mod sync;
 use super::health::{self, Health, DEFAULT_MAX_AGE};
 use super::link::Link;
 use super::runtime_client::{
-    FetchError, Fetched, Holds, RuntimeArgs, RuntimeClient, Snapshot, EARLY_ANSWER, LONG_POLL_WAIT,
+    protect_the_key, FetchError, Fetched, Holds, RuntimeArgs, RuntimeClient, Snapshot,
+    EARLY_ANSWER, KEY_VARIABLES, LONG_POLL_WAIT,
 };
 use super::signals::StopSignals;
 use anyhow::{bail, Context};
@@ -97,6 +98,8 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     if let Some(AgentCommand::Status(s)) = &args.command {
         return status(s);
     }
+    // The agent holds its key for as long as it runs.
+    protect_the_key()?;
     let Some(dir_path) = args.dir.clone() else {
         bail!("--dir is required");
     };
@@ -371,12 +374,15 @@ fn log_applied(applied: &sync::Applied, revision: i64, first: bool) {
 
 /// Runs `--on-change` and waits for it; a failure is logged, not fatal.
 /// The command gets `TESSERA_AGENT_DIR` and `TESSERA_CHANGED_SECRETS`
-/// (space-separated names), and not `TESSERA_API_KEY`.
+/// (space-separated names), and neither the key nor where it is
+/// ([`KEY_VARIABLES`]).
 async fn run_hook(cmd: &str, dir: &SecretsDir, applied: &sync::Applied) {
-    let status = tokio::process::Command::new("sh")
-        .arg("-c")
-        .arg(cmd)
-        .env_remove("TESSERA_API_KEY")
+    let mut hook = tokio::process::Command::new("sh");
+    hook.arg("-c").arg(cmd);
+    for var in KEY_VARIABLES {
+        hook.env_remove(var);
+    }
+    let status = hook
         .env("TESSERA_AGENT_DIR", dir.path())
         .env("TESSERA_CHANGED_SECRETS", applied.secrets().join(" "))
         .stdin(std::process::Stdio::null())

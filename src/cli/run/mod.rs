@@ -6,17 +6,23 @@
 //! A failed fetch never starts the command: it is an error and a non-zero
 //! exit.
 
+pub mod coalesce;
 pub mod env;
+pub mod named;
+pub mod refused;
 
 use super::health::{self, Health, StatusFileArgs};
 use super::link::Link;
 use super::runtime_client::{
-    FetchError, Fetched, Holds, RuntimeArgs, RuntimeClient, Snapshot, EARLY_ANSWER, LONG_POLL_WAIT,
+    protect_the_key, FetchError, Fetched, Holds, RuntimeArgs, RuntimeClient, Snapshot,
+    EARLY_ANSWER, LONG_POLL_WAIT,
 };
 use super::signals::StopSignals;
 use super::Exit;
+use crate::domain::consumer_kind::ConsumerKind;
 use anyhow::{bail, Context};
 use clap::Args;
+use coalesce::Coalescer;
 use env::{Naming, Plan};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
@@ -35,10 +41,19 @@ pub struct RunArgs {
     #[command(flatten)]
     pub runtime: RuntimeArgs,
 
-    /// Set the upper-cased canonical name (hf-token → HF_TOKEN) instead of
-    /// TRUSS_SECRET_<name>.
-    #[arg(long)]
-    pub plain: bool,
+    /// Set the bare variable VAR from the secret SECRET (repeatable), and
+    /// pass no TRUSS_SECRET_ variables and no other secret. Only the
+    /// variables named here (or in --plain-file) are set; a secret's name
+    /// alone never chooses one.
+    #[arg(long, value_name = "VAR=SECRET", num_args = 0..=1, default_missing_value = "",
+          action = clap::ArgAction::Append)]
+    pub plain: Vec<String>,
+
+    /// Read VAR=SECRET pairs for --plain from FILE, one a line (`#` starts a
+    /// comment). Refused unless FILE is yours (or root's) and not writable
+    /// by group or others.
+    #[arg(long, value_name = "FILE")]
+    pub plain_file: Option<std::path::PathBuf>,
 
     /// Let a secret replace a variable that is already set in the
     /// environment (without it, that is an error).
@@ -54,6 +69,12 @@ pub struct RunArgs {
     /// With --watch: seconds between SIGTERM and SIGKILL when restarting.
     #[arg(long, value_name = "SECONDS", default_value_t = 10)]
     pub grace: u64,
+
+    /// With --watch: restart once no further change has come for this long
+    /// (e.g. 1s, 500ms; 0 restarts at once), so a burst of writes is one
+    /// restart; a steady stream still restarts every 10 periods.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = coalesce::parse_quiet)]
+    pub quiet_period: Duration,
 
     /// With --watch: keep a status file for `tessera run status`,
     /// rewritten after every round with the server.
@@ -73,11 +94,36 @@ pub enum RunCommand {
     Status(StatusFileArgs),
 }
 
+/// The variables that say where `tessera run` finds its key: the command
+/// gets values, never the key or where it is.
+pub use super::runtime_client::KEY_VARIABLES;
+
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     if let Some(RunCommand::Status(s)) = &args.check {
         return s.check();
     }
-    let client = RuntimeClient::new(&args.runtime)?;
+    protect_the_key()?;
+    // Before anything is fetched: a bad --plain list is a usage error.
+    let naming = match named::collect(&args.plain, args.plain_file.as_deref()) {
+        Ok(Some(pairs)) => Naming::Named(pairs),
+        Ok(None) => Naming::Truss,
+        Err(problems) => {
+            return Err(Exit {
+                code: 2,
+                message: Some(format!("the command was not started:\n  {problems}")),
+            }
+            .into())
+        }
+    };
+    // A plain run execs and never reports again: the server lists it as
+    // one-shot, which never blocks a destroy. A supervisor reports while
+    // its command lives.
+    let kind = if args.watch {
+        ConsumerKind::Supervisor
+    } else {
+        ConsumerKind::OneShot
+    };
+    let client = RuntimeClient::new(&args.runtime)?.with_kind(kind);
     let snapshot = match client.fetch_all(None, Duration::ZERO).await {
         Ok(Fetched::Changed(s)) => s,
         Ok(Fetched::Unchanged) => bail!("the server answered 304 to an unconditional request"),
@@ -86,9 +132,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     if let Some(w) = snapshot.empty_scope_warning(client.key_prefix()) {
         tracing::warn!("{w}");
     }
-    let plan = plan(&args, &snapshot)?;
+    let plan = plan(&args, &naming, &snapshot)?;
     if args.watch {
-        supervise(&args, &client, snapshot, plan).await
+        supervise(&args, &naming, &client, snapshot, plan).await
     } else {
         tracing::debug!(secrets = %names(&snapshot), "starting the command");
         let err = command(&args.command, &plan).exec();
@@ -96,22 +142,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
 }
 
-fn naming(args: &RunArgs) -> Naming {
-    if args.plain {
-        Naming::Plain
-    } else {
-        Naming::Truss
-    }
-}
-
-fn plan(args: &RunArgs, snapshot: &Snapshot) -> anyhow::Result<Plan> {
+fn plan(args: &RunArgs, naming: &Naming, snapshot: &Snapshot) -> anyhow::Result<Plan> {
     if !snapshot.refused.is_empty() {
         bail!(
             "the server sent secrets whose names are not valid ({:?}); the command was not started",
             snapshot.refused
         );
     }
-    env::plan(&snapshot.secrets, naming(args), args.replace, |v| {
+    env::plan(&snapshot.secrets, naming, args.replace, |v| {
         std::env::var_os(v).is_some()
     })
     .map_err(|problems| {
@@ -128,11 +166,14 @@ fn names(s: &Snapshot) -> String {
         .join(",")
 }
 
-/// The command with the plan's variables; the child does not inherit the
-/// workload key.
+/// The command with the plan's variables; the child inherits neither the
+/// workload key nor where it is ([`KEY_VARIABLES`]).
 fn command(argv: &[OsString], plan: &Plan) -> std::process::Command {
     let mut cmd = std::process::Command::new(&argv[0]);
-    cmd.args(&argv[1..]).env_remove("TESSERA_API_KEY");
+    cmd.args(&argv[1..]);
+    for var in KEY_VARIABLES {
+        cmd.env_remove(var);
+    }
     for (k, v) in &plan.vars {
         cmd.env(k, v.expose());
     }
@@ -213,20 +254,38 @@ async fn stop_child(
     }
 }
 
+/// Values the command does not have yet, waiting for the changes to be
+/// quiet before the restart that applies them.
+struct Pending {
+    plan: Plan,
+    /// `name@version, …` for the log.
+    secrets: String,
+    /// The answer they came in: once the command runs with them, what the
+    /// supervisor says it holds.
+    etag: Option<reqwest::header::HeaderValue>,
+    revision: i64,
+    count: usize,
+}
+
 /// `--watch`: runs the command, follows the long poll, restarts the
-/// command when what it would receive changes, forwards SIGTERM/SIGINT,
-/// and exits with the command's status.
+/// command (once the changes have been quiet for `--quiet-period`) when what
+/// it would receive changes, forwards SIGTERM/SIGINT, and exits with the
+/// command's status. It tells the server it holds only what the command
+/// runs with (not a change still waiting for its restart), and keeps the
+/// `--status-file` current.
 async fn supervise(
     args: &RunArgs,
+    naming: &Naming,
     client: &RuntimeClient,
     snapshot: Snapshot,
     mut plan: Plan,
 ) -> anyhow::Result<()> {
     let mut signals = StopSignals::new()?;
     let grace = Duration::from_secs(args.grace);
+    // The ETag of the latest answer (what the long poll waits on), and of
+    // the values the command runs with (what this supervisor tells the
+    // server it holds).
     let mut held = snapshot.etag.clone();
-    // The ETag of the values the command runs with: what this supervisor
-    // tells the server it holds.
     let mut running = snapshot.etag.clone();
     let mut child = spawn(&args.command, &plan)?;
     tracing::info!(secrets = %names(&snapshot), pid = child.id(), "started the command");
@@ -237,6 +296,8 @@ async fn supervise(
     let mut status_failed = false;
     let mut retry_at: Option<Instant> = None;
     let mut watching = true;
+    let mut pending: Option<Pending> = None;
+    let mut coalescer = Coalescer::new(args.quiet_period);
     loop {
         if let Some(path) = &args.status_file {
             health::save(&mut health, &mut status_failed, |b| {
@@ -257,6 +318,13 @@ async fn supervise(
                 asked.elapsed(),
             )
         };
+        let due = coalescer.due().filter(|_| watching);
+        let restart = async {
+            match due {
+                Some(t) => tokio::time::sleep_until(t).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             status = child.wait() => {
                 let status = status.context("cannot wait for the command")?;
@@ -269,6 +337,24 @@ async fn supervise(
                 signal_group(&child, sig);
                 // No more restarts: wait for the command to exit.
                 watching = false;
+            }
+            () = restart => {
+                let changes = coalescer.take();
+                let Some(next) = pending.take() else {
+                    continue;
+                };
+                tracing::info!(secrets = %next.secrets, changes, "secrets changed; restarting the command");
+                let (status, stop) = stop_child(&mut child, grace, &mut signals).await?;
+                if stop {
+                    tracing::info!(%status, "the command exited");
+                    stopped(&mut health, args, &mut status_failed);
+                    return exit_with(status);
+                }
+                plan = next.plan;
+                child = spawn(&args.command, &plan)?;
+                running = next.etag;
+                health.applied(next.revision, next.count);
+                tracing::info!(pid = child.id(), "restarted the command");
             }
             (result, took) = poll => {
                 retry_at = None;
@@ -287,30 +373,42 @@ async fn supervise(
                         if let Some(w) = snap.empty_scope_warning(client.key_prefix()) {
                             tracing::warn!("{w}");
                         }
-                        let next = match self::plan(args, &snap) {
+                        let next = match self::plan(args, naming, &snap) {
                             Ok(p) => p,
                             Err(e) => {
                                 tracing::error!(error = format!("{e:#}"), "new secrets cannot be applied; the command keeps its current values");
                                 health.failing(&format!("new secrets cannot be applied: {e:#}"));
+                                pending = None;
+                                coalescer.cancel();
                                 continue;
                             }
                         };
-                        health.applied(snap.revision, snap.secrets.len());
                         if next.same_as(&plan) {
+                            if pending.take().is_some() {
+                                tracing::info!("secrets are back to what the command has; not restarting");
+                            } else {
+                                tracing::info!(revision = snap.revision, "secrets changed, but not what the command receives; not restarting");
+                            }
+                            coalescer.cancel();
+                            // The command already runs with these values.
                             running = snap.etag.clone();
+                            health.applied(snap.revision, snap.secrets.len());
                             continue;
                         }
-                        tracing::info!(secrets = %names(&snap), "secrets changed; restarting the command");
-                        let (status, stop) = stop_child(&mut child, grace, &mut signals).await?;
-                        if stop {
-                            tracing::info!(%status, "the command exited");
-                            stopped(&mut health, args, &mut status_failed);
-                            return exit_with(status);
-                        }
-                        plan = next;
-                        child = spawn(&args.command, &plan)?;
-                        running = snap.etag.clone();
-                        tracing::info!(pid = child.id(), "restarted the command");
+                        tracing::debug!(secrets = %names(&snap), "secrets changed; restarting once they are quiet");
+                        // What the server sent can be applied: no longer
+                        // failing, though the command gets it only at the
+                        // restart (until then it holds, and is reported
+                        // holding, what it has).
+                        health.applicable();
+                        pending = Some(Pending {
+                            plan: next,
+                            secrets: names(&snap),
+                            etag: snap.etag.clone(),
+                            revision: snap.revision,
+                            count: snap.secrets.len(),
+                        });
+                        coalescer.changed(Instant::now());
                     }
                     Err(FetchError::Unavailable { message, retry_after }) => {
                         health.unreachable(&message);
@@ -320,6 +418,8 @@ async fn supervise(
                         tracing::error!(error = %e, "no longer watching for changes; the command keeps running with the values it has");
                         health.failing(&format!("no longer watching for changes: {e}"));
                         watching = false;
+                        pending = None;
+                        coalescer.cancel();
                     }
                 }
             }

@@ -6,10 +6,9 @@
 use super::{bounded, PostgresStore};
 use crate::audit::chain::{ChainHead, ChainKey, StoredEvent};
 use crate::audit::event::AuditEvent;
-use crate::domain::time::Micros;
 use crate::store::audit::{
-    audit_query_sql, chains_sql, event_row, head_row, heads_sql, prune_event, prune_point_sql,
-    prune_sql, seq_col, AuditFilter, AuditKey, ChainSlot, EVENT_COLUMNS,
+    audit_query_sql, chains_sql, event_row, head_row, heads_sql, prune_event, prune_sql, seq_col,
+    AuditFilter, AuditKey, ChainSlot, EVENT_COLUMNS,
 };
 use crate::store::event_batcher::EventBatcher;
 use crate::store::{AuditStore, StoreError, StoreResult};
@@ -356,17 +355,6 @@ impl AuditStore for PostgresStore {
             Ok((r.col(0)?, r.col(1)?))
         })
         .await
-    }
-
-    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
-    async fn audit_prune_point(
-        &self,
-        chain: &str,
-        before: Micros,
-    ) -> StoreResult<Option<ChainHead>> {
-        let sql = prune_point_sql(|n| format!("${n}"));
-        let query = sqlx::query(&sql).bind(chain).bind(before);
-        self.optional(query, head_row).await
     }
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]

@@ -9,7 +9,7 @@ use super::{bounded, PostgresStore};
 use crate::audit::event::AuditEvent;
 use crate::domain::access::TeamAccess;
 use crate::domain::time::Micros;
-use crate::store::audit::{about_secret, purge_event};
+use crate::store::audit::{about_secret, purge_events, PurgeReason, Purged};
 use crate::store::history::{
     consumer_row, current_version, deleted_row, version_row, CONSUMER_COLUMNS, DELETED_COLUMNS,
     KEPT_ON_DELETE, NAME_TAKEN, VERSION_COLUMNS,
@@ -285,17 +285,27 @@ impl HistoryStore for PostgresStore {
     ) -> StoreResult<u64> {
         bounded(async {
             let mut tx = self.pool.begin().await?;
-            let purged: Vec<String> = sqlx::query_scalar(
-                "DELETE FROM deleted_secrets WHERE deleted_at < $1 RETURNING id",
+            let purged: Vec<Purged> = sqlx::query_as::<_, (String, String, String, String)>(
+                "DELETE FROM deleted_secrets WHERE deleted_at < $1
+                 RETURNING org_id, team_id, id, name",
             )
             .bind(deleted_before)
             .fetch_all(&mut *tx)
-            .await?;
+            .await?
+            .into_iter()
+            .map(|(org_id, team_id, id, name)| Purged {
+                org_id,
+                team_id,
+                id,
+                name,
+            })
+            .collect();
+            let ids: Vec<&str> = purged.iter().map(|p| p.id.as_str()).collect();
             for sql in [
                 "DELETE FROM secret_versions WHERE secret_id = ANY($1)",
                 "DELETE FROM consumer_versions WHERE secret_id = ANY($1)",
             ] {
-                sqlx::query(sql).bind(&purged).execute(&mut *tx).await?;
+                sqlx::query(sql).bind(&ids).execute(&mut *tx).await?;
             }
             for sql in [
                 "DELETE FROM consumer_versions WHERE (key_prefix, instance) IN
@@ -305,11 +315,9 @@ impl HistoryStore for PostgresStore {
                 sqlx::query(sql).bind(seen_before).execute(&mut *tx).await?;
             }
             let n = purged.len() as u64;
+            let events = purge_events(&event, &purged, PurgeReason::Expired);
             let mut slot = self.audit.slot().await;
-            let head = self
-                .audit
-                .append(&mut tx, &mut slot, purge_event(event, n))
-                .await?;
+            let head = self.audit.append(&mut tx, &mut slot, events).await?;
             commit(tx, &mut slot, head).await?;
             Ok(n)
         })
@@ -321,8 +329,8 @@ impl HistoryStore for PostgresStore {
         // A stable order keeps two nodes' flushes from locking rows in
         // opposite orders.
         seen.sort_by(|a, b| (&a.key_prefix, &a.instance).cmp(&(&b.key_prefix, &b.instance)));
-        let (mut prefix, mut instance, mut team, mut client, mut at) =
-            (vec![], vec![], vec![], vec![], vec![]);
+        let (mut prefix, mut instance, mut team, mut client, mut at, mut kind) =
+            (vec![], vec![], vec![], vec![], vec![], vec![]);
         let (mut v_secret, mut v_prefix, mut v_instance, mut v_version, mut v_at) =
             (vec![], vec![], vec![], vec![], vec![]);
         for s in seen {
@@ -340,21 +348,26 @@ impl HistoryStore for PostgresStore {
             team.push(s.team_id);
             client.push(s.client);
             at.push(s.seen_at);
+            kind.push(s.kind.as_str());
         }
         bounded(async {
             let mut tx = self.pool.begin().await?;
             sqlx::query(
-                "INSERT INTO consumers (key_prefix, instance, team_id, client, last_seen_at)
-                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[])
+                "INSERT INTO consumers (key_prefix, instance, team_id, client, last_seen_at, kind)
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[],
+                                      $6::text[])
                  ON CONFLICT (key_prefix, instance) DO UPDATE SET team_id = excluded.team_id,
                      client = excluded.client,
-                     last_seen_at = GREATEST(consumers.last_seen_at, excluded.last_seen_at)",
+                     last_seen_at = GREATEST(consumers.last_seen_at, excluded.last_seen_at),
+                     kind = CASE WHEN excluded.last_seen_at >= consumers.last_seen_at
+                                 THEN excluded.kind ELSE consumers.kind END",
             )
             .bind(&prefix)
             .bind(&instance)
             .bind(&team)
             .bind(&client)
             .bind(&at)
+            .bind(&kind)
             .execute(&mut *tx)
             .await?;
             sqlx::query(

@@ -4,14 +4,18 @@
 use super::keys::insert_key;
 use super::{bounded, notify_identity_changed, PostgresStore};
 use crate::audit::event::AuditEvent;
-use crate::domain::access::{OrgAccess, TeamAccess};
-use crate::domain::names::email_key;
-use crate::domain::types::{Membership, Organization, Team, TeamRole, User};
-use crate::store::identity::{
-    check_quota, member_row, membership_row, org_name_taken, org_row, team_row, user_row,
-    EMAIL_TAKEN, ORG_COLUMNS, TEAMS_QUOTA, TEAM_COLUMNS, TEAM_GONE, TEAM_NAME_TAKEN, USERS_QUOTA,
-    USER_COLUMNS, USER_GONE,
+use crate::domain::access::{
+    keys_beyond_authority, AuthorityChange, KeyHandover, OrgAccess, TeamAccess,
 };
+use crate::domain::names::email_key;
+use crate::domain::types::{ApiKeyRecord, Membership, Organization, Team, TeamRole, User};
+use crate::store::audit::{purge_events, PurgeReason, Purged};
+use crate::store::identity::{
+    authority_events, check_quota, handover, member_row, membership_row, org_name_taken, org_row,
+    team_row, user_row, AuthorityOutcome, EMAIL_TAKEN, ORG_COLUMNS, TEAMS_QUOTA, TEAM_COLUMNS,
+    TEAM_GONE, TEAM_NAME_TAKEN, USERS_QUOTA, USER_COLUMNS,
+};
+use crate::store::keys::{key_row, KEY_COLUMNS};
 use crate::store::row::{qualified, Row as _};
 use crate::store::{
     IdentityStore, NewOrganization, NewTeam, NewUser, StoreError, StoreResult, TeamDeletion,
@@ -79,6 +83,128 @@ pub(super) async fn within_quota(
         .fetch_one(&mut *tx)
         .await?;
     check_quota(n, quota, limit)
+}
+
+/// A user of `org_id` with its memberships, read in the caller's
+/// transaction (which has locked the user's row if it matters).
+pub(super) async fn person(
+    c: &mut PgConnection,
+    org_id: &str,
+    user_id: &str,
+) -> StoreResult<Option<(User, Vec<Membership>)>> {
+    let user = sqlx::query(&format!(
+        "SELECT {USER_COLUMNS} FROM users WHERE id = $1 AND org_id = $2"
+    ))
+    .bind(user_id)
+    .bind(org_id)
+    .fetch_optional(&mut *c)
+    .await?;
+    let Some(user) = user else { return Ok(None) };
+    let user = user_row(&user)?;
+    let memberships = sqlx::query("SELECT team_id, role FROM team_members WHERE user_id = $1")
+        .bind(user_id)
+        .fetch_all(&mut *c)
+        .await?
+        .iter()
+        .map(membership_row)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Some((user, memberships)))
+}
+
+/// Makes a change to the user's authority in `tx`, after revoking or handing
+/// over the keys it answers for that would outlive that authority (or
+/// refuses, changing nothing); `apply` makes the change itself.
+///
+/// The rows of the user and of the successor are locked first, in id
+/// order (two changes naming each other cannot deadlock). A key being
+/// created by the user holds its creator's row (`FOR KEY SHARE`, see
+/// `insert_api_key`): it commits first and is among the keys found here, or
+/// waits and finds the authority gone.
+async fn change_authority(
+    tx: &mut PgConnection,
+    org_id: &str,
+    user_id: &str,
+    change: AuthorityChange<'_>,
+    asked: &KeyHandover,
+) -> StoreResult<Result<crate::store::identity::Handover, AuthorityOutcome>> {
+    let mut ids = vec![user_id.to_owned()];
+    if let KeyHandover::TransferTo(to) = asked {
+        ids.push(to.clone());
+    }
+    ids.sort();
+    ids.dedup();
+    sqlx::query("SELECT id FROM users WHERE id = ANY($1) AND org_id = $2 ORDER BY id FOR UPDATE")
+        .bind(&ids)
+        .bind(org_id)
+        .fetch_all(&mut *tx)
+        .await?;
+    let Some((user, memberships)) = person(tx, org_id, user_id).await? else {
+        return Ok(Err(AuthorityOutcome::NotFound));
+    };
+    if let AuthorityChange::LeaveTeam { team_id } = change {
+        if !memberships.iter().any(|m| m.team_id == team_id) {
+            return Ok(Err(AuthorityOutcome::NotFound));
+        }
+    }
+    let keys = sqlx::query(&format!(
+        "SELECT {KEY_COLUMNS} FROM api_keys WHERE created_by = $1 AND key_type <> 'PERSONAL'"
+    ))
+    .bind(user_id)
+    .fetch_all(&mut *tx)
+    .await?
+    .iter()
+    .map(key_row)
+    .collect::<Result<Vec<ApiKeyRecord>, _>>()?;
+    let concerned: Vec<ApiKeyRecord> = keys_beyond_authority(&user, &memberships, change, &keys)
+        .into_iter()
+        .cloned()
+        .collect();
+    let successor = match asked {
+        KeyHandover::TransferTo(id) if !concerned.is_empty() => person(tx, org_id, id).await?,
+        _ => None,
+    };
+    let plan = match handover(concerned, asked, successor) {
+        Ok(plan) => plan,
+        Err(refused) => return Ok(Err(refused)),
+    };
+    for key in &plan.revoke {
+        sqlx::query("DELETE FROM api_keys WHERE prefix = $1")
+            .bind(&key.prefix)
+            .execute(&mut *tx)
+            .await?;
+    }
+    if let Some(successor) = &plan.successor {
+        for key in &plan.hand_over {
+            sqlx::query("UPDATE api_keys SET created_by = $2 WHERE prefix = $1")
+                .bind(&key.prefix)
+                .bind(successor)
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
+    Ok(Ok(plan))
+}
+
+impl PostgresStore {
+    /// Commits an authority change made in `tx` (see [`change_authority`]):
+    /// other nodes forget the principals they cached (a revoked key is
+    /// refused there at once), and the events go with it.
+    async fn commit_authority(
+        &self,
+        mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+        plan: crate::store::identity::Handover,
+        event: AuditEvent,
+    ) -> StoreResult<AuthorityOutcome> {
+        notify_identity_changed(&mut tx).await?;
+        let outcome = AuthorityOutcome::Done {
+            revoked: plan.revoke,
+            handed_over: plan.hand_over,
+            successor: plan.successor,
+        };
+        self.commit_recorded(tx, authority_events(event, &outcome))
+            .await?;
+        Ok(outcome)
+    }
 }
 
 #[async_trait]
@@ -227,6 +353,21 @@ impl IdentityStore for PostgresStore {
                 Ok(secrets) => secrets,
                 Err(refused) => return Ok(refused),
             };
+            // Each deleted secret it still kept is purged with it.
+            let purged: Vec<Purged> = sqlx::query_as::<_, (String, String, String, String)>(
+                "SELECT org_id, team_id, id, name FROM deleted_secrets WHERE team_id = $1",
+            )
+            .bind(team.team_id())
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .map(|(org_id, team_id, id, name)| Purged {
+                org_id,
+                team_id,
+                id,
+                name,
+            })
+            .collect();
             for sql in [
                 // Its history first (found through its secrets' ids).
                 "DELETE FROM consumer_versions WHERE secret_id IN
@@ -246,7 +387,9 @@ impl IdentityStore for PostgresStore {
                     .await?;
             }
             notify_identity_changed(&mut tx).await?;
-            self.commit_recorded(tx, vec![event]).await?;
+            let mut events = purge_events(&event, &purged, PurgeReason::TeamDeleted);
+            events.insert(0, event);
+            self.commit_recorded(tx, events).await?;
             Ok(TeamDeletion::Deleted { secrets })
         })
         .await
@@ -304,36 +447,27 @@ impl IdentityStore for PostgresStore {
         &self,
         org: &OrgAccess,
         user_id: &str,
+        keys: KeyHandover,
         event: AuditEvent,
-    ) -> StoreResult<bool> {
+    ) -> StoreResult<AuthorityOutcome> {
         bounded(async {
             let mut tx = self.pool.begin().await?;
-            let found =
-                sqlx::query("SELECT id FROM users WHERE id = $1 AND org_id = $2 FOR UPDATE")
-                    .bind(user_id)
-                    .bind(org.org_id())
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            if found.is_none() {
-                return Ok(false);
-            }
+            let change = AuthorityChange::DeleteUser;
+            let plan = match change_authority(&mut tx, org.org_id(), user_id, change, &keys).await?
+            {
+                Ok(plan) => plan,
+                Err(refused) => return Ok(refused),
+            };
             for sql in [
-                // Its personal keys, and every workspace key it created: one
-                // outliving its creator would keep the deleted user's
-                // access. (A personal key it minted for someone else acts as
-                // that person, and stays.) A key being created concurrently
-                // locks its creator's row first (see `insert_api_key`), so it
-                // commits before this statement runs and is deleted too, or
-                // finds the user gone.
-                "DELETE FROM api_keys WHERE user_id = $1 OR (created_by = $1 AND key_type <> 'PERSONAL')",
+                // Its personal keys (the keys it answered for are revoked or
+                // handed over by now).
+                "DELETE FROM api_keys WHERE user_id = $1",
                 "DELETE FROM team_members WHERE user_id = $1",
                 "DELETE FROM users WHERE id = $1",
             ] {
                 sqlx::query(sql).bind(user_id).execute(&mut *tx).await?;
             }
-            notify_identity_changed(&mut tx).await?;
-            self.commit_recorded(tx, vec![event]).await?;
-            Ok(true)
+            self.commit_authority(tx, plan, event).await
         })
         .await
     }
@@ -355,23 +489,33 @@ impl IdentityStore for PostgresStore {
         team: &TeamAccess,
         user_id: &str,
         role: TeamRole,
+        keys: KeyHandover,
         event: AuditEvent,
-    ) -> StoreResult<()> {
-        // Only a user of the team's organization: otherwise nothing is
-        // inserted and the user is not found.
-        let query = sqlx::query(
-            "INSERT INTO team_members (team_id, user_id, role)
-             SELECT $1, id, $3 FROM users WHERE id = $2 AND org_id = $4
-             ON CONFLICT (team_id, user_id) DO UPDATE SET role = EXCLUDED.role",
-        );
-        let query = query.bind(team.team_id()).bind(user_id);
-        let changed = self
-            .execute_recorded(query.bind(role.as_str()).bind(team.org_id()), event)
-            .await;
-        if changed.map_err(|e| e.gone_as(TEAM_GONE))? == 0 {
-            return Err(StoreError::NotFound(USER_GONE.into()));
-        }
-        Ok(())
+    ) -> StoreResult<AuthorityOutcome> {
+        bounded(async {
+            let mut tx = self.pool.begin().await?;
+            let change = AuthorityChange::SetTeamRole {
+                team_id: team.team_id(),
+                role,
+            };
+            let plan =
+                match change_authority(&mut tx, team.org_id(), user_id, change, &keys).await? {
+                    Ok(plan) => plan,
+                    Err(refused) => return Ok(refused),
+                };
+            sqlx::query(
+                "INSERT INTO team_members (team_id, user_id, role) VALUES ($1, $2, $3)
+                 ON CONFLICT (team_id, user_id) DO UPDATE SET role = EXCLUDED.role",
+            )
+            .bind(team.team_id())
+            .bind(user_id)
+            .bind(role.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| StoreError::from(e).gone_as(TEAM_GONE))?;
+            self.commit_authority(tx, plan, event).await
+        })
+        .await
     }
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
@@ -379,10 +523,26 @@ impl IdentityStore for PostgresStore {
         &self,
         team: &TeamAccess,
         user_id: &str,
+        keys: KeyHandover,
         event: AuditEvent,
-    ) -> StoreResult<bool> {
-        let query = sqlx::query("DELETE FROM team_members WHERE team_id = $1 AND user_id = $2");
-        let query = query.bind(team.team_id()).bind(user_id);
-        Ok(self.execute_recorded(query, event).await? > 0)
+    ) -> StoreResult<AuthorityOutcome> {
+        bounded(async {
+            let mut tx = self.pool.begin().await?;
+            let change = AuthorityChange::LeaveTeam {
+                team_id: team.team_id(),
+            };
+            let plan =
+                match change_authority(&mut tx, team.org_id(), user_id, change, &keys).await? {
+                    Ok(plan) => plan,
+                    Err(refused) => return Ok(refused),
+                };
+            sqlx::query("DELETE FROM team_members WHERE team_id = $1 AND user_id = $2")
+                .bind(team.team_id())
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?;
+            self.commit_authority(tx, plan, event).await
+        })
+        .await
     }
 }

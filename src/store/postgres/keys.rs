@@ -1,17 +1,19 @@
 //! The API-key aggregate on PostgreSQL.
 
+use super::identity::person;
 use super::identity::within_quota;
 use super::{bounded, notify_identity_changed, PostgresStore};
 use crate::audit::event::AuditEvent;
-use crate::domain::access::{KeyGrant, KeyRevocation, OrgAccess};
+use crate::domain::access::{answerer, may_answer_for, KeyGrant, KeyRevocation, OrgAccess};
 use crate::domain::time::Micros;
 use crate::domain::types::ApiKeyRecord;
 use crate::store::keys::{
-    insert_failed, key_quota_name, key_row, listing_columns, listing_row, CREATOR_GONE, KEY_COLUMNS,
+    insert_failed, key_quota_name, key_row, listing_columns, listing_row, AUTHORITY_GONE,
+    CREATOR_GONE, KEY_COLUMNS,
 };
 use crate::store::{to_json_list, KeyListing, KeyStore, NewApiKey, StoreError, StoreResult};
 use async_trait::async_trait;
-use sqlx::PgConnection;
+use sqlx::{PgConnection, Row as _};
 
 /// Inserts a key row (organization bootstrap and key creation).
 pub async fn insert_key(
@@ -51,6 +53,13 @@ impl KeyStore for PostgresStore {
     }
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
+    async fn revoked_key_hash(&self, prefix: &str) -> StoreResult<Option<Vec<u8>>> {
+        let sql = "SELECT secret_hash FROM revoked_api_keys WHERE prefix = $1";
+        self.optional(sqlx::query(sql).bind(prefix), |r| r.try_get(0))
+            .await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn org_api_key(
         &self,
         org: &OrgAccess,
@@ -72,16 +81,25 @@ impl KeyStore for PostgresStore {
         let key = new.record(grant);
         bounded(async {
             let mut tx = self.pool.begin().await?;
-            // Lock the creator's row, so a deletion of that user waits for
-            // this key (and deletes it) or wins and this finds it gone: a key
-            // must not outlive the user who created it.
+            // Lock the creator's row, so a change that takes the creator's
+            // authority away (deletion, demotion, removal from the team:
+            // they lock the row `FOR UPDATE`) waits for this key and deals
+            // with it, or wins and this finds the authority gone: a key must
+            // not outlive the authority of the user who answers for it.
             if let Some(creator) = &key.created_by {
                 let found = sqlx::query("SELECT id FROM users WHERE id = $1 FOR KEY SHARE")
                     .bind(creator)
                     .fetch_optional(&mut *tx)
                     .await?;
-                if found.is_none() {
+                let person = match found {
+                    Some(_) => person(&mut tx, &key.org_id, creator).await?,
+                    None => None,
+                };
+                let Some((user, memberships)) = person else {
                     return Err(StoreError::NotFound(CREATOR_GONE.into()));
+                };
+                if answerer(&key).is_some() && !may_answer_for(&user, &memberships, &key) {
+                    return Err(StoreError::Conflict(AUTHORITY_GONE.into()));
                 }
             }
             let (scope, count) = (

@@ -196,16 +196,51 @@ impl PostgresStore {
     }
 }
 
+/// The connection options a URL names.
+fn connect_options(url: &str) -> anyhow::Result<PgConnectOptions> {
+    let mut opts = PgConnectOptions::from_str(url)?.application_name("tessera");
+    // TLS only when the URL asks for it (`sslmode=require`, `verify-ca`,
+    // `verify-full`). The libpq default, `prefer`, would try a TLS
+    // handshake first on every connection; measured here, that kept a
+    // node from recovering after its database went silent and came back.
+    if !url.contains("sslmode=") {
+        opts = opts.ssl_mode(sqlx::postgres::PgSslMode::Disable);
+    }
+    Ok(opts)
+}
+
+/// Reads what start-up checks, on one connection of its own, without
+/// creating or migrating anything; `None` when the schema has no tables yet.
+pub async fn peek(url: &str) -> anyhow::Result<Option<super::Peek>> {
+    let opts = connect_options(url)?;
+    let mut conn =
+        within_call_timeout(async { Ok(sqlx::PgConnection::connect_with(&opts).await?) }).await?;
+    let found: bool = sqlx::query_scalar(
+        "SELECT to_regclass('keks') IS NOT NULL AND to_regclass('organizations') IS NOT NULL",
+    )
+    .fetch_one(&mut conn)
+    .await?;
+    if !found {
+        return Ok(None);
+    }
+    let keks = sqlx::query_as::<_, (String, Vec<u8>)>(
+        "SELECT kek_id, check_value FROM keks ORDER BY created_at",
+    )
+    .fetch_all(&mut conn)
+    .await?;
+    let organizations: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM organizations")
+        .fetch_one(&mut conn)
+        .await?;
+    let _ = conn.close().await;
+    Ok(Some(super::Peek {
+        keks,
+        organizations,
+    }))
+}
+
 impl PostgresStore {
     pub async fn connect(url: &str) -> anyhow::Result<Self> {
-        let mut opts = PgConnectOptions::from_str(url)?.application_name("tessera");
-        // TLS only when the URL asks for it (`sslmode=require`, `verify-ca`,
-        // `verify-full`). The libpq default, `prefer`, would try a TLS
-        // handshake first on every connection; measured here, that kept a
-        // node from recovering after its database went silent and came back.
-        if !url.contains("sslmode=") {
-            opts = opts.ssl_mode(sqlx::postgres::PgSslMode::Disable);
-        }
+        let opts = connect_options(url)?;
         let pool = PgPoolOptions::new()
             .max_connections(max_connections())
             .min_connections(0)

@@ -10,7 +10,7 @@ use super::history::forget_secret;
 use super::{bounded, PostgresStore, EVENTS_CHANNEL};
 use crate::domain::access::{AllTeamsAccess, DeliveryAccess, OrgAccess, TeamAccess};
 use crate::domain::types::{ListedSecret, Team};
-use crate::store::audit::about_secret;
+use crate::store::audit::{about_secret, purge_events, PurgeReason, Purged};
 use crate::store::history::KEPT_ON_DELETE;
 use crate::store::identity::{team_row, TEAM_COLUMNS, TEAM_GONE};
 use crate::store::row::{qualified, Row as _};
@@ -226,27 +226,38 @@ impl SecretStore for PostgresStore {
                 return Ok(None);
             };
             let record = stored_row(team, &row)?.record;
-            if how.keep {
-                let evicted: Vec<String> = sqlx::query_scalar(
+            let purged = |id: String, name: String| Purged {
+                org_id: team.org_id().to_owned(),
+                team_id: team.team_id().to_owned(),
+                id,
+                name,
+            };
+            let (reason, purged) = if how.keep {
+                let evicted: Vec<(String, String)> = sqlx::query_as(
                     "DELETE FROM deleted_secrets WHERE team_id = $1 AND id IN (
                          SELECT id FROM deleted_secrets WHERE team_id = $1
                          ORDER BY deleted_at DESC, id DESC OFFSET $2)
-                     RETURNING id",
+                     RETURNING id, name",
                 )
                 .bind(team.team_id())
                 .bind(how.max_kept)
                 .fetch_all(&mut *tx)
                 .await?;
-                for id in evicted {
-                    forget_secret(&mut tx, &id).await?;
+                for (id, _) in &evicted {
+                    forget_secret(&mut tx, id).await?;
                 }
+                let evicted = evicted.into_iter().map(|(id, name)| purged(id, name));
+                (PurgeReason::DeletedListFull, evicted.collect())
             } else {
                 forget_secret(&mut tx, &record.id).await?;
-            }
+                let gone = purged(record.id.clone(), record.name.clone());
+                (PurgeReason::NotKept, vec![gone])
+            };
             let revision = bump_revision(&mut tx, team.team_id(), -1, 0).await?;
-            let event = about_secret(how.audit.clone(), &record);
+            let mut events = vec![about_secret(how.audit.clone(), &record)];
+            events.extend(purge_events(&how.audit, &purged, reason));
             let mut slot = self.audit.slot().await;
-            let head = self.audit.append(&mut tx, &mut slot, vec![event]).await?;
+            let head = self.audit.append(&mut tx, &mut slot, events).await?;
             commit(tx, &mut slot, head).await?;
             Ok(Some(SecretWrite { record, revision }))
         })

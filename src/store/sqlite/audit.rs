@@ -5,10 +5,9 @@
 use super::SqliteStore;
 use crate::audit::chain::{ChainHead, ChainKey, StoredEvent};
 use crate::audit::event::AuditEvent;
-use crate::domain::time::Micros;
 use crate::store::audit::{
-    always, audit_query_sql, chains_sql, event_row, head_row, heads_sql, prune_event,
-    prune_point_sql, prune_sql, seq_col, AuditFilter, EVENT_COLUMNS,
+    always, audit_query_sql, chains_sql, event_row, head_row, heads_sql, prune_event, prune_sql,
+    seq_col, AuditFilter, EVENT_COLUMNS,
 };
 use crate::store::{AuditStore, StoreResult};
 use async_trait::async_trait;
@@ -55,18 +54,6 @@ impl AuditStore for SqliteStore {
         let sql = "SELECT chain, checkpoint FROM audit_anchors ORDER BY chain";
         self.readers
             .all(sql, [], |r| Ok((r.get(0)?, r.get(1)?)))
-            .await
-    }
-
-    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
-    async fn audit_prune_point(
-        &self,
-        chain: &str,
-        before: Micros,
-    ) -> StoreResult<Option<ChainHead>> {
-        let sql = prune_point_sql(|n| format!("?{n}"));
-        self.readers
-            .optional(&sql, (chain, before), |r| head_row(r))
             .await
     }
 

@@ -7,7 +7,7 @@ use super::SqliteStore;
 use crate::audit::event::AuditEvent;
 use crate::domain::access::TeamAccess;
 use crate::domain::time::Micros;
-use crate::store::audit::{about_secret, if_changed, purge_event};
+use crate::store::audit::{about_secret, if_changed, purge_events, PurgeReason, Purged};
 use crate::store::history::{
     consumer_row, current_version, deleted_row, version_row, CONSUMER_COLUMNS, DELETED_COLUMNS,
     KEPT_ON_DELETE, NAME_TAKEN, VERSION_COLUMNS,
@@ -294,19 +294,30 @@ impl HistoryStore for SqliteStore {
         seen_before: Micros,
         event: AuditEvent,
     ) -> StoreResult<u64> {
-        let audit = move |n: &u64| purge_event(event, *n);
-        self.writer
+        let audit = move |purged: &Vec<Purged>| purge_events(&event, purged, PurgeReason::Expired);
+        let purged = self
+            .writer
             .write_audited(
                 move |c| {
-                    let purged: Vec<(String, String, String)> = c
+                    let rows: Vec<(Purged, String)> = c
                         .prepare_cached(
                             "DELETE FROM deleted_secrets WHERE deleted_at < ?1
-                         RETURNING team_id, canonical_name, id",
+                         RETURNING org_id, team_id, id, name, canonical_name",
                         )?
-                        .query_map([deleted_before], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                        .query_map([deleted_before], |r| {
+                            let purged = Purged {
+                                org_id: r.get(0)?,
+                                team_id: r.get(1)?,
+                                id: r.get(2)?,
+                                name: r.get(3)?,
+                            };
+                            Ok((purged, r.get(4)?))
+                        })?
                         .collect::<Result<_, _>>()?;
-                    for (team_id, canonical, id) in &purged {
-                        forget_secret(c, team_id, canonical, id)?;
+                    let mut purged = Vec::with_capacity(rows.len());
+                    for (p, canonical) in rows {
+                        forget_secret(c, &p.team_id, &canonical, &p.id)?;
+                        purged.push(p);
                     }
                     for sql in [
                         "DELETE FROM consumer_versions WHERE (key_prefix, instance) IN
@@ -315,11 +326,12 @@ impl HistoryStore for SqliteStore {
                     ] {
                         c.prepare_cached(sql)?.execute([seen_before])?;
                     }
-                    Ok(purged.len() as u64)
+                    Ok(purged)
                 },
                 audit,
             )
-            .await
+            .await?;
+        Ok(purged.len() as u64)
     }
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
@@ -327,11 +339,13 @@ impl HistoryStore for SqliteStore {
         self.writer
             .write(move |c| {
                 let mut consumer = c.prepare_cached(
-                    "INSERT INTO consumers (key_prefix, instance, team_id, client, last_seen_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5)
+                    "INSERT INTO consumers (key_prefix, instance, team_id, client, last_seen_at, kind)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                      ON CONFLICT (key_prefix, instance) DO UPDATE SET team_id = excluded.team_id,
                          client = excluded.client,
-                         last_seen_at = max(last_seen_at, excluded.last_seen_at)",
+                         last_seen_at = max(last_seen_at, excluded.last_seen_at),
+                         kind = CASE WHEN excluded.last_seen_at >= last_seen_at
+                                     THEN excluded.kind ELSE kind END",
                 )?;
                 let mut version = c.prepare_cached(
                     "INSERT INTO consumer_versions (secret_id, key_prefix, instance, version, received_at)
@@ -346,7 +360,8 @@ impl HistoryStore for SqliteStore {
                         s.instance,
                         s.team_id,
                         s.client,
-                        s.seen_at
+                        s.seen_at,
+                        s.kind.as_str()
                     ])?;
                     for (secret_id, v, at) in &s.received {
                         version.execute(params![secret_id, s.key_prefix, s.instance, v, at])?;

@@ -4,15 +4,18 @@
 use super::keys::insert_key;
 use super::{within_quota, SqliteStore};
 use crate::audit::event::AuditEvent;
-use crate::domain::access::{OrgAccess, TeamAccess};
-use crate::domain::names::email_key;
-use crate::domain::types::{Membership, Organization, Team, TeamRole, User};
-use crate::store::audit::{always, if_changed};
-use crate::store::identity::{
-    member_row, membership_row, org_name_taken, org_row, team_row, user_row, EMAIL_TAKEN,
-    ORG_COLUMNS, TEAMS_QUOTA, TEAM_COLUMNS, TEAM_GONE, TEAM_NAME_TAKEN, USERS_QUOTA, USER_COLUMNS,
-    USER_GONE,
+use crate::domain::access::{
+    keys_beyond_authority, AuthorityChange, KeyHandover, OrgAccess, TeamAccess,
 };
+use crate::domain::names::email_key;
+use crate::domain::types::{ApiKeyRecord, Membership, Organization, Team, TeamRole, User};
+use crate::store::audit::{always, if_changed, purge_events, PurgeReason, Purged};
+use crate::store::identity::{
+    authority_events, handover, member_row, membership_row, org_name_taken, org_row, team_row,
+    user_row, AuthorityOutcome, EMAIL_TAKEN, ORG_COLUMNS, TEAMS_QUOTA, TEAM_COLUMNS, TEAM_GONE,
+    TEAM_NAME_TAKEN, USERS_QUOTA, USER_COLUMNS,
+};
+use crate::store::keys::{key_row, KEY_COLUMNS};
 use crate::store::row::qualified;
 use crate::store::{
     IdentityStore, NewOrganization, NewTeam, NewUser, StoreError, StoreResult, TeamDeletion,
@@ -56,6 +59,81 @@ fn set_member(c: &Connection, team_id: &str, user_id: &str, role: TeamRole) -> S
     )?
     .execute(params![team_id, user_id, role.as_str()])?;
     Ok(())
+}
+
+/// A user of `org_id` with its memberships, as the writer sees them.
+pub(super) fn person(
+    c: &Connection,
+    org_id: &str,
+    user_id: &str,
+) -> StoreResult<Option<(User, Vec<Membership>)>> {
+    let user = c
+        .prepare_cached(&format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE id = ?1 AND org_id = ?2"
+        ))?
+        .query_row([user_id, org_id], |r| user_row(r))
+        .optional()?;
+    let Some(user) = user else { return Ok(None) };
+    let memberships = c
+        .prepare_cached("SELECT team_id, role FROM team_members WHERE user_id = ?1")?
+        .query_map([user_id], |r| membership_row(r))?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Some((user, memberships)))
+}
+
+/// Makes `change` to the user with `apply`, after revoking or handing over
+/// the keys it answers for that would outlive its authority (or refuses,
+/// changing nothing). Runs on the writer, so nothing changes in between.
+fn change_authority(
+    c: &Connection,
+    org_id: &str,
+    user_id: &str,
+    change: AuthorityChange<'_>,
+    asked: &KeyHandover,
+    apply: impl FnOnce(&Connection) -> StoreResult<()>,
+) -> StoreResult<AuthorityOutcome> {
+    let Some((user, memberships)) = person(c, org_id, user_id)? else {
+        return Ok(AuthorityOutcome::NotFound);
+    };
+    if let AuthorityChange::LeaveTeam { team_id } = change {
+        if !memberships.iter().any(|m| m.team_id == team_id) {
+            return Ok(AuthorityOutcome::NotFound);
+        }
+    }
+    let keys = c
+        .prepare_cached(&format!(
+            "SELECT {KEY_COLUMNS} FROM api_keys WHERE created_by = ?1 AND key_type <> 'PERSONAL'"
+        ))?
+        .query_map([user_id], |r| key_row(r))?
+        .collect::<Result<Vec<ApiKeyRecord>, _>>()?;
+    let concerned: Vec<ApiKeyRecord> = keys_beyond_authority(&user, &memberships, change, &keys)
+        .into_iter()
+        .cloned()
+        .collect();
+    let successor = match asked {
+        KeyHandover::TransferTo(id) if !concerned.is_empty() => person(c, org_id, id)?,
+        _ => None,
+    };
+    let plan = match handover(concerned, asked, successor) {
+        Ok(plan) => plan,
+        Err(refused) => return Ok(refused),
+    };
+    for key in &plan.revoke {
+        c.prepare_cached("DELETE FROM api_keys WHERE prefix = ?1")?
+            .execute([&key.prefix])?;
+    }
+    if let Some(successor) = &plan.successor {
+        for key in &plan.hand_over {
+            c.prepare_cached("UPDATE api_keys SET created_by = ?2 WHERE prefix = ?1")?
+                .execute([&key.prefix, successor])?;
+        }
+    }
+    apply(c)?;
+    Ok(AuthorityOutcome::Done {
+        revoked: plan.revoke,
+        handed_over: plan.hand_over,
+        successor: plan.successor,
+    })
 }
 
 #[async_trait]
@@ -182,11 +260,18 @@ impl IdentityStore for SqliteStore {
         event: AuditEvent,
     ) -> StoreResult<TeamDeletion> {
         let id = team.team_id().to_owned();
-        let audit = move |d: &TeamDeletion| match d {
-            TeamDeletion::Deleted { .. } => vec![event],
+        // The team's deletion, and the purge of each deleted secret it
+        // still kept (gone with it, though it was recoverable until now).
+        let audit = move |(d, purged): &(TeamDeletion, Vec<Purged>)| match d {
+            TeamDeletion::Deleted { .. } => {
+                let mut events = purge_events(&event, purged, PurgeReason::TeamDeleted);
+                events.insert(0, event);
+                events
+            }
             _ => Vec::new(),
         };
-        self.writer
+        let (deletion, _) = self
+            .writer
             .write_audited(
                 move |c| {
                     let secrets = c
@@ -196,8 +281,21 @@ impl IdentityStore for SqliteStore {
                         .optional()?;
                     let secrets = match TeamDeletion::allowed(secrets, cascade) {
                         Ok(secrets) => secrets,
-                        Err(refused) => return Ok(refused),
+                        Err(refused) => return Ok((refused, Vec::new())),
                     };
+                    let purged: Vec<Purged> = c
+                        .prepare_cached(
+                            "SELECT org_id, team_id, id, name FROM deleted_secrets WHERE team_id = ?1",
+                        )?
+                        .query_map([&id], |r| {
+                            Ok(Purged {
+                                org_id: r.get(0)?,
+                                team_id: r.get(1)?,
+                                id: r.get(2)?,
+                                name: r.get(3)?,
+                            })
+                        })?
+                        .collect::<Result<_, _>>()?;
                     for sql in [
                         // Its history first (found through its secrets' ids).
                         "DELETE FROM consumer_versions WHERE secret_id IN
@@ -213,11 +311,12 @@ impl IdentityStore for SqliteStore {
                     ] {
                         c.execute(sql, [&id])?;
                     }
-                    Ok(TeamDeletion::Deleted { secrets })
+                    Ok((TeamDeletion::Deleted { secrets }, purged))
                 },
                 audit,
             )
-            .await
+            .await?;
+        Ok(deletion)
     }
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
@@ -272,32 +371,29 @@ impl IdentityStore for SqliteStore {
         &self,
         org: &OrgAccess,
         user_id: &str,
+        keys: KeyHandover,
         event: AuditEvent,
-    ) -> StoreResult<bool> {
+    ) -> StoreResult<AuthorityOutcome> {
         let (org_id, user_id) = (org.org_id().to_owned(), user_id.to_owned());
         self.writer
-            .write_audited(move |c| {
-                let exists: bool = c.query_row(
-                    "SELECT EXISTS (SELECT 1 FROM users WHERE id = ?1 AND org_id = ?2)",
-                    params![user_id, org_id],
-                    |r| r.get(0),
-                )?;
-                if !exists {
-                    return Ok(false);
-                }
-                for sql in [
-                    // Its personal keys, and every workspace key it created:
-                    // one outliving its creator would keep the deleted
-                    // user's access. (A personal key it minted for someone
-                    // else acts as that person, and stays.)
-                    "DELETE FROM api_keys WHERE user_id = ?1 OR (created_by = ?1 AND key_type <> 'PERSONAL')",
-                    "DELETE FROM team_members WHERE user_id = ?1",
-                    "DELETE FROM users WHERE id = ?1",
-                ] {
-                    c.execute(sql, [&user_id])?;
-                }
-                Ok(true)
-            }, if_changed(event))
+            .write_audited(
+                move |c| {
+                    let change = AuthorityChange::DeleteUser;
+                    change_authority(c, &org_id, &user_id, change, &keys, |c| {
+                        for sql in [
+                            // Its personal keys (the keys it answered for are
+                            // revoked or handed over by now).
+                            "DELETE FROM api_keys WHERE user_id = ?1",
+                            "DELETE FROM team_members WHERE user_id = ?1",
+                            "DELETE FROM users WHERE id = ?1",
+                        ] {
+                            c.execute(sql, [&user_id])?;
+                        }
+                        Ok(())
+                    })
+                },
+                move |outcome| authority_events(event, outcome),
+            )
             .await
     }
 
@@ -319,23 +415,25 @@ impl IdentityStore for SqliteStore {
         team: &TeamAccess,
         user_id: &str,
         role: TeamRole,
+        keys: KeyHandover,
         event: AuditEvent,
-    ) -> StoreResult<()> {
-        // Only a user of the team's organization: otherwise nothing is
-        // inserted and the user is not found.
-        let sql = "INSERT INTO team_members (team_id, user_id, role)
-                   SELECT ?1, id, ?3 FROM users WHERE id = ?2 AND org_id = ?4
-                   ON CONFLICT (team_id, user_id) DO UPDATE SET role = excluded.role";
+    ) -> StoreResult<AuthorityOutcome> {
         let (team_id, org_id) = (team.team_id().to_owned(), team.org_id().to_owned());
-        let params = (team_id, user_id.to_owned(), role.as_str(), org_id);
-        let changed = self
-            .writer
-            .execute_audited(sql, params, if_changed(event))
-            .await;
-        if changed.map_err(|e| e.gone_as(TEAM_GONE))? == 0 {
-            return Err(StoreError::NotFound(USER_GONE.into()));
-        }
-        Ok(())
+        let user_id = user_id.to_owned();
+        self.writer
+            .write_audited(
+                move |c| {
+                    let change = AuthorityChange::SetTeamRole {
+                        team_id: &team_id,
+                        role,
+                    };
+                    change_authority(c, &org_id, &user_id, change, &keys, |c| {
+                        set_member(c, &team_id, &user_id, role).map_err(|e| e.gone_as(TEAM_GONE))
+                    })
+                },
+                move |outcome| authority_events(event, outcome),
+            )
+            .await
     }
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
@@ -343,11 +441,25 @@ impl IdentityStore for SqliteStore {
         &self,
         team: &TeamAccess,
         user_id: &str,
+        keys: KeyHandover,
         event: AuditEvent,
-    ) -> StoreResult<bool> {
-        let sql = "DELETE FROM team_members WHERE team_id = ?1 AND user_id = ?2";
-        let params = (team.team_id().to_owned(), user_id.to_owned());
-        let removed = self.writer.execute_audited(sql, params, if_changed(event));
-        Ok(removed.await? > 0)
+    ) -> StoreResult<AuthorityOutcome> {
+        let (team_id, org_id) = (team.team_id().to_owned(), team.org_id().to_owned());
+        let user_id = user_id.to_owned();
+        self.writer
+            .write_audited(
+                move |c| {
+                    let change = AuthorityChange::LeaveTeam { team_id: &team_id };
+                    change_authority(c, &org_id, &user_id, change, &keys, |c| {
+                        c.prepare_cached(
+                            "DELETE FROM team_members WHERE team_id = ?1 AND user_id = ?2",
+                        )?
+                        .execute([&team_id, &user_id])?;
+                        Ok(())
+                    })
+                },
+                move |outcome| authority_events(event, outcome),
+            )
+            .await
     }
 }

@@ -1,13 +1,15 @@
 //! The API-key aggregate on SQLite.
 
+use super::identity::person;
 use super::{within_quota, SqliteStore};
 use crate::audit::event::AuditEvent;
-use crate::domain::access::{KeyGrant, KeyRevocation, OrgAccess};
+use crate::domain::access::{answerer, may_answer_for, KeyGrant, KeyRevocation, OrgAccess};
 use crate::domain::time::Micros;
 use crate::domain::types::ApiKeyRecord;
 use crate::store::audit::{always, if_changed};
 use crate::store::keys::{
-    insert_failed, key_quota_name, key_row, listing_columns, listing_row, CREATOR_GONE, KEY_COLUMNS,
+    insert_failed, key_quota_name, key_row, listing_columns, listing_row, AUTHORITY_GONE,
+    CREATOR_GONE, KEY_COLUMNS,
 };
 use crate::store::{to_json_list, KeyListing, KeyStore, NewApiKey, StoreError, StoreResult};
 use async_trait::async_trait;
@@ -47,6 +49,12 @@ impl KeyStore for SqliteStore {
     }
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
+    async fn revoked_key_hash(&self, prefix: &str) -> StoreResult<Option<Vec<u8>>> {
+        let sql = "SELECT secret_hash FROM revoked_api_keys WHERE prefix = ?1";
+        self.readers.optional(sql, [prefix], |r| r.get(0)).await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn org_api_key(
         &self,
         org: &OrgAccess,
@@ -71,14 +79,15 @@ impl KeyStore for SqliteStore {
         self.writer
             .write_audited(
                 move |c| {
-                    // A key whose creator was deleted meanwhile must not outlive
-                    // it (see `delete_user`).
+                    // A key must not outlive its creator, nor the authority
+                    // its creator issued it with, if either went meanwhile
+                    // (see `change_authority`).
                     if let Some(creator) = &key.created_by {
-                        let exists: bool = c
-                            .prepare_cached("SELECT EXISTS (SELECT 1 FROM users WHERE id = ?1)")?
-                            .query_row([creator], |r| r.get(0))?;
-                        if !exists {
+                        let Some((user, memberships)) = person(c, &key.org_id, creator)? else {
                             return Err(StoreError::NotFound(CREATOR_GONE.into()));
+                        };
+                        if answerer(&key).is_some() && !may_answer_for(&user, &memberships, &key) {
+                            return Err(StoreError::Conflict(AUTHORITY_GONE.into()));
                         }
                     }
                     let count = "SELECT COUNT(*) FROM api_keys WHERE name_scope = ?1";

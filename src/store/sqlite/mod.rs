@@ -100,6 +100,51 @@ fn make_files_private(db: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Reads what start-up checks from the database at `path` without changing
+/// any file: read-only, and `immutable` when there is no `-wal` file (then
+/// the database file holds everything, and SQLite creates no `-shm` or
+/// `-wal` for the read); `None` when there is no database yet.
+pub fn peek(path: &Path) -> anyhow::Result<Option<super::Peek>> {
+    use rusqlite::OpenFlags;
+    if !path.exists() {
+        return Ok(None);
+    }
+    let mut uri = String::from("file:");
+    for c in path.to_string_lossy().chars() {
+        match c {
+            '%' => uri.push_str("%25"),
+            '?' => uri.push_str("%3f"),
+            '#' => uri.push_str("%23"),
+            c => uri.push(c),
+        }
+    }
+    uri.push_str("?mode=ro");
+    if !with_suffix(path, "-wal").exists() {
+        uri.push_str("&immutable=1");
+    }
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+        | OpenFlags::SQLITE_OPEN_URI
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(&uri, flags)?;
+    let tables: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name IN ('keks', 'organizations')",
+        [],
+        |r| r.get(0),
+    )?;
+    if tables < 2 {
+        return Ok(None);
+    }
+    let keks = conn
+        .prepare("SELECT kek_id, check_value FROM keks ORDER BY created_at")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<Vec<_>, _>>()?;
+    let organizations = conn.query_row("SELECT COUNT(*) FROM organizations", [], |r| r.get(0))?;
+    Ok(Some(super::Peek {
+        keks,
+        organizations,
+    }))
+}
+
 /// The database's `-wal` or `-shm` file.
 fn with_suffix(db: &Path, suffix: &str) -> PathBuf {
     let mut name = db.as_os_str().to_owned();

@@ -7,7 +7,7 @@ use super::writer::in_savepoint;
 use super::SqliteStore;
 use crate::domain::access::{AllTeamsAccess, DeliveryAccess, OrgAccess, TeamAccess};
 use crate::domain::types::{ListedSecret, Team};
-use crate::store::audit::about_secret;
+use crate::store::audit::{about_secret, purge_events, PurgeReason, Purged};
 use crate::store::history::KEPT_ON_DELETE;
 use crate::store::identity::{team_row, TEAM_COLUMNS, TEAM_GONE};
 use crate::store::secrets::{listed_row, stored_row, SECRETS_QUOTA, STORED_COLUMNS};
@@ -159,7 +159,7 @@ impl SecretStore for SqliteStore {
                 team.team_id().to_owned(),
                 move |c| {
                     in_savepoint(c, |c| {
-                        let team_id = access.team_id();
+                        let (org_id, team_id) = (access.org_id(), access.team_id());
                         if how.keep {
                             c.prepare_cached(&format!(
                             "INSERT INTO deleted_secrets ({KEPT_ON_DELETE}, deleted_at, deleted_by)
@@ -176,35 +176,54 @@ impl SecretStore for SqliteStore {
                             .query_row([team_id, &canonical], |r| stored_row(&access, r))
                             .optional()?;
                         let Some(found) = found else { return Ok(None) };
-                        if how.keep {
-                            let evicted: Vec<(String, String)> = c
+                        let purged = if how.keep {
+                            let evicted: Vec<(String, String, String)> = c
                                 .prepare_cached(
                                     "DELETE FROM deleted_secrets WHERE team_id = ?1 AND id IN (
                                      SELECT id FROM deleted_secrets WHERE team_id = ?1
                                      ORDER BY deleted_at DESC, id DESC LIMIT -1 OFFSET ?2)
-                                 RETURNING canonical_name, id",
+                                 RETURNING canonical_name, id, name",
                                 )?
                                 .query_map(params![team_id, how.max_kept], |r| {
-                                    Ok((r.get(0)?, r.get(1)?))
+                                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
                                 })?
                                 .collect::<Result<_, _>>()?;
-                            for (canonical, id) in evicted {
+                            let mut purged = Vec::with_capacity(evicted.len());
+                            for (canonical, id, name) in evicted {
                                 forget_secret(c, team_id, &canonical, &id)?;
+                                purged.push(Purged {
+                                    org_id: org_id.to_owned(),
+                                    team_id: team_id.to_owned(),
+                                    id,
+                                    name,
+                                });
                             }
+                            (PurgeReason::DeletedListFull, purged)
                         } else {
                             forget_secret(c, team_id, &canonical, &found.record.id)?;
-                        }
+                            let purged = Purged {
+                                org_id: org_id.to_owned(),
+                                team_id: team_id.to_owned(),
+                                id: found.record.id.clone(),
+                                name: found.record.name.clone(),
+                            };
+                            (PurgeReason::NotKept, vec![purged])
+                        };
                         c.prepare_cached(
                             "UPDATE teams SET secret_count = secret_count - 1 WHERE id = ?1",
                         )?
                         .execute([team_id])?;
-                        Ok(Some(found.record))
+                        Ok(Some((found.record, purged)))
                     })
                 },
-                move |record| vec![about_secret(event, record)],
+                move |(record, (reason, purged))| {
+                    let mut events = vec![about_secret(event.clone(), record)];
+                    events.extend(purge_events(&event, purged, *reason));
+                    events
+                },
             )
             .await?;
-        Ok(deleted.map(|(record, revision)| SecretWrite { record, revision }))
+        Ok(deleted.map(|((record, _), revision)| SecretWrite { record, revision }))
     }
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]

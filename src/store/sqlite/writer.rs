@@ -211,10 +211,11 @@ impl Writer {
             idle: syncer_idle.clone(),
             // Weak, so the writer still stops once every `Writer` is gone.
             wake: tx.downgrade(),
+            rx: Some(sync_rx),
         };
         std::thread::Builder::new()
             .name("tessera-sqlite-sync".into())
-            .spawn(move || sync_loop(syncer, &sync_rx, &sync_health))?;
+            .spawn(move || sync_loop(syncer, &sync_health))?;
         let ends = BatchEnds {
             sync: sync_tx,
             syncer_idle,
@@ -723,6 +724,8 @@ struct Syncer {
     sync: SyncFn,
     idle: Arc<AtomicBool>,
     wake: mpsc::WeakSender<Msg>,
+    /// Committed batches to sync; `None` only while the syncer is dropped.
+    rx: Option<std::sync::mpsc::Receiver<Committed>>,
 }
 
 impl Syncer {
@@ -730,10 +733,16 @@ impl Syncer {
     /// wake (the writer reads the flag after every message; when its queue
     /// is full the wake is dropped, and it reads the flag soon anyway).
     fn idle(&self) {
-        self.idle.store(true, Ordering::Release);
-        if let Some(writer) = self.wake.upgrade() {
-            let _ = writer.try_send(Msg::SyncerIdle);
-        }
+        say_idle(&self.idle, &self.wake);
+    }
+}
+
+/// [`Syncer::idle`] on the fields alone, for the loop that borrows the
+/// syncer's queue meanwhile.
+fn say_idle(idle: &AtomicBool, wake: &mpsc::WeakSender<Msg>) {
+    idle.store(true, Ordering::Release);
+    if let Some(writer) = wake.upgrade() {
+        let _ = writer.try_send(Msg::SyncerIdle);
     }
 }
 
@@ -742,6 +751,12 @@ impl Drop for Syncer {
     /// its open batch waiting for it: it commits, and its callers hear that
     /// the sync thread has stopped.
     fn drop(&mut self) {
+        // The queue closes first: a batch the writer hands over from now on
+        // fails at its send (and the writer marks the syncer idle itself),
+        // and the callers of batches still queued hear that their write
+        // failed when their completions drop with it. Only then "idle", so
+        // that it cannot be overtaken by a send nobody will ever answer.
+        drop(self.rx.take());
         self.idle();
     }
 }
@@ -749,7 +764,13 @@ impl Drop for Syncer {
 /// Makes committed batches durable, then answers their callers. Each fsync
 /// covers every batch that was committed before it started; with nothing
 /// left to sync it tells the writer, which then commits what it holds.
-fn sync_loop(mut syncer: Syncer, rx: &std::sync::mpsc::Receiver<Committed>, health: &Health) {
+fn sync_loop(mut syncer: Syncer, health: &Health) {
+    let Some(rx) = syncer.rx.take() else {
+        return;
+    };
+    // Back into the syncer, which closes it before saying "idle" when it
+    // drops (also when a sync panics); borrowed from there meanwhile.
+    let rx = &*syncer.rx.insert(rx);
     let mut next = rx.recv().ok();
     while let Some(first) = next.take() {
         let mut waiting = vec![first];
@@ -784,7 +805,7 @@ fn sync_loop(mut syncer: Syncer, rx: &std::sync::mpsc::Receiver<Committed>, heal
             Ok(more) => Some(more),
             Err(std::sync::mpsc::TryRecvError::Disconnected) => None,
             Err(std::sync::mpsc::TryRecvError::Empty) => {
-                syncer.idle();
+                say_idle(&syncer.idle, &syncer.wake);
                 rx.recv().ok()
             }
         };

@@ -54,36 +54,12 @@ async fn appended_events_read_back_in_order(store: DynStore) {
     );
 }
 
-async fn pruning_keeps_the_last_event_and_the_latest_anchor(store: DynStore) {
+async fn pruning_keeps_the_latest_anchor(store: DynStore) {
     let events: Vec<AuditEvent> = (0..6)
         .map(|i| org_event("a", "org1", 1_000 + i, "t"))
         .collect();
     store.append_audit(events).await.unwrap();
     let chain = only_chain(&store).await;
-    // Before the first event's time: nothing to prune.
-    assert_eq!(store.audit_prune_point(&chain, 1_000).await.unwrap(), None);
-    // Up to the event before the first at or after the time.
-    let point = store
-        .audit_prune_point(&chain, 1_003)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(point.seq, 3);
-    // Whatever the time, the last event stays.
-    let last = store
-        .audit_prune_point(&chain, i64::MAX)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(last.seq, 5);
-    assert_eq!(
-        store
-            .audit_prune_point("no-such-chain", i64::MAX)
-            .await
-            .unwrap(),
-        None
-    );
-
     let deleted = store
         .prune_audit(&chain, 3, "anchor-3".into(), event("audit.prune"))
         .await
@@ -214,6 +190,6 @@ async fn writes_abandoned_mid_commit_leave_the_chain_usable(store: DynStore) {
 crate::store_tests!(
     writes_abandoned_mid_commit_leave_the_chain_usable,
     appended_events_read_back_in_order,
-    pruning_keeps_the_last_event_and_the_latest_anchor,
+    pruning_keeps_the_latest_anchor,
     an_organizations_events_newest_first,
 );

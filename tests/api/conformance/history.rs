@@ -7,6 +7,7 @@ use super::{
     assert_err, conflict, create_secret, deleted, event, not_found, quota, sealed, tick,
     update_secret, Org,
 };
+use tessera::domain::consumer_kind::ConsumerKind;
 use tessera::domain::ids::new_id;
 use tessera::store::{
     Actor, ConsumerSeen, Deletion, Destroyed, DynStore, StoredVersion, WriteHistory,
@@ -355,7 +356,8 @@ async fn the_oldest_deleted_secrets_make_room(store: DynStore) {
 }
 
 /// Consumers: the latest version each received, newest first, only within
-/// the team; an older report never overwrites a newer one; consumers not
+/// the team; an older report never overwrites a newer one (its kind
+/// included); consumers not
 /// seen since the cut-off are forgotten by the purge.
 async fn consumers_record_the_latest_version(store: DynStore) {
     let acme = Org::create(&*store, "acme").await;
@@ -365,6 +367,11 @@ async fn consumers_record_the_latest_version(store: DynStore) {
         key_prefix: "reader01".into(),
         instance: instance.into(),
         team_id: team.team_id().to_owned(),
+        // "b" is a one-shot run when last seen; its older report said agent.
+        kind: match (instance, version) {
+            ("b", 2) => ConsumerKind::OneShot,
+            _ => ConsumerKind::Agent,
+        },
         client: Some("10.0.0.1".into()),
         seen_at: at,
         received: vec![(s.id.clone(), version, at)],
@@ -384,7 +391,7 @@ async fn consumers_record_the_latest_version(store: DynStore) {
         .await
         .unwrap();
     let c = store.secret_consumers(&team, &s.id).await.unwrap();
-    let got: Vec<(&str, i64, i64, i64)> = c
+    let got: Vec<(&str, i64, i64, i64, ConsumerKind)> = c
         .iter()
         .map(|c| {
             (
@@ -392,10 +399,17 @@ async fn consumers_record_the_latest_version(store: DynStore) {
                 c.version,
                 c.received_at,
                 c.last_seen_at,
+                c.kind,
             )
         })
         .collect();
-    assert_eq!(got, vec![("b", 2, t2, t2), ("a", 1, t3, t3)]);
+    assert_eq!(
+        got,
+        vec![
+            ("b", 2, t2, t2, ConsumerKind::OneShot),
+            ("a", 1, t3, t3, ConsumerKind::Agent)
+        ]
+    );
     let other = acme.team(&acme.new_team(&*store, "other").await);
     assert!(store
         .secret_consumers(&other, &s.id)

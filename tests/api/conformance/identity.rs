@@ -4,10 +4,10 @@ use super::{
     assert_err, conflict, create_secret, new_key, new_organization, new_team, new_user, not_found,
     quota, Org,
 };
-use tessera::domain::access::KeyTarget;
+use tessera::domain::access::{KeyHandover, KeyTarget};
 use tessera::domain::names::email_key;
 use tessera::domain::types::{KeyType, Membership, TeamRole};
-use tessera::store::{DynStore, TeamDeletion, UserQuery};
+use tessera::store::{AuthorityOutcome, DynStore, TeamDeletion, UserQuery};
 
 const TEAM_NAME_TAKEN: &str = "the organization already has a team with this name";
 const EMAIL_TAKEN: &str = "a user with this email already exists";
@@ -179,6 +179,7 @@ async fn delete_team_with_and_without_cascade(store: DynStore) {
             &grant,
             &user.id,
             TeamRole::Member,
+            KeyHandover::Refuse,
             crate::conformance::event("x"),
         )
         .await
@@ -387,6 +388,7 @@ async fn memberships_set_change_remove(store: DynStore) {
             &grant,
             &u1.id,
             TeamRole::Member,
+            KeyHandover::Refuse,
             crate::conformance::event("x"),
         )
         .await
@@ -396,6 +398,7 @@ async fn memberships_set_change_remove(store: DynStore) {
             &grant,
             &u2.id,
             TeamRole::Member,
+            KeyHandover::Refuse,
             crate::conformance::event("x"),
         )
         .await
@@ -405,6 +408,7 @@ async fn memberships_set_change_remove(store: DynStore) {
             &grant,
             &u1.id,
             TeamRole::Admin,
+            KeyHandover::Refuse,
             crate::conformance::event("x"),
         )
         .await
@@ -430,40 +434,39 @@ async fn memberships_set_change_remove(store: DynStore) {
     want.sort_by(|a, b| a.team_id.cmp(&b.team_id));
     assert_eq!(of_u1, want);
 
-    assert_err(
-        store
+    for unknown in ["nope", outsider.id.as_str()] {
+        let outcome = store
             .set_member(
                 &grant,
-                "nope",
+                unknown,
                 TeamRole::Member,
+                KeyHandover::Refuse,
                 crate::conformance::event("x"),
             )
-            .await,
-        not_found("user not found"),
-    );
-    assert_err(
-        store
-            .set_member(
-                &grant,
-                &outsider.id,
-                TeamRole::Member,
-                crate::conformance::event("x"),
-            )
-            .await,
-        not_found("user not found"),
-    );
-    assert!(store
-        .remove_member(&grant, &u2.id, crate::conformance::event("x"))
-        .await
-        .unwrap());
-    assert!(!store
-        .remove_member(&grant, &u2.id, crate::conformance::event("x"))
-        .await
-        .unwrap());
-    assert!(!store
-        .remove_member(&grant, "nope", crate::conformance::event("x"))
-        .await
-        .unwrap());
+            .await
+            .unwrap();
+        assert_eq!(outcome, AuthorityOutcome::NotFound);
+    }
+    let remove = |user: String| {
+        let (store, grant) = (store.clone(), grant.clone());
+        async move {
+            store
+                .remove_member(
+                    &grant,
+                    &user,
+                    KeyHandover::Refuse,
+                    crate::conformance::event("x"),
+                )
+                .await
+                .unwrap()
+        }
+    };
+    assert!(matches!(
+        remove(u2.id.clone()).await,
+        AuthorityOutcome::Done { .. }
+    ));
+    assert_eq!(remove(u2.id.clone()).await, AuthorityOutcome::NotFound);
+    assert_eq!(remove("nope".into()).await, AuthorityOutcome::NotFound);
     assert_eq!(
         store.list_members(&grant).await.unwrap(),
         vec![(u1.clone(), TeamRole::Admin)]
@@ -479,6 +482,7 @@ async fn memberships_set_change_remove(store: DynStore) {
                 &grant,
                 &u2.id,
                 TeamRole::Member,
+                KeyHandover::Refuse,
                 crate::conformance::event("x"),
             )
             .await,
@@ -500,6 +504,7 @@ async fn delete_user_and_its_keys(store: DynStore) {
             &acme.team(&team),
             &user.id,
             TeamRole::Admin,
+            KeyHandover::Refuse,
             crate::conformance::event("x"),
         )
         .await
@@ -535,16 +540,37 @@ async fn delete_user_and_its_keys(store: DynStore) {
     )
     .await;
 
-    assert!(!store
-        .delete_user(&other.grant(), &user.id, crate::conformance::event("x"))
-        .await
-        .unwrap());
+    let delete = |org: tessera::domain::access::OrgAccess, keys: KeyHandover| {
+        let (store, user) = (store.clone(), user.id.clone());
+        async move {
+            store
+                .delete_user(&org, &user, keys, crate::conformance::event("x"))
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(
+        delete(other.grant(), KeyHandover::Revoke).await,
+        AuthorityOutcome::NotFound
+    );
     assert!(store.principal_user(&user.id).await.unwrap().is_some());
 
-    assert!(store
-        .delete_user(&acme.grant(), &user.id, crate::conformance::event("x"))
-        .await
-        .unwrap());
+    // The workspace key it created would outlive it: refused, nothing
+    // changes, until the request says to revoke it.
+    assert_eq!(
+        delete(acme.grant(), KeyHandover::Refuse).await,
+        AuthorityOutcome::KeysConcerned(vec![workspace.clone()])
+    );
+    assert!(store.principal_user(&user.id).await.unwrap().is_some());
+    assert!(store.find_api_key(&own.prefix).await.unwrap().is_some());
+    assert_eq!(
+        delete(acme.grant(), KeyHandover::Revoke).await,
+        AuthorityOutcome::Done {
+            revoked: vec![workspace.clone()],
+            handed_over: Vec::new(),
+            successor: None
+        }
+    );
     assert_eq!(store.principal_user(&user.id).await.unwrap(), None);
     assert_eq!(
         store.find_user(&acme.grant(), &user.id).await.unwrap(),
@@ -565,10 +591,10 @@ async fn delete_user_and_its_keys(store: DynStore) {
             Some(kept.clone())
         );
     }
-    assert!(!store
-        .delete_user(&acme.grant(), &user.id, crate::conformance::event("x"))
-        .await
-        .unwrap());
+    assert_eq!(
+        delete(acme.grant(), KeyHandover::Revoke).await,
+        AuthorityOutcome::NotFound
+    );
     // The email is free again.
     acme.new_user(&*store, "u@example.com").await;
 }

@@ -3,7 +3,7 @@
 //! never outlives what it belongs to.
 
 use super::{assert_err, conflict, new_key, not_found, quota, tick, Org};
-use tessera::domain::access::KeyTarget;
+use tessera::domain::access::{KeyHandover, KeyTarget};
 use tessera::domain::types::KeyType;
 use tessera::store::DynStore;
 
@@ -267,7 +267,12 @@ async fn insert_refused_when_referents_are_gone(store: DynStore) {
         not_found("team not found"),
     );
     store
-        .delete_user(&acme.grant(), &user.id, crate::conformance::event("x"))
+        .delete_user(
+            &acme.grant(),
+            &user.id,
+            KeyHandover::Refuse,
+            crate::conformance::event("x"),
+        )
         .await
         .unwrap();
     assert_err(

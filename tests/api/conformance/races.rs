@@ -7,10 +7,10 @@ use super::{
     assert_err, conflict, create_secret, new_key, new_team, new_user, not_found, quota, sealed, Org,
 };
 use std::future::Future;
-use tessera::domain::access::KeyTarget;
+use tessera::domain::access::{KeyHandover, KeyTarget};
 use tessera::domain::ids::new_id;
 use tessera::domain::types::{KeyType, TeamRole};
-use tessera::store::{DynStore, StoreError, StoreResult, TeamDeletion};
+use tessera::store::{AuthorityOutcome, DynStore, StoreError, StoreResult, TeamDeletion};
 
 const N: usize = 8;
 
@@ -325,6 +325,7 @@ async fn additions_racing_team_deletion(store: DynStore) {
                             &access,
                             &user_id,
                             TeamRole::Member,
+                            KeyHandover::Refuse,
                             crate::conformance::event("x"),
                         )
                         .await
@@ -367,7 +368,7 @@ async fn additions_racing_team_deletion(store: DynStore) {
 }
 
 /// Keys created by a user while the user is deleted: each is refused
-/// (`NotFound`) or deleted with its creator; none outlives it.
+/// (`NotFound`) or revoked with its creator; none outlives it.
 async fn keys_racing_creator_deletion(store: DynStore) {
     let acme = Org::create(&*store, "acme").await;
     let grant = acme.key_grant(
@@ -378,15 +379,35 @@ async fn keys_racing_creator_deletion(store: DynStore) {
         let user = acme
             .new_user(&*store, &format!("u{round}@example.com"))
             .await;
+        // A team admin, who may issue the team's keys.
+        store
+            .set_member(
+                &acme.team(&acme.default_team),
+                &user.id,
+                TeamRole::Admin,
+                KeyHandover::Refuse,
+                crate::conformance::event("x"),
+            )
+            .await
+            .unwrap();
         let results = race(|i| {
             let (store, org, grant) = (store.clone(), acme.grant(), grant.clone());
             let user_id = user.id.clone();
             async move {
                 if i == 0 {
+                    // Revoking the keys it answers for, whichever were
+                    // created before.
+                    let outcome = store
+                        .delete_user(
+                            &org,
+                            &user_id,
+                            KeyHandover::Revoke,
+                            crate::conformance::event("x"),
+                        )
+                        .await?;
                     assert!(
-                        store
-                            .delete_user(&org, &user_id, crate::conformance::event("x"))
-                            .await?
+                        matches!(outcome, AuthorityOutcome::Done { .. }),
+                        "{outcome:?}"
                     );
                     return Ok(());
                 }
