@@ -1,0 +1,468 @@
+//! Workload delivery: the one path on which values leave the server.
+//!
+//! Only WORKSPACE_READ_SECRETS keys get here (decided in
+//! [`crate::domain::access::authorize_delivery`]). Every answer opens the
+//! ciphertexts anew (no plaintext is kept between requests), and every read
+//! that returns values is recorded by [`Service::record_read`].
+
+use super::audit::Target;
+use super::consumers::Received;
+use super::{Service, ServiceError, ServiceResult, TeamRef};
+use crate::domain::access::{authorize_delivery, delivery_access, DeliveryAccess, Principal};
+use crate::domain::audit_action::AuditAction;
+use crate::domain::secret_value::SecretValue;
+use crate::domain::time::Micros;
+use crate::store::{Snapshot, StoreEvent, StoredSecret};
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A team's snapshot is kept for the next answer only when its ciphertexts
+/// take at most this much memory (about 1,200 values of 100 bytes, each
+/// sealed in about 200 bytes)...
+const MAX_KEPT_SNAPSHOT_BYTES: usize = 256 << 10;
+/// ...and at most this many teams' are kept: 32 MiB at most, the listing
+/// cache's budget.
+pub(super) const MAX_KEPT_SNAPSHOTS: usize = 128;
+
+/// The longest a long poll may wait.
+pub const MAX_WAIT: Duration = Duration::from_secs(60);
+
+pub use tessera_wire::runtime::HOLDS_HEADER;
+
+/// What a client says it holds ([`HOLDS_HEADER`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Holds {
+    /// Nothing new since it last said: record only that it asked.
+    Nothing,
+    /// Everything this revision of its scope held. Recorded when it is the
+    /// current revision (the one whose versions the server knows); an older
+    /// claim leaves the consumer's last recorded versions as they are.
+    Revision(i64),
+}
+
+/// Who is reading, for the record.
+#[derive(Debug, Clone, Default)]
+pub struct ReadContext {
+    /// The client's address as the server saw it.
+    pub client: Option<String>,
+    /// The agent instance the client named (`X-Tessera-Agent`), so that
+    /// several agents sharing a key are told apart.
+    pub instance: Option<String>,
+    /// What kind of consumer it says it is (`X-Tessera-Consumer-Kind`).
+    pub kind: crate::domain::consumer_kind::ConsumerKind,
+    /// What the client says it holds. Absent: what it is sent counts as
+    /// held (a client that uses the values at once, like `tessera run`).
+    pub holds: Option<Holds>,
+}
+
+/// One secret as a workload receives it.
+pub struct DeliveredSecret {
+    /// The secret's id (for the record of who holds what; not sent).
+    pub id: String,
+    pub name: String,
+    pub canonical_name: String,
+    pub value: SecretValue,
+    pub version: i64,
+    pub updated_at: Micros,
+    pub fingerprint: String,
+}
+
+/// Every secret in a key's scope, at one revision of its team.
+pub struct Delivery {
+    pub revision: i64,
+    pub secrets: Vec<DeliveredSecret>,
+    /// The answer as sent, rendered once by the HTTP layer for every waiter
+    /// that shares this delivery (see [`Service::deliver_when_changed`]).
+    pub rendered: std::sync::OnceLock<bytes::Bytes>,
+}
+
+/// The outcome of a long poll.
+pub enum Poll {
+    /// The team moved past the revision the client holds.
+    Changed(Arc<Delivery>),
+    /// Nothing changed within the wait (or the server is shutting down).
+    Unchanged { revision: i64 },
+}
+
+impl Service {
+    async fn delivery_grant(&self, p: &Principal) -> ServiceResult<DeliveryAccess> {
+        let team_id = authorize_delivery(p)?;
+        let team = self.load_team(p, TeamRef::Id(team_id)).await?;
+        Ok(delivery_access(p, &team)?)
+    }
+
+    /// Every value in the caller's scope, with the team's revision.
+    pub async fn deliver(&self, p: &Principal, ctx: &ReadContext) -> ServiceResult<Delivery> {
+        let grant = self.delivery_grant(p).await?;
+        let delivery = self.open_snapshot(&grant, None).await?;
+        self.record_read(p, &grant, &delivery.secrets, Some(delivery.revision), ctx)
+            .await?;
+        if ctx.holds == Some(Holds::Revision(delivery.revision)) {
+            self.consumers.received(
+                &consumer(p, &grant, ctx, Some(delivery.revision)),
+                delivery.secrets.iter().map(|s| (s.id.as_str(), s.version)),
+            );
+        }
+        Ok(delivery)
+    }
+
+    /// The team's secrets as stored (ciphertexts), at its current revision.
+    /// A snapshot read earlier is used again while the team's revision reads
+    /// the same (one primary-key read instead of every row): revisions only
+    /// grow and move in the same transaction as any change, on every node.
+    /// Only ciphertexts are kept; each answer still decrypts.
+    /// `current`: the team's revision, when the caller has just read it.
+    async fn sealed_snapshot(
+        &self,
+        grant: &DeliveryAccess,
+        current: Option<i64>,
+    ) -> ServiceResult<Arc<Snapshot>> {
+        let team_id = grant.team().team_id();
+        if let Some(known) = self.sealed_snapshots.get(team_id) {
+            let current = match current {
+                Some(revision) => revision,
+                None => self.store.team_revision(grant.team()).await?,
+            };
+            if current == known.revision {
+                return Ok(known);
+            }
+        }
+        let snapshot = Arc::new(self.store.snapshot(grant).await?);
+        let bytes: usize = snapshot.secrets.iter().map(|s| s.ciphertext.len()).sum();
+        if bytes <= MAX_KEPT_SNAPSHOT_BYTES {
+            self.sealed_snapshots
+                .put(team_id.to_owned(), snapshot.clone());
+        }
+        Ok(snapshot)
+    }
+
+    /// Reads and opens the grant's secrets (not recorded: the caller does);
+    /// `current` as for [`Self::sealed_snapshot`].
+    async fn open_snapshot(
+        &self,
+        grant: &DeliveryAccess,
+        current: Option<i64>,
+    ) -> ServiceResult<Delivery> {
+        let snapshot = self.sealed_snapshot(grant, current).await?;
+        let secrets = snapshot
+            .secrets
+            .iter()
+            .filter(|s| grant.allows(&s.record.canonical_name))
+            .map(|s| self.open_stored(s))
+            .collect::<ServiceResult<Vec<_>>>()?;
+        Ok(Delivery {
+            revision: snapshot.revision,
+            secrets,
+            rendered: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// The delivery for waiters of one key woken by one change: the first
+    /// of them reads and opens it, the others (woken at the same moment)
+    /// share that answer instead of each decrypting the same values. It
+    /// lives while some of them are still being answered, and is dropped
+    /// (its plaintext wiped) with the last; a later request decrypts anew.
+    async fn shared_delivery(
+        &self,
+        grant: &DeliveryAccess,
+        key_prefix: &str,
+        woken_at: i64,
+    ) -> ServiceResult<Arc<Delivery>> {
+        let cell = {
+            let mut building = self.building.lock().unwrap_or_else(|e| e.into_inner());
+            building.retain(|_, cell| cell.strong_count() > 0);
+            let slot = (key_prefix.to_owned(), woken_at);
+            match building.get(&slot).and_then(std::sync::Weak::upgrade) {
+                Some(cell) => cell,
+                None => {
+                    let cell = Arc::new(tokio::sync::OnceCell::new());
+                    building.insert(slot, Arc::downgrade(&cell));
+                    cell
+                }
+            }
+        };
+        cell.get_or_try_init(|| async { self.open_snapshot(grant, None).await.map(Arc::new) })
+            .await
+            .cloned()
+    }
+
+    /// One value by any spelling of its name; not found when it does not
+    /// exist or lies outside a narrowed key's names (alike).
+    pub async fn deliver_one(
+        &self,
+        p: &Principal,
+        name: &str,
+        ctx: &ReadContext,
+    ) -> ServiceResult<DeliveredSecret> {
+        let grant = self.delivery_grant(p).await?;
+        let name = self.parse_secret_name(name)?;
+        let not_found = || ServiceError::NotFound(format!("no secret named {:?}", name.as_str()));
+        if !grant.allows(name.canonical()) {
+            return Err(not_found());
+        }
+        let stored = self
+            .store
+            .latest_secret(grant.team(), name.canonical())
+            .await?
+            .ok_or_else(not_found)?;
+        let secret = self.open_stored(&stored)?;
+        self.record_read(p, &grant, std::slice::from_ref(&secret), None, ctx)
+            .await?;
+        Ok(secret)
+    }
+
+    /// The long poll: answers as soon as the team's revision differs from
+    /// `held`, otherwise after `wait` with [`Poll::Unchanged`]. While it
+    /// waits it makes no store query; it wakes on a write to its team, on an
+    /// identity change (and then re-checks the key: a revoked key ends with
+    /// 401), or on shutdown.
+    pub async fn deliver_when_changed(
+        &self,
+        authorization: Option<&str>,
+        p: Arc<Principal>,
+        held: i64,
+        wait: Duration,
+        ctx: &ReadContext,
+    ) -> ServiceResult<Poll> {
+        let grant = self.delivery_grant(&p).await?;
+        // Subscribe before reading the revision, so a write landing between
+        // the two still wakes this waiter.
+        let mut sub = self.notifier.subscribe(grant.team().team_id());
+        let current = self.store.team_revision(grant.team()).await?;
+        self.note_held(&p, &grant, ctx, current).await?;
+        if current != held {
+            let delivery = self.open_snapshot(&grant, Some(current)).await?;
+            self.record_read(&p, &grant, &delivery.secrets, Some(delivery.revision), ctx)
+                .await?;
+            return Ok(Poll::Changed(Arc::new(delivery)));
+        }
+        // It still holds what it received: seen now, holding the same.
+        self.consumers.seen(&consumer(&p, &grant, ctx, None));
+        let deadline = tokio::time::Instant::now() + wait.min(MAX_WAIT);
+        let mut woken_at = held;
+        loop {
+            if self.notifier.is_shutting_down() {
+                return Ok(Poll::Unchanged { revision: held });
+            }
+            tokio::select! {
+                () = tokio::time::sleep_until(deadline) => return Ok(Poll::Unchanged { revision: held }),
+                changed = sub.revision.changed() => {
+                    if changed.is_err() {
+                        // The team's channel was replaced; nothing was missed
+                        // that the final re-read below would not show.
+                        break;
+                    }
+                    woken_at = *sub.revision.borrow_and_update();
+                    if woken_at > held {
+                        break;
+                    }
+                }
+                _ = sub.identity.changed() => {
+                    // Keys, users or teams were deleted somewhere: is this
+                    // key still good?
+                    let again = self.authenticate(authorization).await?;
+                    self.delivery_grant(&again).await?;
+                }
+                _ = sub.shutdown.changed() => return Ok(Poll::Unchanged { revision: held }),
+            }
+        }
+        // A change: answer for the key as it stands now.
+        let p = self.authenticate(authorization).await?;
+        let grant = self.delivery_grant(&p).await?;
+        let delivery = self
+            .shared_delivery(&grant, &p.key_prefix, woken_at)
+            .await?;
+        self.record_read(&p, &grant, &delivery.secrets, Some(delivery.revision), ctx)
+            .await?;
+        Ok(Poll::Changed(delivery))
+    }
+
+    /// Records what a client says it holds ([`Holds::Revision`]) when that
+    /// is the current revision: its versions are those of the team's
+    /// current snapshot (read only when this consumer was not already
+    /// known to hold it).
+    async fn note_held(
+        &self,
+        p: &Principal,
+        grant: &DeliveryAccess,
+        ctx: &ReadContext,
+        current: i64,
+    ) -> ServiceResult<()> {
+        if ctx.holds != Some(Holds::Revision(current)) {
+            return Ok(());
+        }
+        let holder = consumer(p, grant, ctx, Some(current));
+        if self.consumers.holds_revision(&holder) {
+            return Ok(());
+        }
+        let snapshot = self.sealed_snapshot(grant, Some(current)).await?;
+        self.consumers.received(
+            &holder,
+            snapshot
+                .secrets
+                .iter()
+                .filter(|s| grant.allows(&s.record.canonical_name))
+                .map(|s| (s.record.id.as_str(), s.record.version)),
+        );
+        Ok(())
+    }
+
+    fn open_stored(&self, stored: &StoredSecret) -> ServiceResult<DeliveredSecret> {
+        let value = self.open_value(stored)?;
+        let r = &stored.record;
+        // Looked up only once the value has opened at this place: the
+        // version (and version id) it was sealed for are authenticated.
+        let version = (r.id.clone(), r.version, stored.version_id.clone());
+        let fingerprint = match self.known_fingerprints.get(&version) {
+            Some(known) => known.as_str().to_owned(),
+            None => {
+                let f = self
+                    .fingerprints
+                    .fingerprint(&r.org_id, &r.team_id, &version.0, &value);
+                self.known_fingerprints.put(version, Arc::new(f.clone()));
+                f
+            }
+        };
+        Ok(DeliveredSecret {
+            id: r.id.clone(),
+            name: r.name.clone(),
+            canonical_name: r.canonical_name.clone(),
+            value,
+            version: r.version,
+            updated_at: r.updated_at,
+            fingerprint,
+        })
+    }
+
+    /// The record of one read that returned values: who, which names and
+    /// versions, when, from where. Never a value or a fingerprint. Its audit
+    /// event is durable before this returns: no value is sent unrecorded.
+    pub async fn record_read(
+        &self,
+        p: &Principal,
+        grant: &DeliveryAccess,
+        secrets: &[DeliveredSecret],
+        revision: Option<i64>,
+        ctx: &ReadContext,
+    ) -> ServiceResult<()> {
+        let team_id = grant.team().team_id();
+        let reader = consumer(p, grant, ctx, revision);
+        if ctx.holds.is_some() {
+            // It says what it holds once it has applied it (see `note_held`).
+            self.consumers.seen(&reader);
+        } else {
+            self.consumers
+                .received(&reader, secrets.iter().map(|s| (s.id.as_str(), s.version)));
+        }
+        // No team label: its values would grow with tenants, and show them.
+        metrics::counter!("tessera_runtime_reads_total").increment(1);
+        tracing::info!(
+            target: "tessera::audit",
+            action = AuditAction::SecretsRead.as_str(),
+            key_prefix = %p.key_prefix,
+            team_id,
+            secrets = %NamesAndVersions(secrets),
+            client = ctx.client.as_deref().unwrap_or("-"),
+            instance = ctx.instance.as_deref().unwrap_or("-"),
+            "runtime read"
+        );
+        if !self.limits.audit_log {
+            return Ok(());
+        }
+        // A scope's read names the team revision it returned (which fixes
+        // every name and version in the key's scope); one secret's, its
+        // version.
+        let (target, mut detail) = match (secrets, revision) {
+            ([one], None) => (
+                Target::of(&one.id, &one.name),
+                serde_json::json!({ "version": one.version }),
+            ),
+            (_, revision) => (
+                Target {
+                    id: None,
+                    name: None,
+                },
+                serde_json::json!({ "revision": revision, "secrets": secrets.len() }),
+            ),
+        };
+        if let Some(instance) = &ctx.instance {
+            detail["instance"] = instance.as_str().into();
+        }
+        let detail = Some(detail.to_string());
+        let event = self.event(
+            p,
+            AuditAction::SecretsRead,
+            Some(grant.team()),
+            target,
+            detail,
+        );
+        self.store.append_audit(vec![event]).await?;
+        Ok(())
+    }
+
+    /// Applies what another node changed (see [`crate::store::Store::listen`]).
+    pub async fn apply_store_event(&self, event: StoreEvent) {
+        match event {
+            StoreEvent::Revision { team_id, revision } => self.notifier.publish(&team_id, revision),
+            StoreEvent::IdentityChanged => self.forget_identities(),
+            StoreEvent::Resync => {
+                // Changes made while nobody listened: re-read the revisions
+                // of the teams that have waiters, and re-check every key.
+                self.forget_identities();
+                let teams = self.notifier.watched_teams();
+                if teams.is_empty() {
+                    return;
+                }
+                match self.store.team_revisions(teams).await {
+                    Ok(revisions) => {
+                        for (team_id, revision) in revisions {
+                            self.notifier.publish(&team_id, revision);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not catch up on team revisions")
+                    }
+                }
+            }
+        }
+    }
+
+    /// Answers every waiter now (shutdown).
+    pub fn begin_shutdown(&self) {
+        self.notifier.shut_down();
+    }
+}
+
+/// `name@version, …` for the log.
+struct NamesAndVersions<'a>(&'a [DeliveredSecret]);
+
+impl fmt::Display for NamesAndVersions<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, s) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{}@{}", s.name, s.version)?;
+        }
+        Ok(())
+    }
+}
+
+/// A delivery's consumer: the key and the agent instance it names.
+fn consumer<'a>(
+    p: &'a Principal,
+    grant: &'a DeliveryAccess,
+    ctx: &'a ReadContext,
+    revision: Option<i64>,
+) -> Received<'a> {
+    Received {
+        key_prefix: &p.key_prefix,
+        instance: ctx.instance.as_deref().unwrap_or(""),
+        team_id: grant.team().team_id(),
+        client: ctx.client.as_deref(),
+        kind: ctx.kind,
+        at: crate::domain::time::now_micros(),
+        revision,
+    }
+}
