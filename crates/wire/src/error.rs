@@ -131,3 +131,14 @@ pub fn unparsable_request_body(status: u16) -> Option<String> {
     ))
     .ok()
 }
+
+/// An error body as a client reads it (the admin CLI, the workload, the
+/// tests): the fields of [`ErrorBody`], owned. Concerned keys are left as
+/// JSON for the commands that explain them in their own terms.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct ErrorReply {
+    pub code: String,
+    pub message: String,
+    #[serde(default)]
+    pub retry_after: Option<u64>,
+}

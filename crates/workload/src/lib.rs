@@ -4,6 +4,11 @@
 //! share. The `tessera-workload` binary is this crate alone; the full
 //! `tessera` binary dispatches `agent` and `run` to the same code.
 //!
+//! Files: `runtime_client` (requests, what the client holds, failures
+//! classified), `key` (the workload key), `http` (the HTTP client and its
+//! trust), `link` and `backoff` (outages and retries), `signals`, `health`
+//! (the status file).
+//!
 //! This crate depends on `tessera-wire` and `tessera-core` only: no
 //! database driver, no server code (CI checks the built binary).
 
@@ -11,6 +16,7 @@ pub mod agent;
 pub mod backoff;
 pub mod health;
 pub mod http;
+pub mod key;
 pub mod link;
 pub mod run;
 pub mod runtime_client;

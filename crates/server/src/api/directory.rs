@@ -2,7 +2,7 @@
 
 use super::error::{ApiResult, ErrorBody};
 use super::extract::Caller;
-use super::views::{OrganizationView, UserView};
+use super::views::{organization_view, user_view, OrganizationView, UserView};
 use super::AppState;
 use axum::extract::State;
 use axum::Json;
@@ -17,7 +17,7 @@ pub async fn users_me(
 ) -> ApiResult<Json<UserView>> {
     let user = state.service.current_user(&caller.0).await?;
     let org = state.service.current_organization(&caller.0).await?;
-    Ok(Json(UserView::new(user, Some(org.name))))
+    Ok(Json(user_view(user, Some(org.name))))
 }
 
 /// The caller's organization.
@@ -27,7 +27,7 @@ pub async fn organizations_me(
     State(state): State<Arc<AppState>>,
     caller: Caller,
 ) -> ApiResult<Json<OrganizationView>> {
-    Ok(Json(
-        state.service.current_organization(&caller.0).await?.into(),
-    ))
+    Ok(Json(organization_view(
+        state.service.current_organization(&caller.0).await?,
+    )))
 }

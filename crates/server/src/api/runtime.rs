@@ -299,6 +299,38 @@ mod tests {
         }
     }
 
+    /// What the server writes is what the workload client reads
+    /// (`tessera_wire::runtime`): the borrowed views here and the wire's
+    /// owned types must not drift apart.
+    #[test]
+    fn the_runtime_body_reads_back_as_the_wire_type() {
+        let view = RuntimeSecretsView {
+            revision: 7,
+            secrets: vec![RuntimeSecretView {
+                name: "HF-token",
+                canonical_name: "HF_token",
+                value: "v\u{e9}\"1",
+                version: 3,
+                updated_at: Timestamp(1_700_000_000_000_000),
+                fingerprint: "fp",
+            }],
+        };
+        let json = serde_json::to_vec(&view).unwrap();
+        let read: tessera_wire::runtime::SecretsBody<tessera_wire::runtime::SecretItem<String>> =
+            serde_json::from_slice(&json).unwrap();
+        assert_eq!(read.revision, 7);
+        let s = &read.secrets[0];
+        assert_eq!(
+            (
+                s.name.as_str(),
+                s.canonical_name.as_str(),
+                s.value.as_str(),
+                s.version
+            ),
+            ("HF-token", "HF_token", "v\u{e9}\"1", 3)
+        );
+    }
+
     #[test]
     fn the_buffer_keeps_what_was_written_across_growth() {
         let mut b = WipingBuf(Zeroizing::new(Vec::with_capacity(2)));

@@ -4,7 +4,8 @@ use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{Body, Caller, PathParams, QueryParams};
 use super::users::KeyHandoverQuery;
 use super::views::{
-    MemberView, MembersView, MembershipRequest, TeamNameRequest, TeamTombstoneView, TeamView,
+    team_view, MemberView, MembersView, MembershipRequest, TeamNameRequest, TeamTombstoneView,
+    TeamView,
 };
 use super::AppState;
 use crate::domain::types::TeamRole;
@@ -22,13 +23,9 @@ pub async fn create_team(
     caller: Caller,
     Body(body): Body<TeamNameRequest>,
 ) -> ApiResult<Json<TeamView>> {
-    Ok(Json(
-        state
-            .service
-            .create_team(&caller.0, &body.name)
-            .await?
-            .into(),
-    ))
+    Ok(Json(team_view(
+        state.service.create_team(&caller.0, &body.name).await?,
+    )))
 }
 
 /// Extension: rename a team (team or org admins). Body: `name`.
@@ -41,13 +38,12 @@ pub async fn rename_team(
     PathParams(team_id): PathParams<String>,
     Body(body): Body<TeamNameRequest>,
 ) -> ApiResult<Json<TeamView>> {
-    Ok(Json(
+    Ok(Json(team_view(
         state
             .service
             .rename_team(&caller.0, &team_id, &body.name)
-            .await?
-            .into(),
-    ))
+            .await?,
+    )))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]

@@ -2,7 +2,7 @@
 
 use super::error::{ApiResult, ErrorBody};
 use super::extract::{Caller, PathParams, QueryParams};
-use super::views::{TeamView, TeamsView};
+use super::views::{team_view, TeamView, TeamsView};
 use super::AppState;
 use axum::extract::State;
 use axum::Json;
@@ -28,7 +28,7 @@ pub async fn list_teams(
         .list_teams(&caller.0, filter.name.as_deref())
         .await?;
     Ok(Json(TeamsView {
-        teams: teams.into_iter().map(TeamView::from).collect(),
+        teams: teams.into_iter().map(team_view).collect(),
     }))
 }
 
@@ -41,7 +41,7 @@ pub async fn get_team(
     caller: Caller,
     PathParams(team_id): PathParams<String>,
 ) -> ApiResult<Json<TeamView>> {
-    Ok(Json(
-        state.service.get_team(&caller.0, &team_id).await?.into(),
-    ))
+    Ok(Json(team_view(
+        state.service.get_team(&caller.0, &team_id).await?,
+    )))
 }

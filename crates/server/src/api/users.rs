@@ -3,7 +3,7 @@
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{Body, Caller, PathParams, QueryParams};
 use super::views::{
-    CreateUserRequest, MintKeyRequest, NewApiKeyView, PaginationView, UserAdminView,
+    user_view, CreateUserRequest, MintKeyRequest, NewApiKeyView, PaginationView, UserAdminView,
     UserTombstoneView, UserView, UsersView,
 };
 use super::AppState;
@@ -49,7 +49,7 @@ pub async fn list_users(
         items: page
             .users
             .into_iter()
-            .map(|u| UserView::new(u, Some(org.name.clone())))
+            .map(|u| user_view(u, Some(org.name.clone())))
             .collect(),
         pagination: PaginationView {
             has_more: page.next_cursor.is_some(),
@@ -69,7 +69,7 @@ pub async fn get_user(
 ) -> ApiResult<Json<UserView>> {
     let user = state.service.get_user(&caller.0, &user_id).await?;
     let org = state.service.current_organization(&caller.0).await?;
-    Ok(Json(UserView::new(user, Some(org.name))))
+    Ok(Json(user_view(user, Some(org.name))))
 }
 
 /// What to do with the API keys a user answers for when a change takes

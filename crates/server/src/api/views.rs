@@ -8,6 +8,13 @@ use crate::domain::types::{
 };
 use crate::store::KeyListing;
 use serde::{Deserialize, Serialize};
+// The owned response bodies are the wire's, so that the admin CLI and the
+// tests read the same types the server writes.
+pub use tessera_wire::management::{
+    ApiKeyOwnerView, ApiKeyTombstoneView, NewApiKeyView, OrganizationView, PaginationView,
+    SecretTombstoneView, TeamTombstoneView, TeamView, TeamsView, UserTombstoneView, UserView,
+    UsersView,
+};
 use utoipa::ToSchema;
 
 /// Metadata of a secret. The value is never returned. (Listings serialize
@@ -54,14 +61,6 @@ impl<'a> From<&'a ListedSecret> for SecretView<'a> {
 #[allow(dead_code)]
 pub struct SecretsView<'a> {
     pub secrets: Vec<SecretView<'a>>,
-}
-
-/// What remains of a deleted secret: its name.
-#[derive(Serialize, ToSchema)]
-#[schema(as = SecretTombstoneV1)]
-pub struct SecretTombstoneView {
-    /// The stored spelling of the deleted secret's name.
-    pub name: String,
 }
 
 /// Body of a secret upsert.
@@ -123,100 +122,33 @@ pub struct MintKeyRequest {
     pub name: Option<String>,
 }
 
-/// A team.
-#[derive(Serialize, ToSchema)]
-#[schema(as = TeamV1)]
-pub struct TeamView {
-    pub id: String,
-    pub name: String,
-    /// True for the organization's default team.
-    pub default: bool,
-    /// RFC 3339, UTC.
-    pub created_at: String,
-}
-
-impl From<Team> for TeamView {
-    fn from(t: Team) -> Self {
-        Self {
-            id: t.id,
-            name: t.name,
-            default: t.is_default,
-            created_at: rfc3339(t.created_at),
-        }
+/// A team as the API shows it.
+pub fn team_view(t: Team) -> TeamView {
+    TeamView {
+        id: t.id,
+        name: t.name,
+        default: t.is_default,
+        created_at: rfc3339(t.created_at),
     }
 }
 
-/// A list of teams.
-#[derive(Serialize, ToSchema)]
-#[schema(as = TeamsV1)]
-pub struct TeamsView {
-    pub teams: Vec<TeamView>,
-}
-
-/// A user of the organization.
-#[derive(Serialize, ToSchema)]
-#[schema(as = UserInfoV1)]
-pub struct UserView {
-    pub user_id: String,
-    pub email: Option<String>,
-    pub name: Option<String>,
-    /// The organization's name.
-    pub workspace_name: Option<String>,
-}
-
-impl UserView {
-    pub fn new(u: User, workspace_name: Option<String>) -> Self {
-        Self {
-            user_id: u.id,
-            email: u.email,
-            name: u.name,
-            workspace_name,
-        }
+/// A user as the API shows it, with its organization's name.
+pub fn user_view(u: User, workspace_name: Option<String>) -> UserView {
+    UserView {
+        user_id: u.id,
+        email: u.email,
+        name: u.name,
+        workspace_name,
     }
 }
 
-/// The caller's organization.
-#[derive(Serialize, ToSchema)]
-#[schema(as = OrganizationInfoV1)]
-pub struct OrganizationView {
-    pub org_id: String,
-    pub name: Option<String>,
-    /// RFC 3339, UTC.
-    pub created_at: String,
-}
-
-impl From<Organization> for OrganizationView {
-    fn from(o: Organization) -> Self {
-        Self {
-            org_id: o.id,
-            name: Some(o.name),
-            created_at: rfc3339(o.created_at),
-        }
+/// The caller's organization as the API shows it.
+pub fn organization_view(o: Organization) -> OrganizationView {
+    OrganizationView {
+        org_id: o.id,
+        name: Some(o.name),
+        created_at: rfc3339(o.created_at),
     }
-}
-
-/// A newly created API key. The key is shown here once and never again.
-#[derive(Serialize, ToSchema)]
-#[schema(as = APIKeyV1)]
-pub struct NewApiKeyView {
-    /// The full key, `<prefix>.<secret>`.
-    pub api_key: String,
-}
-
-/// What remains of a revoked key: its prefix.
-#[derive(Serialize, ToSchema)]
-#[schema(as = APIKeyTombstoneV1)]
-pub struct ApiKeyTombstoneView {
-    pub prefix: String,
-}
-
-/// The user a personal key belongs to.
-#[derive(Serialize, ToSchema)]
-#[schema(as = APIKeyOwnerV1)]
-pub struct ApiKeyOwnerView {
-    pub user_id: String,
-    pub email: Option<String>,
-    pub name: Option<String>,
 }
 
 /// Metadata of an API key (never the key itself).
@@ -304,23 +236,6 @@ pub struct CreateApiKeyRequest {
     pub secret_names: Option<Vec<String>>,
 }
 
-/// Paging information.
-#[derive(Serialize, ToSchema)]
-#[schema(as = PaginationResponseV1)]
-pub struct PaginationView {
-    pub has_more: bool,
-    /// Pass as `cursor` to get the next page; null on the last page.
-    pub cursor: Option<String>,
-}
-
-/// A page of users.
-#[derive(Serialize, ToSchema)]
-#[schema(as = UsersResponseV1)]
-pub struct UsersView {
-    pub items: Vec<UserView>,
-    pub pagination: PaginationView,
-}
-
 /// Extension: a user with its organization role.
 #[derive(Serialize, ToSchema)]
 pub struct UserAdminView {
@@ -357,21 +272,6 @@ pub struct MemberView {
 #[derive(Serialize, ToSchema)]
 pub struct MembersView {
     pub members: Vec<MemberView>,
-}
-
-/// Extension: what remains of a deleted team.
-#[derive(Serialize, ToSchema)]
-pub struct TeamTombstoneView {
-    pub id: String,
-    pub name: String,
-    /// Secrets deleted with it (cascade only).
-    pub deleted_secrets: i64,
-}
-
-/// Extension: what remains of a deleted user.
-#[derive(Serialize, ToSchema)]
-pub struct UserTombstoneView {
-    pub user_id: String,
 }
 
 /// An RFC 3339 timestamp written into the output without an intermediate string.
