@@ -23,7 +23,10 @@ fn only_the_agent_and_run_are_there() {
         assert!(help.contains(&format!("  {sub} ")), "{help}");
     }
     for absent in ["serve", "init", "migrate", "teams", "keys", "audit"] {
-        assert!(!help.contains(&format!("  {absent} ")), "{absent} in: {help}");
+        assert!(
+            !help.contains(&format!("  {absent} ")),
+            "{absent} in: {help}"
+        );
     }
     for args in [["agent", "status"], ["run", "status"]] {
         let out = workload(&[args[0], args[1], "--help"]);
