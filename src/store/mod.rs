@@ -28,6 +28,7 @@ pub mod postgres;
 pub mod sqlite;
 
 mod audit;
+pub mod delivery_pages;
 mod error;
 mod event_batcher;
 mod history;
@@ -37,6 +38,7 @@ mod keys;
 mod row;
 mod secrets;
 
+pub use delivery_pages::{DeliveryPage, DeliveryPageStore};
 pub use audit::{purge_detail, AuditFilter, AuditStore, PurgeReason};
 pub use error::{StoreError, StoreResult};
 pub use history::{
@@ -80,6 +82,7 @@ pub trait Store:
     + IdentityStore
     + KeyStore
     + SecretStore
+    + DeliveryPageStore
     + HistoryStore
     + AuditStore
     + Send
@@ -118,6 +121,7 @@ macro_rules! schema_steps {
             (7, include_str!("migrations/0007_history.sql")),
             (8, include_str!("migrations/0008_audit.sql")),
             (9, include_str!("migrations/0009_audit_anchors.sql")),
+            (10, include_str!("migrations/0010_team_value_bytes.sql")),
             (12, include_str!("migrations/0012_revoked_keys.sql")),
             (13, include_str!("migrations/0013_consumer_kinds.sql")),
         ]

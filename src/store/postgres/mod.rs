@@ -7,6 +7,7 @@
 //! of hanging, and the pool reconnects by itself when the database comes back.
 
 mod audit;
+mod delivery_pages;
 mod batch;
 mod error;
 mod held;

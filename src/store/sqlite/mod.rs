@@ -3,6 +3,7 @@
 //! checkpointer. Each aggregate's statements live in a file of their own.
 
 mod audit;
+mod delivery_pages;
 mod checkpointer;
 mod error;
 mod history;

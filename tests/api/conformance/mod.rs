@@ -259,6 +259,7 @@ pub fn sealed(name: &str, secret_id: &str, exists: bool) -> SealedWrite {
         version_id,
         kek_id: "kek-1".to_owned(),
         now: tick(),
+        max_team_bytes: i64::MAX,
         history: Default::default(),
         audit: event("secret.write"),
     }
