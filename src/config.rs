@@ -152,6 +152,7 @@ impl StoreArgs {
             audit_log: self.audit_log == "on",
             audit_retention: (self.audit_retention_days > 0)
                 .then(|| std::time::Duration::from_secs(self.audit_retention_days * 24 * 3600)),
+            delivery_page_bytes: crate::service::delivery_stream::PAGE_BYTES,
         }
     }
 }

@@ -88,7 +88,7 @@ pub struct OpenedPage {
 impl Service {
     /// The team's first page: all of it when it fits.
     pub(super) async fn first_read(&self, grant: &DeliveryAccess) -> ServiceResult<FirstRead> {
-        let page = self.store.delivery_page(grant, "", PAGE_BYTES).await?;
+        let page = self.store.delivery_page(grant, "", self.limits.delivery_page_bytes).await?;
         if page.more {
             return Ok(FirstRead::Large(page));
         }
@@ -142,7 +142,7 @@ impl Service {
                 ));
             }
             if attempt < ATTEMPTS {
-                first = self.store.delivery_page(grant, "", PAGE_BYTES).await?;
+                first = self.store.delivery_page(grant, "", self.limits.delivery_page_bytes).await?;
             }
         }
         Err(ServiceError::Unavailable(
@@ -164,7 +164,7 @@ impl Service {
                 let turn = self.bulk_pages.enter().await;
                 let page = self
                     .store
-                    .delivery_page(&cursor.grant, &cursor.after, PAGE_BYTES)
+                    .delivery_page(&cursor.grant, &cursor.after, self.limits.delivery_page_bytes)
                     .await?;
                 if page.revision != cursor.revision {
                     return Err(ServiceError::Unavailable(format!(

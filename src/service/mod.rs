@@ -128,6 +128,9 @@ pub struct Limits {
     /// How long audit events are kept before the prune job removes them
     /// (`None`: for ever).
     pub audit_retention: Option<std::time::Duration>,
+    /// Ciphertext bytes per page of a streamed runtime answer (and the most
+    /// a scope may hold to be answered whole); small only in tests.
+    pub delivery_page_bytes: usize,
 }
 
 impl Default for Limits {
@@ -138,6 +141,7 @@ impl Default for Limits {
             history: history::Retention::default(),
             audit_log: true,
             audit_retention: None,
+            delivery_page_bytes: delivery_stream::PAGE_BYTES,
         }
     }
 }
