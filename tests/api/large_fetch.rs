@@ -415,7 +415,72 @@ async fn small_fetches_answered_beside_large_ones(app: TestApp) {
     drop(stalled);
 }
 
+/// The team's value bytes as the store counts them (SQL, below the store).
+async fn counted(app: &TestApp, team: &str) -> i64 {
+    match &app.storage.pg {
+        Some(pg) => {
+            let mut c = <sqlx::PgConnection as sqlx::Connection>::connect(&pg.url())
+                .await
+                .unwrap();
+            sqlx::query_scalar("SELECT value_bytes FROM team_counters WHERE team_id = $1")
+                .bind(team)
+                .fetch_one(&mut c)
+                .await
+                .unwrap()
+        }
+        None => sqlite(app)
+            .query_row("SELECT value_bytes FROM teams WHERE id = ?1", [team], |r| {
+                r.get(0)
+            })
+            .unwrap(),
+    }
+}
+
+fn sqlite(app: &TestApp) -> rusqlite::Connection {
+    rusqlite::Connection::open(app.storage.dir.path().join("tessera.db")).unwrap()
+}
+
+/// Migration 0010 counts the values of a store that existed before it:
+/// undone here (column, triggers, its record), then run again on open.
+async fn migration_counts_existing_values(app: TestApp) {
+    let team = app.default_team_id().await;
+    put(&app, "a", 400).await.ok();
+    put(&app, "b", 300).await.ok();
+    put(&app, "c", 5).await.ok();
+    app.delete("/v1/secrets/c").await.ok();
+    put(&app, "a", 450).await.ok();
+    assert_eq!(counted(&app, &team).await, 750);
+    let undo = match &app.storage.pg {
+        Some(_) => "DROP FUNCTION tessera_value_bytes() CASCADE;
+                    ALTER TABLE team_counters DROP COLUMN value_bytes;
+                    DELETE FROM schema_migrations WHERE version = 10;",
+        None => "DROP TRIGGER secrets_value_bytes_insert;
+                 DROP TRIGGER secrets_value_bytes_delete;
+                 DROP TRIGGER secrets_value_bytes_update;
+                 ALTER TABLE teams DROP COLUMN value_bytes;
+                 DELETE FROM schema_migrations WHERE version = 10;",
+    };
+    match &app.storage.pg {
+        Some(pg) => {
+            let mut c = <sqlx::PgConnection as sqlx::Connection>::connect(&pg.url())
+                .await
+                .unwrap();
+            sqlx::raw_sql(undo).execute(&mut c).await.unwrap();
+        }
+        None => sqlite(&app).execute_batch(undo).unwrap(),
+    }
+    let reopened = tessera::store::open(&app.storage.database_url())
+        .await
+        .unwrap();
+    assert_eq!(counted(&app, &team).await, 750);
+    drop(reopened);
+    // And the triggers are back.
+    put(&app, "b", 100).await.ok();
+    assert_eq!(counted(&app, &team).await, 550);
+}
+
 with_limits!(
+    migration_counts_existing_values: Limits::default(),
     value_bytes_quota_counts_current_values: limits(QUOTA, 4096),
     large_scope_is_streamed_intact: limits(64 << 20, 4096),
     interrupted_answer_is_never_complete: limits(64 << 20, 4096),

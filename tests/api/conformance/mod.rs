@@ -18,6 +18,7 @@ mod keyring;
 mod keys;
 mod races;
 mod secrets;
+mod value_bytes;
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use tessera::domain::access::{
