@@ -486,3 +486,51 @@ with_limits!(
     interrupted_answer_is_never_complete: limits(64 << 20, 4096),
     small_fetches_answered_beside_large_ones: limits(64 << 20, 4096),
 );
+
+/// The client side: an answer whose body ends early (as a streamed answer
+/// cut by a concurrent write does) is a failed round, never applied:
+/// `tessera agent --once` fails and writes no file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_once_fails_on_a_cut_answer() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        loop {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            let mut request = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = conn.read(&mut buf).await.unwrap();
+                if n == 0 {
+                    break;
+                }
+                request.extend_from_slice(&buf[..n]);
+            }
+            let part = r#"{"revision":5,"secrets":[{"name":"a","canonical_name":"a","value":"one","version":1,"updated_at":"2026-01-01T00:00:00Z","fingerprint":"f"}"#;
+            let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\netag: \"5\"\r\n\
+                        transfer-encoding: chunked\r\n\r\n";
+            let chunk = format!("{head}{:x}\r\n{part}\r\n", part.len());
+            let _ = conn.write_all(chunk.as_bytes()).await;
+            // Cut: no further chunk, no terminating one.
+            drop(conn);
+        }
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("secrets");
+    let d = dir.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        crate::workload::run_with_stdin(
+            &["agent", "--once", "--dir", d.to_str().unwrap()],
+            &[("TESSERA_URL", &url), ("TESSERA_API_KEY", "abcdefgh.0123456789abcdefghijklmnopqrstuv")],
+            b"",
+        )
+    })
+    .await
+    .unwrap();
+    server.abort();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a cut answer must fail --once: {stderr}");
+    assert!(stderr.contains("cannot fetch the secrets"), "{stderr}");
+    assert!(!dir.join("a").exists(), "nothing of a cut answer is written");
+}
