@@ -120,9 +120,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
     if plan.includes(crate::large_fetch::LARGE_FETCH) {
         let l = crate::large_fetch::run(&args.tessera, work.path(), &plan).await;
         match &l.skipped {
-            Some(why) => results
-                .skipped
-                .push(format!("{} on {}: {why}", crate::large_fetch::LARGE_FETCH, l.target)),
+            Some(why) => results.skipped.push(format!(
+                "{} on {}: {why}",
+                crate::large_fetch::LARGE_FETCH,
+                l.target
+            )),
             None => eprintln!(
                 "{}: peak RSS growth {:.1} MiB over idle ({} fetches, {} errors)",
                 crate::large_fetch::LARGE_FETCH,

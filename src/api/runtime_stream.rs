@@ -53,5 +53,7 @@ pub fn body(state: Arc<AppState>, cursor: StreamCursor, revision: i64) -> Body {
             }
         }
     });
-    Body::from_stream(futures_util::stream::once(async { Ok::<_, std::io::Error>(head) }).chain(rest))
+    Body::from_stream(
+        futures_util::stream::once(async { Ok::<_, std::io::Error>(head) }).chain(rest),
+    )
 }

@@ -7,12 +7,12 @@
 
 use super::audit::Target;
 use super::consumers::Received;
+use super::delivery_stream::{FirstRead, StreamSlot};
 use super::{Service, ServiceError, ServiceResult, TeamRef};
 use crate::domain::access::{authorize_delivery, delivery_access, DeliveryAccess, Principal};
 use crate::domain::audit_action::AuditAction;
 use crate::domain::secret_value::SecretValue;
 use crate::domain::time::Micros;
-use super::delivery_stream::{FirstRead, StreamSlot};
 use crate::store::{StoreEvent, StoredSecret};
 use std::fmt;
 use std::sync::Arc;
@@ -86,7 +86,11 @@ pub struct Delivery {
 }
 
 impl Delivery {
-    pub(super) fn streamed(revision: i64, secrets: Vec<DeliveredSecret>, stream: StreamSlot) -> Self {
+    pub(super) fn streamed(
+        revision: i64,
+        secrets: Vec<DeliveredSecret>,
+        stream: StreamSlot,
+    ) -> Self {
         Self {
             revision,
             secrets,

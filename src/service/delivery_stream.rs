@@ -88,7 +88,10 @@ pub struct OpenedPage {
 impl Service {
     /// The team's first page: all of it when it fits.
     pub(super) async fn first_read(&self, grant: &DeliveryAccess) -> ServiceResult<FirstRead> {
-        let page = self.store.delivery_page(grant, "", self.limits.delivery_page_bytes).await?;
+        let page = self
+            .store
+            .delivery_page(grant, "", self.limits.delivery_page_bytes)
+            .await?;
         if page.more {
             return Ok(FirstRead::Large(page));
         }
@@ -142,7 +145,10 @@ impl Service {
                 ));
             }
             if attempt < ATTEMPTS {
-                first = self.store.delivery_page(grant, "", self.limits.delivery_page_bytes).await?;
+                first = self
+                    .store
+                    .delivery_page(grant, "", self.limits.delivery_page_bytes)
+                    .await?;
             }
         }
         Err(ServiceError::Unavailable(
@@ -164,7 +170,11 @@ impl Service {
                 let turn = self.bulk_pages.enter().await;
                 let page = self
                     .store
-                    .delivery_page(&cursor.grant, &cursor.after, self.limits.delivery_page_bytes)
+                    .delivery_page(
+                        &cursor.grant,
+                        &cursor.after,
+                        self.limits.delivery_page_bytes,
+                    )
                     .await?;
                 if page.revision != cursor.revision {
                     return Err(ServiceError::Unavailable(format!(

@@ -38,8 +38,8 @@ mod keys;
 mod row;
 mod secrets;
 
-pub use delivery_pages::{DeliveryPage, DeliveryPageStore};
 pub use audit::{purge_detail, AuditFilter, AuditStore, PurgeReason};
+pub use delivery_pages::{DeliveryPage, DeliveryPageStore};
 pub use error::{StoreError, StoreResult};
 pub use history::{
     Actor, Consumer, ConsumerSeen, DeletedSecret, Deletion, Destroyed, HistoryStore, SecretHistory,

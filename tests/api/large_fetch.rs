@@ -236,7 +236,12 @@ async fn large_scope_is_streamed_intact(app: TestApp) {
         .as_array()
         .unwrap()
         .iter()
-        .filter(|e| e["detail"].as_str().unwrap_or("").contains("\"secrets\":40"))
+        .filter(|e| {
+            e["detail"]
+                .as_str()
+                .unwrap_or("")
+                .contains("\"secrets\":40")
+        })
         .collect();
     assert_eq!(reads.len(), 2, "each streamed answer is recorded: {events}");
 
@@ -341,7 +346,11 @@ async fn interrupted_answer_is_never_complete(app: TestApp) {
         let whole: Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(whole["revision"], etag);
         let last_value = whole["secrets"].as_array().unwrap().last().unwrap()["value"].clone();
-        assert_ne!(last_value, json!(before), "a complete answer of revision {etag} holds a later value");
+        assert_ne!(
+            last_value,
+            json!(before),
+            "a complete answer of revision {etag} holds a later value"
+        );
     }
     eprintln!("{cuts} of 5 answers cut short by a concurrent write");
 }
@@ -451,14 +460,18 @@ async fn migration_counts_existing_values(app: TestApp) {
     put(&app, "a", 450).await.ok();
     assert_eq!(counted(&app, &team).await, 750);
     let undo = match &app.storage.pg {
-        Some(_) => "DROP FUNCTION tessera_value_bytes() CASCADE;
+        Some(_) => {
+            "DROP FUNCTION tessera_value_bytes() CASCADE;
                     ALTER TABLE team_counters DROP COLUMN value_bytes;
-                    DELETE FROM schema_migrations WHERE version = 10;",
-        None => "DROP TRIGGER secrets_value_bytes_insert;
+                    DELETE FROM schema_migrations WHERE version = 10;"
+        }
+        None => {
+            "DROP TRIGGER secrets_value_bytes_insert;
                  DROP TRIGGER secrets_value_bytes_delete;
                  DROP TRIGGER secrets_value_bytes_update;
                  ALTER TABLE teams DROP COLUMN value_bytes;
-                 DELETE FROM schema_migrations WHERE version = 10;",
+                 DELETE FROM schema_migrations WHERE version = 10;"
+        }
     };
     match &app.storage.pg {
         Some(pg) => {
@@ -522,7 +535,13 @@ async fn agent_once_fails_on_a_cut_answer() {
     let out = tokio::task::spawn_blocking(move || {
         crate::workload::run_with_stdin(
             &["agent", "--once", "--dir", d.to_str().unwrap()],
-            &[("TESSERA_URL", &url), ("TESSERA_API_KEY", "abcdefgh.0123456789abcdefghijklmnopqrstuv")],
+            &[
+                ("TESSERA_URL", &url),
+                (
+                    "TESSERA_API_KEY",
+                    "abcdefgh.0123456789abcdefghijklmnopqrstuv",
+                ),
+            ],
             b"",
         )
     })
@@ -530,7 +549,13 @@ async fn agent_once_fails_on_a_cut_answer() {
     .unwrap();
     server.abort();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "a cut answer must fail --once: {stderr}");
+    assert!(
+        !out.status.success(),
+        "a cut answer must fail --once: {stderr}"
+    );
     assert!(stderr.contains("cannot fetch the secrets"), "{stderr}");
-    assert!(!dir.join("a").exists(), "nothing of a cut answer is written");
+    assert!(
+        !dir.join("a").exists(),
+        "nothing of a cut answer is written"
+    );
 }

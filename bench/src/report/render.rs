@@ -242,7 +242,9 @@ pub fn render(results: &Results) -> String {
 
 /// Issue 24: server memory while 8 clients fetch a team at the byte quota.
 fn large_fetch_table(out: &mut String, results: &Results) {
-    let Some(l) = &results.large_fetch else { return };
+    let Some(l) = &results.large_fetch else {
+        return;
+    };
     if l.skipped.is_some() {
         return;
     }

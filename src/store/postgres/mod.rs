@@ -7,8 +7,8 @@
 //! of hanging, and the pool reconnects by itself when the database comes back.
 
 mod audit;
-mod delivery_pages;
 mod batch;
+mod delivery_pages;
 mod error;
 mod held;
 mod history;

@@ -40,11 +40,8 @@ impl DeliveryPageStore for SqliteStore {
                          WHERE team_id = ?1 AND canonical_name > ?2
                          ORDER BY canonical_name LIMIT ?3"
                     ))?;
-                    let mut rows = st.query(params![
-                        team.team_id(),
-                        after,
-                        DELIVERY_PAGE_ROWS as i64
-                    ])?;
+                    let mut rows =
+                        st.query(params![team.team_id(), after, DELIVERY_PAGE_ROWS as i64])?;
                     let mut bytes = 0;
                     while bytes < max_bytes {
                         let Some(r) = rows.next()? else { break };

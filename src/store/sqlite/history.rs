@@ -2,8 +2,8 @@
 //! `secret_versions` through the schema's trigger (migration 0007); this
 //! file reads them, destroys and purges them, and moves deleted secrets.
 
-use super::writer::in_savepoint;
 use super::secrets::value_bytes;
+use super::writer::in_savepoint;
 use super::SqliteStore;
 use crate::audit::event::AuditEvent;
 use crate::domain::access::TeamAccess;

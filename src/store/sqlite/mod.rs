@@ -3,8 +3,8 @@
 //! checkpointer. Each aggregate's statements live in a file of their own.
 
 mod audit;
-mod delivery_pages;
 mod checkpointer;
+mod delivery_pages;
 mod error;
 mod history;
 mod identity;

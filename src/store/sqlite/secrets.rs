@@ -23,10 +23,12 @@ use rusqlite::{params, Connection, OptionalExtension};
 /// The bytes of the team's current values (migration 0010), read inside
 /// the writer's transaction: exact.
 pub(super) fn value_bytes(c: &Connection, team_id: &str) -> StoreResult<i64> {
-    Ok(c.prepare_cached("SELECT value_bytes FROM teams WHERE id = ?1")?
-        .query_row([team_id], |r| r.get(0))
-        .optional()?
-        .unwrap_or(0))
+    Ok(
+        c.prepare_cached("SELECT value_bytes FROM teams WHERE id = ?1")?
+            .query_row([team_id], |r| r.get(0))
+            .optional()?
+            .unwrap_or(0),
+    )
 }
 
 /// Updates the secret the write expects; `None` when it is not there. The

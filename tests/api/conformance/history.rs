@@ -255,13 +255,17 @@ async fn deleted_secrets_round_trip(store: DynStore) {
     store.delete_secret(&other, "b", &deleted()).await.unwrap();
     create_secret(&*store, &other, "c").await;
     assert_err(
-        store.undelete_secret(&other, &b.id, 2, i64::MAX, event("u")).await,
+        store
+            .undelete_secret(&other, &b.id, 2, i64::MAX, event("u"))
+            .await,
         quota("secrets per team", 2),
     );
     assert_eq!(store.deleted_secrets(&other).await.unwrap().len(), 1);
     // Another team cannot undelete it.
     assert_err(
-        store.undelete_secret(&team, &b.id, 10, i64::MAX, event("u")).await,
+        store
+            .undelete_secret(&team, &b.id, 10, i64::MAX, event("u"))
+            .await,
         not_found("no such deleted secret"),
     );
 }
@@ -343,7 +347,9 @@ async fn the_oldest_deleted_secrets_make_room(store: DynStore) {
         .collect();
     assert_eq!(left, vec!["c", "b"]);
     assert_err(
-        store.undelete_secret(&team, &ids[0], 10, i64::MAX, event("u")).await,
+        store
+            .undelete_secret(&team, &ids[0], 10, i64::MAX, event("u"))
+            .await,
         not_found("no such deleted secret"),
     );
     // The ones kept come back with their versions.
