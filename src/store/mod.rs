@@ -37,6 +37,8 @@ mod keyring;
 mod keys;
 mod row;
 mod secrets;
+#[cfg(test)]
+mod shipped_steps;
 
 pub use audit::{purge_detail, AuditFilter, AuditStore, PurgeReason};
 pub use delivery_pages::{DeliveryPage, DeliveryPageStore};

@@ -52,3 +52,11 @@ pub async fn run(pool: &PgPool) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn shipped_steps_are_unchanged() {
+        crate::store::shipped_steps::assert_unchanged("postgres", super::MIGRATIONS);
+    }
+}

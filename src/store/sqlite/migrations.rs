@@ -30,3 +30,11 @@ pub fn run(conn: &mut Connection) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn shipped_steps_are_unchanged() {
+        crate::store::shipped_steps::assert_unchanged("sqlite", super::MIGRATIONS);
+    }
+}
