@@ -14,6 +14,7 @@ mod client;
 mod config;
 mod delivery;
 mod environment;
+mod large_fetch;
 mod measure;
 mod neighbour;
 mod pg;

@@ -55,6 +55,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
         setup: BTreeMap::new(),
         runs: Vec::new(),
         delivery: Vec::new(),
+        large_fetch: None,
         summary: None,
     };
 
@@ -114,6 +115,25 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
 
     for target in &mut targets {
         target.stop().await;
+    }
+    // Issue 24: last, on a server of its own, alone on the machine.
+    if plan.includes(crate::large_fetch::LARGE_FETCH) {
+        let l = crate::large_fetch::run(&args.tessera, work.path(), &plan).await;
+        match &l.skipped {
+            Some(why) => results.skipped.push(format!(
+                "{} on {}: {why}",
+                crate::large_fetch::LARGE_FETCH,
+                l.target
+            )),
+            None => eprintln!(
+                "{}: peak RSS growth {:.1} MiB over idle ({} fetches, {} errors)",
+                crate::large_fetch::LARGE_FETCH,
+                l.growth_mib,
+                l.fetches_ok,
+                l.errors
+            ),
+        }
+        results.large_fetch = Some(l);
     }
     drop(schema);
 

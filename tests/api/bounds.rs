@@ -15,6 +15,7 @@ fn small_quotas() -> Limits {
             users_per_org: 2,
             keys_per_user: 2,
             keys_per_team: 2,
+            ..Quotas::default()
         },
         ..Limits::default()
     }

@@ -35,6 +35,7 @@ mod fuzz;
 mod history;
 mod isolation;
 mod keys;
+mod large_fetch;
 mod multinode;
 mod names;
 mod net;

@@ -120,6 +120,7 @@ async fn writes_racing_a_team_delete_answer_404(app: TestApp) {
         kek_id: "k".repeat(16),
         ciphertext: vec![0u8; 64],
         now: 0,
+        max_team_bytes: i64::MAX,
         history: Default::default(),
         audit: crate::conformance::event("secret.write"),
     };

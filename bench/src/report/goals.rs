@@ -203,6 +203,26 @@ pub fn evaluate_issue_8(summary: &Summary, delivery: &[Propagation]) -> Vec<Goal
     goals
 }
 
+/// The target of issue 24, finding 3: memory under concurrent large fetches.
+pub fn evaluate_issue_24(large: Option<&crate::large_fetch::LargeFetch>) -> Vec<Goal> {
+    let Some(l) = large else { return Vec::new() };
+    let text = format!(
+        "{}: peak RSS growth over idle, 8 clients fetching a team at the 64 MiB value quota < {} MiB",
+        crate::large_fetch::LARGE_FETCH,
+        crate::large_fetch::TARGET_MIB
+    );
+    let measured = (l.skipped.is_none() && l.errors == 0).then_some(l.growth_mib);
+    let mut g = goal(&l.target, &text, measured, " MiB", |v| {
+        v < crate::large_fetch::TARGET_MIB
+    });
+    if let Some(why) = &l.skipped {
+        g.measured = format!("skipped: {why}");
+    } else if l.errors > 0 {
+        g.measured = format!("{} fetches failed", l.errors);
+    }
+    vec![g]
+}
+
 /// The target of issue 9 (hostile clients): large reads do not starve the
 /// workers serving another team.
 pub fn evaluate_issue_9(summary: &Summary) -> Vec<Goal> {

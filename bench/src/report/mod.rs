@@ -76,6 +76,8 @@ pub struct Results {
     pub runs: Vec<Run>,
     /// The issue 8 propagation workloads (after the runs; not interleaved).
     pub delivery: Vec<Propagation>,
+    /// Issue 24: server memory under concurrent large fetches (last).
+    pub large_fetch: Option<crate::large_fetch::LargeFetch>,
     pub summary: Option<Summary>,
 }
 
@@ -161,6 +163,7 @@ pub struct Summary {
     pub goals_issue_8: Vec<goals::Goal>,
     pub neighbour: Vec<NeighbourRow>,
     pub goals_issue_9: Vec<goals::Goal>,
+    pub goals_issue_24: Vec<goals::Goal>,
     /// Failed requests anywhere: workloads, data loading and propagation.
     pub total_errors: u64,
 }
@@ -190,6 +193,7 @@ impl Results {
             .map(|s| s.errors)
             .sum::<u64>()
             + self.delivery.iter().map(|p| p.errors).sum::<u64>()
+            + self.large_fetch.as_ref().map_or(0, |l| l.errors as u64)
             + self
                 .runs
                 .iter()
@@ -216,11 +220,13 @@ impl Results {
             goals_issue_8: Vec::new(),
             neighbour,
             goals_issue_9: Vec::new(),
+            goals_issue_24: Vec::new(),
             total_errors,
         };
         summary.goals = goals::evaluate(&summary, &self.setup);
         summary.goals_issue_8 = goals::evaluate_issue_8(&summary, &self.delivery);
         summary.goals_issue_9 = goals::evaluate_issue_9(&summary);
+        summary.goals_issue_24 = goals::evaluate_issue_24(self.large_fetch.as_ref());
         self.summary = Some(summary);
     }
 

@@ -58,6 +58,7 @@ fn results(tessera_errors: u64) -> Results {
         setup: BTreeMap::new(),
         runs: vec![run],
         delivery: Vec::new(),
+        large_fetch: None,
         summary: None,
     };
     results.summarize();

@@ -86,6 +86,11 @@ pub struct QuotaArgs {
     /// Live keys per team (and organization-wide keys per organization).
     #[arg(long, env = "TESSERA_MAX_KEYS_PER_TEAM", default_value_t = 1_000, value_parser = clap::value_parser!(i64).range(1..))]
     pub max_keys_per_team: i64,
+    /// Bytes of one team's current values (the plaintext lengths of every
+    /// secret's current version; a full fetch returns them all). Writes that
+    /// would grow them past it are refused; reads are always served.
+    #[arg(long, env = "TESSERA_MAX_VALUE_BYTES_PER_TEAM", default_value_t = crate::service::DEFAULT_VALUE_BYTES_PER_TEAM, value_parser = clap::value_parser!(i64).range(1..))]
+    pub max_value_bytes_per_team: i64,
 }
 
 impl QuotaArgs {
@@ -96,6 +101,7 @@ impl QuotaArgs {
             users_per_org: self.max_users_per_org,
             keys_per_user: self.max_keys_per_user,
             keys_per_team: self.max_keys_per_team,
+            value_bytes_per_team: self.max_value_bytes_per_team,
         }
     }
 }
@@ -146,6 +152,7 @@ impl StoreArgs {
             audit_log: self.audit_log == "on",
             audit_retention: (self.audit_retention_days > 0)
                 .then(|| std::time::Duration::from_secs(self.audit_retention_days * 24 * 3600)),
+            delivery_page_bytes: crate::service::delivery_stream::PAGE_BYTES,
         }
     }
 }

@@ -242,12 +242,14 @@ pub trait HistoryStore {
     /// Makes a deleted secret live again, with its id, versions and current
     /// value, moving the team's revision. `NotFound` when there is no such
     /// deleted secret in the team; `Conflict` when its name is taken again;
-    /// `QuotaExceeded` when the team is full.
+    /// `QuotaExceeded` when the team is full, or when its value would take
+    /// the team's value bytes past `max_team_bytes`.
     async fn undelete_secret(
         &self,
         team: &TeamAccess,
         secret_id: &str,
         max_secrets: i64,
+        max_team_bytes: i64,
         event: AuditEvent,
     ) -> StoreResult<SecretWrite>;
     /// Removes one deleted secret and its versions now; whether there was

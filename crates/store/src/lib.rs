@@ -28,6 +28,7 @@ pub mod postgres;
 pub mod sqlite;
 
 mod audit;
+pub mod delivery_pages;
 mod error;
 mod event_batcher;
 mod history;
@@ -40,6 +41,7 @@ mod secrets;
 mod shipped_steps;
 
 pub use audit::{purge_detail, AuditFilter, AuditStore, PurgeReason};
+pub use delivery_pages::{DeliveryPage, DeliveryPageStore};
 pub use error::{StoreError, StoreResult};
 pub use history::{
     Actor, Consumer, ConsumerSeen, DeletedSecret, Deletion, Destroyed, HistoryStore, SecretHistory,
@@ -82,6 +84,7 @@ pub trait Store:
     + IdentityStore
     + KeyStore
     + SecretStore
+    + DeliveryPageStore
     + HistoryStore
     + AuditStore
     + Send
@@ -120,6 +123,7 @@ macro_rules! schema_steps {
             (7, include_str!("migrations/0007_history.sql")),
             (8, include_str!("migrations/0008_audit.sql")),
             (9, include_str!("migrations/0009_audit_anchors.sql")),
+            (10, include_str!("migrations/0010_team_value_bytes.sql")),
             (12, include_str!("migrations/0012_revoked_keys.sql")),
             (13, include_str!("migrations/0013_consumer_kinds.sql")),
         ]

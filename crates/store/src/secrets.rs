@@ -11,6 +11,24 @@ use tessera_core::domain::time::Micros;
 use tessera_core::domain::types::{ListedSecret, SecretRecord, Team};
 
 pub(crate) const SECRETS_QUOTA: &str = "secrets per team";
+/// The quota on the plaintext bytes of a team's current values (kept by
+/// migration 0010's triggers).
+pub(crate) const VALUE_BYTES_QUOTA: &str =
+    "bytes of current values per team (the plaintext lengths of every secret's current value)";
+
+/// A team's value bytes before and after a change, against `max`: a change
+/// that grows them past the quota is refused; one that keeps or shrinks
+/// them is not, so a team already over a lowered quota can still be
+/// brought under it.
+pub(crate) fn check_value_bytes(before: i64, after: i64, max: i64) -> StoreResult<()> {
+    if after > before && after > max {
+        return Err(super::StoreError::QuotaExceeded {
+            quota: VALUE_BYTES_QUOTA,
+            limit: max,
+        });
+    }
+    Ok(())
+}
 
 pub(crate) const STORED_COLUMNS: &str =
     "id, name, canonical_name, created_at, updated_at, version, version_id, ciphertext";
@@ -71,6 +89,9 @@ pub struct SealedWrite {
     pub kek_id: String,
     pub ciphertext: Vec<u8>,
     pub now: Micros,
+    /// The team's quota on the bytes of its current values: `QuotaExceeded`
+    /// when this write would grow them past it.
+    pub max_team_bytes: i64,
     /// Who writes, and what becomes of the version this one replaces.
     pub history: WriteHistory,
     /// The write's audit event, appended in its transaction.

@@ -17,6 +17,7 @@ const SHIPPED: &[(&str, i64, &str)] = &[
     ("sqlite", 7, "740807fab0ef3cdcc965cb0d480ae32c803eac86b87d899f5776d0b745b339dc"),
     ("sqlite", 8, "90e23792e5d4b8da914e1fd3e6f5c835bc33dc846c6612e9660b0422e399995b"),
     ("sqlite", 9, "7988abf80f9b50d9e9a88a1b0da69e01097414f476e84db5abf9d86ffe551bca"),
+    ("sqlite", 10, "c4f49bc9caf3af58f688923c67e09e67dd4c251455e90e10f0a3b1cd99d7b467"),
     ("sqlite", 12, "a7319b9411a2818f30ea9fa00e45fbfd03abe392d270522516120e548e9dbde7"),
     ("sqlite", 13, "7a82994c45b7fa44b87a9d6b9fce1cb6e641224640215d720530a06f31fe54d7"),
     ("postgres", 1, "f666e1bd81c4ccf66174ba35803f73845eed743093c2ea6118bdf9b7903e5ef4"),
@@ -28,6 +29,7 @@ const SHIPPED: &[(&str, i64, &str)] = &[
     ("postgres", 7, "4fda8f6e49c8b72bf7e1ed6a8da21571de983862adfaa2c11455a443eedfcf69"),
     ("postgres", 8, "d3b87015ef25e804f3a963848ebfe111c6a2bd4c9bac3795af4d3419e0e56df6"),
     ("postgres", 9, "c9478a23a1a2ddec014dc90a73203652e947d7f2efd006982e9222e14e66f535"),
+    ("postgres", 10, "fc8847d8cfc5ba9cd85b43ae6b6778fdef9994d2fec353fb74c958ede32a2f43"),
     ("postgres", 12, "0fe5bd503651556bbd2b915fc3aabd4474b0a98ca4c112346a3825d87b3d99d6"),
     ("postgres", 13, "7a82994c45b7fa44b87a9d6b9fce1cb6e641224640215d720530a06f31fe54d7"),
 ];

@@ -223,7 +223,7 @@ async fn deleted_secrets_round_trip(store: DynStore) {
     assert_ne!(second.id, first.id);
     assert_err(
         store
-            .undelete_secret(&team, &first.id, 10, event("u"))
+            .undelete_secret(&team, &first.id, 10, i64::MAX, event("u"))
             .await,
         conflict("a secret with this name exists again; delete or rename it first"),
     );
@@ -234,7 +234,7 @@ async fn deleted_secrets_round_trip(store: DynStore) {
         .unwrap();
     let before = store.team_revision(&team).await.unwrap();
     let back = store
-        .undelete_secret(&team, &first.id, 10, event("u"))
+        .undelete_secret(&team, &first.id, 10, i64::MAX, event("u"))
         .await
         .unwrap();
     assert_eq!(back.record.id, first.id);
@@ -244,7 +244,7 @@ async fn deleted_secrets_round_trip(store: DynStore) {
     assert_eq!(h.versions.len(), 2);
     assert_err(
         store
-            .undelete_secret(&team, &first.id, 10, event("u"))
+            .undelete_secret(&team, &first.id, 10, i64::MAX, event("u"))
             .await,
         not_found("no such deleted secret"),
     );
@@ -255,13 +255,17 @@ async fn deleted_secrets_round_trip(store: DynStore) {
     store.delete_secret(&other, "b", &deleted()).await.unwrap();
     create_secret(&*store, &other, "c").await;
     assert_err(
-        store.undelete_secret(&other, &b.id, 2, event("u")).await,
+        store
+            .undelete_secret(&other, &b.id, 2, i64::MAX, event("u"))
+            .await,
         quota("secrets per team", 2),
     );
     assert_eq!(store.deleted_secrets(&other).await.unwrap().len(), 1);
     // Another team cannot undelete it.
     assert_err(
-        store.undelete_secret(&team, &b.id, 10, event("u")).await,
+        store
+            .undelete_secret(&team, &b.id, 10, i64::MAX, event("u"))
+            .await,
         not_found("no such deleted secret"),
     );
 }
@@ -343,12 +347,14 @@ async fn the_oldest_deleted_secrets_make_room(store: DynStore) {
         .collect();
     assert_eq!(left, vec!["c", "b"]);
     assert_err(
-        store.undelete_secret(&team, &ids[0], 10, event("u")).await,
+        store
+            .undelete_secret(&team, &ids[0], 10, i64::MAX, event("u"))
+            .await,
         not_found("no such deleted secret"),
     );
     // The ones kept come back with their versions.
     store
-        .undelete_secret(&team, &ids[1], 10, event("u"))
+        .undelete_secret(&team, &ids[1], 10, i64::MAX, event("u"))
         .await
         .unwrap();
     let h = store.secret_history(&team, "b").await.unwrap().unwrap();

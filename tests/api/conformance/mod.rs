@@ -18,6 +18,7 @@ mod keyring;
 mod keys;
 mod races;
 mod secrets;
+mod value_bytes;
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use tessera::domain::access::{
@@ -259,6 +260,7 @@ pub fn sealed(name: &str, secret_id: &str, exists: bool) -> SealedWrite {
         version_id,
         kek_id: "kek-1".to_owned(),
         now: tick(),
+        max_team_bytes: i64::MAX,
         history: Default::default(),
         audit: event("secret.write"),
     }

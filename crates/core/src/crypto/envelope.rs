@@ -44,6 +44,10 @@ const KEK_ID_LEN: usize = 16;
 const WRAPPED_DEK_LEN: usize = super::keyring::WRAP_NONCE_LEN + 32 + 16;
 const VALUE_NONCE_LEN: usize = 12;
 const HEADER_LEN: usize = 2 + KEK_ID_LEN + WRAPPED_DEK_LEN + VALUE_NONCE_LEN;
+/// A blob's length beyond its plaintext's, the same in formats 1 and 2 (the
+/// header and the value's tag): how the store knows the plaintext bytes of
+/// a team's values without opening them (migration 0010 writes it out).
+pub const OVERHEAD: usize = HEADER_LEN + 16;
 
 /// Where a ciphertext belongs: the stored row's identity. Format 2 binds
 /// `version_id`; format 1 bound `version`.
@@ -275,6 +279,20 @@ mod tests {
             ..place
         };
         assert!(env.open(moved, blob).is_err());
+    }
+
+    /// Migration 0010 and the value-bytes quota rely on this.
+    #[test]
+    fn a_blob_is_its_plaintext_and_106_bytes() {
+        let kr = Keyring::new(&[3u8; 32]);
+        let env = Envelope::new(&kr);
+        assert_eq!(OVERHEAD, 106);
+        for v in ["", "x", &"y".repeat(70_000)] {
+            assert_eq!(seal(&env, place("v"), v).len(), v.len() + OVERHEAD);
+        }
+        let v1 = include_bytes!("fixtures/envelope_v1.bin");
+        let text = "a value sealed by envelope format v1\nwith two lines";
+        assert_eq!(v1.len(), text.len() + OVERHEAD);
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod listing_cache;
 pub mod metrics;
 pub mod ops;
 pub mod runtime;
+mod runtime_stream;
 pub mod secrets;
 pub mod team_admin;
 pub mod teams;

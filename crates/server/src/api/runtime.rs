@@ -103,7 +103,7 @@ pub async fn fetch_secrets(
             }
         }
     };
-    Ok(scope_response(&delivery))
+    Ok(scope_response(state, &delivery))
 }
 
 /// One value by any spelling of its name.
@@ -183,8 +183,15 @@ fn not_modified(revision: i64) -> Response {
 }
 
 /// The answer for a delivery, rendered once however many waiters share it
-/// (the buffer is wiped when the last of them has been sent).
-fn scope_response(d: &Delivery) -> Response {
+/// (the buffer is wiped when the last of them has been sent); a large
+/// scope's, streamed (`runtime_stream.rs`).
+fn scope_response(state: Arc<AppState>, d: &Delivery) -> Response {
+    if let Some(cursor) = d.stream.as_ref().and_then(|s| s.take()) {
+        let body = super::runtime_stream::body(state, cursor, d.revision);
+        let mut resp = private_response(Bytes::new(), Some(d.revision));
+        *resp.body_mut() = body;
+        return resp;
+    }
     let body = d.rendered.get_or_init(|| render_scope(d)).clone();
     private_response(body, Some(d.revision))
 }
@@ -206,7 +213,7 @@ fn render_scope(d: &Delivery) -> Bytes {
     wiped_json(&view, capacity)
 }
 
-fn item(s: &DeliveredSecret) -> RuntimeSecretView<'_> {
+pub(super) fn item(s: &DeliveredSecret) -> RuntimeSecretView<'_> {
     RuntimeSecretView {
         name: &s.name,
         canonical_name: &s.canonical_name,
@@ -243,7 +250,7 @@ fn private_response(body: Bytes, revision: Option<i64>) -> Response {
 }
 
 /// A growable buffer that wipes the storage it leaves behind.
-struct WipingBuf(Zeroizing<Vec<u8>>);
+pub(super) struct WipingBuf(pub(super) Zeroizing<Vec<u8>>);
 
 impl std::io::Write for WipingBuf {
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {

@@ -7,12 +7,13 @@
 
 use super::audit::Target;
 use super::consumers::Received;
+use super::delivery_stream::{FirstRead, StreamSlot};
 use super::{Service, ServiceError, ServiceResult, TeamRef};
 use crate::domain::access::{authorize_delivery, delivery_access, DeliveryAccess, Principal};
 use crate::domain::audit_action::AuditAction;
 use crate::domain::secret_value::SecretValue;
 use crate::domain::time::Micros;
-use crate::store::{Snapshot, StoreEvent, StoredSecret};
+use crate::store::{StoreEvent, StoredSecret};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -75,6 +76,25 @@ pub struct Delivery {
     /// The answer as sent, rendered once by the HTTP layer for every waiter
     /// that shares this delivery (see [`Service::deliver_when_changed`]).
     pub rendered: std::sync::OnceLock<bytes::Bytes>,
+    /// A large scope's answer, streamed page by page (`delivery_stream.rs`);
+    /// `secrets` then holds the scope's names and versions for the record,
+    /// without values.
+    pub stream: Option<StreamSlot>,
+}
+
+impl Delivery {
+    pub(super) fn streamed(
+        revision: i64,
+        secrets: Vec<DeliveredSecret>,
+        stream: StreamSlot,
+    ) -> Self {
+        Self {
+            revision,
+            secrets,
+            rendered: std::sync::OnceLock::new(),
+            stream: Some(stream),
+        }
+    }
 }
 
 /// The outcome of a long poll.
@@ -107,7 +127,8 @@ impl Service {
         Ok(delivery)
     }
 
-    /// The team's secrets as stored (ciphertexts), at its current revision.
+    /// The team's secrets as stored (ciphertexts), at its current revision,
+    /// or the first page of them when they do not fit in one.
     /// A snapshot read earlier is used again while the team's revision reads
     /// the same (one primary-key read instead of every row): revisions only
     /// grow and move in the same transaction as any change, on every node.
@@ -117,7 +138,7 @@ impl Service {
         &self,
         grant: &DeliveryAccess,
         current: Option<i64>,
-    ) -> ServiceResult<Arc<Snapshot>> {
+    ) -> ServiceResult<FirstRead> {
         let team_id = grant.team().team_id();
         if let Some(known) = self.sealed_snapshots.get(team_id) {
             let current = match current {
@@ -125,16 +146,18 @@ impl Service {
                 None => self.store.team_revision(grant.team()).await?,
             };
             if current == known.revision {
-                return Ok(known);
+                return Ok(FirstRead::Whole(known));
             }
         }
-        let snapshot = Arc::new(self.store.snapshot(grant).await?);
-        let bytes: usize = snapshot.secrets.iter().map(|s| s.ciphertext.len()).sum();
-        if bytes <= MAX_KEPT_SNAPSHOT_BYTES {
-            self.sealed_snapshots
-                .put(team_id.to_owned(), snapshot.clone());
+        let first = self.first_read(grant).await?;
+        if let FirstRead::Whole(snapshot) = &first {
+            let bytes: usize = snapshot.secrets.iter().map(|s| s.ciphertext.len()).sum();
+            if bytes <= MAX_KEPT_SNAPSHOT_BYTES {
+                self.sealed_snapshots
+                    .put(team_id.to_owned(), snapshot.clone());
+            }
         }
-        Ok(snapshot)
+        Ok(first)
     }
 
     /// Reads and opens the grant's secrets (not recorded: the caller does);
@@ -144,7 +167,10 @@ impl Service {
         grant: &DeliveryAccess,
         current: Option<i64>,
     ) -> ServiceResult<Delivery> {
-        let snapshot = self.sealed_snapshot(grant, current).await?;
+        let snapshot = match self.sealed_snapshot(grant, current).await? {
+            FirstRead::Whole(snapshot) => snapshot,
+            FirstRead::Large(first) => return self.streamed_delivery(grant, first).await,
+        };
         let secrets = snapshot
             .secrets
             .iter()
@@ -155,6 +181,7 @@ impl Service {
             revision: snapshot.revision,
             secrets,
             rendered: std::sync::OnceLock::new(),
+            stream: None,
         })
     }
 
@@ -182,9 +209,15 @@ impl Service {
                 }
             }
         };
-        cell.get_or_try_init(|| async { self.open_snapshot(grant, None).await.map(Arc::new) })
-            .await
-            .cloned()
+        let shared = cell
+            .get_or_try_init(|| async { self.open_snapshot(grant, None).await.map(Arc::new) })
+            .await?
+            .clone();
+        match &shared.stream {
+            // A streamed answer is one client's: the others read their own.
+            Some(stream) if !stream.claim() => self.open_snapshot(grant, None).await.map(Arc::new),
+            _ => Ok(shared),
+        }
     }
 
     /// One value by any spelling of its name; not found when it does not
@@ -296,19 +329,15 @@ impl Service {
         if self.consumers.holds_revision(&holder) {
             return Ok(());
         }
-        let snapshot = self.sealed_snapshot(grant, Some(current)).await?;
-        self.consumers.received(
-            &holder,
-            snapshot
-                .secrets
-                .iter()
-                .filter(|s| grant.allows(&s.record.canonical_name))
-                .map(|s| (s.record.id.as_str(), s.record.version)),
-        );
+        // Names and versions only: never a large team's values.
+        if let Some(versions) = self.scope_versions(grant, current).await? {
+            self.consumers
+                .received(&holder, versions.iter().map(|(id, v)| (id.as_str(), *v)));
+        }
         Ok(())
     }
 
-    fn open_stored(&self, stored: &StoredSecret) -> ServiceResult<DeliveredSecret> {
+    pub(super) fn open_stored(&self, stored: &StoredSecret) -> ServiceResult<DeliveredSecret> {
         let value = self.open_value(stored)?;
         let r = &stored.record;
         // Looked up only once the value has opened at this place: the

@@ -348,6 +348,7 @@ impl Service {
                 &access,
                 &deleted.record.id,
                 self.limits.quotas.secrets_per_team,
+                self.limits.quotas.value_bytes_per_team,
                 self.event(
                     p,
                     AuditAction::SecretUndelete,

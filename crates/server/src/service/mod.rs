@@ -12,6 +12,7 @@ mod bulk_lane;
 pub mod cache;
 pub mod consumers;
 pub mod delivery;
+pub mod delivery_stream;
 pub mod directory;
 pub mod history;
 pub mod keys;
@@ -127,6 +128,9 @@ pub struct Limits {
     /// How long audit events are kept before the prune job removes them
     /// (`None`: for ever).
     pub audit_retention: Option<std::time::Duration>,
+    /// Ciphertext bytes per page of a streamed runtime answer (and the most
+    /// a scope may hold to be answered whole); small only in tests.
+    pub delivery_page_bytes: usize,
 }
 
 impl Default for Limits {
@@ -137,6 +141,7 @@ impl Default for Limits {
             history: history::Retention::default(),
             audit_log: true,
             audit_retention: None,
+            delivery_page_bytes: delivery_stream::PAGE_BYTES,
         }
     }
 }
@@ -153,7 +158,15 @@ pub struct Quotas {
     /// Live keys bound to one team; also the organization-wide
     /// (WORKSPACE_MANAGE_API_KEYS) keys of one organization.
     pub keys_per_team: i64,
+    /// Bytes of one team's current values (the plaintext lengths of every
+    /// secret's current version): what one full fetch of the team returns.
+    /// A write that would grow them past it is refused; one that keeps or
+    /// shrinks them is not, so a team over a lowered quota can shrink.
+    pub value_bytes_per_team: i64,
 }
+
+/// The default [`Quotas::value_bytes_per_team`]: 64 MiB.
+pub const DEFAULT_VALUE_BYTES_PER_TEAM: i64 = 64 << 20;
 
 impl Default for Quotas {
     fn default() -> Self {
@@ -163,6 +176,7 @@ impl Default for Quotas {
             users_per_org: 10_000,
             keys_per_user: 100,
             keys_per_team: 1_000,
+            value_bytes_per_team: DEFAULT_VALUE_BYTES_PER_TEAM,
         }
     }
 }

@@ -261,6 +261,7 @@ impl Service {
             kek_id: sealed.kek_id,
             ciphertext: sealed.ciphertext,
             now: now_micros(),
+            max_team_bytes: self.limits.quotas.value_bytes_per_team,
             history: self.write_history(p, destroy_previous),
             audit,
         };

@@ -48,6 +48,8 @@ pub struct Update {
     pub history: WriteHistory,
     /// Recorded, in the batch's transaction, when the update applies.
     pub audit: AuditEvent,
+    /// The team's quota on the bytes of its current values.
+    pub max_team_bytes: i64,
 }
 
 /// What an applied update left: the stored name, `created_at`, the new
@@ -97,7 +99,9 @@ impl Batcher {
         Self { tx }
     }
 
-    /// Queues an update; `None` when the secret no longer has that id.
+    /// Queues an update; `None` when the secret no longer has that id, or
+    /// when its longer value would take its team past the quota on value
+    /// bytes (the caller tells them apart).
     pub async fn update(&self, u: Update) -> Outcome {
         ask(&self.tx, u, "update batcher").await
     }
@@ -158,17 +162,35 @@ type Rows = HashMap<(String, String), Applied>;
 /// The update of every secret in a batch, and of their teams' revisions,
 /// with a notification to the other nodes. Returns each applied update's
 /// `team_id, canonical_name, name, created_at, version, revision`.
-const UPDATE: &str = "WITH w AS (
+///
+/// An update whose value is longer than the one it replaces applies only
+/// while its team's current values stay within the update's quota on their
+/// bytes (`$13`), counting the growth of the batch's earlier updates of the
+/// same team (`g`); the team's total is the one committed before the
+/// statement (migration 0010's trigger then adds what applied).
+const UPDATE: &str = "WITH g AS (
+        SELECT u.team_id, u.canonical_name,
+               SUM(GREATEST(octet_length(u.ciphertext) - octet_length(o.ciphertext), 0))
+                   OVER (PARTITION BY u.team_id ORDER BY u.canonical_name) AS grown
+        FROM unnest($1::text[], $2::text[], $3::text[], $7::bytea[])
+             AS u(team_id, canonical_name, id, ciphertext)
+        JOIN secrets o
+          ON o.team_id = u.team_id AND o.canonical_name = u.canonical_name AND o.id = u.id
+     ), w AS (
         UPDATE secrets AS s
         SET version = s.version + 1, updated_at = u.updated_at, version_id = u.version_id,
             kek_id = u.kek_id, ciphertext = u.ciphertext, actor_key = u.actor_key,
             actor_user = u.actor_user, keep_versions = u.keep_versions,
             destroy_previous = u.destroy_previous
         FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::bytea[],
-                    $9::text[], $10::text[], $11::bigint[], $12::boolean[])
+                    $9::text[], $10::text[], $11::bigint[], $12::boolean[], $13::bigint[])
              AS u(team_id, canonical_name, id, updated_at, version_id, kek_id, ciphertext,
-                  actor_key, actor_user, keep_versions, destroy_previous)
+                  actor_key, actor_user, keep_versions, destroy_previous, max_bytes)
+        JOIN team_counters c ON c.team_id = u.team_id
+        LEFT JOIN g ON g.team_id = u.team_id AND g.canonical_name = u.canonical_name
         WHERE s.team_id = u.team_id AND s.canonical_name = u.canonical_name AND s.id = u.id
+          AND (octet_length(u.ciphertext) <= octet_length(s.ciphertext)
+               OR c.value_bytes + COALESCE(g.grown, 0) <= u.max_bytes)
         RETURNING s.team_id, s.canonical_name, s.name, s.created_at, s.version
      ), t AS (
         UPDATE team_counters SET revision = revision + 1
@@ -177,7 +199,7 @@ const UPDATE: &str = "WITH w AS (
         SELECT pg_notify($8, 'r ' || t.team_id || ' ' || t.revision) FROM t
      )";
 
-/// Binds the update's 12 parameters.
+/// Binds the update's 13 parameters.
 fn bind_update<'q>(query: super::Query<'q>, cols: &'q Columns) -> super::Query<'q> {
     query
         .bind(&cols.team_id)
@@ -192,6 +214,7 @@ fn bind_update<'q>(query: super::Query<'q>, cols: &'q Columns) -> super::Query<'
         .bind(&cols.actor_user)
         .bind(&cols.keep_versions)
         .bind(&cols.destroy_previous)
+        .bind(&cols.max_bytes)
 }
 
 /// The applied updates, by (team, canonical name).
@@ -248,7 +271,7 @@ async fn send(
         let events = EventColumns::of(&linked)?;
         let sql = format!(
             "{UPDATE}, ok AS (
-                SELECT COUNT(*) = $13 AS everything FROM w
+                SELECT COUNT(*) = $14 AS everything FROM w
              ), ev AS (
                 INSERT INTO audit_events ({EVENT_COLUMNS}) {}
                 WHERE (SELECT everything FROM ok) RETURNING 1
@@ -257,7 +280,7 @@ async fn send(
                     t.revision + 0 * (SELECT COUNT(*) FROM n) + 0 * (SELECT COUNT(*) FROM ev)
                     + 0 * (1 / (SELECT CASE WHEN everything THEN 1 ELSE 0 END FROM ok))
              FROM w JOIN t ON t.team_id = w.team_id",
-            events.select(14)
+            events.select(15)
         );
         let query = bind_update(sqlx::query(&sql), cols).bind(batch.len() as i64);
         match events.bind(query).fetch_all(&mut *c).await {
@@ -340,6 +363,7 @@ struct Columns {
     actor_user: Vec<Option<String>>,
     keep_versions: Vec<i64>,
     destroy_previous: Vec<bool>,
+    max_bytes: Vec<i64>,
 }
 
 impl Columns {
@@ -359,6 +383,7 @@ impl Columns {
             actor_user: col(batch, |u| u.history.actor.user_id.clone()),
             keep_versions: col(batch, |u| u.history.keep_versions),
             destroy_previous: col(batch, |u| u.history.destroy_previous),
+            max_bytes: col(batch, |u| u.max_team_bytes),
         }
     }
 }

@@ -4,7 +4,7 @@
 //! them, destroys and purges them, and moves deleted secrets.
 
 use super::audit::commit;
-use super::secrets::bump_revision;
+use super::secrets::{bump_revision, check_added_bytes, plaintext_bytes};
 use super::{bounded, PostgresStore};
 use crate::audit::{about_secret, purge_events, PurgeReason, Purged};
 use crate::history::{
@@ -202,6 +202,7 @@ impl HistoryStore for PostgresStore {
         team: &TeamAccess,
         secret_id: &str,
         max_secrets: i64,
+        max_team_bytes: i64,
         event: AuditEvent,
     ) -> StoreResult<SecretWrite> {
         bounded(async {
@@ -236,7 +237,10 @@ impl HistoryStore for PostgresStore {
             let Some(row) = row else {
                 return Err(StoreError::Conflict(NAME_TAKEN.into()));
             };
-            let record = stored_row(team, &row)?.record;
+            let stored = stored_row(team, &row)?;
+            let added = plaintext_bytes(&stored.ciphertext);
+            check_added_bytes(&mut tx, team.team_id(), added, max_team_bytes).await?;
+            let record = stored.record;
             let revision = bump_revision(&mut tx, team.team_id(), 1, max_secrets).await?;
             let mut slot = self.audit.slot().await;
             let events = vec![about_secret(event, &record)];

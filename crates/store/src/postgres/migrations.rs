@@ -1,8 +1,8 @@
 //! PostgreSQL schema steps, embedded in the binary (the `.sql` files beside
 //! this one, listed in `store::schema_steps`), and their runner.
 //! Portable on purpose: no extensions, no advisory locks, types and
-//! statements CockroachDB and YugabyteDB also accept, and one PL/pgSQL
-//! trigger (step 7; see docs/operations-postgres.md).
+//! statements CockroachDB and YugabyteDB also accept, and PL/pgSQL
+//! triggers (steps 7 and 10; see docs/operations-postgres.md).
 
 use sqlx::{Connection, PgPool};
 

@@ -8,6 +8,7 @@
 
 mod audit;
 mod batch;
+mod delivery_pages;
 mod error;
 mod held;
 mod history;

@@ -12,7 +12,9 @@ use crate::audit::{about_secret, purge_events, PurgeReason, Purged};
 use crate::history::KEPT_ON_DELETE;
 use crate::identity::{team_row, TEAM_COLUMNS, TEAM_GONE};
 use crate::row::{qualified, Row as _};
-use crate::secrets::{listed_row, stored_row, SECRETS_QUOTA, STORED_COLUMNS};
+use crate::secrets::{
+    check_value_bytes, listed_row, stored_row, SECRETS_QUOTA, STORED_COLUMNS, VALUE_BYTES_QUOTA,
+};
 use crate::{
     Deletion, SealedWrite, SecretStore, SecretWrite, Snapshot, StoreError, StoreResult,
     StoredSecret,
@@ -68,7 +70,54 @@ pub(super) async fn bump_revision(
     }
 }
 
+/// Refuses, inside `tx`, a change that just added `added` bytes to the
+/// team's current values (counted by migration 0010's trigger, which also
+/// locked the team's counters: the total read here is exact) when that
+/// took them past `max`.
+pub(super) async fn check_added_bytes(
+    tx: &mut PgConnection,
+    team_id: &str,
+    added: i64,
+    max: i64,
+) -> StoreResult<()> {
+    let after: Option<i64> =
+        sqlx::query_scalar("SELECT value_bytes FROM team_counters WHERE team_id = $1")
+            .bind(team_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    match after {
+        Some(after) => check_value_bytes(after - added, after, max),
+        None => Ok(()),
+    }
+}
+
+/// The plaintext bytes of a stored value.
+pub(super) fn plaintext_bytes(ciphertext: &[u8]) -> i64 {
+    // As migration 0010's trigger counts it.
+    ciphertext.len() as i64 - tessera_core::crypto::envelope::OVERHEAD as i64
+}
+
 impl PostgresStore {
+    /// Why a batched update did not apply: its secret still has the id it
+    /// was sealed for, so the quota on value bytes refused it; otherwise
+    /// the secret changed identity (`Stale`).
+    async fn why_not_applied(&self, team: &TeamAccess, w: &SealedWrite) -> StoreError {
+        let query = sqlx::query(
+            "SELECT 1 FROM secrets WHERE team_id = $1 AND canonical_name = $2 AND id = $3",
+        )
+        .bind(team.team_id())
+        .bind(&w.canonical_name)
+        .bind(&w.secret_id);
+        match self.optional(query, |r| r.col::<i32>(0)).await {
+            Ok(Some(_)) => StoreError::QuotaExceeded {
+                quota: VALUE_BYTES_QUOTA,
+                limit: w.max_team_bytes,
+            },
+            Ok(None) => StoreError::Stale,
+            Err(e) => e,
+        }
+    }
+
     /// A new secret, in one transaction; `None` when the name is taken
     /// (created elsewhere meanwhile).
     async fn create(
@@ -102,6 +151,8 @@ impl PostgresStore {
         if inserted == 0 {
             return Ok(None);
         }
+        let added = plaintext_bytes(&w.ciphertext);
+        check_added_bytes(&mut tx, team.team_id(), added, w.max_team_bytes).await?;
         // Last, so the team's counters are locked only for the commit. Over the
         // quota, nothing is committed.
         let revision = bump_revision(&mut tx, team.team_id(), 1, max_secrets).await?;
@@ -163,9 +214,12 @@ impl SecretStore for PostgresStore {
                     ciphertext: w.ciphertext.clone(),
                     history: w.history.clone(),
                     audit: w.audit.clone(),
+                    max_team_bytes: w.max_team_bytes,
                 })
-                .await?
-                .ok_or(StoreError::Stale)?;
+                .await?;
+            let Some(applied) = applied else {
+                return Err(self.why_not_applied(team, &w).await);
+            };
             return Ok(SecretWrite {
                 record: w.record(team, applied.name, applied.created_at, applied.version),
                 revision: applied.revision,

@@ -2,6 +2,7 @@
 //! `secret_versions` through the schema's trigger (migration 0007); this
 //! file reads them, destroys and purges them, and moves deleted secrets.
 
+use super::secrets::value_bytes;
 use super::writer::in_savepoint;
 use super::SqliteStore;
 use crate::audit::{about_secret, if_changed, purge_events, PurgeReason, Purged};
@@ -11,7 +12,7 @@ use crate::history::{
 };
 use crate::identity::TEAM_GONE;
 use crate::row::width;
-use crate::secrets::{stored_row, SECRETS_QUOTA, STORED_COLUMNS};
+use crate::secrets::{check_value_bytes, stored_row, SECRETS_QUOTA, STORED_COLUMNS};
 use crate::{
     Consumer, ConsumerSeen, DeletedSecret, Destroyed, HistoryStore, SecretHistory, SecretWrite,
     StoreError, StoreResult, StoredVersion,
@@ -196,6 +197,7 @@ impl HistoryStore for SqliteStore {
         team: &TeamAccess,
         secret_id: &str,
         max_secrets: i64,
+        max_team_bytes: i64,
         event: AuditEvent,
     ) -> StoreResult<SecretWrite> {
         let (access, secret_id) = (team.clone(), secret_id.to_owned());
@@ -214,6 +216,7 @@ impl HistoryStore for SqliteStore {
                         if !deleted {
                             return Err(StoreError::NotFound("no such deleted secret".into()));
                         }
+                        let before = value_bytes(c, team_id)?;
                         let moved = c
                             .prepare_cached(&format!(
                                 "INSERT INTO secrets ({KEPT_ON_DELETE})
@@ -237,6 +240,7 @@ impl HistoryStore for SqliteStore {
                                 limit: max_secrets,
                             });
                         }
+                        check_value_bytes(before, value_bytes(c, team_id)?, max_team_bytes)?;
                         c.prepare_cached("DELETE FROM deleted_secrets WHERE id = ?1")?
                             .execute([&secret_id])?;
                         let record = c

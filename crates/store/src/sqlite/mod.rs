@@ -4,6 +4,7 @@
 
 mod audit;
 mod checkpointer;
+mod delivery_pages;
 mod error;
 mod history;
 mod identity;

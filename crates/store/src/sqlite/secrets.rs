@@ -8,7 +8,7 @@ use super::SqliteStore;
 use crate::audit::{about_secret, purge_events, PurgeReason, Purged};
 use crate::history::KEPT_ON_DELETE;
 use crate::identity::{team_row, TEAM_COLUMNS, TEAM_GONE};
-use crate::secrets::{listed_row, stored_row, SECRETS_QUOTA, STORED_COLUMNS};
+use crate::secrets::{check_value_bytes, listed_row, stored_row, SECRETS_QUOTA, STORED_COLUMNS};
 use crate::{
     Deletion, SealedWrite, SecretStore, SecretWrite, Snapshot, StoreError, StoreResult,
     StoredSecret,
@@ -18,9 +18,37 @@ use rusqlite::{params, Connection, OptionalExtension};
 use tessera_core::domain::access::{AllTeamsAccess, DeliveryAccess, OrgAccess, TeamAccess};
 use tessera_core::domain::types::{ListedSecret, Team};
 
+/// The bytes of the team's current values (migration 0010), read inside
+/// the writer's transaction: exact.
+pub(super) fn value_bytes(c: &Connection, team_id: &str) -> StoreResult<i64> {
+    Ok(
+        c.prepare_cached("SELECT value_bytes FROM teams WHERE id = ?1")?
+            .query_row([team_id], |r| r.get(0))
+            .optional()?
+            .unwrap_or(0),
+    )
+}
+
 /// Updates the secret the write expects; `None` when it is not there. The
 /// version it replaces moves to `secret_versions` (the schema's trigger).
+/// `QuotaExceeded` (and nothing changed) when the new value would grow the
+/// team's value bytes past the write's quota.
 fn update(
+    c: &Connection,
+    team_id: &str,
+    w: &SealedWrite,
+) -> StoreResult<Option<(String, i64, i64)>> {
+    in_savepoint(c, |c| {
+        let before = value_bytes(c, team_id)?;
+        let done = update_row(c, team_id, w)?;
+        if done.is_some() {
+            check_value_bytes(before, value_bytes(c, team_id)?, w.max_team_bytes)?;
+        }
+        Ok(done)
+    })
+}
+
+fn update_row(
     c: &Connection,
     team_id: &str,
     w: &SealedWrite,
@@ -62,6 +90,7 @@ fn insert(
     max: i64,
 ) -> StoreResult<Option<(String, i64, i64)>> {
     in_savepoint(c, |c| {
+        let before = value_bytes(c, team_id)?;
         let inserted = c
             .prepare_cached(
                 "INSERT INTO secrets (team_id, canonical_name, id, org_id, name, created_at,
@@ -99,6 +128,7 @@ fn insert(
                 limit: max,
             });
         }
+        check_value_bytes(before, value_bytes(c, team_id)?, w.max_team_bytes)?;
         Ok(Some((w.name.clone(), w.now, 1)))
     })
 }
