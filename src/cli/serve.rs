@@ -30,6 +30,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let Err(e) = state.service.flush_consumers().await {
         tracing::warn!(error = %e, "could not record the last deliveries' consumers");
     }
+    if let Err(e) = state.service.flush_read_summaries(true).await {
+        tracing::warn!(error = %e, "could not record the last counts of repeated reads");
+    }
     if let Some((stop, exporter)) = exporter {
         stop.cancel();
         let _ = exporter.await;

@@ -269,8 +269,12 @@ pub trait HistoryStore {
         seen_before: Micros,
         event: AuditEvent,
     ) -> StoreResult<u64>;
-    /// Records what the delivery routes saw (they authorized each read).
-    async fn record_consumers(&self, seen: Vec<ConsumerSeen>) -> StoreResult<()>;
+    /// Records what the delivery routes saw (they authorized each read),
+    /// then keeps of each key seen only its `max_per_key` most recently
+    /// seen consumers (instance ids are the client's choice: they must not
+    /// grow the store).
+    async fn record_consumers(&self, seen: Vec<ConsumerSeen>, max_per_key: usize)
+        -> StoreResult<()>;
     /// Who received a version of the team's secret `secret_id`, by version
     /// (newest first), then most recently seen first.
     async fn secret_consumers(

@@ -325,7 +325,11 @@ impl HistoryStore for PostgresStore {
     }
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
-    async fn record_consumers(&self, mut seen: Vec<ConsumerSeen>) -> StoreResult<()> {
+    async fn record_consumers(
+        &self,
+        mut seen: Vec<ConsumerSeen>,
+        max_per_key: usize,
+    ) -> StoreResult<()> {
         // A stable order keeps two nodes' flushes from locking rows in
         // opposite orders.
         seen.sort_by(|a, b| (&a.key_prefix, &a.instance).cmp(&(&b.key_prefix, &b.instance)));
@@ -333,6 +337,9 @@ impl HistoryStore for PostgresStore {
             (vec![], vec![], vec![], vec![], vec![], vec![]);
         let (mut v_secret, mut v_prefix, mut v_instance, mut v_version, mut v_at) =
             (vec![], vec![], vec![], vec![], vec![]);
+        let mut keys: Vec<String> = seen.iter().map(|s| s.key_prefix.clone()).collect();
+        keys.dedup();
+        let keep = i64::try_from(max_per_key).unwrap_or(i64::MAX);
         for s in seen {
             let mut received = s.received;
             received.sort();
@@ -384,6 +391,22 @@ impl HistoryStore for PostgresStore {
             .bind(&v_at)
             .execute(&mut *tx)
             .await?;
+            // Least recently seen first out; ties broken by instance so
+            // every node evicts alike.
+            for sql in [
+                "DELETE FROM consumer_versions v USING (
+                     SELECT key_prefix, instance, row_number() OVER (PARTITION BY key_prefix
+                         ORDER BY last_seen_at DESC, instance) AS n
+                     FROM consumers WHERE key_prefix = ANY($1)) old
+                 WHERE old.n > $2 AND v.key_prefix = old.key_prefix AND v.instance = old.instance",
+                "DELETE FROM consumers c USING (
+                     SELECT key_prefix, instance, row_number() OVER (PARTITION BY key_prefix
+                         ORDER BY last_seen_at DESC, instance) AS n
+                     FROM consumers WHERE key_prefix = ANY($1)) old
+                 WHERE old.n > $2 AND c.key_prefix = old.key_prefix AND c.instance = old.instance",
+            ] {
+                sqlx::query(sql).bind(&keys).bind(keep).execute(&mut *tx).await?;
+            }
             tx.commit().await?;
             Ok(())
         })

@@ -335,7 +335,11 @@ impl HistoryStore for SqliteStore {
     }
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
-    async fn record_consumers(&self, seen: Vec<ConsumerSeen>) -> StoreResult<()> {
+    async fn record_consumers(
+        &self,
+        seen: Vec<ConsumerSeen>,
+        max_per_key: usize,
+    ) -> StoreResult<()> {
         self.writer
             .write(move |c| {
                 let mut consumer = c.prepare_cached(
@@ -365,6 +369,24 @@ impl HistoryStore for SqliteStore {
                     ])?;
                     for (secret_id, v, at) in &s.received {
                         version.execute(params![secret_id, s.key_prefix, s.instance, v, at])?;
+                    }
+                }
+                // Least recently seen first out; ties broken by instance so
+                // every node evicts alike.
+                let keys: std::collections::BTreeSet<&str> =
+                    seen.iter().map(|s| s.key_prefix.as_str()).collect();
+                let keep = i64::try_from(max_per_key).unwrap_or(i64::MAX);
+                for sql in [
+                    "DELETE FROM consumer_versions WHERE key_prefix = ?1 AND instance IN
+                     (SELECT instance FROM consumers WHERE key_prefix = ?1
+                      ORDER BY last_seen_at DESC, instance LIMIT -1 OFFSET ?2)",
+                    "DELETE FROM consumers WHERE key_prefix = ?1 AND instance IN
+                     (SELECT instance FROM consumers WHERE key_prefix = ?1
+                      ORDER BY last_seen_at DESC, instance LIMIT -1 OFFSET ?2)",
+                ] {
+                    let mut evict = c.prepare_cached(sql)?;
+                    for key in &keys {
+                        evict.execute(params![key, keep])?;
                     }
                 }
                 Ok(())

@@ -378,16 +378,16 @@ async fn consumers_record_the_latest_version(store: DynStore) {
     };
     let (t1, t2, t3) = (tick(), tick(), tick());
     store
-        .record_consumers(vec![seen("a", 1, t1), seen("b", 2, t2)])
+        .record_consumers(vec![seen("a", 1, t1), seen("b", 2, t2)], 1000)
         .await
         .unwrap();
     // An older report of "b" arrives late: it does not win.
     store
-        .record_consumers(vec![seen("b", 1, t1)])
+        .record_consumers(vec![seen("b", 1, t1)], 1000)
         .await
         .unwrap();
     store
-        .record_consumers(vec![seen("a", 1, t3)])
+        .record_consumers(vec![seen("a", 1, t3)], 1000)
         .await
         .unwrap();
     let c = store.secret_consumers(&team, &s.id).await.unwrap();
@@ -422,6 +422,49 @@ async fn consumers_record_the_latest_version(store: DynStore) {
     assert_eq!(c[0].instance, "a");
 }
 
+/// Issue 24, finding 4: however many instance ids one key's clients
+/// invent, the store keeps only the key's most recently seen consumers (and
+/// their versions); another key's are untouched.
+async fn consumers_are_capped_per_key(store: DynStore) {
+    let acme = Org::create(&*store, "acme").await;
+    let team = acme.default_access();
+    let s = create_secret(&*store, &team, "s").await.record;
+    let seen = |key: &str, instance: String, at: i64| ConsumerSeen {
+        key_prefix: key.into(),
+        instance,
+        team_id: team.team_id().to_owned(),
+        kind: ConsumerKind::Agent,
+        client: None,
+        seen_at: at,
+        received: vec![(s.id.clone(), 1, at)],
+    };
+    store
+        .record_consumers(vec![seen("other001", "stays".into(), tick())], 3)
+        .await
+        .unwrap();
+    for round in 0..4 {
+        let batch = (0..5)
+            .map(|i| seen("reader01", format!("r{round}-{i}"), tick()))
+            .collect();
+        store.record_consumers(batch, 3).await.unwrap();
+    }
+    let c = store.secret_consumers(&team, &s.id).await.unwrap();
+    let mut got: Vec<(&str, &str)> = c
+        .iter()
+        .map(|c| (c.key_prefix.as_str(), c.instance.as_str()))
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            ("other001", "stays"),
+            ("reader01", "r3-2"),
+            ("reader01", "r3-3"),
+            ("reader01", "r3-4")
+        ]
+    );
+}
+
 /// Deleting a team removes its secrets' history too.
 async fn team_deletion_removes_history(store: DynStore) {
     let acme = Org::create(&*store, "acme").await;
@@ -445,6 +488,7 @@ crate::store_tests!(
     deleted_secrets_round_trip,
     purges_remove_secrets_and_versions,
     consumers_record_the_latest_version,
+    consumers_are_capped_per_key,
     the_oldest_deleted_secrets_make_room,
     team_deletion_removes_history,
 );
