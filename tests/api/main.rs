@@ -41,6 +41,7 @@ mod net;
 mod ops;
 mod permissions;
 mod races;
+mod read_recording;
 mod rawhttp;
 mod readme_delivery;
 mod remanence;
