@@ -9,8 +9,8 @@
 
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{Caller, PathParams, QueryParams, Reader, UnmeteredCaller};
-use super::waiters::{self, LongPollOrigin};
 use super::views::Timestamp;
+use super::waiters::{self, LongPollOrigin};
 use super::AppState;
 use crate::service::delivery::{DeliveredSecret, Delivery, Holds, Poll, HOLDS_HEADER, MAX_WAIT};
 use axum::body::{Body, Bytes};

@@ -99,7 +99,8 @@ impl ReadFold {
     pub fn take_summaries(&self, all: bool) -> Vec<AuditEvent> {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
-        let mut out = std::mem::take(&mut *self.unwritten.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut out =
+            std::mem::take(&mut *self.unwritten.lock().unwrap_or_else(|e| e.into_inner()));
         let over = entries.len().saturating_sub(MAX_REMEMBERED);
         let mut oldest: Vec<(Instant, FoldKey)> = Vec::new();
         if over > 0 {
@@ -138,7 +139,6 @@ impl ReadFold {
         failed.truncate(MAX_REMEMBERED.saturating_sub(unwritten.len()));
         unwritten.extend(failed);
     }
-
 }
 
 impl super::Service {
@@ -221,7 +221,8 @@ mod tests {
         assert!(!f.read("k2", "t", Content::Scope(7)).initialized());
         let s = f.take_summaries(true);
         assert_eq!(s.len(), 1);
-        let detail: serde_json::Value = serde_json::from_str(s[0].detail.as_deref().unwrap()).unwrap();
+        let detail: serde_json::Value =
+            serde_json::from_str(s[0].detail.as_deref().unwrap()).unwrap();
         assert_eq!(detail["repeated"], 1000);
         assert_eq!(detail["revision"], 7);
         assert!(detail.get("instance").is_none());

@@ -273,8 +273,11 @@ pub trait HistoryStore {
     /// then keeps of each key seen only its `max_per_key` most recently
     /// seen consumers (instance ids are the client's choice: they must not
     /// grow the store).
-    async fn record_consumers(&self, seen: Vec<ConsumerSeen>, max_per_key: usize)
-        -> StoreResult<()>;
+    async fn record_consumers(
+        &self,
+        seen: Vec<ConsumerSeen>,
+        max_per_key: usize,
+    ) -> StoreResult<()>;
     /// Who received a version of the team's secret `secret_id`, by version
     /// (newest first), then most recently seen first.
     async fn secret_consumers(

@@ -64,7 +64,9 @@ async fn reads_of(app: &TestApp, key: &str) -> Vec<Value> {
     all_events(app)
         .await
         .into_iter()
-        .filter(|e| e.event.action == "secrets.read" && e.event.actor_key.as_deref() == Some(prefix))
+        .filter(|e| {
+            e.event.action == "secrets.read" && e.event.actor_key.as_deref() == Some(prefix)
+        })
         .map(|e| serde_json::from_str(e.event.detail.as_deref().unwrap_or("{}")).unwrap())
         .collect()
 }
@@ -90,7 +92,11 @@ async fn repeated_reads_fold_and_a_new_revision_is_recorded(app: TestApp) {
     assert_eq!(reads.len(), 2, "one event per content: {reads:?}");
     put(&app.url, &app.http, &app.admin_key, &team, "a").await;
     get(&app.http, &scope, &key, &[]).await;
-    assert_eq!(reads_of(&app, &key).await.len(), 3, "a new revision is recorded");
+    assert_eq!(
+        reads_of(&app, &key).await.len(),
+        3,
+        "a new revision is recorded"
+    );
     app.service().flush_read_summaries(true).await.unwrap();
     let reads = reads_of(&app, &key).await;
     let mut repeated: Vec<u64> = reads
@@ -121,7 +127,9 @@ async fn changing_instance_ids_keep_one_keys_consumers_bounded(app: TestApp) {
                 let (scope, key) = (scope.clone(), key.clone());
                 async move {
                     let instance = format!("r{round}-{i}");
-                    get(&http, &scope, &key, &[("X-Tessera-Agent", &instance)]).await.0
+                    get(&http, &scope, &key, &[("X-Tessera-Agent", &instance)])
+                        .await
+                        .0
                 }
             })
             .collect();
@@ -149,8 +157,14 @@ async fn changing_instance_ids_keep_one_keys_consumers_bounded(app: TestApp) {
         .iter()
         .map(|v| v["consumers"].as_u64().unwrap())
         .sum();
-    assert!(total as usize <= cap, "{total} consumers remembered for one key");
-    assert!(total as usize >= cap / 2, "{total}: the recent ones are kept");
+    assert!(
+        total as usize <= cap,
+        "{total} consumers remembered for one key"
+    );
+    assert!(
+        total as usize >= cap / 2,
+        "{total}: the recent ones are kept"
+    );
 }
 
 /// Finding 8: a narrowed key's ETag does not move on a write outside its
@@ -175,7 +189,13 @@ async fn a_narrowed_keys_revision_moves_only_with_its_scope(app: TestApp) {
         let (http, scope, key, etag) = (app.http.clone(), scope.clone(), key.clone(), etag.clone());
         tokio::spawn(async move {
             let t = Instant::now();
-            let r = get(&http, &format!("{scope}?wait=3"), &key, &[("If-None-Match", &etag)]).await;
+            let r = get(
+                &http,
+                &format!("{scope}?wait=3"),
+                &key,
+                &[("If-None-Match", &etag)],
+            )
+            .await;
             (r, t.elapsed())
         })
     };
@@ -191,7 +211,13 @@ async fn a_narrowed_keys_revision_moves_only_with_its_scope(app: TestApp) {
         let (http, scope, key, etag) = (app.http.clone(), scope.clone(), key.clone(), etag.clone());
         tokio::spawn(async move {
             let t = Instant::now();
-            let r = get(&http, &format!("{scope}?wait=30"), &key, &[("If-None-Match", &etag)]).await;
+            let r = get(
+                &http,
+                &format!("{scope}?wait=30"),
+                &key,
+                &[("If-None-Match", &etag)],
+            )
+            .await;
             (r, t.elapsed())
         })
     };
@@ -278,11 +304,23 @@ async fn read_keys_are_rate_limited_and_waiting_long_polls_spend_nothing() {
     let etag = etag.unwrap();
     // Five long polls that wait: none spends.
     for _ in 0..5 {
-        let (status, ..) = get(&http, &format!("{scope}?wait=1"), &key, &[("If-None-Match", &etag)]).await;
+        let (status, ..) = get(
+            &http,
+            &format!("{scope}?wait=1"),
+            &key,
+            &[("If-None-Match", &etag)],
+        )
+        .await;
         assert_eq!(status, StatusCode::NOT_MODIFIED);
     }
     // A stale ETag answers at once: it spends.
-    let (status, ..) = get(&http, &format!("{scope}?wait=5"), &key, &[("If-None-Match", "\"999999\"")]).await;
+    let (status, ..) = get(
+        &http,
+        &format!("{scope}?wait=5"),
+        &key,
+        &[("If-None-Match", "\"999999\"")],
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     let (status, ..) = get(&http, &scope, &key, &[]).await;
     assert_eq!(status, StatusCode::OK);
@@ -295,14 +333,31 @@ async fn read_keys_are_rate_limited_and_waiting_long_polls_spend_nothing() {
             && message.contains("long polls that wait do not count"),
         "{message}"
     );
-    let (status, ..) = get(&http, &format!("{scope}?wait=5"), &key, &[("If-None-Match", "\"999999\"")]).await;
+    let (status, ..) = get(
+        &http,
+        &format!("{scope}?wait=5"),
+        &key,
+        &[("If-None-Match", "\"999999\"")],
+    )
+    .await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
     // Still, a long poll that waits goes through.
-    let (status, ..) = get(&http, &format!("{scope}?wait=1"), &key, &[("If-None-Match", &etag)]).await;
+    let (status, ..) = get(
+        &http,
+        &format!("{scope}?wait=1"),
+        &key,
+        &[("If-None-Match", &etag)],
+    )
+    .await;
     assert_eq!(status, StatusCode::NOT_MODIFIED);
     // Management keys are not limited by default.
     for _ in 0..10 {
-        let r = http.get(format!("{url}/v1/teams")).bearer_auth(&admin).send().await.unwrap();
+        let r = http
+            .get(format!("{url}/v1/teams"))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), StatusCode::OK);
     }
 }
@@ -361,14 +416,33 @@ async fn long_polls_per_key_and_address_stay_below_the_address_cap() {
         let (scope, key, etag) = (scope.clone(), key.clone(), etag.clone());
         waiters.push(tokio::spawn(async move {
             let c = reqwest::Client::new();
-            get(&c, &format!("{scope}?wait=20"), &key, &[("If-None-Match", &etag)]).await.0
+            get(
+                &c,
+                &format!("{scope}?wait=20"),
+                &key,
+                &[("If-None-Match", &etag)],
+            )
+            .await
+            .0
         }));
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let fifth = reqwest::Client::new();
-    let (status, _, body) = get(&fifth, &format!("{scope}?wait=20"), &key, &[("If-None-Match", &etag)]).await;
+    let (status, _, body) = get(
+        &fifth,
+        &format!("{scope}?wait=20"),
+        &key,
+        &[("If-None-Match", &etag)],
+    )
+    .await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
-    assert!(body["message"].as_str().unwrap().contains("long polls from this address"), "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("long polls from this address"),
+        "{body}"
+    );
     drop(fifth);
     // The address's other requests still get through.
     for _ in 0..3 {

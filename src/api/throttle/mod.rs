@@ -69,7 +69,9 @@ impl Throttles {
 
     /// 429 when the caller's key has used up its request rate.
     pub fn check_key(&self, p: &Principal) -> Result<(), ApiError> {
-        self.key_rates.check(p).map_err(|secs| self.key_limited(p, secs))
+        self.key_rates
+            .check(p)
+            .map_err(|secs| self.key_limited(p, secs))
     }
 
     /// Spends one of the key's tokens: `Err(seconds until one is back)`.
