@@ -43,11 +43,13 @@ pub(super) fn scope_revision(grant: &DeliveryAccess, snapshot: &Snapshot) -> i64
     ((u64::from_be_bytes(first) >> 11) as i64).max(1)
 }
 
+type Reading = Weak<OnceCell<Arc<Snapshot>>>;
+
 /// Snapshots being read for waiters woken by the same team revision, so
 /// that a thousand waiters woken by one write read the team once.
 #[derive(Default)]
 pub(super) struct SnapshotFlight {
-    reading: Mutex<HashMap<(String, i64), Weak<OnceCell<Arc<Snapshot>>>>>,
+    reading: Mutex<HashMap<(String, i64), Reading>>,
 }
 
 impl Service {

@@ -13,6 +13,7 @@
 //! reports the median and the nearest-rank p99 over the rounds.
 
 mod agent;
+pub mod read_growth;
 #[cfg(test)]
 mod tests;
 mod waiters;
@@ -101,6 +102,9 @@ pub struct Propagation {
     pub first_error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub idle: Option<IdleWaiters>,
+    /// read-growth: the store's growth under one read key at full speed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store_growth: Option<read_growth::StoreGrowth>,
     /// Over the rounds: cores used by the server (the waiters' node), by the
     /// bench process, and by everything else on the machine.
     pub server_cores: f64,
@@ -224,6 +228,22 @@ pub async fn run_all(targets: &mut [Target], plan: &Plan, work: &Path) -> Vec<Pr
             PROPAGATE_PG,
             TESSERA_POSTGRES,
             "TESSERA_TEST_DATABASE_URL is not set",
+        )),
+    }
+    match sqlite {
+        Some(t) => {
+            eprintln!("{TESSERA_SQLITE}: {}", read_growth::READ_GROWTH);
+            let mut p = Propagation::new(read_growth::READ_GROWTH, TESSERA_SQLITE, 1, plan);
+            p.setup = "one read key, 4 connections at full speed for 60 s, a new X-Tessera-Agent per request, rate limit off".into();
+            if let Err(e) = read_growth::run(t, &mut p).await {
+                p.record_error("read-growth", || format!("{e:#}"));
+            }
+            out.push(p);
+        }
+        None => out.push(Propagation::skipped(
+            read_growth::READ_GROWTH,
+            TESSERA_SQLITE,
+            "no tessera-sqlite target",
         )),
     }
     match sqlite {
