@@ -273,7 +273,10 @@ impl Service {
                     if published > team_at {
                         // The team moved; did the key's scope? A write
                         // outside it neither wakes nor is recorded.
-                        let (scope, read_at) = self.scope_revision_at(&grant, published).await?;
+                        // Boxed: only a woken waiter pays for this state,
+                        // not every idle one.
+                        let (scope, read_at) =
+                            Box::pin(self.scope_revision_at(&grant, published)).await?;
                         team_at = team_at.max(read_at);
                         if scope != held {
                             woken_at = published;

@@ -162,6 +162,9 @@ fn summary(e: &mut Entry) -> Option<AuditEvent> {
     if e.repeats == 0 {
         return None;
     }
+    // Taken even when there is no first event to stand on (the audit log
+    // is off): the count is then dropped, never kept growing.
+    let repeats = std::mem::take(&mut e.repeats);
     let first = e.first.as_ref()?;
     let mut event = first.clone();
     event.time = now_micros();
@@ -175,10 +178,9 @@ fn summary(e: &mut Entry) -> Option<AuditEvent> {
     if let Some(map) = detail.as_object_mut() {
         // The instance of the first read says nothing about the others.
         map.remove("instance");
-        map.insert("repeated".into(), e.repeats.into());
+        map.insert("repeated".into(), repeats.into());
     }
     event.detail = Some(detail.to_string());
-    e.repeats = 0;
     Some(event)
 }
 
