@@ -8,6 +8,8 @@
 //!   on the first, 100 waiters on the second.
 //! - agent: `tessera agent --dir DIR`; upsert sent → the agent's file holds
 //!   the new bytes.
+//! - read-growth (issue 24): the store's growth while one read key reads at
+//!   full speed (see `read_growth.rs`).
 //!
 //! Each runs a number of rounds (one upsert each, a new value each time) and
 //! reports the median and the nearest-rank p99 over the rounds.
@@ -232,22 +234,6 @@ pub async fn run_all(targets: &mut [Target], plan: &Plan, work: &Path) -> Vec<Pr
     }
     match sqlite {
         Some(t) => {
-            eprintln!("{TESSERA_SQLITE}: {}", read_growth::READ_GROWTH);
-            let mut p = Propagation::new(read_growth::READ_GROWTH, TESSERA_SQLITE, 1, plan);
-            p.setup = "one read key, 4 connections at full speed for 60 s, a new X-Tessera-Agent per request, rate limit off".into();
-            if let Err(e) = read_growth::run(t, &mut p).await {
-                p.record_error("read-growth", || format!("{e:#}"));
-            }
-            out.push(p);
-        }
-        None => out.push(Propagation::skipped(
-            read_growth::READ_GROWTH,
-            TESSERA_SQLITE,
-            "no tessera-sqlite target",
-        )),
-    }
-    match sqlite {
-        Some(t) => {
             eprintln!("{TESSERA_SQLITE}: {AGENT} end to end");
             let mut p = Propagation::new(AGENT, TESSERA_SQLITE, 1, plan);
             match agent::run(t, &mut p, plan, work).await {
@@ -261,6 +247,23 @@ pub async fn run_all(targets: &mut [Target], plan: &Plan, work: &Path) -> Vec<Pr
         }
         None => out.push(Propagation::skipped(
             AGENT,
+            TESSERA_SQLITE,
+            "no tessera-sqlite target",
+        )),
+    }
+    // Last: its folded reads and its connections touch no other figure.
+    match sqlite {
+        Some(t) => {
+            eprintln!("{TESSERA_SQLITE}: {}", read_growth::READ_GROWTH);
+            let mut p = Propagation::new(read_growth::READ_GROWTH, TESSERA_SQLITE, 1, plan);
+            p.setup = "one read key, 4 connections at full speed for 60 s, a new X-Tessera-Agent per request, rate limit off".into();
+            if let Err(e) = read_growth::run(t, &mut p).await {
+                p.record_error("read-growth", || format!("{e:#}"));
+            }
+            out.push(p);
+        }
+        None => out.push(Propagation::skipped(
+            read_growth::READ_GROWTH,
             TESSERA_SQLITE,
             "no tessera-sqlite target",
         )),
