@@ -256,6 +256,7 @@ pub async fn run_all(targets: &mut [Target], plan: &Plan, work: &Path) -> Vec<Pr
         Some(t) => {
             eprintln!("{TESSERA_SQLITE}: {}", read_growth::READ_GROWTH);
             let mut p = Propagation::new(read_growth::READ_GROWTH, TESSERA_SQLITE, 1, plan);
+            p.rounds_planned = 0;
             p.setup = "one read key, 4 connections at full speed for 60 s, a new X-Tessera-Agent per request, rate limit off".into();
             if let Err(e) = read_growth::run(t, &mut p).await {
                 p.record_error("read-growth", || format!("{e:#}"));

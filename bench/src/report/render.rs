@@ -368,6 +368,10 @@ fn propagation_tables(out: &mut String, results: &Results) {
             );
             continue;
         }
+        if p.workload == crate::delivery::read_growth::READ_GROWTH {
+            // Not a propagation: its own table follows.
+            continue;
+        }
         let errors = errors_cell(p.errors);
         let _ = writeln!(
             out,
@@ -432,13 +436,16 @@ fn store_growth(out: &mut String, results: &Results) {
         return;
     }
     out.push_str(
-        "| read-growth | target | reads | reads/s | store before MiB | store after MiB | growth KB |\n\
-         |---|---|--:|--:|--:|--:|--:|\n",
+        "### Read growth (issue 24): one read key at full speed, a new instance id per request, \
+         rate limit off\n\n\
+         | read-growth | target | reads | reads/s | store before MiB | store after MiB | growth KB \
+         | errors |\n\
+         |---|---|--:|--:|--:|--:|--:|--:|\n",
     );
     for (p, g) in rows {
         let _ = writeln!(
             out,
-            "| {:.0} s | {} | {} | {:.0} | {:.2} | {:.2} | {:.1} |",
+            "| {:.0} s | {} | {} | {:.0} | {:.2} | {:.2} | {:.1} | {} |",
             g.seconds,
             p.target,
             g.reads,
@@ -446,6 +453,7 @@ fn store_growth(out: &mut String, results: &Results) {
             g.store_bytes_before as f64 / 1_048_576.0,
             g.store_bytes_after as f64 / 1_048_576.0,
             g.growth_bytes as f64 / 1000.0,
+            errors_cell(p.errors),
         );
     }
     out.push('\n');
