@@ -5,7 +5,7 @@
 use super::{Service, ServiceResult};
 use crate::domain::consumer_kind::ConsumerKind;
 use crate::domain::time::Micros;
-use crate::store::ConsumerSeen;
+use crate::store::{ConsumerCap, ConsumerSeen};
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -22,6 +22,18 @@ const MAX_REMEMBERED: usize = 100_000;
 /// key's new consumers beyond it within one flush are dropped, so that
 /// instance ids chosen by a client grow neither the store nor the memory.
 pub const MAX_CONSUMERS_PER_KEY: usize = 1_000;
+
+/// ...and the versions those consumers are remembered holding (one row per
+/// consumer and secret), at most: a key whose scope is large keeps fewer
+/// consumers (with 100 secrets, the 20 most recently seen). About 250
+/// bytes a row on SQLite, so at most about half a megabyte per key.
+pub const MAX_CONSUMER_VERSIONS_PER_KEY: usize = 2_048;
+
+/// What the store keeps of each key's consumers.
+pub const CONSUMER_CAP: ConsumerCap = ConsumerCap {
+    consumers: MAX_CONSUMERS_PER_KEY,
+    versions: MAX_CONSUMER_VERSIONS_PER_KEY,
+};
 
 /// An agent instance id, as sent in [`INSTANCE_HEADER`]: up to this many
 /// visible ASCII characters.
@@ -55,8 +67,8 @@ struct Pending {
 #[derive(Default)]
 struct State {
     pending: HashMap<ConsumerKey, Pending>,
-    /// Pending consumers per key prefix.
-    pending_per_key: HashMap<String, usize>,
+    /// Pending consumers, and the versions they received, per key prefix.
+    pending_per_key: HashMap<String, (usize, usize)>,
     /// The team revision each consumer last received in full: the same
     /// revision again holds the same versions, so only "seen" is new.
     revisions: HashMap<ConsumerKey, i64>,
@@ -99,8 +111,13 @@ impl ConsumerRecorder {
             return;
         };
         if !known {
+            let before = pending.received.len();
             for (id, version) in versions {
                 pending.received.insert(id.to_owned(), (version, r.at));
+            }
+            let added = pending.received.len() - before;
+            if let Some(counts) = state.pending_per_key.get_mut(r.key_prefix) {
+                counts.1 += added;
             }
         }
     }
@@ -180,12 +197,15 @@ fn pending_for<'p>(
     r: &Received<'_>,
 ) -> Option<&'p mut Pending> {
     if !state.pending.contains_key(&key) {
-        let of_key = state.pending_per_key.get(&key.0).copied().unwrap_or(0);
-        if state.pending.len() >= MAX_PENDING || of_key >= MAX_CONSUMERS_PER_KEY {
+        let (consumers, versions) = state.pending_per_key.get(&key.0).copied().unwrap_or((0, 0));
+        if state.pending.len() >= MAX_PENDING
+            || consumers >= MAX_CONSUMERS_PER_KEY
+            || versions >= MAX_CONSUMER_VERSIONS_PER_KEY
+        {
             metrics::counter!("tessera_consumers_dropped_total").increment(1);
             return None;
         }
-        *state.pending_per_key.entry(key.0.clone()).or_insert(0) += 1;
+        state.pending_per_key.entry(key.0.clone()).or_default().0 += 1;
     }
     let entry = state.pending.entry(key).or_default();
     entry.team_id = r.team_id.to_owned();
@@ -207,7 +227,7 @@ impl Service {
         }
         if let Err(e) = self
             .store
-            .record_consumers(seen.clone(), MAX_CONSUMERS_PER_KEY)
+            .record_consumers(seen.clone(), CONSUMER_CAP)
             .await
         {
             self.consumers.restore(seen);

@@ -10,7 +10,7 @@ use super::{
 use tessera::domain::consumer_kind::ConsumerKind;
 use tessera::domain::ids::new_id;
 use tessera::store::{
-    Actor, ConsumerSeen, Deletion, Destroyed, DynStore, StoredVersion, WriteHistory,
+    Actor, ConsumerCap, ConsumerSeen, Deletion, Destroyed, DynStore, StoredVersion, WriteHistory,
 };
 
 fn history(keep: i64, destroy: bool, by: &str) -> WriteHistory {
@@ -378,16 +378,16 @@ async fn consumers_record_the_latest_version(store: DynStore) {
     };
     let (t1, t2, t3) = (tick(), tick(), tick());
     store
-        .record_consumers(vec![seen("a", 1, t1), seen("b", 2, t2)], 1000)
+        .record_consumers(vec![seen("a", 1, t1), seen("b", 2, t2)], CAP)
         .await
         .unwrap();
     // An older report of "b" arrives late: it does not win.
     store
-        .record_consumers(vec![seen("b", 1, t1)], 1000)
+        .record_consumers(vec![seen("b", 1, t1)], CAP)
         .await
         .unwrap();
     store
-        .record_consumers(vec![seen("a", 1, t3)], 1000)
+        .record_consumers(vec![seen("a", 1, t3)], CAP)
         .await
         .unwrap();
     let c = store.secret_consumers(&team, &s.id).await.unwrap();
@@ -438,15 +438,19 @@ async fn consumers_are_capped_per_key(store: DynStore) {
         seen_at: at,
         received: vec![(s.id.clone(), 1, at)],
     };
+    let three = ConsumerCap {
+        consumers: 3,
+        versions: 1000,
+    };
     store
-        .record_consumers(vec![seen("other001", "stays".into(), tick())], 3)
+        .record_consumers(vec![seen("other001", "stays".into(), tick())], three)
         .await
         .unwrap();
     for round in 0..4 {
         let batch = (0..5)
             .map(|i| seen("reader01", format!("r{round}-{i}"), tick()))
             .collect();
-        store.record_consumers(batch, 3).await.unwrap();
+        store.record_consumers(batch, three).await.unwrap();
     }
     let c = store.secret_consumers(&team, &s.id).await.unwrap();
     let mut got: Vec<(&str, &str)> = c
@@ -463,7 +467,36 @@ async fn consumers_are_capped_per_key(store: DynStore) {
             ("reader01", "r3-4")
         ]
     );
+    // A budget of version rows: one each here, so two consumers are left.
+    let two_rows = ConsumerCap {
+        consumers: 100,
+        versions: 2,
+    };
+    store
+        .record_consumers(vec![seen("reader01", "last".into(), tick())], two_rows)
+        .await
+        .unwrap();
+    let c = store.secret_consumers(&team, &s.id).await.unwrap();
+    let mut got: Vec<(&str, &str)> = c
+        .iter()
+        .map(|c| (c.key_prefix.as_str(), c.instance.as_str()))
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            ("other001", "stays"),
+            ("reader01", "last"),
+            ("reader01", "r3-4")
+        ]
+    );
 }
+
+/// A cap that never evicts in these tests.
+const CAP: ConsumerCap = ConsumerCap {
+    consumers: 1000,
+    versions: 100_000,
+};
 
 /// Deleting a team removes its secrets' history too.
 async fn team_deletion_removes_history(store: DynStore) {
