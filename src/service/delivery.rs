@@ -305,9 +305,9 @@ impl Service {
     }
 
     /// Records what a client says it holds ([`Holds::Revision`]) when that
-    /// is the current scope revision (`team_at` the team's): its versions are those of the team's
-    /// current snapshot (read only when this consumer was not already
-    /// known to hold it).
+    /// is the current scope revision (`team_at` is the team's): its
+    /// versions are those of the team's current snapshot (read only when
+    /// this consumer was not already known to hold it).
     async fn note_held(
         &self,
         p: &Principal,
