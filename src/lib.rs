@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod crypto;
 pub mod datadir;
+pub mod disk_space;
 pub mod domain;
 pub mod net;
 pub mod service;

@@ -32,7 +32,8 @@ pub mod shutdown;
 pub mod timeout;
 pub mod tls;
 
-pub use client_addr::{ClientAddr, TrustedProxies};
+pub use client_addr::{limit_key, ClientAddr, TrustedProxies};
+pub use limiter::LongPollCap;
 
 use axum::Router;
 use limiter::ConnLimiter;
