@@ -11,7 +11,7 @@ pub mod cli;
 
 pub use tessera_core::{audit, crypto, datadir, domain, duration, telemetry};
 pub use tessera_net as net;
-pub use tessera_server::{api, app, config, service};
+pub use tessera_server::{api, app, config, disk_space, service};
 pub use tessera_store as store;
 pub use tessera_wire as wire;
 pub use tessera_workload as workload;

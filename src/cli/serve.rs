@@ -14,6 +14,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let (router, state) = crate::app::build_with(service, args.throttle.throttle_settings());
     let exporter = start_checkpoint_export(&args, &state)?;
     let metrics = metrics_listener.map(|l| serve_metrics(l, &state));
+    crate::disk_space::spawn_watch(args.store.data_dir.clone(), args.disk_free_warning);
     // Before "listening": whoever waits for that line may signal at once.
     crate::net::shutdown::cancel_on_signal(state.shutdown.clone());
     tracing::info!(addr = %listener.local_addr()?, backend, "listening");
@@ -29,6 +30,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     if let Err(e) = state.service.flush_consumers().await {
         tracing::warn!(error = %e, "could not record the last deliveries' consumers");
+    }
+    if let Err(e) = state.service.flush_read_summaries(true).await {
+        tracing::warn!(error = %e, "could not record the last counts of repeated reads");
     }
     if let Some((stop, exporter)) = exporter {
         stop.cancel();

@@ -43,6 +43,7 @@ mod ops;
 mod permissions;
 mod races;
 mod rawhttp;
+mod read_recording;
 mod readme_delivery;
 mod remanence;
 mod run;

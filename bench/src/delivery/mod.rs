@@ -8,11 +8,14 @@
 //!   on the first, 100 waiters on the second.
 //! - agent: `tessera agent --dir DIR`; upsert sent → the agent's file holds
 //!   the new bytes.
+//! - read-growth (issue 24): the store's growth while one read key reads at
+//!   full speed (see `read_growth.rs`).
 //!
 //! Each runs a number of rounds (one upsert each, a new value each time) and
 //! reports the median and the nearest-rank p99 over the rounds.
 
 mod agent;
+pub mod read_growth;
 #[cfg(test)]
 mod tests;
 mod waiters;
@@ -101,6 +104,9 @@ pub struct Propagation {
     pub first_error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub idle: Option<IdleWaiters>,
+    /// read-growth: the store's growth under one read key at full speed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store_growth: Option<read_growth::StoreGrowth>,
     /// Over the rounds: cores used by the server (the waiters' node), by the
     /// bench process, and by everything else on the machine.
     pub server_cores: f64,
@@ -241,6 +247,24 @@ pub async fn run_all(targets: &mut [Target], plan: &Plan, work: &Path) -> Vec<Pr
         }
         None => out.push(Propagation::skipped(
             AGENT,
+            TESSERA_SQLITE,
+            "no tessera-sqlite target",
+        )),
+    }
+    // Last: its folded reads and its connections touch no other figure.
+    match sqlite {
+        Some(t) => {
+            eprintln!("{TESSERA_SQLITE}: {}", read_growth::READ_GROWTH);
+            let mut p = Propagation::new(read_growth::READ_GROWTH, TESSERA_SQLITE, 1, plan);
+            p.rounds_planned = 0;
+            p.setup = "one read key, 4 connections at full speed for 60 s, a new X-Tessera-Agent per request, rate limit off".into();
+            if let Err(e) = read_growth::run(t, &mut p).await {
+                p.record_error("read-growth", || format!("{e:#}"));
+            }
+            out.push(p);
+        }
+        None => out.push(Propagation::skipped(
+            read_growth::READ_GROWTH,
             TESSERA_SQLITE,
             "no tessera-sqlite target",
         )),

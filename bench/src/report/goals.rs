@@ -186,6 +186,14 @@ pub fn evaluate_issue_8(summary: &Summary, delivery: &[Propagation]) -> Vec<Goal
     ));
     goals.extend(propagation_goal(
         delivery,
+        crate::delivery::read_growth::READ_GROWTH,
+        "read-growth: one read key at full speed for 60 s grows the store < 1 MB",
+        |p| p.store_growth.as_ref().map(|g| g.growth_bytes as f64 / 1e6),
+        " MB",
+        |v| v < 1.0,
+    ));
+    goals.extend(propagation_goal(
+        delivery,
         PROPAGATE_PG,
         "propagate-pg p99 < 500 ms (write on node A -> last of 100 waiters on node B)",
         p99,

@@ -224,6 +224,7 @@ pub fn render(results: &Results) -> String {
     }
 
     propagation_tables(&mut out, results);
+    store_growth(&mut out, results);
 
     goals_table(&mut out, "Issue 5 targets", &summary.goals);
     goals_table(&mut out, "Issue 8 targets", &summary.goals_issue_8);
@@ -401,6 +402,10 @@ fn propagation_tables(out: &mut String, results: &Results) {
             );
             continue;
         }
+        if p.workload == crate::delivery::read_growth::READ_GROWTH {
+            // Not a propagation: its own table follows.
+            continue;
+        }
         let errors = errors_cell(p.errors);
         let _ = writeln!(
             out,
@@ -452,6 +457,40 @@ fn propagation_tables(out: &mut String, results: &Results) {
         }
         out.push('\n');
     }
+}
+
+/// read-growth's figures (issue 24, finding 4).
+fn store_growth(out: &mut String, results: &Results) {
+    let rows: Vec<_> = results
+        .delivery
+        .iter()
+        .filter_map(|p| Some((p, p.store_growth.as_ref()?)))
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    out.push_str(
+        "### Read growth (issue 24): one read key at full speed, a new instance id per request, \
+         rate limit off\n\n\
+         | read-growth | target | reads | reads/s | store before MiB | store after MiB | growth KB \
+         | errors |\n\
+         |---|---|--:|--:|--:|--:|--:|--:|\n",
+    );
+    for (p, g) in rows {
+        let _ = writeln!(
+            out,
+            "| {:.0} s | {} | {} | {:.0} | {:.2} | {:.2} | {:.1} | {} |",
+            g.seconds,
+            p.target,
+            g.reads,
+            g.reads_per_s,
+            g.store_bytes_before as f64 / 1_048_576.0,
+            g.store_bytes_after as f64 / 1_048_576.0,
+            g.growth_bytes as f64 / 1000.0,
+            errors_cell(p.errors),
+        );
+    }
+    out.push('\n');
 }
 
 /// Above this many cores used by unrelated processes during a measurement,

@@ -134,6 +134,11 @@ impl Tessera {
         (&t.team_id, &t.key)
     }
 
+    /// The data directory (the SQLite store's files are there).
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
     pub fn bin(&self) -> &Path {
         &self.bin
     }
@@ -269,6 +274,9 @@ fn serve_flags_for(help: &str) -> Vec<String> {
     let raise = [
         ("--max-connections-per-address", "10000"),
         ("--max-secrets-per-team", "1000000"),
+        // The workloads measure the server, not its throttles (read-growth
+        // above all: one key at full speed).
+        ("--rate-limit", "off"),
     ];
     for (flag, value) in raise {
         // A whole word: `--max-connections` must not match the per-address flag.

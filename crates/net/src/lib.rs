@@ -40,7 +40,8 @@ pub mod timeout;
 pub mod tls;
 pub mod unavailable;
 
-pub use client_addr::{ClientAddr, TrustedProxies};
+pub use client_addr::{limit_key, ClientAddr, TrustedProxies};
+pub use limiter::LongPollCap;
 
 use axum::Router;
 use limiter::ConnLimiter;

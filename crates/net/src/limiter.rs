@@ -18,6 +18,18 @@ pub struct ConnLimits {
     pub max_per_address: usize,
 }
 
+/// Concurrent long polls one API key may hold from one client address
+/// (handed to the handlers as a request extension): half the address's
+/// connection cap, so the address's other requests always have room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LongPollCap(pub usize);
+
+impl ConnLimits {
+    pub fn long_poll_cap(&self) -> LongPollCap {
+        LongPollCap((self.max_per_address / 2).max(1))
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
     /// Every connection slot of the server is taken.

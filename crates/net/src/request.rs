@@ -22,6 +22,10 @@ pub async fn handle(
     let long_poll = timeout::is_long_poll(&req);
     let (mut req, drain) = drain::track(req);
     req.extensions_mut().insert(ClientAddr(client));
+    if long_poll {
+        req.extensions_mut()
+            .insert(shared.limiter.limits().long_poll_cap());
+    }
     // Through a trusted proxy the connection is shared by many clients;
     // each request holds a slot of its own client address instead.
     let slot = if shared.proxies.contains(peer.ip()) {

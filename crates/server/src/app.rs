@@ -123,6 +123,7 @@ pub fn build_with(service: Service, throttles: ThrottleSettings) -> (Router, Arc
         metrics: api::metrics::handle(),
         openapi: OnceLock::new(),
         throttles: Throttles::new(throttles),
+        waiters: Default::default(),
         listings: Default::default(),
         shutdown: CancellationToken::new(),
     });
@@ -178,6 +179,9 @@ fn spawn_usage_flusher(state: std::sync::Weak<AppState>) {
             }
             if let Err(e) = state.service.flush_consumers().await {
                 tracing::warn!(error = %e, "could not record who holds which versions; will retry");
+            }
+            if let Err(e) = state.service.flush_read_summaries(false).await {
+                tracing::warn!(error = %e, "could not record the counts of repeated reads; will retry");
             }
         }
     });

@@ -185,6 +185,12 @@ pub struct ServeArgs {
     /// address given here that cannot be bound stops the start.
     #[arg(long, env = "TESSERA_METRICS_LISTEN", default_value = DEFAULT_METRICS_LISTEN)]
     pub metrics_listen: MetricsListen,
+
+    /// Warn (log line and the `tessera_data_disk_free_ratio` metric) when
+    /// less than this share of the data directory's disk is free: `N%`;
+    /// `0%` never warns. A full disk stops every write and delivery.
+    #[arg(long, env = "TESSERA_DISK_FREE_WARNING", default_value = crate::disk_space::DEFAULT_FREE_WARNING)]
+    pub disk_free_warning: crate::disk_space::FreeShare,
 }
 
 /// The metrics listener's default address: loopback only.

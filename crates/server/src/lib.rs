@@ -10,6 +10,7 @@
 pub mod api;
 pub mod app;
 pub mod config;
+pub mod disk_space;
 pub mod service;
 
 pub(crate) use tessera_core::{audit, crypto, datadir, domain};

@@ -131,6 +131,16 @@ pub struct ConsumerSeen {
     pub received: Vec<(String, i64, Micros)>,
 }
 
+/// How much the store keeps of one key's consumers: the most recently seen
+/// (ties broken by instance id) while there are at most `consumers` of them
+/// and their versions take at most `versions` rows; the most recently seen
+/// one is always kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConsumerCap {
+    pub consumers: usize,
+    pub versions: usize,
+}
+
 /// Who holds a version of one secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Consumer {
@@ -271,8 +281,11 @@ pub trait HistoryStore {
         seen_before: Micros,
         event: AuditEvent,
     ) -> StoreResult<u64>;
-    /// Records what the delivery routes saw (they authorized each read).
-    async fn record_consumers(&self, seen: Vec<ConsumerSeen>) -> StoreResult<()>;
+    /// Records what the delivery routes saw (they authorized each read),
+    /// then keeps of each key seen only its most recently seen consumers,
+    /// within `cap` (instance ids are the client's choice: they must not
+    /// grow the store).
+    async fn record_consumers(&self, seen: Vec<ConsumerSeen>, cap: ConsumerCap) -> StoreResult<()>;
     /// Who received a version of the team's secret `secret_id`, by version
     /// (newest first), then most recently seen first.
     async fn secret_consumers(

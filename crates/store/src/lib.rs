@@ -44,8 +44,8 @@ pub use audit::{purge_detail, AuditFilter, AuditStore, PurgeReason};
 pub use delivery_pages::{DeliveryPage, DeliveryPageStore};
 pub use error::{StoreError, StoreResult};
 pub use history::{
-    Actor, Consumer, ConsumerSeen, DeletedSecret, Deletion, Destroyed, HistoryStore, SecretHistory,
-    StoredVersion, VersionRecord, WriteHistory, DEFAULT_KEEP_VERSIONS,
+    Actor, Consumer, ConsumerCap, ConsumerSeen, DeletedSecret, Deletion, Destroyed, HistoryStore,
+    SecretHistory, StoredVersion, VersionRecord, WriteHistory, DEFAULT_KEEP_VERSIONS,
 };
 pub use identity::{
     AuthorityOutcome, IdentityStore, NewOrganization, NewTeam, NewUser, TeamDeletion, UserQuery,

@@ -10,7 +10,7 @@ use super::{
 use tessera::domain::consumer_kind::ConsumerKind;
 use tessera::domain::ids::new_id;
 use tessera::store::{
-    Actor, ConsumerSeen, Deletion, Destroyed, DynStore, StoredVersion, WriteHistory,
+    Actor, ConsumerCap, ConsumerSeen, Deletion, Destroyed, DynStore, StoredVersion, WriteHistory,
 };
 
 fn history(keep: i64, destroy: bool, by: &str) -> WriteHistory {
@@ -384,16 +384,16 @@ async fn consumers_record_the_latest_version(store: DynStore) {
     };
     let (t1, t2, t3) = (tick(), tick(), tick());
     store
-        .record_consumers(vec![seen("a", 1, t1), seen("b", 2, t2)])
+        .record_consumers(vec![seen("a", 1, t1), seen("b", 2, t2)], CAP)
         .await
         .unwrap();
     // An older report of "b" arrives late: it does not win.
     store
-        .record_consumers(vec![seen("b", 1, t1)])
+        .record_consumers(vec![seen("b", 1, t1)], CAP)
         .await
         .unwrap();
     store
-        .record_consumers(vec![seen("a", 1, t3)])
+        .record_consumers(vec![seen("a", 1, t3)], CAP)
         .await
         .unwrap();
     let c = store.secret_consumers(&team, &s.id).await.unwrap();
@@ -428,6 +428,82 @@ async fn consumers_record_the_latest_version(store: DynStore) {
     assert_eq!(c[0].instance, "a");
 }
 
+/// Issue 24, finding 4: however many instance ids one key's clients
+/// invent, the store keeps only the key's most recently seen consumers (and
+/// their versions); another key's are untouched.
+async fn consumers_are_capped_per_key(store: DynStore) {
+    let acme = Org::create(&*store, "acme").await;
+    let team = acme.default_access();
+    let s = create_secret(&*store, &team, "s").await.record;
+    let seen = |key: &str, instance: String, at: i64| ConsumerSeen {
+        key_prefix: key.into(),
+        instance,
+        team_id: team.team_id().to_owned(),
+        kind: ConsumerKind::Agent,
+        client: None,
+        seen_at: at,
+        received: vec![(s.id.clone(), 1, at)],
+    };
+    let three = ConsumerCap {
+        consumers: 3,
+        versions: 1000,
+    };
+    store
+        .record_consumers(vec![seen("other001", "stays".into(), tick())], three)
+        .await
+        .unwrap();
+    for round in 0..4 {
+        let batch = (0..5)
+            .map(|i| seen("reader01", format!("r{round}-{i}"), tick()))
+            .collect();
+        store.record_consumers(batch, three).await.unwrap();
+    }
+    let c = store.secret_consumers(&team, &s.id).await.unwrap();
+    let mut got: Vec<(&str, &str)> = c
+        .iter()
+        .map(|c| (c.key_prefix.as_str(), c.instance.as_str()))
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            ("other001", "stays"),
+            ("reader01", "r3-2"),
+            ("reader01", "r3-3"),
+            ("reader01", "r3-4")
+        ]
+    );
+    // A budget of version rows: one each here, so two consumers are left.
+    let two_rows = ConsumerCap {
+        consumers: 100,
+        versions: 2,
+    };
+    store
+        .record_consumers(vec![seen("reader01", "last".into(), tick())], two_rows)
+        .await
+        .unwrap();
+    let c = store.secret_consumers(&team, &s.id).await.unwrap();
+    let mut got: Vec<(&str, &str)> = c
+        .iter()
+        .map(|c| (c.key_prefix.as_str(), c.instance.as_str()))
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            ("other001", "stays"),
+            ("reader01", "last"),
+            ("reader01", "r3-4")
+        ]
+    );
+}
+
+/// A cap that never evicts in these tests.
+const CAP: ConsumerCap = ConsumerCap {
+    consumers: 1000,
+    versions: 100_000,
+};
+
 /// Deleting a team removes its secrets' history too.
 async fn team_deletion_removes_history(store: DynStore) {
     let acme = Org::create(&*store, "acme").await;
@@ -451,6 +527,7 @@ crate::store_tests!(
     deleted_secrets_round_trip,
     purges_remove_secrets_and_versions,
     consumers_record_the_latest_version,
+    consumers_are_capped_per_key,
     the_oldest_deleted_secrets_make_room,
     team_deletion_removes_history,
 );

@@ -21,27 +21,47 @@ impl FromRequestParts<Arc<AppState>> for Caller {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, ApiError> {
-        let client = parts.extensions.get::<ClientAddr>().map(|c| c.0);
-        let header = match parts.headers.get(AUTHORIZATION) {
-            None => None,
-            Some(v) => match v.to_str() {
-                Ok(s) => Some(s),
-                Err(_) => {
-                    return Err(state
-                        .throttles
-                        .auth_failed(client, AuthFailure::MalformedHeader))
-                }
-            },
-        };
-        match state.service.authenticate_detailed(header).await {
-            Ok(principal) => {
-                super::trace::record_caller(&principal.key_prefix);
-                state.throttles.check_key(&principal)?;
-                Ok(Caller(principal))
+        let principal = authenticate(parts, state).await?;
+        state.throttles.check_key(&principal)?;
+        Ok(Caller(principal))
+    }
+}
+
+/// The authenticated caller, whose request rate the handler checks itself
+/// (the runtime scope route: a long poll that waits spends nothing).
+pub struct UnmeteredCaller(pub Arc<Principal>);
+
+impl FromRequestParts<Arc<AppState>> for UnmeteredCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, ApiError> {
+        authenticate(parts, state).await.map(UnmeteredCaller)
+    }
+}
+
+async fn authenticate(parts: &Parts, state: &Arc<AppState>) -> Result<Arc<Principal>, ApiError> {
+    let client = parts.extensions.get::<ClientAddr>().map(|c| c.0);
+    let header = match parts.headers.get(AUTHORIZATION) {
+        None => None,
+        Some(v) => match v.to_str() {
+            Ok(s) => Some(s),
+            Err(_) => {
+                return Err(state
+                    .throttles
+                    .auth_failed(client, AuthFailure::MalformedHeader))
             }
-            Err(AuthError::Refused(reason)) => Err(state.throttles.auth_failed(client, reason)),
-            Err(AuthError::Service(e)) => Err(e.into()),
+        },
+    };
+    match state.service.authenticate_detailed(header).await {
+        Ok(principal) => {
+            super::trace::record_caller(&principal.key_prefix);
+            Ok(principal)
         }
+        Err(AuthError::Refused(reason)) => Err(state.throttles.auth_failed(client, reason)),
+        Err(AuthError::Service(e)) => Err(e.into()),
     }
 }
 

@@ -20,6 +20,7 @@ pub mod throttle;
 pub mod trace;
 pub mod users;
 pub mod views;
+pub mod waiters;
 
 use crate::service::Service;
 use axum::extract::DefaultBodyLimit;
@@ -39,6 +40,8 @@ pub struct AppState {
     pub openapi: OnceLock<String>,
     /// Failed-authentication throttling and per-key rate limits.
     pub throttles: throttle::Throttles,
+    /// Long polls held per read key and client address.
+    pub waiters: waiters::Waiters,
     /// Team listings as last sent, by team revision.
     pub listings: listing_cache::ListingCache,
     /// Cancelled when the server begins to shut down (SIGTERM/SIGINT).

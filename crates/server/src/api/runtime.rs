@@ -8,8 +8,9 @@
 //! with the same `ETag` when nothing changed within the wait.
 
 use super::error::{ApiError, ApiResult, ErrorBody};
-use super::extract::{Caller, PathParams, QueryParams, Reader};
+use super::extract::{Caller, PathParams, QueryParams, Reader, UnmeteredCaller};
 use super::views::Timestamp;
+use super::waiters::{self, LongPollOrigin};
 use super::AppState;
 use crate::service::delivery::{DeliveredSecret, Delivery, Holds, Poll, HOLDS_HEADER, MAX_WAIT};
 use axum::body::{Body, Bytes};
@@ -76,7 +77,8 @@ pub struct WaitQuery {
 pub async fn fetch_secrets(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    caller: Caller,
+    UnmeteredCaller(caller): UnmeteredCaller,
+    origin: LongPollOrigin,
     Reader(mut ctx): Reader,
     QueryParams(q): QueryParams<WaitQuery>,
 ) -> ApiResult<Response> {
@@ -91,15 +93,39 @@ pub async fn fetch_secrets(
     ctx.holds = holds(&headers)?;
     let service = &state.service;
     let delivery = match held {
-        None => Arc::new(service.deliver(&caller.0, &ctx).await?),
+        None => {
+            state.throttles.check_key(&caller)?;
+            Arc::new(service.deliver(&caller, &ctx).await?)
+        }
         Some(held) => {
+            // A long poll spends a token only when it answers at once.
+            let _waiting = if wait.is_zero() {
+                state.throttles.check_key(&caller)?;
+                None
+            } else {
+                let slot = state
+                    .waiters
+                    .enter(&caller.key_prefix, origin.client, origin.cap)
+                    .map_err(waiters::too_many)?;
+                Some(slot)
+            };
             let authorization = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok());
+            let spend = || {
+                if wait.is_zero() {
+                    Ok(())
+                } else {
+                    state.throttles.take_key_token(&caller)
+                }
+            };
             match service
-                .deliver_when_changed(authorization, caller.0, held, wait, &ctx)
+                .deliver_when_changed(authorization, caller.clone(), held, wait, &ctx, spend)
                 .await?
             {
                 Poll::Changed(d) => d,
                 Poll::Unchanged { revision } => return Ok(not_modified(revision)),
+                Poll::RateLimited { retry_after } => {
+                    return Err(state.throttles.key_limited(&caller, retry_after))
+                }
             }
         }
     };

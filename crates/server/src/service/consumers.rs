@@ -5,7 +5,7 @@
 use super::{Service, ServiceResult};
 use crate::domain::consumer_kind::ConsumerKind;
 use crate::domain::time::Micros;
-use crate::store::ConsumerSeen;
+use crate::store::{ConsumerCap, ConsumerSeen};
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -16,6 +16,24 @@ const MAX_PENDING: usize = 10_000;
 /// Consumers whose last delivered revision is remembered, at most (the
 /// memory is cleared when full: it only saves work).
 const MAX_REMEMBERED: usize = 100_000;
+
+/// Consumers remembered per key, at most: the store keeps the most recently
+/// seen this many of each key (evicting the least recently seen), and a
+/// key's new consumers beyond it within one flush are dropped, so that
+/// instance ids chosen by a client grow neither the store nor the memory.
+pub const MAX_CONSUMERS_PER_KEY: usize = 1_000;
+
+/// ...and the versions those consumers are remembered holding (one row per
+/// consumer and secret), at most: a key whose scope is large keeps fewer
+/// consumers (with 100 secrets, the 20 most recently seen). About 250
+/// bytes a row on SQLite, so at most about half a megabyte per key.
+pub const MAX_CONSUMER_VERSIONS_PER_KEY: usize = 2_048;
+
+/// What the store keeps of each key's consumers.
+pub const CONSUMER_CAP: ConsumerCap = ConsumerCap {
+    consumers: MAX_CONSUMERS_PER_KEY,
+    versions: MAX_CONSUMER_VERSIONS_PER_KEY,
+};
 
 // The headers a consumer names itself with, and what an instance id may
 // be: the wire's, shared with the workload client.
@@ -36,6 +54,8 @@ struct Pending {
 #[derive(Default)]
 struct State {
     pending: HashMap<ConsumerKey, Pending>,
+    /// Pending consumers, and the versions they received, per key prefix.
+    pending_per_key: HashMap<String, (usize, usize)>,
     /// The team revision each consumer last received in full: the same
     /// revision again holds the same versions, so only "seen" is new.
     revisions: HashMap<ConsumerKey, i64>,
@@ -74,12 +94,17 @@ impl ConsumerRecorder {
                 state.revisions.insert(key.clone(), revision);
             }
         }
-        let Some(pending) = pending_for(&mut state.pending, key, r) else {
+        let Some(pending) = pending_for(&mut state, key, r) else {
             return;
         };
         if !known {
+            let before = pending.received.len();
             for (id, version) in versions {
                 pending.received.insert(id.to_owned(), (version, r.at));
+            }
+            let added = pending.received.len() - before;
+            if let Some(counts) = state.pending_per_key.get_mut(r.key_prefix) {
+                counts.1 += added;
             }
         }
     }
@@ -100,13 +125,14 @@ impl ConsumerRecorder {
             return;
         };
         let key = (r.key_prefix.to_owned(), r.instance.to_owned());
-        pending_for(&mut state.pending, key, r);
+        pending_for(&mut state, key, r);
     }
 
     fn take(&self) -> Vec<ConsumerSeen> {
         let Ok(mut state) = self.state.lock() else {
             return Vec::new();
         };
+        state.pending_per_key.clear();
         std::mem::take(&mut state.pending)
             .into_iter()
             .map(|((key_prefix, instance), p)| ConsumerSeen {
@@ -141,7 +167,7 @@ impl ConsumerRecorder {
                 return;
             };
             let key = (s.key_prefix.clone(), s.instance.clone());
-            if let Some(pending) = pending_for(&mut state.pending, key, &r) {
+            if let Some(pending) = pending_for(&mut state, key, &r) {
                 for (id, version, at) in s.received {
                     pending.received.entry(id).or_insert((version, at));
                 }
@@ -151,17 +177,24 @@ impl ConsumerRecorder {
 }
 
 /// The pending entry of a consumer, refreshed with this sighting; `None`
-/// when the pending map is full.
+/// when the pending map, or the key's share of it, is full.
 fn pending_for<'p>(
-    pending: &'p mut HashMap<ConsumerKey, Pending>,
+    state: &'p mut State,
     key: ConsumerKey,
     r: &Received<'_>,
 ) -> Option<&'p mut Pending> {
-    if !pending.contains_key(&key) && pending.len() >= MAX_PENDING {
-        metrics::counter!("tessera_consumers_dropped_total").increment(1);
-        return None;
+    if !state.pending.contains_key(&key) {
+        let (consumers, versions) = state.pending_per_key.get(&key.0).copied().unwrap_or((0, 0));
+        if state.pending.len() >= MAX_PENDING
+            || consumers >= MAX_CONSUMERS_PER_KEY
+            || versions >= MAX_CONSUMER_VERSIONS_PER_KEY
+        {
+            metrics::counter!("tessera_consumers_dropped_total").increment(1);
+            return None;
+        }
+        state.pending_per_key.entry(key.0.clone()).or_default().0 += 1;
     }
-    let entry = pending.entry(key).or_default();
+    let entry = state.pending.entry(key).or_default();
     entry.team_id = r.team_id.to_owned();
     entry.kind = r.kind;
     if r.client.is_some() {
@@ -179,7 +212,11 @@ impl Service {
         if seen.is_empty() {
             return Ok(());
         }
-        if let Err(e) = self.store.record_consumers(seen.clone()).await {
+        if let Err(e) = self
+            .store
+            .record_consumers(seen.clone(), CONSUMER_CAP)
+            .await
+        {
             self.consumers.restore(seen);
             return Err(e.into());
         }
@@ -216,6 +253,26 @@ mod tests {
         assert!(second[0].received.is_empty());
         r.received(&at(3, Some(8)), [("s1", 4)].into_iter());
         assert_eq!(r.take()[0].received, vec![("s1".to_owned(), 4, 3)]);
+    }
+
+    #[test]
+    fn one_key_cannot_take_every_pending_slot() {
+        let r = ConsumerRecorder::default();
+        for i in 0..MAX_CONSUMERS_PER_KEY + 50 {
+            let instance = format!("i{i}");
+            r.seen(&Received {
+                instance: &instance,
+                ..at(1, None)
+            });
+        }
+        let other = Received {
+            key_prefix: "k2",
+            ..at(1, None)
+        };
+        r.seen(&other);
+        let taken = r.take();
+        assert_eq!(taken.len(), MAX_CONSUMERS_PER_KEY + 1);
+        assert!(taken.iter().any(|s| s.key_prefix == "k2"));
     }
 
     #[test]

@@ -8,6 +8,7 @@
 use super::audit::Target;
 use super::consumers::Received;
 use super::delivery_stream::{FirstRead, StreamSlot};
+use super::read_fold::Content;
 use super::{Service, ServiceError, ServiceResult, TeamRef};
 use crate::domain::access::{authorize_delivery, delivery_access, DeliveryAccess, Principal};
 use crate::domain::audit_action::AuditAction;
@@ -103,6 +104,9 @@ pub enum Poll {
     Changed(Arc<Delivery>),
     /// Nothing changed within the wait (or the server is shutting down).
     Unchanged { revision: i64 },
+    /// It would have answered at once, but the key's request rate is spent
+    /// (retry after this many seconds).
+    RateLimited { retry_after: u64 },
 }
 
 impl Service {
@@ -134,7 +138,7 @@ impl Service {
     /// grow and move in the same transaction as any change, on every node.
     /// Only ciphertexts are kept; each answer still decrypts.
     /// `current`: the team's revision, when the caller has just read it.
-    async fn sealed_snapshot(
+    pub(super) async fn sealed_snapshot(
         &self,
         grant: &DeliveryAccess,
         current: Option<i64>,
@@ -178,7 +182,7 @@ impl Service {
             .map(|s| self.open_stored(s))
             .collect::<ServiceResult<Vec<_>>>()?;
         Ok(Delivery {
-            revision: snapshot.revision,
+            revision: super::scope_revision::scope_revision(grant, &snapshot),
             secrets,
             rendered: std::sync::OnceLock::new(),
             stream: None,
@@ -249,7 +253,8 @@ impl Service {
     /// `held`, otherwise after `wait` with [`Poll::Unchanged`]. While it
     /// waits it makes no store query; it wakes on a write to its team, on an
     /// identity change (and then re-checks the key: a revoked key ends with
-    /// 401), or on shutdown.
+    /// 401), or on shutdown. `spend` takes one of the key's request tokens
+    /// when it answers at once (a long poll that waits spends none).
     pub async fn deliver_when_changed(
         &self,
         authorization: Option<&str>,
@@ -257,15 +262,22 @@ impl Service {
         held: i64,
         wait: Duration,
         ctx: &ReadContext,
+        spend: impl FnOnce() -> Result<(), u64> + Send,
     ) -> ServiceResult<Poll> {
         let grant = self.delivery_grant(&p).await?;
         // Subscribe before reading the revision, so a write landing between
         // the two still wakes this waiter.
         let mut sub = self.notifier.subscribe(grant.team().team_id());
-        let current = self.store.team_revision(grant.team()).await?;
-        self.note_held(&p, &grant, ctx, current).await?;
+        let team_now = self.store.team_revision(grant.team()).await?;
+        // The scope's revision: the team's, or for a narrowed key one that
+        // moves only with its names (see `scope_revision.rs`).
+        let (current, mut team_at) = self.scope_revision_at(&grant, team_now).await?;
+        self.note_held(&p, &grant, ctx, current, team_at).await?;
         if current != held {
-            let delivery = self.open_snapshot(&grant, Some(current)).await?;
+            if let Err(retry_after) = spend() {
+                return Ok(Poll::RateLimited { retry_after });
+            }
+            let delivery = self.open_snapshot(&grant, Some(team_at)).await?;
             self.record_read(&p, &grant, &delivery.secrets, Some(delivery.revision), ctx)
                 .await?;
             return Ok(Poll::Changed(Arc::new(delivery)));
@@ -273,7 +285,7 @@ impl Service {
         // It still holds what it received: seen now, holding the same.
         self.consumers.seen(&consumer(&p, &grant, ctx, None));
         let deadline = tokio::time::Instant::now() + wait.min(MAX_WAIT);
-        let mut woken_at = held;
+        let woken_at;
         loop {
             if self.notifier.is_shutting_down() {
                 return Ok(Poll::Unchanged { revision: held });
@@ -284,11 +296,22 @@ impl Service {
                     if changed.is_err() {
                         // The team's channel was replaced; nothing was missed
                         // that the final re-read below would not show.
+                        woken_at = team_at;
                         break;
                     }
-                    woken_at = *sub.revision.borrow_and_update();
-                    if woken_at > held {
-                        break;
+                    let published = *sub.revision.borrow_and_update();
+                    if published > team_at {
+                        // The team moved; did the key's scope? A write
+                        // outside it neither wakes nor is recorded.
+                        // Boxed: only a woken waiter pays for this state,
+                        // not every idle one.
+                        let (scope, read_at) =
+                            Box::pin(self.scope_revision_at(&grant, published)).await?;
+                        team_at = team_at.max(read_at);
+                        if scope != held {
+                            woken_at = published;
+                            break;
+                        }
                     }
                 }
                 _ = sub.identity.changed() => {
@@ -312,15 +335,16 @@ impl Service {
     }
 
     /// Records what a client says it holds ([`Holds::Revision`]) when that
-    /// is the current revision: its versions are those of the team's
-    /// current snapshot (read only when this consumer was not already
-    /// known to hold it).
+    /// is the current scope revision (`team_at` is the team's): its
+    /// versions are those of the team's current snapshot (read only when
+    /// this consumer was not already known to hold it).
     async fn note_held(
         &self,
         p: &Principal,
         grant: &DeliveryAccess,
         ctx: &ReadContext,
         current: i64,
+        team_at: i64,
     ) -> ServiceResult<()> {
         if ctx.holds != Some(Holds::Revision(current)) {
             return Ok(());
@@ -330,7 +354,7 @@ impl Service {
             return Ok(());
         }
         // Names and versions only: never a large team's values.
-        if let Some(versions) = self.scope_versions(grant, current).await? {
+        if let Some(versions) = self.scope_versions(grant, team_at).await? {
             self.consumers
                 .received(&holder, versions.iter().map(|(id, v)| (id.as_str(), *v)));
         }
@@ -365,8 +389,10 @@ impl Service {
     }
 
     /// The record of one read that returned values: who, which names and
-    /// versions, when, from where. Never a value or a fingerprint. Its audit
-    /// event is durable before this returns: no value is sent unrecorded.
+    /// versions, when, from where. Never a value or a fingerprint. The
+    /// first read of a content by a key is an audit event, durable before
+    /// this returns (no value is sent unrecorded); later reads of the same
+    /// content are counted (see `read_fold.rs`).
     pub async fn record_read(
         &self,
         p: &Principal,
@@ -386,22 +412,59 @@ impl Service {
         }
         // No team label: its values would grow with tenants, and show them.
         metrics::counter!("tessera_runtime_reads_total").increment(1);
-        tracing::info!(
-            target: "tessera::audit",
-            action = AuditAction::SecretsRead.as_str(),
-            key_prefix = %p.key_prefix,
-            team_id,
-            secrets = %NamesAndVersions(secrets),
-            client = ctx.client.as_deref().unwrap_or("-"),
-            instance = ctx.instance.as_deref().unwrap_or("-"),
-            "runtime read"
-        );
-        if !self.limits.audit_log {
-            return Ok(());
+        let content = match (secrets, revision) {
+            ([one], None) => Content::One(one.id.clone(), one.version),
+            (_, revision) => Content::Scope(revision.unwrap_or(-1)),
+        };
+        let cell = self.read_fold.read(&p.key_prefix, team_id, content.clone());
+        let appended = std::sync::atomic::AtomicBool::new(false);
+        cell.get_or_try_init(|| async {
+            appended.store(true, std::sync::atomic::Ordering::Relaxed);
+            tracing::info!(
+                target: "tessera::audit",
+                action = AuditAction::SecretsRead.as_str(),
+                key_prefix = %p.key_prefix,
+                team_id,
+                secrets = %NamesAndVersions(secrets),
+                client = ctx.client.as_deref().unwrap_or("-"),
+                instance = ctx.instance.as_deref().unwrap_or("-"),
+                "runtime read"
+            );
+            if !self.limits.audit_log {
+                return Ok::<_, ServiceError>(());
+            }
+            let event = self.read_event(p, grant, secrets, revision, ctx);
+            self.store.append_audit(vec![event.clone()]).await?;
+            self.read_fold
+                .recorded(&p.key_prefix, team_id, content.clone(), event);
+            Ok(())
+        })
+        .await?;
+        if !appended.load(std::sync::atomic::Ordering::Relaxed) {
+            tracing::debug!(
+                target: "tessera::audit",
+                key_prefix = %p.key_prefix,
+                team_id,
+                client = ctx.client.as_deref().unwrap_or("-"),
+                instance = ctx.instance.as_deref().unwrap_or("-"),
+                "runtime read of content already recorded (counted)"
+            );
+            self.read_fold.repeated(&p.key_prefix, team_id, content);
         }
-        // A scope's read names the team revision it returned (which fixes
-        // every name and version in the key's scope); one secret's, its
-        // version.
+        Ok(())
+    }
+
+    /// The audit event of a read: a scope's names the scope revision it
+    /// returned (which fixes every name and version in the key's scope);
+    /// one secret's, its version.
+    fn read_event(
+        &self,
+        p: &Principal,
+        grant: &DeliveryAccess,
+        secrets: &[DeliveredSecret],
+        revision: Option<i64>,
+        ctx: &ReadContext,
+    ) -> crate::audit::event::AuditEvent {
         let (target, mut detail) = match (secrets, revision) {
             ([one], None) => (
                 Target::of(&one.id, &one.name),
@@ -418,16 +481,13 @@ impl Service {
         if let Some(instance) = &ctx.instance {
             detail["instance"] = instance.as_str().into();
         }
-        let detail = Some(detail.to_string());
-        let event = self.event(
+        self.event(
             p,
             AuditAction::SecretsRead,
             Some(grant.team()),
             target,
-            detail,
-        );
-        self.store.append_audit(vec![event]).await?;
-        Ok(())
+            Some(detail.to_string()),
+        )
     }
 
     /// Applies what another node changed (see [`crate::store::Store::listen`]).

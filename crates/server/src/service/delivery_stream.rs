@@ -111,6 +111,10 @@ impl Service {
         for attempt in 1..=ATTEMPTS {
             let (revision, records) = self.store.delivery_records(grant).await?;
             if revision == first.revision {
+                // The answer's revision (its ETag) is the key's scope's;
+                // the cursor checks each page against the team's.
+                let scope =
+                    super::scope_revision::scope_revision_of_records(grant, revision, &records);
                 let secrets = records
                     .into_iter()
                     .filter(|r| grant.allows(&r.canonical_name))
@@ -136,7 +140,7 @@ impl Service {
                     first: Some(first.secrets),
                 };
                 return Ok(Delivery::streamed(
-                    revision,
+                    scope,
                     secrets,
                     StreamSlot {
                         claimed: AtomicBool::new(false),

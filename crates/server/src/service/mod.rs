@@ -17,6 +17,8 @@ pub mod directory;
 pub mod history;
 pub mod keys;
 pub mod notify;
+pub mod read_fold;
+mod scope_revision;
 pub mod secrets;
 pub mod team_admin;
 pub mod teams;
@@ -202,6 +204,8 @@ pub struct Service {
     secret_ids: cache::TtlCache<(String, String), String>,
     usage: usage::UsageRecorder,
     consumers: consumers::ConsumerRecorder,
+    /// Reads of content already recorded, counted (see `read_fold.rs`).
+    read_fold: read_fold::ReadFold,
     fingerprints: Fingerprinter,
     /// Fingerprints already computed, by (secret id, version, version id):
     /// the value of a secret's version never changes, so neither does its
@@ -212,6 +216,9 @@ pub struct Service {
     /// while the team's revision reads the same (see `delivery.rs`).
     sealed_snapshots: cache::TtlCache<String, crate::store::Snapshot>,
     notifier: notify::Notifier,
+    /// Snapshots being read for waiters woken together (see
+    /// `scope_revision.rs`).
+    snapshot_flight: scope_revision::SnapshotFlight,
     /// Deliveries being built for waiters woken together, by (key prefix,
     /// revision they were woken at).
     building: std::sync::Mutex<std::collections::HashMap<(String, i64), SharedBuild>>,
@@ -255,6 +262,7 @@ impl Service {
             secret_ids: cache::TtlCache::with_capacity(SECRET_ID_TTL, 200_000),
             usage: usage::UsageRecorder::default(),
             consumers: consumers::ConsumerRecorder::default(),
+            read_fold: read_fold::ReadFold::default(),
             fingerprints,
             notifier: notify::Notifier::default(),
             known_fingerprints: cache::TtlCache::new(SECRET_ID_TTL),
@@ -263,6 +271,7 @@ impl Service {
                 delivery::MAX_KEPT_SNAPSHOTS,
             ),
             building: Default::default(),
+            snapshot_flight: Default::default(),
             bulk_pages: Default::default(),
         }
     }

@@ -8,8 +8,8 @@ use super::secrets::{bump_revision, check_added_bytes, plaintext_bytes};
 use super::{bounded, PostgresStore};
 use crate::audit::{about_secret, purge_events, PurgeReason, Purged};
 use crate::history::{
-    consumer_row, current_version, deleted_row, version_row, CONSUMER_COLUMNS, DELETED_COLUMNS,
-    KEPT_ON_DELETE, NAME_TAKEN, VERSION_COLUMNS,
+    consumer_row, current_version, deleted_row, version_row, ConsumerCap, CONSUMER_COLUMNS,
+    DELETED_COLUMNS, KEPT_ON_DELETE, NAME_TAKEN, VERSION_COLUMNS,
 };
 use crate::identity::TEAM_GONE;
 use crate::row::width;
@@ -329,7 +329,11 @@ impl HistoryStore for PostgresStore {
     }
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
-    async fn record_consumers(&self, mut seen: Vec<ConsumerSeen>) -> StoreResult<()> {
+    async fn record_consumers(
+        &self,
+        mut seen: Vec<ConsumerSeen>,
+        cap: ConsumerCap,
+    ) -> StoreResult<()> {
         // A stable order keeps two nodes' flushes from locking rows in
         // opposite orders.
         seen.sort_by(|a, b| (&a.key_prefix, &a.instance).cmp(&(&b.key_prefix, &b.instance)));
@@ -337,6 +341,10 @@ impl HistoryStore for PostgresStore {
             (vec![], vec![], vec![], vec![], vec![], vec![]);
         let (mut v_secret, mut v_prefix, mut v_instance, mut v_version, mut v_at) =
             (vec![], vec![], vec![], vec![], vec![]);
+        let mut keys: Vec<String> = seen.iter().map(|s| s.key_prefix.clone()).collect();
+        keys.dedup();
+        let consumers = i64::try_from(cap.consumers).unwrap_or(i64::MAX);
+        let versions = i64::try_from(cap.versions).unwrap_or(i64::MAX);
         for s in seen {
             let mut received = s.received;
             received.sort();
@@ -386,6 +394,34 @@ impl HistoryStore for PostgresStore {
             .bind(&v_instance)
             .bind(&v_version)
             .bind(&v_at)
+            .execute(&mut *tx)
+            .await?;
+            // Least recently seen first out; ties broken by instance so
+            // every node evicts alike.
+            sqlx::query(
+                "WITH old AS (
+                     SELECT key_prefix, instance FROM (
+                         SELECT c.key_prefix, c.instance,
+                                row_number() OVER w AS n,
+                                sum(coalesce(v.n, 0)) OVER w AS rows_so_far
+                         FROM consumers c
+                         LEFT JOIN (SELECT key_prefix, instance, count(*) AS n
+                                    FROM consumer_versions WHERE key_prefix = ANY($1)
+                                    GROUP BY key_prefix, instance) v
+                             ON v.key_prefix = c.key_prefix AND v.instance = c.instance
+                         WHERE c.key_prefix = ANY($1)
+                         WINDOW w AS (PARTITION BY c.key_prefix
+                                      ORDER BY c.last_seen_at DESC, c.instance
+                                      ROWS UNBOUNDED PRECEDING)) ranked
+                     WHERE n > 1 AND (n > $2 OR rows_so_far > $3)),
+                 gone AS (DELETE FROM consumer_versions v USING old
+                          WHERE v.key_prefix = old.key_prefix AND v.instance = old.instance)
+                 DELETE FROM consumers c USING old
+                 WHERE c.key_prefix = old.key_prefix AND c.instance = old.instance",
+            )
+            .bind(&keys)
+            .bind(consumers)
+            .bind(versions)
             .execute(&mut *tx)
             .await?;
             tx.commit().await?;

@@ -7,8 +7,8 @@ use super::writer::in_savepoint;
 use super::SqliteStore;
 use crate::audit::{about_secret, if_changed, purge_events, PurgeReason, Purged};
 use crate::history::{
-    consumer_row, current_version, deleted_row, version_row, CONSUMER_COLUMNS, DELETED_COLUMNS,
-    KEPT_ON_DELETE, NAME_TAKEN, VERSION_COLUMNS,
+    consumer_row, current_version, deleted_row, version_row, ConsumerCap, CONSUMER_COLUMNS,
+    DELETED_COLUMNS, KEPT_ON_DELETE, NAME_TAKEN, VERSION_COLUMNS,
 };
 use crate::identity::TEAM_GONE;
 use crate::row::width;
@@ -339,7 +339,7 @@ impl HistoryStore for SqliteStore {
     }
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
-    async fn record_consumers(&self, seen: Vec<ConsumerSeen>) -> StoreResult<()> {
+    async fn record_consumers(&self, seen: Vec<ConsumerSeen>, cap: ConsumerCap) -> StoreResult<()> {
         self.writer
             .write(move |c| {
                 let mut consumer = c.prepare_cached(
@@ -369,6 +369,37 @@ impl HistoryStore for SqliteStore {
                     ])?;
                     for (secret_id, v, at) in &s.received {
                         version.execute(params![secret_id, s.key_prefix, s.instance, v, at])?;
+                    }
+                }
+                // Least recently seen first out; ties broken by instance so
+                // every node evicts alike. The consumers go first, then the
+                // versions no consumer holds any more.
+                let keys: std::collections::BTreeSet<&str> =
+                    seen.iter().map(|s| s.key_prefix.as_str()).collect();
+                let consumers = i64::try_from(cap.consumers).unwrap_or(i64::MAX);
+                let versions = i64::try_from(cap.versions).unwrap_or(i64::MAX);
+                let mut evict = c.prepare_cached(
+                    "DELETE FROM consumers WHERE key_prefix = ?1 AND instance IN (
+                         SELECT instance FROM (
+                             SELECT c.instance,
+                                    row_number() OVER w AS n,
+                                    sum(coalesce(v.n, 0)) OVER w AS rows_so_far
+                             FROM consumers c
+                             LEFT JOIN (SELECT instance, count(*) AS n FROM consumer_versions
+                                        WHERE key_prefix = ?1 GROUP BY instance) v
+                                 ON v.instance = c.instance
+                             WHERE c.key_prefix = ?1
+                             WINDOW w AS (ORDER BY c.last_seen_at DESC, c.instance
+                                          ROWS UNBOUNDED PRECEDING))
+                         WHERE n > 1 AND (n > ?2 OR rows_so_far > ?3))",
+                )?;
+                let mut orphans = c.prepare_cached(
+                    "DELETE FROM consumer_versions WHERE key_prefix = ?1 AND instance NOT IN
+                         (SELECT instance FROM consumers WHERE key_prefix = ?1)",
+                )?;
+                for key in &keys {
+                    if evict.execute(params![key, consumers, versions])? > 0 {
+                        orphans.execute(params![key])?;
                     }
                 }
                 Ok(())

@@ -9,8 +9,10 @@ use clap::Args;
 pub struct ThrottleArgs {
     /// Request rate per API key, by key type: `TYPE=RATE,...` with RATE as
     /// N/s, N/min or N/h, `*` for every other type, e.g.
-    /// `PERSONAL=50/s,*=200/s`. Default: off.
-    #[arg(long, env = "TESSERA_RATE_LIMIT", default_value = "off", value_parser = parse_rate_table)]
+    /// `PERSONAL=50/s,*=200/s`; `off` for none. The default limits read
+    /// keys only (a long poll that waits does not count); a table given
+    /// here replaces it.
+    #[arg(long, env = "TESSERA_RATE_LIMIT", default_value = super::DEFAULT_KEY_RATES, value_parser = parse_rate_table)]
     pub rate_limit: RateTable,
 
     /// Failed authentications allowed per client address (N/s, N/min or

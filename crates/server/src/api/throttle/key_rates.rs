@@ -73,6 +73,10 @@ impl KeyRates {
         }
     }
 
+    pub fn rate_for(&self, ty: KeyType) -> Option<Rate> {
+        self.table.rate_for(ty)
+    }
+
     /// `Err(seconds)` when the key has used up its rate.
     pub fn check(&self, p: &Principal) -> Result<(), u64> {
         let Some(rate) = self.table.rate_for(p.key_type) else {
@@ -120,5 +124,22 @@ mod tests {
         assert!("NOPE=1/s".parse::<RateTable>().is_err());
         assert!("PERSONAL".parse::<RateTable>().is_err());
         assert!("PERSONAL=fast".parse::<RateTable>().is_err());
+    }
+
+    #[test]
+    fn by_default_only_read_keys_are_limited() {
+        let t: RateTable = crate::api::throttle::DEFAULT_KEY_RATES.parse().unwrap();
+        assert_eq!(
+            t.rate_for(KeyType::WorkspaceReadSecrets),
+            Some(Rate {
+                count: 6000,
+                per: std::time::Duration::from_secs(60)
+            })
+        );
+        assert_eq!(t.rate_for(KeyType::Personal), None);
+        assert_eq!(
+            crate::api::throttle::ThrottleSettings::default().key_rates,
+            t
+        );
     }
 }

@@ -25,11 +25,18 @@ pub struct ThrottleSettings {
 
 pub const DEFAULT_AUTH_FAILURE_BUDGET: &str = "60/min";
 
+/// The default `--rate-limit`: read keys only, at a rate no real fleet
+/// reaches (a long poll that waits does not count, so an agent spends one
+/// token per change it receives and one at start; a fleet of 6,000 that
+/// restarts at once, or 100 restarts a second, fits), while one key can no
+/// longer read at full speed for ever.
+pub const DEFAULT_KEY_RATES: &str = "WORKSPACE_READ_SECRETS=6000/min";
+
 impl Default for ThrottleSettings {
     fn default() -> Self {
         Self {
             auth_failure_budget: DEFAULT_AUTH_FAILURE_BUDGET.parse().ok(),
-            key_rates: RateTable::default(),
+            key_rates: DEFAULT_KEY_RATES.parse().unwrap_or_default(),
         }
     }
 }
@@ -65,7 +72,31 @@ impl Throttles {
     pub fn check_key(&self, p: &Principal) -> Result<(), ApiError> {
         self.key_rates
             .check(p)
-            .map_err(|secs| rate_limited("request rate limit of this API key exceeded", secs))
+            .map_err(|secs| self.key_limited(p, secs))
+    }
+
+    /// Spends one of the key's tokens: `Err(seconds until one is back)`.
+    pub fn take_key_token(&self, p: &Principal) -> Result<(), u64> {
+        self.key_rates.check(p)
+    }
+
+    /// The 429 of a key that has used up its rate.
+    pub fn key_limited(&self, p: &Principal, retry_after: u64) -> ApiError {
+        let rate = self
+            .key_rates
+            .rate_for(p.key_type)
+            .map_or_else(String::new, |r| format!(" ({r} for {} keys", p.key_type));
+        let why = if rate.is_empty() {
+            String::new()
+        } else if p.key_type == crate::domain::types::KeyType::WorkspaceReadSecrets {
+            format!("{rate}; long polls that wait do not count)")
+        } else {
+            format!("{rate})")
+        };
+        rate_limited(
+            &format!("request rate limit of this API key exceeded{why}; retry in {retry_after} s"),
+            retry_after,
+        )
     }
 
     /// Periodic upkeep: pending log lines, forgetting idle state.
