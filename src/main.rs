@@ -12,19 +12,5 @@ async fn main() -> std::process::ExitCode {
     tessera::telemetry::init_logging();
     tessera::telemetry::install_panic_hook();
     let cli = Cli::parse();
-    match run(cli).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => match e.downcast_ref::<tessera::cli::Exit>() {
-            Some(exit) => {
-                if let Some(m) = &exit.message {
-                    eprintln!("tessera: {m}");
-                }
-                std::process::ExitCode::from(exit.code)
-            }
-            None => {
-                eprintln!("tessera: {e:#}");
-                std::process::ExitCode::FAILURE
-            }
-        },
-    }
+    tessera::workload::exit_status("tessera", run(cli).await)
 }

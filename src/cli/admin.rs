@@ -3,6 +3,7 @@
 //! decides permissions exactly as for any other client.
 
 use super::remote::{Output, Remote, RemoteArgs};
+use crate::wire::management::NewApiKeyView;
 use clap::Subcommand;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -207,7 +208,10 @@ pub enum KeyCommand {
 fn print_key(remote: &Remote, v: &Value) {
     match remote.output {
         Output::Json => println!("{v}"),
-        Output::Text | Output::Id => println!("{}", v["api_key"].as_str().unwrap_or_default()),
+        Output::Text | Output::Id => {
+            let key = serde_json::from_value::<NewApiKeyView>(v.clone()).map(|k| k.api_key);
+            println!("{}", key.unwrap_or_default())
+        }
     }
 }
 

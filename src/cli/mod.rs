@@ -1,23 +1,23 @@
-//! The `tessera` command line: one module per subcommand.
+//! The `tessera` command line: one module per subcommand (`agent` and
+//! `run` come from `tessera_workload`).
 
 pub mod admin;
-pub mod agent;
 pub mod audit;
-pub mod backoff;
 pub mod checkpoint_export;
-pub mod health;
 pub mod init;
-pub mod link;
 pub mod migrate;
 pub mod org;
 pub mod preflight;
 pub mod remote;
-pub mod run;
-pub mod runtime_client;
 pub mod secret_history;
 pub mod secrets;
 pub mod serve;
-pub mod signals;
+
+// `tessera agent` and `tessera run` are the workload crate's code, the same
+// the `tessera-workload` binary runs; re-exported under their old names.
+pub use tessera_workload::{
+    agent, backoff, health, http, link, run, runtime_client, signals, Exit,
+};
 
 use crate::config::{ServeArgs, StoreArgs};
 use clap::{Parser, Subcommand};
@@ -92,25 +92,6 @@ pub enum Command {
     /// Run a command with a workload key's secrets in its environment.
     Run(run::RunArgs),
 }
-
-/// An exit status a command chose (`tessera run --watch` exits with its
-/// child's), with an optional message for standard error.
-#[derive(Debug)]
-pub struct Exit {
-    pub code: u8,
-    pub message: Option<String>,
-}
-
-impl std::fmt::Display for Exit {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.message {
-            Some(m) => f.write_str(m),
-            None => write!(f, "exit status {}", self.code),
-        }
-    }
-}
-
-impl std::error::Error for Exit {}
 
 #[derive(Debug, Subcommand)]
 pub enum OrgCommand {

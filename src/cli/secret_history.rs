@@ -4,6 +4,7 @@
 
 use super::admin::seg;
 use super::remote::Remote;
+use crate::wire::management::TeamsView;
 use anyhow::bail;
 use clap::Subcommand;
 use reqwest::Method;
@@ -72,14 +73,16 @@ async fn team_id(r: &Remote, team: Option<String>) -> anyhow::Result<String> {
     if let Some(t) = team {
         return Ok(t);
     }
-    let teams = r.call(Method::GET, "/v1/teams", None).await?;
-    let list = teams["teams"].as_array().cloned().unwrap_or_default();
-    let chosen = list
-        .iter()
-        .find(|t| t["default"] == Value::Bool(true))
-        .or(if list.len() == 1 { list.first() } else { None });
-    match chosen.and_then(|t| t["id"].as_str()) {
-        Some(id) => Ok(id.to_owned()),
+    let list = r.call(Method::GET, "/v1/teams", None).await?;
+    let list = serde_json::from_value::<TeamsView>(list)
+        .map(|t| t.teams)
+        .unwrap_or_default();
+    let chosen =
+        list.iter()
+            .find(|t| t.default)
+            .or(if list.len() == 1 { list.first() } else { None });
+    match chosen {
+        Some(team) => Ok(team.id.clone()),
         None => bail!("cannot tell which team you mean; pass --team TEAM_ID"),
     }
 }

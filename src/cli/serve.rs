@@ -11,7 +11,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let metrics_listener = bind_metrics(args.metrics_listen).await?;
     let Started { service, lock } = start_up(&args.store).await?;
     let backend = service.backend();
-    let (router, state) = crate::app::build_with(service, args.net.throttle_settings());
+    let (router, state) = crate::app::build_with(service, args.throttle.throttle_settings());
     let exporter = start_checkpoint_export(&args, &state)?;
     let metrics = metrics_listener.map(|l| serve_metrics(l, &state));
     crate::disk_space::spawn_watch(args.store.data_dir.clone(), args.disk_free_warning);

@@ -581,10 +581,8 @@ async fn an_empty_scope_is_called_out(storage: Storage) {
             Some(serde_json::json!({"type": "WORKSPACE_READ_SECRETS", "name": "good"})),
         )
         .await
-        .ok()["api_key"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+        .json::<tessera::wire::management::NewApiKeyView>()
+        .api_key;
     let out = once(&env, &good, &tmp.path().join("good"), "good");
     assert!(
         out.status.success() && !stderr(&out).contains(loud),

@@ -175,10 +175,8 @@ async fn identity_and_key_changes_are_events(app: TestApp) {
             json!({"type": "WORKSPACE_INVOKE", "name": "ci"}),
         )
         .await
-        .ok()["api_key"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+        .json::<tessera::wire::management::NewApiKeyView>()
+        .api_key;
     let prefix = key.split('.').next().unwrap().to_owned();
     app.delete(&format!("/v1/api_keys/{prefix}")).await.ok();
     app.delete(&format!("/v1/users/{user}")).await.ok();

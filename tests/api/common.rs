@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 use tessera::crypto::Keyring;
 use tessera::service::{bootstrap, Limits, Service};
+use tessera::wire::error::ErrorReply;
+use tessera::wire::management::{NewApiKeyView, TeamsView};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -181,16 +183,28 @@ impl Resp {
         self.body
     }
 
+    /// Asserts a 200 with a JSON body and reads it as the wire type `T`
+    /// (the type the server writes: a renamed field fails to compile or to
+    /// parse here).
+    #[track_caller]
+    pub fn json<T: serde::de::DeserializeOwned>(self) -> T {
+        let text = self.text.clone();
+        let value = self.ok();
+        match serde_json::from_value(value) {
+            Ok(t) => t,
+            Err(e) => panic!("body is not a {}: {e}: {text}", std::any::type_name::<T>()),
+        }
+    }
+
     /// Asserts an error status with the JSON error body and returns its message.
     #[track_caller]
     pub fn err(self, status: u16, code: &str) -> String {
         assert_eq!(self.status.as_u16(), status, "body: {}", self.text);
         assert_eq!(self.content_type, "application/json", "body: {}", self.text);
-        assert_eq!(self.body["code"], code, "body: {}", self.text);
-        self.body["message"]
-            .as_str()
-            .expect("message is a string")
-            .to_owned()
+        let reply: ErrorReply = serde_json::from_value(self.body)
+            .unwrap_or_else(|e| panic!("not an error body ({e}): {}", self.text));
+        assert_eq!(reply.code, code, "body: {}", self.text);
+        reply.message
     }
 }
 
@@ -370,23 +384,18 @@ impl TestApp {
             serde_json::json!({}),
         )
         .await
-        .ok()["api_key"]
-            .as_str()
-            .unwrap()
-            .to_owned()
+        .json::<NewApiKeyView>()
+        .api_key
     }
 
     pub async fn default_team_id(&self) -> String {
-        let teams = self.get("/v1/teams").await.ok();
-        teams["teams"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|t| t["default"] == true)
-            .expect("a default team")["id"]
-            .as_str()
-            .unwrap()
-            .to_owned()
+        let teams: TeamsView = self.get("/v1/teams").await.json();
+        teams
+            .teams
+            .into_iter()
+            .find(|t| t.default)
+            .expect("a default team")
+            .id
     }
 
     /// A new WORKSPACE_READ_SECRETS key of `team` (as the admin).
@@ -395,10 +404,8 @@ impl TestApp {
         let body = serde_json::json!({"type": "WORKSPACE_READ_SECRETS", "name": name});
         self.post(&format!("/v1/teams/{team}/api_keys"), body)
             .await
-            .ok()["api_key"]
-            .as_str()
-            .unwrap()
-            .to_owned()
+            .json::<NewApiKeyView>()
+            .api_key
     }
 
     /// Opens a secret's latest value through the service (never via HTTP).

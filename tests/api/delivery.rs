@@ -30,10 +30,8 @@ async fn reader_key(app: &TestApp, team: &str, names: Option<Vec<&str>>) -> Stri
     }
     app.post(&format!("/v1/teams/{team}/api_keys"), body)
         .await
-        .ok()["api_key"]
-        .as_str()
-        .unwrap()
-        .to_owned()
+        .json::<tessera::wire::management::NewApiKeyView>()
+        .api_key
 }
 
 async fn put(app: &TestApp, team: &str, name: &str, value: &str) {
@@ -258,10 +256,11 @@ async fn key_creation_rules(app: TestApp) {
         } else {
             json!({"type": ty})
         };
-        let ws = app.post("/v1/api_keys", body).await.ok()["api_key"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let ws = app
+            .post("/v1/api_keys", body)
+            .await
+            .json::<tessera::wire::management::NewApiKeyView>()
+            .api_key;
         let msg = app
             .as_key(
                 &ws,

@@ -291,10 +291,10 @@ async fn keys_created_by_a_deleted_user_are_revoked_with_it(app: TestApp) {
         let path = format!("/v1/teams/{team}/api_keys");
         let app = &app;
         async move {
-            app.as_key(&key, Method::POST, &path, Some(body)).await.ok()["api_key"]
-                .as_str()
-                .unwrap()
-                .to_owned()
+            app.as_key(&key, Method::POST, &path, Some(body))
+                .await
+                .json::<tessera::wire::management::NewApiKeyView>()
+                .api_key
         }
     };
     // Ana's team key, and a key that team key created (also Ana's doing).
@@ -321,10 +321,8 @@ async fn keys_created_by_a_deleted_user_are_revoked_with_it(app: TestApp) {
             Some(json!({})),
         )
         .await
-        .ok()["api_key"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+        .json::<tessera::wire::management::NewApiKeyView>()
+        .api_key;
     app.delete(&format!("/v1/users/{minter}")).await.ok();
     app.as_key(&bos, Method::GET, "/v1/users/me", None)
         .await
@@ -543,10 +541,8 @@ async fn keys_of_a_deleted_user_are_refused_on_every_node() {
     let personal = c
         .post(0, &format!("/v1/users/{uid}/api_keys"), json!({}))
         .await
-        .ok()["api_key"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+        .json::<tessera::wire::management::NewApiKeyView>()
+        .api_key;
     let hers = c
         .req(
             1,
@@ -556,10 +552,8 @@ async fn keys_of_a_deleted_user_are_refused_on_every_node() {
             Some(json!({"type": "WORKSPACE_MANAGE_ALL"})),
         )
         .await
-        .ok()["api_key"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+        .json::<tessera::wire::management::NewApiKeyView>()
+        .api_key;
     let write = |node: usize| {
         c.req(
             node,

@@ -45,10 +45,8 @@ async fn team_create_rename_delete(app: TestApp) {
             json!({"type": "WORKSPACE_MANAGE_ALL"}),
         )
         .await
-        .ok()["api_key"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+        .json::<tessera::wire::management::NewApiKeyView>()
+        .api_key;
     let msg = app
         .delete(&format!("/v1/teams/{id}"))
         .await

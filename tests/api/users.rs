@@ -96,10 +96,8 @@ async fn user_management(app: TestApp) {
             json!({"name": "first"}),
         )
         .await
-        .ok()["api_key"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+        .json::<tessera::wire::management::NewApiKeyView>()
+        .api_key;
     let me = app
         .as_key(&key, Method::GET, "/v1/users/me", None)
         .await

@@ -19,10 +19,8 @@ async fn reader_key(c: &Cluster) -> String {
         json!({"type": "WORKSPACE_READ_SECRETS", "name": canary("reader")}),
     )
     .await
-    .ok()["api_key"]
-        .as_str()
-        .unwrap()
-        .to_owned()
+    .json::<tessera::wire::management::NewApiKeyView>()
+    .api_key
 }
 
 /// Starts a long poll on `node` holding `etag`; resolves to the answer and
