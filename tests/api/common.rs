@@ -388,6 +388,19 @@ impl TestApp {
         .api_key
     }
 
+    /// Waits until `n` long polls wait on `team`'s changes (a write made
+    /// after this wakes them), failing after 10 s.
+    pub async fn wait_for_waiters(&self, team: &str, n: usize) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while self.state.service.waiters(team) < n {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{n} waiter(s) on team {team} never registered"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+
     pub async fn default_team_id(&self) -> String {
         let teams: TeamsView = self.get("/v1/teams").await.json();
         teams

@@ -288,7 +288,7 @@ async fn large_scope_is_streamed_intact(app: TestApp) {
     };
     let waiting = poll(2);
     let outside = async {
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        app.wait_for_waiters(&team, 1).await;
         put(&app, "s_003", 1000).await.ok();
     };
     let (r, ()) = tokio::join!(waiting, outside);

@@ -35,6 +35,31 @@ async fn reader(app: &TestApp, team: &str, names: Option<&[&str]>) -> String {
         .to_owned()
 }
 
+/// A runtime answer: (status, ETag, body).
+type Answer = (StatusCode, Option<String>, Value);
+
+/// A long poll of `scope` holding `etag`, waiting up to `wait` seconds, in
+/// its own task: (status, ETag, body) and how long it took.
+fn spawn_poll(
+    app: &TestApp,
+    scope: &str,
+    key: &str,
+    etag: &str,
+    wait: u64,
+) -> tokio::task::JoinHandle<(Answer, Duration)> {
+    let (http, url, key, etag) = (
+        app.http.clone(),
+        format!("{scope}?wait={wait}"),
+        key.to_owned(),
+        etag.to_owned(),
+    );
+    tokio::spawn(async move {
+        let t = Instant::now();
+        let r = get(&http, &url, &key, &[("If-None-Match", &etag)]).await;
+        (r, t.elapsed())
+    })
+}
+
 /// A runtime GET: (status, ETag, body).
 async fn get(
     http: &reqwest::Client,
@@ -185,21 +210,8 @@ async fn a_narrowed_keys_revision_moves_only_with_its_scope(app: TestApp) {
     assert_eq!(again.as_deref(), Some(etag.as_str()));
     let reads = reads_of(&app, &key).await.len();
     // An out-of-scope write while it waits: it waits on to the end.
-    let waiter = {
-        let (http, scope, key, etag) = (app.http.clone(), scope.clone(), key.clone(), etag.clone());
-        tokio::spawn(async move {
-            let t = Instant::now();
-            let r = get(
-                &http,
-                &format!("{scope}?wait=3"),
-                &key,
-                &[("If-None-Match", &etag)],
-            )
-            .await;
-            (r, t.elapsed())
-        })
-    };
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let waiter = spawn_poll(&app, &scope, &key, &etag, 3);
+    app.wait_for_waiters(&team, 1).await;
     put(&app.url, &app.http, &app.admin_key, &team, "outside").await;
     let ((status, same, _), took) = waiter.await.unwrap();
     assert_eq!(status, StatusCode::NOT_MODIFIED);
@@ -207,21 +219,8 @@ async fn a_narrowed_keys_revision_moves_only_with_its_scope(app: TestApp) {
     assert!(took >= Duration::from_millis(2900), "woken after {took:?}");
     assert_eq!(reads_of(&app, &key).await.len(), reads, "no read recorded");
     // An in-scope write wakes it at once, with a new ETag.
-    let waiter = {
-        let (http, scope, key, etag) = (app.http.clone(), scope.clone(), key.clone(), etag.clone());
-        tokio::spawn(async move {
-            let t = Instant::now();
-            let r = get(
-                &http,
-                &format!("{scope}?wait=30"),
-                &key,
-                &[("If-None-Match", &etag)],
-            )
-            .await;
-            (r, t.elapsed())
-        })
-    };
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let waiter = spawn_poll(&app, &scope, &key, &etag, 30);
+    app.wait_for_waiters(&team, 1).await;
     put(&app.url, &app.http, &app.admin_key, &team, "inside").await;
     let ((status, moved, body), took) = waiter.await.unwrap();
     assert_eq!(status, StatusCode::OK);
@@ -390,7 +389,23 @@ async fn a_nearly_full_data_disk_is_warned_of() {
     }
     // The default (10%) does not warn on a disk with room.
     let (_s, quiet, _admin) = serve(&[]).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Once the check has run (its gauge is out), it would have warned.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let metrics = http
+            .get(format!("{}/metrics", quiet.metrics_url()))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if metrics.contains("tessera_data_disk_free_ratio ") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the disk check never ran");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let (free, total) = tessera::disk_space::free_space(std::path::Path::new("/tmp")).unwrap();
     if free * 10 > total {
         assert!(!quiet.log_text().contains("DATA DISK NEARLY FULL"));

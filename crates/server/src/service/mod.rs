@@ -348,6 +348,12 @@ impl Service {
         Ok(team)
     }
 
+    /// How many long polls wait on a team's changes now: a signal that a
+    /// waiter is registered (a write after it wakes it).
+    pub fn waiters(&self, team_id: &str) -> usize {
+        self.notifier.waiters(team_id)
+    }
+
     /// Forgets cached identity data after a local change (teams, members,
     /// users, keys), so this node applies it on the next request, and has
     /// long-polling workloads re-check their keys.

@@ -85,6 +85,12 @@ impl Notifier {
         }
     }
 
+    /// How many waiters are subscribed to a team's changes now.
+    pub fn waiters(&self, team_id: &str) -> usize {
+        let teams = self.teams.lock().unwrap_or_else(|e| e.into_inner());
+        teams.get(team_id).map_or(0, |tx| tx.receiver_count())
+    }
+
     /// Teams that have waiters now.
     pub fn watched_teams(&self) -> Vec<String> {
         let teams = self.teams.lock().unwrap_or_else(|e| e.into_inner());
