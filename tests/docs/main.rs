@@ -511,3 +511,30 @@ fn nothing_started_by_an_example_outlives_its_document() {
         );
     }
 }
+
+/// The README's first command, `cargo run --release -- serve`, names no
+/// binary: with the workspace's two (`tessera`, `tessera-workload`) Cargo
+/// must be told which one it means, or the command fails before building.
+#[test]
+fn the_readme_start_command_picks_the_server_binary() {
+    let out = std::process::Command::new(env!("CARGO"))
+        .args(["metadata", "--no-deps", "--format-version", "1", "--locked"])
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    assert!(readme.contains("cargo run --release -- serve"));
+    let root_package = meta["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "tessera")
+        .unwrap();
+    assert_eq!(root_package["default_run"], "tessera", "{root_package}");
+}
