@@ -3,8 +3,6 @@
 //! the PostgreSQL named by `TESSERA_TEST_DATABASE_URL`), plus helpers to run
 //! the real `tessera` binary.
 
-#![allow(dead_code)]
-
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use std::io::Write;

@@ -3,7 +3,12 @@
 //! contract through the `Store` trait). Each test runs against SQLite and,
 //! when `TESSERA_TEST_DATABASE_URL` is set, PostgreSQL.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test fails loudly where it cannot go on"
+)]
 
 mod common;
 mod workload;
@@ -49,6 +54,7 @@ mod remanence;
 mod run;
 mod sdk;
 mod secrets;
+mod settings;
 mod startup;
 mod team_admin;
 mod teams;

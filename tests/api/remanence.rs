@@ -76,7 +76,7 @@ impl std::hash::Hasher for RandomKeyHasher {
         self.0
     }
     fn write(&mut self, _: &[u8]) {
-        unreachable!("only u64 keys")
+        panic!("only u64 keys")
     }
     fn write_u64(&mut self, n: u64) {
         self.0 = n;

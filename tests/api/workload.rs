@@ -3,8 +3,6 @@
 //! where its clients expect it), management calls as the admin, and the
 //! real binary as a long-running process with its log in a file.
 
-#![allow(dead_code)]
-
 use crate::common::{to_resp, Resp, ServerProcess, Storage, BIN};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;

@@ -18,7 +18,7 @@ pub async fn open_service(args: &StoreArgs) -> anyhow::Result<Service> {
     if args.sqlite_in_data_dir() {
         crate::datadir::ensure_data_dir(&args.data_dir)?;
     }
-    let store = store::open(&args.database_url())
+    let store = store::open_with(&args.database_url(), &args.open_options())
         .await
         .context("opening the store")?;
     let source = args.master_key_source();

@@ -19,6 +19,11 @@ pub struct StoreArgs {
     #[arg(long, env = "TESSERA_DATABASE_URL")]
     pub database_url: Option<String>,
 
+    /// Most connections this node opens to PostgreSQL (on demand; closed
+    /// after 60 s idle). Ignored for SQLite.
+    #[arg(long, env = "TESSERA_PG_MAX_CONNECTIONS", default_value_t = crate::store::DEFAULT_PG_MAX_CONNECTIONS, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub pg_max_connections: u32,
+
     /// File holding the 32-byte master key (raw or base64). Default:
     /// `TESSERA_MASTER_KEY` (base64) if set, else `<data-dir>/master.key`,
     /// created on first start.
@@ -111,6 +116,13 @@ impl StoreArgs {
         self.database_url
             .clone()
             .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("tessera.db").display()))
+    }
+
+    /// How the store is opened.
+    pub fn open_options(&self) -> crate::store::OpenOptions {
+        crate::store::OpenOptions {
+            pg_max_connections: self.pg_max_connections,
+        }
     }
 
     /// The SQLite database file, when the store is SQLite.
