@@ -164,7 +164,7 @@ struct Started {
 /// the admin key of a new store.
 async fn start_up(args: &StoreArgs) -> anyhow::Result<Started> {
     // Every refusal that can be known now, before anything changes.
-    super::preflight::check(args).await?;
+    let key = super::preflight::check(args).await?;
     let lock = match args.sqlite_path() {
         Some(db) => {
             if args.sqlite_in_data_dir() {
@@ -178,7 +178,7 @@ async fn start_up(args: &StoreArgs) -> anyhow::Result<Started> {
         }
         None => None,
     };
-    let service = crate::app::open_service(args).await?;
+    let service = crate::app::open_service_with_key(args, key).await?;
     if service.organization_count().await? == 0 {
         match service.create_organization("default").await {
             Ok(token) => {

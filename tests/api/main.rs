@@ -41,6 +41,7 @@ mod history;
 mod isolation;
 mod keys;
 mod large_fetch;
+mod master_key_command;
 mod multinode;
 mod names;
 mod net;

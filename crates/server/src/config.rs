@@ -1,5 +1,6 @@
 //! Settings from flags and their `TESSERA_*` environment equivalents.
 
+use crate::crypto::key_command::KeyCommand;
 use crate::crypto::master_key::MasterKeySource;
 use crate::service::Limits;
 use clap::Args;
@@ -29,6 +30,26 @@ pub struct StoreArgs {
     /// created on first start.
     #[arg(long, env = "TESSERA_MASTER_KEY_FILE")]
     pub master_key_file: Option<PathBuf>,
+
+    /// A command whose standard output is the master key: 32 raw bytes, or
+    /// their base64 text (a trailing newline is trimmed). Split into words
+    /// as a shell would, run without one; its output and error text are
+    /// never logged.
+    #[arg(
+        long,
+        env = "TESSERA_MASTER_KEY_COMMAND",
+        conflicts_with = "master_key_file"
+    )]
+    pub master_key_command: Option<String>,
+
+    /// Seconds the master key command may run before it is stopped.
+    #[arg(long, env = "TESSERA_MASTER_KEY_COMMAND_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub master_key_command_timeout: u64,
+
+    /// Environment variables the master key command receives besides PATH
+    /// and HOME (comma-separated names).
+    #[arg(long, env = "TESSERA_MASTER_KEY_COMMAND_ENV", value_delimiter = ',')]
+    pub master_key_command_env: Vec<String>,
 
     /// Largest accepted secret value, in bytes.
     #[arg(long, env = "TESSERA_MAX_VALUE_BYTES", default_value_t = crate::domain::secret_value::DEFAULT_MAX_VALUE_BYTES)]
@@ -144,6 +165,13 @@ impl StoreArgs {
                 path: path.clone(),
                 create: false,
             };
+        }
+        if let Some(line) = &self.master_key_command {
+            return MasterKeySource::Command(KeyCommand {
+                line: line.clone(),
+                timeout: std::time::Duration::from_secs(self.master_key_command_timeout),
+                pass_env: self.master_key_command_env.clone(),
+            });
         }
         if let Ok(inline) = std::env::var("TESSERA_MASTER_KEY") {
             if !inline.is_empty() {
