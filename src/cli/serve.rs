@@ -10,6 +10,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let listener = bind(args.listen).await?;
     let metrics_listener = bind_metrics(args.metrics_listen).await?;
     let Started { service, lock } = start_up(&args.store).await?;
+    warn_key_beside_reachable_data(&args.store, listener.local_addr()?);
     let backend = service.backend();
     let (router, state) = crate::app::build_with(service, args.throttle.throttle_settings());
     let exporter = start_checkpoint_export(&args, &state)?;
@@ -98,6 +99,33 @@ fn start_checkpoint_export(
         stop.clone(),
     ));
     Ok(Some((stop, task)))
+}
+
+/// Warns when the master key file sits inside the data directory while the
+/// server listens beyond this machine: a copy of that directory (a backup,
+/// a volume snapshot) is then a copy of every value. On loopback the
+/// default layout is the two-command start on a laptop, and stays quiet.
+fn warn_key_beside_reachable_data(args: &StoreArgs, addr: SocketAddr) {
+    if addr.ip().is_loopback() {
+        return;
+    }
+    let crate::crypto::master_key::MasterKeySource::File { path, .. } = args.master_key_source()
+    else {
+        return;
+    };
+    let inside = match (path.canonicalize(), args.data_dir.canonicalize()) {
+        (Ok(key), Ok(dir)) => key.starts_with(dir),
+        _ => false,
+    };
+    if inside {
+        tracing::warn!(
+            path = %path.display(),
+            %addr,
+            "the master key file is inside the data directory and the server listens beyond this \
+             machine: a copy of the data directory is a copy of every value; keep the key apart \
+             (--master-key-file elsewhere, or --master-key-command)"
+        );
+    }
 }
 
 /// Binds the listening socket first, before anything touches the data

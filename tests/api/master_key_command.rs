@@ -116,3 +116,33 @@ fn a_hanging_command_is_stopped() {
     assert!(stderr.contains("did not finish within 1 s"), "{stderr}");
     assert!(started.elapsed() < std::time::Duration::from_secs(30));
 }
+
+/// The key file inside the data directory on a server others can reach is
+/// warned of at start; on loopback (the laptop start), or with the key kept
+/// elsewhere, it is not.
+#[test]
+fn a_key_beside_reachable_data_is_warned_of() {
+    const WARNING: &str = "the master key file is inside the data directory";
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let reachable = ServerProcess::start_on("0.0.0.0:0", &data, &[], &[]).unwrap();
+    let log = reachable.log_text();
+    assert_eq!(reachable.terminate(), Some(0));
+    assert!(log.contains(WARNING), "{log}");
+
+    // The warning comes before "listening", which came before ready.
+    let local = ServerProcess::start(&data, &[], &[]).unwrap();
+    let log = local.log_text();
+    assert_eq!(local.terminate(), Some(0));
+    assert!(log.contains("listening") && !log.contains(WARNING), "{log}");
+
+    let apart = dir.path().join("master.key");
+    std::fs::copy(data.join("master.key"), &apart).unwrap();
+    let apart_arg = apart.display().to_string();
+    let elsewhere =
+        ServerProcess::start_on("0.0.0.0:0", &data, &["--master-key-file", &apart_arg], &[])
+            .unwrap();
+    let log = elsewhere.log_text();
+    assert_eq!(elsewhere.terminate(), Some(0));
+    assert!(log.contains("listening") && !log.contains(WARNING), "{log}");
+}
