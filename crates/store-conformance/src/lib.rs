@@ -16,7 +16,12 @@
 //! service does. Nothing is added to the library for the tests.
 //!
 //! This is test code: a failed expectation panics, which fails the case.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a case fails loudly where it cannot go on"
+)]
 
 pub mod audit;
 pub mod events;
