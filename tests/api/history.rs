@@ -8,7 +8,6 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use std::time::Duration;
 use tessera::service::Limits;
-use tessera::wire::runtime::SecretItem;
 
 async fn put(app: &TestApp, team: &str, name: &str, value: &str) -> Value {
     app.post(
@@ -100,11 +99,8 @@ async fn restoring_makes_an_earlier_value_current_again(app: TestApp) {
     put(&app, &team, "token", &new).await;
     let key = app.reader_key(&team).await;
     assert_eq!(
-        fetch_as(&app, &key, "a1", "token")
-            .await
-            .json::<SecretItem<String>>()
-            .value,
-        new
+        fetch_as(&app, &key, "a1", "token").await.ok()["value"],
+        new.as_str()
     );
     let restored = app
         .post(
@@ -264,10 +260,7 @@ async fn consumers_show_who_holds_which_version(app: TestApp) {
     let key = app.reader_key(&team).await;
     put(&app, &team, "api-token", "first").await;
     assert_eq!(
-        fetch_as(&app, &key, "host-a", "api-token")
-            .await
-            .json::<SecretItem<String>>()
-            .version,
+        fetch_as(&app, &key, "host-a", "api-token").await.ok()["version"],
         1
     );
     put(&app, &team, "api-token", "second").await;
