@@ -14,7 +14,7 @@ use tempfile::TempDir;
 use tessera::crypto::Keyring;
 use tessera::service::{bootstrap, Limits, Service};
 use tessera::wire::error::ErrorReply;
-use tessera::wire::management::{NewApiKeyView, TeamsView};
+use tessera::wire::management::{NewApiKeyView, TeamsView, UserAdminInfo};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -369,10 +369,10 @@ impl TestApp {
     /// Creates a user in the organization (as its admin) from a
     /// `POST /v1/users` body; the user's id.
     pub async fn new_user(&self, body: Value) -> String {
-        self.post("/v1/users", body).await.ok()["user_id"]
-            .as_str()
-            .unwrap()
-            .to_owned()
+        self.post("/v1/users", body)
+            .await
+            .json::<UserAdminInfo>()
+            .user_id
     }
 
     /// Mints a personal key for a user (as the organization's admin); the key.

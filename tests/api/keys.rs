@@ -3,6 +3,7 @@
 use crate::common::{assert_utc_z, TestApp};
 use reqwest::Method;
 use serde_json::json;
+use tessera::wire::management::TeamView;
 
 fn prefix_of(key: &str) -> &str {
     key.split('.').next().unwrap()
@@ -182,10 +183,11 @@ async fn listing_filters_and_owner(app: TestApp) {
 
 async fn creation_validation_rules(app: TestApp) {
     let team = app.default_team_id().await;
-    let other = app.post("/v1/teams", json!({"name": "other"})).await.ok()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let other = app
+        .post("/v1/teams", json!({"name": "other"}))
+        .await
+        .json::<TeamView>()
+        .id;
     let cases: Vec<(String, serde_json::Value, &str)> = vec![
         (
             "/v1/api_keys".into(),

@@ -10,6 +10,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 use tessera::service::{Limits, Quotas};
+use tessera::wire::management::{NewApiKeyView, TeamView};
 
 /// A quota of 1,000 bytes of values per team.
 const QUOTA: i64 = 1000;
@@ -135,10 +136,11 @@ async fn value_bytes_quota_counts_current_values(app: TestApp) {
     assert_room(&app, 100).await;
 
     // Another team counts its own.
-    let other = app.post("/v1/teams", json!({"name": "other"})).await.ok()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let other = app
+        .post("/v1/teams", json!({"name": "other"}))
+        .await
+        .json::<TeamView>()
+        .id;
     app.post(
         &format!("/v1/teams/{other}/secrets"),
         json!({"name": "x", "value": value(1000)}),
@@ -255,10 +257,8 @@ async fn large_scope_is_streamed_intact(app: TestApp) {
                    "secret_names": ["s_001", "s_039"]}),
         )
         .await
-        .ok()["api_key"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+        .json::<NewApiKeyView>()
+        .api_key;
     let (_, body, _) = fetch(&app, &narrowed).await;
     let names: Vec<&str> = body["secrets"]
         .as_array()
@@ -399,10 +399,11 @@ async fn small_fetches_answered_beside_large_ones(app: TestApp) {
     let team = app.default_team_id().await;
     let big_key = app.reader_key(&team).await;
     fill(&app, 40, 1000).await;
-    let other = app.post("/v1/teams", json!({"name": "small"})).await.ok()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let other = app
+        .post("/v1/teams", json!({"name": "small"}))
+        .await
+        .json::<TeamView>()
+        .id;
     app.post(
         &format!("/v1/teams/{other}/secrets"),
         json!({"name": "tiny", "value": "t"}),

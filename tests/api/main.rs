@@ -1,6 +1,7 @@
 //! Black-box tests over real HTTP, compiled into one test binary, and one
-//! conformance suite below HTTP (`conformance/`: every store method's
-//! contract through the `Store` trait). Each test runs against SQLite and,
+//! conformance suite below HTTP (`conformance.rs` runs the kit in
+//! `crates/store-conformance`: every store method's contract through the
+//! `Store` trait). Each test runs against SQLite and,
 //! when `TESSERA_TEST_DATABASE_URL` is set, PostgreSQL.
 
 #![expect(

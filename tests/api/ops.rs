@@ -4,6 +4,7 @@ use crate::common::{canary, TestApp};
 use reqwest::Method;
 use serde_json::json;
 use std::collections::BTreeSet;
+use tessera::wire::management::TeamView;
 
 /// Every route Tessera serves. Adding a route means adding it here, and the
 /// test below proves the generated document lists it.
@@ -153,10 +154,11 @@ async fn metrics_have_their_own_listener_and_no_tenant_labels(app: TestApp) {
         .await
         .err(404, "NOT_FOUND");
     let team = app.default_team_id().await;
-    let other = app.post("/v1/teams", json!({"name": "other"})).await.ok()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let other = app
+        .post("/v1/teams", json!({"name": "other"}))
+        .await
+        .json::<TeamView>()
+        .id;
     for t in [&team, &other] {
         let key = app.reader_key(t).await;
         app.as_key(&key, Method::GET, "/runtime/v1/secrets", None)

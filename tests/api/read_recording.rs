@@ -10,6 +10,7 @@ use crate::common::{canary, Backend, ServerProcess, Storage, TestApp};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
+use tessera::wire::management::NewApiKeyView;
 
 async fn put(app_url: &str, http: &reqwest::Client, admin: &str, team: &str, name: &str) {
     let r = http
@@ -29,10 +30,8 @@ async fn reader(app: &TestApp, team: &str, names: Option<&[&str]>) -> String {
     }
     app.post(&format!("/v1/teams/{team}/api_keys"), body)
         .await
-        .ok()["api_key"]
-        .as_str()
-        .unwrap()
-        .to_owned()
+        .json::<NewApiKeyView>()
+        .api_key
 }
 
 /// A runtime answer: (status, ETag, body).

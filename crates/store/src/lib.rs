@@ -21,8 +21,8 @@
 //! the database was created with a bytewise collation (`C`, `C.UTF-8`), as
 //! `docs/operations-postgres.md` asks. Cursors compare with the same
 //! collation as the ordering, so pages are complete either way. The
-//! conformance suite (`tests/api/conformance`) checks every contract here on
-//! both engines.
+//! conformance kit (`crates/store-conformance`, run by `tests/api/conformance.rs`)
+//! checks every contract here on both engines.
 
 pub mod postgres;
 pub mod sqlite;
