@@ -11,6 +11,7 @@
 )]
 
 mod common;
+mod engines;
 mod workload;
 
 mod agent;

@@ -187,7 +187,8 @@ async fn writes_abandoned_mid_commit_leave_the_chain_usable(store: DynStore) {
     }
 }
 
-crate::store_tests!(
+crate::on_both_engines!(
+    crate::conformance::open =>
     writes_abandoned_mid_commit_leave_the_chain_usable,
     appended_events_read_back_in_order,
     pruning_keeps_the_latest_anchor,

@@ -40,4 +40,4 @@ async fn listen_hears_revisions(store: DynStore) {
     panic!("no event heard for the team's writes");
 }
 
-crate::store_tests!(ping_and_backend, listen_hears_revisions);
+crate::on_both_engines!(crate::conformance::open => ping_and_backend, listen_hears_revisions);

@@ -520,7 +520,8 @@ async fn team_deletion_removes_history(store: DynStore) {
     assert!(store.deleted_secrets(&team).await.unwrap().is_empty());
 }
 
-crate::store_tests!(
+crate::on_both_engines!(
+    crate::conformance::open =>
     updates_keep_previous_versions,
     destroy_previous_clears_earlier_ciphertexts,
     destroy_one_version,

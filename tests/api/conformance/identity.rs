@@ -599,7 +599,8 @@ async fn delete_user_and_its_keys(store: DynStore) {
     acme.new_user(&*store, "u@example.com").await;
 }
 
-crate::store_tests!(
+crate::on_both_engines!(
+    crate::conformance::open =>
     organization_bootstrap,
     lookups_of_unknown_ids_are_none,
     teams_names_quota_order_rename,

@@ -89,7 +89,8 @@ async fn wrapped_key_race_one_wins(store: DynStore) {
     assert_eq!((kek_id, wrapped), (format!("kek-{i}"), vec![i; 16]));
 }
 
-crate::store_tests!(
+crate::on_both_engines!(
+    crate::conformance::open =>
     first_kek_is_recorded_once,
     first_kek_race_keeps_one,
     wrapped_key_first_stands,

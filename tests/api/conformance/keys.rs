@@ -411,7 +411,8 @@ async fn touch_records_latest_use(store: DynStore) {
     store.touch_api_keys(vec![]).await.unwrap();
 }
 
-crate::store_tests!(
+crate::on_both_engines!(
+    crate::conformance::open =>
     insert_and_find,
     names_unique_per_scope,
     quota_per_scope,

@@ -35,39 +35,6 @@ use tessera::store::{
     StoreError,
 };
 
-/// Declares each listed `async fn name(store: DynStore)` as a test on both
-/// engines: `…::sqlite::name` and `…::postgres::name` (announced as skipped
-/// when no PostgreSQL is configured). The storage outlives the body.
-#[macro_export]
-macro_rules! store_tests {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let (_storage, store) =
-                        $crate::conformance::open($crate::common::Backend::Sqlite).await.unwrap();
-                    super::$name(store).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    match $crate::conformance::open($crate::common::Backend::Postgres).await {
-                        Some((_storage, store)) => super::$name(store).await,
-                        None => $crate::common::announce_skip(
-                            concat!(module_path!(), "::", stringify!($name)),
-                            "TESSERA_TEST_DATABASE_URL is not set",
-                        ),
-                    }
-                }
-            )*
-        }
-    };
-}
-
 /// A fresh, migrated store; `None` when the engine is not configured.
 pub async fn open(backend: crate::common::Backend) -> Option<(crate::common::Storage, DynStore)> {
     let storage = crate::common::Storage::new(backend).await?;

@@ -471,7 +471,8 @@ async fn snapshots_are_of_one_instant(store: DynStore) {
     }
 }
 
-crate::store_tests!(
+crate::on_both_engines!(
+    crate::conformance::open =>
     creates_of_one_name_one_wins,
     updates_of_one_secret_all_apply,
     deletes_of_one_secret_one_wins,

@@ -480,7 +480,8 @@ async fn sorted_revisions(store: &dyn Store, ids: Vec<String>) -> Vec<(String, i
     r
 }
 
-crate::store_tests!(
+crate::on_both_engines!(
+    crate::conformance::open =>
     create_then_update,
     stale_expectations_change_nothing,
     quota_counts_new_secrets_per_team,

@@ -140,7 +140,8 @@ async fn concurrent_growth_stays_within_the_quota(store: DynStore) {
     );
 }
 
-crate::store_tests!(
+crate::on_both_engines!(
+    crate::conformance::open =>
     over_a_lowered_quota_only_growth_is_refused,
     concurrent_growth_stays_within_the_quota,
 );
