@@ -43,7 +43,7 @@ impl<G, A> Fixture for (G, A) {
 /// A setup is anything callable as `setup(Backend)` that returns a future
 /// of `Option<impl Fixture>` (`None`: the engine is not configured), e.g.
 /// `TestApp::start`, `Storage::new`, or a closure; the setup is evaluated
-/// inside the generated modules, which see the calling module's items.
+/// inside the generated tests, which see the calling module's items.
 ///
 /// ```ignore
 /// crate::on_both_engines!(TestApp::start => first_test, second_test);
@@ -59,29 +59,29 @@ macro_rules! on_both_engines {
     };
     ($($name:ident: $setup:expr),+ $(,)?) => {
         mod sqlite {
-            #[allow(unused_imports)]
-            use super::*;
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
+                    // The setup and the test resolve in the calling module
+                    // (the glob is always used: it names the test).
+                    use super::*;
                     let fixture = ($setup)($crate::common::Backend::Sqlite)
                         .await
                         .expect("SQLite is always available");
                     let (_guard, arg) = $crate::engines::Fixture::split(fixture);
-                    super::$name(arg).await;
+                    $name(arg).await;
                 }
             )+
         }
         mod postgres {
-            #[allow(unused_imports)]
-            use super::*;
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
+                    use super::*;
                     match ($setup)($crate::common::Backend::Postgres).await {
                         Some(fixture) => {
                             let (_guard, arg) = $crate::engines::Fixture::split(fixture);
-                            super::$name(arg).await;
+                            $name(arg).await;
                         }
                         None => $crate::common::announce_skip(
                             concat!(module_path!(), "::", stringify!($name)),

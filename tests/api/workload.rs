@@ -10,10 +10,6 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::Duration;
-
-/// How long a test waits for an expected state before failing.
-pub const DEADLINE: Duration = crate::common::WAIT;
 
 /// A server the test can stop and start again on the same address.
 pub struct Env {
