@@ -489,7 +489,8 @@ async fn org_admins_page_through_their_events(app: TestApp) {
     }
 }
 
-crate::app_tests!(
+crate::on_both_engines!(
+    crate::common::TestApp::start =>
     org_admins_page_through_their_events,
     changes_and_reads_are_chained_events,
     identity_and_key_changes_are_events,

@@ -374,7 +374,8 @@ fn collect_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
     }
 }
 
-crate::storage_tests!(
+crate::on_both_engines!(
+    crate::common::Storage::new =>
     first_start_restart_and_graceful_shutdown,
     wrong_master_key_is_refused_with_both_ids,
     init_and_org_create_print_only_the_key,

@@ -242,4 +242,4 @@ async fn quotas_postgres() {
     }
 }
 
-crate::app_tests!(large_listings_are_complete_and_streamed);
+crate::on_both_engines!(crate::common::TestApp::start => large_listings_are_complete_and_streamed);

@@ -328,7 +328,7 @@ async fn long_poll_answers_after_a_write_and_not_before(app: TestApp) {
             (r.status(), Instant::now())
         })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.wait_for_waiters(&team, 1).await;
     put(&app, &other_team, "b", "2").await;
     let (status, _) = poll.await.unwrap();
     assert_eq!(status, StatusCode::NOT_MODIFIED);
@@ -349,7 +349,7 @@ async fn long_poll_answers_after_a_write_and_not_before(app: TestApp) {
             (crate::common::to_resp(r).await, at)
         })
     };
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    app.wait_for_waiters(&team, 1).await;
     assert!(!poll.is_finished(), "the waiter answered before any write");
     let value = canary("polled");
     let written_at = Instant::now();
@@ -420,7 +420,7 @@ async fn revoking_the_key_or_deleting_its_team_ends_its_waiters(app: TestApp) {
                 (crate::common::to_resp(r).await, Instant::now())
             })
         };
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        app.wait_for_waiters(&team, 1).await;
         let done_at = Instant::now();
         match how {
             "revoke" => {
@@ -443,7 +443,8 @@ async fn revoking_the_key_or_deleting_its_team_ends_its_waiters(app: TestApp) {
     }
 }
 
-crate::app_tests!(
+crate::on_both_engines!(
+    crate::common::TestApp::start =>
     values_arrive_exactly,
     fingerprints_are_stable_and_only_on_runtime_routes,
     narrowed_keys_see_only_their_names,

@@ -183,7 +183,8 @@ async fn team_name_filter_is_decoded(app: TestApp) {
     );
 }
 
-crate::app_tests!(
+crate::on_both_engines!(
+    crate::common::TestApp::start =>
     name_rules_each_have_a_message,
     body_errors_name_the_problem,
     oversized_body_is_413,

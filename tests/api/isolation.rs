@@ -74,4 +74,4 @@ async fn organizations_are_isolated(app: TestApp) {
     assert_eq!(their_org["name"], "globex");
 }
 
-crate::app_tests!(organizations_are_isolated);
+crate::on_both_engines!(crate::common::TestApp::start => organizations_are_isolated);

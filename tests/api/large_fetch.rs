@@ -5,7 +5,7 @@
 //! under is cut short, never completed with values of two revisions); small
 //! requests are answered while large answers are in flight.
 
-use crate::common::{Backend, TestApp};
+use crate::common::TestApp;
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -24,37 +24,6 @@ fn limits(value_bytes: i64, page: usize) -> Limits {
         delivery_page_bytes: page,
         ..Limits::default()
     }
-}
-
-/// Runs `$name(app)` on both engines with `$limits`.
-macro_rules! with_limits {
-    ($($name:ident: $limits:expr),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let app = TestApp::start_with(Backend::Sqlite, $limits).await.unwrap();
-                    super::$name(app).await;
-                }
-            )*
-            use super::*;
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    match TestApp::start_with(Backend::Postgres, $limits).await {
-                        Some(app) => super::$name(app).await,
-                        None => crate::common::announce_skip(
-                            concat!(module_path!(), "::", stringify!($name)),
-                            "TESSERA_TEST_DATABASE_URL is not set",
-                        ),
-                    }
-                }
-            )*
-            use super::*;
-        }
-    };
 }
 
 fn value(n: usize) -> String {
@@ -530,12 +499,12 @@ async fn migration_counts_existing_values(app: TestApp) {
     assert_eq!(counted(&app, &team).await, 550);
 }
 
-with_limits!(
-    migration_counts_existing_values: Limits::default(),
-    value_bytes_quota_counts_current_values: limits(QUOTA, 4096),
-    large_scope_is_streamed_intact: limits(64 << 20, 4096),
-    interrupted_answer_is_never_complete: limits(64 << 20, 4096),
-    small_fetches_answered_beside_large_ones: limits(64 << 20, 4096),
+crate::on_both_engines!(
+    migration_counts_existing_values: |b| TestApp::start_with(b, Limits::default()),
+    value_bytes_quota_counts_current_values: |b| TestApp::start_with(b, limits(QUOTA, 4096)),
+    large_scope_is_streamed_intact: |b| TestApp::start_with(b, limits(64 << 20, 4096)),
+    interrupted_answer_is_never_complete: |b| TestApp::start_with(b, limits(64 << 20, 4096)),
+    small_fetches_answered_beside_large_ones: |b| TestApp::start_with(b, limits(64 << 20, 4096)),
 );
 
 /// The client side: an answer whose body ends early (as a streamed answer

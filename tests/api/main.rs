@@ -12,6 +12,7 @@
 )]
 
 mod common;
+mod engines;
 mod workload;
 
 mod agent;

@@ -90,7 +90,7 @@ async fn the_commands_key_opens_the_store_across_restarts(storage: Storage) {
     assert!(!err.contains("certainly-not"), "{err}");
 }
 
-crate::storage_tests!(the_commands_key_opens_the_store_across_restarts);
+crate::on_both_engines!(Storage::new => the_commands_key_opens_the_store_across_restarts);
 
 /// A command that hangs is stopped after its timeout and the start fails.
 #[test]

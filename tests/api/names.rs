@@ -127,7 +127,8 @@ async fn emails_are_compared_case_insensitively(app: TestApp) {
         .ok();
 }
 
-crate::app_tests!(
+crate::on_both_engines!(
+    crate::common::TestApp::start =>
     names_refuse_invisible_characters,
     names_are_compared_in_nfc,
     emails_are_compared_case_insensitively,

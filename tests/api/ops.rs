@@ -139,7 +139,8 @@ async fn openapi_lists_every_route_the_router_serves(app: TestApp) {
         .is_none());
 }
 
-crate::app_tests!(
+crate::on_both_engines!(
+    crate::common::TestApp::start =>
     health_and_readiness,
     metrics_use_route_templates_only,
     metrics_have_their_own_listener_and_no_tenant_labels,

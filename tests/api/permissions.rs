@@ -457,4 +457,4 @@ async fn permission_matrix(app: TestApp) {
     );
 }
 
-crate::app_tests!(permission_matrix);
+crate::on_both_engines!(crate::common::TestApp::start => permission_matrix);

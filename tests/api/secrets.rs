@@ -220,7 +220,8 @@ async fn list_orders_by_name_and_shows_only_metadata(app: TestApp) {
     }
 }
 
-crate::app_tests!(
+crate::on_both_engines!(
+    crate::common::TestApp::start =>
     upsert_creates_then_updates_keeping_id_and_created_at,
     alias_spellings_are_one_secret_and_keep_the_first_spelling,
     delete_accepts_any_spelling_then_404s,

@@ -185,7 +185,8 @@ async fn memberships_grant_and_withdraw_access(app: TestApp) {
     .err(400, "INVALID_REQUEST");
 }
 
-crate::app_tests!(
+crate::on_both_engines!(
+    crate::common::TestApp::start =>
     team_create_rename_delete,
     memberships_grant_and_withdraw_access
 );

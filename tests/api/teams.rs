@@ -53,4 +53,4 @@ async fn me_routes(app: TestApp) {
     assert!(org["org_id"].is_string());
 }
 
-crate::app_tests!(teams_list_filter_and_get, me_routes);
+crate::on_both_engines!(crate::common::TestApp::start => teams_list_filter_and_get, me_routes);

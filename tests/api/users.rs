@@ -135,4 +135,4 @@ async fn user_management(app: TestApp) {
         .err(404, "NOT_FOUND");
 }
 
-crate::app_tests!(user_directory_pages, user_management);
+crate::on_both_engines!(crate::common::TestApp::start => user_directory_pages, user_management);
