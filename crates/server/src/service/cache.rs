@@ -242,4 +242,51 @@ mod tests {
         }
         assert!(c.capacity() >= budget);
     }
+
+    /// The fingerprint cache's budget holds a full fetch of a team at the
+    /// secrets quota beside other teams' fingerprints, evicting none.
+    #[test]
+    fn fingerprints_of_a_team_at_quota_evict_no_other_team() {
+        type Version = (String, i64, Option<String>);
+        let c: TtlCache<Version, String> = TtlCache::with_budget(
+            Duration::from_secs(3600),
+            super::super::FINGERPRINTS_BUDGET_BYTES,
+            super::super::SMALL_ENTRY_BYTES,
+        );
+        let version = |team: usize, i: usize| -> Version {
+            (
+                format!("sec_{team:04}{i:018}"),
+                1,
+                Some(format!("ver_{i:022}")),
+            )
+        };
+        let fingerprint = || Arc::new("f".repeat(43));
+        for t in 1..=100 {
+            for i in 0..50 {
+                c.put(version(t, i), fingerprint());
+            }
+        }
+        for _ in 0..2 {
+            for i in 0..10_000 {
+                if c.get(&version(0, i)).is_none() {
+                    c.put(version(0, i), fingerprint());
+                }
+            }
+        }
+        for t in 0..=100 {
+            let n = if t == 0 { 10_000 } else { 50 };
+            for i in 0..n {
+                assert!(
+                    c.holds(&version(t, i)),
+                    "team {t}'s fingerprint {i} evicted"
+                );
+            }
+        }
+        assert!(
+            c.weight() * 2 < c.capacity(),
+            "{} of {}",
+            c.weight(),
+            c.capacity()
+        );
+    }
 }
