@@ -34,7 +34,7 @@ pub struct RunArgs {
     pub rounds: Option<usize>,
 
     /// Only these parts, comma-separated (workload names, `neighbour`,
-    /// `delivery`, `fetch-large`); default: everything. For iterating on one figure; a
+    /// `delivery`, `fetch-large`, `fetch-10k`); default: everything. For iterating on one figure; a
     /// partial run's report leaves the other rows empty.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,

@@ -8,6 +8,10 @@
 //!
 //! Runs on a Tessera (SQLite) of its own, started for it after everything
 //! else, so that none of the other figures sees its 64 MiB of values.
+//!
+//! Issue 27 adds a second shape, `fetch-10k`: one client fetching a team at
+//! the secrets quota (10,000 values of 100 bytes) again and again, the load
+//! under which a cache smaller than one team flushes itself on every pass.
 
 use crate::client::oneshot;
 use crate::config::Plan;
@@ -31,19 +35,47 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 pub const LARGE_FETCH: &str = "fetch-large";
+pub const MANY_FETCH: &str = "fetch-10k";
 /// The target: peak RSS growth over idle, MiB.
 pub const TARGET_MIB: f64 = 192.0;
 
-const CLIENTS: usize = 8;
-const VALUE_BYTES: usize = 64 * 1024;
-/// 1,024 x 64 KiB = 64 MiB, the default quota exactly.
-const SECRETS: usize = 1024;
+/// What is fetched, by how many clients, how often.
+#[derive(Debug, Clone, Copy)]
+pub struct Shape {
+    pub name: &'static str,
+    secrets: usize,
+    value_bytes: usize,
+    clients: usize,
+    rounds: usize,
+    quick_rounds: usize,
+}
+
+/// 8 clients, 1,024 x 64 KiB = 64 MiB, the default quota exactly.
+pub const LARGE: Shape = Shape {
+    name: LARGE_FETCH,
+    secrets: 1024,
+    value_bytes: 64 * 1024,
+    clients: 8,
+    rounds: 5,
+    quick_rounds: 2,
+};
+
+/// 1 client, 10,000 values of 100 bytes: the default secrets quota exactly.
+pub const MANY: Shape = Shape {
+    name: MANY_FETCH,
+    secrets: 10_000,
+    value_bytes: 100,
+    clients: 1,
+    rounds: 30,
+    quick_rounds: 10,
+};
 /// Concurrent writes while the team is filled.
 const WRITERS: usize = 8;
 const SAMPLE_EVERY: Duration = Duration::from_millis(10);
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct LargeFetch {
+    pub workload: String,
     pub target: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub skipped: Option<String>,
@@ -65,10 +97,11 @@ pub struct LargeFetch {
 }
 
 /// Runs the workload; a failure is reported as `skipped` with its reason.
-pub async fn run(bin: &Path, work: &Path, plan: &Plan) -> LargeFetch {
-    match measure(bin, work, plan).await {
+pub async fn run(bin: &Path, work: &Path, plan: &Plan, shape: Shape) -> LargeFetch {
+    match measure(bin, work, plan, shape).await {
         Ok(m) => m,
         Err(e) => LargeFetch {
+            workload: shape.name.into(),
             target: crate::targets::TESSERA_SQLITE.into(),
             skipped: Some(format!("{e:#}")),
             ..LargeFetch::default()
@@ -76,21 +109,24 @@ pub async fn run(bin: &Path, work: &Path, plan: &Plan) -> LargeFetch {
     }
 }
 
-async fn measure(bin: &Path, work: &Path, plan: &Plan) -> anyhow::Result<LargeFetch> {
+async fn measure(bin: &Path, work: &Path, plan: &Plan, shape: Shape) -> anyhow::Result<LargeFetch> {
     let mut tessera = Tessera::start(bin, work, None)
         .await
-        .context("starting Tessera for fetch-large")?;
-    let result = measure_on(&tessera, plan).await;
+        .with_context(|| format!("starting Tessera for {}", shape.name))?;
+    let result = measure_on(&tessera, plan, shape).await;
     tessera.stop().await;
     result
 }
 
-async fn measure_on(tessera: &Tessera, plan: &Plan) -> anyhow::Result<LargeFetch> {
+async fn measure_on(tessera: &Tessera, plan: &Plan, shape: Shape) -> anyhow::Result<LargeFetch> {
     let addr = tessera.addr;
     let (team, admin) = tessera.tenant(Team::Big);
     let admin = format!("Bearer {admin}");
-    eprintln!("{LARGE_FETCH}: filling a team with {SECRETS} values of {VALUE_BYTES} bytes");
-    fill(addr, &admin).await?;
+    eprintln!(
+        "{}: filling a team with {} values of {} bytes",
+        shape.name, shape.secrets, shape.value_bytes
+    );
+    fill(addr, &admin, shape).await?;
     let key = read_key(addr, &admin, team).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let pid = tessera.pid();
@@ -111,9 +147,13 @@ async fn measure_on(tessera: &Tessera, plan: &Plan) -> anyhow::Result<LargeFetch
             }
         })
     };
-    let rounds = if plan.quick { 2 } else { 5 };
+    let rounds = if plan.quick {
+        shape.quick_rounds
+    } else {
+        shape.rounds
+    };
     let started = Instant::now();
-    let clients: Vec<_> = (0..CLIENTS)
+    let clients: Vec<_> = (0..shape.clients)
         .map(|_| {
             let auth = format!("Bearer {key}");
             tokio::spawn(async move {
@@ -122,7 +162,7 @@ async fn measure_on(tessera: &Tessera, plan: &Plan) -> anyhow::Result<LargeFetch
                 for _ in 0..rounds {
                     let t = Instant::now();
                     match fetch(addr, &auth).await {
-                        Ok(bytes) if bytes as usize > SECRETS * VALUE_BYTES => {
+                        Ok(bytes) if bytes as usize > shape.secrets * shape.value_bytes => {
                             times.push(t.elapsed().as_secs_f64() * 1000.0)
                         }
                         Ok(_) | Err(_) => errors += 1,
@@ -148,11 +188,12 @@ async fn measure_on(tessera: &Tessera, plan: &Plan) -> anyhow::Result<LargeFetch
     }
     let fetches_ok = times.len();
     Ok(LargeFetch {
+        workload: shape.name.into(),
         target: crate::targets::TESSERA_SQLITE.into(),
         skipped: None,
-        secrets: SECRETS,
-        team_bytes: (SECRETS * VALUE_BYTES) as u64,
-        clients: CLIENTS,
+        secrets: shape.secrets,
+        team_bytes: (shape.secrets * shape.value_bytes) as u64,
+        clients: shape.clients,
         fetches_per_client: rounds,
         fetches_ok,
         errors,
@@ -165,7 +206,7 @@ async fn measure_on(tessera: &Tessera, plan: &Plan) -> anyhow::Result<LargeFetch
 }
 
 /// Writes the team's values, a few at a time.
-async fn fill(addr: SocketAddr, admin: &str) -> anyhow::Result<()> {
+async fn fill(addr: SocketAddr, admin: &str, shape: Shape) -> anyhow::Result<()> {
     let next = Arc::new(AtomicU64::new(0));
     let writers: Vec<_> = (0..WRITERS)
         .map(|_| {
@@ -173,12 +214,12 @@ async fn fill(addr: SocketAddr, admin: &str) -> anyhow::Result<()> {
             tokio::spawn(async move {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed) as usize;
-                    if i >= SECRETS {
+                    if i >= shape.secrets {
                         return anyhow::Ok(());
                     }
                     let head = format!("large-{i:05}-");
                     let mut value = head.clone();
-                    value.push_str(&"x".repeat(VALUE_BYTES - head.len()));
+                    value.push_str(&"x".repeat(shape.value_bytes.saturating_sub(head.len())));
                     let body = serde_json::json!({"name": format!("large-{i:05}"), "value": value});
                     let (status, reply) = oneshot(
                         addr,

@@ -56,6 +56,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
         runs: Vec::new(),
         delivery: Vec::new(),
         large_fetch: None,
+        many_fetch: None,
         summary: None,
     };
 
@@ -116,24 +117,30 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
     for target in &mut targets {
         target.stop().await;
     }
-    // Issue 24: last, on a server of its own, alone on the machine.
-    if plan.includes(crate::large_fetch::LARGE_FETCH) {
-        let l = crate::large_fetch::run(&args.tessera, work.path(), &plan).await;
+    // Issues 24 and 27: last, each on a server of its own, alone on the machine.
+    for shape in [crate::large_fetch::LARGE, crate::large_fetch::MANY] {
+        if !plan.includes(shape.name) {
+            continue;
+        }
+        let l = crate::large_fetch::run(&args.tessera, work.path(), &plan, shape).await;
         match &l.skipped {
-            Some(why) => results.skipped.push(format!(
-                "{} on {}: {why}",
-                crate::large_fetch::LARGE_FETCH,
-                l.target
-            )),
+            Some(why) => results
+                .skipped
+                .push(format!("{} on {}: {why}", shape.name, l.target)),
             None => eprintln!(
-                "{}: peak RSS growth {:.1} MiB over idle ({} fetches, {} errors)",
-                crate::large_fetch::LARGE_FETCH,
+                "{}: peak RSS growth {:.1} MiB over idle, median fetch {} ms ({} fetches, {} errors)",
+                shape.name,
                 l.growth_mib,
+                l.fetch_ms_median.map_or("-".into(), |v| format!("{v:.1}")),
                 l.fetches_ok,
                 l.errors
             ),
         }
-        results.large_fetch = Some(l);
+        if shape.name == crate::large_fetch::LARGE_FETCH {
+            results.large_fetch = Some(l);
+        } else {
+            results.many_fetch = Some(l);
+        }
     }
     drop(schema);
 

@@ -78,6 +78,8 @@ pub struct Results {
     pub delivery: Vec<Propagation>,
     /// Issue 24: server memory under concurrent large fetches (last).
     pub large_fetch: Option<crate::large_fetch::LargeFetch>,
+    /// Issue 27: repeated fetches of a team at the secrets quota (last).
+    pub many_fetch: Option<crate::large_fetch::LargeFetch>,
     pub summary: Option<Summary>,
 }
 
@@ -194,6 +196,7 @@ impl Results {
             .sum::<u64>()
             + self.delivery.iter().map(|p| p.errors).sum::<u64>()
             + self.large_fetch.as_ref().map_or(0, |l| l.errors as u64)
+            + self.many_fetch.as_ref().map_or(0, |l| l.errors as u64)
             + self
                 .runs
                 .iter()

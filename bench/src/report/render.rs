@@ -231,7 +231,16 @@ pub fn render(results: &Results) -> String {
     if !summary.goals_issue_9.is_empty() {
         goals_table(&mut out, "Issue 9 targets", &summary.goals_issue_9);
     }
-    large_fetch_table(&mut out, results);
+    if let Some(l) = &results.large_fetch {
+        large_fetch_table(&mut out, "Large fetches (issue 24)", l);
+    }
+    if let Some(l) = &results.many_fetch {
+        large_fetch_table(
+            &mut out,
+            "Fetches of a team at the secrets quota (issue 27)",
+            l,
+        );
+    }
     if !summary.goals_issue_24.is_empty() {
         goals_table(&mut out, "Issue 24 targets", &summary.goals_issue_24);
     }
@@ -241,30 +250,28 @@ pub fn render(results: &Results) -> String {
     out
 }
 
-/// Issue 24: server memory while 8 clients fetch a team at the byte quota.
-fn large_fetch_table(out: &mut String, results: &Results) {
-    let Some(l) = &results.large_fetch else {
-        return;
-    };
+/// Issues 24 and 27: server memory and fetch time while clients fetch a
+/// team at a quota.
+fn large_fetch_table(out: &mut String, title: &str, l: &crate::large_fetch::LargeFetch) {
     if l.skipped.is_some() {
         return;
     }
     let _ = write!(
         out,
-        "### Large fetches (issue 24): {} clients each fetching a team of {} values, {} MiB, \
+        "### {title}: {} clients each fetching a team of {} values, {:.1} MiB, \
          {} times\n\n\
          | target | idle RSS MiB | peak RSS MiB | growth MiB | fetch ms (median) | fetches | errors | seconds |\n\
          |---|--:|--:|--:|--:|--:|--:|--:|\n\
          | {} | {:.1} | {:.1} | {:.1} | {} | {} | {} | {:.1} |\n\n",
         l.clients,
         l.secrets,
-        l.team_bytes >> 20,
+        l.team_bytes as f64 / f64::from(1 << 20),
         l.fetches_per_client,
         l.target,
         l.rss_idle_kib as f64 / 1024.0,
         l.rss_peak_kib as f64 / 1024.0,
         l.growth_mib,
-        l.fetch_ms_median.map_or("-".into(), |v| format!("{v:.0}")),
+        l.fetch_ms_median.map_or("-".into(), |v| format!("{v:.1}")),
         l.fetches_ok,
         l.errors,
         l.seconds,

@@ -59,6 +59,7 @@ fn results(tessera_errors: u64) -> Results {
         runs: vec![run],
         delivery: Vec::new(),
         large_fetch: None,
+        many_fetch: None,
         summary: None,
     };
     results.summarize();

@@ -7,6 +7,7 @@
 //! on this crate.
 
 pub mod audit;
+pub mod cache;
 pub mod crypto;
 pub mod datadir;
 pub mod domain;

@@ -1,6 +1,6 @@
 //! Authentication: from an `Authorization` header to a [`Principal`].
 
-use super::cache::TtlCache;
+use super::cache::{HeapSize, TtlCache};
 use super::{Service, ServiceError, ServiceResult};
 use crate::domain::access::Principal;
 use crate::domain::key_token::PresentedToken;
@@ -20,8 +20,41 @@ pub struct ResolvedKey {
     principal: Arc<Principal>,
 }
 
-/// Resolved keys, so a busy client does not cost three reads per request.
+/// Resolved keys by key prefix, so a busy client does not cost three reads
+/// per request.
+///
+/// Contract: this cache's TTL ([`PRINCIPAL_TTL`]) and its clearing on every
+/// local identity change (`Service::identity_changed`) together *are* the
+/// guarantee that a revoked key is refused on every node within one second:
+/// this node at once, others once their entry is [`PRINCIPAL_TTL`] old.
+/// Memory: the default budget of [`TtlCache::new`], weighed per entry by
+/// its strings and memberships.
 pub type PrincipalCache = TtlCache<String, ResolvedKey>;
+
+impl HeapSize for ResolvedKey {
+    fn heap_bytes(&self) -> usize {
+        let p = &*self.principal;
+        let user = p.user.as_ref().map_or(0, |u| {
+            u.id.heap_bytes() + u.org_id.heap_bytes() + u.email.heap_bytes() + u.name.heap_bytes()
+        });
+        let memberships = p.memberships.capacity()
+            * std::mem::size_of::<crate::domain::types::Membership>()
+            + p.memberships
+                .iter()
+                .map(|m| m.team_id.heap_bytes())
+                .sum::<usize>();
+        self.secret_hash.capacity()
+            + 16
+            + std::mem::size_of::<Principal>()
+            + p.org_id.heap_bytes()
+            + p.key_prefix.heap_bytes()
+            + user
+            + memberships
+            + p.bound_team_id.heap_bytes()
+            + p.created_by.heap_bytes()
+            + p.secret_names.heap_bytes()
+    }
+}
 
 /// Why a presented credential was refused. The label goes into the
 /// `tessera_auth_failures_total{reason}` metric and the log; neither ever
@@ -224,6 +257,41 @@ impl Service {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::service::cache::ManualClock;
+
+    /// The revocation guarantee, as far as this cache holds it: a resolved
+    /// key is used for less than a second, and not at all once cleared.
+    #[test]
+    fn a_resolved_key_lives_under_one_second() {
+        assert!(PRINCIPAL_TTL < Duration::from_secs(1));
+        let clock = Arc::new(ManualClock::default());
+        let cache = PrincipalCache::new(PRINCIPAL_TTL).with_clock(clock.clone());
+        let resolved = || {
+            Arc::new(ResolvedKey {
+                secret_hash: vec![1; 32],
+                principal: Arc::new(Principal {
+                    org_id: "org".into(),
+                    key_prefix: "prefix".into(),
+                    key_type: KeyType::WorkspaceReadSecrets,
+                    user: None,
+                    memberships: Vec::new(),
+                    bound_team_id: Some("team".into()),
+                    created_by: None,
+                    secret_names: None,
+                }),
+            })
+        };
+        cache.put("prefix".into(), resolved());
+        clock.advance(PRINCIPAL_TTL - Duration::from_millis(1));
+        assert!(cache.get("prefix").is_some());
+        clock.advance(Duration::from_millis(1));
+        assert!(cache.get("prefix").is_none(), "used past its TTL");
+        // A local revocation clears the cache: refused at once.
+        cache.put("prefix".into(), resolved());
+        cache.clear();
+        assert!(cache.get("prefix").is_none());
+        assert!(resolved().heap_bytes() > std::mem::size_of::<Principal>());
+    }
 
     #[test]
     fn both_schemes_are_accepted() {

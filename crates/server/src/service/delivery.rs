@@ -19,14 +19,6 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// A team's snapshot is kept for the next answer only when its ciphertexts
-/// take at most this much memory (about 1,200 values of 100 bytes, each
-/// sealed in about 200 bytes)...
-const MAX_KEPT_SNAPSHOT_BYTES: usize = 256 << 10;
-/// ...and at most this many teams' are kept: 32 MiB at most, the listing
-/// cache's budget.
-pub(super) const MAX_KEPT_SNAPSHOTS: usize = 128;
-
 /// The longest a long poll may wait.
 pub const MAX_WAIT: Duration = Duration::from_secs(60);
 
@@ -144,22 +136,18 @@ impl Service {
         current: Option<i64>,
     ) -> ServiceResult<FirstRead> {
         let team_id = grant.team().team_id();
-        if let Some(known) = self.sealed_snapshots.get(team_id) {
+        if self.sealed_snapshots.holds(team_id) {
             let current = match current {
                 Some(revision) => revision,
                 None => self.store.team_revision(grant.team()).await?,
             };
-            if current == known.revision {
+            if let Some(known) = self.sealed_snapshots.at(team_id, current) {
                 return Ok(FirstRead::Whole(known));
             }
         }
         let first = self.first_read(grant).await?;
         if let FirstRead::Whole(snapshot) = &first {
-            let bytes: usize = snapshot.secrets.iter().map(|s| s.ciphertext.len()).sum();
-            if bytes <= MAX_KEPT_SNAPSHOT_BYTES {
-                self.sealed_snapshots
-                    .put(team_id.to_owned(), snapshot.clone());
-            }
+            self.sealed_snapshots.put(team_id, snapshot.clone());
         }
         Ok(first)
     }

@@ -215,16 +215,14 @@ impl Service {
         grant: &DeliveryAccess,
         current: i64,
     ) -> ServiceResult<Option<Vec<(String, i64)>>> {
-        if let Some(kept) = self.sealed_snapshots.get(grant.team().team_id()) {
-            if kept.revision == current {
-                return Ok(Some(
-                    kept.secrets
-                        .iter()
-                        .filter(|s| grant.allows(&s.record.canonical_name))
-                        .map(|s| (s.record.id.clone(), s.record.version))
-                        .collect(),
-                ));
-            }
+        if let Some(kept) = self.sealed_snapshots.at(grant.team().team_id(), current) {
+            return Ok(Some(
+                kept.secrets
+                    .iter()
+                    .filter(|s| grant.allows(&s.record.canonical_name))
+                    .map(|s| (s.record.id.clone(), s.record.version))
+                    .collect(),
+            ));
         }
         let (revision, records) = self.store.delivery_records(grant).await?;
         if revision != current {

@@ -20,6 +20,7 @@ pub mod notify;
 pub mod read_fold;
 mod scope_revision;
 pub mod secrets;
+pub mod snapshots;
 pub mod team_admin;
 pub mod teams;
 pub mod usage;
@@ -213,8 +214,8 @@ pub struct Service {
     /// decrypts.
     known_fingerprints: cache::TtlCache<(String, i64, Option<String>), String>,
     /// The last snapshot read of each team's secrets (ciphertexts), valid
-    /// while the team's revision reads the same (see `delivery.rs`).
-    sealed_snapshots: cache::TtlCache<String, crate::store::Snapshot>,
+    /// at the one revision it was read at (see `snapshots.rs`).
+    sealed_snapshots: snapshots::SnapshotCache,
     notifier: notify::Notifier,
     /// Snapshots being read for waiters woken together (see
     /// `scope_revision.rs`).
@@ -232,6 +233,14 @@ type SharedBuild = std::sync::Weak<tokio::sync::OnceCell<Arc<delivery::Delivery>
 /// change only when a secret is deleted and re-created, which the write then
 /// detects; the bound just keeps the map from holding ids of secrets long gone.
 const SECRET_ID_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
+/// Secret ids kept: about 60,000 of 280 bytes (two ids, a name, the slot).
+const SECRET_IDS_BUDGET_BYTES: u64 = 16 << 20;
+/// Fingerprints kept: about 60,000 of 280 bytes (two ids, the fingerprint,
+/// the slot), six teams at the secrets quota, so that a full fetch of one
+/// (10,000 secrets) evicts no other team's.
+const FINGERPRINTS_BUDGET_BYTES: u64 = 16 << 20;
+/// The heaviest id or fingerprint entry: names are at most 253 bytes.
+const SMALL_ENTRY_BYTES: u64 = 4 << 10;
 
 /// Which team a request addresses.
 #[derive(Debug, Clone, Copy)]
@@ -259,17 +268,22 @@ impl Service {
             auth_cache: auth::PrincipalCache::new(auth::PRINCIPAL_TTL),
             team_cache: cache::TtlCache::new(auth::PRINCIPAL_TTL),
             default_team_cache: cache::TtlCache::new(auth::PRINCIPAL_TTL),
-            secret_ids: cache::TtlCache::with_capacity(SECRET_ID_TTL, 200_000),
+            secret_ids: cache::TtlCache::with_budget(
+                SECRET_ID_TTL,
+                SECRET_IDS_BUDGET_BYTES,
+                SMALL_ENTRY_BYTES,
+            ),
             usage: usage::UsageRecorder::default(),
             consumers: consumers::ConsumerRecorder::default(),
             read_fold: read_fold::ReadFold::default(),
             fingerprints,
             notifier: notify::Notifier::default(),
-            known_fingerprints: cache::TtlCache::new(SECRET_ID_TTL),
-            sealed_snapshots: cache::TtlCache::with_capacity(
+            known_fingerprints: cache::TtlCache::with_budget(
                 SECRET_ID_TTL,
-                delivery::MAX_KEPT_SNAPSHOTS,
+                FINGERPRINTS_BUDGET_BYTES,
+                SMALL_ENTRY_BYTES,
             ),
+            sealed_snapshots: Default::default(),
             building: Default::default(),
             snapshot_flight: Default::default(),
             bulk_pages: Default::default(),
