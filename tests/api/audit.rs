@@ -219,6 +219,7 @@ async fn identity_and_key_changes_are_events(app: TestApp) {
 /// works.
 async fn bad_keys_leave_a_bounded_number_of_events(app: TestApp) {
     const REQUESTS: usize = 100_000;
+    let started = std::time::Instant::now();
     let url = format!("{}/v1/secrets", app.url);
     let mut tasks = tokio::task::JoinSet::new();
     for t in 0..16 {
@@ -247,9 +248,13 @@ async fn bad_keys_leave_a_bounded_number_of_events(app: TestApp) {
         .into_iter()
         .filter(|e| e.event.action == "auth.failed")
         .collect();
+    // One per address and minute: as many minutes as the run touched
+    // (a slow machine spans more of them), never one per failure.
+    let minutes = started.elapsed().as_secs() as usize / 60 + 2;
     assert!(
-        (1..=2).contains(&failed.len()),
-        "{REQUESTS} failures left {} events",
+        (1..=minutes).contains(&failed.len()),
+        "{REQUESTS} failures in {:?} left {} events",
+        started.elapsed(),
         failed.len()
     );
     let e = &failed[0].event;

@@ -1,7 +1,7 @@
 //! Delivery through the real binary: idle waiters cost no store query,
 //! shutdown answers waiters at once, and reads are recorded without values.
 
-use crate::common::{canary, to_resp, ServerProcess, Storage};
+use crate::common::{canary, to_resp, Backend, ServerProcess, Storage};
 use serde_json::json;
 use std::time::{Duration, Instant};
 
@@ -91,9 +91,21 @@ fn poll(
     })
 }
 
+/// Twenty waiting long polls cost no store query while nothing changes.
+/// Another deployment's changes in the same PostgreSQL database (its own
+/// schema) are made during the window: they must not wake this one (they
+/// once did, through a channel shared by the whole database).
 async fn idle_waiters_make_no_store_query(storage: Storage) {
     let data = storage.dir.path().join("data");
     let (server, admin) = storage.serve(&data);
+    let backend = if storage.pg.is_some() {
+        Backend::Postgres
+    } else {
+        Backend::Sqlite
+    };
+    let neighbour_storage = Storage::new(backend).await.unwrap();
+    let (neighbour, neighbour_admin) =
+        neighbour_storage.serve(&neighbour_storage.dir.path().join("data"));
     let key = reader(&server, &admin).await;
     let etag = etag_of(&server, &key).await;
     let waiters: Vec<_> = (0..20).map(|_| poll(&server, &key, &etag, 8)).collect();
@@ -102,8 +114,26 @@ async fn idle_waiters_make_no_store_query(storage: Storage) {
     // before counting (a flush inside the window fails the test).
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let before = store_calls(&server).await;
+    let window = Instant::now();
+    // The neighbour writes a secret and revokes a key (both notify).
+    admin_post(
+        &neighbour,
+        &neighbour_admin,
+        "/v1/secrets",
+        json!({"name": "n", "value": "v"}),
+    )
+    .await;
+    let revoked = reader(&neighbour, &neighbour_admin).await;
+    let prefix = revoked.split('.').next().unwrap();
+    let r = reqwest::Client::new()
+        .delete(format!("{}/v1/api_keys/{prefix}", neighbour.url))
+        .bearer_auth(&neighbour_admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
     // sleep: the idle window under test (nothing may happen in it).
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    tokio::time::sleep(Duration::from_secs(3).saturating_sub(window.elapsed())).await;
     let after = store_calls(&server).await;
     assert!(before > 0.0, "the counter counts");
     assert_eq!(

@@ -168,7 +168,7 @@ type Rows = HashMap<(String, String), Applied>;
 /// bytes (`$13`), counting the growth of the batch's earlier updates of the
 /// same team (`g`); the team's total is the one committed before the
 /// statement (migration 0010's trigger then adds what applied).
-const UPDATE: &str = "WITH g AS (
+const UPDATE: &str = concat!("WITH g AS (
         SELECT u.team_id, u.canonical_name,
                SUM(GREATEST(octet_length(u.ciphertext) - octet_length(o.ciphertext), 0))
                    OVER (PARTITION BY u.team_id ORDER BY u.canonical_name) AS grown
@@ -196,8 +196,8 @@ const UPDATE: &str = "WITH g AS (
         UPDATE team_counters SET revision = revision + 1
         WHERE team_id IN (SELECT team_id FROM w) RETURNING team_id, revision
      ), n AS (
-        SELECT pg_notify($8, 'r ' || t.team_id || ' ' || t.revision) FROM t
-     )";
+        SELECT pg_notify($8 || ", super::channel_suffix!(), ", 'r ' || t.team_id || ' ' || t.revision) FROM t
+     )");
 
 /// Binds the update's 13 parameters.
 fn bind_update<'q>(query: super::Query<'q>, cols: &'q Columns) -> super::Query<'q> {

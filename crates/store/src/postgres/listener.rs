@@ -91,7 +91,12 @@ async fn connect(url: &str) -> Result<PgListener, sqlx::Error> {
     // We reconnect ourselves, so that a reconnection is always followed by a
     // resync.
     listener.eager_reconnect(false);
-    tokio::time::timeout(Duration::from_secs(5), listener.listen(EVENTS_CHANNEL))
+    // The channel of the schema this connection uses, as writers name it.
+    let channel: String = sqlx::query_scalar(concat!("SELECT $1 || ", super::channel_suffix!()))
+        .bind(EVENTS_CHANNEL)
+        .fetch_one(&mut listener)
+        .await?;
+    tokio::time::timeout(Duration::from_secs(5), listener.listen(&channel))
         .await
         .map_err(|_| sqlx::Error::PoolTimedOut)??;
     Ok(listener)

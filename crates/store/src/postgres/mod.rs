@@ -43,16 +43,32 @@ const CHECK_IDLE_AFTER: Duration = Duration::from_millis(500);
 const RELEASE_CHECK_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The channel on which nodes tell each other about changes (see
-/// `listener.rs` for the payloads).
+/// `listener.rs` for the payloads). Every statement names it as
+/// `$n || ` [`CHANNEL_SUFFIX`], with this bound to `$n`.
 pub(crate) const EVENTS_CHANNEL: &str = "tessera_events";
+
+/// What makes the channel the store's own: stores in other schemas of the
+/// same database (other deployments, or tests) notify on channels of their
+/// own, so that their changes never wake this store's nodes. The `public`
+/// schema keeps the plain name that earlier versions used.
+macro_rules! channel_suffix {
+    () => {
+        "(CASE WHEN current_schema() = 'public' THEN '' ELSE '_' || left(md5(current_schema()), 16) END)"
+    };
+}
+pub(crate) use channel_suffix;
 
 /// Tells the other nodes, when `tx` commits, that keys, users or teams were
 /// deleted.
 async fn notify_identity_changed(tx: &mut sqlx::PgConnection) -> StoreResult<()> {
-    sqlx::query("SELECT pg_notify($1, 'i')")
-        .bind(EVENTS_CHANNEL)
-        .execute(tx)
-        .await?;
+    sqlx::query(concat!(
+        "SELECT pg_notify($1 || ",
+        channel_suffix!(),
+        ", 'i')"
+    ))
+    .bind(EVENTS_CHANNEL)
+    .execute(tx)
+    .await?;
     Ok(())
 }
 

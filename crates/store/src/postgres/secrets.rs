@@ -36,14 +36,16 @@ pub(super) async fn bump_revision(
     added: i64,
     max_secrets: i64,
 ) -> StoreResult<i64> {
-    let row: Option<(i64, bool)> = sqlx::query_as(
+    let row: Option<(i64, bool)> = sqlx::query_as(concat!(
         "WITH t AS (
             UPDATE team_counters SET revision = revision + 1, secret_count = secret_count + $3
             WHERE team_id = $1 AND ($3 <= 0 OR secret_count + $3 <= $4)
             RETURNING team_id, revision
-         ), n AS (SELECT pg_notify($2, 'r ' || t.team_id || ' ' || t.revision) FROM t)
+         ), n AS (SELECT pg_notify($2 || ",
+        super::channel_suffix!(),
+        ", 'r ' || t.team_id || ' ' || t.revision) FROM t)
          SELECT revision, (SELECT COUNT(*) FROM n) > 0 FROM t",
-    )
+    ))
     .bind(team_id)
     .bind(EVENTS_CHANNEL)
     .bind(added)
