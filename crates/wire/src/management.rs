@@ -19,7 +19,7 @@ pub struct SecretTombstoneView {
 }
 
 /// A team.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[schema(as = TeamV1)]
 pub struct TeamView {
     pub id: String,
