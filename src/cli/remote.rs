@@ -155,31 +155,9 @@ impl Remote {
         Ok(value)
     }
 
-    /// Prints a response: JSON as is, the chosen fields as a table, or the
-    /// first of them (the identifier) alone.
-    pub fn print_list(&self, value: &Value, items: &Value, columns: &[&str]) {
-        let rows = items.as_array().map(Vec::as_slice).unwrap_or_default();
-        match self.output {
-            Output::Json => println!(
-                "{}",
-                serde_json::to_string_pretty(value).unwrap_or_default()
-            ),
-            Output::Text => print_table(rows, columns),
-            Output::Id => {
-                for row in rows {
-                    println!("{}", cell(&row[columns.first().copied().unwrap_or("id")]));
-                }
-            }
-        }
-    }
-
     /// Whether output is the text table (not `--output json`).
     pub fn is_text(&self) -> bool {
         matches!(self.output, Output::Text)
-    }
-
-    pub fn print_one(&self, value: &Value, columns: &[&str]) {
-        self.print_list(value, &Value::Array(vec![value.clone()]), columns)
     }
 
     /// Prints a response read into its wire type: `value` (the JSON as the
@@ -216,28 +194,6 @@ pub trait Row {
     const COLUMNS: &'static [&'static str];
     /// One cell per column: `-` for none, lists joined by commas.
     fn cells(&self) -> Vec<String>;
-}
-
-fn cell(v: &Value) -> String {
-    match v {
-        Value::Null => "-".into(),
-        Value::String(s) => s.clone(),
-        Value::Array(items) => items.iter().map(cell).collect::<Vec<_>>().join(","),
-        Value::Object(o) => o
-            .get("email")
-            .or_else(|| o.get("user_id"))
-            .map(cell)
-            .unwrap_or_else(|| v.to_string()),
-        other => other.to_string(),
-    }
-}
-
-fn print_table(rows: &[Value], columns: &[&str]) {
-    let cells: Vec<Vec<String>> = rows
-        .iter()
-        .map(|r| columns.iter().map(|c| cell(&r[*c])).collect())
-        .collect();
-    print_cells(cells, columns)
 }
 
 fn print_cells(cells: Vec<Vec<String>>, columns: &[&str]) {

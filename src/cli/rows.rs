@@ -3,6 +3,7 @@
 //! prints them. A body has one table, whichever command answers it.
 
 use super::remote::Row;
+use crate::wire::history::{ConsumerInfo, DeletedSecret, DestroyedVersion, SecretVersion};
 use crate::wire::management::{
     ApiKeyInfo, ApiKeyTombstoneView, MemberInfo, MembershipTombstone, SecretInfo,
     SecretTombstoneView, TeamTombstoneView, TeamView, UserAdminInfo, UserTombstoneView, UserView,
@@ -134,5 +135,58 @@ impl Row for SecretTombstoneView {
     const COLUMNS: &'static [&'static str] = &["name"];
     fn cells(&self) -> Vec<String> {
         vec![self.name.clone()]
+    }
+}
+
+impl Row for SecretVersion {
+    const COLUMNS: &'static [&'static str] = &["name", "id", "version"];
+    fn cells(&self) -> Vec<String> {
+        vec![self.name.clone(), self.id.clone(), self.version.to_string()]
+    }
+}
+
+impl Row for DestroyedVersion {
+    const COLUMNS: &'static [&'static str] = &["name", "version", "destroyed"];
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.name.clone(),
+            self.version.to_string(),
+            self.destroyed.to_string(),
+        ]
+    }
+}
+
+impl Row for ConsumerInfo {
+    const COLUMNS: &'static [&'static str] = &[
+        "key_prefix",
+        "instance",
+        "kind",
+        "version",
+        "last_seen_at",
+        "client",
+    ];
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.key_prefix.clone(),
+            self.instance.clone(),
+            self.kind.clone(),
+            self.version.to_string(),
+            self.last_seen_at.clone(),
+            or_dash(&self.client),
+        ]
+    }
+}
+
+impl Row for DeletedSecret {
+    const COLUMNS: &'static [&'static str] =
+        &["name", "id", "version", "deleted_at", "purge_after"];
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.name.clone(),
+            self.id.clone(),
+            self.version.to_string(),
+            self.deleted_at.clone(),
+            self.purge_after.clone(),
+        ]
     }
 }

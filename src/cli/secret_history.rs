@@ -3,8 +3,12 @@
 //! command, nothing here ever prints or sends a value.
 
 use super::admin::seg;
-use super::remote::Remote;
-use crate::wire::management::TeamsView;
+use super::remote::{read, Remote, Row};
+use crate::wire::history::{
+    Actor, DeletedSecrets, DestroyedVersion, SecretConsumers, SecretVersion, SecretVersions,
+    VersionInfo,
+};
+use crate::wire::management::{TeamsView, UserView};
 use anyhow::bail;
 use clap::Subcommand;
 use reqwest::Method;
@@ -89,14 +93,13 @@ async fn team_id(r: &Remote, team: Option<String>) -> anyhow::Result<String> {
 
 /// The email of each user who wrote one of the listed versions, where the
 /// caller may read the directory (otherwise the table shows the user's id).
-async fn writer_names(r: &Remote, listing: &Value) -> HashMap<String, String> {
+async fn writer_names(r: &Remote, listing: &SecretVersions) -> HashMap<String, String> {
     let mut names = HashMap::new();
     if !r.is_text() {
         return names;
     }
-    let versions = listing["versions"].as_array().map(Vec::as_slice);
-    for version in versions.unwrap_or_default() {
-        let Some(id) = version["created_by"]["user_id"].as_str() else {
+    for version in &listing.versions {
+        let Some(id) = version.created_by.user_id.as_deref() else {
             continue;
         };
         if names.contains_key(id) {
@@ -104,8 +107,11 @@ async fn writer_names(r: &Remote, listing: &Value) -> HashMap<String, String> {
         }
         let path = format!("/v1/users/{}", seg(id));
         if let Ok(user) = r.call(Method::GET, &path, None).await {
-            if let Some(email) = user["email"].as_str() {
-                names.insert(id.to_owned(), email.to_owned());
+            if let Ok(UserView {
+                email: Some(email), ..
+            }) = read::<UserView>(&user)
+            {
+                names.insert(id.to_owned(), email);
             }
         }
     }
@@ -114,12 +120,12 @@ async fn writer_names(r: &Remote, listing: &Value) -> HashMap<String, String> {
 
 /// One cell of the WRITTEN_BY column: the user (email when known, else id)
 /// and the key it wrote through, e.g. `ana@example.com (key AbCd1234)`.
-fn written_by(actor: &Value, names: &HashMap<String, String>) -> String {
-    let user = actor["user_id"]
-        .as_str()
-        .map(|id| names.get(id).cloned().unwrap_or_else(|| id.to_owned()));
-    let key = actor["key_prefix"].as_str();
-    match (user, key) {
+fn written_by(actor: &Actor, names: &HashMap<String, String>) -> String {
+    let user = actor
+        .user_id
+        .as_ref()
+        .map(|id| names.get(id).cloned().unwrap_or_else(|| id.clone()));
+    match (user, actor.key_prefix.as_deref()) {
         (Some(u), Some(k)) => format!("{u} (key {k})"),
         (Some(u), None) => u,
         (None, Some(k)) => format!("key {k}"),
@@ -127,32 +133,82 @@ fn written_by(actor: &Value, names: &HashMap<String, String>) -> String {
     }
 }
 
+/// A line of the versions table: a version with its writer's name looked
+/// up and its consumers counted.
+struct VersionRow {
+    version: i64,
+    created_at: String,
+    written_by: String,
+    current: bool,
+    destroyed: bool,
+    held_by: usize,
+}
+
+impl VersionRow {
+    fn new(v: &VersionInfo, names: &HashMap<String, String>) -> Self {
+        Self {
+            version: v.version,
+            created_at: v.created_at.clone(),
+            written_by: written_by(&v.created_by, names),
+            current: v.current,
+            destroyed: v.destroyed,
+            held_by: v.consumers.len(),
+        }
+    }
+}
+
+impl Row for VersionRow {
+    const COLUMNS: &'static [&'static str] = &[
+        "version",
+        "created_at",
+        "written_by",
+        "current",
+        "destroyed",
+        "held_by",
+    ];
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.version.to_string(),
+            self.created_at.clone(),
+            self.written_by.clone(),
+            self.current.to_string(),
+            self.destroyed.to_string(),
+            self.held_by.to_string(),
+        ]
+    }
+}
+
+/// The versions listing as `--output json` has always printed it: the
+/// server's answer with the table's two computed columns (`held_by`,
+/// `written_by`) added to each version, so scripts reading them keep working.
+fn with_computed_columns(mut listing: Value, rows: &[VersionRow]) -> Value {
+    if let Some(versions) = listing.get_mut("versions").and_then(Value::as_array_mut) {
+        for (version, row) in versions.iter_mut().zip(rows) {
+            if let Some(fields) = version.as_object_mut() {
+                fields.insert("held_by".to_owned(), Value::from(row.held_by));
+                fields.insert("written_by".to_owned(), Value::from(row.written_by.clone()));
+            }
+        }
+    }
+    listing
+}
+
 pub async fn run(r: &Remote, cmd: HistoryCommand) -> anyhow::Result<()> {
     match cmd {
         HistoryCommand::Versions { name, team } => {
             let team = team_id(r, team).await?;
             let path = format!("/v1/teams/{}/secrets/{}/versions", seg(&team), seg(&name));
-            let mut v = r.call(Method::GET, &path, None).await?;
+            let v = r.call(Method::GET, &path, None).await?;
+            let listing = read::<SecretVersions>(&v)?;
             // The table shows who wrote each version and how many consumers
             // hold it.
-            let writers = writer_names(r, &v).await;
-            if let Some(versions) = v["versions"].as_array_mut() {
-                for version in versions {
-                    let held = version["consumers"].as_array().map_or(0, Vec::len);
-                    version["held_by"] = Value::from(held);
-                    version["written_by"] =
-                        Value::from(written_by(&version["created_by"], &writers));
-                }
-            }
-            let columns = [
-                "version",
-                "created_at",
-                "written_by",
-                "current",
-                "destroyed",
-                "held_by",
-            ];
-            r.print_list(&v, &v["versions"], &columns);
+            let writers = writer_names(r, &listing).await;
+            let rows: Vec<VersionRow> = listing
+                .versions
+                .iter()
+                .map(|version| VersionRow::new(version, &writers))
+                .collect();
+            r.print_rows(&with_computed_columns(v, &rows), &rows);
         }
         HistoryCommand::Restore {
             name,
@@ -166,7 +222,7 @@ pub async fn run(r: &Remote, cmd: HistoryCommand) -> anyhow::Result<()> {
                 seg(&name)
             );
             let v = r.call(Method::POST, &path, None).await?;
-            r.print_one(&v, &["name", "id", "version"]);
+            r.print_row(&v, &read::<SecretVersion>(&v)?);
         }
         HistoryCommand::Destroy {
             name,
@@ -192,37 +248,30 @@ pub async fn run(r: &Remote, cmd: HistoryCommand) -> anyhow::Result<()> {
                     ],
                 )
                 .await?;
-            if let Some(w) = v["warning"].as_str() {
+            let destroyed = read::<DestroyedVersion>(&v)?;
+            if let Some(w) = &destroyed.warning {
                 eprintln!("warning: {w}");
             }
-            r.print_one(&v, &["name", "version", "destroyed"]);
+            r.print_row(&v, &destroyed);
         }
         HistoryCommand::Consumers { name, team } => {
             let team = team_id(r, team).await?;
             let path = format!("/v1/teams/{}/secrets/{}/consumers", seg(&team), seg(&name));
             let v = r.call(Method::GET, &path, None).await?;
+            let held = read::<SecretConsumers>(&v)?;
             if r.is_text() {
-                println!("{}", v["summary"].as_str().unwrap_or_default());
+                println!("{}", held.summary);
             }
-            if let Some(w) = v["warning"].as_str() {
+            if let Some(w) = &held.warning {
                 eprintln!("warning: {w}");
             }
-            let columns = [
-                "key_prefix",
-                "instance",
-                "kind",
-                "version",
-                "last_seen_at",
-                "client",
-            ];
-            r.print_list(&v, &v["consumers"], &columns);
+            r.print_rows(&v, &held.consumers);
         }
         HistoryCommand::Deleted { team } => {
             let team = team_id(r, team).await?;
             let path = format!("/v1/teams/{}/deleted_secrets", seg(&team));
             let v = r.call(Method::GET, &path, None).await?;
-            let columns = ["name", "id", "version", "deleted_at", "purge_after"];
-            r.print_list(&v, &v["deleted_secrets"], &columns);
+            r.print_rows(&v, &read::<DeletedSecrets>(&v)?.deleted_secrets);
         }
         HistoryCommand::Undelete { name, team, id } => {
             let team = team_id(r, team).await?;
@@ -235,7 +284,7 @@ pub async fn run(r: &Remote, cmd: HistoryCommand) -> anyhow::Result<()> {
                 path.push_str(&format!("?id={}", seg(&id)));
             }
             let v = r.call(Method::POST, &path, None).await?;
-            r.print_one(&v, &["name", "id", "version"]);
+            r.print_row(&v, &read::<SecretVersion>(&v)?);
         }
     }
     Ok(())

@@ -7,14 +7,13 @@ use crate::common::TestApp;
 use reqwest::Method;
 use serde_json::json;
 use tessera::domain::audit_action::AuditAction;
+use tessera::wire::history::{AuditEvent, AuditEvents};
 
-async fn events(app: &TestApp, action: &str) -> Vec<serde_json::Value> {
+async fn events(app: &TestApp, action: &str) -> Vec<AuditEvent> {
     app.get(&format!("/v1/audit_events?action={action}"))
         .await
-        .ok()["events"]
-        .as_array()
-        .unwrap()
-        .clone()
+        .json::<AuditEvents>()
+        .events
 }
 
 async fn documented_actions_are_the_recorded_ones(app: TestApp) {
@@ -50,18 +49,25 @@ async fn documented_actions_are_the_recorded_ones(app: TestApp) {
         .ok();
     let writes = events(&app, AuditAction::SecretWrite.as_str()).await;
     assert!(
-        writes.iter().any(|e| e["target_name"] == "documented"),
+        writes
+            .iter()
+            .any(|e| e.target_name.as_deref() == Some("documented")),
         "{writes:?}"
     );
     let reads = events(&app, AuditAction::SecretsRead.as_str()).await;
     assert!(
-        reads.iter().any(|e| e["team_id"] == team.as_str()),
+        reads
+            .iter()
+            .any(|e| e.team_id.as_deref() == Some(team.as_str())),
         "{reads:?}"
     );
     // Every event the log holds names an action of the list.
-    let page = app.get("/v1/audit_events?limit=1000").await.ok();
-    for e in page["events"].as_array().unwrap() {
-        let a = e["action"].as_str().unwrap();
+    let page = app
+        .get("/v1/audit_events?limit=1000")
+        .await
+        .json::<AuditEvents>();
+    for e in &page.events {
+        let a = e.action.as_str();
         assert!(
             AuditAction::from_name(a).is_some(),
             "{a} is not in the list"

@@ -110,6 +110,13 @@ async fn recover_a_secret_and_see_who_holds_it(storage: Storage) {
         .map(|v| v["destroyed"].as_bool().unwrap())
         .collect();
     assert_eq!(destroyed, vec![false, true, true, true]);
+    // Its JSON has always carried the table's two computed columns too.
+    for version in v["versions"].as_array().unwrap() {
+        assert!(
+            version["held_by"].is_u64() && version["written_by"].is_string(),
+            "{version}"
+        );
+    }
 
     // Deleted, listed, undeleted: the agent's file goes and comes back.
     env.delete("db-url").await;

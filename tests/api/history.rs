@@ -8,6 +8,8 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use std::time::Duration;
 use tessera::service::Limits;
+use tessera::wire::history::DeletedSecrets;
+use tessera::wire::runtime::OneSecret;
 
 async fn put(app: &TestApp, team: &str, name: &str, value: &str) -> Value {
     app.post(
@@ -99,8 +101,11 @@ async fn restoring_makes_an_earlier_value_current_again(app: TestApp) {
     put(&app, &team, "token", &new).await;
     let key = app.reader_key(&team).await;
     assert_eq!(
-        fetch_as(&app, &key, "a1", "token").await.ok()["value"],
-        new.as_str()
+        fetch_as(&app, &key, "a1", "token")
+            .await
+            .json::<OneSecret<String>>()
+            .value,
+        new
     );
     let restored = app
         .post(
@@ -260,7 +265,10 @@ async fn consumers_show_who_holds_which_version(app: TestApp) {
     let key = app.reader_key(&team).await;
     put(&app, &team, "api-token", "first").await;
     assert_eq!(
-        fetch_as(&app, &key, "host-a", "api-token").await.ok()["version"],
+        fetch_as(&app, &key, "host-a", "api-token")
+            .await
+            .json::<OneSecret<String>>()
+            .version,
         1
     );
     put(&app, &team, "api-token", "second").await;
@@ -489,14 +497,21 @@ async fn the_purge_job_removes_what_outlived_the_window(app: TestApp) {
     assert_eq!(app.service().purge_expired(now + 6 * day).await.unwrap(), 0);
     let deleted = format!("/v1/teams/{team}/deleted_secrets");
     assert_eq!(
-        app.get(&deleted).await.ok()["deleted_secrets"]
-            .as_array()
-            .unwrap()
+        app.get(&deleted)
+            .await
+            .json::<DeletedSecrets>()
+            .deleted_secrets
             .len(),
         1
     );
     assert_eq!(app.service().purge_expired(now + 8 * day).await.unwrap(), 1);
-    assert_eq!(app.get(&deleted).await.ok()["deleted_secrets"], json!([]));
+    assert_eq!(
+        app.get(&deleted)
+            .await
+            .json::<DeletedSecrets>()
+            .deleted_secrets,
+        vec![]
+    );
     app.post(&format!("{deleted}/temp/restore"), json!({}))
         .await
         .err(404, "NOT_FOUND");

@@ -2,7 +2,7 @@
 
 use crate::common::{assert_utc_z, TestApp};
 use serde_json::json;
-use tessera::wire::management::TeamsView;
+use tessera::wire::management::{TeamView, TeamsView};
 
 async fn teams_list_filter_and_get(app: TestApp) {
     let list = app.get("/v1/teams").await.ok();
@@ -13,9 +13,13 @@ async fn teams_list_filter_and_get(app: TestApp) {
     assert_eq!(t["default"], true);
     assert_utc_z(&t["created_at"]);
     let id = t["id"].as_str().unwrap();
+    let listed: TeamView = serde_json::from_value(t.clone()).unwrap();
     assert_eq!(
-        app.get("/v1/teams?name=default").await.ok()["teams"],
-        json!([t])
+        app.get("/v1/teams?name=default")
+            .await
+            .json::<TeamsView>()
+            .teams,
+        vec![listed]
     );
     assert_eq!(
         app.get("/v1/teams?name=Default")

@@ -1,6 +1,7 @@
 //! What crosses the wire between the server and its clients: the error body
-//! every route answers with, the management API's plain response bodies, and
-//! the runtime API's headers and bodies. The
+//! every route answers with, the management API's plain response bodies, the
+//! history and audit bodies as clients read them, and the runtime API's
+//! headers and bodies. The
 //! server (`tessera-server`), the workload binary (`tessera-workload`), the
 //! admin CLI and the tests all read and write these types, so a field
 //! renamed on one side fails to compile on the other.
@@ -9,6 +10,7 @@
 //! links it without pulling in anything of the server's.
 
 pub mod error;
+pub mod history;
 pub mod management;
 pub mod runtime;
 

@@ -19,7 +19,7 @@ pub struct SecretTombstoneView {
 }
 
 /// A team.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[schema(as = TeamV1)]
 pub struct TeamView {
     pub id: String,
@@ -119,7 +119,8 @@ pub struct UserTombstoneView {
 // `ApiKeyInfoView`, `UserAdminView`, `MemberView`); these are the same
 // shapes as owned data, for the admin CLI and the tests to read them. Roles
 // and key types are their wire spellings. The HTTP tests read every such
-// response through them, so a field the server renames fails there.
+// response through them, so a field the server renames fails there. The
+// history and audit bodies' twins are in `history.rs`.
 
 /// A secret's metadata (`SecretV1`), as a listing or a write answers it.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

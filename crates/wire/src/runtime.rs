@@ -50,3 +50,16 @@ pub struct SecretItem<V> {
     pub value: V,
     pub version: i64,
 }
+
+/// One secret by name (`GET /runtime/v1/secrets/{name}`, the shape
+/// webhook-style consumers read `$.value` from), as a client reads it: the
+/// value in `V`, as in [`SecretItem`].
+#[derive(Serialize, Deserialize)]
+pub struct OneSecret<V> {
+    /// The spelling the secret was created with.
+    pub name: String,
+    pub value: V,
+    pub version: i64,
+    /// Keyed MAC of the value and the secret's identity.
+    pub fingerprint: String,
+}

@@ -9,6 +9,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tessera::service::TeamRef;
+use tessera::wire::management::TeamsView;
 
 // Race-free upserts across two processes.
 
@@ -136,10 +137,9 @@ async fn secret_written_on_one_node_is_listed_by_the_other_at_once() {
     else {
         return;
     };
-    let team = c.get(1, "/v1/teams").await.ok()["teams"][0]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let team = c.get(1, "/v1/teams").await.json::<TeamsView>().teams[0]
+        .id
+        .clone();
     for round in 0..5 {
         let (writer, reader) = (round % 2, 1 - round % 2);
         let name = format!("visible_{round}");
@@ -215,10 +215,9 @@ async fn team_listing_on_one_node_is_never_staler_than_a_write_on_the_other() {
     else {
         return;
     };
-    let team = c.get(1, "/v1/teams").await.ok()["teams"][0]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let team = c.get(1, "/v1/teams").await.json::<TeamsView>().teams[0]
+        .id
+        .clone();
     let listing = format!("/v1/teams/{team}/secrets");
     let names = |list: &Value| -> Vec<String> {
         list["secrets"]

@@ -5,14 +5,14 @@ use crate::common::{canary, to_resp, Deadline, Resp, ServerProcess, PG_ENV};
 use reqwest::Method;
 use serde_json::json;
 use std::time::{Duration, Instant};
+use tessera::wire::management::TeamsView;
 use tokio::task::JoinHandle;
 
 /// A WORKSPACE_READ_SECRETS key for the default team, made on node 0.
 async fn reader_key(c: &Cluster) -> String {
-    let team = c.get(0, "/v1/teams").await.ok()["teams"][0]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let team = c.get(0, "/v1/teams").await.json::<TeamsView>().teams[0]
+        .id
+        .clone();
     c.post(
         0,
         &format!("/v1/teams/{team}/api_keys"),
@@ -213,10 +213,9 @@ async fn a_fetch_on_one_node_is_never_staler_than_a_write_on_the_other() {
         return;
     };
     let key = reader_key(&c).await;
-    let team = c.get(0, "/v1/teams").await.ok()["teams"][0]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let team = c.get(0, "/v1/teams").await.json::<TeamsView>().teams[0]
+        .id
+        .clone();
     let secrets = format!("/v1/teams/{team}/secrets");
     let fetch = || async {
         let r = c

@@ -21,6 +21,8 @@ pub mod trace;
 pub mod users;
 pub mod views;
 pub mod waiters;
+#[cfg(test)]
+mod wire_contract;
 
 use crate::service::Service;
 use axum::extract::DefaultBodyLimit;
