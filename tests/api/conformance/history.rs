@@ -126,7 +126,7 @@ async fn destroy_previous_clears_earlier_ciphertexts(store: DynStore) {
 
 async fn create_or_update(
     store: &DynStore,
-    team: &tessera::domain::access::TeamAccess,
+    team: &tessera::domain::access::TeamAccess<tessera::domain::access::WriteSecrets>,
     name: &str,
 ) {
     if store.secret_id(team, name).await.unwrap().is_some() {

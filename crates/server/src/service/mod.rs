@@ -27,7 +27,7 @@ pub mod users;
 
 use crate::crypto::fingerprint::Fingerprinter;
 use crate::crypto::Keyring;
-use crate::domain::access::{self, Denied, Principal, TeamAccess, TeamAction};
+use crate::domain::access::{self, Denied, Principal, TeamAccess, TeamActionKind};
 use crate::domain::types::Team;
 use crate::store::{DynStore, StoreError};
 use std::sync::Arc;
@@ -369,13 +369,12 @@ impl Service {
     }
 
     /// Loads the addressed team and decides whether the caller may act on it.
-    pub(crate) async fn team_access(
+    pub(crate) async fn team_access<A: TeamActionKind>(
         &self,
         p: &Principal,
         team: TeamRef<'_>,
-        action: TeamAction,
-    ) -> ServiceResult<TeamAccess> {
+    ) -> ServiceResult<TeamAccess<A>> {
         let team = self.load_team(p, team).await?;
-        Ok(access::authorize_team(p, &team, action)?)
+        Ok(access::authorize_team::<A>(p, &team)?)
     }
 }

@@ -2,7 +2,7 @@
 
 use super::{Service, ServiceResult, TeamRef};
 use crate::domain::access::{
-    authorize_org, authorize_team, can_read_team, OrgAction, Principal, TeamAction,
+    authorize_org, authorize_team, can_read_team, OrgAction, Principal, ReadTeam,
 };
 use crate::domain::types::Team;
 
@@ -24,7 +24,7 @@ impl Service {
 
     pub async fn get_team(&self, p: &Principal, team_id: &str) -> ServiceResult<Team> {
         let team = self.load_team(p, TeamRef::Id(team_id)).await?;
-        authorize_team(p, &team, TeamAction::ReadTeam)?;
+        authorize_team::<ReadTeam>(p, &team)?;
         Ok(team)
     }
 }
