@@ -14,8 +14,10 @@ pub mod consumers;
 pub mod delivery;
 pub mod delivery_stream;
 pub mod directory;
+mod error;
 pub mod history;
 pub mod keys;
+mod limits;
 pub mod notify;
 pub mod read_fold;
 mod scope_revision;
@@ -25,163 +27,15 @@ pub mod teams;
 pub mod usage;
 pub mod users;
 
+pub use error::{ConcernedKey, ServiceError, ServiceResult};
+pub use limits::{Limits, Quotas, DEFAULT_VALUE_BYTES_PER_TEAM};
+pub use teams::TeamRef;
+
 use crate::crypto::fingerprint::Fingerprinter;
 use crate::crypto::Keyring;
-use crate::domain::access::{self, Denied, Principal, TeamAccess, TeamActionKind};
 use crate::domain::types::Team;
 use crate::store::{DynStore, StoreError};
 use std::sync::Arc;
-
-#[derive(Debug, thiserror::Error)]
-pub enum ServiceError {
-    #[error("{0}")]
-    Invalid(String),
-    #[error("{0}")]
-    Unauthorized(&'static str),
-    #[error("{0}")]
-    Forbidden(String),
-    #[error("{0}")]
-    NotFound(String),
-    #[error("{0}")]
-    Conflict(String),
-    #[error("{0}")]
-    QuotaExceeded(String),
-    /// A change refused for the keys it would leave without an answerer
-    /// (409, with the keys listed).
-    #[error("{message}")]
-    KeysConcerned {
-        message: String,
-        keys: Vec<ConcernedKey>,
-    },
-    #[error("{0}")]
-    Unavailable(String),
-    /// The disk holding the data is full. Details go to the log only.
-    #[error("storage full: {0}")]
-    StorageFull(String),
-    /// Details go to the log only.
-    #[error("internal error: {0}")]
-    Internal(String),
-}
-
-pub type ServiceResult<T> = Result<T, ServiceError>;
-
-/// A key named in [`ServiceError::KeysConcerned`]: what identifies it, never
-/// its secret.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConcernedKey {
-    pub prefix: String,
-    pub key_type: String,
-    pub name: Option<String>,
-    pub team_id: Option<String>,
-}
-
-impl From<StoreError> for ServiceError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::Conflict(m) => ServiceError::Conflict(m),
-            StoreError::NotFound(m) => ServiceError::NotFound(m),
-            e @ StoreError::QuotaExceeded { .. } => ServiceError::QuotaExceeded(e.to_string()),
-            // Retried where it can happen; seen here, the write lost a race
-            // too many times.
-            StoreError::Stale => {
-                ServiceError::Conflict("the secret changed concurrently; retry".into())
-            }
-            // The detail (with the driver's error) is for the log only.
-            e @ StoreError::StorageFull { .. } => ServiceError::StorageFull(log_detail(&e)),
-            e @ StoreError::Unavailable { .. } => ServiceError::Unavailable(log_detail(&e)),
-            e @ StoreError::Internal { .. } => ServiceError::Internal(log_detail(&e)),
-        }
-    }
-}
-
-/// An error with its chain of sources, for the log.
-fn log_detail(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
-}
-
-impl From<Denied> for ServiceError {
-    fn from(d: Denied) -> Self {
-        match d {
-            Denied::NotFound(what) => ServiceError::NotFound(format!("{what} not found")),
-            Denied::Forbidden(m) => ServiceError::Forbidden(m),
-        }
-    }
-}
-
-/// Limits a deployment may tune.
-#[derive(Debug, Clone)]
-pub struct Limits {
-    pub max_value_bytes: usize,
-    pub quotas: Quotas,
-    pub history: history::Retention,
-    /// Whether changes and reads are recorded in the audit log (off only to
-    /// measure what it costs).
-    pub audit_log: bool,
-    /// How long audit events are kept before the prune job removes them
-    /// (`None`: for ever).
-    pub audit_retention: Option<std::time::Duration>,
-    /// Ciphertext bytes per page of a streamed runtime answer (and the most
-    /// a scope may hold to be answered whole); small only in tests.
-    pub delivery_page_bytes: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            max_value_bytes: crate::domain::secret_value::DEFAULT_MAX_VALUE_BYTES,
-            quotas: Quotas::default(),
-            history: history::Retention::default(),
-            audit_log: true,
-            audit_retention: None,
-            delivery_page_bytes: delivery_stream::PAGE_BYTES,
-        }
-    }
-}
-
-/// How many of each thing one team, organization or user may hold.
-/// Creating one more answers 409 `QUOTA_EXCEEDED` naming the quota.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Quotas {
-    pub secrets_per_team: i64,
-    pub teams_per_org: i64,
-    pub users_per_org: i64,
-    /// Live personal keys per user.
-    pub keys_per_user: i64,
-    /// Live keys bound to one team; also the organization-wide
-    /// (WORKSPACE_MANAGE_API_KEYS) keys of one organization.
-    pub keys_per_team: i64,
-    /// Bytes of one team's current values (the plaintext lengths of every
-    /// secret's current version): what one full fetch of the team returns.
-    /// A write that would grow them past it is refused; one that keeps or
-    /// shrinks them is not, so a team over a lowered quota can shrink.
-    pub value_bytes_per_team: i64,
-}
-
-/// The default [`Quotas::value_bytes_per_team`]: 64 MiB.
-pub const DEFAULT_VALUE_BYTES_PER_TEAM: i64 = 64 << 20;
-
-impl Default for Quotas {
-    fn default() -> Self {
-        Self {
-            secrets_per_team: 10_000,
-            teams_per_org: 1_000,
-            users_per_org: 10_000,
-            keys_per_user: 100,
-            keys_per_team: 1_000,
-            value_bytes_per_team: DEFAULT_VALUE_BYTES_PER_TEAM,
-        }
-    }
-}
 
 /// Shared state of the use cases. Its fields are private: callers go
 /// through the use cases, which authorize before they touch the store.
@@ -232,14 +86,6 @@ type SharedBuild = std::sync::Weak<tokio::sync::OnceCell<Arc<delivery::Delivery>
 /// change only when a secret is deleted and re-created, which the write then
 /// detects; the bound just keeps the map from holding ids of secrets long gone.
 const SECRET_ID_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
-
-/// Which team a request addresses.
-#[derive(Debug, Clone, Copy)]
-pub enum TeamRef<'a> {
-    /// Routes without `{team_id}`: the key's team or the org's default team.
-    Implicit,
-    Id(&'a str),
-}
 
 impl Service {
     pub fn new(
@@ -316,38 +162,6 @@ impl Service {
         self.store.listen(sink);
     }
 
-    /// Loads the addressed team (not yet authorized). Teams change rarely and
-    /// are read on every request, so they are cached like principals.
-    pub(crate) async fn load_team(&self, p: &Principal, team: TeamRef<'_>) -> ServiceResult<Team> {
-        let id = match team {
-            TeamRef::Id(id) => id,
-            TeamRef::Implicit => match access::implicit_team(p) {
-                Some(id) => id,
-                None => return self.default_team(&p.org_id).await,
-            },
-        };
-        if let Some(t) = self.team_cache.get(id) {
-            return Ok((*t).clone());
-        }
-        let team = self
-            .store
-            .find_team(id)
-            .await?
-            .ok_or_else(|| ServiceError::NotFound("team not found".into()))?;
-        self.team_cache.put(id.to_owned(), Arc::new(team.clone()));
-        Ok(team)
-    }
-
-    async fn default_team(&self, org_id: &str) -> ServiceResult<Team> {
-        if let Some(t) = self.default_team_cache.get(org_id) {
-            return Ok((*t).clone());
-        }
-        let team = self.store.default_team(org_id).await?;
-        self.default_team_cache
-            .put(org_id.to_owned(), Arc::new(team.clone()));
-        Ok(team)
-    }
-
     /// How many long polls wait on a team's changes now: a signal that a
     /// waiter is registered (a write after it wakes it).
     pub fn waiters(&self, team_id: &str) -> usize {
@@ -366,15 +180,5 @@ impl Service {
         self.team_cache.clear();
         self.default_team_cache.clear();
         self.notifier.identity_changed();
-    }
-
-    /// Loads the addressed team and decides whether the caller may act on it.
-    pub(crate) async fn team_access<A: TeamActionKind>(
-        &self,
-        p: &Principal,
-        team: TeamRef<'_>,
-    ) -> ServiceResult<TeamAccess<A>> {
-        let team = self.load_team(p, team).await?;
-        Ok(access::authorize_team::<A>(p, &team)?)
     }
 }
