@@ -42,11 +42,8 @@ use std::sync::Arc;
 pub struct Service {
     store: DynStore,
     keyring: Arc<Keyring>,
-    /// The audit chain key (also installed in the store, which links).
-    audit_key: Arc<crate::audit::chain::ChainKey>,
-    /// Signs checkpoints of the audit chains' heads (exported, and standing
-    /// for pruned prefixes).
-    audit_signer: Arc<crate::audit::checkpoint::CheckpointSigner>,
+    /// The audit log aggregate (its own store handle, keys and retention).
+    audit_log: audit_log::AuditLog,
     limits: Limits,
     auth_cache: auth::PrincipalCache,
     /// Teams by id, and each organization's default team by org id.
@@ -96,11 +93,12 @@ impl Service {
         limits: Limits,
     ) -> Self {
         store.install_audit_key(limits.audit_log.then(|| audit_keys.chain.clone()));
+        // Upcast: the audit log sees the store's audit side only.
+        let audit_store: Arc<dyn crate::store::AuditStore + Send + Sync> = store.clone();
         Self {
+            audit_log: audit_log::AuditLog::new(audit_store, audit_keys, limits.audit_retention),
             store,
             keyring,
-            audit_key: audit_keys.chain,
-            audit_signer: audit_keys.signer,
             limits,
             auth_cache: auth::PrincipalCache::new(auth::PRINCIPAL_TTL),
             team_cache: cache::TtlCache::new(auth::PRINCIPAL_TTL),
@@ -120,6 +118,12 @@ impl Service {
             snapshot_flight: Default::default(),
             bulk_pages: Default::default(),
         }
+    }
+
+    /// The audit log: verifying, exporting, checkpoints, pruning, the
+    /// organization's view.
+    pub fn audit_log(&self) -> &audit_log::AuditLog {
+        &self.audit_log
     }
 
     /// Counts a request as being handled until the guard is dropped (large
