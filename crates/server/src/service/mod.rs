@@ -44,6 +44,8 @@ pub struct Service {
     keyring: Arc<Keyring>,
     /// The audit log aggregate (its own store handle, keys and retention).
     audit_log: audit_log::AuditLog,
+    /// The caller's own user and organization.
+    directory: directory::Directory,
     limits: Limits,
     auth_cache: auth::PrincipalCache,
     /// Teams by id, and each organization's default team by org id.
@@ -95,8 +97,10 @@ impl Service {
         store.install_audit_key(limits.audit_log.then(|| audit_keys.chain.clone()));
         // Upcast: the audit log sees the store's audit side only.
         let audit_store: Arc<dyn crate::store::AuditStore + Send + Sync> = store.clone();
+        let identity_store: Arc<dyn crate::store::IdentityStore + Send + Sync> = store.clone();
         Self {
             audit_log: audit_log::AuditLog::new(audit_store, audit_keys, limits.audit_retention),
+            directory: directory::Directory::new(identity_store),
             store,
             keyring,
             limits,
@@ -124,6 +128,12 @@ impl Service {
     /// organization's view.
     pub fn audit_log(&self) -> &audit_log::AuditLog {
         &self.audit_log
+    }
+
+    /// The caller's own user and organization (`users/me`,
+    /// `organizations/me`).
+    pub fn directory(&self) -> &directory::Directory {
+        &self.directory
     }
 
     /// Counts a request as being handled until the guard is dropped (large
