@@ -21,7 +21,7 @@ pub const SMALL_TEAM: &str = "team-100";
 struct Upsert {
     name: String,
     // Parsed (and so validated as a string) like Tessera does, then dropped.
-    #[allow(dead_code)]
+    #[expect(dead_code, reason = "read only to validate it")]
     value: String,
 }
 

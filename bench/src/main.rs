@@ -5,7 +5,11 @@
 
 // A measuring tool, not the server: a broken invariant ends the run loudly,
 // which is what a benchmark should do.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails loudly where it cannot go on"
+)]
 
 mod audit_cost;
 mod audit_verify;

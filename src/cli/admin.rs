@@ -2,8 +2,11 @@
 //! and API keys. Each one is a single request to the HTTP API, so the server
 //! decides permissions exactly as for any other client.
 
-use super::remote::{Output, Remote, RemoteArgs};
-use crate::wire::management::NewApiKeyView;
+use super::remote::{read, Output, Remote, RemoteArgs};
+use crate::wire::management::{
+    ApiKeyList, ApiKeyTombstoneView, MemberInfo, MemberList, MembershipTombstone, NewApiKeyView,
+    TeamTombstoneView, TeamView, TeamsView, UserAdminInfo, UserTombstoneView, UsersView,
+};
 use clap::Subcommand;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -19,18 +22,6 @@ pub(super) fn seg(s: &str) -> String {
         })
         .collect()
 }
-
-const TEAM_COLUMNS: &[&str] = &["id", "name", "default", "created_at"];
-const USER_COLUMNS: &[&str] = &["user_id", "email", "name", "role"];
-const KEY_COLUMNS: &[&str] = &[
-    "prefix",
-    "type",
-    "name",
-    "team_name",
-    "owner",
-    "created_at",
-    "last_used_at",
-];
 
 #[derive(Debug, Subcommand)]
 pub enum TeamCommand {
@@ -205,14 +196,13 @@ pub enum KeyCommand {
 
 /// Prints a newly created key: alone on its line in text and id modes so
 /// scripts can capture it (its prefix is the part before the dot).
-fn print_key(remote: &Remote, v: &Value) {
+fn print_key(remote: &Remote, v: &Value) -> anyhow::Result<()> {
+    let key: NewApiKeyView = read(v)?;
     match remote.output {
         Output::Json => println!("{v}"),
-        Output::Text | Output::Id => {
-            let key = serde_json::from_value::<NewApiKeyView>(v.clone()).map(|k| k.api_key);
-            println!("{}", key.unwrap_or_default())
-        }
+        Output::Text | Output::Id => println!("{}", key.api_key),
     }
+    Ok(())
 }
 
 pub async fn teams(args: &RemoteArgs, cmd: TeamCommand) -> anyhow::Result<()> {
@@ -220,13 +210,13 @@ pub async fn teams(args: &RemoteArgs, cmd: TeamCommand) -> anyhow::Result<()> {
     match cmd {
         TeamCommand::List => {
             let v = r.call(Method::GET, "/v1/teams", None).await?;
-            r.print_list(&v, &v["teams"], TEAM_COLUMNS);
+            r.print_rows(&v, &read::<TeamsView>(&v)?.teams);
         }
         TeamCommand::Create { name } => {
             let v = r
                 .call(Method::POST, "/v1/teams", Some(json!({"name": name})))
                 .await?;
-            r.print_one(&v, TEAM_COLUMNS);
+            r.print_row(&v, &read::<TeamView>(&v)?);
         }
         TeamCommand::Rename { team_id, name } => {
             let v = r
@@ -236,7 +226,7 @@ pub async fn teams(args: &RemoteArgs, cmd: TeamCommand) -> anyhow::Result<()> {
                     Some(json!({"name": name})),
                 )
                 .await?;
-            r.print_one(&v, TEAM_COLUMNS);
+            r.print_row(&v, &read::<TeamView>(&v)?);
         }
         TeamCommand::Delete { team_id, cascade } => {
             let v = r
@@ -247,7 +237,7 @@ pub async fn teams(args: &RemoteArgs, cmd: TeamCommand) -> anyhow::Result<()> {
                     &[("pass cascade=true", "pass --cascade")],
                 )
                 .await?;
-            r.print_one(&v, &["id", "name", "deleted_secrets"]);
+            r.print_row(&v, &read::<TeamTombstoneView>(&v)?);
         }
     }
     Ok(())
@@ -267,17 +257,16 @@ pub async fn users(args: &RemoteArgs, cmd: UserCommand) -> anyhow::Result<()> {
                 if let Some(e) = &email {
                     path.push_str(&format!("&email={}", seg(e)));
                 }
-                let page = r.call(Method::GET, &path, None).await?;
-                items.extend(page["items"].as_array().cloned().unwrap_or_default());
-                match page["pagination"]["cursor"].as_str() {
-                    Some(c) if page["pagination"]["has_more"] == true => {
-                        cursor = Some(c.to_owned())
-                    }
+                let page: UsersView = read(&r.call(Method::GET, &path, None).await?)?;
+                items.extend(page.items);
+                match page.pagination.cursor {
+                    Some(c) if page.pagination.has_more => cursor = Some(c),
                     _ => break,
                 }
             }
-            let all = Value::Array(items);
-            r.print_list(&json!({"items": all}), &all, &["user_id", "email", "name"]);
+            // The pages' items as the server wrote them: the server writes
+            // this very type.
+            r.print_rows(&json!({ "items": items }), &items);
         }
         UserCommand::Create { email, name, role } => {
             let v = r
@@ -287,7 +276,7 @@ pub async fn users(args: &RemoteArgs, cmd: UserCommand) -> anyhow::Result<()> {
                     Some(json!({"email": email, "name": name, "role": role})),
                 )
                 .await?;
-            r.print_one(&v, USER_COLUMNS);
+            r.print_row(&v, &read::<UserAdminInfo>(&v)?);
         }
         UserCommand::Delete { user_id, keys } => {
             let v = r
@@ -298,7 +287,7 @@ pub async fn users(args: &RemoteArgs, cmd: UserCommand) -> anyhow::Result<()> {
                 )
                 .await
                 .map_err(explain_handover)?;
-            r.print_one(&v, &["user_id"]);
+            r.print_row(&v, &read::<UserTombstoneView>(&v)?);
         }
     }
     Ok(())
@@ -315,7 +304,7 @@ pub async fn members(args: &RemoteArgs, cmd: MemberCommand) -> anyhow::Result<()
                     None,
                 )
                 .await?;
-            r.print_list(&v, &v["members"], USER_COLUMNS);
+            r.print_rows(&v, &read::<MemberList>(&v)?.members);
         }
         MemberCommand::Add {
             team_id,
@@ -333,7 +322,7 @@ pub async fn members(args: &RemoteArgs, cmd: MemberCommand) -> anyhow::Result<()
                 .call(Method::PUT, &path, Some(json!({"role": role})))
                 .await
                 .map_err(explain_handover)?;
-            r.print_one(&v, USER_COLUMNS);
+            r.print_row(&v, &read::<MemberInfo>(&v)?);
         }
         MemberCommand::Remove {
             team_id,
@@ -350,7 +339,7 @@ pub async fn members(args: &RemoteArgs, cmd: MemberCommand) -> anyhow::Result<()
                 .call(Method::DELETE, &path, None)
                 .await
                 .map_err(explain_handover)?;
-            r.print_one(&v, &["team_id", "user_id"]);
+            r.print_row(&v, &read::<MembershipTombstone>(&v)?);
         }
     }
     Ok(())
@@ -365,7 +354,7 @@ pub async fn keys(args: &RemoteArgs, cmd: KeyCommand) -> anyhow::Result<()> {
                 None => "/v1/api_keys".to_owned(),
             };
             let v = r.call(Method::GET, &path, None).await?;
-            r.print_list(&v, &v["keys"], KEY_COLUMNS);
+            r.print_rows(&v, &read::<ApiKeyList>(&v)?.keys);
         }
         KeyCommand::Create {
             key_type,
@@ -399,7 +388,7 @@ pub async fn keys(args: &RemoteArgs, cmd: KeyCommand) -> anyhow::Result<()> {
                     ],
                 )
                 .await?;
-            print_key(&r, &v);
+            print_key(&r, &v)?;
         }
         KeyCommand::Mint { user_id, name } => {
             let v = r
@@ -409,7 +398,7 @@ pub async fn keys(args: &RemoteArgs, cmd: KeyCommand) -> anyhow::Result<()> {
                     Some(json!({"name": name})),
                 )
                 .await?;
-            print_key(&r, &v);
+            print_key(&r, &v)?;
         }
         KeyCommand::Revoke { prefix } => {
             let v = r
@@ -419,7 +408,7 @@ pub async fn keys(args: &RemoteArgs, cmd: KeyCommand) -> anyhow::Result<()> {
                     None,
                 )
                 .await?;
-            r.print_one(&v, &["prefix"]);
+            r.print_row(&v, &read::<ApiKeyTombstoneView>(&v)?);
         }
     }
     Ok(())

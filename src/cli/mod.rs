@@ -9,6 +9,7 @@ pub mod migrate;
 pub mod org;
 pub mod preflight;
 pub mod remote;
+mod rows;
 pub mod secret_history;
 pub mod secrets;
 pub mod serve;

@@ -15,11 +15,13 @@
 //! another process is still refused, though possibly after a change.
 
 use crate::config::StoreArgs;
-use crate::crypto::master_key::{self, MasterKeySource};
+use crate::crypto::master_key::{self, MasterKey, MasterKeySource};
 use crate::crypto::Keyring;
 
 /// Refuses, changing nothing, a start that start-up would refuse later.
-pub async fn check(args: &StoreArgs) -> anyhow::Result<()> {
+/// Returns the master key when it was loaded, so that start-up does not load
+/// it again (a key command runs once per start).
+pub async fn check(args: &StoreArgs) -> anyhow::Result<Option<MasterKey>> {
     let source = args.master_key_source();
     let key_in_data_dir = matches!(&source, MasterKeySource::File { create: true, .. });
     if args.sqlite_in_data_dir() || key_in_data_dir {
@@ -39,14 +41,14 @@ pub async fn check(args: &StoreArgs) -> anyhow::Result<()> {
             // Opening the store for real says what is wrong (and changes
             // nothing before it can).
             tracing::debug!(error = %e, "could not read the store before start-up; opening it will tell");
-            return Ok(());
+            return Ok(key);
         }
     };
-    let Some(held) = peeked else { return Ok(()) };
-    match (key, &source) {
+    let Some(held) = peeked else { return Ok(key) };
+    match (&key, &source) {
         (Some(key), _) => {
             // An empty store takes any key (`Ok(false)`).
-            Keyring::new(&key).verify_against(&held.keks)?;
+            Keyring::new(key).verify_against(&held.keks)?;
         }
         (None, MasterKeySource::File { path, .. }) => {
             if !held.keks.is_empty() || held.organizations > 0 {
@@ -54,7 +56,7 @@ pub async fn check(args: &StoreArgs) -> anyhow::Result<()> {
                 return Err(crate::app::missing_key_for_existing_data(path, &ids));
             }
         }
-        (None, MasterKeySource::Inline(_)) => {}
+        (None, _) => {}
     }
-    Ok(())
+    Ok(key)
 }

@@ -181,6 +181,41 @@ impl Remote {
     pub fn print_one(&self, value: &Value, columns: &[&str]) {
         self.print_list(value, &Value::Array(vec![value.clone()]), columns)
     }
+
+    /// Prints a response read into its wire type: `value` (the JSON as the
+    /// server sent it) as is, the rows as a table, or their identifiers.
+    pub fn print_rows<R: Row>(&self, value: &Value, rows: &[R]) {
+        match self.output {
+            Output::Json => println!(
+                "{}",
+                serde_json::to_string_pretty(value).unwrap_or_default()
+            ),
+            Output::Text => print_cells(rows.iter().map(Row::cells).collect(), R::COLUMNS),
+            Output::Id => {
+                for row in rows {
+                    println!("{}", row.cells().into_iter().next().unwrap_or_default());
+                }
+            }
+        }
+    }
+
+    pub fn print_row<R: Row>(&self, value: &Value, row: &R) {
+        self.print_rows(value, std::slice::from_ref(row))
+    }
+}
+
+/// Reads a successful response into its wire type.
+pub fn read<T: serde::de::DeserializeOwned>(value: &Value) -> anyhow::Result<T> {
+    T::deserialize(value).context("the server's answer is not in the expected shape")
+}
+
+/// A response row as the text table shows it.
+pub trait Row {
+    /// The columns, headed in capitals; the first is the identifier
+    /// `--output id` prints.
+    const COLUMNS: &'static [&'static str];
+    /// One cell per column: `-` for none, lists joined by commas.
+    fn cells(&self) -> Vec<String>;
 }
 
 fn cell(v: &Value) -> String {
@@ -202,6 +237,10 @@ fn print_table(rows: &[Value], columns: &[&str]) {
         .iter()
         .map(|r| columns.iter().map(|c| cell(&r[*c])).collect())
         .collect();
+    print_cells(cells, columns)
+}
+
+fn print_cells(cells: Vec<Vec<String>>, columns: &[&str]) {
     let widths: Vec<usize> = columns
         .iter()
         .enumerate()

@@ -3,7 +3,8 @@
 //! standard input or a file, never from the command line, where the process
 //! list would show it.
 
-use super::remote::{Remote, RemoteArgs};
+use super::remote::{read, Remote, RemoteArgs};
+use crate::wire::management::{SecretInfo, SecretList, SecretTombstoneView};
 use anyhow::{bail, Context};
 use clap::Subcommand;
 use reqwest::Method;
@@ -11,8 +12,6 @@ use serde_json::json;
 use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
 use zeroize::Zeroizing;
-
-const COLUMNS: &[&str] = &["name", "team_name", "id", "created_at"];
 
 #[derive(Debug, Subcommand)]
 pub enum SecretCommand {
@@ -57,7 +56,7 @@ pub async fn secrets(args: &RemoteArgs, cmd: SecretCommand) -> anyhow::Result<()
                 None => "/v1/secrets".to_owned(),
             };
             let v = r.call(Method::GET, &path, None).await?;
-            r.print_list(&v, &v["secrets"], COLUMNS);
+            r.print_rows(&v, &read::<SecretList>(&v)?.secrets);
         }
         SecretCommand::Set {
             name,
@@ -79,7 +78,7 @@ pub async fn secrets(args: &RemoteArgs, cmd: SecretCommand) -> anyhow::Result<()
             }
             drop(value);
             let v = r.call(Method::POST, &path, Some(body)).await?;
-            r.print_one(&v, COLUMNS);
+            r.print_row(&v, &read::<SecretInfo>(&v)?);
         }
         SecretCommand::Delete { name, team } => {
             let path = match team {
@@ -91,7 +90,7 @@ pub async fn secrets(args: &RemoteArgs, cmd: SecretCommand) -> anyhow::Result<()
                 None => format!("/v1/secrets/{}", super::admin::seg(&name)),
             };
             let v = r.call(Method::DELETE, &path, None).await?;
-            r.print_one(&v, &["name"]);
+            r.print_row(&v, &read::<SecretTombstoneView>(&v)?);
         }
         SecretCommand::History(cmd) => super::secret_history::run(&r, cmd).await?,
     }

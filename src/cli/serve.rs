@@ -10,6 +10,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let listener = bind(args.listen).await?;
     let metrics_listener = bind_metrics(args.metrics_listen).await?;
     let Started { service, lock } = start_up(&args.store).await?;
+    warn_key_beside_reachable_data(&args.store, listener.local_addr()?);
     let backend = service.backend();
     let (router, state) = crate::app::build_with(service, args.throttle.throttle_settings());
     let exporter = start_checkpoint_export(&args, &state)?;
@@ -100,6 +101,33 @@ fn start_checkpoint_export(
     Ok(Some((stop, task)))
 }
 
+/// Warns when the master key file sits inside the data directory while the
+/// server listens beyond this machine: a copy of that directory (a backup,
+/// a volume snapshot) is then a copy of every value. On loopback the
+/// default layout is the two-command start on a laptop, and stays quiet.
+fn warn_key_beside_reachable_data(args: &StoreArgs, addr: SocketAddr) {
+    if addr.ip().is_loopback() {
+        return;
+    }
+    let crate::crypto::master_key::MasterKeySource::File { path, .. } = args.master_key_source()
+    else {
+        return;
+    };
+    let inside = match (path.canonicalize(), args.data_dir.canonicalize()) {
+        (Ok(key), Ok(dir)) => key.starts_with(dir),
+        _ => false,
+    };
+    if inside {
+        tracing::warn!(
+            path = %path.display(),
+            %addr,
+            "the master key file is inside the data directory and the server listens beyond this \
+             machine: a copy of the data directory is a copy of every value; keep the key apart \
+             (--master-key-file elsewhere, or --master-key-command)"
+        );
+    }
+}
+
 /// Binds the listening socket first, before anything touches the data
 /// directory: a port already in use leaves no new directory, store or
 /// admin key behind.
@@ -164,7 +192,7 @@ struct Started {
 /// the admin key of a new store.
 async fn start_up(args: &StoreArgs) -> anyhow::Result<Started> {
     // Every refusal that can be known now, before anything changes.
-    super::preflight::check(args).await?;
+    let key = super::preflight::check(args).await?;
     let lock = match args.sqlite_path() {
         Some(db) => {
             if args.sqlite_in_data_dir() {
@@ -178,7 +206,7 @@ async fn start_up(args: &StoreArgs) -> anyhow::Result<Started> {
         }
         None => None,
     };
-    let service = crate::app::open_service(args).await?;
+    let service = crate::app::open_service_with_key(args, key).await?;
     if service.organization_count().await? == 0 {
         match service.create_organization("default").await {
             Ok(token) => {

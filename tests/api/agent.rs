@@ -313,8 +313,19 @@ async fn agent_rides_out_a_server_restart(storage: Storage) {
     eventually("the agent notices", || {
         agent.log_text().contains("server unreachable")
     });
-    // Give it time to retry a few times while the server is down.
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // It keeps trying while the server is away: a stand-in on the server's
+    // address sees three more attempts (each cut at once, so still failed).
+    let stand_in = std::net::TcpListener::bind(&env.addr).unwrap();
+    stand_in.set_nonblocking(true).unwrap();
+    let mut attempts = 0;
+    eventually("three attempts while the server is away", || {
+        while let Ok((conn, _)) = stand_in.accept() {
+            drop(conn);
+            attempts += 1;
+        }
+        attempts >= 3
+    });
+    drop(stand_in);
     assert!(agent.is_running());
     assert!(has(&dir, "token", v1.as_bytes()), "last good file kept");
 
@@ -518,7 +529,8 @@ async fn agent_keeps_its_key_from_proc_and_from_its_hook(storage: Storage) {
     assert_no_values(&agent.log_text(), &[&value, &key]);
 }
 
-crate::storage_tests!(
+crate::on_both_engines!(
+    crate::common::Storage::new =>
     agent_mirrors_values_and_follows_changes,
     agent_restart_catches_up_on_deletes_and_keeps_foreign_files,
     agent_once_scope_modes_and_exit_codes,

@@ -278,16 +278,12 @@ async fn the_kubernetes_layout_works_with_a_shared_volume_and_fs_group() {
     let v2 = canary("k8s-2");
     env.put("hf_token", &v2).await;
     let status = {
-        let deadline = std::time::Instant::now() + crate::workload::DEADLINE;
+        let deadline = crate::common::Deadline::new("the agent to stop");
         loop {
             if let Some(s) = agent.try_wait().unwrap() {
                 break s;
             }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the agent did not stop"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(25));
+            deadline.tick_blocking();
         }
     };
     assert_eq!(status.code(), Some(1));

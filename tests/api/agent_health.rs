@@ -4,7 +4,7 @@
 //! issue 25 stumble 4 (prompt reconnection, repeated warnings, a health
 //! probe) and stumble 1 (a key whose scope holds nothing is called out).
 
-use crate::common::{canary, Backend, ServerProcess, Storage, TestApp};
+use crate::common::{canary, Backend, Deadline, ServerProcess, Storage, TestApp};
 use crate::workload::{assert_no_values, eventually, run_with_stdin, Background, Env};
 use reqwest::Method;
 use serde_json::Value;
@@ -86,17 +86,13 @@ async fn consumers_until(
     what: &str,
     check: impl Fn(&[(String, i64, chrono::DateTime<chrono::Utc>)]) -> bool,
 ) -> Vec<(String, i64, chrono::DateTime<chrono::Utc>)> {
-    let deadline = Instant::now() + crate::workload::DEADLINE;
+    let deadline = Deadline::new(what);
     loop {
         let c = consumers(env, team, name).await;
         if check(&c) {
             return c;
         }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting: {what}: {c:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        deadline.tick_showing(format!("{c:?}")).await;
     }
 }
 
@@ -219,6 +215,7 @@ async fn agent_comes_back_promptly_and_its_probe_tells(storage: Storage) {
     });
     // The scenario: a restart that keeps the server away for eight seconds
     // (with the old backoff, the agent then slept up to 6.4 s more).
+    // sleep: the outage's length is the scenario under test.
     std::thread::sleep(Duration::from_secs(8).saturating_sub(outage.elapsed()));
     env.restart_server();
     let written = Instant::now();
@@ -497,7 +494,7 @@ async fn run_watch_holds_a_coalesced_change_only_once_restarted(storage: Storage
     // Pending: read the view and the status, then the log; as long as the
     // log has no restart, both must still show what the command runs with.
     let restarted = "restarted the command";
-    let deadline = Instant::now() + crate::workload::DEADLINE;
+    let deadline = Deadline::new("a restart after the quiet period");
     let mut pending_checks = 0;
     loop {
         let c = consumers(&env, &team, "x").await;
@@ -517,11 +514,7 @@ async fn run_watch_holds_a_coalesced_change_only_once_restarted(storage: Storage
             std::slice::from_ref(&v1),
             "restarted without saying so"
         );
-        assert!(
-            Instant::now() < deadline,
-            "no restart after the quiet period"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        deadline.tick().await;
     }
     assert!(
         pending_checks > 0,
@@ -689,7 +682,8 @@ async fn consumers_record_what_a_client_says_it_holds(app: TestApp) {
     );
 }
 
-crate::storage_tests!(
+crate::on_both_engines!(
+    crate::common::Storage::new =>
     agent_fails_and_reports_nothing_new_while_a_file_is_stale,
     agent_comes_back_promptly_and_its_probe_tells,
     run_watch_status_and_holds_follow_what_the_command_runs_with,
@@ -699,5 +693,8 @@ crate::storage_tests!(
 
 mod holds {
     use super::*;
-    crate::app_tests!(consumers_record_what_a_client_says_it_holds);
+    crate::on_both_engines!(
+        crate::common::TestApp::start =>
+        consumers_record_what_a_client_says_it_holds,
+    );
 }

@@ -9,6 +9,7 @@ use reqwest::Method;
 use serde_json::json;
 use tessera::audit::chain::StoredEvent;
 use tessera::service::audit_log::Verified;
+use tessera::wire::management::TeamView;
 
 pub(crate) async fn all_events(app: &TestApp) -> Vec<StoredEvent> {
     let mut out = Vec::new();
@@ -146,10 +147,11 @@ async fn changes_and_reads_are_chained_events(app: TestApp) {
 /// did it and to what.
 async fn identity_and_key_changes_are_events(app: TestApp) {
     let before = all_events(&app).await.len();
-    let team = app.post("/v1/teams", json!({"name": "ml"})).await.ok()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let team = app
+        .post("/v1/teams", json!({"name": "ml"}))
+        .await
+        .json::<TeamView>()
+        .id;
     app.request(
         Method::PATCH,
         &format!("/v1/teams/{team}"),
@@ -488,7 +490,8 @@ async fn org_admins_page_through_their_events(app: TestApp) {
     }
 }
 
-crate::app_tests!(
+crate::on_both_engines!(
+    crate::common::TestApp::start =>
     org_admins_page_through_their_events,
     changes_and_reads_are_chained_events,
     identity_and_key_changes_are_events,

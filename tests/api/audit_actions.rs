@@ -85,7 +85,8 @@ async fn a_filter_on_an_unknown_action_is_refused(app: TestApp) {
     app.get("/v1/audit_events?action=").await.ok();
 }
 
-crate::app_tests!(
+crate::on_both_engines!(
+    crate::common::TestApp::start =>
     documented_actions_are_the_recorded_ones,
     a_filter_on_an_unknown_action_is_refused
 );

@@ -137,4 +137,4 @@ async fn checkpoints_catch_rewrites_and_truncation(app: TestApp) {
     ));
 }
 
-crate::app_tests!(checkpoints_catch_rewrites_and_truncation);
+crate::on_both_engines!(crate::common::TestApp::start => checkpoints_catch_rewrites_and_truncation);

@@ -496,7 +496,8 @@ async fn a_torn_last_line_is_cut_off_at_start(app: TestApp) {
     assert_eq!(intact(verify_with(&app, &[&path]).await).0, lines_in(&path));
 }
 
-crate::app_tests!(
+crate::on_both_engines!(
+    crate::common::TestApp::start =>
     a_torn_last_line_is_cut_off_at_start,
     pruning_stands_on_shipped_anchors,
     a_forged_anchor_fails_against_the_shipped_files,

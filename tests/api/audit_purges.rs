@@ -8,6 +8,7 @@ use crate::common::{Backend, TestApp};
 use serde_json::{json, Value};
 use tessera::audit::chain::StoredEvent;
 use tessera::service::Limits;
+use tessera::wire::management::{SecretInfo, TeamView};
 
 /// The `secret.purge` events after the first `from`, as (target name,
 /// reason, actor type).
@@ -37,10 +38,8 @@ async fn put_and_delete(app: &TestApp, team: &str, name: &str) -> String {
             json!({"name": name, "value": "v"}),
         )
         .await
-        .ok()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+        .json::<SecretInfo>()
+        .id;
     app.delete(&format!("/v1/teams/{team}/secrets/{name}"))
         .await
         .ok();
@@ -82,10 +81,11 @@ async fn every_purge_is_an_event(app: TestApp) {
     let day = 24 * 3600 * 1_000_000i64;
     let later = tessera::domain::time::now_micros() + 8 * day;
     assert_eq!(app.service().purge_expired(later).await.unwrap(), 1);
-    let other = app.post("/v1/teams", json!({"name": "doomed"})).await.ok()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let other = app
+        .post("/v1/teams", json!({"name": "doomed"}))
+        .await
+        .json::<TeamView>()
+        .id;
     put_and_delete(&app, &other, "kept-by-doomed").await;
     app.delete(&format!("/v1/teams/{other}?cascade=true"))
         .await

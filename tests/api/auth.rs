@@ -61,7 +61,8 @@ async fn missing_malformed_unknown_and_wrong_keys_are_401(app: TestApp) {
     r.err(401, "UNAUTHORIZED");
 }
 
-crate::app_tests!(
+crate::on_both_engines!(
+    crate::common::TestApp::start =>
     both_schemes_work,
     missing_malformed_unknown_and_wrong_keys_are_401
 );

@@ -4,6 +4,7 @@
 use crate::common::{canary, run_cli, to_resp, ServerProcess, Storage};
 use serde_json::json;
 use std::path::Path;
+use tessera::wire::management::TeamsView;
 
 /// Starts the server without expecting a new admin key (restarts, and a
 /// store that `tessera init` initialized).
@@ -223,10 +224,10 @@ async fn secret_values_never_leak(storage: Storage) {
     let url = &server.url;
     let team = call(reqwest::Method::GET, &format!("{url}/v1/teams"), &key, None)
         .await
-        .ok()["teams"][0]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+        .json::<TeamsView>()
+        .teams[0]
+        .id
+        .clone();
     let mut values = Vec::new();
     let mut bodies = String::new();
     for i in 0..20 {
@@ -373,7 +374,8 @@ fn collect_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
     }
 }
 
-crate::storage_tests!(
+crate::on_both_engines!(
+    crate::common::Storage::new =>
     first_start_restart_and_graceful_shutdown,
     wrong_master_key_is_refused_with_both_ids,
     init_and_org_create_print_only_the_key,

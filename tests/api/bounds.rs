@@ -6,6 +6,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use tessera::service::{Limits, Quotas};
+use tessera::wire::management::TeamView;
 
 fn small_quotas() -> Limits {
     Limits {
@@ -141,14 +142,16 @@ fn names(listing: &Value) -> Vec<(String, String)> {
 /// A listing larger than one page arrives complete, each secret once, in
 /// canonical order within its team, streamed rather than buffered.
 async fn large_listings_are_complete_and_streamed(app: TestApp) {
-    let big = app.post("/v1/teams", json!({"name": "big"})).await.ok()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let small = app.post("/v1/teams", json!({"name": "small"})).await.ok()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let big = app
+        .post("/v1/teams", json!({"name": "big"}))
+        .await
+        .json::<TeamView>()
+        .id;
+    let small = app
+        .post("/v1/teams", json!({"name": "small"}))
+        .await
+        .json::<TeamView>()
+        .id;
     let n = 2_600; // three pages: 256 + 2048 + the rest
     put_many(&app, &big, (0..n).map(|i| format!("k{i:05}"))).await;
     put_many(&app, &small, (0..5).map(|i| format!("small-{i}"))).await;
@@ -239,4 +242,4 @@ async fn quotas_postgres() {
     }
 }
 
-crate::app_tests!(large_listings_are_complete_and_streamed);
+crate::on_both_engines!(crate::common::TestApp::start => large_listings_are_complete_and_streamed);

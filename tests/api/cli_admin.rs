@@ -347,7 +347,8 @@ async fn the_cli_says_what_to_do_with_keys_a_change_leaves_behind(storage: Stora
     assert!(!ok && stderr.contains("UNAUTHORIZED"), "{stderr}");
 }
 
-crate::storage_tests!(
+crate::on_both_engines!(
+    crate::common::Storage::new =>
     operator_creates_team_user_membership_and_key,
     output_id_prints_what_the_next_command_takes,
     narrowed_keys_and_version_writers_from_the_cli,

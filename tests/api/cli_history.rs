@@ -278,7 +278,8 @@ async fn one_shot_runs_never_block_destroy_and_refusals_name_flags(storage: Stor
     assert_no_values(&printed, &[&v1, &v2, &v3]);
 }
 
-crate::storage_tests!(
+crate::on_both_engines!(
+    crate::common::Storage::new =>
     recover_a_secret_and_see_who_holds_it,
     one_shot_runs_never_block_destroy_and_refusals_name_flags,
 );

@@ -157,4 +157,4 @@ async fn secrets_set_list_delete_round_trip(storage: Storage) {
     assert_no_values(&printed, &[piped.trim_end(), &from_file, &updated]);
 }
 
-crate::storage_tests!(secrets_set_list_delete_round_trip);
+crate::on_both_engines!(crate::common::Storage::new => secrets_set_list_delete_round_trip);

@@ -3,8 +3,6 @@
 //! the PostgreSQL named by `TESSERA_TEST_DATABASE_URL`), plus helpers to run
 //! the real `tessera` binary.
 
-#![allow(dead_code)]
-
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use std::io::Write;
@@ -16,7 +14,7 @@ use tempfile::TempDir;
 use tessera::crypto::Keyring;
 use tessera::service::{bootstrap, Limits, Service};
 use tessera::wire::error::ErrorReply;
-use tessera::wire::management::{NewApiKeyView, TeamsView};
+use tessera::wire::management::{NewApiKeyView, TeamsView, UserAdminInfo};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -25,6 +23,90 @@ pub enum Backend {
 }
 
 pub const PG_ENV: &str = "TESSERA_TEST_DATABASE_URL";
+
+/// How long a test waits for something to happen before it fails.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// A bound on waiting for one thing to happen: the suite's one way of
+/// waiting for a signal instead of a time. `tick` fails the test, naming
+/// what did not happen, once the bound has passed; slowness fails a test
+/// rather than passing it.
+pub struct Deadline {
+    what: String,
+    at: Instant,
+}
+
+impl Deadline {
+    /// Waiting for `what`, for at most [`WAIT`].
+    pub fn new(what: impl Into<String>) -> Self {
+        Self::within(what, WAIT)
+    }
+
+    pub fn within(what: impl Into<String>, bound: Duration) -> Self {
+        Self {
+            what: what.into(),
+            at: Instant::now() + bound,
+        }
+    }
+
+    /// Fails the test when the bound has passed.
+    #[track_caller]
+    pub fn check(&self) {
+        assert!(Instant::now() < self.at, "timed out waiting: {}", self.what);
+    }
+
+    /// [`Self::check`], showing `detail` (what was seen last) on failure.
+    #[track_caller]
+    pub fn check_showing(&self, detail: impl std::fmt::Display) {
+        assert!(
+            Instant::now() < self.at,
+            "timed out waiting: {}\n{detail}",
+            self.what
+        );
+    }
+
+    /// [`Self::check_showing`], then a short pause that leaves the
+    /// runtime free.
+    #[track_caller]
+    pub fn tick_showing(&self, detail: impl std::fmt::Display) -> tokio::time::Sleep {
+        self.check_showing(detail);
+        tokio::time::sleep(POLL_EVERY)
+    }
+
+    /// [`Self::check`], then a short pause before the next look.
+    #[track_caller]
+    pub fn tick_blocking(&self) {
+        self.check();
+        std::thread::sleep(POLL_EVERY);
+    }
+
+    /// [`Self::check`], then a short pause that leaves the runtime free.
+    #[track_caller]
+    pub fn tick(&self) -> tokio::time::Sleep {
+        self.check();
+        tokio::time::sleep(POLL_EVERY)
+    }
+}
+
+const POLL_EVERY: Duration = Duration::from_millis(20);
+
+/// Waits (in async code, without blocking the runtime) until `cond` holds,
+/// failing the test after [`WAIT`].
+pub async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Deadline::new(what);
+    while !cond() {
+        deadline.tick().await;
+    }
+}
+
+/// [`wait_until`] for blocking code.
+#[track_caller]
+pub fn wait_until_blocking(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Deadline::new(what);
+    while !cond() {
+        deadline.tick_blocking();
+    }
+}
 
 /// Says, past the test harness's output capture, that a test was skipped.
 /// Under CI nothing may be skipped: `.ci/run` sets the database URL.
@@ -371,10 +453,10 @@ impl TestApp {
     /// Creates a user in the organization (as its admin) from a
     /// `POST /v1/users` body; the user's id.
     pub async fn new_user(&self, body: Value) -> String {
-        self.post("/v1/users", body).await.ok()["user_id"]
-            .as_str()
-            .unwrap()
-            .to_owned()
+        self.post("/v1/users", body)
+            .await
+            .json::<UserAdminInfo>()
+            .user_id
     }
 
     /// Mints a personal key for a user (as the organization's admin); the key.
@@ -389,15 +471,11 @@ impl TestApp {
     }
 
     /// Waits until `n` long polls wait on `team`'s changes (a write made
-    /// after this wakes them), failing after 10 s.
+    /// after this wakes them), failing after [`WAIT`].
     pub async fn wait_for_waiters(&self, team: &str, n: usize) {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let deadline = Deadline::new(format!("{n} waiter(s) on team {team}"));
         while self.state.service.waiters(team) < n {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{n} waiter(s) on team {team} never registered"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            deadline.tick().await;
         }
     }
 
@@ -459,6 +537,14 @@ pub async fn to_resp(r: reqwest::Response) -> Resp {
         body,
         text,
     }
+}
+
+/// An unlabelled sample's value in Prometheus text; 0 when absent.
+pub fn metric_value(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
 }
 
 pub fn rand_key() -> [u8; 32] {
@@ -609,6 +695,30 @@ impl ServerProcess {
             .and_then(|rest| rest.split_whitespace().next())
             .unwrap_or_else(|| panic!("no metrics listener in the log: {text}"));
         format!("http://{addr}")
+    }
+
+    /// What `/metrics` shows now.
+    pub async fn metrics_text(&self) -> String {
+        reqwest::get(format!("{}/metrics", self.metrics_url()))
+            .await
+            .expect("scrape /metrics")
+            .text()
+            .await
+            .expect("read /metrics")
+    }
+
+    /// The value of an unlabelled metric; 0 until the server has recorded it.
+    pub async fn metric(&self, name: &str) -> f64 {
+        metric_value(&self.metrics_text().await, name)
+    }
+
+    /// Waits until `n` long polls wait on this server (its
+    /// `tessera_long_polls` gauge), failing after [`WAIT`].
+    pub async fn wait_for_long_polls(&self, n: usize) {
+        let deadline = Deadline::new(format!("{n} long poll(s) waiting"));
+        while self.metric("tessera_long_polls").await < n as f64 {
+            deadline.tick().await;
+        }
     }
 
     /// The listening address.
@@ -786,66 +896,4 @@ fn skip_without_mount(test: &str, why: &str) {
         "SKIPPED {test}: cannot mount a tmpfs here ({}); run the tests as root",
         why.trim()
     );
-}
-
-/// Declares each listed `async fn name(app: TestApp)` as a test on both
-/// backends: `sqlite::name` and `postgres::name`.
-#[macro_export]
-macro_rules! app_tests {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let app = $crate::common::TestApp::start($crate::common::Backend::Sqlite).await.unwrap();
-                    super::$name(app).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    match $crate::common::TestApp::start($crate::common::Backend::Postgres).await {
-                        Some(app) => super::$name(app).await,
-                        None => $crate::common::announce_skip(
-                            concat!(module_path!(), "::", stringify!($name)),
-                            "TESSERA_TEST_DATABASE_URL is not set",
-                        ),
-                    }
-                }
-            )*
-        }
-    };
-}
-
-/// Like `app_tests!` for tests that need only a [`Storage`] (they start
-/// real binaries themselves): `async fn name(storage: Storage)`.
-#[macro_export]
-macro_rules! storage_tests {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let s = $crate::common::Storage::new($crate::common::Backend::Sqlite).await.unwrap();
-                    super::$name(s).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    match $crate::common::Storage::new($crate::common::Backend::Postgres).await {
-                        Some(s) => super::$name(s).await,
-                        None => $crate::common::announce_skip(
-                            concat!(module_path!(), "::", stringify!($name)),
-                            "TESSERA_TEST_DATABASE_URL is not set",
-                        ),
-                    }
-                }
-            )*
-        }
-    };
 }

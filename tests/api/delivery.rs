@@ -5,6 +5,8 @@ use crate::common::{canary, Resp, TestApp};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
+use tessera::wire::management::TeamView;
+use tessera::wire::runtime::{SecretItem, SecretsBody};
 
 /// Creates a team and a WORKSPACE_READ_SECRETS key for it (optionally
 /// narrowed); returns (team id, key).
@@ -15,10 +17,8 @@ async fn team_with_reader(app: &TestApp, names: Option<Vec<&str>>) -> (String, S
             json!({"name": format!("t-{}", tessera::domain::ids::random_base62(6))}),
         )
         .await
-        .ok()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+        .json::<TeamView>()
+        .id;
     let key = reader_key(app, &team, names).await;
     (team, key)
 }
@@ -165,10 +165,11 @@ async fn fingerprints_are_stable_and_only_on_runtime_routes(app: TestApp) {
 }
 
 async fn narrowed_keys_see_only_their_names(app: TestApp) {
-    let team = app.post("/v1/teams", json!({"name": "narrow"})).await.ok()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let team = app
+        .post("/v1/teams", json!({"name": "narrow"}))
+        .await
+        .json::<TeamView>()
+        .id;
     put(&app, &team, "hf-token", "h").await;
     put(&app, &team, "db_password", "d").await;
     put(&app, &team, "other", "o").await;
@@ -327,7 +328,7 @@ async fn long_poll_answers_after_a_write_and_not_before(app: TestApp) {
             (r.status(), Instant::now())
         })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.wait_for_waiters(&team, 1).await;
     put(&app, &other_team, "b", "2").await;
     let (status, _) = poll.await.unwrap();
     assert_eq!(status, StatusCode::NOT_MODIFIED);
@@ -348,7 +349,7 @@ async fn long_poll_answers_after_a_write_and_not_before(app: TestApp) {
             (crate::common::to_resp(r).await, at)
         })
     };
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    app.wait_for_waiters(&team, 1).await;
     assert!(!poll.is_finished(), "the waiter answered before any write");
     let value = canary("polled");
     let written_at = Instant::now();
@@ -365,7 +366,7 @@ async fn long_poll_answers_after_a_write_and_not_before(app: TestApp) {
         .await
         .ok();
     let (r, _) = fetch(&app, &key, "/runtime/v1/secrets?wait=5", etag.as_deref()).await;
-    assert_eq!(r.ok()["secrets"], json!([]));
+    assert_eq!(r.json::<SecretsBody<SecretItem<String>>>().secrets.len(), 0);
     // An ETag the client did not get from this team answers at once.
     let (r, _) = fetch(
         &app,
@@ -419,7 +420,7 @@ async fn revoking_the_key_or_deleting_its_team_ends_its_waiters(app: TestApp) {
                 (crate::common::to_resp(r).await, Instant::now())
             })
         };
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        app.wait_for_waiters(&team, 1).await;
         let done_at = Instant::now();
         match how {
             "revoke" => {
@@ -442,7 +443,8 @@ async fn revoking_the_key_or_deleting_its_team_ends_its_waiters(app: TestApp) {
     }
 }
 
-crate::app_tests!(
+crate::on_both_engines!(
+    crate::common::TestApp::start =>
     values_arrive_exactly,
     fingerprints_are_stable_and_only_on_runtime_routes,
     narrowed_keys_see_only_their_names,

@@ -97,9 +97,12 @@ async fn idle_waiters_make_no_store_query(storage: Storage) {
     let key = reader(&server, &admin).await;
     let etag = etag_of(&server, &key).await;
     let waiters: Vec<_> = (0..20).map(|_| poll(&server, &key, &etag, 8)).collect();
-    // Let the waiters settle, and the once-a-second flush of key usage run.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    server.wait_for_long_polls(20).await;
+    // sleep: the once-a-second flush of key usage is a timer; let it run
+    // before counting (a flush inside the window fails the test).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     let before = store_calls(&server).await;
+    // sleep: the idle window under test (nothing may happen in it).
     tokio::time::sleep(Duration::from_secs(3)).await;
     let after = store_calls(&server).await;
     assert!(before > 0.0, "the counter counts");
@@ -120,7 +123,7 @@ async fn shutdown_answers_waiters_at_once(storage: Storage) {
     let key = reader(&server, &admin).await;
     let etag = etag_of(&server, &key).await;
     let waiters: Vec<_> = (0..5).map(|_| poll(&server, &key, &etag, 60)).collect();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    server.wait_for_long_polls(5).await;
     let stopped = Instant::now();
     let code = tokio::task::spawn_blocking(move || server.terminate())
         .await
@@ -186,7 +189,8 @@ async fn reads_are_recorded_without_values(storage: Storage) {
     }
 }
 
-crate::storage_tests!(
+crate::on_both_engines!(
+    crate::common::Storage::new =>
     log_lines_carry_the_request_context,
     waiters_woken_together_are_each_counted_and_recorded_once,
     listing_costs_do_not_grow_with_teams,
@@ -286,7 +290,7 @@ async fn waiters_woken_together_are_each_counted_and_recorded_once(storage: Stor
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    server.wait_for_long_polls(8).await;
     let value = canary("shared");
     admin_post(
         &server,

@@ -4,10 +4,9 @@
 //! PostgreSQL server's disk is not this process's to fill (its "disk full"
 //! error, SQLSTATE 53100, maps to the same answer).
 
-use crate::common::{to_resp, Resp, ServerProcess, Tmpfs};
+use crate::common::{to_resp, Deadline, Resp, ServerProcess, Tmpfs};
 use serde_json::json;
 use std::io::Write;
-use std::time::{Duration, Instant};
 
 async fn get(url: &str) -> Resp {
     to_resp(reqwest::get(url).await.unwrap()).await
@@ -97,14 +96,13 @@ async fn a_full_disk_answers_503_and_recovers_without_restart() {
 
     // Space returns: ready again and writes succeed, no restart.
     std::fs::remove_file(&filler).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Deadline::new("ready again");
     loop {
         let r = get(&format!("{url}/readyz")).await;
         if r.status == 200 {
             break;
         }
-        assert!(Instant::now() < deadline, "not ready again: {}", r.text);
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        deadline.tick_showing(r.text).await;
     }
     put(&url, &key, "after", &value).await.ok();
     let log = server.log_text();

@@ -2,7 +2,7 @@
 //! under concurrent write load, then find every acknowledged write present
 //! and decryptable with the value that was acknowledged.
 
-use crate::common::{to_resp, Storage};
+use crate::common::{to_resp, wait_until, Storage};
 use serde_json::json;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -41,10 +41,12 @@ async fn acknowledged_writes_survive_kill_9(storage: Storage) {
             }
         }));
     }
-    // Let load build up, then kill without warning while requests are in flight.
-    while Instant::now() < stop_at {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    // Let load build up (100 acknowledged writes), then kill without warning
+    // while requests are in flight.
+    wait_until("100 acknowledged writes", || {
+        acked.lock().unwrap().len() >= 100
+    })
+    .await;
     server.kill9();
     for w in writers {
         w.await.unwrap();
@@ -94,4 +96,4 @@ async fn acknowledged_writes_survive_kill_9(storage: Storage) {
     );
 }
 
-crate::storage_tests!(acknowledged_writes_survive_kill_9);
+crate::on_both_engines!(crate::common::Storage::new => acknowledged_writes_survive_kill_9);

@@ -44,4 +44,4 @@ async fn webhook_recipe_endpoint(storage: Storage) {
     }
 }
 
-crate::storage_tests!(webhook_recipe_endpoint);
+crate::on_both_engines!(crate::common::Storage::new => webhook_recipe_endpoint);

@@ -45,4 +45,4 @@ async fn no_generated_request_gets_a_server_error(storage: Storage) {
     assert!(!log.contains("panic"), "the server panicked:\n{log}");
 }
 
-crate::storage_tests!(no_generated_request_gets_a_server_error);
+crate::on_both_engines!(crate::common::Storage::new => no_generated_request_gets_a_server_error);

@@ -550,7 +550,8 @@ fn limits(keep_versions: i64, keep_deleted: Duration) -> Limits {
     }
 }
 
-crate::app_tests!(
+crate::on_both_engines!(
+    crate::common::TestApp::start =>
     versions_are_listed_newest_first_with_their_writers,
     restoring_makes_an_earlier_value_current_again,
     destroy_previous_destroys_every_earlier_value,

@@ -3,6 +3,7 @@
 use crate::common::{assert_utc_z, TestApp};
 use reqwest::Method;
 use serde_json::json;
+use tessera::wire::management::TeamView;
 
 fn prefix_of(key: &str) -> &str {
     key.split('.').next().unwrap()
@@ -81,17 +82,13 @@ async fn last_used_at_is_written_in_batches(app: TestApp) {
     let (prefix, _) = app.admin_key.split_once('.').unwrap();
     app.get("/v1/teams").await.ok();
     // The batch is flushed about once a second; the stored value catches up.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let deadline = crate::common::Deadline::new("last_used_at written");
     loop {
         let stored = app.store.find_api_key(prefix).await.unwrap().unwrap();
         if stored.last_used_at.is_some() {
             break;
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "last_used_at was never written"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        deadline.tick().await;
     }
 }
 
@@ -182,10 +179,11 @@ async fn listing_filters_and_owner(app: TestApp) {
 
 async fn creation_validation_rules(app: TestApp) {
     let team = app.default_team_id().await;
-    let other = app.post("/v1/teams", json!({"name": "other"})).await.ok()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let other = app
+        .post("/v1/teams", json!({"name": "other"}))
+        .await
+        .json::<TeamView>()
+        .id;
     let cases: Vec<(String, serde_json::Value, &str)> = vec![
         (
             "/v1/api_keys".into(),
@@ -326,7 +324,8 @@ async fn creation_validation_rules(app: TestApp) {
     .ok();
 }
 
-crate::app_tests!(
+crate::on_both_engines!(
+    crate::common::TestApp::start =>
     key_lifecycle_create_use_list_revoke,
     last_used_at_is_written_in_batches,
     listing_filters_and_owner,

@@ -5,11 +5,12 @@
 //! under is cut short, never completed with values of two revisions); small
 //! requests are answered while large answers are in flight.
 
-use crate::common::{Backend, TestApp};
+use crate::common::TestApp;
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 use tessera::service::{Limits, Quotas};
+use tessera::wire::management::{NewApiKeyView, TeamView};
 
 /// A quota of 1,000 bytes of values per team.
 const QUOTA: i64 = 1000;
@@ -23,37 +24,6 @@ fn limits(value_bytes: i64, page: usize) -> Limits {
         delivery_page_bytes: page,
         ..Limits::default()
     }
-}
-
-/// Runs `$name(app)` on both engines with `$limits`.
-macro_rules! with_limits {
-    ($($name:ident: $limits:expr),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let app = TestApp::start_with(Backend::Sqlite, $limits).await.unwrap();
-                    super::$name(app).await;
-                }
-            )*
-            use super::*;
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    match TestApp::start_with(Backend::Postgres, $limits).await {
-                        Some(app) => super::$name(app).await,
-                        None => crate::common::announce_skip(
-                            concat!(module_path!(), "::", stringify!($name)),
-                            "TESSERA_TEST_DATABASE_URL is not set",
-                        ),
-                    }
-                }
-            )*
-            use super::*;
-        }
-    };
 }
 
 fn value(n: usize) -> String {
@@ -135,10 +105,11 @@ async fn value_bytes_quota_counts_current_values(app: TestApp) {
     assert_room(&app, 100).await;
 
     // Another team counts its own.
-    let other = app.post("/v1/teams", json!({"name": "other"})).await.ok()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let other = app
+        .post("/v1/teams", json!({"name": "other"}))
+        .await
+        .json::<TeamView>()
+        .id;
     app.post(
         &format!("/v1/teams/{other}/secrets"),
         json!({"name": "x", "value": value(1000)}),
@@ -255,10 +226,8 @@ async fn large_scope_is_streamed_intact(app: TestApp) {
                    "secret_names": ["s_001", "s_039"]}),
         )
         .await
-        .ok()["api_key"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+        .json::<NewApiKeyView>()
+        .api_key;
     let (_, body, _) = fetch(&app, &narrowed).await;
     let names: Vec<&str> = body["secrets"]
         .as_array()
@@ -399,10 +368,11 @@ async fn small_fetches_answered_beside_large_ones(app: TestApp) {
     let team = app.default_team_id().await;
     let big_key = app.reader_key(&team).await;
     fill(&app, 40, 1000).await;
-    let other = app.post("/v1/teams", json!({"name": "small"})).await.ok()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let other = app
+        .post("/v1/teams", json!({"name": "small"}))
+        .await
+        .json::<TeamView>()
+        .id;
     app.post(
         &format!("/v1/teams/{other}/secrets"),
         json!({"name": "tiny", "value": "t"}),
@@ -529,12 +499,12 @@ async fn migration_counts_existing_values(app: TestApp) {
     assert_eq!(counted(&app, &team).await, 550);
 }
 
-with_limits!(
-    migration_counts_existing_values: Limits::default(),
-    value_bytes_quota_counts_current_values: limits(QUOTA, 4096),
-    large_scope_is_streamed_intact: limits(64 << 20, 4096),
-    interrupted_answer_is_never_complete: limits(64 << 20, 4096),
-    small_fetches_answered_beside_large_ones: limits(64 << 20, 4096),
+crate::on_both_engines!(
+    migration_counts_existing_values: |b| TestApp::start_with(b, Limits::default()),
+    value_bytes_quota_counts_current_values: |b| TestApp::start_with(b, limits(QUOTA, 4096)),
+    large_scope_is_streamed_intact: |b| TestApp::start_with(b, limits(64 << 20, 4096)),
+    interrupted_answer_is_never_complete: |b| TestApp::start_with(b, limits(64 << 20, 4096)),
+    small_fetches_answered_beside_large_ones: |b| TestApp::start_with(b, limits(64 << 20, 4096)),
 );
 
 /// The client side: an answer whose body ends early (as a streamed answer

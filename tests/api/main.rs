@@ -1,11 +1,18 @@
 //! Black-box tests over real HTTP, compiled into one test binary, and one
-//! conformance suite below HTTP (`conformance/`: every store method's
-//! contract through the `Store` trait). Each test runs against SQLite and,
+//! conformance suite below HTTP (`conformance.rs` runs the kit in
+//! `crates/store-conformance`: every store method's contract through the
+//! `Store` trait). Each test runs against SQLite and,
 //! when `TESSERA_TEST_DATABASE_URL` is set, PostgreSQL.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test fails loudly where it cannot go on"
+)]
 
 mod common;
+mod engines;
 mod workload;
 
 mod agent;
@@ -36,6 +43,7 @@ mod history;
 mod isolation;
 mod keys;
 mod large_fetch;
+mod master_key_command;
 mod multinode;
 mod names;
 mod net;
@@ -49,6 +57,7 @@ mod remanence;
 mod run;
 mod sdk;
 mod secrets;
+mod settings;
 mod startup;
 mod team_admin;
 mod teams;

@@ -5,6 +5,7 @@
 use crate::common::TestApp;
 use reqwest::Method;
 use serde_json::json;
+use tessera::wire::management::TeamView;
 
 const INVISIBLE: &[(&str, &str)] = &[
     ("default\u{200b}", "U+200B"),
@@ -24,10 +25,11 @@ fn says_why(message: &str, field: &str, code_point: &str) {
 }
 
 async fn names_refuse_invisible_characters(app: TestApp) {
-    let team = app.post("/v1/teams", json!({"name": "ml"})).await.ok()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let team = app
+        .post("/v1/teams", json!({"name": "ml"}))
+        .await
+        .json::<TeamView>()
+        .id;
     for (bad, cp) in INVISIBLE {
         let m = app
             .post("/v1/teams", json!({"name": bad}))
@@ -125,7 +127,8 @@ async fn emails_are_compared_case_insensitively(app: TestApp) {
         .ok();
 }
 
-crate::app_tests!(
+crate::on_both_engines!(
+    crate::common::TestApp::start =>
     names_refuse_invisible_characters,
     names_are_compared_in_nfc,
     emails_are_compared_case_insensitively,

@@ -2,7 +2,7 @@
 //! against `axum::serve` (no header timeout, no caps, unbounded shutdown,
 //! connections dropped after an early 401, empty bodies on hyper's errors).
 
-use crate::common::{Backend, ServerProcess, Storage, TestApp};
+use crate::common::{metric_value, Backend, Deadline, ServerProcess, Storage, TestApp};
 use crate::rawhttp::{closed_within, exchange, get, read_response};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -84,6 +84,7 @@ async fn idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
             if slow.write_all(&[*b]).await.is_err() {
                 return;
             }
+            // sleep: a head trickling in is the case under test.
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     };
@@ -115,19 +116,18 @@ async fn connections_beyond_the_cap_get_a_json_503() {
     assert!(closed_within(&mut extra, Duration::from_secs(5)).await);
     // A slot comes back when a connection closes.
     drop(held.pop());
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Deadline::new("a slot back");
     loop {
         let mut c = TcpStream::connect(server.addr()).await.unwrap();
         let r = exchange(&mut c, &get("/healthz")).await.unwrap();
         if r.status == 200 {
             break;
         }
-        assert!(Instant::now() < deadline, "no slot came back");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        deadline.tick().await;
     }
     drop(held);
     // The server notices the closes asynchronously: retry until a slot is free.
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Deadline::new("a slot back for /metrics");
     let text = loop {
         let r = reqwest::get(format!("{}/metrics", server.metrics_url()))
             .await
@@ -135,8 +135,7 @@ async fn connections_beyond_the_cap_get_a_json_503() {
         if r.status() == 200 {
             break r.text().await.unwrap();
         }
-        assert!(Instant::now() < deadline, "no slot came back for /metrics");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        deadline.tick().await;
     };
     assert!(
         text.contains("tessera_connections_refused_total{limit=\"max_connections\"}"),
@@ -155,14 +154,13 @@ async fn per_address_cap_refuses_only_that_address() {
     // The start-up readiness checks came from this address too; the server
     // notices their closes asynchronously (seen once in CI: the second
     // connection refused). Retry until both slots are ours.
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Deadline::new("the two slots free");
     while held.len() < 2 {
         let mut c = connect_from("127.0.0.1", addr).await;
         if exchange(&mut c, &get("/healthz")).await.unwrap().status == 200 {
             held.push(c);
         } else {
-            assert!(Instant::now() < deadline, "the two slots never came free");
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            deadline.tick().await;
         }
     }
     let mut third = connect_from("127.0.0.1", addr).await;
@@ -223,6 +221,13 @@ async fn sigterm_with_a_half_sent_request_exits_within_the_shutdown_timeout() {
     ])
     .await;
     let addr = server.addr();
+    // Counted from here: only the scrapes' own connection is open (the
+    // readiness checks' are closed).
+    let open = || server.metric("tessera_open_connections");
+    let deadline = Deadline::new("the readiness checks' connections closed");
+    while open().await > 1.0 {
+        deadline.tick().await;
+    }
     // A half-sent head, an idle keep-alive connection, and a request whose
     // handler waits for a body that never comes.
     let mut half = TcpStream::connect(addr).await.unwrap();
@@ -245,7 +250,11 @@ async fn sigterm_with_a_half_sent_request_exits_within_the_shutdown_timeout() {
         )
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The server holds all three (and the scrape's).
+    let deadline = Deadline::new("the three connections accepted");
+    while open().await < 4.0 {
+        deadline.tick().await;
+    }
     let start = Instant::now();
     let code = tokio::task::spawn_blocking(move || server.terminate())
         .await
@@ -280,6 +289,17 @@ async fn accept_errors_back_off_and_are_logged_once() {
     cmd.stdout(std::process::Stdio::null());
     let server = ServerProcess::launch(cmd, log).expect("starts under prlimit");
     let addr = server.addr();
+    // A scrape connection opened now keeps answering once descriptors run out.
+    let scraper = reqwest::Client::new();
+    let accept_errors = || async {
+        let r = scraper
+            .get(format!("{}/metrics", server.metrics_url()))
+            .send()
+            .await
+            .unwrap();
+        metric_value(&r.text().await.unwrap(), "tessera_accept_errors_total")
+    };
+    assert_eq!(accept_errors().await, 0.0);
     // Far more connections than descriptors: accept fails with EMFILE.
     let mut conns = Vec::new();
     for _ in 0..150 {
@@ -289,14 +309,18 @@ async fn accept_errors_back_off_and_are_logged_once() {
             conns.push(c);
         }
     }
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Several failed accepts (each backed off), one line.
+    let deadline = Deadline::new("several failed accepts");
+    while accept_errors().await < 3.0 {
+        deadline.tick().await;
+    }
     let log = server.log_text();
     let failing = log.matches("accepting connections fails").count();
     assert_eq!(failing, 1, "{log}");
     assert!(log.contains("Too many open files"), "{log}");
     // Once clients leave, it accepts again and says so.
     drop(conns);
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Deadline::new("accepting again");
     loop {
         if let Ok(mut c) = TcpStream::connect(addr).await {
             if let Ok(r) = exchange(&mut c, &get("/healthz")).await {
@@ -305,8 +329,7 @@ async fn accept_errors_back_off_and_are_logged_once() {
                 }
             }
         }
-        assert!(Instant::now() < deadline, "never recovered");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        deadline.tick().await;
     }
     // Several failed accepts, but one line per change of state (closing the
     // backlog can make accepting fail once more before it settles).
@@ -393,6 +416,7 @@ async fn early_401_keeps_the_connection_usable(app: TestApp) {
     .unwrap();
     for part in body.chunks(50_000) {
         c.write_all(part).await.unwrap();
+        // sleep: a body arriving in pieces is the case under test.
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let r = read_response(&mut c).await.unwrap();
@@ -525,7 +549,8 @@ async fn http_level_errors_have_json_bodies(app: TestApp) {
 }
 
 mod in_process {
-    crate::app_tests!(
+    crate::on_both_engines!(
+        crate::common::TestApp::start =>
         early_401_keeps_the_connection_usable,
         a_body_too_large_to_drain_announces_the_close,
         http_level_errors_have_json_bodies

@@ -4,6 +4,7 @@ use crate::common::{canary, TestApp};
 use reqwest::Method;
 use serde_json::json;
 use std::collections::BTreeSet;
+use tessera::wire::management::TeamView;
 
 /// Every route Tessera serves. Adding a route means adding it here, and the
 /// test below proves the generated document lists it.
@@ -138,7 +139,8 @@ async fn openapi_lists_every_route_the_router_serves(app: TestApp) {
         .is_none());
 }
 
-crate::app_tests!(
+crate::on_both_engines!(
+    crate::common::TestApp::start =>
     health_and_readiness,
     metrics_use_route_templates_only,
     metrics_have_their_own_listener_and_no_tenant_labels,
@@ -153,10 +155,11 @@ async fn metrics_have_their_own_listener_and_no_tenant_labels(app: TestApp) {
         .await
         .err(404, "NOT_FOUND");
     let team = app.default_team_id().await;
-    let other = app.post("/v1/teams", json!({"name": "other"})).await.ok()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let other = app
+        .post("/v1/teams", json!({"name": "other"}))
+        .await
+        .json::<TeamView>()
+        .id;
     for t in [&team, &other] {
         let key = app.reader_key(t).await;
         app.as_key(&key, Method::GET, "/runtime/v1/secrets", None)

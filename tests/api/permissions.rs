@@ -8,6 +8,7 @@ use crate::common::TestApp;
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::collections::HashMap;
+use tessera::wire::management::TeamsView;
 
 /// Columns: the callers. Rows: a route and which team (or key, or user) it
 /// addresses: `own` = team A (the team the team-bound keys belong to and the
@@ -160,10 +161,10 @@ async fn build_world(app: &TestApp) -> World {
     let x = app
         .as_key(&foreign_admin, Method::GET, "/v1/teams", None)
         .await
-        .ok()["teams"][0]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+        .json::<TeamsView>()
+        .teams[0]
+        .id
+        .clone();
     let mut keys = HashMap::new();
     keys.insert("admin", admin.clone());
     for (who, role) in [
@@ -456,4 +457,4 @@ async fn permission_matrix(app: TestApp) {
     );
 }
 
-crate::app_tests!(permission_matrix);
+crate::on_both_engines!(crate::common::TestApp::start => permission_matrix);

@@ -1,8 +1,6 @@
 //! Raw HTTP/1.1 over a socket, for tests that need to control every byte
 //! (half-sent heads, malformed requests, reuse of one connection).
 
-#![allow(dead_code)]
-
 use serde_json::Value;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};

@@ -76,4 +76,4 @@ async fn readme_delivery_example_works_as_written(storage: Storage) {
     assert_no_values(&String::from_utf8_lossy(&out.stdout), &[&value]);
 }
 
-crate::storage_tests!(readme_delivery_example_works_as_written);
+crate::on_both_engines!(crate::common::Storage::new => readme_delivery_example_works_as_written);

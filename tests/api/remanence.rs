@@ -6,7 +6,7 @@
 //! docs/operations-postgres.md); the test checks what Tessera controls: no
 //! row keeps a destroyed or purged ciphertext.
 
-use crate::common::{to_resp, ServerProcess, TestApp};
+use crate::common::{to_resp, wait_until, ServerProcess, TestApp};
 use reqwest::Method;
 use serde_json::json;
 use std::collections::{HashMap, HashSet};
@@ -76,7 +76,7 @@ impl std::hash::Hasher for RandomKeyHasher {
         self.0
     }
     fn write(&mut self, _: &[u8]) {
-        unreachable!("only u64 keys")
+        panic!("only u64 keys")
     }
     fn write_u64(&mut self, n: u64) {
         self.0 = n;
@@ -229,6 +229,7 @@ async fn sqlite_replaced_and_deleted_values_leave_the_files_within_the_bound() {
             cleared_after = Some(at);
             break;
         }
+        // sleep: sampling the files while measuring how long clearing takes.
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let listed = listings.load(Ordering::Relaxed);
@@ -293,7 +294,11 @@ async fn sqlite_replaced_and_deleted_values_leave_the_files_within_the_bound() {
             }
         }));
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The load is on (writes are being acknowledged).
+    wait_until("the writers writing", || {
+        writes.load(Ordering::Relaxed) >= 40
+    })
+    .await;
     let survivor_names: Vec<String> = current.keys().cloned().collect();
     all_ok(&url, &key, upserts(&survivor_names, "v3")).await;
     let replaced_at = Instant::now();
@@ -310,6 +315,7 @@ async fn sqlite_replaced_and_deleted_values_leave_the_files_within_the_bound() {
             cleared_after = at;
             break;
         }
+        // sleep: sampling the files while measuring how long clearing takes.
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let writes_during = writes.load(Ordering::Relaxed) - writes_before;
@@ -433,4 +439,7 @@ async fn no_row_keeps_a_destroyed_or_purged_ciphertext(app: TestApp) {
     }
 }
 
-crate::app_tests!(no_row_keeps_a_destroyed_or_purged_ciphertext);
+crate::on_both_engines!(
+    crate::common::TestApp::start =>
+    no_row_keeps_a_destroyed_or_purged_ciphertext,
+);

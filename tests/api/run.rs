@@ -643,6 +643,7 @@ async fn run_watch_coalesces_a_burst_of_writes(storage: Storage) {
     let started = std::time::Instant::now();
     for v in &values {
         env.put("x", v).await;
+        // sleep: the burst's pace (one write per 100 ms) is the load under test.
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     let burst = started.elapsed().as_secs_f64();
@@ -709,7 +710,8 @@ async fn run_watch_kills_a_child_that_ignores_sigterm(storage: Storage) {
     assert_eq!(sup.wait_exit().code(), Some(5));
 }
 
-crate::storage_tests!(
+crate::on_both_engines!(
+    crate::common::Storage::new =>
     run_passes_values_and_exit_status,
     run_refuses_unsafe_ambiguous_or_missing_secrets,
     run_plain_takes_only_named_pairs,

@@ -48,4 +48,4 @@ async fn baseten_python_sdk_round_trip(storage: Storage) {
     assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
 }
 
-crate::storage_tests!(baseten_python_sdk_round_trip);
+crate::on_both_engines!(crate::common::Storage::new => baseten_python_sdk_round_trip);

@@ -2,6 +2,7 @@
 
 use crate::common::{assert_utc_z, canary, TestApp};
 use serde_json::json;
+use tessera::wire::management::{SecretList, SecretTombstoneView};
 
 async fn upsert_creates_then_updates_keeping_id_and_created_at(app: TestApp) {
     let first = app
@@ -72,9 +73,10 @@ async fn alias_spellings_are_one_secret_and_keep_the_first_spelling(app: TestApp
         .ok();
     assert_ne!(upper["id"], a["id"]);
     assert_eq!(
-        app.get("/v1/secrets").await.ok()["secrets"]
-            .as_array()
-            .unwrap()
+        app.get("/v1/secrets")
+            .await
+            .json::<SecretList>()
+            .secrets
             .len(),
         2
     );
@@ -91,13 +93,23 @@ async fn delete_accepts_any_spelling_then_404s(app: TestApp) {
         .await
         .err(404, "NOT_FOUND");
     assert!(msg.contains("hf.token"), "{msg}");
-    assert_eq!(app.get("/v1/secrets").await.ok()["secrets"], json!([]));
+    assert_eq!(
+        app.get("/v1/secrets")
+            .await
+            .json::<SecretList>()
+            .secrets
+            .len(),
+        0
+    );
     // Percent-encoded path segments are decoded.
     app.post("/v1/secrets", json!({"name": "enc-name", "value": "x"}))
         .await
         .ok();
     assert_eq!(
-        app.delete("/v1/secrets/enc%2Dname").await.ok()["name"],
+        app.delete("/v1/secrets/enc%2Dname")
+            .await
+            .json::<SecretTombstoneView>()
+            .name,
         "enc-name"
     );
     app.delete("/v1/secrets/a%2Fb")
@@ -176,9 +188,10 @@ async fn values_empty_multiline_unicode_and_the_size_limit(app: TestApp) {
     assert!(msg.contains("65536"), "{msg}");
     assert!(!msg.contains("canary"), "the value must not be echoed");
     assert_eq!(
-        app.get("/v1/secrets").await.ok()["secrets"]
-            .as_array()
-            .unwrap()
+        app.get("/v1/secrets")
+            .await
+            .json::<SecretList>()
+            .secrets
             .len(),
         4
     );
@@ -207,7 +220,8 @@ async fn list_orders_by_name_and_shows_only_metadata(app: TestApp) {
     }
 }
 
-crate::app_tests!(
+crate::on_both_engines!(
+    crate::common::TestApp::start =>
     upsert_creates_then_updates_keeping_id_and_created_at,
     alias_spellings_are_one_secret_and_keep_the_first_spelling,
     delete_accepts_any_spelling_then_404s,

@@ -292,7 +292,8 @@ fn a_database_named_by_url_is_untouched_by_a_refused_start() {
     assert!(!data.exists(), "no data directory was created");
 }
 
-crate::storage_tests!(
+crate::on_both_engines!(
+    crate::common::Storage::new =>
     files_are_private_whatever_the_umask,
     a_master_key_file_others_can_read_is_refused,
     a_missing_master_key_is_reported_and_never_replaced,

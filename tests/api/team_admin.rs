@@ -3,6 +3,7 @@
 use crate::common::TestApp;
 use reqwest::Method;
 use serde_json::json;
+use tessera::wire::management::{TeamTombstoneView, TeamView, TeamsView};
 
 async fn team_create_rename_delete(app: TestApp) {
     let t = app.post("/v1/teams", json!({"name": "ml"})).await.ok();
@@ -26,9 +27,10 @@ async fn team_create_rename_delete(app: TestApp) {
     assert_eq!(renamed["name"], "ml-platform");
     assert_eq!(renamed["id"], id.as_str());
     assert_eq!(
-        app.get("/v1/teams?name=ml-platform").await.ok()["teams"]
-            .as_array()
-            .unwrap()
+        app.get("/v1/teams?name=ml-platform")
+            .await
+            .json::<TeamsView>()
+            .teams
             .len(),
         1
     );
@@ -70,21 +72,26 @@ async fn team_create_rename_delete(app: TestApp) {
         .await
         .err(400, "INVALID_REQUEST");
     assert!(msg.contains("default team"), "{msg}");
-    let empty = app.post("/v1/teams", json!({"name": "empty"})).await.ok()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let empty = app
+        .post("/v1/teams", json!({"name": "empty"}))
+        .await
+        .json::<TeamView>()
+        .id;
     assert_eq!(
-        app.delete(&format!("/v1/teams/{empty}")).await.ok()["deleted_secrets"],
+        app.delete(&format!("/v1/teams/{empty}"))
+            .await
+            .json::<TeamTombstoneView>()
+            .deleted_secrets,
         0
     );
 }
 
 async fn memberships_grant_and_withdraw_access(app: TestApp) {
-    let team = app.post("/v1/teams", json!({"name": "data"})).await.ok()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let team = app
+        .post("/v1/teams", json!({"name": "data"}))
+        .await
+        .json::<TeamView>()
+        .id;
     let uid = app.new_user(json!({"email": "ana@example.com"})).await;
     let key = app.personal_key(&uid).await;
     let secrets = format!("/v1/teams/{team}/secrets");
@@ -178,7 +185,8 @@ async fn memberships_grant_and_withdraw_access(app: TestApp) {
     .err(400, "INVALID_REQUEST");
 }
 
-crate::app_tests!(
+crate::on_both_engines!(
+    crate::common::TestApp::start =>
     team_create_rename_delete,
     memberships_grant_and_withdraw_access
 );

@@ -351,4 +351,7 @@ async fn revoked_keys_are_never_throttled_as_bad_keys(storage: crate::common::St
     drop(server);
 }
 
-crate::storage_tests!(revoked_keys_are_never_throttled_as_bad_keys);
+crate::on_both_engines!(
+    crate::common::Storage::new =>
+    revoked_keys_are_never_throttled_as_bad_keys,
+);

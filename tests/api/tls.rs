@@ -3,13 +3,13 @@
 //! verifying them, and SIGHUP swapping the certificate under live
 //! connections.
 
-use crate::common::{announce_skip, Backend, ServerProcess, Storage, BIN};
+use crate::common::{announce_skip, Backend, Deadline, ServerProcess, Storage, BIN};
 use crate::rawhttp::{exchange, get};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
@@ -99,19 +99,14 @@ async fn serve_tls(pki: &Pki, leaf: &Leaf) -> TlsServer {
     let server = ServerProcess::launch(cmd, log).expect("server starts");
     let https = format!("https://localhost:{}", server.addr().port());
     let http = verifying_client(&pki.ca_file());
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Deadline::new("ready over TLS");
     loop {
         if let Ok(r) = http.get(format!("{https}/readyz")).send().await {
             if r.status() == 200 {
                 break;
             }
         }
-        assert!(
-            Instant::now() < deadline,
-            "not ready: {}",
-            server.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        deadline.tick_showing(server.log_text()).await;
     }
     let key = std::fs::read_to_string(data.join("admin.key"))
         .unwrap()
@@ -259,14 +254,9 @@ fn peer_cert(s: &Tls) -> Vec<u8> {
 }
 
 fn wait_for_log(server: &ServerProcess, needle: &str, times: usize) {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Deadline::new(format!("`{needle}` {times} time(s) in the log"));
     while server.log_text().matches(needle).count() < times {
-        assert!(
-            Instant::now() < deadline,
-            "no `{needle}` in:\n{}",
-            server.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(20));
+        deadline.tick_blocking();
     }
 }
 
@@ -532,7 +522,7 @@ async fn sighup_swaps_the_certificate_while_a_long_poll_stays_connected() {
             (status, r.text().await.unwrap())
         })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    s.server.wait_for_long_polls(1).await;
     let second = pki.leaf("server-2");
     install(&second, &s.cert_file, &s.key_file);
     s.server.signal("HUP");

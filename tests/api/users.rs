@@ -3,6 +3,7 @@
 use crate::common::TestApp;
 use reqwest::Method;
 use serde_json::json;
+use tessera::wire::management::{UserView, UsersView};
 
 async fn user_directory_pages(app: TestApp) {
     for i in 0..7 {
@@ -46,8 +47,12 @@ async fn user_directory_pages(app: TestApp) {
     assert_eq!(one["items"][0]["workspace_name"], "acme");
     let id = one["items"][0]["user_id"].as_str().unwrap();
     assert_eq!(
-        app.get(&format!("/v1/users/{id}")).await.ok()["email"],
-        "user3@example.com"
+        app.get(&format!("/v1/users/{id}"))
+            .await
+            .json::<UserView>()
+            .email
+            .as_deref(),
+        Some("user3@example.com")
     );
     for bad in ["limit=0", "limit=1001", "limit=x", "cursor=%2F%2F"] {
         app.get(&format!("/v1/users?{bad}"))
@@ -55,9 +60,10 @@ async fn user_directory_pages(app: TestApp) {
             .err(400, "INVALID_REQUEST");
     }
     assert_eq!(
-        app.get("/v1/users?limit=1000").await.ok()["items"]
-            .as_array()
-            .unwrap()
+        app.get("/v1/users?limit=1000")
+            .await
+            .json::<UsersView>()
+            .items
             .len(),
         8
     );
@@ -129,4 +135,4 @@ async fn user_management(app: TestApp) {
         .err(404, "NOT_FOUND");
 }
 
-crate::app_tests!(user_directory_pages, user_management);
+crate::on_both_engines!(crate::common::TestApp::start => user_directory_pages, user_management);

@@ -3,19 +3,13 @@
 //! where its clients expect it), management calls as the admin, and the
 //! real binary as a long-running process with its log in a file.
 
-#![allow(dead_code)]
-
-use crate::common::{to_resp, Resp, ServerProcess, Storage, BIN};
+use crate::common::{to_resp, Deadline, Resp, ServerProcess, Storage, BIN};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
-
-/// How long a test waits for an expected state before failing.
-pub const DEADLINE: Duration = Duration::from_secs(20);
 
 /// A server the test can stop and start again on the same address.
 pub struct Env {
@@ -254,17 +248,13 @@ impl Background {
 
     /// Waits (bounded) for the process to exit on its own.
     pub fn wait_exit(&mut self) -> ExitStatus {
-        let deadline = Instant::now() + DEADLINE;
+        let deadline = Deadline::new("the process to exit");
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
             }
-            assert!(
-                Instant::now() < deadline,
-                "did not exit in time; log:\n{}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(25));
+            deadline.check_showing(format!("log:\n{}", self.log_text()));
+            deadline.tick_blocking();
         }
     }
 
@@ -286,15 +276,8 @@ impl Drop for Background {
     }
 }
 
-/// Polls `check` until it holds, for at most [`DEADLINE`].
-#[track_caller]
-pub fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + DEADLINE;
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting: {what}");
-        std::thread::sleep(Duration::from_millis(25));
-    }
-}
+/// Polls `check` until it holds (the suite's one wait, for blocking code).
+pub use crate::common::wait_until_blocking as eventually;
 
 /// A file's bytes, or `None` when it does not exist.
 pub fn read(path: &Path) -> Option<Vec<u8>> {

@@ -12,10 +12,18 @@
 //! * Claims the docs and comments make about the code: the audit actions
 //!   they name are the ones recorded; error bodies are decided in one place.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test fails loudly where it cannot go on"
+)]
 
 #[path = "../api/common.rs"]
-#[allow(unused_imports, unused_macros)]
+#[expect(
+    dead_code,
+    reason = "the docs tests use a few of the api tests' helpers"
+)]
 mod common;
 mod help;
 mod markdown;

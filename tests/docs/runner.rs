@@ -416,7 +416,7 @@ pub fn run_doc(doc: &Doc, setting: &Setting) -> Outcome {
                     shell_quote(&url)
                 );
             }
-            Kind::Data | Kind::Other => unreachable!("not a step"),
+            Kind::Data | Kind::Other => panic!("not a step"),
         }
         let _ = writeln!(driver, "echo 'end {n}' >> {}", q(status.clone()));
     }

@@ -42,6 +42,8 @@ fn request_metrics_do_not_grow_without_a_scrape() {
     let _handle = metrics::handle();
     // The route's handles and the recorder's first blocks exist from here on.
     requests(1_000);
+    // sleep: the recorder's upkeep runs on a timer; two of its periods
+    // bring the baseline to its steady state.
     std::thread::sleep(2 * metrics::UPKEEP_EVERY);
     let baseline = ALLOCATED.allocated();
     requests(SAMPLES);

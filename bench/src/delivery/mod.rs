@@ -392,7 +392,10 @@ async fn propagate(
     result
 }
 
-#[allow(clippy::too_many_arguments)]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one round's settings, named at the call"
+)]
 async fn rounds(
     tessera: &Tessera,
     waiters: &mut Waiters,

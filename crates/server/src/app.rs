@@ -15,29 +15,39 @@ use tokio_util::sync::CancellationToken;
 
 /// Opens the store, loads the master key and checks it against the data.
 pub async fn open_service(args: &StoreArgs) -> anyhow::Result<Service> {
+    open_service_with_key(args, None).await
+}
+
+/// [`open_service`] with the master key already loaded (by the start's
+/// checks), or `None` to load it here.
+pub async fn open_service_with_key(
+    args: &StoreArgs,
+    loaded: Option<master_key::MasterKey>,
+) -> anyhow::Result<Service> {
     if args.sqlite_in_data_dir() {
         crate::datadir::ensure_data_dir(&args.data_dir)?;
     }
-    let store = store::open(&args.database_url())
+    let store = store::open_with(&args.database_url(), &args.open_options())
         .await
         .context("opening the store")?;
     let source = args.master_key_source();
-    let (key, created) = match &source {
-        MasterKeySource::File { path, create: true } => {
-            let missing = !path.exists();
+    let (key, created) = match (&source, loaded) {
+        (MasterKeySource::File { path, create: true }, loaded) => {
+            let missing = loaded.is_none() && !path.exists();
             if missing {
                 refuse_new_key_for_existing_data(store.as_ref(), path).await?;
             }
             // The key lives in the data directory: whoever can write there
             // can swap it, so the directory must be private too.
             crate::datadir::ensure_data_dir(&args.data_dir)?;
-            if missing {
-                (master_key::create_key_file(path)?, true)
-            } else {
-                (master_key::load(&source)?, false)
+            match loaded {
+                Some(key) => (key, false),
+                None if missing => (master_key::create_key_file(path)?, true),
+                None => (master_key::load(&source)?, false),
             }
         }
-        _ => (master_key::load(&source)?, false),
+        (_, Some(key)) => (key, false),
+        (_, None) => (master_key::load(&source)?, false),
     };
     let keyring = Arc::new(Keyring::new(&key));
     drop(key);

@@ -1,5 +1,6 @@
 //! Settings from flags and their `TESSERA_*` environment equivalents.
 
+use crate::crypto::key_command::KeyCommand;
 use crate::crypto::master_key::MasterKeySource;
 use crate::service::Limits;
 use clap::Args;
@@ -19,11 +20,36 @@ pub struct StoreArgs {
     #[arg(long, env = "TESSERA_DATABASE_URL")]
     pub database_url: Option<String>,
 
+    /// Most connections this node opens to PostgreSQL (on demand; closed
+    /// after 60 s idle). Ignored for SQLite.
+    #[arg(long, env = "TESSERA_PG_MAX_CONNECTIONS", default_value_t = crate::store::DEFAULT_PG_MAX_CONNECTIONS, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub pg_max_connections: u32,
+
     /// File holding the 32-byte master key (raw or base64). Default:
     /// `TESSERA_MASTER_KEY` (base64) if set, else `<data-dir>/master.key`,
     /// created on first start.
     #[arg(long, env = "TESSERA_MASTER_KEY_FILE")]
     pub master_key_file: Option<PathBuf>,
+
+    /// A command whose standard output is the master key: 32 raw bytes, or
+    /// their base64 text (a trailing newline is trimmed). Split into words
+    /// as a shell would, run without one; its output and error text are
+    /// never logged.
+    #[arg(
+        long,
+        env = "TESSERA_MASTER_KEY_COMMAND",
+        conflicts_with = "master_key_file"
+    )]
+    pub master_key_command: Option<String>,
+
+    /// Seconds the master key command may run before it is stopped.
+    #[arg(long, env = "TESSERA_MASTER_KEY_COMMAND_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub master_key_command_timeout: u64,
+
+    /// Environment variables the master key command receives besides PATH
+    /// and HOME (comma-separated names).
+    #[arg(long, env = "TESSERA_MASTER_KEY_COMMAND_ENV", value_delimiter = ',')]
+    pub master_key_command_env: Vec<String>,
 
     /// Largest accepted secret value, in bytes.
     #[arg(long, env = "TESSERA_MAX_VALUE_BYTES", default_value_t = crate::domain::secret_value::DEFAULT_MAX_VALUE_BYTES)]
@@ -113,6 +139,13 @@ impl StoreArgs {
             .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("tessera.db").display()))
     }
 
+    /// How the store is opened.
+    pub fn open_options(&self) -> crate::store::OpenOptions {
+        crate::store::OpenOptions {
+            pg_max_connections: self.pg_max_connections,
+        }
+    }
+
     /// The SQLite database file, when the store is SQLite.
     pub fn sqlite_path(&self) -> Option<PathBuf> {
         crate::store::sqlite_path(&self.database_url())
@@ -132,6 +165,13 @@ impl StoreArgs {
                 path: path.clone(),
                 create: false,
             };
+        }
+        if let Some(line) = &self.master_key_command {
+            return MasterKeySource::Command(KeyCommand {
+                line: line.clone(),
+                timeout: std::time::Duration::from_secs(self.master_key_command_timeout),
+                pass_env: self.master_key_command_env.clone(),
+            });
         }
         if let Ok(inline) = std::env::var("TESSERA_MASTER_KEY") {
             if !inline.is_empty() {

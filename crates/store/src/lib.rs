@@ -21,8 +21,8 @@
 //! the database was created with a bytewise collation (`C`, `C.UTF-8`), as
 //! `docs/operations-postgres.md` asks. Cursors compare with the same
 //! collation as the ordering, so pages are complete either way. The
-//! conformance suite (`tests/api/conformance`) checks every contract here on
-//! both engines.
+//! conformance kit (`crates/store-conformance`, run by `tests/api/conformance.rs`)
+//! checks every contract here on both engines.
 
 pub mod postgres;
 pub mod sqlite;
@@ -165,13 +165,38 @@ pub async fn peek(database_url: &str) -> anyhow::Result<Option<Peek>> {
     }
 }
 
-/// Opens the store a database URL names, running migrations.
+/// How a store is opened, beyond its URL: settings from the configuration
+/// (`serve`'s flags), never read from the environment here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenOptions {
+    /// Most connections one node's PostgreSQL pool opens.
+    pub pg_max_connections: u32,
+}
+
+/// The default [`OpenOptions::pg_max_connections`].
+pub const DEFAULT_PG_MAX_CONNECTIONS: u32 = 32;
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        Self {
+            pg_max_connections: DEFAULT_PG_MAX_CONNECTIONS,
+        }
+    }
+}
+
+/// Opens the store a database URL names with the default options, running
+/// migrations.
 pub async fn open(database_url: &str) -> anyhow::Result<DynStore> {
+    open_with(database_url, &OpenOptions::default()).await
+}
+
+/// Opens the store a database URL names, running migrations.
+pub async fn open_with(database_url: &str, options: &OpenOptions) -> anyhow::Result<DynStore> {
     if let Some(path) = sqlite_path(database_url) {
         Ok(Arc::new(sqlite::SqliteStore::open(&path)?))
     } else if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
         Ok(Arc::new(
-            postgres::PostgresStore::connect(database_url).await?,
+            postgres::PostgresStore::connect(database_url, options.pg_max_connections).await?,
         ))
     } else {
         anyhow::bail!("unsupported database URL scheme (expected sqlite:// or postgres://)")

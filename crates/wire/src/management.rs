@@ -4,7 +4,8 @@
 //! records); the admin CLI and the tests read them back with the same types.
 //! Bodies borrowed from the store's records while they are written (secret
 //! listings, history) or that carry the domain's enums (keys, members) stay
-//! with the server.
+//! with the server; the clients read the ones they use through owned types
+//! of the same shape at the end of this file.
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -110,5 +111,88 @@ pub struct TeamTombstoneView {
 /// Extension: what remains of a deleted user.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct UserTombstoneView {
+    pub user_id: String,
+}
+
+// The bodies below the server writes from borrowed records or with the
+// domain's enums (`tessera_server::api::views`: `SecretView`,
+// `ApiKeyInfoView`, `UserAdminView`, `MemberView`); these are the same
+// shapes as owned data, for the admin CLI and the tests to read them. Roles
+// and key types are their wire spellings. The HTTP tests read every such
+// response through them, so a field the server renames fails there.
+
+/// A secret's metadata (`SecretV1`), as a listing or a write answers it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct SecretInfo {
+    pub id: String,
+    /// RFC 3339, UTC.
+    pub created_at: String,
+    pub name: String,
+    pub team_name: String,
+}
+
+/// A list of secrets (`SecretsV1`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct SecretList {
+    pub secrets: Vec<SecretInfo>,
+}
+
+/// An API key's metadata (`APIKeyInfoV1`).
+#[derive(Debug, Deserialize)]
+pub struct ApiKeyInfo {
+    pub prefix: String,
+    pub name: Option<String>,
+    #[serde(rename = "type")]
+    pub key_type: String,
+    #[serde(default)]
+    pub model_ids: Option<Vec<String>>,
+    #[serde(default)]
+    pub secret_names: Option<Vec<String>>,
+    pub team_name: Option<String>,
+    /// RFC 3339, UTC.
+    pub created_at: String,
+    pub last_used_at: Option<String>,
+    #[serde(default)]
+    pub owner: Option<ApiKeyOwnerView>,
+    #[serde(default)]
+    pub answered_by: Option<String>,
+}
+
+/// A list of API keys (`APIKeysV1`).
+#[derive(Debug, Deserialize)]
+pub struct ApiKeyList {
+    pub keys: Vec<ApiKeyInfo>,
+}
+
+/// Extension: a user with its organization role (`ADMIN` or `MEMBER`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct UserAdminInfo {
+    pub user_id: String,
+    pub email: Option<String>,
+    pub name: Option<String>,
+    pub role: String,
+    /// RFC 3339, UTC.
+    pub created_at: String,
+}
+
+/// Extension: a team member with its role in the team.
+#[derive(Debug, Clone, Deserialize)]
+pub struct MemberInfo {
+    pub user_id: String,
+    pub email: Option<String>,
+    pub name: Option<String>,
+    pub role: String,
+}
+
+/// Extension: the members of a team.
+#[derive(Debug, Clone, Deserialize)]
+pub struct MemberList {
+    pub members: Vec<MemberInfo>,
+}
+
+/// Extension: what a removal from a team answers.
+#[derive(Debug, Clone, Deserialize)]
+pub struct MembershipTombstone {
+    pub team_id: String,
     pub user_id: String,
 }

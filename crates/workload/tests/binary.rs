@@ -3,7 +3,10 @@
 //! else is there. (What they do against a server is tested through the full
 //! binary in `tests/api`, which runs the same code.)
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![expect(
+    clippy::unwrap_used,
+    reason = "a test fails loudly where it cannot go on"
+)]
 
 use std::process::Command;
 

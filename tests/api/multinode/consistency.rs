@@ -427,6 +427,8 @@ async fn key_revoked_on_one_node_is_refused_by_the_other_within_one_second() {
                     .await
                     .err(401, "UNAUTHORIZED");
             }
+            // sleep: samples spread over time (a cache refilled with the key
+            // would show in a later one).
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }

@@ -33,6 +33,7 @@ async fn database_gone_fails_fast_with_503_and_service_resumes() {
     // dead; the next requests must not fail because of them.
     warm_pool(&o.cluster).await;
     o.proxy.stop().await;
+    // sleep: the outage's length (a second) is the scenario under test.
     tokio::time::sleep(Duration::from_secs(1)).await;
     o.proxy.start().await;
     let started = Instant::now();

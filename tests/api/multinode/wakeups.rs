@@ -1,7 +1,7 @@
 //! Delivery across nodes: LISTEN/NOTIFY wakes other nodes' long polls.
 
 use super::cluster::*;
-use crate::common::{canary, to_resp, Resp, ServerProcess, PG_ENV};
+use crate::common::{canary, to_resp, Deadline, Resp, ServerProcess, PG_ENV};
 use reqwest::Method;
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -76,17 +76,12 @@ fn listener_pid(node: &ServerProcess) -> Option<i32> {
 }
 
 async fn wait_for_listener(node: &ServerProcess, other_than: Option<i32>) -> i32 {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Deadline::new("the node listening");
     loop {
         if let Some(pid) = listener_pid(node).filter(|p| Some(*p) != other_than) {
             return pid;
         }
-        assert!(
-            Instant::now() < deadline,
-            "the node is not listening: {}",
-            node.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        deadline.tick_showing(node.log_text()).await;
     }
 }
 
@@ -102,7 +97,7 @@ async fn a_write_on_one_node_wakes_waiters_on_the_other() {
     for round in 0..5 {
         let etag = current_etag(&c, 1, &key).await;
         let poll = long_poll(&c, 1, &key, &etag, 30);
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        c.nodes[1].wait_for_long_polls(1).await;
         assert!(!poll.is_finished(), "answered before any write");
         let value = canary("cross");
         let written = Instant::now();
@@ -140,7 +135,7 @@ async fn a_lost_listening_connection_does_not_lose_a_change() {
         let pid = wait_for_listener(&c.nodes[1], None).await;
         let etag = current_etag(&c, 1, &key).await;
         let poll = long_poll(&c, 1, &key, &etag, 30);
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        c.nodes[1].wait_for_long_polls(1).await;
         // Cut node 1's listening connection and write on node 0 at once,
         // while node 1 is not listening.
         let killed: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
@@ -184,7 +179,7 @@ async fn a_key_revoked_on_one_node_ends_its_waiters_on_the_other() {
     let key = reader_key(&c).await;
     let etag = current_etag(&c, 1, &key).await;
     let poll = long_poll(&c, 1, &key, &etag, 30);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    c.nodes[1].wait_for_long_polls(1).await;
     let prefix = key.split('.').next().unwrap();
     c.req(
         0,

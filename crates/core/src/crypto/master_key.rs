@@ -1,5 +1,6 @@
 //! Loading (or creating) the master key from its configured source.
 
+use super::key_command::KeyCommand;
 use super::keyring::KEK_LEN;
 use anyhow::{bail, Context};
 use base64::Engine;
@@ -8,8 +9,11 @@ use std::io::Write;
 use std::path::Path;
 use zeroize::Zeroizing;
 
+/// The master key, wiped from memory when dropped.
+pub type MasterKey = Zeroizing<[u8; KEK_LEN]>;
+
 /// Where the master key comes from, in order of precedence.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub enum MasterKeySource {
     /// Base64 of 32 bytes, from `TESSERA_MASTER_KEY`.
     Inline(Zeroizing<String>),
@@ -19,12 +23,30 @@ pub enum MasterKeySource {
         path: std::path::PathBuf,
         create: bool,
     },
+    /// A command whose standard output is the key.
+    Command(KeyCommand),
+}
+
+impl std::fmt::Debug for MasterKeySource {
+    // Never the inline key itself.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Inline(_) => f.write_str("Inline(<redacted>)"),
+            Self::File { path, create } => f
+                .debug_struct("File")
+                .field("path", path)
+                .field("create", create)
+                .finish(),
+            Self::Command(c) => f.debug_tuple("Command").field(c).finish(),
+        }
+    }
 }
 
 /// Loads the key. A key file must exist (see [`create_key_file`]) and be
 /// private: readable by its owner only, as ssh insists for its keys.
 pub fn load(source: &MasterKeySource) -> anyhow::Result<Zeroizing<[u8; KEK_LEN]>> {
     match source {
+        MasterKeySource::Command(command) => command.run(),
         MasterKeySource::Inline(b64) => decode(b64.trim().as_bytes())
             .context("TESSERA_MASTER_KEY must be the base64 encoding of 32 bytes"),
         MasterKeySource::File { path, create } => {
@@ -74,7 +96,8 @@ fn check_private(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn decode(bytes: &[u8]) -> anyhow::Result<Zeroizing<[u8; KEK_LEN]>> {
+/// 32 raw bytes, or their base64 with surrounding whitespace trimmed.
+pub(super) fn decode(bytes: &[u8]) -> anyhow::Result<Zeroizing<[u8; KEK_LEN]>> {
     let mut key = Zeroizing::new([0u8; KEK_LEN]);
     if bytes.len() == KEK_LEN {
         key.copy_from_slice(bytes);
@@ -84,7 +107,8 @@ fn decode(bytes: &[u8]) -> anyhow::Result<Zeroizing<[u8; KEK_LEN]>> {
     let decoded = Zeroizing::new(
         base64::engine::general_purpose::STANDARD
             .decode(text)
-            .context("not base64")?,
+            // Not the decoder's error: it quotes the offending byte.
+            .map_err(|_| anyhow::anyhow!("not base64"))?,
     );
     if decoded.len() != KEK_LEN {
         bail!("decoded key is {} bytes, expected {KEK_LEN}", decoded.len());

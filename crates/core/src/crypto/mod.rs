@@ -3,6 +3,7 @@
 mod data_keys;
 pub mod envelope;
 pub mod fingerprint;
+pub mod key_command;
 pub mod keyring;
 pub mod master_key;
 

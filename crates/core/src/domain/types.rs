@@ -8,7 +8,6 @@ use std::str::FromStr;
 /// What an API key may be used for. Spelled as Baseten spells it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-#[allow(clippy::upper_case_acronyms)]
 pub enum KeyType {
     Personal,
     Routes,

@@ -58,7 +58,6 @@ impl<'a> From<&'a ListedSecret> for SecretView<'a> {
 /// A list of secrets (sent page by page; see `api/secrets.rs`).
 #[derive(ToSchema)]
 #[schema(as = SecretsV1)]
-#[allow(dead_code)]
 pub struct SecretsView<'a> {
     pub secrets: Vec<SecretView<'a>>,
 }

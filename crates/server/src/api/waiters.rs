@@ -44,6 +44,7 @@ impl Waiters {
             return Err(cap);
         }
         *n += 1;
+        metrics::gauge!("tessera_long_polls").increment(1.0);
         Ok(Waiting {
             held: self.held.clone(),
             slot,
@@ -53,6 +54,7 @@ impl Waiters {
 
 impl Drop for Waiting {
     fn drop(&mut self) {
+        metrics::gauge!("tessera_long_polls").decrement(1.0);
         let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(n) = held.get_mut(&self.slot) {
             *n -= 1;

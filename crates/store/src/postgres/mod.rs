@@ -70,15 +70,6 @@ pub struct PostgresStore {
     bulk: tokio::sync::Mutex<held::HeldConnection>,
 }
 
-/// Pool size: `TESSERA_PG_MAX_CONNECTIONS`, default 32 per node.
-fn max_connections() -> u32 {
-    std::env::var("TESSERA_PG_MAX_CONNECTIONS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|n| *n > 0)
-        .unwrap_or(32)
-}
-
 /// Runs a store call within [`CALL_TIMEOUT`].
 async fn bounded<T>(fut: impl Future<Output = StoreResult<T>>) -> StoreResult<T> {
     metrics::counter!("tessera_store_calls_total", "backend" => "postgres").increment(1);
@@ -240,10 +231,12 @@ pub async fn peek(url: &str) -> anyhow::Result<Option<super::Peek>> {
 }
 
 impl PostgresStore {
-    pub async fn connect(url: &str) -> anyhow::Result<Self> {
+    /// Connects with a pool of at most `max_connections` (the
+    /// `--pg-max-connections` setting).
+    pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Self> {
         let opts = connect_options(url)?;
         let pool = PgPoolOptions::new()
-            .max_connections(max_connections())
+            .max_connections(max_connections)
             .min_connections(0)
             .acquire_timeout(Duration::from_secs(2))
             .idle_timeout(Duration::from_secs(60))

@@ -185,7 +185,7 @@ impl Health {
 pub struct Writer {
     tx: mpsc::Sender<Msg>,
     /// Read by the tests; the same count is exported as a metric.
-    #[cfg_attr(not(test), allow(dead_code))]
+    #[cfg_attr(not(test), expect(dead_code, reason = "read by the tests only"))]
     commits: Arc<AtomicU64>,
 }
 

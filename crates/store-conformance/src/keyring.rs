@@ -3,8 +3,8 @@
 //! theirs.
 
 use super::tick;
-use tessera::domain::types::KekRecord;
-use tessera::store::DynStore;
+use tessera_core::domain::types::KekRecord;
+use tessera_store::DynStore;
 
 fn kek(id: &str) -> KekRecord {
     KekRecord {
@@ -16,7 +16,7 @@ fn kek(id: &str) -> KekRecord {
 
 /// `record_first_kek` records on an empty store, then does nothing (no
 /// error: the caller re-reads and verifies), whatever key is offered.
-async fn first_kek_is_recorded_once(store: DynStore) {
+pub async fn first_kek_is_recorded_once(store: DynStore) {
     assert!(store.keks().await.unwrap().is_empty());
     let first = kek("kek-a");
     store.record_first_kek(first.clone()).await.unwrap();
@@ -29,7 +29,7 @@ async fn first_kek_is_recorded_once(store: DynStore) {
 
 /// Nodes starting together on an empty database: exactly one key stands,
 /// and every node succeeds.
-async fn first_kek_race_keeps_one(store: DynStore) {
+pub async fn first_kek_race_keeps_one(store: DynStore) {
     let tasks: Vec<_> = (0..8)
         .map(|i| {
             let store = store.clone();
@@ -44,7 +44,7 @@ async fn first_kek_race_keeps_one(store: DynStore) {
 
 /// `insert_wrapped_key` stores the first key for a purpose and then does
 /// nothing; purposes are independent.
-async fn wrapped_key_first_stands(store: DynStore) {
+pub async fn wrapped_key_first_stands(store: DynStore) {
     assert_eq!(store.wrapped_key("fingerprint").await.unwrap(), None);
     store
         .insert_wrapped_key("fingerprint", "kek-a", vec![1, 2, 3], tick())
@@ -71,7 +71,7 @@ async fn wrapped_key_first_stands(store: DynStore) {
 
 /// Two nodes insert a key for the same purpose at once: both succeed, one
 /// key wins, and both then read the same one.
-async fn wrapped_key_race_one_wins(store: DynStore) {
+pub async fn wrapped_key_race_one_wins(store: DynStore) {
     let insert = |i: u8| {
         let store = store.clone();
         tokio::spawn(async move {
@@ -88,10 +88,3 @@ async fn wrapped_key_race_one_wins(store: DynStore) {
     let i = if kek_id == "kek-1" { 1 } else { 2 };
     assert_eq!((kek_id, wrapped), (format!("kek-{i}"), vec![i; 16]));
 }
-
-crate::store_tests!(
-    first_kek_is_recorded_once,
-    first_kek_race_keeps_one,
-    wrapped_key_first_stands,
-    wrapped_key_race_one_wins,
-);

@@ -7,10 +7,10 @@ use super::{
     assert_err, conflict, create_secret, new_key, new_team, new_user, not_found, quota, sealed, Org,
 };
 use std::future::Future;
-use tessera::domain::access::{KeyHandover, KeyTarget};
-use tessera::domain::ids::new_id;
-use tessera::domain::types::{KeyType, TeamRole};
-use tessera::store::{AuthorityOutcome, DynStore, StoreError, StoreResult, TeamDeletion};
+use tessera_core::domain::access::{KeyHandover, KeyTarget};
+use tessera_core::domain::ids::new_id;
+use tessera_core::domain::types::{KeyType, TeamRole};
+use tessera_store::{AuthorityOutcome, DynStore, StoreError, StoreResult, TeamDeletion};
 
 const N: usize = 8;
 
@@ -61,7 +61,7 @@ fn all_are(errors: Vec<StoreError>, expected: StoreError) {
 /// Writers creating the same new name at once, each under its own id:
 /// exactly one creates it, the others are `Stale` (and would re-read and
 /// update), and the secret is the winner's.
-async fn creates_of_one_name_one_wins(store: DynStore) {
+pub async fn creates_of_one_name_one_wins(store: DynStore) {
     let acme = Org::create(&*store, "acme").await;
     let team = acme.default_access();
     let results = race(|_| {
@@ -92,7 +92,7 @@ async fn creates_of_one_name_one_wins(store: DynStore) {
 /// Writers updating one secret at once: every update applies, each gets its
 /// own version, revisions never go backwards in version order and all move
 /// past the revision before, and the last version is what stays.
-async fn updates_of_one_secret_all_apply(store: DynStore) {
+pub async fn updates_of_one_secret_all_apply(store: DynStore) {
     let acme = Org::create(&*store, "acme").await;
     let team = acme.default_access();
     let created = create_secret(&*store, &team, "hot").await;
@@ -127,17 +127,13 @@ async fn updates_of_one_secret_all_apply(store: DynStore) {
 }
 
 /// Writers deleting one secret at once: exactly one deletes it.
-async fn deletes_of_one_secret_one_wins(store: DynStore) {
+pub async fn deletes_of_one_secret_one_wins(store: DynStore) {
     let acme = Org::create(&*store, "acme").await;
     let team = acme.default_access();
     create_secret(&*store, &team, "once").await;
     let results = race(|_| {
         let (store, team) = (store.clone(), team.clone());
-        async move {
-            store
-                .delete_secret(&team, "once", &crate::conformance::deleted())
-                .await
-        }
+        async move { store.delete_secret(&team, "once", &crate::deleted()).await }
     })
     .await;
     let (done, errors) = split(results);
@@ -147,7 +143,7 @@ async fn deletes_of_one_secret_one_wins(store: DynStore) {
 
 /// Creations of distinct secrets racing for the last places of a quota:
 /// exactly the quota's worth succeed, the rest are `QuotaExceeded`.
-async fn secret_quota_holds_under_race(store: DynStore) {
+pub async fn secret_quota_holds_under_race(store: DynStore) {
     let acme = Org::create(&*store, "acme").await;
     let team = acme.default_access();
     let results = race(|i| {
@@ -170,7 +166,7 @@ async fn secret_quota_holds_under_race(store: DynStore) {
 
 /// Teams, users and keys of one name created at once: one wins, the others
 /// are `Conflict`.
-async fn identity_names_unique_under_race(store: DynStore) {
+pub async fn identity_names_unique_under_race(store: DynStore) {
     let acme = Org::create(&*store, "acme").await;
     let org = acme.grant();
     let (won, lost) = split(
@@ -178,7 +174,7 @@ async fn identity_names_unique_under_race(store: DynStore) {
             let (store, org) = (store.clone(), org.clone());
             async move {
                 store
-                    .create_team(&org, new_team("dup"), 100, crate::conformance::event("x"))
+                    .create_team(&org, new_team("dup"), 100, crate::event("x"))
                     .await
             }
         })
@@ -199,7 +195,7 @@ async fn identity_names_unique_under_race(store: DynStore) {
                         &org,
                         new_user(Some("dup@example.com")),
                         100,
-                        crate::conformance::event("x"),
+                        crate::event("x"),
                     )
                     .await
             }
@@ -222,7 +218,7 @@ async fn identity_names_unique_under_race(store: DynStore) {
                         &grant,
                         new_key(KeyType::WorkspaceInvoke, Some("dup"), None),
                         100,
-                        crate::conformance::event("x"),
+                        crate::event("x"),
                     )
                     .await
             }
@@ -238,7 +234,7 @@ async fn identity_names_unique_under_race(store: DynStore) {
 
 /// Teams, users and keys created at once past their quota: exactly the
 /// quota's worth succeed, the rest are `QuotaExceeded`.
-async fn identity_quotas_hold_under_race(store: DynStore) {
+pub async fn identity_quotas_hold_under_race(store: DynStore) {
     let acme = Org::create(&*store, "acme").await;
     let org = acme.grant();
     // The default team and the admin count already.
@@ -247,12 +243,7 @@ async fn identity_quotas_hold_under_race(store: DynStore) {
             let (store, org) = (store.clone(), org.clone());
             async move {
                 store
-                    .create_team(
-                        &org,
-                        new_team(&format!("t{i}")),
-                        3,
-                        crate::conformance::event("x"),
-                    )
+                    .create_team(&org, new_team(&format!("t{i}")), 3, crate::event("x"))
                     .await
             }
         })
@@ -266,7 +257,7 @@ async fn identity_quotas_hold_under_race(store: DynStore) {
             let (store, org) = (store.clone(), org.clone());
             async move {
                 store
-                    .create_user(&org, new_user(None), 3, crate::conformance::event("x"))
+                    .create_user(&org, new_user(None), 3, crate::event("x"))
                     .await
             }
         })
@@ -285,7 +276,7 @@ async fn identity_quotas_hold_under_race(store: DynStore) {
                         &grant,
                         new_key(KeyType::WorkspaceManageApiKeys, None, None),
                         3,
-                        crate::conformance::event("x"),
+                        crate::event("x"),
                     )
                     .await
             }
@@ -301,7 +292,7 @@ async fn identity_quotas_hold_under_race(store: DynStore) {
 /// team) or finds the team gone (`NotFound`), never anything else, and
 /// nothing of the team outlives it. Several rounds, so that some additions
 /// share a commit with the deletion.
-async fn additions_racing_team_deletion(store: DynStore) {
+pub async fn additions_racing_team_deletion(store: DynStore) {
     let acme = Org::create(&*store, "acme").await;
     let user = acme.new_user(&*store, "u@example.com").await;
     for round in 0..10 {
@@ -313,10 +304,7 @@ async fn additions_racing_team_deletion(store: DynStore) {
             let user_id = user.id.clone();
             async move {
                 match i {
-                    0 => match store
-                        .delete_team(&access, true, crate::conformance::event("x"))
-                        .await?
-                    {
+                    0 => match store.delete_team(&access, true, crate::event("x")).await? {
                         TeamDeletion::Deleted { secrets } => Ok(Some(secrets)),
                         other => panic!("{other:?}"),
                     },
@@ -326,7 +314,7 @@ async fn additions_racing_team_deletion(store: DynStore) {
                             &user_id,
                             TeamRole::Member,
                             KeyHandover::Refuse,
-                            crate::conformance::event("x"),
+                            crate::event("x"),
                         )
                         .await
                         .map(|_| None),
@@ -335,7 +323,7 @@ async fn additions_racing_team_deletion(store: DynStore) {
                             &key_grant,
                             new_key(KeyType::WorkspaceInvoke, None, None),
                             100,
-                            crate::conformance::event("x"),
+                            crate::event("x"),
                         )
                         .await
                         .map(|_| None),
@@ -369,7 +357,7 @@ async fn additions_racing_team_deletion(store: DynStore) {
 
 /// Keys created by a user while the user is deleted: each is refused
 /// (`NotFound`) or revoked with its creator; none outlives it.
-async fn keys_racing_creator_deletion(store: DynStore) {
+pub async fn keys_racing_creator_deletion(store: DynStore) {
     let acme = Org::create(&*store, "acme").await;
     let grant = acme.key_grant(
         KeyType::WorkspaceInvoke,
@@ -386,7 +374,7 @@ async fn keys_racing_creator_deletion(store: DynStore) {
                 &user.id,
                 TeamRole::Admin,
                 KeyHandover::Refuse,
-                crate::conformance::event("x"),
+                crate::event("x"),
             )
             .await
             .unwrap();
@@ -398,12 +386,7 @@ async fn keys_racing_creator_deletion(store: DynStore) {
                     // Revoking the keys it answers for, whichever were
                     // created before.
                     let outcome = store
-                        .delete_user(
-                            &org,
-                            &user_id,
-                            KeyHandover::Revoke,
-                            crate::conformance::event("x"),
-                        )
+                        .delete_user(&org, &user_id, KeyHandover::Revoke, crate::event("x"))
                         .await?;
                     assert!(
                         matches!(outcome, AuthorityOutcome::Done { .. }),
@@ -413,7 +396,7 @@ async fn keys_racing_creator_deletion(store: DynStore) {
                 }
                 let key = new_key(KeyType::WorkspaceInvoke, None, Some(&user_id));
                 store
-                    .insert_api_key(&grant, key, 100, crate::conformance::event("x"))
+                    .insert_api_key(&grant, key, 100, crate::event("x"))
                     .await
                     .map(|_| ())
             }
@@ -434,7 +417,7 @@ async fn keys_racing_creator_deletion(store: DynStore) {
 /// Snapshots taken while secrets are being created hold exactly the
 /// secrets written up to the revision they report: the revision and the
 /// rows are of one instant.
-async fn snapshots_are_of_one_instant(store: DynStore) {
+pub async fn snapshots_are_of_one_instant(store: DynStore) {
     let acme = Org::create(&*store, "acme").await;
     let team = acme.new_team(&*store, "t").await;
     let access = acme.team(&team);
@@ -470,15 +453,3 @@ async fn snapshots_are_of_one_instant(store: DynStore) {
         assert_eq!(held, names[..k], "at revision {}", snapshot.revision);
     }
 }
-
-crate::store_tests!(
-    creates_of_one_name_one_wins,
-    updates_of_one_secret_all_apply,
-    deletes_of_one_secret_one_wins,
-    secret_quota_holds_under_race,
-    identity_names_unique_under_race,
-    identity_quotas_hold_under_race,
-    additions_racing_team_deletion,
-    keys_racing_creator_deletion,
-    snapshots_are_of_one_instant,
-);

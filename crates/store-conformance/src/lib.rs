@@ -1,85 +1,147 @@
-//! One conformance suite below HTTP: every store method's documented
-//! contract, checked through the `Store` trait object on both engines (a
-//! fresh SQLite file and a fresh PostgreSQL schema per test), so the
-//! engines cannot drift apart unnoticed. Error variants are compared
-//! exactly: that is where engines diverge.
+//! The store's conformance suite as a kit any engine runs: every store
+//! method's documented contract, checked through the `Store` trait object on
+//! a fresh store per case, so that engines cannot drift apart unnoticed.
+//! Error variants are compared exactly: that is where engines diverge.
+//!
+//! An engine runs it by implementing [`Engine`] (a fresh, migrated store per
+//! case, or `None` when the engine is not available here) and invoking
+//! [`engine_tests!`] inside a module of its test crate: one `#[tokio::test]`
+//! per case, named `<that module>::<aggregate>::<case>`. The test crate needs
+//! `tokio` (with its `macros` and multi-thread runtime).
 //!
 //! Grants come from the real authorization layer (`domain::access`): its
 //! `authorize_*` functions are public and decide on a `Principal`, whose
-//! fields are public, so the suite builds the principal an organization's
+//! fields are public, so the kit builds the principal an organization's
 //! admin (or a delivery key) would have and asks for grants the way the
 //! service does. Nothing is added to the library for the tests.
+//!
+//! This is test code: a failed expectation panics, which fails the case.
+#![expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a case fails loudly where it cannot go on"
+)]
 
-mod audit;
-mod events;
-mod history;
-mod identity;
-mod keyring;
-mod keys;
-mod races;
-mod secrets;
-mod value_bytes;
+pub mod audit;
+pub mod events;
+pub mod history;
+pub mod identity;
+pub mod keyring;
+pub mod keys;
+pub mod races;
+pub mod secrets;
+pub mod value_bytes;
 
+use std::future::Future;
 use std::sync::atomic::{AtomicI64, Ordering};
-use tessera::domain::access::{
+use std::sync::Arc;
+use tessera_core::audit::chain::ChainKey;
+use tessera_core::domain::access::{
     self, AllTeamsAccess, DeleteTeam, DeliveryAccess, KeyGrant, KeyRevocation, KeyTarget,
     OrgAccess, OrgAction, Principal, ReadTeam, TeamAccess, WriteSecrets,
 };
-use tessera::domain::ids::new_id;
-use tessera::domain::types::{
+use tessera_core::domain::ids::new_id;
+use tessera_core::domain::types::{
     ApiKeyRecord, KeyType, Membership, OrgRole, Organization, Team, TeamRole, User,
 };
-use tessera::service::bootstrap;
-use tessera::store::{
+use tessera_store::{
     DynStore, NewApiKey, NewOrganization, NewTeam, NewUser, SealedWrite, SecretWrite, Store,
     StoreError,
 };
 
-/// Declares each listed `async fn name(store: DynStore)` as a test on both
-/// engines: `…::sqlite::name` and `…::postgres::name` (announced as skipped
-/// when no PostgreSQL is configured). The storage outlives the body.
+/// A storage engine under test.
+pub trait Engine {
+    /// What must outlive the case (a temporary directory, a private
+    /// schema); dropped after the case's body.
+    type Guard;
+
+    /// A fresh, migrated store of this engine for the case `test` (its
+    /// full test name), or `None` when the engine cannot run here; the
+    /// engine then says why (naming `test`), as its test crate's skip rule
+    /// wants.
+    fn fresh(test: &'static str) -> impl Future<Output = Option<(Self::Guard, DynStore)>>;
+}
+
+/// Runs one case on a fresh store of `E`. Writes are refused until the
+/// audit log can record them, so the store is given an audit key first.
+pub async fn run<E, F, Fut>(test: &'static str, case: F)
+where
+    E: Engine,
+    F: FnOnce(DynStore) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let Some((guard, store)) = E::fresh(test).await else {
+        return;
+    };
+    store.install_audit_key(Some(Arc::new(ChainKey::generate())));
+    case(store).await;
+    drop(guard);
+}
+
+/// Declares every case of the kit as a test on the engine `$engine` (a type
+/// implementing [`Engine`]), in submodules named after the aggregates:
+/// `mod sqlite { tessera_store_conformance::engine_tests!(super::Sqlite); }`
+/// gives `sqlite::secrets::create_then_update` and the rest.
 #[macro_export]
-macro_rules! store_tests {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let (_storage, store) =
-                        $crate::conformance::open($crate::common::Backend::Sqlite).await.unwrap();
-                    super::$name(store).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    match $crate::conformance::open($crate::common::Backend::Postgres).await {
-                        Some((_storage, store)) => super::$name(store).await,
-                        None => $crate::common::announce_skip(
-                            concat!(module_path!(), "::", stringify!($name)),
-                            "TESSERA_TEST_DATABASE_URL is not set",
-                        ),
-                    }
-                }
-            )*
+macro_rules! engine_tests {
+    ($engine:ty) => {
+        type __ConformanceEngine = $engine;
+        $crate::__with_cases!(__tests);
+    };
+}
+
+/// Every case, by aggregate: the one list both [`engine_tests!`] and
+/// [`CASES`] are made from, so that no case can be left out of a run.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __with_cases {
+    ($then:ident) => {
+        $crate::$then! {
+            audit: [writes_abandoned_mid_commit_leave_the_chain_usable, appended_events_read_back_in_order, pruning_keeps_the_latest_anchor, an_organizations_events_newest_first],
+            events: [ping_and_backend, listen_hears_revisions],
+            history: [updates_keep_previous_versions, destroy_previous_clears_earlier_ciphertexts, destroy_one_version, deleted_secrets_round_trip, purges_remove_secrets_and_versions, consumers_record_the_latest_version, consumers_are_capped_per_key, the_oldest_deleted_secrets_make_room, team_deletion_removes_history],
+            identity: [organization_bootstrap, lookups_of_unknown_ids_are_none, teams_names_quota_order_rename, delete_team_with_and_without_cascade, users_emails_quota_directory, memberships_set_change_remove, delete_user_and_its_keys],
+            keyring: [first_kek_is_recorded_once, first_kek_race_keeps_one, wrapped_key_first_stands, wrapped_key_race_one_wins],
+            keys: [insert_and_find, names_unique_per_scope, quota_per_scope, insert_refused_when_referents_are_gone, list_order_and_details, delete_key, touch_records_latest_use],
+            races: [creates_of_one_name_one_wins, updates_of_one_secret_all_apply, deletes_of_one_secret_one_wins, secret_quota_holds_under_race, identity_names_unique_under_race, identity_quotas_hold_under_race, additions_racing_team_deletion, keys_racing_creator_deletion, snapshots_are_of_one_instant],
+            secrets: [create_then_update, stale_expectations_change_nothing, quota_counts_new_secrets_per_team, delete_moves_revision, revisions_strictly_increase, team_pages_in_name_order, org_pages_across_teams, teams_with_secrets_by_id, snapshot_matches_revision, deleted_team_is_not_found],
+            value_bytes: [over_a_lowered_quota_only_growth_is_refused, concurrent_growth_stays_within_the_quota],
         }
     };
 }
 
-/// A fresh, migrated store; `None` when the engine is not configured.
-pub async fn open(backend: crate::common::Backend) -> Option<(crate::common::Storage, DynStore)> {
-    let storage = crate::common::Storage::new(backend).await?;
-    let store = tessera::store::open(&storage.database_url())
-        .await
-        .expect("open store");
-    // Writes are refused until the audit log can record them.
-    store.install_audit_key(Some(std::sync::Arc::new(
-        tessera::audit::chain::ChainKey::generate(),
-    )));
-    Some((storage, store))
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __tests {
+    ($($module:ident: [$($case:ident),* $(,)?],)*) => {
+        $(
+            mod $module {
+                $(
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn $case() {
+                        $crate::run::<super::__ConformanceEngine, _, _>(
+                            concat!(module_path!(), "::", stringify!($case)),
+                            $crate::$module::$case,
+                        )
+                        .await;
+                    }
+                )*
+            }
+        )*
+    };
 }
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __names {
+    ($($module:ident: [$($case:ident),* $(,)?],)*) => {
+        &[$($(concat!(stringify!($module), "::", stringify!($case)),)*)*]
+    };
+}
+
+/// The name (`aggregate::case`) of every case [`engine_tests!`] declares.
+pub const CASES: &[&str] = __with_cases!(__names);
 
 /// Strictly increasing timestamps, so orderings by creation time are
 /// decided by the data and not by the clock's resolution.
@@ -102,7 +164,7 @@ impl Org {
     pub async fn create(store: &dyn Store, name: &str) -> Self {
         let new = new_organization(name);
         store
-            .create_organization(new.clone(), crate::conformance::event("x"))
+            .create_organization(new.clone(), crate::event("x"))
             .await
             .unwrap();
         Self {
@@ -178,12 +240,7 @@ impl Org {
 
     pub async fn new_team(&self, store: &dyn Store, name: &str) -> Team {
         store
-            .create_team(
-                &self.grant(),
-                new_team(name),
-                1_000,
-                crate::conformance::event("x"),
-            )
+            .create_team(&self.grant(), new_team(name), 1_000, crate::event("x"))
             .await
             .unwrap()
     }
@@ -199,7 +256,7 @@ impl Org {
                 &grant,
                 new_key(KeyType::WorkspaceInvoke, None, None),
                 10,
-                crate::conformance::event("x"),
+                crate::event("x"),
             )
             .await
             .unwrap()
@@ -211,15 +268,58 @@ impl Org {
                 &self.grant(),
                 new_user(Some(email)),
                 1_000,
-                crate::conformance::event("x"),
+                crate::event("x"),
             )
             .await
             .unwrap()
     }
 }
 
+/// The rows of a new organization as the service's bootstrap makes them:
+/// its default team, its admin and the admin's personal key, all created
+/// now. (Built here: the kit sits below the service.)
 pub fn new_organization(name: &str) -> NewOrganization {
-    bootstrap::new_organization(name, tick(), &new_id(), vec![7; 32])
+    let now = tick();
+    let org = Organization {
+        id: new_id(),
+        name: name.to_owned(),
+        created_at: now,
+    };
+    let default_team = Team {
+        id: new_id(),
+        org_id: org.id.clone(),
+        name: "default".to_owned(),
+        is_default: true,
+        created_at: now,
+    };
+    let admin = User {
+        id: new_id(),
+        org_id: org.id.clone(),
+        email: None,
+        name: Some("admin".to_owned()),
+        role: OrgRole::Admin,
+        created_at: now,
+    };
+    let admin_key = ApiKeyRecord {
+        prefix: new_id(),
+        org_id: org.id.clone(),
+        key_type: KeyType::Personal,
+        name: Some("admin".to_owned()),
+        secret_hash: vec![7; 32],
+        user_id: Some(admin.id.clone()),
+        team_id: None,
+        model_ids: None,
+        secret_names: None,
+        created_by: Some(admin.id.clone()),
+        created_at: now,
+        last_used_at: None,
+    };
+    NewOrganization {
+        org,
+        default_team,
+        admin,
+        admin_key,
+    }
 }
 
 pub fn new_team(name: &str) -> NewTeam {
@@ -274,8 +374,8 @@ pub fn sealed(name: &str, secret_id: &str, exists: bool) -> SealedWrite {
 }
 
 /// An audit event as the service drafts one (the store links it).
-pub fn event(action: &str) -> tessera::audit::event::AuditEvent {
-    tessera::audit::event::AuditEvent {
+pub fn event(action: &str) -> tessera_core::audit::event::AuditEvent {
+    tessera_core::audit::event::AuditEvent {
         chain: String::new(),
         seq: 0,
         time: tick(),
@@ -296,8 +396,8 @@ pub fn event(action: &str) -> tessera::audit::event::AuditEvent {
 
 /// A deletion as the service makes it by default: kept among the deleted
 /// secrets.
-pub fn deleted() -> tessera::store::Deletion {
-    tessera::store::Deletion {
+pub fn deleted() -> tessera_store::Deletion {
+    tessera_store::Deletion {
         at: tick(),
         by: Some("deleter1".into()),
         keep: true,

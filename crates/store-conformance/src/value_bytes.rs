@@ -5,8 +5,8 @@
 //! PostgreSQL) count each other's growth.
 
 use super::{assert_err, quota, sealed, Org};
-use tessera::domain::ids::new_id;
-use tessera::store::{DynStore, SealedWrite};
+use tessera_core::domain::ids::new_id;
+use tessera_store::{DynStore, SealedWrite};
 
 const QUOTA: &str =
     "bytes of current values per team (the plaintext lengths of every secret's current value)";
@@ -20,7 +20,7 @@ fn write(name: &str, id: &str, exists: bool, bytes: usize, max: i64) -> SealedWr
     w
 }
 
-async fn over_a_lowered_quota_only_growth_is_refused(store: DynStore) {
+pub async fn over_a_lowered_quota_only_growth_is_refused(store: DynStore) {
     let acme = Org::create(&*store, "acme").await;
     let team = acme.default_access();
     let a = new_id();
@@ -75,7 +75,7 @@ async fn over_a_lowered_quota_only_growth_is_refused(store: DynStore) {
         .unwrap();
     // A deletion frees its bytes.
     store
-        .delete_secret(&team, "b", &crate::conformance::deleted())
+        .delete_secret(&team, "b", &crate::deleted())
         .await
         .unwrap()
         .unwrap();
@@ -94,7 +94,7 @@ async fn over_a_lowered_quota_only_growth_is_refused(store: DynStore) {
 /// Updates sent at once (batched together on PostgreSQL) that each fit
 /// but together do not: on SQLite the total never passes the quota; on
 /// PostgreSQL by at most what a concurrent batch added.
-async fn concurrent_growth_stays_within_the_quota(store: DynStore) {
+pub async fn concurrent_growth_stays_within_the_quota(store: DynStore) {
     let acme = Org::create(&*store, "acme").await;
     let team = acme.default_access();
     let mut ids = Vec::new();
@@ -139,8 +139,3 @@ async fn concurrent_growth_stays_within_the_quota(store: DynStore) {
         quota(QUOTA, 1000),
     );
 }
-
-crate::store_tests!(
-    over_a_lowered_quota_only_growth_is_refused,
-    concurrent_growth_stays_within_the_quota,
-);

@@ -3,16 +3,16 @@
 //! never outlives what it belongs to.
 
 use super::{assert_err, conflict, new_key, not_found, quota, tick, Org};
-use tessera::domain::access::{KeyHandover, KeyTarget};
-use tessera::domain::types::KeyType;
-use tessera::store::DynStore;
+use tessera_core::domain::access::{KeyHandover, KeyTarget};
+use tessera_core::domain::types::KeyType;
+use tessera_store::DynStore;
 
 const NAME_TAKEN: &str = "a live API key with this name already exists in the same scope";
 
 /// The key's organization, owner and team come from the grant; lookups by
 /// prefix find it anywhere (`find_api_key`) or in the grant's organization
 /// only (`org_api_key`); list-valued scopes round-trip.
-async fn insert_and_find(store: DynStore) {
+pub async fn insert_and_find(store: DynStore) {
     let acme = Org::create(&*store, "acme").await;
     let other = Org::create(&*store, "other").await;
     let team = acme.new_team(&*store, "t").await;
@@ -25,7 +25,7 @@ async fn insert_and_find(store: DynStore) {
             ),
             new_key(KeyType::Personal, Some("laptop"), Some(&acme.admin.id)),
             10,
-            crate::conformance::event("x"),
+            crate::event("x"),
         )
         .await
         .unwrap();
@@ -41,7 +41,7 @@ async fn insert_and_find(store: DynStore) {
             &acme.key_grant(KeyType::WorkspaceReadSecrets, KeyTarget::Team(&team)),
             reader,
             10,
-            crate::conformance::event("x"),
+            crate::event("x"),
         )
         .await
         .unwrap();
@@ -55,7 +55,7 @@ async fn insert_and_find(store: DynStore) {
             &acme.key_grant(KeyType::WorkspaceInvoke, KeyTarget::Team(&team)),
             invoke,
             10,
-            crate::conformance::event("x"),
+            crate::event("x"),
         )
         .await
         .unwrap();
@@ -64,7 +64,7 @@ async fn insert_and_find(store: DynStore) {
             &acme.key_grant(KeyType::WorkspaceManageApiKeys, KeyTarget::Org),
             new_key(KeyType::WorkspaceManageApiKeys, Some("ops"), None),
             10,
-            crate::conformance::event("x"),
+            crate::event("x"),
         )
         .await
         .unwrap();
@@ -110,7 +110,7 @@ async fn insert_and_find(store: DynStore) {
 /// Names are unique among live keys of one scope (per user, per team, per
 /// organization): `Conflict`; unnamed keys never collide; a revoked key's
 /// name is free again.
-async fn names_unique_per_scope(store: DynStore) {
+pub async fn names_unique_per_scope(store: DynStore) {
     let acme = Org::create(&*store, "acme").await;
     let user = acme.new_user(&*store, "u@example.com").await;
     let team = acme.new_team(&*store, "t").await;
@@ -134,7 +134,7 @@ async fn names_unique_per_scope(store: DynStore) {
                 &grant,
                 new_key(key_type, Some("ci"), None),
                 100,
-                crate::conformance::event("x"),
+                crate::event("x"),
             )
             .await
             .unwrap();
@@ -144,7 +144,7 @@ async fn names_unique_per_scope(store: DynStore) {
                     &grant,
                     new_key(key_type, Some("ci"), None),
                     100,
-                    crate::conformance::event("x"),
+                    crate::event("x"),
                 )
                 .await,
             conflict(NAME_TAKEN),
@@ -155,13 +155,13 @@ async fn names_unique_per_scope(store: DynStore) {
                     &grant,
                     new_key(key_type, None, None),
                     100,
-                    crate::conformance::event("x"),
+                    crate::event("x"),
                 )
                 .await
                 .unwrap();
         }
         assert!(store
-            .delete_api_key(&acme.revocation(&first), crate::conformance::event("x"))
+            .delete_api_key(&acme.revocation(&first), crate::event("x"))
             .await
             .unwrap());
         store
@@ -169,7 +169,7 @@ async fn names_unique_per_scope(store: DynStore) {
                 &grant,
                 new_key(key_type, Some("ci"), None),
                 100,
-                crate::conformance::event("x"),
+                crate::event("x"),
             )
             .await
             .unwrap();
@@ -178,7 +178,7 @@ async fn names_unique_per_scope(store: DynStore) {
 
 /// Each scope counts its live keys against `max_keys`: `QuotaExceeded`
 /// naming the scope's quota; revoking one makes room.
-async fn quota_per_scope(store: DynStore) {
+pub async fn quota_per_scope(store: DynStore) {
     let acme = Org::create(&*store, "acme").await;
     let user = acme.new_user(&*store, "u@example.com").await;
     let scopes = [
@@ -204,38 +204,23 @@ async fn quota_per_scope(store: DynStore) {
         for _ in 0..2 {
             keys.push(
                 store
-                    .insert_api_key(
-                        &grant,
-                        new_key(key_type, None, None),
-                        2,
-                        crate::conformance::event("x"),
-                    )
+                    .insert_api_key(&grant, new_key(key_type, None, None), 2, crate::event("x"))
                     .await
                     .unwrap(),
             );
         }
         assert_err(
             store
-                .insert_api_key(
-                    &grant,
-                    new_key(key_type, None, None),
-                    2,
-                    crate::conformance::event("x"),
-                )
+                .insert_api_key(&grant, new_key(key_type, None, None), 2, crate::event("x"))
                 .await,
             quota(name, 2),
         );
         store
-            .delete_api_key(&acme.revocation(&keys[0]), crate::conformance::event("x"))
+            .delete_api_key(&acme.revocation(&keys[0]), crate::event("x"))
             .await
             .unwrap();
         store
-            .insert_api_key(
-                &grant,
-                new_key(key_type, None, None),
-                2,
-                crate::conformance::event("x"),
-            )
+            .insert_api_key(&grant, new_key(key_type, None, None), 2, crate::event("x"))
             .await
             .unwrap();
     }
@@ -243,7 +228,7 @@ async fn quota_per_scope(store: DynStore) {
 
 /// `NotFound` when the key's team, its owner or the user creating it is
 /// gone.
-async fn insert_refused_when_referents_are_gone(store: DynStore) {
+pub async fn insert_refused_when_referents_are_gone(store: DynStore) {
     let acme = Org::create(&*store, "acme").await;
     let user = acme.new_user(&*store, "u@example.com").await;
     let team = acme.new_team(&*store, "t").await;
@@ -252,7 +237,7 @@ async fn insert_refused_when_referents_are_gone(store: DynStore) {
     let team_grant = acme.key_grant(KeyType::WorkspaceInvoke, KeyTarget::Team(&team));
     let owner_grant = acme.key_grant(KeyType::Personal, KeyTarget::Personal { owner: &user });
     store
-        .delete_team(&acme.team(&team), true, crate::conformance::event("x"))
+        .delete_team(&acme.team(&team), true, crate::event("x"))
         .await
         .unwrap();
     assert_err(
@@ -261,7 +246,7 @@ async fn insert_refused_when_referents_are_gone(store: DynStore) {
                 &team_grant,
                 new_key(KeyType::WorkspaceInvoke, None, admin),
                 10,
-                crate::conformance::event("x"),
+                crate::event("x"),
             )
             .await,
         not_found("team not found"),
@@ -271,7 +256,7 @@ async fn insert_refused_when_referents_are_gone(store: DynStore) {
             &acme.grant(),
             &user.id,
             KeyHandover::Refuse,
-            crate::conformance::event("x"),
+            crate::event("x"),
         )
         .await
         .unwrap();
@@ -281,7 +266,7 @@ async fn insert_refused_when_referents_are_gone(store: DynStore) {
                 &owner_grant,
                 new_key(KeyType::Personal, None, admin),
                 10,
-                crate::conformance::event("x"),
+                crate::event("x"),
             )
             .await,
         not_found("user not found"),
@@ -293,7 +278,7 @@ async fn insert_refused_when_referents_are_gone(store: DynStore) {
                 &org_grant,
                 new_key(KeyType::WorkspaceManageApiKeys, None, Some(&user.id)),
                 10,
-                crate::conformance::event("x"),
+                crate::event("x"),
             )
             .await,
         not_found("the user creating this key no longer exists"),
@@ -302,7 +287,7 @@ async fn insert_refused_when_referents_are_gone(store: DynStore) {
 
 /// The organization's keys, ordered by creation time then prefix, with the
 /// team's name and the owner; another organization's keys are not listed.
-async fn list_order_and_details(store: DynStore) {
+pub async fn list_order_and_details(store: DynStore) {
     let acme = Org::create(&*store, "acme").await;
     let other = Org::create(&*store, "other").await;
     let team = acme.new_team(&*store, "t").await;
@@ -324,7 +309,7 @@ async fn list_order_and_details(store: DynStore) {
                     &acme.key_grant(key_type, target),
                     key,
                     10,
-                    crate::conformance::event("x"),
+                    crate::event("x"),
                 )
                 .await
                 .unwrap(),
@@ -345,18 +330,18 @@ async fn list_order_and_details(store: DynStore) {
 
 /// `delete_api_key` deletes the key its grant names and says whether it
 /// was there.
-async fn delete_key(store: DynStore) {
+pub async fn delete_key(store: DynStore) {
     let acme = Org::create(&*store, "acme").await;
     let key = acme.new_invoke_key(&*store).await;
     let kept = acme.new_invoke_key(&*store).await;
     let revocation = acme.revocation(&key);
     assert!(store
-        .delete_api_key(&revocation, crate::conformance::event("x"))
+        .delete_api_key(&revocation, crate::event("x"))
         .await
         .unwrap());
     assert_eq!(store.find_api_key(&key.prefix).await.unwrap(), None);
     assert!(!store
-        .delete_api_key(&revocation, crate::conformance::event("x"))
+        .delete_api_key(&revocation, crate::event("x"))
         .await
         .unwrap());
     assert_eq!(store.find_api_key(&kept.prefix).await.unwrap(), Some(kept));
@@ -364,7 +349,7 @@ async fn delete_key(store: DynStore) {
 
 /// `touch_api_keys` records the latest use: an older time never moves it
 /// back (within one call either), and unknown prefixes are ignored.
-async fn touch_records_latest_use(store: DynStore) {
+pub async fn touch_records_latest_use(store: DynStore) {
     let acme = Org::create(&*store, "acme").await;
     let key = acme.new_invoke_key(&*store).await;
     let admin = &acme.admin_key.prefix;
@@ -410,13 +395,3 @@ async fn touch_records_latest_use(store: DynStore) {
     }
     store.touch_api_keys(vec![]).await.unwrap();
 }
-
-crate::store_tests!(
-    insert_and_find,
-    names_unique_per_scope,
-    quota_per_scope,
-    insert_refused_when_referents_are_gone,
-    list_order_and_details,
-    delete_key,
-    touch_records_latest_use,
-);

@@ -4,10 +4,10 @@ use super::{
     assert_err, conflict, create_secret, new_key, new_organization, new_team, new_user, not_found,
     quota, Org,
 };
-use tessera::domain::access::{KeyHandover, KeyTarget};
-use tessera::domain::names::email_key;
-use tessera::domain::types::{KeyType, Membership, TeamRole};
-use tessera::store::{AuthorityOutcome, DynStore, TeamDeletion, UserQuery};
+use tessera_core::domain::access::{KeyHandover, KeyTarget};
+use tessera_core::domain::names::email_key;
+use tessera_core::domain::types::{KeyType, Membership, TeamRole};
+use tessera_store::{AuthorityOutcome, DynStore, TeamDeletion, UserQuery};
 
 const TEAM_NAME_TAKEN: &str = "the organization already has a team with this name";
 const EMAIL_TAKEN: &str = "a user with this email already exists";
@@ -15,7 +15,7 @@ const EMAIL_TAKEN: &str = "a user with this email already exists";
 /// `create_organization` creates the organization with its default team,
 /// admin user (an admin of the default team) and key, all at once; a taken
 /// name is `Conflict` and leaves nothing behind.
-async fn organization_bootstrap(store: DynStore) {
+pub async fn organization_bootstrap(store: DynStore) {
     assert_eq!(store.organization_count().await.unwrap(), 0);
     let acme = Org::create(&*store, "acme").await;
     assert_eq!(store.organization_count().await.unwrap(), 1);
@@ -47,7 +47,7 @@ async fn organization_bootstrap(store: DynStore) {
     let again = new_organization("acme");
     assert_err(
         store
-            .create_organization(again.clone(), crate::conformance::event("x"))
+            .create_organization(again.clone(), crate::event("x"))
             .await,
         conflict("an organization named \"acme\" already exists"),
     );
@@ -61,7 +61,7 @@ async fn organization_bootstrap(store: DynStore) {
 }
 
 /// Lookups of what does not exist answer `None`, not an error.
-async fn lookups_of_unknown_ids_are_none(store: DynStore) {
+pub async fn lookups_of_unknown_ids_are_none(store: DynStore) {
     let acme = Org::create(&*store, "acme").await;
     assert_eq!(store.find_team("nope").await.unwrap(), None);
     assert_eq!(store.principal_user("nope").await.unwrap(), None);
@@ -77,16 +77,11 @@ async fn lookups_of_unknown_ids_are_none(store: DynStore) {
 /// Team names are unique per organization (`Conflict`), `max_teams` is a
 /// quota (`QuotaExceeded`), listings put the default team first and then
 /// order by name, and a rename to a taken name is `Conflict`.
-async fn teams_names_quota_order_rename(store: DynStore) {
+pub async fn teams_names_quota_order_rename(store: DynStore) {
     let acme = Org::create(&*store, "acme").await;
     let other = Org::create(&*store, "other").await;
     let alpha = store
-        .create_team(
-            &acme.grant(),
-            new_team("alpha"),
-            10,
-            crate::conformance::event("x"),
-        )
+        .create_team(&acme.grant(), new_team("alpha"), 10, crate::event("x"))
         .await
         .unwrap();
     assert_eq!(
@@ -99,12 +94,7 @@ async fn teams_names_quota_order_rename(store: DynStore) {
     );
     assert_err(
         store
-            .create_team(
-                &acme.grant(),
-                new_team("alpha"),
-                10,
-                crate::conformance::event("x"),
-            )
+            .create_team(&acme.grant(), new_team("alpha"), 10, crate::event("x"))
             .await,
         conflict(TEAM_NAME_TAKEN),
     );
@@ -127,27 +117,17 @@ async fn teams_names_quota_order_rename(store: DynStore) {
     // Five teams now: a quota of five refuses a sixth, six allows it.
     assert_err(
         store
-            .create_team(
-                &acme.grant(),
-                new_team("sixth"),
-                5,
-                crate::conformance::event("x"),
-            )
+            .create_team(&acme.grant(), new_team("sixth"), 5, crate::event("x"))
             .await,
         quota("teams per organization", 5),
     );
     store
-        .create_team(
-            &acme.grant(),
-            new_team("sixth"),
-            6,
-            crate::conformance::event("x"),
-        )
+        .create_team(&acme.grant(), new_team("sixth"), 6, crate::event("x"))
         .await
         .unwrap();
 
     store
-        .rename_team(&acme.team(&alpha), "omega", crate::conformance::event("x"))
+        .rename_team(&acme.team(&alpha), "omega", crate::event("x"))
         .await
         .unwrap();
     assert_eq!(
@@ -156,7 +136,7 @@ async fn teams_names_quota_order_rename(store: DynStore) {
     );
     assert_err(
         store
-            .rename_team(&acme.team(&alpha), "zeta", crate::conformance::event("x"))
+            .rename_team(&acme.team(&alpha), "zeta", crate::event("x"))
             .await,
         conflict(TEAM_NAME_TAKEN),
     );
@@ -167,7 +147,7 @@ async fn teams_names_quota_order_rename(store: DynStore) {
 /// `delete_team` refuses while the team holds secrets unless asked to
 /// cascade; it deletes the team's memberships and team-bound keys (and
 /// secrets when cascading); a team already gone is `NotFound`.
-async fn delete_team_with_and_without_cascade(store: DynStore) {
+pub async fn delete_team_with_and_without_cascade(store: DynStore) {
     let acme = Org::create(&*store, "acme").await;
     let team = acme.new_team(&*store, "doomed").await;
     let grant = acme.team(&team);
@@ -180,7 +160,7 @@ async fn delete_team_with_and_without_cascade(store: DynStore) {
             &user.id,
             TeamRole::Member,
             KeyHandover::Refuse,
-            crate::conformance::event("x"),
+            crate::event("x"),
         )
         .await
         .unwrap();
@@ -193,14 +173,14 @@ async fn delete_team_with_and_without_cascade(store: DynStore) {
                 Some(&acme.admin.id),
             ),
             10,
-            crate::conformance::event("x"),
+            crate::event("x"),
         )
         .await
         .unwrap();
 
     assert_eq!(
         store
-            .delete_team(&grant, false, crate::conformance::event("x"))
+            .delete_team(&grant, false, crate::event("x"))
             .await
             .unwrap(),
         TeamDeletion::HasSecrets(2)
@@ -210,7 +190,7 @@ async fn delete_team_with_and_without_cascade(store: DynStore) {
 
     assert_eq!(
         store
-            .delete_team(&grant, true, crate::conformance::event("x"))
+            .delete_team(&grant, true, crate::event("x"))
             .await
             .unwrap(),
         TeamDeletion::Deleted { secrets: 2 }
@@ -232,7 +212,7 @@ async fn delete_team_with_and_without_cascade(store: DynStore) {
         .is_empty());
     assert_eq!(
         store
-            .delete_team(&grant, true, crate::conformance::event("x"))
+            .delete_team(&grant, true, crate::event("x"))
             .await
             .unwrap(),
         TeamDeletion::NotFound
@@ -242,7 +222,7 @@ async fn delete_team_with_and_without_cascade(store: DynStore) {
     let empty = acme.new_team(&*store, "empty").await;
     assert_eq!(
         store
-            .delete_team(&acme.team(&empty), false, crate::conformance::event("x"))
+            .delete_team(&acme.team(&empty), false, crate::event("x"))
             .await
             .unwrap(),
         TeamDeletion::Deleted { secrets: 0 }
@@ -255,7 +235,7 @@ async fn delete_team_with_and_without_cascade(store: DynStore) {
 /// matter; no email never collides), `max_users` is a quota, `find_user`
 /// sees the grant's organization only, and the directory is ordered by id
 /// and paged after an id, optionally filtered by email key.
-async fn users_emails_quota_directory(store: DynStore) {
+pub async fn users_emails_quota_directory(store: DynStore) {
     let acme = Org::create(&*store, "acme").await;
     let other = Org::create(&*store, "other").await;
     let ann = store
@@ -263,7 +243,7 @@ async fn users_emails_quota_directory(store: DynStore) {
             &acme.grant(),
             new_user(Some("Ann@Example.com")),
             10,
-            crate::conformance::event("x"),
+            crate::event("x"),
         )
         .await
         .unwrap();
@@ -291,7 +271,7 @@ async fn users_emails_quota_directory(store: DynStore) {
                 &acme.grant(),
                 new_user(Some("ann@example.COM")),
                 10,
-                crate::conformance::event("x"),
+                crate::event("x"),
             )
             .await,
         conflict(EMAIL_TAKEN),
@@ -299,12 +279,7 @@ async fn users_emails_quota_directory(store: DynStore) {
     other.new_user(&*store, "ann@example.com").await;
     for _ in 0..2 {
         store
-            .create_user(
-                &acme.grant(),
-                new_user(None),
-                10,
-                crate::conformance::event("x"),
-            )
+            .create_user(&acme.grant(), new_user(None), 10, crate::event("x"))
             .await
             .unwrap();
     }
@@ -313,12 +288,7 @@ async fn users_emails_quota_directory(store: DynStore) {
     // admin, ann, two without email, bob: five.
     assert_err(
         store
-            .create_user(
-                &acme.grant(),
-                new_user(None),
-                5,
-                crate::conformance::event("x"),
-            )
+            .create_user(&acme.grant(), new_user(None), 5, crate::event("x"))
             .await,
         quota("users per organization", 5),
     );
@@ -374,7 +344,7 @@ async fn users_emails_quota_directory(store: DynStore) {
 /// `set_member` adds a user of the team's organization or changes its role
 /// (`NotFound` for anyone else, or when the team is gone); `remove_member`
 /// says whether there was a membership; members are listed by user id.
-async fn memberships_set_change_remove(store: DynStore) {
+pub async fn memberships_set_change_remove(store: DynStore) {
     let acme = Org::create(&*store, "acme").await;
     let other = Org::create(&*store, "other").await;
     let team = acme.new_team(&*store, "t").await;
@@ -389,7 +359,7 @@ async fn memberships_set_change_remove(store: DynStore) {
             &u1.id,
             TeamRole::Member,
             KeyHandover::Refuse,
-            crate::conformance::event("x"),
+            crate::event("x"),
         )
         .await
         .unwrap();
@@ -399,7 +369,7 @@ async fn memberships_set_change_remove(store: DynStore) {
             &u2.id,
             TeamRole::Member,
             KeyHandover::Refuse,
-            crate::conformance::event("x"),
+            crate::event("x"),
         )
         .await
         .unwrap();
@@ -409,7 +379,7 @@ async fn memberships_set_change_remove(store: DynStore) {
             &u1.id,
             TeamRole::Admin,
             KeyHandover::Refuse,
-            crate::conformance::event("x"),
+            crate::event("x"),
         )
         .await
         .unwrap();
@@ -444,7 +414,7 @@ async fn memberships_set_change_remove(store: DynStore) {
                 unknown,
                 TeamRole::Member,
                 KeyHandover::Refuse,
-                crate::conformance::event("x"),
+                crate::event("x"),
             )
             .await
             .unwrap();
@@ -454,12 +424,7 @@ async fn memberships_set_change_remove(store: DynStore) {
         let (store, grant) = (store.clone(), grant.clone());
         async move {
             store
-                .remove_member(
-                    &grant,
-                    &user,
-                    KeyHandover::Refuse,
-                    crate::conformance::event("x"),
-                )
+                .remove_member(&grant, &user, KeyHandover::Refuse, crate::event("x"))
                 .await
                 .unwrap()
         }
@@ -476,7 +441,7 @@ async fn memberships_set_change_remove(store: DynStore) {
     );
 
     store
-        .delete_team(&grant, false, crate::conformance::event("x"))
+        .delete_team(&grant, false, crate::event("x"))
         .await
         .unwrap();
     assert_err(
@@ -486,7 +451,7 @@ async fn memberships_set_change_remove(store: DynStore) {
                 &u2.id,
                 TeamRole::Member,
                 KeyHandover::Refuse,
-                crate::conformance::event("x"),
+                crate::event("x"),
             )
             .await,
         not_found("team not found"),
@@ -497,7 +462,7 @@ async fn memberships_set_change_remove(store: DynStore) {
 /// them), its memberships and the workspace keys it created; personal keys
 /// it minted for other users stay. Another organization's grant deletes
 /// nothing.
-async fn delete_user_and_its_keys(store: DynStore) {
+pub async fn delete_user_and_its_keys(store: DynStore) {
     let acme = Org::create(&*store, "acme").await;
     let other = Org::create(&*store, "other").await;
     let user = acme.new_user(&*store, "u@example.com").await;
@@ -508,7 +473,7 @@ async fn delete_user_and_its_keys(store: DynStore) {
             &user.id,
             TeamRole::Admin,
             KeyHandover::Refuse,
-            crate::conformance::event("x"),
+            crate::event("x"),
         )
         .await
         .unwrap();
@@ -522,7 +487,7 @@ async fn delete_user_and_its_keys(store: DynStore) {
         );
         async move {
             store
-                .insert_api_key(&grant, key, 100, crate::conformance::event("x"))
+                .insert_api_key(&grant, key, 100, crate::event("x"))
                 .await
                 .unwrap()
         }
@@ -543,11 +508,11 @@ async fn delete_user_and_its_keys(store: DynStore) {
     )
     .await;
 
-    let delete = |org: tessera::domain::access::OrgAccess, keys: KeyHandover| {
+    let delete = |org: tessera_core::domain::access::OrgAccess, keys: KeyHandover| {
         let (store, user) = (store.clone(), user.id.clone());
         async move {
             store
-                .delete_user(&org, &user, keys, crate::conformance::event("x"))
+                .delete_user(&org, &user, keys, crate::event("x"))
                 .await
                 .unwrap()
         }
@@ -601,13 +566,3 @@ async fn delete_user_and_its_keys(store: DynStore) {
     // The email is free again.
     acme.new_user(&*store, "u@example.com").await;
 }
-
-crate::store_tests!(
-    organization_bootstrap,
-    lookups_of_unknown_ids_are_none,
-    teams_names_quota_order_rename,
-    delete_team_with_and_without_cascade,
-    users_emails_quota_directory,
-    memberships_set_change_remove,
-    delete_user_and_its_keys,
-);

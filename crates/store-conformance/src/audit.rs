@@ -5,9 +5,9 @@
 //! first, filtered and paged.
 
 use super::event;
-use tessera::audit::chain::ChainHead;
-use tessera::audit::event::AuditEvent;
-use tessera::store::{AuditFilter, DynStore};
+use tessera_core::audit::chain::ChainHead;
+use tessera_core::audit::event::AuditEvent;
+use tessera_store::{AuditFilter, DynStore};
 
 fn org_event(action: &str, org: &str, time: i64, target: &str) -> AuditEvent {
     let mut e = event(action);
@@ -24,7 +24,7 @@ async fn only_chain(store: &DynStore) -> String {
     chains[0].clone()
 }
 
-async fn appended_events_read_back_in_order(store: DynStore) {
+pub async fn appended_events_read_back_in_order(store: DynStore) {
     assert!(store.audit_chains().await.unwrap().is_empty());
     assert!(store.audit_heads().await.unwrap().is_empty());
     let events: Vec<AuditEvent> = (0..5).map(|i| event(&format!("a.{i}"))).collect();
@@ -54,7 +54,7 @@ async fn appended_events_read_back_in_order(store: DynStore) {
     );
 }
 
-async fn pruning_keeps_the_latest_anchor(store: DynStore) {
+pub async fn pruning_keeps_the_latest_anchor(store: DynStore) {
     let events: Vec<AuditEvent> = (0..6)
         .map(|i| org_event("a", "org1", 1_000 + i, "t"))
         .collect();
@@ -95,7 +95,7 @@ async fn pruning_keeps_the_latest_anchor(store: DynStore) {
     assert_eq!(store.audit_anchors().await.unwrap()[0].1, "anchor-5");
 }
 
-async fn an_organizations_events_newest_first(store: DynStore) {
+pub async fn an_organizations_events_newest_first(store: DynStore) {
     let mut events = Vec::new();
     for i in 0..6 {
         let mut e = org_event("secret.write", "org1", 10 + i, &format!("s{i}"));
@@ -106,7 +106,7 @@ async fn an_organizations_events_newest_first(store: DynStore) {
     // Two events at the same time: the seq decides.
     events.push(org_event("team.create", "org1", 15, "t1"));
     store.append_audit(events).await.unwrap();
-    let names = |events: &[tessera::audit::chain::StoredEvent]| -> Vec<String> {
+    let names = |events: &[tessera_core::audit::chain::StoredEvent]| -> Vec<String> {
         events
             .iter()
             .map(|e| e.event.target_name.clone().unwrap_or_default())
@@ -168,14 +168,18 @@ async fn an_organizations_events_newest_first(store: DynStore) {
 /// next writes get fresh seqs, none is refused as a repeated one. Each
 /// abandoned write is cut at a different point, from before its first
 /// statement to after its commit was sent.
-async fn writes_abandoned_mid_commit_leave_the_chain_usable(store: DynStore) {
+pub async fn writes_abandoned_mid_commit_leave_the_chain_usable(store: DynStore) {
     let acme = super::Org::create(&*store, "acme").await;
     let team = acme.default_access();
     for i in 0..300u64 {
         let budget = std::time::Duration::from_micros(20 + (i * 37) % 3_000);
         let write = store.upsert_secret(
             &team,
-            super::sealed(&format!("c{i}"), &tessera::domain::ids::new_id(), false),
+            super::sealed(
+                &format!("c{i}"),
+                &tessera_core::domain::ids::new_id(),
+                false,
+            ),
             1_000,
         );
         if let Ok(done) = tokio::time::timeout(budget, write).await {
@@ -186,10 +190,3 @@ async fn writes_abandoned_mid_commit_leave_the_chain_usable(store: DynStore) {
         super::create_secret(&*store, &team, &format!("after{i}")).await;
     }
 }
-
-crate::store_tests!(
-    writes_abandoned_mid_commit_leave_the_chain_usable,
-    appended_events_read_back_in_order,
-    pruning_keeps_the_latest_anchor,
-    an_organizations_events_newest_first,
-);

@@ -3,15 +3,15 @@
 //! stable order with cursors, and delivery snapshots of one instant.
 
 use super::{assert_err, create_secret, not_found, quota, sealed, update_secret, Org};
-use tessera::domain::ids::new_id;
-use tessera::domain::types::ListedSecret;
-use tessera::store::StoreError::Stale;
-use tessera::store::{DynStore, Store, StoredSecret};
+use tessera_core::domain::ids::new_id;
+use tessera_core::domain::types::ListedSecret;
+use tessera_store::StoreError::Stale;
+use tessera_store::{DynStore, Store, StoredSecret};
 
 /// A creation gives version 1 and the write's spelling; an update of the
 /// same id keeps id, spelling and `created_at`, gains a version and stores
 /// the new ciphertext. Each moves the team's revision, and only its team's.
-async fn create_then_update(store: DynStore) {
+pub async fn create_then_update(store: DynStore) {
     let acme = Org::create(&*store, "acme").await;
     let team = acme.default_access();
     let other_team = acme.team(&acme.new_team(&*store, "other").await);
@@ -80,7 +80,7 @@ async fn create_then_update(store: DynStore) {
 
 /// `Stale` whenever the write's expectation no longer holds, and then
 /// nothing changes: not the secret, not the revision.
-async fn stale_expectations_change_nothing(store: DynStore) {
+pub async fn stale_expectations_change_nothing(store: DynStore) {
     let acme = Org::create(&*store, "acme").await;
     let team = acme.default_access();
     let first = create_secret(&*store, &team, "token").await;
@@ -122,7 +122,7 @@ async fn stale_expectations_change_nothing(store: DynStore) {
 
     // Deleted and re-created meanwhile: the old id no longer holds.
     store
-        .delete_secret(&team, "token", &crate::conformance::deleted())
+        .delete_secret(&team, "token", &crate::deleted())
         .await
         .unwrap()
         .unwrap();
@@ -147,7 +147,7 @@ async fn stale_expectations_change_nothing(store: DynStore) {
 /// `max_secrets` limits new secrets per team only: updates at the quota
 /// succeed, a refused creation stores nothing, a deletion makes room, and
 /// other teams count their own.
-async fn quota_counts_new_secrets_per_team(store: DynStore) {
+pub async fn quota_counts_new_secrets_per_team(store: DynStore) {
     let acme = Org::create(&*store, "acme").await;
     let team = acme.default_access();
     let other = acme.team(&acme.new_team(&*store, "other").await);
@@ -186,7 +186,7 @@ async fn quota_counts_new_secrets_per_team(store: DynStore) {
         .await
         .unwrap();
     store
-        .delete_secret(&team, "b", &crate::conformance::deleted())
+        .delete_secret(&team, "b", &crate::deleted())
         .await
         .unwrap()
         .unwrap();
@@ -198,13 +198,13 @@ async fn quota_counts_new_secrets_per_team(store: DynStore) {
 
 /// `delete_secret` returns what it deleted with the revision it moved to,
 /// and `None` when there is nothing to delete.
-async fn delete_moves_revision(store: DynStore) {
+pub async fn delete_moves_revision(store: DynStore) {
     let acme = Org::create(&*store, "acme").await;
     let team = acme.default_access();
     create_secret(&*store, &team, "db-url").await;
     let last = update_secret(&*store, &team, "db-url").await;
     let deleted = store
-        .delete_secret(&team, "db_url", &crate::conformance::deleted())
+        .delete_secret(&team, "db_url", &crate::deleted())
         .await
         .unwrap()
         .unwrap();
@@ -215,12 +215,12 @@ async fn delete_moves_revision(store: DynStore) {
     assert_eq!(store.secret_id(&team, "db_url").await.unwrap(), None);
     // Nothing to delete: nothing changes, the revision included.
     assert!(store
-        .delete_secret(&team, "db_url", &crate::conformance::deleted())
+        .delete_secret(&team, "db_url", &crate::deleted())
         .await
         .unwrap()
         .is_none());
     assert!(store
-        .delete_secret(&team, "never", &crate::conformance::deleted())
+        .delete_secret(&team, "never", &crate::deleted())
         .await
         .unwrap()
         .is_none());
@@ -229,7 +229,7 @@ async fn delete_moves_revision(store: DynStore) {
 
 /// Every change moves the revision strictly forward, in the order the
 /// changes were made.
-async fn revisions_strictly_increase(store: DynStore) {
+pub async fn revisions_strictly_increase(store: DynStore) {
     let acme = Org::create(&*store, "acme").await;
     let team = acme.default_access();
     let mut revisions = vec![store.team_revision(&team).await.unwrap()];
@@ -240,7 +240,7 @@ async fn revisions_strictly_increase(store: DynStore) {
     for name in ["a", "b"] {
         revisions.push(
             store
-                .delete_secret(&team, name, &crate::conformance::deleted())
+                .delete_secret(&team, name, &crate::deleted())
                 .await
                 .unwrap()
                 .unwrap()
@@ -265,7 +265,7 @@ const BYTE_ORDER: [&str; 7] = ["A", "Z9", "_x", "a", "a_b", "a_c", "b"];
 
 /// A team's listing in canonical-name order, page after page from a cursor,
 /// with what a listing shows of each secret.
-async fn team_pages_in_name_order(store: DynStore) {
+pub async fn team_pages_in_name_order(store: DynStore) {
     let acme = Org::create(&*store, "acme").await;
     let team = acme.default_access();
     let other = acme.team(&acme.new_team(&*store, "other").await);
@@ -309,7 +309,7 @@ async fn team_pages_in_name_order(store: DynStore) {
 /// The organization's listing in (team id, canonical name) order across
 /// teams, paged by that pair, with each team's name; other organizations'
 /// secrets are not in it.
-async fn org_pages_across_teams(store: DynStore) {
+pub async fn org_pages_across_teams(store: DynStore) {
     let acme = Org::create(&*store, "acme").await;
     let other_org = Org::create(&*store, "other").await;
     create_secret(&*store, &other_org.default_access(), "theirs").await;
@@ -357,7 +357,7 @@ async fn org_pages_across_teams(store: DynStore) {
 }
 
 /// The teams holding at least one secret, by id.
-async fn teams_with_secrets_by_id(store: DynStore) {
+pub async fn teams_with_secrets_by_id(store: DynStore) {
     let acme = Org::create(&*store, "acme").await;
     let other_org = Org::create(&*store, "other").await;
     create_secret(&*store, &other_org.default_access(), "theirs").await;
@@ -383,7 +383,7 @@ async fn teams_with_secrets_by_id(store: DynStore) {
     );
     // A team whose last secret is deleted no longer holds any.
     store
-        .delete_secret(&acme.team(&emptied), "s", &crate::conformance::deleted())
+        .delete_secret(&acme.team(&emptied), "s", &crate::deleted())
         .await
         .unwrap()
         .unwrap();
@@ -396,7 +396,7 @@ async fn teams_with_secrets_by_id(store: DynStore) {
 
 /// A snapshot is the team's secrets in canonical-name order as
 /// `latest_secret` reads them, with the team's revision at that instant.
-async fn snapshot_matches_revision(store: DynStore) {
+pub async fn snapshot_matches_revision(store: DynStore) {
     let acme = Org::create(&*store, "acme").await;
     let team = acme.new_team(&*store, "t").await;
     let access = acme.team(&team);
@@ -419,7 +419,7 @@ async fn snapshot_matches_revision(store: DynStore) {
 /// A team that was deleted: its revision and snapshot are `NotFound`, a
 /// creation in it is `NotFound`, its secrets are gone (a deletion finds
 /// none, an update is `Stale`), and `team_revisions` leaves it out.
-async fn deleted_team_is_not_found(store: DynStore) {
+pub async fn deleted_team_is_not_found(store: DynStore) {
     let acme = Org::create(&*store, "acme").await;
     let kept = acme.new_team(&*store, "kept").await;
     let doomed = acme.new_team(&*store, "doomed").await;
@@ -437,7 +437,7 @@ async fn deleted_team_is_not_found(store: DynStore) {
     assert_eq!(sorted_revisions(&*store, ids.clone()).await, expected);
 
     store
-        .delete_team(&access, true, crate::conformance::event("x"))
+        .delete_team(&access, true, crate::event("x"))
         .await
         .unwrap();
     assert_err(
@@ -456,7 +456,7 @@ async fn deleted_team_is_not_found(store: DynStore) {
     );
     // Its secrets went with it: nothing to delete, nothing to update.
     assert!(store
-        .delete_secret(&access, "s", &crate::conformance::deleted())
+        .delete_secret(&access, "s", &crate::deleted())
         .await
         .unwrap()
         .is_none());
@@ -479,16 +479,3 @@ async fn sorted_revisions(store: &dyn Store, ids: Vec<String>) -> Vec<(String, i
     r.sort();
     r
 }
-
-crate::store_tests!(
-    create_then_update,
-    stale_expectations_change_nothing,
-    quota_counts_new_secrets_per_team,
-    delete_moves_revision,
-    revisions_strictly_increase,
-    team_pages_in_name_order,
-    org_pages_across_teams,
-    teams_with_secrets_by_id,
-    snapshot_matches_revision,
-    deleted_team_is_not_found,
-);

@@ -7,9 +7,9 @@ use super::{
     assert_err, conflict, create_secret, deleted, event, not_found, quota, sealed, tick,
     update_secret, Org,
 };
-use tessera::domain::consumer_kind::ConsumerKind;
-use tessera::domain::ids::new_id;
-use tessera::store::{
+use tessera_core::domain::consumer_kind::ConsumerKind;
+use tessera_core::domain::ids::new_id;
+use tessera_store::{
     Actor, ConsumerCap, ConsumerSeen, Deletion, Destroyed, DynStore, StoredVersion, WriteHistory,
 };
 
@@ -27,7 +27,7 @@ fn history(keep: i64, destroy: bool, by: &str) -> WriteHistory {
 /// Each update moves the version it replaces, with its writer and time, to
 /// the history; the listing is newest first with the current one on top;
 /// the oldest beyond the write's `keep_versions` are dropped.
-async fn updates_keep_previous_versions(store: DynStore) {
+pub async fn updates_keep_previous_versions(store: DynStore) {
     let acme = Org::create(&*store, "acme").await;
     let team = acme.default_access();
     let id = new_id();
@@ -86,7 +86,7 @@ async fn updates_keep_previous_versions(store: DynStore) {
 
 /// `destroy_previous` clears every earlier ciphertext at once and keeps
 /// their metadata; keeping 0 versions keeps no metadata either.
-async fn destroy_previous_clears_earlier_ciphertexts(store: DynStore) {
+pub async fn destroy_previous_clears_earlier_ciphertexts(store: DynStore) {
     let acme = Org::create(&*store, "acme").await;
     let team = acme.default_access();
     for _ in 0..3 {
@@ -126,7 +126,7 @@ async fn destroy_previous_clears_earlier_ciphertexts(store: DynStore) {
 
 async fn create_or_update(
     store: &DynStore,
-    team: &tessera::domain::access::TeamAccess<tessera::domain::access::WriteSecrets>,
+    team: &tessera_core::domain::access::TeamAccess<tessera_core::domain::access::WriteSecrets>,
     name: &str,
 ) {
     if store.secret_id(team, name).await.unwrap().is_some() {
@@ -138,7 +138,7 @@ async fn create_or_update(
 
 /// Destroying one version: its ciphertext goes, its metadata stays; the
 /// current version, a missing one and another team's are refused.
-async fn destroy_one_version(store: DynStore) {
+pub async fn destroy_one_version(store: DynStore) {
     let acme = Org::create(&*store, "acme").await;
     let team = acme.default_access();
     for _ in 0..3 {
@@ -195,7 +195,7 @@ async fn destroy_one_version(store: DynStore) {
 /// versions) among the deleted; undelete brings back the same id and
 /// versions, moving the revision; a taken name, a missing id and a full
 /// team are refused with nothing changed.
-async fn deleted_secrets_round_trip(store: DynStore) {
+pub async fn deleted_secrets_round_trip(store: DynStore) {
     let acme = Org::create(&*store, "acme").await;
     let team = acme.default_access();
     let first = create_secret(&*store, &team, "hook").await.record;
@@ -272,7 +272,7 @@ async fn deleted_secrets_round_trip(store: DynStore) {
 
 /// A deletion that is not kept removes the versions with the secret; the
 /// purge removes what was deleted before the cut-off, and only that.
-async fn purges_remove_secrets_and_versions(store: DynStore) {
+pub async fn purges_remove_secrets_and_versions(store: DynStore) {
     let acme = Org::create(&*store, "acme").await;
     let team = acme.default_access();
     let a = create_secret(&*store, &team, "a").await.record;
@@ -325,7 +325,7 @@ async fn purges_remove_secrets_and_versions(store: DynStore) {
 
 /// A team keeps at most `max_kept` deleted secrets: a deletion beyond that
 /// purges the oldest, with its versions.
-async fn the_oldest_deleted_secrets_make_room(store: DynStore) {
+pub async fn the_oldest_deleted_secrets_make_room(store: DynStore) {
     let acme = Org::create(&*store, "acme").await;
     let team = acme.default_access();
     let mut ids = Vec::new();
@@ -365,7 +365,7 @@ async fn the_oldest_deleted_secrets_make_room(store: DynStore) {
 /// the team; an older report never overwrites a newer one (its kind
 /// included); consumers not
 /// seen since the cut-off are forgotten by the purge.
-async fn consumers_record_the_latest_version(store: DynStore) {
+pub async fn consumers_record_the_latest_version(store: DynStore) {
     let acme = Org::create(&*store, "acme").await;
     let team = acme.default_access();
     let s = create_secret(&*store, &team, "s").await.record;
@@ -431,7 +431,7 @@ async fn consumers_record_the_latest_version(store: DynStore) {
 /// Issue 24, finding 4: however many instance ids one key's clients
 /// invent, the store keeps only the key's most recently seen consumers (and
 /// their versions); another key's are untouched.
-async fn consumers_are_capped_per_key(store: DynStore) {
+pub async fn consumers_are_capped_per_key(store: DynStore) {
     let acme = Org::create(&*store, "acme").await;
     let team = acme.default_access();
     let s = create_secret(&*store, &team, "s").await.record;
@@ -505,7 +505,7 @@ const CAP: ConsumerCap = ConsumerCap {
 };
 
 /// Deleting a team removes its secrets' history too.
-async fn team_deletion_removes_history(store: DynStore) {
+pub async fn team_deletion_removes_history(store: DynStore) {
     let acme = Org::create(&*store, "acme").await;
     let team_record = acme.new_team(&*store, "doomed").await;
     let team = acme.team(&team_record);
@@ -514,20 +514,8 @@ async fn team_deletion_removes_history(store: DynStore) {
     create_secret(&*store, &team, "y").await;
     store.delete_secret(&team, "y", &deleted()).await.unwrap();
     store
-        .delete_team(&team, true, crate::conformance::event("x"))
+        .delete_team(&team, true, crate::event("x"))
         .await
         .unwrap();
     assert!(store.deleted_secrets(&team).await.unwrap().is_empty());
 }
-
-crate::store_tests!(
-    updates_keep_previous_versions,
-    destroy_previous_clears_earlier_ciphertexts,
-    destroy_one_version,
-    deleted_secrets_round_trip,
-    purges_remove_secrets_and_versions,
-    consumers_record_the_latest_version,
-    consumers_are_capped_per_key,
-    the_oldest_deleted_secrets_make_room,
-    team_deletion_removes_history,
-);

@@ -4,9 +4,9 @@
 
 use super::{create_secret, Org};
 use std::time::Duration;
-use tessera::store::{DynStore, StoreEvent};
+use tessera_store::{DynStore, StoreEvent};
 
-async fn ping_and_backend(store: DynStore) {
+pub async fn ping_and_backend(store: DynStore) {
     store.ping().await.unwrap();
     assert!(["sqlite", "postgres"].contains(&store.backend()));
 }
@@ -15,7 +15,7 @@ async fn ping_and_backend(store: DynStore) {
 /// write reported. Nothing says when listening has begun, so the write is
 /// repeated until heard. The channel is shared by every schema of the test
 /// database: other tests' events are skipped.
-async fn listen_hears_revisions(store: DynStore) {
+pub async fn listen_hears_revisions(store: DynStore) {
     let (sink, mut events) = tokio::sync::mpsc::unbounded_channel();
     store.listen(sink);
     if store.backend() == "sqlite" {
@@ -39,5 +39,3 @@ async fn listen_hears_revisions(store: DynStore) {
     }
     panic!("no event heard for the team's writes");
 }
-
-crate::store_tests!(ping_and_backend, listen_hears_revisions);

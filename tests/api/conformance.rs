@@ -1,0 +1,77 @@
+//! The store's conformance suite (the kit in `crates/store-conformance`),
+//! run on both engines: a fresh SQLite file and a fresh PostgreSQL schema per
+//! case, so the engines cannot drift apart unnoticed. Tests are named
+//! `conformance::<engine>::<aggregate>::<case>`; PostgreSQL's are announced
+//! as skipped when no PostgreSQL is configured.
+
+use crate::common::{Backend, Storage};
+use tessera::store::DynStore;
+use tessera_store_conformance::Engine;
+
+pub use tessera_store_conformance::event;
+
+/// A fresh, migrated store of `backend`, with the storage that must
+/// outlive it; `None` when the engine is not configured.
+async fn open(backend: Backend) -> Option<(Storage, DynStore)> {
+    let storage = Storage::new(backend).await?;
+    let store = tessera::store::open(&storage.database_url())
+        .await
+        .expect("open store");
+    Some((storage, store))
+}
+
+pub struct Sqlite;
+
+impl Engine for Sqlite {
+    type Guard = Storage;
+
+    async fn fresh(_test: &'static str) -> Option<(Storage, DynStore)> {
+        Some(open(Backend::Sqlite).await.expect("SQLite storage"))
+    }
+}
+
+pub struct Postgres;
+
+impl Engine for Postgres {
+    type Guard = Storage;
+
+    async fn fresh(test: &'static str) -> Option<(Storage, DynStore)> {
+        let opened = open(Backend::Postgres).await;
+        if opened.is_none() {
+            crate::common::announce_skip(test, &format!("{} is not set", crate::common::PG_ENV));
+        }
+        opened
+    }
+}
+
+mod sqlite {
+    tessera_store_conformance::engine_tests!(super::Sqlite);
+}
+
+mod postgres {
+    tessera_store_conformance::engine_tests!(super::Postgres);
+}
+
+/// The kit builds organizations itself (it sits below the service); they
+/// must be the rows the service's bootstrap makes.
+#[test]
+fn kit_organizations_are_as_bootstrap_makes_them() {
+    let kit = tessera_store_conformance::new_organization("acme");
+    let service = tessera::service::bootstrap::new_organization("acme", 1, "prefix", vec![7; 32]);
+    let shape = |o: &tessera::store::NewOrganization| {
+        (
+            o.org.name.clone(),
+            o.default_team.name.clone(),
+            o.default_team.is_default,
+            o.admin.name.clone(),
+            o.admin.email.clone(),
+            o.admin.role,
+            o.admin_key.key_type,
+            o.admin_key.name.clone(),
+            o.admin_key.created_by == Some(o.admin.id.clone()),
+            o.admin_key.user_id == Some(o.admin.id.clone()),
+            o.default_team.org_id == o.org.id && o.admin.org_id == o.org.id,
+        )
+    };
+    assert_eq!(shape(&kit), shape(&service));
+}
