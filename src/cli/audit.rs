@@ -64,14 +64,18 @@ pub async fn run(cmd: AuditCommand) -> anyhow::Result<()> {
             let service = crate::app::open_service(&store).await?;
             let public_key = match public_key {
                 Some(text) => CheckpointPublicKey::parse(&text)?,
-                None => service.audit_public_key().clone(),
+                None => service.audit_log().audit_public_key().clone(),
             };
             let mut shipped = Vec::new();
             for path in &checkpoint {
                 shipped.extend(read_checkpoints(path, &public_key)?);
             }
             let shipped = (!checkpoint.is_empty()).then_some(shipped.as_slice());
-            match service.verify_audit(&public_key, shipped).await? {
+            match service
+                .audit_log()
+                .verify_audit(&public_key, shipped)
+                .await?
+            {
                 Verified::Intact {
                     chains,
                     events,
@@ -96,13 +100,13 @@ pub async fn run(cmd: AuditCommand) -> anyhow::Result<()> {
         }
         AuditCommand::PublicKey { store } => {
             let service = crate::app::open_service(&store).await?;
-            println!("{}", service.audit_public_key());
+            println!("{}", service.audit_log().audit_public_key());
             Ok(())
         }
         AuditCommand::Checkpoint { store } => {
             let service = crate::app::open_service(&store).await?;
             let now = crate::domain::time::now_micros();
-            for signed in service.sign_audit_heads(now).await? {
+            for signed in service.audit_log().sign_audit_heads(now).await? {
                 println!("{}", signed.to_json_line()?);
             }
             Ok(())
@@ -118,6 +122,7 @@ pub async fn run(cmd: AuditCommand) -> anyhow::Result<()> {
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::new(stdout.lock());
             let n = service
+                .audit_log()
                 .export_audit(since, |e| {
                     let line = serde_json::json!({
                         "event": e.event,

@@ -50,7 +50,7 @@ impl CheckpointExport {
         if args.audit_checkpoint_file.is_none() && !args.audit_checkpoint_stdout {
             return Ok(None);
         }
-        let step = service.audit_retention().map_or(i64::MAX, |r| {
+        let step = service.audit_log().audit_retention().map_or(i64::MAX, |r| {
             i64::try_from(r.as_micros() / POINTS).unwrap_or(i64::MAX)
         });
         let mut export = Self {
@@ -71,18 +71,18 @@ impl CheckpointExport {
     /// that one; how many were shipped.
     pub async fn export(&mut self, service: &Service, now: Micros) -> anyhow::Result<usize> {
         let mut lines = Vec::new();
-        for head in service.audit_heads().await? {
+        for head in service.audit_log().audit_heads().await? {
             let last = self.record.last(&head.chain).cloned();
             if last.as_ref() == Some(&head) || self.stuck.contains_key(&head.chain) {
                 continue;
             }
             if let Some(from) = &last {
-                if let Err(broken) = service.audit_continues(from, &head).await? {
+                if let Err(broken) = service.audit_log().audit_continues(from, &head).await? {
                     self.stuck_at(broken);
                     continue;
                 }
             }
-            lines.push(service.sign_audit_head(&head, now));
+            lines.push(service.audit_log().sign_audit_head(&head, now));
         }
         self.ship(&lines).await?;
         Ok(lines.len())
@@ -92,7 +92,7 @@ impl CheckpointExport {
     /// `now`, through the latest head this node shipped that old: ships
     /// the anchor, then deletes. How many events went.
     pub async fn prune(&mut self, service: &Service, now: Micros) -> anyhow::Result<u64> {
-        let Some(retention) = service.audit_retention() else {
+        let Some(retention) = service.audit_log().audit_retention() else {
             return Ok(0);
         };
         let before = now.saturating_sub(i64::try_from(retention.as_micros()).unwrap_or(i64::MAX));
@@ -113,13 +113,14 @@ impl CheckpointExport {
                 continue;
             };
             match service
+                .audit_log()
                 .audit_prune_anchor(&through, &last, first, now)
                 .await?
             {
                 Ok(None) => {}
                 Ok(Some(anchor)) => {
                     self.ship(std::slice::from_ref(&anchor)).await?;
-                    pruned += service.commit_audit_prune(&anchor).await?;
+                    pruned += service.audit_log().commit_audit_prune(&anchor).await?;
                     self.record.pruned_through(&chain, through.seq);
                 }
                 Err(broken) if matches!(broken.kind, BreakKind::PrunedPast { .. }) => {
@@ -201,7 +202,7 @@ fn read_back(path: &Path, service: &Service, record: &mut ShippedRecord) -> anyh
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(e).with_context(|| format!("opening {}", path.display())),
     };
-    let public_key = service.audit_public_key();
+    let public_key = service.audit_log().audit_public_key();
     let (mut complete, mut foreign) = (0u64, 0u64);
     let mut reader = std::io::BufReader::new(&mut file);
     let mut line = Vec::new();

@@ -77,7 +77,7 @@ fn start_checkpoint_export(
     args: &ServeArgs,
     state: &std::sync::Arc<crate::api::AppState>,
 ) -> anyhow::Result<Option<Stoppable>> {
-    let public_key = state.service.audit_public_key().to_text();
+    let public_key = state.service.audit_log().audit_public_key().to_text();
     let export =
         super::checkpoint_export::CheckpointExport::open(&args.checkpoints, &state.service)
             .context("reading back the audit checkpoint file")?;

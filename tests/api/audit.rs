@@ -30,7 +30,8 @@ pub(crate) async fn verify(
     let service = app.service();
     let shipped = (!checkpoints.is_empty()).then_some(checkpoints);
     service
-        .verify_audit(service.audit_public_key(), shipped)
+        .audit_log()
+        .verify_audit(service.audit_log().audit_public_key(), shipped)
         .await
         .unwrap()
 }

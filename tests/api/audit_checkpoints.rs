@@ -30,6 +30,7 @@ pub(crate) async fn write_secrets(app: &TestApp, n: usize, tag: &str) {
 async fn checkpoints(app: &TestApp) -> Vec<Checkpoint> {
     let service = app.service();
     service
+        .audit_log()
         .sign_audit_heads(now_micros())
         .await
         .unwrap()
@@ -37,7 +38,7 @@ async fn checkpoints(app: &TestApp) -> Vec<Checkpoint> {
         .map(|signed| {
             let line = signed.to_json_line().unwrap();
             let parsed = tessera::audit::checkpoint::SignedCheckpoint::from_json_line(&line);
-            verify_checkpoint(service.audit_public_key(), &parsed.unwrap()).unwrap()
+            verify_checkpoint(service.audit_log().audit_public_key(), &parsed.unwrap()).unwrap()
         })
         .collect()
 }

@@ -67,7 +67,7 @@ fn exporter(service: &Service, file: &Path) -> CheckpointExport {
 
 /// The lines of `files`, each checked with the store's public key.
 fn shipped(app: &TestApp, files: &[&Path]) -> Vec<Checkpoint> {
-    let key = app.service().audit_public_key();
+    let key = app.service().audit_log().audit_public_key();
     files
         .iter()
         .flat_map(|f| {
@@ -85,7 +85,8 @@ async fn verify_with(app: &TestApp, files: &[&Path]) -> Verified {
     let lines = shipped(app, files);
     let service = app.service();
     service
-        .verify_audit(service.audit_public_key(), Some(&lines))
+        .audit_log()
+        .verify_audit(service.audit_log().audit_public_key(), Some(&lines))
         .await
         .unwrap()
 }
@@ -93,7 +94,8 @@ async fn verify_with(app: &TestApp, files: &[&Path]) -> Verified {
 async fn verify_alone(app: &TestApp) -> Verified {
     let service = app.service();
     service
-        .verify_audit(service.audit_public_key(), None)
+        .audit_log()
+        .verify_audit(service.audit_log().audit_public_key(), None)
         .await
         .unwrap()
 }
@@ -186,6 +188,7 @@ async fn pruning_stands_on_shipped_anchors(app: TestApp) {
     let last = plain[plain.len() - 1].head();
     let through = plain[plain.len() - 2].head();
     let anchor = p
+        .audit_log()
         .audit_prune_anchor(&through, &last, first, t0 + 3 * DAY)
         .await
         .unwrap()

@@ -217,10 +217,9 @@ async fn destroy_previous_destroys_every_earlier_value(app: TestApp) {
         .unwrap();
     let id = listed["id"].as_str().unwrap();
     let team_record = app.store.find_team(&team).await.unwrap().unwrap();
-    let access = tessera::domain::access::authorize_team(
+    let access = tessera::domain::access::authorize_team::<tessera::domain::access::ReadSecrets>(
         &p,
         &team_record,
-        tessera::domain::access::TeamAction::ReadSecrets,
     )
     .unwrap();
     for v in 1..=3 {

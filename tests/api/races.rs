@@ -14,7 +14,7 @@ use reqwest::Method;
 use serde_json::json;
 use std::time::{Duration, Instant};
 use tessera::domain::access::{
-    authorize_new_key, authorize_team, KeyHandover, KeyTarget, TeamAction,
+    authorize_new_key, authorize_team, AdministerTeam, KeyHandover, KeyTarget,
 };
 use tessera::domain::key_token::NewKeyToken;
 use tessera::domain::secret_name::SecretName;
@@ -90,7 +90,7 @@ async fn writes_racing_a_team_delete_answer_404(app: TestApp) {
         .unwrap();
     // Authorized while the team exists (and cached by the other service).
     let record = app.store.find_team(&team).await.unwrap().unwrap();
-    let access = authorize_team(&p, &record, TeamAction::WriteSecrets).unwrap();
+    let access = authorize_team::<AdministerTeam>(&p, &record).unwrap();
     other
         .upsert_secret(
             &p,

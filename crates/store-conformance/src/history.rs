@@ -126,7 +126,7 @@ pub async fn destroy_previous_clears_earlier_ciphertexts(store: DynStore) {
 
 async fn create_or_update(
     store: &DynStore,
-    team: &tessera_core::domain::access::TeamAccess,
+    team: &tessera_core::domain::access::TeamAccess<tessera_core::domain::access::WriteSecrets>,
     name: &str,
 ) {
     if store.secret_id(team, name).await.unwrap().is_some() {

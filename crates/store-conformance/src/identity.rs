@@ -388,7 +388,10 @@ pub async fn memberships_set_change_remove(store: DynStore) {
         (u2.clone(), TeamRole::Member),
     ];
     expected.sort_by(|a, b| a.0.id.cmp(&b.0.id));
-    assert_eq!(store.list_members(&grant).await.unwrap(), expected);
+    assert_eq!(
+        store.list_members(&acme.team_reader(&team)).await.unwrap(),
+        expected
+    );
     let mut of_u1 = store.memberships(&u1.id).await.unwrap();
     of_u1.sort_by(|a, b| a.team_id.cmp(&b.team_id));
     let mut want = vec![
@@ -433,7 +436,7 @@ pub async fn memberships_set_change_remove(store: DynStore) {
     assert_eq!(remove(u2.id.clone()).await, AuthorityOutcome::NotFound);
     assert_eq!(remove("nope".into()).await, AuthorityOutcome::NotFound);
     assert_eq!(
-        store.list_members(&grant).await.unwrap(),
+        store.list_members(&acme.team_reader(&team)).await.unwrap(),
         vec![(u1.clone(), TeamRole::Admin)]
     );
 
@@ -543,7 +546,7 @@ pub async fn delete_user_and_its_keys(store: DynStore) {
     );
     assert!(store.memberships(&user.id).await.unwrap().is_empty());
     assert!(store
-        .list_members(&acme.team(&team))
+        .list_members(&acme.team_reader(&team))
         .await
         .unwrap()
         .is_empty());

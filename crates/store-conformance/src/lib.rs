@@ -38,8 +38,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use tessera_core::audit::chain::ChainKey;
 use tessera_core::domain::access::{
-    self, AllTeamsAccess, DeliveryAccess, KeyGrant, KeyRevocation, KeyTarget, OrgAccess, OrgAction,
-    Principal, TeamAccess, TeamAction,
+    self, AllTeamsAccess, DeleteTeam, DeliveryAccess, KeyGrant, KeyRevocation, KeyTarget,
+    OrgAccess, OrgAction, Principal, ReadTeam, TeamAccess, WriteSecrets,
 };
 use tessera_core::domain::ids::new_id;
 use tessera_core::domain::types::{
@@ -200,11 +200,18 @@ impl Org {
         access::authorize_all_teams(&self.admin_principal()).unwrap()
     }
 
-    pub fn team(&self, team: &Team) -> TeamAccess {
-        access::authorize_team(&self.admin_principal(), team, TeamAction::WriteSecrets).unwrap()
+    /// The org admin's grant on `team`: the strongest, standing for every
+    /// secret, history and administration action.
+    pub fn team(&self, team: &Team) -> TeamAccess<DeleteTeam> {
+        access::authorize_team(&self.admin_principal(), team).unwrap()
     }
 
-    pub fn default_access(&self) -> TeamAccess {
+    /// The org admin's grant to see `team` and its members.
+    pub fn team_reader(&self, team: &Team) -> TeamAccess<ReadTeam> {
+        access::authorize_team(&self.admin_principal(), team).unwrap()
+    }
+
+    pub fn default_access(&self) -> TeamAccess<DeleteTeam> {
         self.team(&self.default_team)
     }
 
@@ -400,7 +407,11 @@ pub fn deleted() -> tessera_store::Deletion {
 }
 
 /// Creates a new secret (no quota to speak of).
-pub async fn create_secret(store: &dyn Store, team: &TeamAccess, name: &str) -> SecretWrite {
+pub async fn create_secret(
+    store: &dyn Store,
+    team: &TeamAccess<WriteSecrets>,
+    name: &str,
+) -> SecretWrite {
     store
         .upsert_secret(team, sealed(name, &new_id(), false), 1_000)
         .await
@@ -408,7 +419,11 @@ pub async fn create_secret(store: &dyn Store, team: &TeamAccess, name: &str) -> 
 }
 
 /// Writes a new version of an existing secret.
-pub async fn update_secret(store: &dyn Store, team: &TeamAccess, name: &str) -> SecretWrite {
+pub async fn update_secret(
+    store: &dyn Store,
+    team: &TeamAccess<WriteSecrets>,
+    name: &str,
+) -> SecretWrite {
     let canonical = name.replace(['-', '.'], "_");
     let id = store.secret_id(team, &canonical).await.unwrap().unwrap();
     store

@@ -9,7 +9,7 @@ use super::secrets::SecretWrite;
 use super::StoreResult;
 use async_trait::async_trait;
 use tessera_core::audit::event::AuditEvent;
-use tessera_core::domain::access::TeamAccess;
+use tessera_core::domain::access::{ManageHistory, ReadSecrets, TeamAccess};
 use tessera_core::domain::consumer_kind::ConsumerKind;
 use tessera_core::domain::time::Micros;
 use tessera_core::domain::types::SecretRecord;
@@ -188,7 +188,10 @@ pub(crate) fn current_version<R: Row>(r: &R, at: usize) -> Result<VersionRecord,
 pub(crate) const DELETED_COLUMNS: &str =
     "id, name, canonical_name, created_at, updated_at, version, deleted_at, deleted_by";
 
-pub(crate) fn deleted_row<R: Row>(team: &TeamAccess, r: &R) -> Result<DeletedSecret, R::Error> {
+pub(crate) fn deleted_row<R: Row>(
+    team: &TeamAccess<ReadSecrets>,
+    r: &R,
+) -> Result<DeletedSecret, R::Error> {
     Ok(DeletedSecret {
         record: super::secrets::record_row(team, r)?,
         deleted_at: r.col(6)?,
@@ -226,21 +229,21 @@ pub trait HistoryStore {
     /// first; `None` when there is no such secret.
     async fn secret_history(
         &self,
-        team: &TeamAccess,
+        team: &TeamAccess<ReadSecrets>,
         canonical: &str,
     ) -> StoreResult<Option<SecretHistory>>;
     /// A version of the team's secret `secret_id`; `None` when the secret
     /// (live) or the version does not exist.
     async fn stored_version(
         &self,
-        team: &TeamAccess,
+        team: &TeamAccess<ReadSecrets>,
         secret_id: &str,
         version: i64,
     ) -> StoreResult<Option<StoredVersion>>;
     /// Removes a previous version's ciphertext for good; its metadata stays.
     async fn destroy_version(
         &self,
-        team: &TeamAccess,
+        team: &TeamAccess<ManageHistory>,
         secret_id: &str,
         version: i64,
         now: Micros,
@@ -248,7 +251,10 @@ pub trait HistoryStore {
     ) -> StoreResult<Destroyed>;
     /// The team's deleted secrets not yet purged, most recently deleted
     /// first.
-    async fn deleted_secrets(&self, team: &TeamAccess) -> StoreResult<Vec<DeletedSecret>>;
+    async fn deleted_secrets(
+        &self,
+        team: &TeamAccess<ReadSecrets>,
+    ) -> StoreResult<Vec<DeletedSecret>>;
     /// Makes a deleted secret live again, with its id, versions and current
     /// value, moving the team's revision. `NotFound` when there is no such
     /// deleted secret in the team; `Conflict` when its name is taken again;
@@ -256,7 +262,7 @@ pub trait HistoryStore {
     /// the team's value bytes past `max_team_bytes`.
     async fn undelete_secret(
         &self,
-        team: &TeamAccess,
+        team: &TeamAccess<ManageHistory>,
         secret_id: &str,
         max_secrets: i64,
         max_team_bytes: i64,
@@ -266,7 +272,7 @@ pub trait HistoryStore {
     /// one.
     async fn purge_deleted_secret(
         &self,
-        team: &TeamAccess,
+        team: &TeamAccess<ManageHistory>,
         secret_id: &str,
         event: AuditEvent,
     ) -> StoreResult<bool>;
@@ -290,7 +296,7 @@ pub trait HistoryStore {
     /// (newest first), then most recently seen first.
     async fn secret_consumers(
         &self,
-        team: &TeamAccess,
+        team: &TeamAccess<ReadSecrets>,
         secret_id: &str,
     ) -> StoreResult<Vec<Consumer>>;
 }

@@ -4,7 +4,9 @@ use super::row::Row;
 use super::{StoreError, StoreResult};
 use async_trait::async_trait;
 use tessera_core::audit::event::AuditEvent;
-use tessera_core::domain::access::{KeyHandover, OrgAccess, TeamAccess};
+use tessera_core::domain::access::{
+    AdministerTeam, DeleteTeam, KeyHandover, OrgAccess, ReadTeam, TeamAccess,
+};
 use tessera_core::domain::audit_action::AuditAction;
 use tessera_core::domain::time::Micros;
 use tessera_core::domain::types::{
@@ -330,7 +332,7 @@ pub trait IdentityStore {
     ) -> StoreResult<Team>;
     async fn rename_team(
         &self,
-        team: &TeamAccess,
+        team: &TeamAccess<AdministerTeam>,
         name: &str,
         event: AuditEvent,
     ) -> StoreResult<()>;
@@ -338,7 +340,7 @@ pub trait IdentityStore {
     /// secrets too when `cascade`, otherwise refuses while it has any.
     async fn delete_team(
         &self,
-        team: &TeamAccess,
+        team: &TeamAccess<DeleteTeam>,
         cascade: bool,
         event: AuditEvent,
     ) -> StoreResult<TeamDeletion>;
@@ -368,14 +370,15 @@ pub trait IdentityStore {
         keys: KeyHandover,
         event: AuditEvent,
     ) -> StoreResult<AuthorityOutcome>;
-    async fn list_members(&self, team: &TeamAccess) -> StoreResult<Vec<(User, TeamRole)>>;
+    async fn list_members(&self, team: &TeamAccess<ReadTeam>)
+        -> StoreResult<Vec<(User, TeamRole)>>;
     /// Adds a user of the team's organization to the team or changes its
     /// role ([`AuthorityOutcome::NotFound`] when there is no such user
     /// there). A demotion deals with the keys the user answers for as
     /// `keys` says (see [`IdentityStore::delete_user`]).
     async fn set_member(
         &self,
-        team: &TeamAccess,
+        team: &TeamAccess<AdministerTeam>,
         user_id: &str,
         role: TeamRole,
         keys: KeyHandover,
@@ -385,7 +388,7 @@ pub trait IdentityStore {
     /// as `keys` says (see [`IdentityStore::delete_user`]).
     async fn remove_member(
         &self,
-        team: &TeamAccess,
+        team: &TeamAccess<AdministerTeam>,
         user_id: &str,
         keys: KeyHandover,
         event: AuditEvent,

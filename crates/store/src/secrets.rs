@@ -6,7 +6,9 @@ use super::row::Row;
 use super::StoreResult;
 use async_trait::async_trait;
 use tessera_core::audit::event::AuditEvent;
-use tessera_core::domain::access::{AllTeamsAccess, DeliveryAccess, OrgAccess, TeamAccess};
+use tessera_core::domain::access::{
+    AllTeamsAccess, DeliveryAccess, OrgAccess, ReadSecrets, TeamAccess, WriteSecrets,
+};
 use tessera_core::domain::time::Micros;
 use tessera_core::domain::types::{ListedSecret, SecretRecord, Team};
 
@@ -36,7 +38,10 @@ pub(crate) const STORED_COLUMNS: &str =
 /// A secret of `team` from the first six of [`STORED_COLUMNS`] (`id, name,
 /// canonical_name, created_at, updated_at, version`), which the deleted
 /// secrets' columns start with too.
-pub(crate) fn record_row<R: Row>(team: &TeamAccess, r: &R) -> Result<SecretRecord, R::Error> {
+pub(crate) fn record_row<R: Row>(
+    team: &TeamAccess<ReadSecrets>,
+    r: &R,
+) -> Result<SecretRecord, R::Error> {
     Ok(SecretRecord {
         id: r.col(0)?,
         org_id: team.org_id().to_owned(),
@@ -51,7 +56,10 @@ pub(crate) fn record_row<R: Row>(team: &TeamAccess, r: &R) -> Result<SecretRecor
 }
 
 /// A secret of `team` as stored (its [`STORED_COLUMNS`]).
-pub(crate) fn stored_row<R: Row>(team: &TeamAccess, r: &R) -> Result<StoredSecret, R::Error> {
+pub(crate) fn stored_row<R: Row>(
+    team: &TeamAccess<ReadSecrets>,
+    r: &R,
+) -> Result<StoredSecret, R::Error> {
     Ok(StoredSecret {
         record: record_row(team, r)?,
         version_id: r.col(6)?,
@@ -102,7 +110,7 @@ impl SealedWrite {
     /// The secret as this write left it in `team`.
     pub(crate) fn record(
         &self,
-        team: &TeamAccess,
+        team: &TeamAccess<ReadSecrets>,
         name: String,
         created_at: Micros,
         version: i64,
@@ -148,7 +156,11 @@ pub struct Snapshot {
 #[async_trait]
 pub trait SecretStore {
     /// The id of the team's secret with this canonical name, if any.
-    async fn secret_id(&self, team: &TeamAccess, canonical: &str) -> StoreResult<Option<String>>;
+    async fn secret_id(
+        &self,
+        team: &TeamAccess<ReadSecrets>,
+        canonical: &str,
+    ) -> StoreResult<Option<String>>;
     /// Creates or updates a secret as the sealed write says; an update
     /// keeps the id, spelling and `created_at` and gains a version. The
     /// team's revision moves in the same transaction (writes committed
@@ -158,7 +170,7 @@ pub trait SecretStore {
     /// team is gone.
     async fn upsert_secret(
         &self,
-        team: &TeamAccess,
+        team: &TeamAccess<WriteSecrets>,
         write: SealedWrite,
         max_secrets: i64,
     ) -> StoreResult<SecretWrite>;
@@ -168,20 +180,20 @@ pub trait SecretStore {
     /// versions kept) or removed with its versions.
     async fn delete_secret(
         &self,
-        team: &TeamAccess,
+        team: &TeamAccess<WriteSecrets>,
         canonical: &str,
         how: &Deletion,
     ) -> StoreResult<Option<SecretWrite>>;
     async fn latest_secret(
         &self,
-        team: &TeamAccess,
+        team: &TeamAccess<ReadSecrets>,
         canonical: &str,
     ) -> StoreResult<Option<StoredSecret>>;
     /// Up to `limit` of the team's secrets after canonical name `after`, in
     /// canonical-name order.
     async fn team_secrets_page(
         &self,
-        team: &TeamAccess,
+        team: &TeamAccess<ReadSecrets>,
         after: &str,
         limit: usize,
     ) -> StoreResult<Vec<ListedSecret>>;
@@ -197,7 +209,7 @@ pub trait SecretStore {
     /// The organization's teams that hold at least one secret, by id.
     async fn teams_with_secrets(&self, org: &OrgAccess) -> StoreResult<Vec<Team>>;
     /// The team's current revision (one primary-key read).
-    async fn team_revision(&self, team: &TeamAccess) -> StoreResult<i64>;
+    async fn team_revision(&self, team: &TeamAccess<ReadSecrets>) -> StoreResult<i64>;
     /// The team's secrets with ciphertexts, ordered by canonical name, and
     /// the revision they belong to, read at one instant.
     async fn snapshot(&self, team: &DeliveryAccess) -> StoreResult<Snapshot>;

@@ -23,6 +23,7 @@
 //! or that team's admin's), never by a workspace key.
 
 use super::types::{ApiKeyRecord, KeyType, Membership, OrgRole, Team, TeamRole, User};
+use std::sync::Arc;
 
 /// The authenticated caller of one request.
 #[derive(Debug, Clone)]
@@ -95,25 +96,215 @@ pub enum OrgAction {
     Lookup,
 }
 
-/// Permission to act on one team of the caller's organization.
-#[derive(Debug, Clone)]
-pub struct TeamAccess {
+/// Permission to act on one team of the caller's organization, for the one
+/// action `A` it was obtained for ([`authorize_team`]). The action is part of
+/// the type, so a grant obtained to read a team is not accepted where the
+/// store writes (its methods each name the grant of the action they
+/// perform).
+///
+/// A grant also stands for the weaker actions its action implies in the
+/// permission matrix, through `Deref`: a [`WriteSecrets`] grant is a
+/// [`ReadSecrets`] grant wherever one is asked for. The chains are
+/// `DeleteTeam → AdministerTeam → ManageHistory → WriteSecrets →
+/// ReadSecrets`; [`ReadTeam`] and [`ManageTeamKeys`] imply nothing and are
+/// implied by nothing (a WORKSPACE_READ_SECRETS key's delivery grant reads
+/// secrets but may not see the team). `implications_hold_in_the_matrix`
+/// checks every link against [`authorize_team`].
+pub struct TeamAccess<A: TeamActionKind> {
+    team: Arc<GrantedTeam>,
+    implied: A::Implied,
+}
+
+/// The team a grant is for, shared by a grant and the weaker grants it
+/// implies. No public constructor: it exists only inside grants.
+#[derive(Debug)]
+pub struct GrantedTeam {
     org_id: String,
     team_id: String,
     team_name: String,
 }
 
-impl TeamAccess {
+impl<A: TeamActionKind> TeamAccess<A> {
+    fn new(team: Arc<GrantedTeam>) -> Self {
+        TeamAccess {
+            implied: A::implied(&team),
+            team,
+        }
+    }
     pub fn org_id(&self) -> &str {
-        &self.org_id
+        &self.team.org_id
     }
     pub fn team_id(&self) -> &str {
-        &self.team_id
+        &self.team.team_id
     }
     pub fn team_name(&self) -> &str {
-        &self.team_name
+        &self.team.team_name
+    }
+    /// The action this grant was obtained for.
+    pub fn action(&self) -> TeamAction {
+        A::ACTION
     }
 }
+
+/// `Self`'s grant stands for `B`'s: the action is `B` or implies it along
+/// the chains above. For code generic over the action (`A: Implies<ReadSecrets>`
+/// reads with any grant that allows reading).
+pub trait Implies<B: TeamActionKind>: TeamActionKind {
+    fn weaken(grant: &TeamAccess<Self>) -> &TeamAccess<B>;
+}
+
+impl<A: TeamActionKind> TeamAccess<A> {
+    /// This grant as the grant of a weaker action it implies.
+    pub fn as_grant<B: TeamActionKind>(&self) -> &TeamAccess<B>
+    where
+        A: Implies<B>,
+    {
+        A::weaken(self)
+    }
+}
+
+/// `implies!(A: B, C)`: `A` implies `B` and `C` (each reached by deref).
+macro_rules! implies {
+    ($a:ident: $($b:ident),*) => {
+        $(impl Implies<$b> for $a {
+            fn weaken(grant: &TeamAccess<$a>) -> &TeamAccess<$b> {
+                grant
+            }
+        })*
+    };
+}
+
+implies!(ReadSecrets: ReadSecrets);
+implies!(WriteSecrets: WriteSecrets, ReadSecrets);
+implies!(ManageHistory: ManageHistory, WriteSecrets, ReadSecrets);
+implies!(AdministerTeam: AdministerTeam, ManageHistory, WriteSecrets, ReadSecrets);
+implies!(DeleteTeam: DeleteTeam, AdministerTeam, ManageHistory, WriteSecrets, ReadSecrets);
+implies!(ReadTeam: ReadTeam);
+implies!(ManageTeamKeys: ManageTeamKeys);
+
+/// Any team grant, whatever its action: for what only names the team (an
+/// audit event). The store's methods take [`TeamAccess`] of their action.
+pub trait TeamGrant: Send + Sync {
+    fn org_id(&self) -> &str;
+    fn team_id(&self) -> &str;
+    fn team_name(&self) -> &str;
+    fn action(&self) -> TeamAction;
+}
+
+impl<A: TeamActionKind> TeamGrant for TeamAccess<A> {
+    fn org_id(&self) -> &str {
+        &self.team.org_id
+    }
+    fn team_id(&self) -> &str {
+        &self.team.team_id
+    }
+    fn team_name(&self) -> &str {
+        &self.team.team_name
+    }
+    fn action(&self) -> TeamAction {
+        A::ACTION
+    }
+}
+
+impl<A: TeamActionKind> Clone for TeamAccess<A> {
+    fn clone(&self) -> Self {
+        TeamAccess {
+            team: Arc::clone(&self.team),
+            implied: self.implied.clone(),
+        }
+    }
+}
+
+impl<A: TeamActionKind> std::fmt::Debug for TeamAccess<A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TeamAccess")
+            .field("action", &A::ACTION)
+            .field("org_id", &self.team.org_id)
+            .field("team_id", &self.team.team_id)
+            .field("team_name", &self.team.team_name)
+            .finish()
+    }
+}
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// A [`TeamAction`] as a type, to name the grant of that action:
+/// `TeamAccess<WriteSecrets>`. Sealed: the actions are the matrix's.
+pub trait TeamActionKind: sealed::Sealed + Sized + 'static {
+    const ACTION: TeamAction;
+    /// The grant of the next weaker action this one implies (`()`: none).
+    type Implied: Clone + Send + Sync;
+    #[doc(hidden)]
+    fn implied(team: &Arc<GrantedTeam>) -> Self::Implied;
+}
+
+/// Declares a team action's marker type; `=> Weaker` when the action implies
+/// `Weaker` in the matrix (the grant then derefs to the weaker grant).
+macro_rules! team_action {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub struct $name;
+        impl sealed::Sealed for $name {}
+        impl TeamActionKind for $name {
+            const ACTION: TeamAction = TeamAction::$name;
+            type Implied = ();
+            fn implied(_: &Arc<GrantedTeam>) {}
+        }
+    };
+    ($(#[$doc:meta])* $name:ident => $weaker:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub struct $name;
+        impl sealed::Sealed for $name {}
+        impl TeamActionKind for $name {
+            const ACTION: TeamAction = TeamAction::$name;
+            type Implied = TeamAccess<$weaker>;
+            fn implied(team: &Arc<GrantedTeam>) -> TeamAccess<$weaker> {
+                TeamAccess::new(Arc::clone(team))
+            }
+        }
+        impl std::ops::Deref for TeamAccess<$name> {
+            type Target = TeamAccess<$weaker>;
+            fn deref(&self) -> &TeamAccess<$weaker> {
+                &self.implied
+            }
+        }
+    };
+}
+
+team_action!(
+    /// [`TeamAction::ReadSecrets`] as a type: the store's secret reads.
+    ReadSecrets
+);
+team_action!(
+    /// [`TeamAction::WriteSecrets`] as a type: the store's secret writes.
+    WriteSecrets => ReadSecrets
+);
+team_action!(
+    /// [`TeamAction::ReadTeam`] as a type: the team and its members.
+    ReadTeam
+);
+team_action!(
+    /// [`TeamAction::ManageTeamKeys`] as a type.
+    ManageTeamKeys
+);
+team_action!(
+    /// [`TeamAction::ManageHistory`] as a type: destroying versions,
+    /// undeleting and purging (restoring writes a version).
+    ManageHistory => WriteSecrets
+);
+team_action!(
+    /// [`TeamAction::AdministerTeam`] as a type: renaming the team, its
+    /// members.
+    AdministerTeam => ManageHistory
+);
+team_action!(
+    /// [`TeamAction::DeleteTeam`] as a type.
+    DeleteTeam => AdministerTeam
+);
 
 /// Permission to act on the caller's organization as a whole.
 #[derive(Debug, Clone)]
@@ -190,16 +381,26 @@ pub fn authorize_all_teams(p: &Principal) -> Option<AllTeamsAccess> {
 
 /// Whether the caller may see this team (used to filter listings).
 pub fn can_read_team(p: &Principal, team: &Team) -> bool {
-    authorize_team(p, team, TeamAction::ReadTeam).is_ok()
+    authorize_team::<ReadTeam>(p, team).is_ok()
 }
 
-/// Decides one team action. `team` must have been loaded by id; a team of
-/// another organization is reported as not found.
-pub fn authorize_team(
+/// Decides one team action, `A` (`authorize_team::<WriteSecrets>(p, &team)`),
+/// and grants it. `team` must have been loaded by id; a team of another
+/// organization is reported as not found.
+pub fn authorize_team<A: TeamActionKind>(
     p: &Principal,
     team: &Team,
-    action: TeamAction,
-) -> Result<TeamAccess, Denied> {
+) -> Result<TeamAccess<A>, Denied> {
+    decide_team(p, team, A::ACTION)?;
+    Ok(TeamAccess::new(Arc::new(GrantedTeam {
+        org_id: team.org_id.clone(),
+        team_id: team.id.clone(),
+        team_name: team.name.clone(),
+    })))
+}
+
+/// The permission matrix for team actions.
+fn decide_team(p: &Principal, team: &Team, action: TeamAction) -> Result<(), Denied> {
     if team.org_id != p.org_id {
         return Err(Denied::NotFound("team"));
     }
@@ -245,11 +446,7 @@ pub fn authorize_team(
     if !allowed {
         return Err(Denied::Forbidden(forbidden_message(p, action)));
     }
-    Ok(TeamAccess {
-        org_id: team.org_id.clone(),
-        team_id: team.id.clone(),
-        team_name: team.name.clone(),
-    })
+    Ok(())
 }
 
 fn forbidden_message(p: &Principal, action: TeamAction) -> String {
@@ -541,12 +738,12 @@ pub fn key_scope(key: &ApiKeyRecord) -> KeyScope<'_> {
 /// names.
 #[derive(Debug, Clone)]
 pub struct DeliveryAccess {
-    team: TeamAccess,
+    team: TeamAccess<ReadSecrets>,
     names: Option<Vec<String>>,
 }
 
 impl DeliveryAccess {
-    pub fn team(&self) -> &TeamAccess {
+    pub fn team(&self) -> &TeamAccess<ReadSecrets> {
         &self.team
     }
 
@@ -583,11 +780,11 @@ pub fn delivery_access(p: &Principal, team: &Team) -> Result<DeliveryAccess, Den
         return Err(Denied::NotFound("team"));
     }
     Ok(DeliveryAccess {
-        team: TeamAccess {
+        team: TeamAccess::new(Arc::new(GrantedTeam {
             org_id: team.org_id.clone(),
             team_id: team.id.clone(),
             team_name: team.name.clone(),
-        },
+        })),
         names: p.secret_names.clone(),
     })
 }
@@ -798,5 +995,114 @@ mod answerer_tests {
         let mut elsewhere = user("eve", OrgRole::Admin);
         elsewhere.org_id = "other".into();
         assert!(!may_answer_for(&elsewhere, &[], &k));
+    }
+}
+
+#[cfg(test)]
+mod grant_tests {
+    use super::*;
+
+    fn team(id: &str) -> Team {
+        Team {
+            id: id.into(),
+            org_id: "o".into(),
+            name: id.into(),
+            is_default: false,
+            created_at: 0,
+        }
+    }
+
+    /// Every kind of caller the matrix distinguishes, on team `t`.
+    fn callers() -> Vec<Principal> {
+        let person = |role: OrgRole, team_role: Option<TeamRole>| Principal {
+            org_id: "o".into(),
+            key_prefix: "k".into(),
+            key_type: KeyType::Personal,
+            user: Some(User {
+                id: "u".into(),
+                org_id: "o".into(),
+                email: None,
+                name: None,
+                role,
+                created_at: 0,
+            }),
+            memberships: team_role
+                .map(|role| Membership {
+                    team_id: "t".into(),
+                    role,
+                })
+                .into_iter()
+                .collect(),
+            bound_team_id: None,
+            created_by: None,
+            secret_names: None,
+        };
+        let key = |key_type: KeyType, bound: Option<&str>| Principal {
+            org_id: "o".into(),
+            key_prefix: "k".into(),
+            key_type,
+            user: None,
+            memberships: vec![],
+            bound_team_id: bound.map(str::to_owned),
+            created_by: None,
+            secret_names: None,
+        };
+        let mut all = vec![
+            person(OrgRole::Admin, None),
+            person(OrgRole::Member, None),
+            person(OrgRole::Member, Some(TeamRole::Member)),
+            person(OrgRole::Member, Some(TeamRole::Admin)),
+        ];
+        for key_type in [
+            KeyType::WorkspaceManageAll,
+            KeyType::WorkspaceManageApiKeys,
+            KeyType::WorkspaceInvoke,
+            KeyType::WorkspaceExportMetrics,
+            KeyType::Routes,
+            KeyType::WorkspaceReadSecrets,
+        ] {
+            all.push(key(key_type, Some("t")));
+            all.push(key(key_type, Some("elsewhere")));
+            all.push(key(key_type, None));
+        }
+        all
+    }
+
+    /// A grant derefs to the grant of a weaker action only where every
+    /// caller allowed the stronger action is allowed the weaker one.
+    #[test]
+    fn implications_hold_in_the_matrix() {
+        let links = [
+            (TeamAction::WriteSecrets, TeamAction::ReadSecrets),
+            (TeamAction::ManageHistory, TeamAction::WriteSecrets),
+            (TeamAction::AdministerTeam, TeamAction::ManageHistory),
+            (TeamAction::DeleteTeam, TeamAction::AdministerTeam),
+        ];
+        let t = team("t");
+        for p in callers() {
+            for (stronger, weaker) in links {
+                if decide_team(&p, &t, stronger).is_ok() {
+                    assert!(
+                        decide_team(&p, &t, weaker).is_ok(),
+                        "{:?} with {:?} may {stronger:?} but not {weaker:?}",
+                        p.key_type,
+                        p.memberships
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_grant_records_its_action_and_team() {
+        let admin = &callers()[0];
+        let grant = authorize_team::<DeleteTeam>(admin, &team("t")).expect("org admin");
+        assert_eq!(grant.action(), TeamAction::DeleteTeam);
+        let read: &TeamAccess<ReadSecrets> = &grant;
+        assert_eq!(read.action(), TeamAction::ReadSecrets);
+        assert_eq!(read.team_id(), "t");
+        let member = &callers()[2];
+        assert!(authorize_team::<ReadSecrets>(member, &team("t")).is_ok());
+        assert!(authorize_team::<ManageHistory>(member, &team("t")).is_err());
     }
 }

@@ -130,7 +130,11 @@ pub async fn list_audit_events(
         until: q.until.as_deref().map(|t| time("until", t)).transpose()?,
         after: q.cursor.as_deref().map(decode_cursor).transpose()?,
     };
-    let page = state.service.audit_page(&caller.0, &filter, limit).await?;
+    let page = state
+        .service
+        .audit_log()
+        .audit_page(&caller.0, &filter, limit)
+        .await?;
     Ok(Json(AuditEventsView {
         events: page.events.into_iter().map(Into::into).collect(),
         next_cursor: page.next.map(|c| encode_cursor(&c)),

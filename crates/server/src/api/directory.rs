@@ -15,8 +15,12 @@ pub async fn users_me(
     State(state): State<Arc<AppState>>,
     caller: Caller,
 ) -> ApiResult<Json<UserView>> {
-    let user = state.service.current_user(&caller.0).await?;
-    let org = state.service.current_organization(&caller.0).await?;
+    let user = state.service.directory().current_user(&caller.0).await?;
+    let org = state
+        .service
+        .directory()
+        .current_organization(&caller.0)
+        .await?;
     Ok(Json(user_view(user, Some(org.name))))
 }
 
@@ -28,6 +32,10 @@ pub async fn organizations_me(
     caller: Caller,
 ) -> ApiResult<Json<OrganizationView>> {
     Ok(Json(organization_view(
-        state.service.current_organization(&caller.0).await?,
+        state
+            .service
+            .directory()
+            .current_organization(&caller.0)
+            .await?,
     )))
 }

@@ -40,7 +40,11 @@ pub async fn list_users(
             .parse()
             .map_err(|_| ApiError::invalid("limit must be a whole number between 1 and 1000"))?,
     };
-    let org = state.service.current_organization(&caller.0).await?;
+    let org = state
+        .service
+        .directory()
+        .current_organization(&caller.0)
+        .await?;
     let page = state
         .service
         .list_users(&caller.0, q.cursor, limit, q.email)
@@ -68,7 +72,11 @@ pub async fn get_user(
     PathParams(user_id): PathParams<String>,
 ) -> ApiResult<Json<UserView>> {
     let user = state.service.get_user(&caller.0, &user_id).await?;
-    let org = state.service.current_organization(&caller.0).await?;
+    let org = state
+        .service
+        .directory()
+        .current_organization(&caller.0)
+        .await?;
     Ok(Json(user_view(user, Some(org.name))))
 }
 

@@ -6,7 +6,7 @@
 
 use super::{Service, ServiceResult};
 use crate::audit::event::AuditEvent;
-use crate::domain::access::{Principal, TeamAccess};
+use crate::domain::access::{Principal, TeamGrant};
 use crate::domain::audit_action::AuditAction;
 use crate::domain::time::now_micros;
 
@@ -59,7 +59,7 @@ impl Service {
         &self,
         p: &Principal,
         action: AuditAction,
-        team: Option<&TeamAccess>,
+        team: Option<&dyn TeamGrant>,
         target: Target<'_>,
         detail: Option<String>,
     ) -> AuditEvent {

@@ -5,7 +5,7 @@
 //! organization's paged view of its events.
 
 use super::audit::system_event;
-use super::{Service, ServiceError, ServiceResult};
+use super::{ServiceError, ServiceResult};
 use crate::audit::chain::{
     verify_chain, BreakKind, Broken, ChainHead, ChainKey, ChainStart, StoredEvent,
 };
@@ -15,7 +15,7 @@ use crate::audit::checkpoint::{
 use crate::domain::access::{authorize_org, OrgAction, Principal};
 use crate::domain::audit_action::AuditAction;
 use crate::domain::time::Micros;
-use crate::store::AuditFilter;
+use crate::store::{AuditFilter, AuditStore};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
@@ -48,7 +48,35 @@ pub enum Verified {
     Broken(Broken),
 }
 
-impl Service {
+/// The audit log aggregate: reads, verifies, exports, signs and prunes the
+/// chains. Holds the store's audit side only, the chain key, the checkpoint
+/// signer and the retention; the events themselves are appended by the
+/// other aggregates' writes, in their transactions.
+pub struct AuditLog {
+    store: Arc<dyn AuditStore + Send + Sync>,
+    /// The audit chain key (also installed in the store, which links).
+    audit_key: Arc<ChainKey>,
+    /// Signs checkpoints of the audit chains' heads (exported, and standing
+    /// for pruned prefixes).
+    audit_signer: Arc<CheckpointSigner>,
+    /// How long events are kept before the prune job removes them.
+    retention: Option<std::time::Duration>,
+}
+
+impl AuditLog {
+    pub(crate) fn new(
+        store: Arc<dyn AuditStore + Send + Sync>,
+        keys: AuditKeys,
+        retention: Option<std::time::Duration>,
+    ) -> Self {
+        Self {
+            store,
+            audit_key: keys.chain,
+            audit_signer: keys.signer,
+            retention,
+        }
+    }
+
     /// The key that verifies this store's checkpoints.
     pub fn audit_public_key(&self) -> &CheckpointPublicKey {
         self.audit_signer.public_key()
@@ -223,7 +251,7 @@ impl Service {
 
     /// The retention of audit events (`None`: kept for ever).
     pub fn audit_retention(&self) -> Option<std::time::Duration> {
-        self.limits.audit_retention
+        self.retention
     }
 
     /// The stored pruning anchor of `chain`, checked against this store's

@@ -1,10 +1,22 @@
 //! Who am I, and which organization: `users/me`, `organizations/me`.
 
-use super::{Service, ServiceError, ServiceResult};
+use super::{ServiceError, ServiceResult};
 use crate::domain::access::{authorize_org, OrgAction, Principal};
 use crate::domain::types::{Organization, User};
+use crate::store::IdentityStore;
+use std::sync::Arc;
 
-impl Service {
+/// The directory aggregate: reads of the caller's own user and organization.
+/// Holds the store's identity side only; no cache, no setting.
+pub struct Directory {
+    store: Arc<dyn IdentityStore + Send + Sync>,
+}
+
+impl Directory {
+    pub(crate) fn new(store: Arc<dyn IdentityStore + Send + Sync>) -> Self {
+        Self { store }
+    }
+
     /// The caller's user: a personal key's owner, or for workspace keys the
     /// user who created the key.
     pub async fn current_user(&self, p: &Principal) -> ServiceResult<User> {

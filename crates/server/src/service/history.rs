@@ -5,7 +5,9 @@
 use super::audit::Target;
 use super::secrets::ValueWrite;
 use super::{Service, ServiceError, ServiceResult, TeamRef};
-use crate::domain::access::{Principal, TeamAccess, TeamAction};
+use crate::domain::access::{
+    Implies, ManageHistory, Principal, ReadSecrets, TeamAccess, WriteSecrets,
+};
 use crate::domain::audit_action::AuditAction;
 use crate::domain::time::{now_micros, Micros};
 use crate::domain::types::SecretRecord;
@@ -95,7 +97,12 @@ impl Service {
     }
 
     /// How a deletion of `name` made now by `p` is recorded.
-    pub(crate) fn deletion(&self, p: &Principal, access: &TeamAccess, name: &str) -> Deletion {
+    pub(crate) fn deletion(
+        &self,
+        p: &Principal,
+        access: &TeamAccess<WriteSecrets>,
+        name: &str,
+    ) -> Deletion {
         let keep = !self.limits.history.keep_deleted.is_zero();
         let detail = serde_json::json!({ "kept": keep }).to_string();
         Deletion {
@@ -114,18 +121,17 @@ impl Service {
     }
 
     /// The live secret named `name` in the team, with its grant.
-    pub(crate) async fn current_secret(
+    pub(crate) async fn current_secret<A: Implies<ReadSecrets>>(
         &self,
         p: &Principal,
         team: TeamRef<'_>,
         name: &str,
-        action: TeamAction,
-    ) -> ServiceResult<(TeamAccess, StoredSecret)> {
+    ) -> ServiceResult<(TeamAccess<A>, StoredSecret)> {
         let name = self.parse_secret_name(name)?;
-        let access = self.team_access(p, team, action).await?;
+        let access = self.team_access::<A>(p, team).await?;
         let stored = self
             .store
-            .latest_secret(&access, name.canonical())
+            .latest_secret(access.as_grant(), name.canonical())
             .await?
             .ok_or_else(|| {
                 ServiceError::NotFound(format!(
@@ -147,7 +153,7 @@ impl Service {
         now: Micros,
     ) -> ServiceResult<Versions> {
         let name = self.parse_secret_name(name)?;
-        let access = self.team_access(p, team, TeamAction::ReadSecrets).await?;
+        let access = self.team_access::<ReadSecrets>(p, team).await?;
         let history = self
             .store
             .secret_history(&access, name.canonical())
@@ -173,9 +179,7 @@ impl Service {
         name: &str,
         now: Micros,
     ) -> ServiceResult<(SecretRecord, Vec<Consumer>)> {
-        let (access, stored) = self
-            .current_secret(p, team, name, TeamAction::ReadSecrets)
-            .await?;
+        let (access, stored) = self.current_secret::<ReadSecrets>(p, team, name).await?;
         let consumers = self
             .store
             .secret_consumers(&access, &stored.record.id)
@@ -192,9 +196,7 @@ impl Service {
         name: &str,
         version: i64,
     ) -> ServiceResult<SecretRecord> {
-        let (access, current) = self
-            .current_secret(p, team, name, TeamAction::ManageHistory)
-            .await?;
+        let (access, current) = self.current_secret::<ManageHistory>(p, team, name).await?;
         let r = &current.record;
         let (version_id, ciphertext) =
             match self.store.stored_version(&access, &r.id, version).await? {
@@ -243,9 +245,7 @@ impl Service {
         version: i64,
         force: bool,
     ) -> ServiceResult<DestroyedVersion> {
-        let (access, current) = self
-            .current_secret(p, team, name, TeamAction::ManageHistory)
-            .await?;
+        let (access, current) = self.current_secret::<ManageHistory>(p, team, name).await?;
         let r = current.record;
         if version == r.version {
             return Err(current_version_refused(version));
@@ -303,7 +303,7 @@ impl Service {
         p: &Principal,
         team: TeamRef<'_>,
     ) -> ServiceResult<Vec<DeletedSecret>> {
-        let access = self.team_access(p, team, TeamAction::ReadSecrets).await?;
+        let access = self.team_access::<ReadSecrets>(p, team).await?;
         Ok(self.store.deleted_secrets(&access).await?)
     }
 
@@ -311,7 +311,7 @@ impl Service {
     /// else the most recently deleted of that name.
     async fn find_deleted(
         &self,
-        access: &TeamAccess,
+        access: &TeamAccess<ReadSecrets>,
         name: &str,
         id: Option<&str>,
     ) -> ServiceResult<DeletedSecret> {
@@ -340,7 +340,7 @@ impl Service {
         name: &str,
         id: Option<&str>,
     ) -> ServiceResult<SecretRecord> {
-        let access = self.team_access(p, team, TeamAction::ManageHistory).await?;
+        let access = self.team_access::<ManageHistory>(p, team).await?;
         let deleted = self.find_deleted(&access, name, id).await?;
         let write = self
             .store
@@ -370,7 +370,7 @@ impl Service {
         name: &str,
         id: Option<&str>,
     ) -> ServiceResult<DeletedSecret> {
-        let access = self.team_access(p, team, TeamAction::ManageHistory).await?;
+        let access = self.team_access::<ManageHistory>(p, team).await?;
         let deleted = self.find_deleted(&access, name, id).await?;
         if !self
             .store

@@ -14,8 +14,10 @@ pub mod consumers;
 pub mod delivery;
 pub mod delivery_stream;
 pub mod directory;
+mod error;
 pub mod history;
 pub mod keys;
+mod limits;
 pub mod notify;
 pub mod read_fold;
 mod scope_revision;
@@ -26,174 +28,25 @@ pub mod teams;
 pub mod usage;
 pub mod users;
 
+pub use error::{ConcernedKey, ServiceError, ServiceResult};
+pub use limits::{Limits, Quotas, DEFAULT_VALUE_BYTES_PER_TEAM};
+pub use teams::TeamRef;
+
 use crate::crypto::fingerprint::Fingerprinter;
 use crate::crypto::Keyring;
-use crate::domain::access::{self, Denied, Principal, TeamAccess, TeamAction};
 use crate::domain::types::Team;
 use crate::store::{DynStore, StoreError};
 use std::sync::Arc;
-
-#[derive(Debug, thiserror::Error)]
-pub enum ServiceError {
-    #[error("{0}")]
-    Invalid(String),
-    #[error("{0}")]
-    Unauthorized(&'static str),
-    #[error("{0}")]
-    Forbidden(String),
-    #[error("{0}")]
-    NotFound(String),
-    #[error("{0}")]
-    Conflict(String),
-    #[error("{0}")]
-    QuotaExceeded(String),
-    /// A change refused for the keys it would leave without an answerer
-    /// (409, with the keys listed).
-    #[error("{message}")]
-    KeysConcerned {
-        message: String,
-        keys: Vec<ConcernedKey>,
-    },
-    #[error("{0}")]
-    Unavailable(String),
-    /// The disk holding the data is full. Details go to the log only.
-    #[error("storage full: {0}")]
-    StorageFull(String),
-    /// Details go to the log only.
-    #[error("internal error: {0}")]
-    Internal(String),
-}
-
-pub type ServiceResult<T> = Result<T, ServiceError>;
-
-/// A key named in [`ServiceError::KeysConcerned`]: what identifies it, never
-/// its secret.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConcernedKey {
-    pub prefix: String,
-    pub key_type: String,
-    pub name: Option<String>,
-    pub team_id: Option<String>,
-}
-
-impl From<StoreError> for ServiceError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::Conflict(m) => ServiceError::Conflict(m),
-            StoreError::NotFound(m) => ServiceError::NotFound(m),
-            e @ StoreError::QuotaExceeded { .. } => ServiceError::QuotaExceeded(e.to_string()),
-            // Retried where it can happen; seen here, the write lost a race
-            // too many times.
-            StoreError::Stale => {
-                ServiceError::Conflict("the secret changed concurrently; retry".into())
-            }
-            // The detail (with the driver's error) is for the log only.
-            e @ StoreError::StorageFull { .. } => ServiceError::StorageFull(log_detail(&e)),
-            e @ StoreError::Unavailable { .. } => ServiceError::Unavailable(log_detail(&e)),
-            e @ StoreError::Internal { .. } => ServiceError::Internal(log_detail(&e)),
-        }
-    }
-}
-
-/// An error with its chain of sources, for the log.
-fn log_detail(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
-}
-
-impl From<Denied> for ServiceError {
-    fn from(d: Denied) -> Self {
-        match d {
-            Denied::NotFound(what) => ServiceError::NotFound(format!("{what} not found")),
-            Denied::Forbidden(m) => ServiceError::Forbidden(m),
-        }
-    }
-}
-
-/// Limits a deployment may tune.
-#[derive(Debug, Clone)]
-pub struct Limits {
-    pub max_value_bytes: usize,
-    pub quotas: Quotas,
-    pub history: history::Retention,
-    /// Whether changes and reads are recorded in the audit log (off only to
-    /// measure what it costs).
-    pub audit_log: bool,
-    /// How long audit events are kept before the prune job removes them
-    /// (`None`: for ever).
-    pub audit_retention: Option<std::time::Duration>,
-    /// Ciphertext bytes per page of a streamed runtime answer (and the most
-    /// a scope may hold to be answered whole); small only in tests.
-    pub delivery_page_bytes: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            max_value_bytes: crate::domain::secret_value::DEFAULT_MAX_VALUE_BYTES,
-            quotas: Quotas::default(),
-            history: history::Retention::default(),
-            audit_log: true,
-            audit_retention: None,
-            delivery_page_bytes: delivery_stream::PAGE_BYTES,
-        }
-    }
-}
-
-/// How many of each thing one team, organization or user may hold.
-/// Creating one more answers 409 `QUOTA_EXCEEDED` naming the quota.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Quotas {
-    pub secrets_per_team: i64,
-    pub teams_per_org: i64,
-    pub users_per_org: i64,
-    /// Live personal keys per user.
-    pub keys_per_user: i64,
-    /// Live keys bound to one team; also the organization-wide
-    /// (WORKSPACE_MANAGE_API_KEYS) keys of one organization.
-    pub keys_per_team: i64,
-    /// Bytes of one team's current values (the plaintext lengths of every
-    /// secret's current version): what one full fetch of the team returns.
-    /// A write that would grow them past it is refused; one that keeps or
-    /// shrinks them is not, so a team over a lowered quota can shrink.
-    pub value_bytes_per_team: i64,
-}
-
-/// The default [`Quotas::value_bytes_per_team`]: 64 MiB.
-pub const DEFAULT_VALUE_BYTES_PER_TEAM: i64 = 64 << 20;
-
-impl Default for Quotas {
-    fn default() -> Self {
-        Self {
-            secrets_per_team: 10_000,
-            teams_per_org: 1_000,
-            users_per_org: 10_000,
-            keys_per_user: 100,
-            keys_per_team: 1_000,
-            value_bytes_per_team: DEFAULT_VALUE_BYTES_PER_TEAM,
-        }
-    }
-}
 
 /// Shared state of the use cases. Its fields are private: callers go
 /// through the use cases, which authorize before they touch the store.
 pub struct Service {
     store: DynStore,
     keyring: Arc<Keyring>,
-    /// The audit chain key (also installed in the store, which links).
-    audit_key: Arc<crate::audit::chain::ChainKey>,
-    /// Signs checkpoints of the audit chains' heads (exported, and standing
-    /// for pruned prefixes).
-    audit_signer: Arc<crate::audit::checkpoint::CheckpointSigner>,
+    /// The audit log aggregate (its own store handle, keys and retention).
+    audit_log: audit_log::AuditLog,
+    /// The caller's own user and organization.
+    directory: directory::Directory,
     limits: Limits,
     auth_cache: auth::PrincipalCache,
     /// Teams by id, and each organization's default team by org id.
@@ -242,14 +95,6 @@ const FINGERPRINTS_BUDGET_BYTES: u64 = 16 << 20;
 /// The heaviest id or fingerprint entry: names are at most 253 bytes.
 const SMALL_ENTRY_BYTES: u64 = 4 << 10;
 
-/// Which team a request addresses.
-#[derive(Debug, Clone, Copy)]
-pub enum TeamRef<'a> {
-    /// Routes without `{team_id}`: the key's team or the org's default team.
-    Implicit,
-    Id(&'a str),
-}
-
 impl Service {
     pub fn new(
         store: DynStore,
@@ -259,11 +104,14 @@ impl Service {
         limits: Limits,
     ) -> Self {
         store.install_audit_key(limits.audit_log.then(|| audit_keys.chain.clone()));
+        // Upcast: the audit log sees the store's audit side only.
+        let audit_store: Arc<dyn crate::store::AuditStore + Send + Sync> = store.clone();
+        let identity_store: Arc<dyn crate::store::IdentityStore + Send + Sync> = store.clone();
         Self {
+            audit_log: audit_log::AuditLog::new(audit_store, audit_keys, limits.audit_retention),
+            directory: directory::Directory::new(identity_store),
             store,
             keyring,
-            audit_key: audit_keys.chain,
-            audit_signer: audit_keys.signer,
             limits,
             auth_cache: auth::PrincipalCache::new(auth::PRINCIPAL_TTL),
             team_cache: cache::TtlCache::new(auth::PRINCIPAL_TTL),
@@ -288,6 +136,18 @@ impl Service {
             snapshot_flight: Default::default(),
             bulk_pages: Default::default(),
         }
+    }
+
+    /// The audit log: verifying, exporting, checkpoints, pruning, the
+    /// organization's view.
+    pub fn audit_log(&self) -> &audit_log::AuditLog {
+        &self.audit_log
+    }
+
+    /// The caller's own user and organization (`users/me`,
+    /// `organizations/me`).
+    pub fn directory(&self) -> &directory::Directory {
+        &self.directory
     }
 
     /// Counts a request as being handled until the guard is dropped (large
@@ -330,38 +190,6 @@ impl Service {
         self.store.listen(sink);
     }
 
-    /// Loads the addressed team (not yet authorized). Teams change rarely and
-    /// are read on every request, so they are cached like principals.
-    pub(crate) async fn load_team(&self, p: &Principal, team: TeamRef<'_>) -> ServiceResult<Team> {
-        let id = match team {
-            TeamRef::Id(id) => id,
-            TeamRef::Implicit => match access::implicit_team(p) {
-                Some(id) => id,
-                None => return self.default_team(&p.org_id).await,
-            },
-        };
-        if let Some(t) = self.team_cache.get(id) {
-            return Ok((*t).clone());
-        }
-        let team = self
-            .store
-            .find_team(id)
-            .await?
-            .ok_or_else(|| ServiceError::NotFound("team not found".into()))?;
-        self.team_cache.put(id.to_owned(), Arc::new(team.clone()));
-        Ok(team)
-    }
-
-    async fn default_team(&self, org_id: &str) -> ServiceResult<Team> {
-        if let Some(t) = self.default_team_cache.get(org_id) {
-            return Ok((*t).clone());
-        }
-        let team = self.store.default_team(org_id).await?;
-        self.default_team_cache
-            .put(org_id.to_owned(), Arc::new(team.clone()));
-        Ok(team)
-    }
-
     /// How many long polls wait on a team's changes now: a signal that a
     /// waiter is registered (a write after it wakes it).
     pub fn waiters(&self, team_id: &str) -> usize {
@@ -380,16 +208,5 @@ impl Service {
         self.team_cache.clear();
         self.default_team_cache.clear();
         self.notifier.identity_changed();
-    }
-
-    /// Loads the addressed team and decides whether the caller may act on it.
-    pub(crate) async fn team_access(
-        &self,
-        p: &Principal,
-        team: TeamRef<'_>,
-        action: TeamAction,
-    ) -> ServiceResult<TeamAccess> {
-        let team = self.load_team(p, team).await?;
-        Ok(access::authorize_team(p, &team, action)?)
     }
 }

@@ -6,7 +6,7 @@ use super::{Service, ServiceError, ServiceResult, TeamRef};
 use crate::crypto::{Envelope, SecretPlace};
 use crate::domain::access::{
     authorize_all_teams, authorize_org, authorize_team, AllTeamsAccess, OrgAction, Principal,
-    TeamAccess, TeamAction,
+    ReadSecrets, TeamAccess, WriteSecrets,
 };
 use crate::domain::audit_action::AuditAction;
 use crate::domain::ids::new_id;
@@ -42,7 +42,7 @@ pub struct Page {
 #[derive(Clone, Copy)]
 pub(crate) struct ValueWrite<'a> {
     pub p: &'a Principal,
-    pub access: &'a TeamAccess,
+    pub access: &'a TeamAccess<WriteSecrets>,
     pub name: &'a SecretName,
     pub destroy_previous: bool,
     /// The version whose value this write restores.
@@ -54,7 +54,7 @@ enum Segment {
     /// Every team of the organization: one range scan.
     Org(AllTeamsAccess),
     /// One team.
-    Team(TeamAccess),
+    Team(TeamAccess<ReadSecrets>),
 }
 
 /// A listing being read page by page: secrets ordered by team id, then
@@ -155,7 +155,7 @@ impl Service {
     ) -> ServiceResult<SecretRecord> {
         let name = self.parse_secret_name(name)?;
         self.check_value(&value)?;
-        let access = self.team_access(p, team, TeamAction::WriteSecrets).await?;
+        let access = self.team_access::<WriteSecrets>(p, team).await?;
         let key = (access.team_id().to_owned(), name.canonical().to_owned());
         let write = ValueWrite {
             p,
@@ -300,7 +300,7 @@ impl Service {
         p: &Principal,
         team: TeamRef<'_>,
     ) -> ServiceResult<TeamListing> {
-        let access = self.team_access(p, team, TeamAction::ReadSecrets).await?;
+        let access = self.team_access::<ReadSecrets>(p, team).await?;
         let stamp = ListingStamp {
             revision: self.store.team_revision(&access).await?,
             team_id: access.team_id().to_owned(),
@@ -326,7 +326,7 @@ impl Service {
             .teams_with_secrets(&org)
             .await?
             .iter()
-            .filter_map(|team| authorize_team(p, team, TeamAction::ReadSecrets).ok())
+            .filter_map(|team| authorize_team::<ReadSecrets>(p, team).ok())
             .map(Segment::Team)
             .collect();
         Ok(self.pages(segments))
@@ -339,7 +339,7 @@ impl Service {
         name: &str,
     ) -> ServiceResult<SecretRecord> {
         let name = self.parse_secret_name(name)?;
-        let access = self.team_access(p, team, TeamAction::WriteSecrets).await?;
+        let access = self.team_access::<WriteSecrets>(p, team).await?;
         let write = self
             .store
             .delete_secret(
@@ -370,9 +370,7 @@ impl Service {
         team: TeamRef<'_>,
         name: &str,
     ) -> ServiceResult<SecretValue> {
-        let (_, stored) = self
-            .current_secret(p, team, name, TeamAction::ReadSecrets)
-            .await?;
+        let (_, stored) = self.current_secret::<ReadSecrets>(p, team, name).await?;
         self.open_value(&stored)
     }
 

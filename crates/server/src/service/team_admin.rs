@@ -4,7 +4,8 @@
 use super::audit::Target;
 use super::{Service, ServiceError, ServiceResult, TeamRef};
 use crate::domain::access::{
-    authorize_org, authorize_team, KeyHandover, OrgAction, Principal, TeamAction,
+    authorize_org, authorize_team, AdministerTeam, DeleteTeam, KeyHandover, OrgAction, Principal,
+    ReadTeam,
 };
 use crate::domain::audit_action::AuditAction;
 use crate::domain::ids::new_id;
@@ -45,7 +46,7 @@ impl Service {
         name: &str,
     ) -> ServiceResult<Team> {
         let access = self
-            .team_access(p, TeamRef::Id(team_id), TeamAction::AdministerTeam)
+            .team_access::<AdministerTeam>(p, TeamRef::Id(team_id))
             .await?;
         let name = check_team_name(name)?;
         let target = Target::of(access.team_id(), &name);
@@ -64,7 +65,7 @@ impl Service {
         cascade: bool,
     ) -> ServiceResult<(Team, i64)> {
         let team = self.load_team(p, TeamRef::Id(team_id)).await?;
-        let access = authorize_team(p, &team, TeamAction::DeleteTeam)?;
+        let access = authorize_team::<DeleteTeam>(p, &team)?;
         if team.is_default {
             return Err(ServiceError::Invalid(
                 "the default team cannot be deleted".into(),
@@ -97,7 +98,7 @@ impl Service {
         team_id: &str,
     ) -> ServiceResult<Vec<(User, TeamRole)>> {
         let access = self
-            .team_access(p, TeamRef::Id(team_id), TeamAction::ReadTeam)
+            .team_access::<ReadTeam>(p, TeamRef::Id(team_id))
             .await?;
         Ok(self.store.list_members(&access).await?)
     }
@@ -115,7 +116,7 @@ impl Service {
         keys: KeyHandover,
     ) -> ServiceResult<User> {
         let access = self
-            .team_access(p, TeamRef::Id(team_id), TeamAction::AdministerTeam)
+            .team_access::<AdministerTeam>(p, TeamRef::Id(team_id))
             .await?;
         super::authority::check_handover(&keys, user_id)?;
         let user = self.get_user(p, user_id).await?;
@@ -146,7 +147,7 @@ impl Service {
         keys: KeyHandover,
     ) -> ServiceResult<()> {
         let team = self.load_team(p, TeamRef::Id(team_id)).await?;
-        let access = authorize_team(p, &team, TeamAction::AdministerTeam)?;
+        let access = authorize_team::<AdministerTeam>(p, &team)?;
         if team.is_default {
             return Err(ServiceError::Invalid(
                 "every user belongs to the default team; delete the user instead".into(),

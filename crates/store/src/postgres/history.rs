@@ -21,7 +21,7 @@ use crate::{
 use async_trait::async_trait;
 use sqlx::PgConnection;
 use tessera_core::audit::event::AuditEvent;
-use tessera_core::domain::access::TeamAccess;
+use tessera_core::domain::access::{ManageHistory, ReadSecrets, TeamAccess};
 use tessera_core::domain::time::Micros;
 
 /// Removes what the store keeps about a secret besides its row: its previous
@@ -39,7 +39,7 @@ pub(super) async fn forget_secret(tx: &mut PgConnection, secret_id: &str) -> Sto
 /// The current version of the team's secret `secret_id`, if it is live.
 async fn current(
     tx: &mut PgConnection,
-    team: &TeamAccess,
+    team: &TeamAccess<ReadSecrets>,
     secret_id: &str,
 ) -> StoreResult<Option<i64>> {
     Ok(
@@ -56,7 +56,7 @@ impl HistoryStore for PostgresStore {
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn secret_history(
         &self,
-        team: &TeamAccess,
+        team: &TeamAccess<ReadSecrets>,
         canonical: &str,
     ) -> StoreResult<Option<SecretHistory>> {
         bounded(async {
@@ -96,7 +96,7 @@ impl HistoryStore for PostgresStore {
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn stored_version(
         &self,
-        team: &TeamAccess,
+        team: &TeamAccess<ReadSecrets>,
         secret_id: &str,
         version: i64,
     ) -> StoreResult<Option<StoredVersion>> {
@@ -130,7 +130,7 @@ impl HistoryStore for PostgresStore {
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn destroy_version(
         &self,
-        team: &TeamAccess,
+        team: &TeamAccess<ManageHistory>,
         secret_id: &str,
         version: i64,
         now: Micros,
@@ -185,7 +185,10 @@ impl HistoryStore for PostgresStore {
     }
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
-    async fn deleted_secrets(&self, team: &TeamAccess) -> StoreResult<Vec<DeletedSecret>> {
+    async fn deleted_secrets(
+        &self,
+        team: &TeamAccess<ReadSecrets>,
+    ) -> StoreResult<Vec<DeletedSecret>> {
         let sql = format!(
             "SELECT {DELETED_COLUMNS} FROM deleted_secrets WHERE team_id = $1
              ORDER BY deleted_at DESC, id"
@@ -199,7 +202,7 @@ impl HistoryStore for PostgresStore {
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn undelete_secret(
         &self,
-        team: &TeamAccess,
+        team: &TeamAccess<ManageHistory>,
         secret_id: &str,
         max_secrets: i64,
         max_team_bytes: i64,
@@ -254,7 +257,7 @@ impl HistoryStore for PostgresStore {
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn purge_deleted_secret(
         &self,
-        team: &TeamAccess,
+        team: &TeamAccess<ManageHistory>,
         secret_id: &str,
         event: AuditEvent,
     ) -> StoreResult<bool> {
@@ -433,7 +436,7 @@ impl HistoryStore for PostgresStore {
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn secret_consumers(
         &self,
-        team: &TeamAccess,
+        team: &TeamAccess<ReadSecrets>,
         secret_id: &str,
     ) -> StoreResult<Vec<Consumer>> {
         let sql = format!(

@@ -19,7 +19,8 @@ use async_trait::async_trait;
 use sqlx::PgConnection;
 use tessera_core::audit::event::AuditEvent;
 use tessera_core::domain::access::{
-    keys_beyond_authority, AuthorityChange, KeyHandover, OrgAccess, TeamAccess,
+    keys_beyond_authority, AdministerTeam, AuthorityChange, DeleteTeam, KeyHandover, OrgAccess,
+    ReadTeam, TeamAccess,
 };
 use tessera_core::domain::names::email_key;
 use tessera_core::domain::types::{ApiKeyRecord, Membership, Organization, Team, TeamRole, User};
@@ -312,7 +313,7 @@ impl IdentityStore for PostgresStore {
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn rename_team(
         &self,
-        team: &TeamAccess,
+        team: &TeamAccess<AdministerTeam>,
         name: &str,
         event: AuditEvent,
     ) -> StoreResult<()> {
@@ -327,7 +328,7 @@ impl IdentityStore for PostgresStore {
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn delete_team(
         &self,
-        team: &TeamAccess,
+        team: &TeamAccess<DeleteTeam>,
         cascade: bool,
         event: AuditEvent,
     ) -> StoreResult<TeamDeletion> {
@@ -473,7 +474,10 @@ impl IdentityStore for PostgresStore {
     }
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
-    async fn list_members(&self, team: &TeamAccess) -> StoreResult<Vec<(User, TeamRole)>> {
+    async fn list_members(
+        &self,
+        team: &TeamAccess<ReadTeam>,
+    ) -> StoreResult<Vec<(User, TeamRole)>> {
         let sql = format!(
             "SELECT {}, m.role FROM team_members m JOIN users u ON u.id = m.user_id
              WHERE m.team_id = $1 ORDER BY u.id",
@@ -486,7 +490,7 @@ impl IdentityStore for PostgresStore {
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn set_member(
         &self,
-        team: &TeamAccess,
+        team: &TeamAccess<AdministerTeam>,
         user_id: &str,
         role: TeamRole,
         keys: KeyHandover,
@@ -521,7 +525,7 @@ impl IdentityStore for PostgresStore {
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn remove_member(
         &self,
-        team: &TeamAccess,
+        team: &TeamAccess<AdministerTeam>,
         user_id: &str,
         keys: KeyHandover,
         event: AuditEvent,

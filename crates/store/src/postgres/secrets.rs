@@ -21,7 +21,9 @@ use crate::{
 };
 use async_trait::async_trait;
 use sqlx::PgConnection;
-use tessera_core::domain::access::{AllTeamsAccess, DeliveryAccess, OrgAccess, TeamAccess};
+use tessera_core::domain::access::{
+    AllTeamsAccess, DeliveryAccess, OrgAccess, ReadSecrets, TeamAccess, WriteSecrets,
+};
 use tessera_core::domain::types::{ListedSecret, Team};
 /// Times a creation the database aborted for contention is tried again.
 const RETRIES: u32 = 5;
@@ -103,7 +105,11 @@ impl PostgresStore {
     /// Why a batched update did not apply: its secret still has the id it
     /// was sealed for, so the quota on value bytes refused it; otherwise
     /// the secret changed identity (`Stale`).
-    async fn why_not_applied(&self, team: &TeamAccess, w: &SealedWrite) -> StoreError {
+    async fn why_not_applied(
+        &self,
+        team: &TeamAccess<WriteSecrets>,
+        w: &SealedWrite,
+    ) -> StoreError {
         let query = sqlx::query(
             "SELECT 1 FROM secrets WHERE team_id = $1 AND canonical_name = $2 AND id = $3",
         )
@@ -124,7 +130,7 @@ impl PostgresStore {
     /// (created elsewhere meanwhile).
     async fn create(
         &self,
-        team: &TeamAccess,
+        team: &TeamAccess<WriteSecrets>,
         w: &SealedWrite,
         max_secrets: i64,
     ) -> Result<Option<i64>, CreateError> {
@@ -189,7 +195,11 @@ impl From<StoreError> for CreateError {
 #[async_trait]
 impl SecretStore for PostgresStore {
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
-    async fn secret_id(&self, team: &TeamAccess, canonical: &str) -> StoreResult<Option<String>> {
+    async fn secret_id(
+        &self,
+        team: &TeamAccess<ReadSecrets>,
+        canonical: &str,
+    ) -> StoreResult<Option<String>> {
         let query =
             sqlx::query("SELECT id FROM secrets WHERE team_id = $1 AND canonical_name = $2");
         self.optional(query.bind(team.team_id()).bind(canonical), |r| r.col(0))
@@ -199,7 +209,7 @@ impl SecretStore for PostgresStore {
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn upsert_secret(
         &self,
-        team: &TeamAccess,
+        team: &TeamAccess<WriteSecrets>,
         w: SealedWrite,
         max_secrets: i64,
     ) -> StoreResult<SecretWrite> {
@@ -253,7 +263,7 @@ impl SecretStore for PostgresStore {
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn delete_secret(
         &self,
-        team: &TeamAccess,
+        team: &TeamAccess<WriteSecrets>,
         canonical: &str,
         how: &Deletion,
     ) -> StoreResult<Option<SecretWrite>> {
@@ -323,7 +333,7 @@ impl SecretStore for PostgresStore {
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn latest_secret(
         &self,
-        team: &TeamAccess,
+        team: &TeamAccess<ReadSecrets>,
         canonical: &str,
     ) -> StoreResult<Option<StoredSecret>> {
         let sql = format!(
@@ -336,7 +346,7 @@ impl SecretStore for PostgresStore {
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn team_secrets_page(
         &self,
-        team: &TeamAccess,
+        team: &TeamAccess<ReadSecrets>,
         after: &str,
         limit: usize,
     ) -> StoreResult<Vec<ListedSecret>> {
@@ -380,7 +390,7 @@ impl SecretStore for PostgresStore {
     }
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
-    async fn team_revision(&self, team: &TeamAccess) -> StoreResult<i64> {
+    async fn team_revision(&self, team: &TeamAccess<ReadSecrets>) -> StoreResult<i64> {
         let revision = self.revisions.revision(team.team_id()).await?;
         revision.ok_or_else(|| StoreError::NotFound(TEAM_GONE.into()))
     }

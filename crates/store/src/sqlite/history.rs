@@ -20,7 +20,7 @@ use crate::{
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
 use tessera_core::audit::event::AuditEvent;
-use tessera_core::domain::access::TeamAccess;
+use tessera_core::domain::access::{ManageHistory, ReadSecrets, TeamAccess};
 use tessera_core::domain::time::Micros;
 
 /// Removes what the store keeps about a secret besides its row: its previous
@@ -56,7 +56,7 @@ impl HistoryStore for SqliteStore {
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn secret_history(
         &self,
-        team: &TeamAccess,
+        team: &TeamAccess<ReadSecrets>,
         canonical: &str,
     ) -> StoreResult<Option<SecretHistory>> {
         self.readers
@@ -99,7 +99,7 @@ impl HistoryStore for SqliteStore {
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn stored_version(
         &self,
-        team: &TeamAccess,
+        team: &TeamAccess<ReadSecrets>,
         secret_id: &str,
         version: i64,
     ) -> StoreResult<Option<StoredVersion>> {
@@ -135,7 +135,7 @@ impl HistoryStore for SqliteStore {
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn destroy_version(
         &self,
-        team: &TeamAccess,
+        team: &TeamAccess<ManageHistory>,
         secret_id: &str,
         version: i64,
         now: Micros,
@@ -181,7 +181,10 @@ impl HistoryStore for SqliteStore {
     }
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
-    async fn deleted_secrets(&self, team: &TeamAccess) -> StoreResult<Vec<DeletedSecret>> {
+    async fn deleted_secrets(
+        &self,
+        team: &TeamAccess<ReadSecrets>,
+    ) -> StoreResult<Vec<DeletedSecret>> {
         let sql = format!(
             "SELECT {DELETED_COLUMNS} FROM deleted_secrets WHERE team_id = ?1
              ORDER BY deleted_at DESC, id"
@@ -194,7 +197,7 @@ impl HistoryStore for SqliteStore {
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn undelete_secret(
         &self,
-        team: &TeamAccess,
+        team: &TeamAccess<ManageHistory>,
         secret_id: &str,
         max_secrets: i64,
         max_team_bytes: i64,
@@ -263,7 +266,7 @@ impl HistoryStore for SqliteStore {
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn purge_deleted_secret(
         &self,
-        team: &TeamAccess,
+        team: &TeamAccess<ManageHistory>,
         secret_id: &str,
         event: AuditEvent,
     ) -> StoreResult<bool> {
@@ -410,7 +413,7 @@ impl HistoryStore for SqliteStore {
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn secret_consumers(
         &self,
-        team: &TeamAccess,
+        team: &TeamAccess<ReadSecrets>,
         secret_id: &str,
     ) -> StoreResult<Vec<Consumer>> {
         let sql = format!(

@@ -15,7 +15,9 @@ use crate::{
 };
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
-use tessera_core::domain::access::{AllTeamsAccess, DeliveryAccess, OrgAccess, TeamAccess};
+use tessera_core::domain::access::{
+    AllTeamsAccess, DeliveryAccess, OrgAccess, ReadSecrets, TeamAccess, WriteSecrets,
+};
 use tessera_core::domain::types::{ListedSecret, Team};
 
 /// The bytes of the team's current values (migration 0010), read inside
@@ -136,7 +138,11 @@ fn insert(
 #[async_trait]
 impl SecretStore for SqliteStore {
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
-    async fn secret_id(&self, team: &TeamAccess, canonical: &str) -> StoreResult<Option<String>> {
+    async fn secret_id(
+        &self,
+        team: &TeamAccess<ReadSecrets>,
+        canonical: &str,
+    ) -> StoreResult<Option<String>> {
         let sql = "SELECT id FROM secrets WHERE team_id = ?1 AND canonical_name = ?2";
         self.readers
             .optional(sql, [team.team_id(), canonical], |r| r.get(0))
@@ -146,7 +152,7 @@ impl SecretStore for SqliteStore {
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn upsert_secret(
         &self,
-        team: &TeamAccess,
+        team: &TeamAccess<WriteSecrets>,
         write: SealedWrite,
         max_secrets: i64,
     ) -> StoreResult<SecretWrite> {
@@ -176,7 +182,7 @@ impl SecretStore for SqliteStore {
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn delete_secret(
         &self,
-        team: &TeamAccess,
+        team: &TeamAccess<WriteSecrets>,
         canonical: &str,
         how: &Deletion,
     ) -> StoreResult<Option<SecretWrite>> {
@@ -259,7 +265,7 @@ impl SecretStore for SqliteStore {
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn latest_secret(
         &self,
-        team: &TeamAccess,
+        team: &TeamAccess<ReadSecrets>,
         canonical: &str,
     ) -> StoreResult<Option<StoredSecret>> {
         let sql = format!(
@@ -274,7 +280,7 @@ impl SecretStore for SqliteStore {
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn team_secrets_page(
         &self,
-        team: &TeamAccess,
+        team: &TeamAccess<ReadSecrets>,
         after: &str,
         limit: usize,
     ) -> StoreResult<Vec<ListedSecret>> {
@@ -322,7 +328,7 @@ impl SecretStore for SqliteStore {
     }
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
-    async fn team_revision(&self, team: &TeamAccess) -> StoreResult<i64> {
+    async fn team_revision(&self, team: &TeamAccess<ReadSecrets>) -> StoreResult<i64> {
         let sql = "SELECT revision FROM teams WHERE id = ?1";
         let revision = self.readers.optional(sql, [team.team_id()], |r| r.get(0));
         revision
