@@ -18,8 +18,9 @@ use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use parking_lot::Mutex;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tessera_wire::MAX_BODY_BYTES;
@@ -36,8 +37,8 @@ struct Shared {
 /// handle to whatever the handler leaves unread.
 struct TrackedBody(Arc<Mutex<Shared>>);
 
-fn lock(m: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
+fn lock(m: &Mutex<Shared>) -> parking_lot::MutexGuard<'_, Shared> {
+    m.lock()
 }
 
 impl HttpBody for TrackedBody {

@@ -7,10 +7,11 @@
 //! client behind the proxy cannot take every slot either.
 
 use super::client_addr::limit_key;
+use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConnLimits {
@@ -126,7 +127,7 @@ impl ConnLimiter {
 
     fn take_address(&self, ip: IpAddr) -> Result<IpAddr, Refusal> {
         let key = limit_key(ip);
-        let mut map = self.per_address.lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = self.per_address.lock();
         let n = map.entry(key).or_insert(0);
         if *n >= self.limits.max_per_address {
             return Err(Refusal::PerAddress);
@@ -139,11 +140,7 @@ impl ConnLimiter {
 impl Drop for Slot {
     fn drop(&mut self) {
         if let Some(key) = self.address {
-            let mut map = self
-                .limiter
-                .per_address
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
+            let mut map = self.limiter.per_address.lock();
             if let Some(n) = map.get_mut(&key) {
                 *n -= 1;
                 if *n == 0 {
@@ -185,6 +182,6 @@ mod tests {
         let r = l.forwarded_request(c).unwrap();
         assert_eq!(l.open(), 3);
         drop(r);
-        assert!(l.per_address.lock().unwrap().get(&c).is_none());
+        assert!(l.per_address.lock().get(&c).is_none());
     }
 }

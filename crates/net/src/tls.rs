@@ -9,13 +9,14 @@
 //! established keep their session: a reload affects new handshakes only.
 
 use anyhow::{bail, Context};
+use parking_lot::RwLock;
 use rustls::crypto::CryptoProvider;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use tokio_rustls::TlsAcceptor;
 
 #[derive(Debug, Clone)]
@@ -71,19 +72,14 @@ impl ReloadingCert {
     /// Loads the files again; on failure the old certificate stays.
     pub fn reload(&self) -> anyhow::Result<()> {
         let fresh = load(&self.files)?;
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+        *self.current.write() = fresh;
         Ok(())
     }
 }
 
 impl ResolvesServerCert for ReloadingCert {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(
-            self.current
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone(),
-        )
+        Some(self.current.read().clone())
     }
 }
 

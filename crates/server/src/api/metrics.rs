@@ -4,8 +4,9 @@
 use axum::http::{Method, StatusCode};
 use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// The process-wide Prometheus recorder (installed once, shared by every app
@@ -74,7 +75,7 @@ fn route_metrics(method: &Method, route: &str) -> Arc<RouteMetrics> {
             .and_then(|methods| methods.iter().find(|(m, _)| m == method))
             .map(|(_, r)| r.clone())
     };
-    if let Some(found) = routes.read().ok().as_deref().and_then(find) {
+    if let Some(found) = find(&routes.read()) {
         return found;
     }
     let made = Arc::new(RouteMetrics {
@@ -82,13 +83,12 @@ fn route_metrics(method: &Method, route: &str) -> Arc<RouteMetrics> {
             "method" => method.as_str().to_owned(), "route" => route.to_owned()),
         by_status: Mutex::default(),
     });
-    if let Ok(mut map) = routes.write() {
-        if let Some(found) = find(&map) {
-            return found;
-        }
-        let methods = map.entry(route.to_owned()).or_default();
-        methods.push((method.clone(), made.clone()));
+    let mut map = routes.write();
+    if let Some(found) = find(&map) {
+        return found;
     }
+    let methods = map.entry(route.to_owned()).or_default();
+    methods.push((method.clone(), made.clone()));
     made
 }
 
@@ -97,9 +97,7 @@ pub fn record(method: &Method, route: &str, status: StatusCode, elapsed: Duratio
     let metrics = route_metrics(method, route);
     metrics.duration.record(elapsed.as_secs_f64());
     let status = status.as_u16();
-    let Ok(mut by_status) = metrics.by_status.lock() else {
-        return;
-    };
+    let mut by_status = metrics.by_status.lock();
     let counter = match by_status.iter().find(|(s, _)| *s == status) {
         Some((_, c)) => c.clone(),
         None => {

@@ -4,9 +4,10 @@
 //! address, so the address's other requests still get through.
 
 use crate::net::LongPollCap;
+use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// The cap when the network layer did not say (a router served without
 /// `crate::net::serve`): half the default per-address connection cap.
@@ -36,7 +37,7 @@ impl Waiters {
     ) -> Result<Waiting, usize> {
         let cap = cap.map_or(DEFAULT_CAP, |c| c.0);
         let slot = (key_prefix.to_owned(), client.map(crate::net::limit_key));
-        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let mut held = self.held.lock();
         let n = held.entry(slot.clone()).or_insert(0);
         if *n >= cap {
             metrics::counter!("tessera_rate_limited_total", "limit" => "long_polls_per_key_address")
@@ -55,7 +56,7 @@ impl Waiters {
 impl Drop for Waiting {
     fn drop(&mut self) {
         metrics::gauge!("tessera_long_polls").decrement(1.0);
-        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let mut held = self.held.lock();
         if let Some(n) = held.get_mut(&self.slot) {
             *n -= 1;
             if *n == 0 {

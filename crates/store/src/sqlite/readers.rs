@@ -10,9 +10,10 @@
 //! `one` and `optional` run one statement and map its rows.
 
 use super::super::{StoreError, StoreResult};
+use parking_lot::Mutex;
 use rusqlite::{Connection, OptionalExtension, Params, Row};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use tokio::sync::Semaphore;
 
 pub struct Readers {
@@ -59,13 +60,10 @@ impl Readers {
             let conn = this
                 .bulk
                 .lock()
-                .map_err(|_| StoreError::internal("a bulk connection was poisoned"))?
                 .pop()
                 .ok_or_else(|| StoreError::internal("no bulk connection free"))?;
             let result = f(&conn);
-            if let Ok(mut pool) = this.bulk.lock() {
-                pool.push(conn);
-            }
+            this.bulk.lock().push(conn);
             result
         })
         .await
@@ -84,13 +82,11 @@ impl Readers {
         let n = self.conns.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         for i in 0..n {
-            if let Ok(conn) = self.conns[(start + i) % n].try_lock() {
+            if let Some(conn) = self.conns[(start + i) % n].try_lock() {
                 return f(&conn);
             }
         }
-        let conn = self.conns[start % n]
-            .lock()
-            .map_err(|_| StoreError::internal("a read connection was poisoned"))?;
+        let conn = self.conns[start % n].lock();
         f(&conn)
     }
 

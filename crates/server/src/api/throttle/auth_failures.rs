@@ -22,9 +22,9 @@
 use super::rate::{Rate, TokenBucket};
 use crate::net::client_addr::limit_key;
 use crate::service::auth::AuthFailure;
+use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 pub const LOG_INTERVAL: Duration = Duration::from_secs(60);
@@ -137,7 +137,7 @@ impl AuthFailures {
         metrics::counter!("tessera_auth_failures_total", "reason" => reason.as_str()).increment(1);
         let now = Instant::now();
         let budget = self.budget;
-        let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut guard = self.inner.lock();
         let inner = &mut *guard;
         inner.roll_window(now);
         let key = client.map(limit_key);
@@ -190,7 +190,7 @@ impl AuthFailures {
 
     /// The summaries logged since the last call, for the audit log.
     pub fn take_summaries(&self) -> Vec<FailureSummary> {
-        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut inner = self.inner.lock();
         std::mem::take(&mut inner.summaries)
     }
 
@@ -199,7 +199,7 @@ impl AuthFailures {
     pub fn sweep(&self) {
         let now = Instant::now();
         let budget = self.budget;
-        let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut guard = self.inner.lock();
         let inner = &mut *guard;
         inner.roll_window(now);
         let mut lines = Vec::new();
@@ -327,7 +327,7 @@ mod tests {
             let ip = IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i));
             f.record(Some(ip), AuthFailure::UnknownKey);
         }
-        let inner = f.inner.lock().unwrap();
+        let inner = f.inner.lock();
         assert_eq!(inner.by_addr.len(), MAX_TRACKED_ADDRESSES);
         // The ten left over share the overflow entry: the first was logged
         // at once, nine wait for the next line.

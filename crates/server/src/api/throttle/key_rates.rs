@@ -4,9 +4,9 @@
 use super::rate::{Rate, TokenBucket};
 use crate::domain::access::Principal;
 use crate::domain::types::KeyType;
+use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::str::FromStr;
-use std::sync::Mutex;
 use std::time::Instant;
 
 /// `--rate-limit`: `TYPE=RATE` pairs separated by commas; `*` stands for
@@ -83,7 +83,7 @@ impl KeyRates {
             return Ok(());
         };
         let now = Instant::now();
-        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let mut buckets = self.buckets.lock();
         let (_, bucket) = match buckets.get_mut(&p.key_prefix) {
             Some(entry) => entry,
             None => buckets
@@ -102,7 +102,7 @@ impl KeyRates {
     /// does), so memory follows the keys in use, not every key ever seen.
     pub fn sweep(&self) {
         let now = Instant::now();
-        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let mut buckets = self.buckets.lock();
         buckets.retain(|_, (rate, bucket)| !bucket.is_full(*rate, now));
     }
 }

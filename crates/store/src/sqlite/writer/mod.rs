@@ -76,11 +76,12 @@ use syncer::*;
 use super::super::audit::{seq_col, AuditKey, ChainSlot};
 use super::super::identity::TEAM_GONE;
 use super::super::{StoreError, StoreResult};
+use parking_lot::Mutex;
 use rusqlite::Connection;
 use rusqlite::OptionalExtension;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tessera_core::audit::event::AuditEvent;
 use tokio::sync::{mpsc, oneshot};
@@ -154,21 +155,17 @@ pub struct Health {
 
 impl Health {
     pub fn failing(&self) -> Option<StoreError> {
-        self.failing.lock().ok().and_then(|f| f.clone())
+        self.failing.lock().clone()
     }
 
     fn set(&self, e: &StoreError) {
-        if let Ok(mut f) = self.failing.lock() {
-            *f = Some(e.clone());
-        }
+        *self.failing.lock() = Some(e.clone());
     }
 
     /// Forgets a failure: writes succeed again.
     pub fn clear(&self) {
-        if let Ok(mut f) = self.failing.lock() {
-            if f.take().is_some() {
-                tracing::info!("SQLite writes succeed again");
-            }
+        if self.failing.lock().take().is_some() {
+            tracing::info!("SQLite writes succeed again");
         }
     }
 
