@@ -49,9 +49,9 @@ impl Service {
     ) -> ServiceResult<()> {
         match outcome {
             AuthorityOutcome::Done { revoked, .. } => {
-                self.identity_changed();
+                self.identity.identity_changed();
                 for key in &revoked {
-                    self.forget_usage(&key.prefix);
+                    self.identity.forget_usage(&key.prefix);
                 }
                 Ok(())
             }

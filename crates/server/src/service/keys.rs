@@ -99,7 +99,7 @@ impl Service {
                     Some(id) => TeamRef::Id(id),
                     None => TeamRef::Implicit,
                 };
-                team = self.load_team(p, team_ref).await?;
+                team = self.identity.load_team(p, team_ref).await?;
                 KeyTarget::Team(&team)
             }
         };
@@ -193,7 +193,7 @@ impl Service {
             })
             .collect();
         for k in &mut keys {
-            if let Some(at) = self.usage.pending(&k.key.prefix) {
+            if let Some(at) = self.identity.pending_use(&k.key.prefix) {
                 k.key.last_used_at = Some(k.key.last_used_at.unwrap_or(0).max(at));
             }
         }
@@ -221,8 +221,8 @@ impl Service {
         if !self.store.delete_api_key(&grant, event).await? {
             return Err(not_found());
         }
-        self.identity_changed();
-        self.forget_usage(prefix);
+        self.identity.identity_changed();
+        self.identity.forget_usage(prefix);
         Ok(key.prefix)
     }
 }

@@ -46,14 +46,15 @@ impl Service {
         name: &str,
     ) -> ServiceResult<Team> {
         let access = self
+            .identity
             .team_access::<AdministerTeam>(p, TeamRef::Id(team_id))
             .await?;
         let name = check_team_name(name)?;
         let target = Target::of(access.team_id(), &name);
         let event = self.event(p, AuditAction::TeamRename, Some(&access), target, None);
         self.store.rename_team(&access, &name, event).await?;
-        self.identity_changed();
-        self.load_team(p, TeamRef::Id(team_id)).await
+        self.identity.identity_changed();
+        self.identity.load_team(p, TeamRef::Id(team_id)).await
     }
 
     /// Deletes a team (never the default one). A team holding secrets is only
@@ -64,7 +65,7 @@ impl Service {
         team_id: &str,
         cascade: bool,
     ) -> ServiceResult<(Team, i64)> {
-        let team = self.load_team(p, TeamRef::Id(team_id)).await?;
+        let team = self.identity.load_team(p, TeamRef::Id(team_id)).await?;
         let access = authorize_team::<DeleteTeam>(p, &team)?;
         if team.is_default {
             return Err(ServiceError::Invalid(
@@ -82,7 +83,7 @@ impl Service {
         );
         match self.store.delete_team(&access, cascade, event).await? {
             TeamDeletion::Deleted { secrets } => {
-                self.identity_changed();
+                self.identity.identity_changed();
                 Ok((team, secrets))
             }
             TeamDeletion::HasSecrets(n) => Err(ServiceError::Conflict(format!(
@@ -98,6 +99,7 @@ impl Service {
         team_id: &str,
     ) -> ServiceResult<Vec<(User, TeamRole)>> {
         let access = self
+            .identity
             .team_access::<ReadTeam>(p, TeamRef::Id(team_id))
             .await?;
         Ok(self.store.list_members(&access).await?)
@@ -116,6 +118,7 @@ impl Service {
         keys: KeyHandover,
     ) -> ServiceResult<User> {
         let access = self
+            .identity
             .team_access::<AdministerTeam>(p, TeamRef::Id(team_id))
             .await?;
         super::authority::check_handover(&keys, user_id)?;
@@ -146,7 +149,7 @@ impl Service {
         user_id: &str,
         keys: KeyHandover,
     ) -> ServiceResult<()> {
-        let team = self.load_team(p, TeamRef::Id(team_id)).await?;
+        let team = self.identity.load_team(p, TeamRef::Id(team_id)).await?;
         let access = authorize_team::<AdministerTeam>(p, &team)?;
         if team.is_default {
             return Err(ServiceError::Invalid(
