@@ -172,6 +172,7 @@ async fn writes_racing_a_team_delete_answer_404(app: TestApp) {
         .unwrap_err();
     assert_not_found(e, "team not found");
     let e = other
+        .keys()
         .create_api_key(
             &p,
             Some(&team),
@@ -395,6 +396,7 @@ async fn a_key_created_by_a_user_being_deleted_is_refused(app: TestApp) {
         .unwrap();
     app.delete(&format!("/v1/users/{uid}")).await.ok();
     let e = other
+        .keys()
         .create_api_key(
             &stale,
             Some(&team),

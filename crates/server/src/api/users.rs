@@ -169,6 +169,7 @@ pub async fn mint_user_key(
 ) -> ApiResult<Json<NewApiKeyView>> {
     let token = state
         .service
+        .keys()
         .mint_personal_key(&caller.0, &user_id, body.name)
         .await?;
     Ok(Json(NewApiKeyView {

@@ -50,6 +50,8 @@ pub struct Service {
     /// Principals, the addressed team and the caller's grant on it, key
     /// uses: what several aggregates share.
     identity: Arc<identity::IdentityContext>,
+    /// API keys: create, list, revoke.
+    keys: keys::Keys,
     limits: Limits,
     /// Secret ids by (team id, canonical name), so an update needs no read
     /// before it is sealed. Only a hint: a stale id makes the write fail as
@@ -109,12 +111,19 @@ impl Service {
         let identity_store: Arc<dyn crate::store::IdentityStore + Send + Sync> = store.clone();
         let key_store: Arc<dyn crate::store::KeyStore + Send + Sync> = store.clone();
         let notifier = Arc::new(notify::Notifier::default());
+        let identity = Arc::new(identity::IdentityContext::new(
+            identity_store.clone(),
+            key_store.clone(),
+            notifier.clone(),
+        ));
         Self {
-            identity: Arc::new(identity::IdentityContext::new(
-                identity_store.clone(),
+            keys: keys::Keys::new(
                 key_store,
-                notifier.clone(),
-            )),
+                identity_store.clone(),
+                identity.clone(),
+                limits.quotas.clone(),
+            ),
+            identity,
             audit_log: audit_log::AuditLog::new(audit_store, audit_keys, limits.audit_retention),
             directory: directory::Directory::new(identity_store),
             store,
@@ -151,6 +160,12 @@ impl Service {
     /// the keys' recorded uses.
     pub fn identity(&self) -> &identity::IdentityContext {
         &self.identity
+    }
+
+    /// API keys: create, list, revoke, and an admin minting a user's
+    /// personal key.
+    pub fn keys(&self) -> &keys::Keys {
+        &self.keys
     }
 
     /// The caller's own user and organization (`users/me`,

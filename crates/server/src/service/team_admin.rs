@@ -136,7 +136,7 @@ impl Service {
             .store
             .set_member(&access, &user.id, role, keys, event)
             .await?;
-        self.authority_changed(outcome, "user not found")?;
+        self.identity.authority_changed(outcome, "user not found")?;
         Ok(user)
     }
 
@@ -166,6 +166,7 @@ impl Service {
             .store
             .remove_member(&access, user_id, keys, event)
             .await?;
-        self.authority_changed(outcome, "the user is not a member of this team")
+        self.identity
+            .authority_changed(outcome, "the user is not a member of this team")
     }
 }

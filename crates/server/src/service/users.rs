@@ -115,7 +115,7 @@ impl Service {
         let target = Target::of(&user.id, user.email.as_deref().unwrap_or_default());
         let event = self.event(p, AuditAction::UserDelete, None, target, None);
         let outcome = self.store.delete_user(&org, user_id, keys, event).await?;
-        self.authority_changed(outcome, "user not found")?;
+        self.identity.authority_changed(outcome, "user not found")?;
         Ok(user)
     }
 }
