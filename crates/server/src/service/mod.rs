@@ -52,6 +52,10 @@ pub struct Service {
     identity: Arc<identity::IdentityContext>,
     /// API keys: create, list, revoke.
     keys: keys::Keys,
+    /// The organization's users.
+    users: users::Users,
+    /// Teams and their members.
+    teams: teams::Teams,
     limits: Limits,
     /// Secret ids by (team id, canonical name), so an update needs no read
     /// before it is sealed. Only a hint: a stale id makes the write fail as
@@ -123,6 +127,16 @@ impl Service {
                 identity.clone(),
                 limits.quotas.clone(),
             ),
+            users: users::Users::new(
+                identity_store.clone(),
+                identity.clone(),
+                limits.quotas.clone(),
+            ),
+            teams: teams::Teams::new(
+                identity_store.clone(),
+                identity.clone(),
+                limits.quotas.clone(),
+            ),
             identity,
             audit_log: audit_log::AuditLog::new(audit_store, audit_keys, limits.audit_retention),
             directory: directory::Directory::new(identity_store),
@@ -166,6 +180,16 @@ impl Service {
     /// personal key.
     pub fn keys(&self) -> &keys::Keys {
         &self.keys
+    }
+
+    /// The organization's users: list, read, create, delete.
+    pub fn users(&self) -> &users::Users {
+        &self.users
+    }
+
+    /// Teams and their members.
+    pub fn teams(&self) -> &teams::Teams {
+        &self.teams
     }
 
     /// The caller's own user and organization (`users/me`,

@@ -1,8 +1,9 @@
 //! Creating, renaming and deleting teams, and their memberships (extensions:
 //! Baseten does these in its web UI).
 
-use super::audit::Target;
-use super::{Service, ServiceError, ServiceResult, TeamRef};
+use super::audit::{event, Target};
+use super::teams::Teams;
+use super::{ServiceError, ServiceResult, TeamRef};
 use crate::domain::access::{
     authorize_org, authorize_team, AdministerTeam, DeleteTeam, KeyHandover, OrgAction, Principal,
     ReadTeam,
@@ -20,7 +21,7 @@ fn check_team_name(name: &str) -> ServiceResult<String> {
         .map_err(|e| ServiceError::Invalid(e.0))
 }
 
-impl Service {
+impl Teams {
     pub async fn create_team(&self, p: &Principal, name: &str) -> ServiceResult<Team> {
         let org = authorize_org(p, OrgAction::AdministerOrg)?;
         let team = NewTeam {
@@ -28,14 +29,14 @@ impl Service {
             name: check_team_name(name)?,
             created_at: now_micros(),
         };
-        let event = self.event(
+        let event = event(
             p,
             AuditAction::TeamCreate,
             None,
             Target::of(&team.id, &team.name),
             None,
         );
-        let max = self.limits.quotas.teams_per_org;
+        let max = self.quotas.teams_per_org;
         Ok(self.store.create_team(&org, team, max, event).await?)
     }
 
@@ -51,7 +52,7 @@ impl Service {
             .await?;
         let name = check_team_name(name)?;
         let target = Target::of(access.team_id(), &name);
-        let event = self.event(p, AuditAction::TeamRename, Some(&access), target, None);
+        let event = event(p, AuditAction::TeamRename, Some(&access), target, None);
         self.store.rename_team(&access, &name, event).await?;
         self.identity.identity_changed();
         self.identity.load_team(p, TeamRef::Id(team_id)).await
@@ -74,7 +75,7 @@ impl Service {
         }
         let detail = serde_json::json!({ "cascade": cascade }).to_string();
         let target = Target::of(&team.id, &team.name);
-        let event = self.event(
+        let event = event(
             p,
             AuditAction::TeamDelete,
             Some(&access),
@@ -122,10 +123,10 @@ impl Service {
             .team_access::<AdministerTeam>(p, TeamRef::Id(team_id))
             .await?;
         super::authority::check_handover(&keys, user_id)?;
-        let user = self.get_user(p, user_id).await?;
+        let user = super::users::find_user(self.store.as_ref(), p, user_id).await?;
         let detail = serde_json::json!({ "role": role.as_str() }).to_string();
         let target = Target::of(&user.id, user.email.as_deref().unwrap_or_default());
-        let event = self.event(
+        let event = event(
             p,
             AuditAction::MemberSet,
             Some(&access),
@@ -161,7 +162,7 @@ impl Service {
             id: Some(user_id),
             name: None,
         };
-        let event = self.event(p, AuditAction::MemberRemove, Some(&access), target, None);
+        let event = event(p, AuditAction::MemberRemove, Some(&access), target, None);
         let outcome = self
             .store
             .remove_member(&access, user_id, keys, event)

@@ -1,10 +1,13 @@
 //! Teams as the Baseten routes see them.
 
-use super::{Service, ServiceResult};
+use super::identity::IdentityContext;
+use super::{Quotas, ServiceResult};
 use crate::domain::access::{
     authorize_org, authorize_team, can_read_team, OrgAction, Principal, ReadTeam,
 };
 use crate::domain::types::Team;
+use crate::store::IdentityStore;
+use std::sync::Arc;
 
 /// Which team a request addresses.
 #[derive(Debug, Clone, Copy)]
@@ -14,7 +17,29 @@ pub enum TeamRef<'a> {
     Id(&'a str),
 }
 
-impl Service {
+/// The teams aggregate: the teams a caller sees (`teams.rs`), creating,
+/// renaming and deleting them and their members (`team_admin.rs`). Holds
+/// the store's identity side, the identity context (the addressed team, the
+/// caches a change clears) and the teams quota.
+pub struct Teams {
+    pub(super) store: Arc<dyn IdentityStore + Send + Sync>,
+    pub(super) identity: Arc<IdentityContext>,
+    pub(super) quotas: Quotas,
+}
+
+impl Teams {
+    pub(crate) fn new(
+        store: Arc<dyn IdentityStore + Send + Sync>,
+        identity: Arc<IdentityContext>,
+        quotas: Quotas,
+    ) -> Self {
+        Self {
+            store,
+            identity,
+            quotas,
+        }
+    }
+
     /// Teams the caller can see, optionally only the one with an exact name.
     pub async fn list_teams(&self, p: &Principal, name: Option<&str>) -> ServiceResult<Vec<Team>> {
         let org = authorize_org(p, OrgAction::ListTeams)?;
