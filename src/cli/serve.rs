@@ -26,7 +26,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         state.shutdown.clone(),
     )
     .await?;
-    if let Err(e) = state.service.flush_usage().await {
+    if let Err(e) = state.service.identity().flush_usage().await {
         tracing::warn!(error = %e, "could not record the last API key uses");
     }
     if let Err(e) = state.service.flush_consumers().await {

@@ -503,6 +503,7 @@ impl TestApp {
     pub async fn reveal(&self, key: &str, team_id: &str, name: &str) -> String {
         let p = self
             .service()
+            .identity()
             .authenticate(Some(&format!("Bearer {key}")))
             .await
             .unwrap();

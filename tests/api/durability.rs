@@ -76,6 +76,7 @@ async fn acknowledged_writes_survive_kill_9(storage: Storage) {
         .await
         .unwrap();
     let p = service
+        .identity()
         .authenticate(Some(&format!("Bearer {key}")))
         .await
         .unwrap();

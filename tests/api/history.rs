@@ -212,6 +212,7 @@ async fn destroy_previous_destroys_every_earlier_value(app: TestApp) {
     // No ciphertext is left for them in the store.
     let p = app
         .service()
+        .identity()
         .authenticate(Some(&format!("Bearer {}", app.admin_key)))
         .await
         .unwrap();
@@ -389,6 +390,7 @@ async fn one_shot_consumers_warn_expire_and_never_block(app: TestApp) {
     // news).
     let p = app
         .service()
+        .identity()
         .authenticate(Some(&format!("Bearer {}", app.admin_key)))
         .await
         .unwrap();

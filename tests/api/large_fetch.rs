@@ -286,6 +286,7 @@ async fn interrupted_answer_is_never_complete(app: TestApp) {
     // Deterministically, below HTTP: the cursor's next page after a write.
     let p = app
         .service()
+        .identity()
         .authenticate(Some(&format!("Bearer {key}")))
         .await
         .unwrap();

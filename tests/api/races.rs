@@ -85,6 +85,7 @@ async fn writes_racing_a_team_delete_answer_404(app: TestApp) {
     let user = app.new_user(json!({"email": "late@example.com"})).await;
     let other = &app.independent_service().await;
     let p = other
+        .identity()
         .authenticate(Some(&format!("Bearer {}", app.admin_key)))
         .await
         .unwrap();
@@ -171,6 +172,7 @@ async fn writes_racing_a_team_delete_answer_404(app: TestApp) {
         .unwrap_err();
     assert_not_found(e, "team not found");
     let e = other
+        .keys()
         .create_api_key(
             &p,
             Some(&team),
@@ -246,6 +248,7 @@ async fn minting_a_key_for_a_user_being_deleted_answers_404(app: TestApp) {
     let user_id = app.new_user(json!({"email": "going@example.com"})).await;
     let other = &app.independent_service().await;
     let p = other
+        .identity()
         .authenticate(Some(&format!("Bearer {}", app.admin_key)))
         .await
         .unwrap();
@@ -387,11 +390,13 @@ async fn a_key_created_by_a_user_being_deleted_is_refused(app: TestApp) {
     let key = app.personal_key(&uid).await;
     let other = &app.independent_service().await;
     let stale = other
+        .identity()
         .authenticate(Some(&format!("Bearer {key}")))
         .await
         .unwrap();
     app.delete(&format!("/v1/users/{uid}")).await.ok();
     let e = other
+        .keys()
         .create_api_key(
             &stale,
             Some(&team),

@@ -184,7 +184,7 @@ fn spawn_usage_flusher(state: std::sync::Weak<AppState>) {
         loop {
             tick.tick().await;
             let Some(state) = state.upgrade() else { break };
-            if let Err(e) = state.service.flush_usage().await {
+            if let Err(e) = state.service.identity().flush_usage().await {
                 tracing::warn!(error = %e, "could not record API key usage; will retry");
             }
             if let Err(e) = state.service.flush_consumers().await {

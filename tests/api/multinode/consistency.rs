@@ -101,6 +101,7 @@ async fn race_free_upserts_across_two_nodes() {
     // 50 writes counted once in the version (none lost, none doubled).
     let lib = cluster.library().await;
     let p = lib
+        .identity()
         .authenticate(Some(&format!("Bearer {}", cluster.admin_key)))
         .await
         .unwrap();
@@ -283,6 +284,7 @@ async fn alternating_writers_keep_versions_ids_and_values_right() {
     }
     let lib = c.library().await;
     let p = lib
+        .identity()
         .authenticate(Some(&format!("Bearer {}", c.admin_key)))
         .await
         .unwrap();

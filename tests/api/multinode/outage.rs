@@ -156,6 +156,7 @@ async fn locked_table_fails_fast_with_503_and_service_resumes() {
     }
     let lib = c.library().await;
     let p = lib
+        .identity()
         .authenticate(Some(&format!("Bearer {}", c.admin_key)))
         .await
         .unwrap();

@@ -313,6 +313,7 @@ pub(crate) async fn assert_recovers(o: &Outage, within: Duration) -> Duration {
     assert_eq!(secrets.len(), 1 + 10);
     let lib = c.library().await;
     let p = lib
+        .identity()
         .authenticate(Some(&format!("Bearer {}", c.admin_key)))
         .await
         .unwrap();

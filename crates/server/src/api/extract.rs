@@ -55,7 +55,7 @@ async fn authenticate(parts: &Parts, state: &Arc<AppState>) -> Result<Arc<Princi
             }
         },
     };
-    match state.service.authenticate_detailed(header).await {
+    match state.service.identity().authenticate_detailed(header).await {
         Ok(principal) => {
             super::trace::record_caller(&principal.key_prefix);
             Ok(principal)

@@ -66,7 +66,11 @@ pub async fn list_api_keys(
         key_type: q.r#type.as_deref().map(parse_key_type).transpose()?,
         created_by_me: q.created_by_me.unwrap_or(false),
     };
-    let keys = state.service.list_api_keys(&caller.0, filter).await?;
+    let keys = state
+        .service
+        .keys()
+        .list_api_keys(&caller.0, filter)
+        .await?;
     Ok(Json(ApiKeysView {
         keys: keys.into_iter().map(ApiKeyInfoView::from).collect(),
     }))
@@ -83,6 +87,7 @@ pub async fn create_api_key(
 ) -> ApiResult<Json<NewApiKeyView>> {
     let token = state
         .service
+        .keys()
         .create_api_key(&caller.0, None, new_key_from(body)?)
         .await?;
     Ok(Json(NewApiKeyView {
@@ -103,6 +108,7 @@ pub async fn create_team_api_key(
 ) -> ApiResult<Json<NewApiKeyView>> {
     let token = state
         .service
+        .keys()
         .create_api_key(&caller.0, Some(&team_id), new_key_from(body)?)
         .await?;
     Ok(Json(NewApiKeyView {
@@ -120,6 +126,10 @@ pub async fn delete_api_key(
     caller: Caller,
     PathParams(prefix): PathParams<String>,
 ) -> ApiResult<Json<ApiKeyTombstoneView>> {
-    let prefix = state.service.revoke_api_key(&caller.0, &prefix).await?;
+    let prefix = state
+        .service
+        .keys()
+        .revoke_api_key(&caller.0, &prefix)
+        .await?;
     Ok(Json(ApiKeyTombstoneView { prefix }))
 }

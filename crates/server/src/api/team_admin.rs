@@ -24,7 +24,11 @@ pub async fn create_team(
     Body(body): Body<TeamNameRequest>,
 ) -> ApiResult<Json<TeamView>> {
     Ok(Json(team_view(
-        state.service.create_team(&caller.0, &body.name).await?,
+        state
+            .service
+            .teams()
+            .create_team(&caller.0, &body.name)
+            .await?,
     )))
 }
 
@@ -41,6 +45,7 @@ pub async fn rename_team(
     Ok(Json(team_view(
         state
             .service
+            .teams()
             .rename_team(&caller.0, &team_id, &body.name)
             .await?,
     )))
@@ -64,6 +69,7 @@ pub async fn delete_team(
 ) -> ApiResult<Json<TeamTombstoneView>> {
     let (team, deleted_secrets) = state
         .service
+        .teams()
         .delete_team(&caller.0, &team_id, q.cascade.unwrap_or(false))
         .await?;
     Ok(Json(TeamTombstoneView {
@@ -82,7 +88,11 @@ pub async fn list_members(
     caller: Caller,
     PathParams(team_id): PathParams<String>,
 ) -> ApiResult<Json<MembersView>> {
-    let members = state.service.list_members(&caller.0, &team_id).await?;
+    let members = state
+        .service
+        .teams()
+        .list_members(&caller.0, &team_id)
+        .await?;
     Ok(Json(MembersView {
         members: members
             .into_iter()
@@ -121,6 +131,7 @@ pub async fn set_member(
     let keys = q.handover()?;
     let user = state
         .service
+        .teams()
         .set_member(&caller.0, &team_id, &user_id, role, keys)
         .await?;
     Ok(Json(MemberView {
@@ -147,6 +158,7 @@ pub async fn remove_member(
     let keys = q.handover()?;
     state
         .service
+        .teams()
         .remove_member(&caller.0, &team_id, &user_id, keys)
         .await?;
     Ok(Json(

@@ -25,6 +25,7 @@ pub async fn list_teams(
 ) -> ApiResult<Json<TeamsView>> {
     let teams = state
         .service
+        .teams()
         .list_teams(&caller.0, filter.name.as_deref())
         .await?;
     Ok(Json(TeamsView {
@@ -42,6 +43,6 @@ pub async fn get_team(
     PathParams(team_id): PathParams<String>,
 ) -> ApiResult<Json<TeamView>> {
     Ok(Json(team_view(
-        state.service.get_team(&caller.0, &team_id).await?,
+        state.service.teams().get_team(&caller.0, &team_id).await?,
     )))
 }

@@ -47,6 +47,7 @@ pub async fn list_users(
         .await?;
     let page = state
         .service
+        .users()
         .list_users(&caller.0, q.cursor, limit, q.email)
         .await?;
     Ok(Json(UsersView {
@@ -71,7 +72,7 @@ pub async fn get_user(
     caller: Caller,
     PathParams(user_id): PathParams<String>,
 ) -> ApiResult<Json<UserView>> {
-    let user = state.service.get_user(&caller.0, &user_id).await?;
+    let user = state.service.users().get_user(&caller.0, &user_id).await?;
     let org = state
         .service
         .directory()
@@ -133,6 +134,7 @@ pub async fn create_user(
     let role = parse_org_role(body.role)?;
     let user = state
         .service
+        .users()
         .create_user(&caller.0, body.email, body.name, role)
         .await?;
     Ok(Json(user.into()))
@@ -152,7 +154,11 @@ pub async fn delete_user(
     QueryParams(q): QueryParams<KeyHandoverQuery>,
 ) -> ApiResult<Json<UserTombstoneView>> {
     let keys = q.handover()?;
-    let user = state.service.delete_user(&caller.0, &user_id, keys).await?;
+    let user = state
+        .service
+        .users()
+        .delete_user(&caller.0, &user_id, keys)
+        .await?;
     Ok(Json(UserTombstoneView { user_id: user.id }))
 }
 
@@ -169,6 +175,7 @@ pub async fn mint_user_key(
 ) -> ApiResult<Json<NewApiKeyView>> {
     let token = state
         .service
+        .keys()
         .mint_personal_key(&caller.0, &user_id, body.name)
         .await?;
     Ok(Json(NewApiKeyView {

@@ -53,8 +53,7 @@ impl<'a> Target<'a> {
 }
 
 impl Service {
-    /// An event of `p` doing `action` in `team` (successfully: the store
-    /// records it only with the change).
+    /// An event of `p` doing `action` in `team` (see [`event`]).
     pub(crate) fn event(
         &self,
         p: &Principal,
@@ -63,29 +62,41 @@ impl Service {
         target: Target<'_>,
         detail: Option<String>,
     ) -> AuditEvent {
-        let request = current();
-        AuditEvent {
-            chain: String::new(),
-            seq: 0,
-            time: now_micros(),
-            actor_key: Some(p.key_prefix.clone()),
-            actor_type: Some(p.key_type.to_string()),
-            actor_user: p.user_id().map(str::to_owned).or(p.created_by.clone()),
-            org_id: Some(p.org_id.clone()),
-            team_id: team.map(|t| t.team_id().to_owned()),
-            action: action.as_str().to_owned(),
-            target_id: target.id.map(str::to_owned),
-            target_name: target.name.map(str::to_owned),
-            result: "ok".to_owned(),
-            request_id: request.request_id,
-            client: request.client,
-            detail,
-        }
+        event(p, action, team, target, detail)
     }
 
     /// An event of the server itself (a scheduled job).
     pub(crate) fn system_event(&self, action: AuditAction) -> AuditEvent {
         system_event(action)
+    }
+}
+
+/// An event of `p` doing `action` in `team` (successfully: the store
+/// records it only with the change).
+pub(crate) fn event(
+    p: &Principal,
+    action: AuditAction,
+    team: Option<&dyn TeamGrant>,
+    target: Target<'_>,
+    detail: Option<String>,
+) -> AuditEvent {
+    let request = current();
+    AuditEvent {
+        chain: String::new(),
+        seq: 0,
+        time: now_micros(),
+        actor_key: Some(p.key_prefix.clone()),
+        actor_type: Some(p.key_type.to_string()),
+        actor_user: p.user_id().map(str::to_owned).or(p.created_by.clone()),
+        org_id: Some(p.org_id.clone()),
+        team_id: team.map(|t| t.team_id().to_owned()),
+        action: action.as_str().to_owned(),
+        target_id: target.id.map(str::to_owned),
+        target_name: target.name.map(str::to_owned),
+        result: "ok".to_owned(),
+        request_id: request.request_id,
+        client: request.client,
+        detail,
     }
 }
 

@@ -1,7 +1,8 @@
 //! Authentication: from an `Authorization` header to a [`Principal`].
 
 use super::cache::{HeapSize, TtlCache};
-use super::{Service, ServiceError, ServiceResult};
+use super::identity::IdentityContext;
+use super::{ServiceError, ServiceResult};
 use crate::domain::access::Principal;
 use crate::domain::key_token::PresentedToken;
 use crate::domain::types::KeyType;
@@ -24,7 +25,7 @@ pub struct ResolvedKey {
 /// per request.
 ///
 /// Contract: this cache's TTL ([`PRINCIPAL_TTL`]) and its clearing on every
-/// local identity change (`Service::identity_changed`) together *are* the
+/// local identity change (`IdentityContext::identity_changed`) together *are* the
 /// guarantee that a revoked key is refused on every node within one second:
 /// this node at once, others once their entry is [`PRINCIPAL_TTL`] old.
 /// Memory: the default budget of [`TtlCache::new`], weighed per entry by
@@ -181,11 +182,11 @@ fn token_from_header(header: Option<&str>) -> Result<&str, AuthFailure> {
 
 const INVALID_KEY: &str = "invalid or revoked API key";
 
-impl Service {
+impl IdentityContext {
     /// Why a key without a live row is refused: revoked, when it is one the
     /// server revoked (same prefix, same secret), else unknown.
     async fn unknown_key(&self, presented: &PresentedToken<'_>) -> Result<AuthFailure, AuthError> {
-        Ok(match self.store.revoked_key_hash(presented.prefix).await? {
+        Ok(match self.keys.revoked_key_hash(presented.prefix).await? {
             Some(hash) if presented.matches(&hash) => AuthFailure::RevokedKey,
             _ => AuthFailure::UnknownKey,
         })
@@ -195,7 +196,7 @@ impl Service {
         Ok(self.authenticate_detailed(header).await?)
     }
 
-    /// Like [`Service::authenticate`], saying why credentials were refused.
+    /// Like [`IdentityContext::authenticate`], saying why credentials were refused.
     pub async fn authenticate_detailed(
         &self,
         header: Option<&str>,
@@ -203,7 +204,7 @@ impl Service {
         use AuthError::Refused;
         let token = token_from_header(header).map_err(Refused)?;
         let presented = PresentedToken::parse(token).ok_or(Refused(AuthFailure::MalformedKey))?;
-        if let Some(resolved) = self.auth_cache.get(presented.prefix) {
+        if let Some(resolved) = self.principals.get(presented.prefix) {
             return if presented.matches(&resolved.secret_hash) {
                 self.usage
                     .record(presented.prefix, crate::domain::time::now_micros());
@@ -212,7 +213,7 @@ impl Service {
                 Err(Refused(AuthFailure::WrongSecret))
             };
         }
-        let Some(key) = self.store.find_api_key(presented.prefix).await? else {
+        let Some(key) = self.keys.find_api_key(presented.prefix).await? else {
             return Err(Refused(self.unknown_key(&presented).await?));
         };
         if !presented.matches(&key.secret_hash) {
@@ -221,11 +222,11 @@ impl Service {
         let (user, memberships) = match (&key.key_type, &key.user_id) {
             (KeyType::Personal, Some(user_id)) => {
                 let user = self
-                    .store
+                    .identities
                     .principal_user(user_id)
                     .await?
                     .ok_or(Refused(AuthFailure::UnknownUser))?;
-                let memberships = self.store.memberships(user_id).await?;
+                let memberships = self.identities.memberships(user_id).await?;
                 (Some(user), memberships)
             }
             (KeyType::Personal, None) => return Err(Refused(AuthFailure::UnknownUser)),
@@ -241,7 +242,7 @@ impl Service {
             created_by: key.created_by.clone(),
             secret_names: key.secret_names.clone(),
         });
-        self.auth_cache.put(
+        self.principals.put(
             key.prefix.clone(),
             Arc::new(ResolvedKey {
                 secret_hash: key.secret_hash.clone(),

@@ -3,7 +3,8 @@
 //! such authority away (a demotion, a removal from a team, the deletion of a
 //! user) answers, and what it clears on this node once done.
 
-use super::{ConcernedKey, Service, ServiceError, ServiceResult};
+use super::identity::IdentityContext;
+use super::{ConcernedKey, ServiceError, ServiceResult};
 use crate::domain::access::KeyHandover;
 use crate::domain::types::ApiKeyRecord;
 use crate::store::AuthorityOutcome;
@@ -38,7 +39,7 @@ fn listed(keys: &[ApiKeyRecord]) -> (String, Vec<ConcernedKey>) {
     (text, keys)
 }
 
-impl Service {
+impl IdentityContext {
     /// The answer to an authority change: `Ok` when it was made (the keys it
     /// revoked are refused on this node from now on), or the refusal.
     /// `not_found` is what a missing user or membership is told.

@@ -104,7 +104,7 @@ pub enum Poll {
 impl Service {
     async fn delivery_grant(&self, p: &Principal) -> ServiceResult<DeliveryAccess> {
         let team_id = authorize_delivery(p)?;
-        let team = self.load_team(p, TeamRef::Id(team_id)).await?;
+        let team = self.identity.load_team(p, TeamRef::Id(team_id)).await?;
         Ok(delivery_access(p, &team)?)
     }
 
@@ -305,14 +305,14 @@ impl Service {
                 _ = sub.identity.changed() => {
                     // Keys, users or teams were deleted somewhere: is this
                     // key still good?
-                    let again = self.authenticate(authorization).await?;
+                    let again = self.identity.authenticate(authorization).await?;
                     self.delivery_grant(&again).await?;
                 }
                 _ = sub.shutdown.changed() => return Ok(Poll::Unchanged { revision: held }),
             }
         }
         // A change: answer for the key as it stands now.
-        let p = self.authenticate(authorization).await?;
+        let p = self.identity.authenticate(authorization).await?;
         let grant = self.delivery_grant(&p).await?;
         let delivery = self
             .shared_delivery(&grant, &p.key_prefix, woken_at)
@@ -482,11 +482,11 @@ impl Service {
     pub async fn apply_store_event(&self, event: StoreEvent) {
         match event {
             StoreEvent::Revision { team_id, revision } => self.notifier.publish(&team_id, revision),
-            StoreEvent::IdentityChanged => self.forget_identities(),
+            StoreEvent::IdentityChanged => self.identity.identity_changed(),
             StoreEvent::Resync => {
                 // Changes made while nobody listened: re-read the revisions
                 // of the teams that have waiters, and re-check every key.
-                self.forget_identities();
+                self.identity.identity_changed();
                 let teams = self.notifier.watched_teams();
                 if teams.is_empty() {
                     return;

@@ -128,7 +128,7 @@ impl Service {
         name: &str,
     ) -> ServiceResult<(TeamAccess<A>, StoredSecret)> {
         let name = self.parse_secret_name(name)?;
-        let access = self.team_access::<A>(p, team).await?;
+        let access = self.identity.team_access::<A>(p, team).await?;
         let stored = self
             .store
             .latest_secret(access.as_grant(), name.canonical())
@@ -153,7 +153,7 @@ impl Service {
         now: Micros,
     ) -> ServiceResult<Versions> {
         let name = self.parse_secret_name(name)?;
-        let access = self.team_access::<ReadSecrets>(p, team).await?;
+        let access = self.identity.team_access::<ReadSecrets>(p, team).await?;
         let history = self
             .store
             .secret_history(&access, name.canonical())
@@ -303,7 +303,7 @@ impl Service {
         p: &Principal,
         team: TeamRef<'_>,
     ) -> ServiceResult<Vec<DeletedSecret>> {
-        let access = self.team_access::<ReadSecrets>(p, team).await?;
+        let access = self.identity.team_access::<ReadSecrets>(p, team).await?;
         Ok(self.store.deleted_secrets(&access).await?)
     }
 
@@ -340,7 +340,7 @@ impl Service {
         name: &str,
         id: Option<&str>,
     ) -> ServiceResult<SecretRecord> {
-        let access = self.team_access::<ManageHistory>(p, team).await?;
+        let access = self.identity.team_access::<ManageHistory>(p, team).await?;
         let deleted = self.find_deleted(&access, name, id).await?;
         let write = self
             .store
@@ -370,7 +370,7 @@ impl Service {
         name: &str,
         id: Option<&str>,
     ) -> ServiceResult<DeletedSecret> {
-        let access = self.team_access::<ManageHistory>(p, team).await?;
+        let access = self.identity.team_access::<ManageHistory>(p, team).await?;
         let deleted = self.find_deleted(&access, name, id).await?;
         if !self
             .store

@@ -1,7 +1,8 @@
 //! API keys: create, list, revoke.
 
-use super::audit::Target;
-use super::{Service, ServiceError, ServiceResult, TeamRef};
+use super::audit::{event, Target};
+use super::identity::IdentityContext;
+use super::{Quotas, ServiceError, ServiceResult, TeamRef};
 use crate::domain::access::{
     authorize_new_key, authorize_org, authorize_revocation, can_see_key, key_scope, KeyTarget,
     OrgAction, Principal,
@@ -11,7 +12,8 @@ use crate::domain::key_token::NewKeyToken;
 use crate::domain::secret_name::SecretName;
 use crate::domain::time::now_micros;
 use crate::domain::types::KeyType;
-use crate::store::{KeyListing, NewApiKey, StoreError, AUTHORITY_GONE};
+use crate::store::{IdentityStore, KeyListing, KeyStore, NewApiKey, StoreError, AUTHORITY_GONE};
+use std::sync::Arc;
 
 /// What a client asked for when creating a key.
 #[derive(Debug, Clone)]
@@ -43,7 +45,32 @@ fn check_key_name(name: Option<String>) -> ServiceResult<Option<String>> {
     .transpose()
 }
 
-impl Service {
+/// The keys aggregate: creating, listing and revoking API keys. Holds the
+/// store's key side, its identity side (to find the user a personal key is
+/// minted for), the identity context (the addressed team, pending uses, the
+/// caches a revocation clears) and the key quotas.
+pub struct Keys {
+    store: Arc<dyn KeyStore + Send + Sync>,
+    users: Arc<dyn IdentityStore + Send + Sync>,
+    identity: Arc<IdentityContext>,
+    quotas: Quotas,
+}
+
+impl Keys {
+    pub(crate) fn new(
+        store: Arc<dyn KeyStore + Send + Sync>,
+        users: Arc<dyn IdentityStore + Send + Sync>,
+        identity: Arc<IdentityContext>,
+        quotas: Quotas,
+    ) -> Self {
+        Self {
+            store,
+            users,
+            identity,
+            quotas,
+        }
+    }
+
     /// Creates a key; `url_team` is the `{team_id}` of the team-scoped route.
     pub async fn create_api_key(
         &self,
@@ -99,7 +126,7 @@ impl Service {
                     Some(id) => TeamRef::Id(id),
                     None => TeamRef::Implicit,
                 };
-                team = self.load_team(p, team_ref).await?;
+                team = self.identity.load_team(p, team_ref).await?;
                 KeyTarget::Team(&team)
             }
         };
@@ -118,7 +145,7 @@ impl Service {
         let name = check_key_name(name)?;
         let org = authorize_org(p, OrgAction::Lookup)?;
         let user = self
-            .store
+            .users
             .find_user(&org, user_id)
             .await?
             .ok_or_else(|| ServiceError::NotFound("user not found".into()))?;
@@ -148,12 +175,12 @@ impl Service {
             created_at: now_micros(),
         };
         let max = if grant.owner_id().is_some() {
-            self.limits.quotas.keys_per_user
+            self.quotas.keys_per_user
         } else {
-            self.limits.quotas.keys_per_team
+            self.quotas.keys_per_team
         };
         let detail = serde_json::json!({ "key_type": record.key_type.to_string() });
-        let event = self.event(
+        let event = event(
             p,
             AuditAction::ApiKeyCreate,
             None,
@@ -193,7 +220,7 @@ impl Service {
             })
             .collect();
         for k in &mut keys {
-            if let Some(at) = self.usage.pending(&k.key.prefix) {
+            if let Some(at) = self.identity.pending_use(&k.key.prefix) {
                 k.key.last_used_at = Some(k.key.last_used_at.unwrap_or(0).max(at));
             }
         }
@@ -217,12 +244,12 @@ impl Service {
             id: Some(&key.prefix),
             name: key.name.as_deref(),
         };
-        let event = self.event(p, AuditAction::ApiKeyRevoke, None, target, None);
+        let event = event(p, AuditAction::ApiKeyRevoke, None, target, None);
         if !self.store.delete_api_key(&grant, event).await? {
             return Err(not_found());
         }
-        self.identity_changed();
-        self.forget_usage(prefix);
+        self.identity.identity_changed();
+        self.identity.forget_usage(prefix);
         Ok(key.prefix)
     }
 }

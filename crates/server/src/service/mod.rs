@@ -16,6 +16,7 @@ pub mod delivery_stream;
 pub mod directory;
 mod error;
 pub mod history;
+pub mod identity;
 pub mod keys;
 mod limits;
 pub mod notify;
@@ -34,7 +35,6 @@ pub use teams::TeamRef;
 
 use crate::crypto::fingerprint::Fingerprinter;
 use crate::crypto::Keyring;
-use crate::domain::types::Team;
 use crate::store::{DynStore, StoreError};
 use std::sync::Arc;
 
@@ -47,16 +47,20 @@ pub struct Service {
     audit_log: audit_log::AuditLog,
     /// The caller's own user and organization.
     directory: directory::Directory,
+    /// Principals, the addressed team and the caller's grant on it, key
+    /// uses: what several aggregates share.
+    identity: Arc<identity::IdentityContext>,
+    /// API keys: create, list, revoke.
+    keys: keys::Keys,
+    /// The organization's users.
+    users: users::Users,
+    /// Teams and their members.
+    teams: teams::Teams,
     limits: Limits,
-    auth_cache: auth::PrincipalCache,
-    /// Teams by id, and each organization's default team by org id.
-    team_cache: cache::TtlCache<String, Team>,
-    default_team_cache: cache::TtlCache<String, Team>,
     /// Secret ids by (team id, canonical name), so an update needs no read
     /// before it is sealed. Only a hint: a stale id makes the write fail as
     /// `Stale`, and the id is read again.
     secret_ids: cache::TtlCache<(String, String), String>,
-    usage: usage::UsageRecorder,
     consumers: consumers::ConsumerRecorder,
     /// Reads of content already recorded, counted (see `read_fold.rs`).
     read_fold: read_fold::ReadFold,
@@ -69,7 +73,9 @@ pub struct Service {
     /// The last snapshot read of each team's secrets (ciphertexts), valid
     /// at the one revision it was read at (see `snapshots.rs`).
     sealed_snapshots: snapshots::SnapshotCache,
-    notifier: notify::Notifier,
+    /// Shared with the identity context, which wakes long polls to re-check
+    /// their keys after an identity change.
+    notifier: Arc<notify::Notifier>,
     /// Snapshots being read for waiters woken together (see
     /// `scope_revision.rs`).
     snapshot_flight: scope_revision::SnapshotFlight,
@@ -107,25 +113,45 @@ impl Service {
         // Upcast: the audit log sees the store's audit side only.
         let audit_store: Arc<dyn crate::store::AuditStore + Send + Sync> = store.clone();
         let identity_store: Arc<dyn crate::store::IdentityStore + Send + Sync> = store.clone();
+        let key_store: Arc<dyn crate::store::KeyStore + Send + Sync> = store.clone();
+        let notifier = Arc::new(notify::Notifier::default());
+        let identity = Arc::new(identity::IdentityContext::new(
+            identity_store.clone(),
+            key_store.clone(),
+            notifier.clone(),
+        ));
         Self {
+            keys: keys::Keys::new(
+                key_store,
+                identity_store.clone(),
+                identity.clone(),
+                limits.quotas.clone(),
+            ),
+            users: users::Users::new(
+                identity_store.clone(),
+                identity.clone(),
+                limits.quotas.clone(),
+            ),
+            teams: teams::Teams::new(
+                identity_store.clone(),
+                identity.clone(),
+                limits.quotas.clone(),
+            ),
+            identity,
             audit_log: audit_log::AuditLog::new(audit_store, audit_keys, limits.audit_retention),
             directory: directory::Directory::new(identity_store),
             store,
             keyring,
             limits,
-            auth_cache: auth::PrincipalCache::new(auth::PRINCIPAL_TTL),
-            team_cache: cache::TtlCache::new(auth::PRINCIPAL_TTL),
-            default_team_cache: cache::TtlCache::new(auth::PRINCIPAL_TTL),
             secret_ids: cache::TtlCache::with_budget(
                 SECRET_ID_TTL,
                 SECRET_IDS_BUDGET_BYTES,
                 SMALL_ENTRY_BYTES,
             ),
-            usage: usage::UsageRecorder::default(),
             consumers: consumers::ConsumerRecorder::default(),
             read_fold: read_fold::ReadFold::default(),
             fingerprints,
-            notifier: notify::Notifier::default(),
+            notifier,
             known_fingerprints: cache::TtlCache::with_budget(
                 SECRET_ID_TTL,
                 FINGERPRINTS_BUDGET_BYTES,
@@ -142,6 +168,28 @@ impl Service {
     /// organization's view.
     pub fn audit_log(&self) -> &audit_log::AuditLog {
         &self.audit_log
+    }
+
+    /// Authentication, the addressed team and the caller's grant on it,
+    /// the keys' recorded uses.
+    pub fn identity(&self) -> &identity::IdentityContext {
+        &self.identity
+    }
+
+    /// API keys: create, list, revoke, and an admin minting a user's
+    /// personal key.
+    pub fn keys(&self) -> &keys::Keys {
+        &self.keys
+    }
+
+    /// The organization's users: list, read, create, delete.
+    pub fn users(&self) -> &users::Users {
+        &self.users
+    }
+
+    /// Teams and their members.
+    pub fn teams(&self) -> &teams::Teams {
+        &self.teams
     }
 
     /// The caller's own user and organization (`users/me`,
@@ -194,19 +242,5 @@ impl Service {
     /// waiter is registered (a write after it wakes it).
     pub fn waiters(&self, team_id: &str) -> usize {
         self.notifier.waiters(team_id)
-    }
-
-    /// Forgets cached identity data after a local change (teams, members,
-    /// users, keys), so this node applies it on the next request, and has
-    /// long-polling workloads re-check their keys.
-    pub(crate) fn identity_changed(&self) {
-        self.forget_identities();
-    }
-
-    fn forget_identities(&self) {
-        self.auth_cache.clear();
-        self.team_cache.clear();
-        self.default_team_cache.clear();
-        self.notifier.identity_changed();
     }
 }

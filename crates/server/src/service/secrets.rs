@@ -155,7 +155,7 @@ impl Service {
     ) -> ServiceResult<SecretRecord> {
         let name = self.parse_secret_name(name)?;
         self.check_value(&value)?;
-        let access = self.team_access::<WriteSecrets>(p, team).await?;
+        let access = self.identity.team_access::<WriteSecrets>(p, team).await?;
         let key = (access.team_id().to_owned(), name.canonical().to_owned());
         let write = ValueWrite {
             p,
@@ -300,7 +300,7 @@ impl Service {
         p: &Principal,
         team: TeamRef<'_>,
     ) -> ServiceResult<TeamListing> {
-        let access = self.team_access::<ReadSecrets>(p, team).await?;
+        let access = self.identity.team_access::<ReadSecrets>(p, team).await?;
         let stamp = ListingStamp {
             revision: self.store.team_revision(&access).await?,
             team_id: access.team_id().to_owned(),
@@ -339,7 +339,7 @@ impl Service {
         name: &str,
     ) -> ServiceResult<SecretRecord> {
         let name = self.parse_secret_name(name)?;
-        let access = self.team_access::<WriteSecrets>(p, team).await?;
+        let access = self.identity.team_access::<WriteSecrets>(p, team).await?;
         let write = self
             .store
             .delete_secret(

@@ -1,8 +1,9 @@
 //! Creating, renaming and deleting teams, and their memberships (extensions:
 //! Baseten does these in its web UI).
 
-use super::audit::Target;
-use super::{Service, ServiceError, ServiceResult, TeamRef};
+use super::audit::{event, Target};
+use super::teams::Teams;
+use super::{ServiceError, ServiceResult, TeamRef};
 use crate::domain::access::{
     authorize_org, authorize_team, AdministerTeam, DeleteTeam, KeyHandover, OrgAction, Principal,
     ReadTeam,
@@ -20,7 +21,7 @@ fn check_team_name(name: &str) -> ServiceResult<String> {
         .map_err(|e| ServiceError::Invalid(e.0))
 }
 
-impl Service {
+impl Teams {
     pub async fn create_team(&self, p: &Principal, name: &str) -> ServiceResult<Team> {
         let org = authorize_org(p, OrgAction::AdministerOrg)?;
         let team = NewTeam {
@@ -28,14 +29,14 @@ impl Service {
             name: check_team_name(name)?,
             created_at: now_micros(),
         };
-        let event = self.event(
+        let event = event(
             p,
             AuditAction::TeamCreate,
             None,
             Target::of(&team.id, &team.name),
             None,
         );
-        let max = self.limits.quotas.teams_per_org;
+        let max = self.quotas.teams_per_org;
         Ok(self.store.create_team(&org, team, max, event).await?)
     }
 
@@ -46,14 +47,15 @@ impl Service {
         name: &str,
     ) -> ServiceResult<Team> {
         let access = self
+            .identity
             .team_access::<AdministerTeam>(p, TeamRef::Id(team_id))
             .await?;
         let name = check_team_name(name)?;
         let target = Target::of(access.team_id(), &name);
-        let event = self.event(p, AuditAction::TeamRename, Some(&access), target, None);
+        let event = event(p, AuditAction::TeamRename, Some(&access), target, None);
         self.store.rename_team(&access, &name, event).await?;
-        self.identity_changed();
-        self.load_team(p, TeamRef::Id(team_id)).await
+        self.identity.identity_changed();
+        self.identity.load_team(p, TeamRef::Id(team_id)).await
     }
 
     /// Deletes a team (never the default one). A team holding secrets is only
@@ -64,7 +66,7 @@ impl Service {
         team_id: &str,
         cascade: bool,
     ) -> ServiceResult<(Team, i64)> {
-        let team = self.load_team(p, TeamRef::Id(team_id)).await?;
+        let team = self.identity.load_team(p, TeamRef::Id(team_id)).await?;
         let access = authorize_team::<DeleteTeam>(p, &team)?;
         if team.is_default {
             return Err(ServiceError::Invalid(
@@ -73,7 +75,7 @@ impl Service {
         }
         let detail = serde_json::json!({ "cascade": cascade }).to_string();
         let target = Target::of(&team.id, &team.name);
-        let event = self.event(
+        let event = event(
             p,
             AuditAction::TeamDelete,
             Some(&access),
@@ -82,7 +84,7 @@ impl Service {
         );
         match self.store.delete_team(&access, cascade, event).await? {
             TeamDeletion::Deleted { secrets } => {
-                self.identity_changed();
+                self.identity.identity_changed();
                 Ok((team, secrets))
             }
             TeamDeletion::HasSecrets(n) => Err(ServiceError::Conflict(format!(
@@ -98,6 +100,7 @@ impl Service {
         team_id: &str,
     ) -> ServiceResult<Vec<(User, TeamRole)>> {
         let access = self
+            .identity
             .team_access::<ReadTeam>(p, TeamRef::Id(team_id))
             .await?;
         Ok(self.store.list_members(&access).await?)
@@ -116,13 +119,14 @@ impl Service {
         keys: KeyHandover,
     ) -> ServiceResult<User> {
         let access = self
+            .identity
             .team_access::<AdministerTeam>(p, TeamRef::Id(team_id))
             .await?;
         super::authority::check_handover(&keys, user_id)?;
-        let user = self.get_user(p, user_id).await?;
+        let user = super::users::find_user(self.store.as_ref(), p, user_id).await?;
         let detail = serde_json::json!({ "role": role.as_str() }).to_string();
         let target = Target::of(&user.id, user.email.as_deref().unwrap_or_default());
-        let event = self.event(
+        let event = event(
             p,
             AuditAction::MemberSet,
             Some(&access),
@@ -133,7 +137,7 @@ impl Service {
             .store
             .set_member(&access, &user.id, role, keys, event)
             .await?;
-        self.authority_changed(outcome, "user not found")?;
+        self.identity.authority_changed(outcome, "user not found")?;
         Ok(user)
     }
 
@@ -146,7 +150,7 @@ impl Service {
         user_id: &str,
         keys: KeyHandover,
     ) -> ServiceResult<()> {
-        let team = self.load_team(p, TeamRef::Id(team_id)).await?;
+        let team = self.identity.load_team(p, TeamRef::Id(team_id)).await?;
         let access = authorize_team::<AdministerTeam>(p, &team)?;
         if team.is_default {
             return Err(ServiceError::Invalid(
@@ -158,11 +162,12 @@ impl Service {
             id: Some(user_id),
             name: None,
         };
-        let event = self.event(p, AuditAction::MemberRemove, Some(&access), target, None);
+        let event = event(p, AuditAction::MemberRemove, Some(&access), target, None);
         let outcome = self
             .store
             .remove_member(&access, user_id, keys, event)
             .await?;
-        self.authority_changed(outcome, "the user is not a member of this team")
+        self.identity
+            .authority_changed(outcome, "the user is not a member of this team")
     }
 }

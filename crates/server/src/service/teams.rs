@@ -1,11 +1,12 @@
 //! Teams as the Baseten routes see them.
 
-use super::{Service, ServiceError, ServiceResult};
+use super::identity::IdentityContext;
+use super::{Quotas, ServiceResult};
 use crate::domain::access::{
-    self, authorize_org, authorize_team, can_read_team, OrgAction, Principal, ReadTeam, TeamAccess,
-    TeamActionKind,
+    authorize_org, authorize_team, can_read_team, OrgAction, Principal, ReadTeam,
 };
 use crate::domain::types::Team;
+use crate::store::IdentityStore;
 use std::sync::Arc;
 
 /// Which team a request addresses.
@@ -16,7 +17,29 @@ pub enum TeamRef<'a> {
     Id(&'a str),
 }
 
-impl Service {
+/// The teams aggregate: the teams a caller sees (`teams.rs`), creating,
+/// renaming and deleting them and their members (`team_admin.rs`). Holds
+/// the store's identity side, the identity context (the addressed team, the
+/// caches a change clears) and the teams quota.
+pub struct Teams {
+    pub(super) store: Arc<dyn IdentityStore + Send + Sync>,
+    pub(super) identity: Arc<IdentityContext>,
+    pub(super) quotas: Quotas,
+}
+
+impl Teams {
+    pub(crate) fn new(
+        store: Arc<dyn IdentityStore + Send + Sync>,
+        identity: Arc<IdentityContext>,
+        quotas: Quotas,
+    ) -> Self {
+        Self {
+            store,
+            identity,
+            quotas,
+        }
+    }
+
     /// Teams the caller can see, optionally only the one with an exact name.
     pub async fn list_teams(&self, p: &Principal, name: Option<&str>) -> ServiceResult<Vec<Team>> {
         let org = authorize_org(p, OrgAction::ListTeams)?;
@@ -33,54 +56,8 @@ impl Service {
     }
 
     pub async fn get_team(&self, p: &Principal, team_id: &str) -> ServiceResult<Team> {
-        let team = self.load_team(p, TeamRef::Id(team_id)).await?;
+        let team = self.identity.load_team(p, TeamRef::Id(team_id)).await?;
         authorize_team::<ReadTeam>(p, &team)?;
         Ok(team)
-    }
-}
-
-/// The identity context every aggregate shares: the addressed team, loaded
-/// through the team caches, and the caller's grant on it.
-impl Service {
-    /// Loads the addressed team (not yet authorized). Teams change rarely and
-    /// are read on every request, so they are cached like principals.
-    pub(crate) async fn load_team(&self, p: &Principal, team: TeamRef<'_>) -> ServiceResult<Team> {
-        let id = match team {
-            TeamRef::Id(id) => id,
-            TeamRef::Implicit => match access::implicit_team(p) {
-                Some(id) => id,
-                None => return self.default_team(&p.org_id).await,
-            },
-        };
-        if let Some(t) = self.team_cache.get(id) {
-            return Ok((*t).clone());
-        }
-        let team = self
-            .store
-            .find_team(id)
-            .await?
-            .ok_or_else(|| ServiceError::NotFound("team not found".into()))?;
-        self.team_cache.put(id.to_owned(), Arc::new(team.clone()));
-        Ok(team)
-    }
-
-    async fn default_team(&self, org_id: &str) -> ServiceResult<Team> {
-        if let Some(t) = self.default_team_cache.get(org_id) {
-            return Ok((*t).clone());
-        }
-        let team = self.store.default_team(org_id).await?;
-        self.default_team_cache
-            .put(org_id.to_owned(), Arc::new(team.clone()));
-        Ok(team)
-    }
-
-    /// Loads the addressed team and decides whether the caller may act on it.
-    pub(crate) async fn team_access<A: TeamActionKind>(
-        &self,
-        p: &Principal,
-        team: TeamRef<'_>,
-    ) -> ServiceResult<TeamAccess<A>> {
-        let team = self.load_team(p, team).await?;
-        Ok(access::authorize_team::<A>(p, &team)?)
     }
 }

@@ -1,14 +1,16 @@
 //! The user directory, and users as an org admin manages them (extension).
 
-use super::audit::Target;
-use super::{Service, ServiceError, ServiceResult};
+use super::audit::{event, Target};
+use super::identity::IdentityContext;
+use super::{Quotas, ServiceError, ServiceResult};
 use crate::domain::access::{authorize_org, KeyHandover, OrgAction, Principal};
 use crate::domain::audit_action::AuditAction;
 use crate::domain::ids::{is_base62, new_id};
 use crate::domain::names;
 use crate::domain::time::now_micros;
 use crate::domain::types::{OrgRole, User};
-use crate::store::{NewUser, UserQuery};
+use crate::store::{IdentityStore, NewUser, UserQuery};
+use std::sync::Arc;
 
 /// One page of users.
 pub struct UserPage {
@@ -20,7 +22,42 @@ pub struct UserPage {
 pub const MAX_PAGE: usize = 1000;
 pub const DEFAULT_PAGE: usize = 100;
 
-impl Service {
+/// The users aggregate: the organization's directory of users, creating
+/// and deleting them. Holds the store's identity side, the identity context
+/// (a deletion takes authority away and clears its caches) and the users
+/// quota.
+pub struct Users {
+    store: Arc<dyn IdentityStore + Send + Sync>,
+    identity: Arc<IdentityContext>,
+    quotas: Quotas,
+}
+
+/// A user of the caller's organization.
+pub(super) async fn find_user(
+    store: &(dyn IdentityStore + Send + Sync),
+    p: &Principal,
+    user_id: &str,
+) -> ServiceResult<User> {
+    let org = authorize_org(p, OrgAction::ReadDirectory)?;
+    store
+        .find_user(&org, user_id)
+        .await?
+        .ok_or_else(|| ServiceError::NotFound("user not found".into()))
+}
+
+impl Users {
+    pub(crate) fn new(
+        store: Arc<dyn IdentityStore + Send + Sync>,
+        identity: Arc<IdentityContext>,
+        quotas: Quotas,
+    ) -> Self {
+        Self {
+            store,
+            identity,
+            quotas,
+        }
+    }
+
     pub async fn list_users(
         &self,
         p: &Principal,
@@ -62,11 +99,7 @@ impl Service {
     }
 
     pub async fn get_user(&self, p: &Principal, user_id: &str) -> ServiceResult<User> {
-        let org = authorize_org(p, OrgAction::ReadDirectory)?;
-        self.store
-            .find_user(&org, user_id)
-            .await?
-            .ok_or_else(|| ServiceError::NotFound("user not found".into()))
+        find_user(self.store.as_ref(), p, user_id).await
     }
 
     pub async fn create_user(
@@ -90,8 +123,8 @@ impl Service {
             created_at: now_micros(),
         };
         let target = Target::of(&user.id, user.email.as_deref().unwrap_or_default());
-        let event = self.event(p, AuditAction::UserCreate, None, target, None);
-        let max = self.limits.quotas.users_per_org;
+        let event = event(p, AuditAction::UserCreate, None, target, None);
+        let max = self.quotas.users_per_org;
         Ok(self.store.create_user(&org, user, max, event).await?)
     }
 
@@ -113,9 +146,9 @@ impl Service {
         super::authority::check_handover(&keys, user_id)?;
         let user = self.get_user(p, user_id).await?;
         let target = Target::of(&user.id, user.email.as_deref().unwrap_or_default());
-        let event = self.event(p, AuditAction::UserDelete, None, target, None);
+        let event = event(p, AuditAction::UserDelete, None, target, None);
         let outcome = self.store.delete_user(&org, user_id, keys, event).await?;
-        self.authority_changed(outcome, "user not found")?;
+        self.identity.authority_changed(outcome, "user not found")?;
         Ok(user)
     }
 }
