@@ -3,8 +3,9 @@
 //! and decryptable with the value that was acknowledged.
 
 use crate::common::{to_resp, wait_until, Storage};
+use parking_lot::Mutex;
 use serde_json::json;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 async fn acknowledged_writes_survive_kill_9(storage: Storage) {
@@ -30,7 +31,7 @@ async fn acknowledged_writes_survive_kill_9(storage: Storage) {
                 match sent {
                     Ok(r) if r.status() == 200 => {
                         to_resp(r).await;
-                        acked.lock().unwrap().push((name, value));
+                        acked.lock().push((name, value));
                     }
                     // The server died mid-request: not acknowledged.
                     _ => break,
@@ -43,15 +44,12 @@ async fn acknowledged_writes_survive_kill_9(storage: Storage) {
     }
     // Let load build up (100 acknowledged writes), then kill without warning
     // while requests are in flight.
-    wait_until("100 acknowledged writes", || {
-        acked.lock().unwrap().len() >= 100
-    })
-    .await;
+    wait_until("100 acknowledged writes", || acked.lock().len() >= 100).await;
     server.kill9();
     for w in writers {
         w.await.unwrap();
     }
-    let acked = acked.lock().unwrap().clone();
+    let acked = acked.lock().clone();
     assert!(
         acked.len() > 50,
         "too little load to mean anything: {}",

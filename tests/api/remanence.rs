@@ -264,7 +264,7 @@ async fn sqlite_replaced_and_deleted_values_leave_the_files_within_the_bound() {
     let writes = Arc::new(AtomicUsize::new(0));
     // When each write was acknowledged: the writes must not pause while the
     // old values are cleared, or the checkpointer's idle path did the work.
-    let written_at = Arc::new(std::sync::Mutex::new(Vec::<Instant>::new()));
+    let written_at = Arc::new(parking_lot::Mutex::new(Vec::<Instant>::new()));
     let mut writers = Vec::new();
     for w in 0..4 {
         let (writing, writes, url, key, written_at) = (
@@ -289,7 +289,7 @@ async fn sqlite_replaced_and_deleted_values_leave_the_files_within_the_bound() {
                 assert_eq!(r.status(), 200);
                 r.bytes().await.unwrap();
                 writes.fetch_add(1, Ordering::Relaxed);
-                written_at.lock().unwrap().push(Instant::now());
+                written_at.lock().push(Instant::now());
                 i += 1;
             }
         }));
@@ -332,7 +332,6 @@ async fn sqlite_replaced_and_deleted_values_leave_the_files_within_the_bound() {
     let window_end = replaced_at + cleared_after;
     let mut times: Vec<Instant> = written_at
         .lock()
-        .unwrap()
         .iter()
         .copied()
         .filter(|t| (replaced_at..=window_end).contains(t))

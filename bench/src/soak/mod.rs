@@ -180,12 +180,7 @@ async fn soak_one(
             } else {
                 ""
             },
-            stats
-                .first_error
-                .lock()
-                .unwrap()
-                .clone()
-                .unwrap_or_default()
+            stats.first_error.lock().clone().unwrap_or_default()
         );
         return Ok(false);
     }
@@ -194,7 +189,7 @@ async fn soak_one(
 }
 
 fn report(stats: &Stats, idle_rss: u64, final_rss: u64, stop_took: Duration, log: &str) {
-    let minutes = stats.minutes.lock().unwrap();
+    let minutes = stats.minutes.lock();
     println!("\n| minute | good 200s | good errors | p50 ms | p99 ms | max RSS MiB |");
     println!("|---|---|---|---|---|---|");
     let q = |m: &stats::Minute, q: f64| {
@@ -228,14 +223,14 @@ fn report(stats: &Stats, idle_rss: u64, final_rss: u64, stop_took: Duration, log
     }
     println!("\n| hostile client | outcome | count |");
     println!("|---|---|---|");
-    for (kind, outcomes) in stats.hostile.lock().unwrap().iter() {
+    for (kind, outcomes) in stats.hostile.lock().iter() {
         for (outcome, n) in outcomes {
             println!("| {kind} | {outcome} | {n} |");
         }
     }
     println!("\n| socket | closed by the server after (s): p50 | max |");
     println!("|---|---|---|");
-    for (kind, h) in stats.held_ms.lock().unwrap().iter() {
+    for (kind, h) in stats.held_ms.lock().iter() {
         println!(
             "| {kind} | {:.1} | {:.1} |",
             h.value_at_quantile(0.5) as f64 / 1000.0,

@@ -2,8 +2,8 @@
 //! of every kind of client, and the server's RSS over time.
 
 use hdrhistogram::Histogram;
+use parking_lot::Mutex;
 use std::collections::BTreeMap;
-use std::sync::Mutex;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -53,7 +53,7 @@ impl Stats {
     }
 
     pub fn good(&self, at: Instant, latency: Duration, outcome: Result<(), String>) {
-        let mut minutes = self.minutes.lock().unwrap();
+        let mut minutes = self.minutes.lock();
         let len = minutes.len();
         let m = &mut minutes[self.minute_index(at, len)];
         match outcome {
@@ -70,7 +70,7 @@ impl Stats {
     }
 
     pub fn rss(&self, at: Instant, kib: u64) {
-        let mut minutes = self.minutes.lock().unwrap();
+        let mut minutes = self.minutes.lock();
         let len = minutes.len();
         let m = &mut minutes[self.minute_index(at, len)];
         m.rss_kib = m.rss_kib.max(kib);
@@ -89,7 +89,6 @@ impl Stats {
         *self
             .hostile
             .lock()
-            .unwrap()
             .entry(kind)
             .or_default()
             .entry(label)
@@ -100,14 +99,13 @@ impl Stats {
         let _ = self
             .held_ms
             .lock()
-            .unwrap()
             .entry(kind)
             .or_insert_with(crate::client::new_histogram)
             .record((held.as_millis() as u64).max(1));
     }
 
     fn note_error(&self, detail: impl FnOnce() -> String) {
-        let mut first = self.first_error.lock().unwrap();
+        let mut first = self.first_error.lock();
         if first.is_none() {
             *first = Some(detail());
         }
@@ -117,14 +115,12 @@ impl Stats {
         let good: u64 = self
             .minutes
             .lock()
-            .unwrap()
             .iter()
             .map(|m| m.errors.values().sum::<u64>())
             .sum();
         let hostile: u64 = self
             .hostile
             .lock()
-            .unwrap()
             .values()
             .flat_map(|m| m.iter())
             .filter(|(k, _)| k.starts_with("UNEXPECTED"))

@@ -3,10 +3,11 @@
 
 use super::cluster::*;
 use crate::common::{canary, pg_schema_or_skip};
+use parking_lot::Mutex;
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tessera::service::TeamRef;
 use tokio::net::{TcpListener, TcpStream};
@@ -63,7 +64,7 @@ impl PgProxy {
                     continue;
                 };
                 let task = tokio::spawn(pipe(client, upstream, mode.subscribe(), frozen.clone()));
-                conns.lock().unwrap().push(task);
+                conns.lock().push(task);
             }
         }));
     }
@@ -74,12 +75,12 @@ impl PgProxy {
             accept.abort();
             let _ = accept.await;
         }
-        let conns: Vec<_> = self.conns.lock().unwrap().drain(..).collect();
+        let conns: Vec<_> = self.conns.lock().drain(..).collect();
         for c in conns {
             c.abort();
             let _ = c.await;
         }
-        self.frozen.lock().unwrap().clear();
+        self.frozen.lock().clear();
     }
 
     /// Opens the same port again, forwarding.
@@ -112,7 +113,7 @@ impl Drop for PgProxy {
         if let Some(a) = &self.accept {
             a.abort();
         }
-        for c in self.conns.lock().unwrap().iter() {
+        for c in self.conns.lock().iter() {
             c.abort();
         }
     }
@@ -125,7 +126,7 @@ pub(crate) async fn pipe(
     frozen: Arc<Mutex<Vec<TcpStream>>>,
 ) {
     if *mode.borrow_and_update() == Mode::Silent {
-        frozen.lock().unwrap().push(client);
+        frozen.lock().push(client);
         return;
     }
     let Ok(mut server) = TcpStream::connect(upstream).await else {
@@ -141,7 +142,7 @@ pub(crate) async fn pipe(
                 if *mode.borrow_and_update() == Mode::Silent {
                     // The client's side stays open and silent; the database
                     // sees its side close (and rolls back whatever was open).
-                    frozen.lock().unwrap().push(client);
+                    frozen.lock().push(client);
                     return;
                 }
             }

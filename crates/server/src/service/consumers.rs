@@ -6,8 +6,8 @@ use super::{Service, ServiceResult};
 use crate::domain::consumer_kind::ConsumerKind;
 use crate::domain::time::Micros;
 use crate::store::{ConsumerCap, ConsumerSeen};
+use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::Mutex;
 
 /// Consumers waiting to be written, at most; beyond it new ones are
 /// dropped until the next write (a bound on memory whatever clients send).
@@ -81,9 +81,7 @@ pub struct ConsumerRecorder {
 impl ConsumerRecorder {
     /// Records a delivery of `versions` (secret id, version).
     pub fn received<'v>(&self, r: &Received<'_>, versions: impl Iterator<Item = (&'v str, i64)>) {
-        let Ok(mut state) = self.state.lock() else {
-            return;
-        };
+        let mut state = self.state.lock();
         let key = (r.key_prefix.to_owned(), r.instance.to_owned());
         let known = r.revision.is_some() && state.revisions.get(&key) == r.revision.as_ref();
         if !known {
@@ -112,26 +110,20 @@ impl ConsumerRecorder {
     /// Whether `r`'s consumer was last recorded holding `r`'s revision in
     /// full (then there is nothing new to record but the sighting).
     pub fn holds_revision(&self, r: &Received<'_>) -> bool {
-        let Ok(state) = self.state.lock() else {
-            return false;
-        };
+        let state = self.state.lock();
         let key = (r.key_prefix.to_owned(), r.instance.to_owned());
         r.revision.is_some() && state.revisions.get(&key) == r.revision.as_ref()
     }
 
     /// Records that a consumer asked (a long poll that found no change).
     pub fn seen(&self, r: &Received<'_>) {
-        let Ok(mut state) = self.state.lock() else {
-            return;
-        };
+        let mut state = self.state.lock();
         let key = (r.key_prefix.to_owned(), r.instance.to_owned());
         pending_for(&mut state, key, r);
     }
 
     fn take(&self) -> Vec<ConsumerSeen> {
-        let Ok(mut state) = self.state.lock() else {
-            return Vec::new();
-        };
+        let mut state = self.state.lock();
         state.pending_per_key.clear();
         std::mem::take(&mut state.pending)
             .into_iter()
@@ -163,9 +155,7 @@ impl ConsumerRecorder {
                 at: s.seen_at,
                 revision: None,
             };
-            let Ok(mut state) = self.state.lock() else {
-                return;
-            };
+            let mut state = self.state.lock();
             let key = (s.key_prefix.clone(), s.instance.clone());
             if let Some(pending) = pending_for(&mut state, key, &r) {
                 for (id, version, at) in s.received {

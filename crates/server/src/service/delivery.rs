@@ -189,7 +189,7 @@ impl Service {
         woken_at: i64,
     ) -> ServiceResult<Arc<Delivery>> {
         let cell = {
-            let mut building = self.building.lock().unwrap_or_else(|e| e.into_inner());
+            let mut building = self.building.lock();
             building.retain(|_, cell| cell.strong_count() > 0);
             let slot = (key_prefix.to_owned(), woken_at);
             match building.get(&slot).and_then(std::sync::Weak::upgrade) {

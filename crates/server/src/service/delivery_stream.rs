@@ -26,8 +26,9 @@ use super::{Service, ServiceError, ServiceResult};
 use crate::domain::access::DeliveryAccess;
 use crate::domain::secret_value::SecretValue;
 use crate::store::{DeliveryPage, Snapshot, StoredSecret};
+use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// Ciphertext bytes per page of a streamed answer; a team whose values
 /// fit in one page is answered whole (as one body, shared by the waiters
@@ -62,7 +63,7 @@ impl StreamSlot {
 
     /// The stream's pages, for the one response that sends them.
     pub fn take(&self) -> Option<StreamCursor> {
-        self.cursor.lock().unwrap_or_else(|e| e.into_inner()).take()
+        self.cursor.lock().take()
     }
 }
 

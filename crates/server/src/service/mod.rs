@@ -81,7 +81,7 @@ pub struct Service {
     snapshot_flight: scope_revision::SnapshotFlight,
     /// Deliveries being built for waiters woken together, by (key prefix,
     /// revision they were woken at).
-    building: std::sync::Mutex<std::collections::HashMap<(String, i64), SharedBuild>>,
+    building: parking_lot::Mutex<std::collections::HashMap<(String, i64), SharedBuild>>,
     /// The lane of large listings' later pages, node-wide.
     bulk_pages: Arc<bulk_lane::BulkLane>,
 }

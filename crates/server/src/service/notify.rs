@@ -13,8 +13,8 @@
 //!
 //! A waiter costs a watch receiver and nothing else while it waits.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::Mutex;
 use tokio::sync::watch;
 
 #[derive(Debug)]
@@ -47,7 +47,7 @@ pub struct Subscription {
 impl Notifier {
     pub fn subscribe(&self, team_id: &str) -> Subscription {
         let revision = {
-            let mut teams = self.teams.lock().unwrap_or_else(|e| e.into_inner());
+            let mut teams = self.teams.lock();
             if teams.len() >= PRUNE_AT {
                 teams.retain(|_, tx| tx.receiver_count() > 0);
             }
@@ -69,7 +69,7 @@ impl Notifier {
 
     /// A team's revision moved to `revision` (never moves it back).
     pub fn publish(&self, team_id: &str, revision: i64) {
-        let mut teams = self.teams.lock().unwrap_or_else(|e| e.into_inner());
+        let mut teams = self.teams.lock();
         if let Some(tx) = teams.get(team_id) {
             if tx.receiver_count() == 0 {
                 teams.remove(team_id);
@@ -87,13 +87,13 @@ impl Notifier {
 
     /// How many waiters are subscribed to a team's changes now.
     pub fn waiters(&self, team_id: &str) -> usize {
-        let teams = self.teams.lock().unwrap_or_else(|e| e.into_inner());
+        let teams = self.teams.lock();
         teams.get(team_id).map_or(0, |tx| tx.receiver_count())
     }
 
     /// Teams that have waiters now.
     pub fn watched_teams(&self) -> Vec<String> {
-        let teams = self.teams.lock().unwrap_or_else(|e| e.into_inner());
+        let teams = self.teams.lock();
         teams
             .iter()
             .filter(|(_, tx)| tx.receiver_count() > 0)

@@ -10,8 +10,9 @@
 
 use crate::audit::event::AuditEvent;
 use crate::domain::time::now_micros;
+use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::OnceCell;
 
@@ -59,7 +60,7 @@ impl ReadFold {
     /// arriving while the first append is under way wait on the same cell,
     /// and one of them appends again should it fail.
     pub fn read(&self, key_prefix: &str, team_id: &str, content: Content) -> Arc<OnceCell<()>> {
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let mut entries = self.entries.lock();
         let key = (key_prefix.to_owned(), team_id.to_owned(), content);
         let now = Instant::now();
         let e = entries.entry(key).or_insert_with(|| Entry {
@@ -75,7 +76,7 @@ impl ReadFold {
 
     /// Counts one read of a content whose first event was already durable.
     pub fn repeated(&self, key_prefix: &str, team_id: &str, content: Content) {
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let mut entries = self.entries.lock();
         let key = (key_prefix.to_owned(), team_id.to_owned(), content);
         if let Some(e) = entries.get_mut(&key) {
             e.repeats += 1;
@@ -84,7 +85,7 @@ impl ReadFold {
 
     /// The first event of `content` is durable: it is the summaries' model.
     pub fn recorded(&self, key_prefix: &str, team_id: &str, content: Content, event: AuditEvent) {
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let mut entries = self.entries.lock();
         let key = (key_prefix.to_owned(), team_id.to_owned(), content);
         if let Some(e) = entries.get_mut(&key) {
             if e.first.is_none() {
@@ -97,10 +98,9 @@ impl ReadFold {
     /// the contents forgotten: idle for a summary period with nothing left
     /// to write, or the oldest beyond [`MAX_REMEMBERED`].
     pub fn take_summaries(&self, all: bool) -> Vec<AuditEvent> {
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let mut entries = self.entries.lock();
         let now = Instant::now();
-        let mut out =
-            std::mem::take(&mut *self.unwritten.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut out = std::mem::take(&mut *self.unwritten.lock());
         let over = entries.len().saturating_sub(MAX_REMEMBERED);
         let mut oldest: Vec<(Instant, FoldKey)> = Vec::new();
         if over > 0 {
@@ -135,7 +135,7 @@ impl ReadFold {
     /// Keeps summaries that could not be written for the next attempt (at
     /// most as many as contents are remembered: a bound whatever happens).
     pub fn restore(&self, mut failed: Vec<AuditEvent>) {
-        let mut unwritten = self.unwritten.lock().unwrap_or_else(|e| e.into_inner());
+        let mut unwritten = self.unwritten.lock();
         failed.truncate(MAX_REMEMBERED.saturating_sub(unwritten.len()));
         unwritten.extend(failed);
     }

@@ -15,9 +15,10 @@ use super::{Service, ServiceResult};
 use crate::domain::access::DeliveryAccess;
 use crate::domain::types::SecretRecord;
 use crate::store::Snapshot;
+use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 use tokio::sync::OnceCell;
 
 /// The revision of `grant`'s scope in `snapshot`.
@@ -111,11 +112,7 @@ impl Service {
             return Ok((woken_at, woken_at));
         }
         let cell = {
-            let mut reading = self
-                .snapshot_flight
-                .reading
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
+            let mut reading = self.snapshot_flight.reading.lock();
             reading.retain(|_, cell| cell.strong_count() > 0);
             let slot = (grant.team().team_id().to_owned(), woken_at);
             match reading.get(&slot).and_then(Weak::upgrade) {

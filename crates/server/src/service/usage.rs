@@ -2,8 +2,8 @@
 //! in memory and written in one batch about once a second.
 
 use crate::domain::time::Micros;
+use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::Mutex;
 
 /// How often pending uses are written.
 pub const FLUSH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
@@ -15,31 +15,25 @@ pub struct UsageRecorder {
 
 impl UsageRecorder {
     pub fn record(&self, prefix: &str, at: Micros) {
-        if let Ok(mut map) = self.pending.lock() {
-            match map.get_mut(prefix) {
-                Some(t) => *t = (*t).max(at),
-                None => {
-                    map.insert(prefix.to_owned(), at);
-                }
+        let mut map = self.pending.lock();
+        match map.get_mut(prefix) {
+            Some(t) => *t = (*t).max(at),
+            None => {
+                map.insert(prefix.to_owned(), at);
             }
         }
     }
 
     /// A use not yet written, so listings on this node are current.
     pub fn pending(&self, prefix: &str) -> Option<Micros> {
-        self.pending.lock().ok()?.get(prefix).copied()
+        self.pending.lock().get(prefix).copied()
     }
 
     pub(super) fn take(&self) -> Vec<(String, Micros)> {
-        self.pending
-            .lock()
-            .map(|mut m| m.drain().collect())
-            .unwrap_or_default()
+        self.pending.lock().drain().collect()
     }
 
     pub(super) fn forget(&self, prefix: &str) {
-        if let Ok(mut m) = self.pending.lock() {
-            m.remove(prefix);
-        }
+        self.pending.lock().remove(prefix);
     }
 }
