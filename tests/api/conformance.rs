@@ -51,27 +51,3 @@ mod sqlite {
 mod postgres {
     tessera_store_conformance::engine_tests!(super::Postgres);
 }
-
-/// The kit builds organizations itself (it sits below the service); they
-/// must be the rows the service's bootstrap makes.
-#[test]
-fn kit_organizations_are_as_bootstrap_makes_them() {
-    let kit = tessera_store_conformance::new_organization("acme");
-    let service = tessera::service::bootstrap::new_organization("acme", 1, "prefix", vec![7; 32]);
-    let shape = |o: &tessera::store::NewOrganization| {
-        (
-            o.org.name.clone(),
-            o.default_team.name.clone(),
-            o.default_team.is_default,
-            o.admin.name.clone(),
-            o.admin.email.clone(),
-            o.admin.role,
-            o.admin_key.key_type,
-            o.admin_key.name.clone(),
-            o.admin_key.created_by == Some(o.admin.id.clone()),
-            o.admin_key.user_id == Some(o.admin.id.clone()),
-            o.default_team.org_id == o.org.id && o.admin.org_id == o.org.id,
-        )
-    };
-    assert_eq!(shape(&kit), shape(&service));
-}

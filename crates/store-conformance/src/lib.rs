@@ -275,51 +275,9 @@ impl Org {
     }
 }
 
-/// The rows of a new organization as the service's bootstrap makes them:
-/// its default team, its admin and the admin's personal key, all created
-/// now. (Built here: the kit sits below the service.)
+/// A new organization's rows, created now (a made-up key hash).
 pub fn new_organization(name: &str) -> NewOrganization {
-    let now = tick();
-    let org = Organization {
-        id: new_id(),
-        name: name.to_owned(),
-        created_at: now,
-    };
-    let default_team = Team {
-        id: new_id(),
-        org_id: org.id.clone(),
-        name: "default".to_owned(),
-        is_default: true,
-        created_at: now,
-    };
-    let admin = User {
-        id: new_id(),
-        org_id: org.id.clone(),
-        email: None,
-        name: Some("admin".to_owned()),
-        role: OrgRole::Admin,
-        created_at: now,
-    };
-    let admin_key = ApiKeyRecord {
-        prefix: new_id(),
-        org_id: org.id.clone(),
-        key_type: KeyType::Personal,
-        name: Some("admin".to_owned()),
-        secret_hash: vec![7; 32],
-        user_id: Some(admin.id.clone()),
-        team_id: None,
-        model_ids: None,
-        secret_names: None,
-        created_by: Some(admin.id.clone()),
-        created_at: now,
-        last_used_at: None,
-    };
-    NewOrganization {
-        org,
-        default_team,
-        admin,
-        admin_key,
-    }
+    NewOrganization::build(name, tick(), &new_id(), vec![7; 32])
 }
 
 pub fn new_team(name: &str) -> NewTeam {

@@ -8,9 +8,10 @@ use tessera_core::domain::access::{
     AdministerTeam, DeleteTeam, KeyHandover, OrgAccess, ReadTeam, TeamAccess,
 };
 use tessera_core::domain::audit_action::AuditAction;
+use tessera_core::domain::ids::new_id;
 use tessera_core::domain::time::Micros;
 use tessera_core::domain::types::{
-    ApiKeyRecord, Membership, OrgRole, Organization, Team, TeamRole, User,
+    ApiKeyRecord, KeyType, Membership, OrgRole, Organization, Team, TeamRole, User,
 };
 
 pub(crate) const TEAM_NAME_TAKEN: &str = "the organization already has a team with this name";
@@ -96,6 +97,57 @@ pub struct NewOrganization {
     pub default_team: Team,
     pub admin: User,
     pub admin_key: ApiKeyRecord,
+}
+
+/// Name of the team every organization starts with.
+pub const DEFAULT_TEAM_NAME: &str = "default";
+
+impl NewOrganization {
+    /// The rows of a new organization named `name`, created at `now`: its
+    /// default team, its admin user and the admin's personal key (the
+    /// token's prefix and the hash of its secret).
+    pub fn build(name: &str, now: Micros, prefix: &str, secret_hash: Vec<u8>) -> Self {
+        let org = Organization {
+            id: new_id(),
+            name: name.to_owned(),
+            created_at: now,
+        };
+        let default_team = Team {
+            id: new_id(),
+            org_id: org.id.clone(),
+            name: DEFAULT_TEAM_NAME.to_owned(),
+            is_default: true,
+            created_at: now,
+        };
+        let admin = User {
+            id: new_id(),
+            org_id: org.id.clone(),
+            email: None,
+            name: Some("admin".to_owned()),
+            role: OrgRole::Admin,
+            created_at: now,
+        };
+        let admin_key = ApiKeyRecord {
+            prefix: prefix.to_owned(),
+            org_id: org.id.clone(),
+            key_type: KeyType::Personal,
+            name: Some("admin".to_owned()),
+            secret_hash,
+            user_id: Some(admin.id.clone()),
+            team_id: None,
+            model_ids: None,
+            secret_names: None,
+            created_by: Some(admin.id.clone()),
+            created_at: now,
+            last_used_at: None,
+        };
+        NewOrganization {
+            org,
+            default_team,
+            admin,
+            admin_key,
+        }
+    }
 }
 
 /// A team to create in the grant's organization.

@@ -49,6 +49,7 @@ pub use history::{
 };
 pub use identity::{
     AuthorityOutcome, IdentityStore, NewOrganization, NewTeam, NewUser, TeamDeletion, UserQuery,
+    DEFAULT_TEAM_NAME,
 };
 pub use keyring::KeyringStore;
 pub use keys::{KeyListing, KeyStore, NewApiKey, AUTHORITY_GONE};

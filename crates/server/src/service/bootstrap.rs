@@ -4,14 +4,10 @@
 use crate::crypto::fingerprint::{self, Fingerprinter};
 use crate::crypto::keyring::KeyringError;
 use crate::crypto::Keyring;
-use crate::domain::ids::new_id;
 use crate::domain::key_token::NewKeyToken;
-use crate::domain::time::{now_micros, Micros};
-use crate::domain::types::{ApiKeyRecord, KekRecord, KeyType, OrgRole, Organization, Team, User};
+use crate::domain::time::now_micros;
+use crate::domain::types::KekRecord;
 use crate::store::{NewOrganization, Store, StoreError};
-
-/// Name of the team every organization starts with.
-pub const DEFAULT_TEAM_NAME: &str = "default";
 
 #[derive(Debug, thiserror::Error)]
 pub enum BootstrapError {
@@ -168,7 +164,7 @@ async fn verify(store: &dyn Store, keyring: &Keyring) -> Result<bool, BootstrapE
 /// Creates an organization and returns its admin API key (shown only here).
 pub async fn create_organization(store: &dyn Store, name: &str) -> Result<NewKeyToken, StoreError> {
     let token = NewKeyToken::generate();
-    let new = new_organization(name, now_micros(), &token.prefix, token.secret_hash.clone());
+    let new = NewOrganization::build(name, now_micros(), &token.prefix, token.secret_hash.clone());
     let mut event =
         super::audit::system_event(crate::domain::audit_action::AuditAction::OrganizationCreate);
     event.org_id = Some(new.org.id.clone());
@@ -176,54 +172,4 @@ pub async fn create_organization(store: &dyn Store, name: &str) -> Result<NewKey
     event.target_name = Some(new.org.name.clone());
     store.create_organization(new, event).await?;
     Ok(token)
-}
-
-/// The rows of a new organization: its default team, its admin and the
-/// admin's personal key (`prefix`, `secret_hash`), all created at `now`.
-pub fn new_organization(
-    name: &str,
-    now: Micros,
-    prefix: &str,
-    secret_hash: Vec<u8>,
-) -> NewOrganization {
-    let org = Organization {
-        id: new_id(),
-        name: name.to_owned(),
-        created_at: now,
-    };
-    let default_team = Team {
-        id: new_id(),
-        org_id: org.id.clone(),
-        name: DEFAULT_TEAM_NAME.to_owned(),
-        is_default: true,
-        created_at: now,
-    };
-    let admin = User {
-        id: new_id(),
-        org_id: org.id.clone(),
-        email: None,
-        name: Some("admin".to_owned()),
-        role: OrgRole::Admin,
-        created_at: now,
-    };
-    let admin_key = ApiKeyRecord {
-        prefix: prefix.to_owned(),
-        org_id: org.id.clone(),
-        key_type: KeyType::Personal,
-        name: Some("admin".to_owned()),
-        secret_hash,
-        user_id: Some(admin.id.clone()),
-        team_id: None,
-        model_ids: None,
-        secret_names: None,
-        created_by: Some(admin.id.clone()),
-        created_at: now,
-        last_used_at: None,
-    };
-    NewOrganization {
-        org,
-        default_team,
-        admin,
-        admin_key,
-    }
 }
